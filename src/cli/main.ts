@@ -1,0 +1,307 @@
+// The `backfill` command: a Temporal client for operators. Exit codes: 0 done, 1 the migration is
+// red or failed, 2 bad input. A user mistake prints a message, never a stack trace.
+import { Command, CommanderError, Option } from 'commander';
+import {
+  Client,
+  Connection,
+  WorkflowExecutionAlreadyStartedError,
+  WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
+  type WorkflowHandle,
+  type WorkflowHandleWithFirstExecutionRunId,
+} from '@temporalio/client';
+import { SearchAttributeType, defineSearchAttributeKey } from '@temporalio/common';
+import { BadInput, loadSpecFile } from '../spec/load';
+import { aliasIsConfigured, envNameForAlias } from '../spec/aliases';
+import { controlAlias, type MigrationSpec } from '../spec/schema';
+import { redact } from '../db/redact';
+import { temporalTarget } from '../client';
+import { renderMarkdown, renderProgress } from '../report/render';
+import type { Report } from '../report/model';
+import {
+  SEARCH_ATTRIBUTES,
+  TERMINAL,
+  WORKFLOW_TYPE,
+  abortSignal,
+  approveCutoverUpdate,
+  pauseSignal,
+  progressQuery,
+  rejectCutoverUpdate,
+  reportQuery,
+  rerunUpdate,
+  resumeSignal,
+  type MigrationResult,
+  type Progress,
+} from '../workflows/messages';
+import { follow } from './follow';
+import { preflight } from '../activities/plan';
+import { closePools } from '../db/pools';
+import { runWorker } from '../worker';
+import { runDemo } from './demo';
+
+export const EXIT = { ok: 0, red: 1, badInput: 2 } as const;
+
+async function connect(): Promise<Client> {
+  const t = temporalTarget();
+  try {
+    const connection = await Connection.connect({ address: t.address, tls: t.tls as never, apiKey: t.apiKey, metadata: t.metadata });
+    return new Client({ connection, namespace: t.namespace });
+  } catch (e) {
+    throw new Error(`cannot reach Temporal at ${t.address}: ${(e as Error).message} (set TEMPORAL_ADDRESS)`);
+  }
+}
+
+function specOrExit(file: string): MigrationSpec {
+  const r = loadSpecFile(file);
+  if (!r.ok) throw new BadInput(`${file}: the spec is not valid`, r.problems);
+  return r.spec;
+}
+
+async function progressOf(h: WorkflowHandle): Promise<Progress> {
+  return h.query(progressQuery);
+}
+
+async function finalResult(h: WorkflowHandle): Promise<MigrationResult | { phase: 'failed'; reason: string }> {
+  try {
+    return (await h.result()) as MigrationResult;
+  } catch (e) {
+    const cause = (e as { cause?: { message?: string } }).cause;
+    return { phase: 'failed', reason: redact(cause?.message ?? (e as Error).message) };
+  }
+}
+
+function exitFor(r: { phase: string }): number {
+  return r.phase === 'completed' ? EXIT.ok : EXIT.red;
+}
+
+let exitCode: number = EXIT.ok;
+/** Each action returns its exit code; commander itself does not carry it. */
+const act =
+  <A extends unknown[]>(fn: (...a: A) => Promise<number>) =>
+  async (...a: A): Promise<void> => {
+    exitCode = await fn(...a);
+  };
+
+export function buildProgram(): Command {
+  const program = new Command('backfill')
+    .description('Durable, reconciled PostgreSQL backfills on Temporal')
+    .showHelpAfterError()
+    .exitOverride();
+
+  program
+    .command('validate')
+    .argument('<spec>', 'the migration spec, YAML or JSON')
+    .option('--no-db', 'check the spec only, not the databases')
+    .description('check a spec, and (where this shell has the BACKFILL_DB_<ALIAS> connections) check it against the databases')
+    .action(act(async (file: string, o: { db: boolean }) => {
+      const spec = specOrExit(file);
+      console.log(`${file}: the spec is valid (${spec.tables.length} table${spec.tables.length === 1 ? '' : 's'}, mode ${spec.mode})`);
+      const aliases = [...new Set([spec.source, spec.target, controlAlias(spec)])];
+      const missing = aliases.filter((a) => !aliasIsConfigured(a));
+      if (!o.db) return EXIT.ok;
+      if (missing.length) {
+        console.log(`databases not checked here: ${missing.map(envNameForAlias).join(', ')} not set (the worker checks them before any row is written)`);
+        return EXIT.ok;
+      }
+      try {
+        await preflight(spec);
+      } catch (e) {
+        throw new BadInput(redact((e as Error).message));
+      } finally {
+        await closePools();
+      }
+      console.log('the databases match the spec: tables, columns, key, privileges and the source query all check out');
+      return EXIT.ok;
+    }));
+
+  program
+    .command('start')
+    .argument('<spec>', 'the migration spec, YAML or JSON')
+    .option('--wait', 'follow the migration until it ends')
+    .description('start a migration (workflow id = the spec name)')
+    .action(act(async (file: string, o: { wait?: boolean }) => {
+      const spec = specOrExit(file);
+      const client = await connect();
+      let h: WorkflowHandleWithFirstExecutionRunId;
+      try {
+        h = await client.workflow.start(WORKFLOW_TYPE, {
+          taskQueue: spec.taskQueue,
+          workflowId: spec.name,
+          args: [spec],
+          workflowIdConflictPolicy: 'FAIL',
+          workflowIdReusePolicy: 'ALLOW_DUPLICATE_FAILED_ONLY',
+          typedSearchAttributes: [
+            { key: defineSearchAttributeKey(SEARCH_ATTRIBUTES.migration, SearchAttributeType.KEYWORD), value: spec.name },
+            { key: defineSearchAttributeKey(SEARCH_ATTRIBUTES.phase, SearchAttributeType.KEYWORD), value: 'planning' },
+          ],
+        });
+      } catch (e) {
+        if (e instanceof WorkflowExecutionAlreadyStartedError)
+          throw new BadInput(`migration "${spec.name}" already exists (running, or completed under this name); pick another name or follow it with: backfill status ${spec.name} --watch`);
+        throw e;
+      }
+      console.log(`started migration ${spec.name} (run ${h.firstExecutionRunId}) on task queue ${spec.taskQueue}`);
+      if (!o.wait) return EXIT.ok;
+      await follow(h);
+      const r = await finalResult(h);
+      console.log(r.phase === 'completed' ? `completed: switched at ${(r as MigrationResult).switchedAt}` : `${r.phase}: ${r.reason ?? ''}`);
+      return exitFor(r);
+    }));
+
+  program
+    .command('status')
+    .argument('<name>', 'the migration name')
+    .option('--watch', 'keep showing progress until the migration ends')
+    .description('show the phase and the ranges of a migration')
+    .action(act(async (name: string, o: { watch?: boolean }) => {
+      const h = (await connect()).workflow.getHandle(name);
+      if (o.watch) {
+        const p = await follow(h);
+        console.log(renderProgress(p));
+        return TERMINAL.includes(p.phase) ? exitFor(p) : EXIT.ok;
+      }
+      const p = await progressOf(h);
+      console.log(renderProgress(p));
+      return p.phase === 'failed' || p.phase === 'aborted' ? EXIT.red : EXIT.ok;
+    }));
+
+  program
+    .command('report')
+    .argument('<name>', 'the migration name')
+    .addOption(new Option('--format <format>', 'md or json').choices(['md', 'json']).default('md'))
+    .description('print the reconciliation report')
+    .action(act(async (name: string, o: { format: 'md' | 'json' }) => {
+      const h = (await connect()).workflow.getHandle(name);
+      const r: Report = await h.query(reportQuery);
+      console.log(o.format === 'json' ? JSON.stringify(r, null, 2) : renderMarkdown(r));
+      return r.verdict === 'green' ? EXIT.ok : EXIT.red;
+    }));
+
+  program
+    .command('approve')
+    .argument('<name>', 'the migration name')
+    .requiredOption('--as <who>', 'who approves (checked against cutover.approvers)')
+    .option('--digest <digest>', 'the digest you reviewed; refused unless it is the evidence presented now')
+    .option('--comment <text>', 'a note kept with the approval')
+    .description('approve the cutover: shows the report summary and approves exactly the digest it showed')
+    .action(act(async (name: string, o: { as: string; digest?: string; comment?: string }) => {
+      const h = (await connect()).workflow.getHandle(name);
+      const r: Report = await h.query(reportQuery);
+      console.log(renderMarkdown(r));
+      if (o.digest && o.digest !== r.digest)
+        throw new BadInput(`the digest you gave (${o.digest}) is not the evidence presented now (${r.digest || 'none'}); review the report again`);
+      const res = await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: o.as, digest: r.digest, comment: o.comment }] });
+      console.log(`approved digest ${r.digest} as ${o.as} at ${res.approvedAt}`);
+      return EXIT.ok;
+    }));
+
+  program
+    .command('reject')
+    .argument('<name>', 'the migration name')
+    .requiredOption('--as <who>', 'who rejects')
+    .requiredOption('--reason <text>', 'why')
+    .description('reject the evidence presented for cutover; the migration waits for a rerun or an abort')
+    .action(act(async (name: string, o: { as: string; reason: string }) => {
+      const h = (await connect()).workflow.getHandle(name);
+      const res = await h.executeUpdate(rejectCutoverUpdate, { args: [{ approver: o.as, reason: o.reason }] });
+      console.log(`rejected at ${res.rejectedAt}`);
+      return EXIT.ok;
+    }));
+
+  program
+    .command('rerun')
+    .argument('<name>', 'the migration name')
+    .option('--table <table>', 'the source or target table the ranges belong to (default: every table)')
+    .requiredOption('--range <n...>', 'range indexes to copy and verify again')
+    .description('copy and verify again exactly these ranges; nothing outside them is rewritten')
+    .action(act(async (name: string, o: { table?: string; range: string[] }) => {
+      const ranges = o.range.flatMap((s) => s.split(',')).map((s) => Number(s));
+      if (ranges.some((n) => !Number.isInteger(n) || n < 0)) throw new BadInput(`--range takes range indexes (non-negative integers), got ${o.range.join(' ')}`);
+      const h = (await connect()).workflow.getHandle(name);
+      const res = await h.executeUpdate(rerunUpdate, { args: [{ table: o.table, ranges }] });
+      console.log(`${res.ranges} range(s) queued to be copied and verified again`);
+      return EXIT.ok;
+    }));
+
+  for (const [cmd, what] of [
+    ['pause', 'stop starting new ranges (ranges in flight finish)'],
+    ['resume', 'start ranges again after a pause'],
+  ] as const) {
+    program
+      .command(cmd)
+      .argument('<name>', 'the migration name')
+      .description(what)
+      .action(act(async (name: string) => {
+        await (await connect()).workflow.getHandle(name).signal(cmd === 'pause' ? pauseSignal : resumeSignal);
+        console.log(`${cmd} sent to ${name}`);
+        return EXIT.ok;
+      }));
+  }
+
+  program
+    .command('abort')
+    .argument('<name>', 'the migration name')
+    .option('--reason <text>', 'why', 'aborted by an operator')
+    .description('stop the migration: ranges in flight finish, nothing is switched')
+    .action(act(async (name: string, o: { reason: string }) => {
+      await (await connect()).workflow.getHandle(name).signal(abortSignal, { reason: o.reason });
+      console.log(`abort sent to ${name}`);
+      return EXIT.ok;
+    }));
+
+  program
+    .command('worker')
+    .description('run a worker: it polls BACKFILL_TASK_QUEUE (default "backfill") and resolves BACKFILL_DB_<ALIAS>')
+    .action(act(async () => {
+      await runWorker();
+      return EXIT.ok;
+    }));
+
+  program
+    .command('demo')
+    .description('run a real migration on embedded PostgreSQL and a Temporal dev server, nothing to configure')
+    .option('--rows <n>', 'rows in the sample source table', '1000000')
+    .option('--chunk <n>', 'key span per range', '50000')
+    .option('--keep', 'keep the servers (and the Temporal UI) running until Ctrl-C')
+    .action(act(async (o: { rows: string; chunk: string; keep?: boolean }) => {
+      const rows = Number(o.rows);
+      const chunk = Number(o.chunk);
+      if (!Number.isInteger(rows) || rows < 1) throw new BadInput(`--rows must be a positive integer, got ${o.rows}`);
+      if (!Number.isInteger(chunk) || chunk < 1) throw new BadInput(`--chunk must be a positive integer, got ${o.chunk}`);
+      return runDemo({ rows, chunk, keep: Boolean(o.keep) });
+    }));
+
+  return program;
+}
+
+function explain(e: unknown): { code: number; text: string } {
+  if (e instanceof BadInput) return { code: EXIT.badInput, text: [e.message, ...e.problems.map((p) => `  ${p}`)].join('\n') };
+  if (e instanceof WorkflowNotFoundError) return { code: EXIT.badInput, text: `no such migration: ${e.workflowId ?? ''}`.trim() };
+  if (e instanceof WorkflowUpdateFailedError) {
+    const why = (e.cause as Error | undefined)?.message ?? e.message;
+    return { code: EXIT.badInput, text: `refused: ${why}` };
+  }
+  const err = e as { name?: string; message?: string; cause?: { message?: string } };
+  if (err?.name === 'QueryNotRegisteredError' || /not found/i.test(err?.message ?? ''))
+    return { code: EXIT.badInput, text: redact(err.message ?? String(e)) };
+  return { code: EXIT.red, text: redact(err?.message ?? String(e)) };
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  let code: number = EXIT.ok;
+  try {
+    await program.parseAsync(argv);
+    code = exitCode;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      code = e.exitCode === 0 ? EXIT.ok : EXIT.badInput;
+    } else {
+      const { code: c, text } = explain(e);
+      console.error(`backfill: ${text}`);
+      if (process.env.BACKFILL_DEBUG) console.error(e);
+      code = c;
+    }
+  }
+  process.exit(code);
+}

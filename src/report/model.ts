@@ -1,0 +1,181 @@
+// The report: what is wrong, where, and how to rerun only that slice. Pure functions only, so the
+// workflow, the activities and the CLI all build and read it the same way.
+
+export interface SideTotals {
+  count: string;
+  checksum: string;
+  aggregates: Record<string, string>;
+  distribution: Record<string, Record<string, string>>;
+}
+
+export interface RangeKeys {
+  missing: string[][];
+  extra: string[][];
+  changed: string[][];
+  duplicates: string[][];
+}
+
+export interface RangeReport {
+  index: number;
+  lo: string;
+  hi: string;
+  status: string;
+  attempts: number;
+  source: { count: string; checksum: string } | null;
+  target: { count: string; checksum: string } | null;
+  missing: number | null;
+  extra: number | null;
+  /** null: the range differs but its changed rows have not been located */
+  changed: number | null;
+  duplicates: number | null;
+  keys: RangeKeys;
+  rerun: string;
+}
+
+export interface TableReport {
+  source: string;
+  target: string;
+  totals: { source: SideTotals | null; target: SideTotals | null; match: boolean; sumOfRanges: { source: string; target: string; match: boolean } };
+  ranges: RangeReport[];
+  rangeSummary: { total: number; verified: number; failed: number; pending: number; shown: number };
+  outside: { count: string; keys: string[][] };
+}
+
+export interface Approval {
+  approver: string;
+  digest: string;
+  comment?: string;
+  approvedAt: string;
+}
+
+export interface Report {
+  migration: string;
+  digest: string;
+  verdict: 'green' | 'red';
+  /** false while the evidence is still being gathered */
+  complete: boolean;
+  phase: string;
+  generatedAt: string;
+  tables: TableReport[];
+  delta: { watermark: string | null; rowsApplied: number; remaining: number };
+  approvals: Approval[];
+  switchedAt?: string;
+}
+
+/** A ledger row as the report builder reads it. */
+export interface LedgerRange {
+  index: number;
+  lo: string;
+  hi: string;
+  status: string;
+  attempts: number;
+  sourceCount: string | null;
+  sourceChecksum: string | null;
+  targetCount: string | null;
+  targetChecksum: string | null;
+}
+
+export interface TableEvidence {
+  source: string;
+  target: string;
+  planned: number;
+  ranges: LedgerRange[];
+  totals: { source: SideTotals; target: SideTotals; outside: { count: string; keys: string[][] } } | null;
+}
+
+/** Verified ranges beyond this many per table are summarised; failed ones are always listed. */
+export const MAX_VERIFIED_RANGES_SHOWN = 500;
+export const MAX_FAILED_RANGES_SHOWN = 2000;
+
+export function rerunCommand(migration: string, table: string, index: number): string {
+  return `backfill rerun ${migration} --table ${table} --range ${index}`;
+}
+
+const num = (v: string | null) => (v === null ? null : Number(v));
+
+function rangeReport(migration: string, table: string, r: LedgerRange): RangeReport {
+  const s = num(r.sourceCount);
+  const t = num(r.targetCount);
+  const proven = r.status === 'verified';
+  return {
+    index: r.index,
+    lo: r.lo,
+    hi: r.hi,
+    status: r.status,
+    attempts: r.attempts,
+    source: r.sourceCount === null ? null : { count: r.sourceCount, checksum: r.sourceChecksum ?? '' },
+    target: r.targetCount === null ? null : { count: r.targetCount, checksum: r.targetChecksum ?? '' },
+    missing: s === null || t === null ? null : Math.max(0, s - t),
+    extra: s === null || t === null ? null : Math.max(0, t - s),
+    changed: proven ? 0 : null,
+    duplicates: proven ? 0 : null,
+    keys: { missing: [], extra: [], changed: [], duplicates: [] },
+    rerun: rerunCommand(migration, table, r.index),
+  };
+}
+
+function sum(xs: (string | null)[]): string {
+  return xs.reduce((a, x) => a + BigInt(x ?? '0'), 0n).toString();
+}
+
+export function buildTableReport(migration: string, e: TableEvidence): TableReport {
+  const verified = e.ranges.filter((r) => r.status === 'verified').length;
+  const failed = e.ranges.filter((r) => r.status === 'failed' || r.status === 'mismatch').length;
+  const showAll = e.ranges.length <= MAX_VERIFIED_RANGES_SHOWN;
+  const shown = e.ranges
+    .filter((r) => showAll || r.status !== 'verified')
+    .slice(0, MAX_FAILED_RANGES_SHOWN)
+    .map((r) => rangeReport(migration, e.source, r));
+  const sumSource = sum(e.ranges.map((r) => r.sourceCount));
+  const sumTarget = sum(e.ranges.map((r) => r.targetCount));
+  const totalsMatch =
+    !!e.totals && e.totals.source.count === e.totals.target.count && e.totals.source.checksum === e.totals.target.checksum;
+  return {
+    source: e.source,
+    target: e.target,
+    totals: {
+      source: e.totals?.source ?? null,
+      target: e.totals?.target ?? null,
+      match: totalsMatch,
+      sumOfRanges: {
+        source: sumSource,
+        target: sumTarget,
+        match: !!e.totals && sumSource === e.totals.source.count && sumTarget === e.totals.target.count,
+      },
+    },
+    ranges: shown,
+    rangeSummary: { total: e.planned, verified, failed, pending: e.planned - verified - failed, shown: shown.length },
+    outside: e.totals?.outside ?? { count: '0', keys: [] },
+  };
+}
+
+export function isGreen(t: TableReport): boolean {
+  return (
+    t.rangeSummary.verified === t.rangeSummary.total &&
+    t.totals.match &&
+    t.totals.sumOfRanges.match &&
+    t.outside.count === '0'
+  );
+}
+
+/**
+ * The text the digest hashes: every range's bounds, counts and checksums (not only those shown),
+ * the totals and the delta watermark. Approving a digest approves exactly this evidence.
+ */
+export function evidenceText(migration: string, tables: TableEvidence[], watermark: string | null): string {
+  return JSON.stringify({
+    migration,
+    watermark,
+    tables: tables.map((t) => ({
+      source: t.source,
+      target: t.target,
+      planned: t.planned,
+      totals: t.totals && {
+        source: [t.totals.source.count, t.totals.source.checksum],
+        target: [t.totals.target.count, t.totals.target.checksum],
+        outside: t.totals.outside.count,
+      },
+      ranges: t.ranges.map((r) => [r.index, r.lo, r.hi, r.status, r.sourceCount, r.sourceChecksum, r.targetCount, r.targetChecksum]),
+    })),
+  });
+}

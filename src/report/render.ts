@@ -1,0 +1,63 @@
+// Rendering the report and the progress for people. Pure functions.
+import type { Report, TableReport } from './model';
+import type { Progress } from '../workflows/messages';
+
+const fmt = (n: number | string) => Number(n).toLocaleString('en-US');
+
+function tableSection(t: TableReport): string[] {
+  const s = t.totals.source;
+  const d = t.totals.target;
+  const out = [
+    `### ${t.source} → ${t.target}`,
+    '',
+    '| check | source | target | match |',
+    '|---|---|---|---|',
+    `| rows | ${s ? fmt(s.count) : '–'} | ${d ? fmt(d.count) : '–'} | ${s && d ? (s.count === d.count ? 'yes' : '**no**') : '–'} |`,
+    `| checksum | ${s?.checksum ?? '–'} | ${d?.checksum ?? '–'} | ${s && d ? (s.checksum === d.checksum ? 'yes' : '**no**') : '–'} |`,
+    `| sum of ranges | ${fmt(t.totals.sumOfRanges.source)} | ${fmt(t.totals.sumOfRanges.target)} | ${t.totals.sumOfRanges.match ? 'yes' : '**no**'} |`,
+    `| rows outside every range | | ${fmt(t.outside.count)} | ${t.outside.count === '0' ? 'yes' : '**no**'} |`,
+    '',
+    `Ranges: ${fmt(t.rangeSummary.total)} planned, ${fmt(t.rangeSummary.verified)} verified, ${fmt(t.rangeSummary.failed)} failed, ${fmt(t.rangeSummary.pending)} pending.`,
+  ];
+  if (t.outside.count !== '0') out.push('', `Target keys outside every planned range (sample): ${t.outside.keys.map((k) => JSON.stringify(k)).join(', ')}`);
+  const bad = t.ranges.filter((r) => r.status !== 'verified');
+  if (bad.length) {
+    out.push('', '| range | keys | status | attempts | source rows | target rows | missing | extra | rerun |', '|---|---|---|---|---|---|---|---|---|');
+    for (const r of bad) {
+      out.push(
+        `| ${r.index} | [${r.lo}, ${r.hi}) | ${r.status} | ${r.attempts} | ${r.source ? fmt(r.source.count) : '–'} | ${r.target ? fmt(r.target.count) : '–'} | ${r.missing ?? '?'} | ${r.extra ?? '?'} | \`${r.rerun}\` |`,
+      );
+    }
+  }
+  return out;
+}
+
+export function renderMarkdown(r: Report): string {
+  const lines = [
+    `# Migration ${r.migration}: ${r.verdict.toUpperCase()}`,
+    '',
+    `Phase: ${r.phase}. Generated ${r.generatedAt}.${r.complete ? '' : ' The evidence is not complete yet.'}`,
+    r.digest ? `Digest: \`${r.digest}\`` : 'Digest: none yet',
+    '',
+  ];
+  for (const t of r.tables) lines.push(...tableSection(t), '');
+  if (r.approvals.length) {
+    lines.push('## Approvals', '');
+    for (const a of r.approvals) lines.push(`- ${a.approver} approved \`${a.digest}\` at ${a.approvedAt}${a.comment ? `: ${a.comment}` : ''}`);
+    lines.push('');
+  }
+  if (r.switchedAt) lines.push(`Authority switched at ${r.switchedAt}.`, '');
+  return lines.join('\n');
+}
+
+export function renderProgress(p: Progress): string {
+  const lines = [`${p.migration}: ${p.phase}${p.paused ? ' (paused)' : ''}${p.detail ? ` – ${p.detail}` : ''}`];
+  for (const t of p.tables) {
+    const r = t.ranges;
+    lines.push(
+      `  ${t.source} → ${t.target}: ${fmt(r.verified)}/${fmt(r.total)} ranges verified, ${fmt(r.inFlight)} in flight, ${fmt(r.failed)} failed, ${fmt(t.rowsCopied)} rows copied`,
+    );
+  }
+  if (p.digest) lines.push(`  awaiting approval of digest ${p.digest}`);
+  return lines.join('\n');
+}

@@ -1,0 +1,23 @@
+// Connection aliases are resolved on the worker only: the spec names an alias, the worker's
+// environment holds the connection string. Nothing here may reach a workflow or an error message.
+import { ApplicationFailure } from '@temporalio/common';
+
+export function envNameForAlias(alias: string): string {
+  return `BACKFILL_DB_${alias.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
+}
+
+export function connectionStringFor(alias: string, env: NodeJS.ProcessEnv = process.env): string {
+  const value = env[envNameForAlias(alias)];
+  if (!value) {
+    throw ApplicationFailure.create({
+      type: 'ConfigError',
+      nonRetryable: true,
+      message: `connection alias "${alias}" is not configured on the worker: set ${envNameForAlias(alias)}`,
+    });
+  }
+  return value;
+}
+
+export function aliasIsConfigured(alias: string, env: NodeJS.ProcessEnv = process.env): boolean {
+  return Boolean(env[envNameForAlias(alias)]);
+}

@@ -1,0 +1,63 @@
+// The worker: polls the task queue, runs the migration workflow and its activities. Connection
+// strings come from BACKFILL_DB_<ALIAS> here and nowhere else.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import * as activities from './activities';
+import { closePools } from './db/pools';
+import { temporalTarget } from './client';
+
+export const DEFAULT_TASK_QUEUE = 'backfill';
+
+/** The workflow code: the bundle `npm run build` made, else bundled now from the sources. */
+export function workflowSource(): Pick<WorkerOptions, 'workflowBundle' | 'workflowsPath'> {
+  const bundle = join(__dirname, '..', 'workflow-bundle.js');
+  if (existsSync(bundle) && !process.env.BACKFILL_BUNDLE_AT_START) return { workflowBundle: { codePath: bundle } };
+  return { workflowsPath: require.resolve('./workflows') };
+}
+
+export interface WorkerSetup {
+  connection: NativeConnection;
+  namespace?: string;
+  taskQueue?: string;
+  identity?: string;
+}
+
+export async function createWorker(o: WorkerSetup): Promise<Worker> {
+  return Worker.create({
+    connection: o.connection,
+    namespace: o.namespace ?? 'default',
+    taskQueue: o.taskQueue ?? process.env.BACKFILL_TASK_QUEUE ?? DEFAULT_TASK_QUEUE,
+    ...(o.identity ? { identity: o.identity } : {}),
+    ...workflowSource(),
+    activities,
+    maxConcurrentActivityTaskExecutions: Number(process.env.BACKFILL_MAX_ACTIVITIES ?? 32),
+    shutdownGraceTime: '10 seconds',
+  });
+}
+
+/** `backfill worker` and `node dist/src/worker.js`: run until SIGINT/SIGTERM. */
+export async function runWorker(): Promise<void> {
+  const t = temporalTarget();
+  const connection = await NativeConnection.connect({
+    address: t.address,
+    tls: t.tls as never,
+    apiKey: t.apiKey,
+    metadata: t.metadata,
+  });
+  try {
+    const worker = await createWorker({ connection, namespace: t.namespace });
+    console.error(`backfill worker: polling task queue "${worker.options.taskQueue}" on ${t.address} (namespace ${t.namespace})`);
+    await worker.run();
+  } finally {
+    await connection.close();
+    await closePools();
+  }
+}
+
+if (require.main === module) {
+  runWorker().catch((e) => {
+    console.error(`backfill worker: ${(e as Error).message}`);
+    process.exit(1);
+  });
+}
