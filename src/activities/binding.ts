@@ -53,7 +53,7 @@ export async function checkTable(input: BindInput): Promise<{ binding?: Binding;
       else if (!sCol.get(k)!.notNull) problems.push(`${at}.key: column "${k}" must be NOT NULL in the source`);
       if (!columns.includes(k)) problems.push(`${at}.key: key column "${k}" is not among the copied columns`);
     }
-    if (problems.length === 0 && !(await hasUniqueIndexOn(src, s.oid, t.key)))
+    if (t.key.every((k) => sCol.has(k)) && !(await hasUniqueIndexOn(src, s.oid, t.key)))
       problems.push(`${at}.key: (${t.key.join(', ')}) is not unique in the source (no unique index or primary key on exactly these columns)`);
     const chunk = chunkOf(t);
     const cc = sCol.get(chunk.column);

@@ -157,6 +157,7 @@ export function checkSpec(doc: unknown): SpecCheck {
     const keys = (iss as { keys?: string[] }).keys;
     if (iss.code === 'unrecognized_keys' && keys)
       return keys.map((k) => `${formatIssuePath([...iss.path, k])}: unknown field`).join('\n');
+    if (iss.code === 'invalid_type' && /received undefined$/.test(iss.message)) return `${formatIssuePath(iss.path)}: is required`;
     return `${formatIssuePath(iss.path)}: ${iss.message}`;
   });
   return { ok: false, problems: [...new Set(problems.flatMap((p) => p.split('\n')))] };

@@ -1,8 +1,10 @@
 // The migration workflow: orchestration only. Every read, write and comparison happens in an
 // activity; this code keeps compact state (counters, failed ranges, the digest) and decides.
 import {
+  ActivityFailure,
   ApplicationFailure,
   condition,
+  isCancellation,
   proxyActivities,
   setHandler,
   upsertSearchAttributes,
@@ -61,6 +63,28 @@ interface TableState {
 }
 
 export async function backfillMigration(input: unknown): Promise<MigrationResult> {
+  const state: { fail?: (why: string) => void } = {};
+  try {
+    return await migrate(input, state);
+  } catch (e) {
+    // Show the root cause (a preflight message, a dropped column) at the top of the failure,
+    // not "Activity task failed"; the phase says failed.
+    if (isCancellation(e)) throw e;
+    const root = rootCause(e);
+    state.fail?.(root.message);
+    if (root instanceof ApplicationFailure && root !== e)
+      throw ApplicationFailure.create({ type: root.type ?? 'Error', message: root.message, nonRetryable: true, details: root.details as unknown[] });
+    throw e;
+  }
+}
+
+function rootCause(e: unknown): Error {
+  let cur = e as Error & { cause?: unknown };
+  while (cur instanceof ActivityFailure && cur.cause instanceof Error) cur = cur.cause as Error & { cause?: unknown };
+  return cur;
+}
+
+async function migrate(input: unknown, state: { fail?: (why: string) => void }): Promise<MigrationResult> {
   const info = workflowInfo();
   const now = () => new Date().toISOString();
   const startedAt = now();
@@ -121,6 +145,9 @@ export async function backfillMigration(input: unknown): Promise<MigrationResult
     return { ...base, phase, approvals: [...approvals] };
   });
 
+  state.fail = (why) => {
+    if (phase !== 'failed') setPhase('failed', why);
+  };
   setPhase('planning');
   if (!parsed.ok) {
     setPhase('failed', 'the spec is not valid');

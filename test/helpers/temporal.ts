@@ -1,0 +1,65 @@
+// A real Temporal dev server and a worker of ours on it, for one test file.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker } from '@temporalio/worker';
+import type { WorkflowHandle } from '@temporalio/client';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils';
+import { findTemporalCli, startDevServer } from '../../src/infra/temporal';
+import { createWorker, workflowSource } from '../../src/worker';
+import { progressQuery, type Phase, type Progress } from '../../src/workflows/messages';
+import { ROOT } from './cli';
+
+export function temporalCli(): string {
+  const p = findTemporalCli();
+  if (!p) throw new Error('no temporal CLI: run `npm run temporal:cli` (builds it with Go) or set TEMPORAL_CLI_PATH');
+  return p;
+}
+
+export interface TemporalHarness {
+  env: TestWorkflowEnvironment;
+  address: string;
+  stop(): Promise<void>;
+}
+
+export async function startTemporal(taskQueue: string): Promise<TemporalHarness> {
+  temporalCli();
+  const env = await startDevServer();
+  const worker = await createWorker({ connection: env.nativeConnection, taskQueue });
+  const running = worker.run();
+  return {
+    env,
+    address: env.address,
+    async stop() {
+      worker.shutdown();
+      await running.catch(() => undefined);
+      await env.teardown();
+    },
+  };
+}
+
+export async function waitForPhase(h: WorkflowHandle, phases: Phase[], timeoutMs = 180_000): Promise<Progress> {
+  const end = Date.now() + timeoutMs;
+  let last: Progress | undefined;
+  while (Date.now() < end) {
+    try {
+      last = await h.query(progressQuery);
+      if (phases.includes(last.phase)) return last;
+    } catch {
+      /* the first workflow task may not have run yet */
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`timed out waiting for ${phases.join('|')}; last progress: ${JSON.stringify(last)}`);
+}
+
+/** Replays a finished workflow's history against the current workflow code; saves it when asked. */
+export async function replayAndMaybeRecord(h: WorkflowHandle, name: string): Promise<void> {
+  const history = await h.fetchHistory();
+  await Worker.runReplayHistory({ ...workflowSource() }, history, h.workflowId);
+  if (process.env.BACKFILL_RECORD_HISTORY) {
+    // The workflow id is part of what replays: the workflow checks it against the spec name.
+    const recorded = { workflowId: h.workflowId, history: JSON.parse(historyToJSON(history)) };
+    writeFileSync(join(ROOT, 'test', 'histories', `${name}.json`), JSON.stringify(recorded, null, 1));
+  }
+}
