@@ -5,7 +5,9 @@ import { join } from 'node:path';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import * as activities from './activities';
 import { closePools } from './db/pools';
+import { Connection } from '@temporalio/client';
 import { temporalTarget } from './client';
+import { ensureSearchAttributes } from './infra/temporal';
 
 export const DEFAULT_TASK_QUEUE = 'backfill';
 
@@ -46,6 +48,11 @@ export async function runWorker(): Promise<void> {
     metadata: t.metadata,
   });
   try {
+    // The UI filters migrations by these; register them if the server lacks them.
+    const admin = await Connection.connect({ address: t.address, tls: t.tls as never, apiKey: t.apiKey, metadata: t.metadata });
+    const warning = await ensureSearchAttributes(admin, t.namespace);
+    await admin.close();
+    if (warning) console.error(`backfill worker: ${warning}; add them once with: temporal operator search-attribute create --name BackfillMigration --type Keyword (and BackfillPhase)`);
     const worker = await createWorker({ connection, namespace: t.namespace });
     console.error(`backfill worker: polling task queue "${worker.options.taskQueue}" on ${t.address} (namespace ${t.namespace})`);
     await worker.run();

@@ -52,7 +52,7 @@ before(async () => {
   // The worker (in this process) resolves the aliases; the spec only names them.
   process.env.BACKFILL_DB_SHOP = shop.url('shop');
   process.env.BACKFILL_DB_WAREHOUSE = warehouse.url('warehouse');
-  temporal = await startTemporal(TASK_QUEUE);
+  temporal = await startTemporal(TASK_QUEUE, { worker: 'process' });
 });
 
 after(async () => {
@@ -169,6 +169,8 @@ test('e2e: started and approved with the temporal CLI; target equals source; swi
     assert.equal(history.includes(secret), false, `history contains ${secret.slice(0, 12)}…`);
   }
   assert.ok(history.includes('events_v2'), 'the history check must be reading the real history');
+  // Nor in what the worker logged.
+  for (const secret of [shop.password, warehouse.password]) assert.equal(temporal.workerLog().includes(secret), false);
 
   await replayAndMaybeRecord(h, 'approved-and-switched');
 });

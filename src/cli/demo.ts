@@ -5,6 +5,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { stringify as toYaml } from 'yaml';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { startPostgres } from '../infra/postgres';
 import { freePort } from '../infra/postgres';
 import { startDevServer } from '../infra/temporal';
@@ -68,6 +69,8 @@ const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 
 export async function runDemo(o: { rows: number; chunk: number; keep: boolean }): Promise<number> {
   const say = (s: string) => console.log(s);
+  // The demo talks to a person: the SDK's own INFO lines would drown the progress.
+  Runtime.install({ logger: new DefaultLogger('WARN') });
   say(`backfill demo: ${o.rows.toLocaleString('en-US')} rows, ranges of ${o.chunk.toLocaleString('en-US')} keys`);
   say('starting embedded PostgreSQL (databases "source" and "target") ...');
   const pg = await startPostgres();

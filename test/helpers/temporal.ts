@@ -1,4 +1,5 @@
 // A real Temporal dev server and a worker of ours on it, for one test file.
+import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
@@ -8,7 +9,7 @@ import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { findTemporalCli, startDevServer } from '../../src/infra/temporal';
 import { createWorker, workflowSource } from '../../src/worker';
 import { progressQuery, type Phase, type Progress } from '../../src/workflows/messages';
-import { ROOT } from './cli';
+import { CLI, ROOT } from './cli';
 
 export function temporalCli(): string {
   const p = findTemporalCli();
@@ -19,17 +20,47 @@ export function temporalCli(): string {
 export interface TemporalHarness {
   env: TestWorkflowEnvironment;
   address: string;
+  workerLog(): string;
   stop(): Promise<void>;
 }
 
-export async function startTemporal(taskQueue: string): Promise<TemporalHarness> {
+/**
+ * A dev server and a worker: in this process, or (`process`) as `backfill worker` in a child
+ * process, as users run it, with the BACKFILL_DB_* of this process's environment.
+ */
+export async function startTemporal(taskQueue: string, o: { worker?: 'in-process' | 'process' } = {}): Promise<TemporalHarness> {
   temporalCli();
   const env = await startDevServer();
+  if (o.worker === 'process') {
+    const child = spawn(process.execPath, [CLI, 'worker'], {
+      env: { ...process.env, TEMPORAL_ADDRESS: env.address, BACKFILL_TASK_QUEUE: taskQueue },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let log = '';
+    child.stderr.on('data', (d) => (log += d));
+    const exited = new Promise((r) => child.once('exit', r));
+    // The worker says when it polls; a worker that dies at start fails the test here.
+    for (let i = 0; i < 200 && !/polling task queue/.test(log); i++) {
+      if (child.exitCode !== null) throw new Error(`backfill worker exited: ${log}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return {
+      env,
+      address: env.address,
+      workerLog: () => log,
+      async stop() {
+        child.kill('SIGTERM');
+        await exited;
+        await env.teardown();
+      },
+    };
+  }
   const worker = await createWorker({ connection: env.nativeConnection, taskQueue });
   const running = worker.run();
   return {
     env,
     address: env.address,
+    workerLog: () => '',
     async stop() {
       worker.shutdown();
       await running.catch(() => undefined);

@@ -1,0 +1,127 @@
+// A range that stays wrong after its copies is marked failed with its evidence; the migration waits
+// in needs_attention (it does not die); `backfill rerun` copies only that range again, and
+// `backfill abort` stops a migration that needs attention.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startPostgres, type PostgresServer } from '../src/infra/postgres';
+import { closePools } from '../src/db/pools';
+import { reportQuery, type MigrationResult } from '../src/workflows/messages';
+import type { Report } from '../src/report/model';
+import { backfill } from './helpers/cli';
+import { replayAndMaybeRecord, startTemporal, waitForPhase, type TemporalHarness } from './helpers/temporal';
+
+const TASK_QUEUE = 'rerun';
+let pg: PostgresServer;
+let temporal: TemporalHarness;
+
+// A target trigger that alters one row on its way in: every copy of its range mismatches.
+const CORRUPTING_TRIGGER = (table: string) => `
+CREATE FUNCTION public.corrupt_${table}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.id = 12345 THEN NEW.balance := NEW.balance + 0.01; END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER corrupt BEFORE INSERT ON public.${table} FOR EACH ROW EXECUTE FUNCTION public.corrupt_${table}();`;
+
+before(async () => {
+  pg = await startPostgres();
+  await pg.createDatabase('src');
+  await pg.createDatabase('tgt');
+  await pg.query('src', 'CREATE TABLE public.accounts (id bigint PRIMARY KEY, balance numeric(14,2) NOT NULL, owner text)');
+  await pg.query('src', `INSERT INTO public.accounts SELECT g, g / 100.0, 'owner ' || g FROM generate_series(1, 20000) g`);
+  for (const t of ['accounts_v2', 'accounts_v3']) {
+    await pg.query('tgt', `CREATE TABLE public.${t} (id bigint PRIMARY KEY, balance numeric(14,2) NOT NULL, owner text)`);
+    await pg.query('tgt', CORRUPTING_TRIGGER(t));
+  }
+  process.env.BACKFILL_DB_SRC = pg.url('src');
+  process.env.BACKFILL_DB_TGT = pg.url('tgt');
+  temporal = await startTemporal(TASK_QUEUE);
+});
+
+after(async () => {
+  await temporal?.stop();
+  await closePools();
+  await pg?.stop();
+});
+
+const specFor = (name: string, target: string) => ({
+  name,
+  taskQueue: TASK_QUEUE,
+  source: 'src',
+  target: 'tgt',
+  concurrency: 2,
+  retries: { rangeAttempts: 2 },
+  tables: [{ source: 'public.accounts', target, key: ['id'], chunk: { column: 'id', size: 5000 } }],
+  cutover: { approval: 'required' },
+});
+
+const versions = async (where: string) =>
+  (await pg.query('tgt', `SELECT string_agg(id || ':' || xmin::text, ',' ORDER BY id) AS v FROM public.accounts_v2 WHERE ${where}`)).rows[0].v as string;
+
+test('rerun: a failed range waits in needs_attention with its evidence; rerunning it rewrites nothing else', async () => {
+  const spec = specFor('accounts', 'public.accounts_v2');
+  const h = await temporal.env.client.workflow.start('backfillMigration', { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
+  const p = await waitForPhase(h, ['needs_attention', 'awaiting_approval', 'failed']);
+  assert.equal(p.phase, 'needs_attention');
+  assert.deepEqual(p.tables[0].ranges, { total: 4, pending: 0, inFlight: 0, verified: 3, failed: 1 });
+
+  const report: Report = await h.query(reportQuery);
+  assert.equal(report.verdict, 'red');
+  const failed = report.tables[0].ranges.filter((r) => r.status !== 'verified');
+  assert.equal(failed.length, 1);
+  assert.equal(failed[0].index, 2);
+  assert.equal(failed[0].lo, '10001');
+  assert.equal(failed[0].hi, '15001');
+  assert.equal(failed[0].status, 'failed');
+  assert.equal(failed[0].attempts, 2);
+  assert.equal(failed[0].missing, 0);
+  assert.equal(failed[0].extra, 0);
+  assert.notEqual(failed[0].source?.checksum, failed[0].target?.checksum);
+  assert.equal(failed[0].rerun, 'backfill rerun accounts --table public.accounts --range 2');
+
+  const env = { TEMPORAL_ADDRESS: temporal.address };
+  const md = await backfill(['report', spec.name, '--format', 'md'], env);
+  assert.equal(md.code, 1, 'a red report exits 1');
+  assert.match(md.stdout, /\| 2 \| \[10001, 15001\) \| failed \| 2 \|/);
+  assert.match(md.stdout, /backfill rerun accounts --table public\.accounts --range 2/);
+
+  const outside = await versions('id < 10001 OR id >= 15001');
+  await pg.query('tgt', 'DROP TRIGGER corrupt ON public.accounts_v2');
+  const rerun = await backfill(['rerun', spec.name, '--table', 'public.accounts', '--range', '2'], env);
+  assert.equal(rerun.code, 0, rerun.stderr);
+  assert.match(rerun.stdout, /1 range\(s\) queued/);
+
+  const gate = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
+  assert.equal(gate.phase, 'awaiting_approval', JSON.stringify(gate));
+  assert.equal(await versions('id < 10001 OR id >= 15001'), outside, 'the rerun rewrote rows outside its range');
+
+  // A rerun of a range that does not exist is bad input.
+  const bad = await backfill(['rerun', spec.name, '--range', '99'], env);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /no range 99/);
+
+  const approve = await backfill(['approve', spec.name, '--as', 'ops'], env);
+  assert.equal(approve.code, 0, approve.stderr);
+  assert.match(approve.stdout, /GREEN/);
+  const result = (await h.result()) as MigrationResult;
+  assert.equal(result.phase, 'completed');
+  await replayAndMaybeRecord(h, 'rerun-then-approved');
+});
+
+test('abort: a migration that needs attention stops when told, and nothing is switched', async () => {
+  const spec = specFor('accounts-abort', 'public.accounts_v3');
+  const h = await temporal.env.client.workflow.start('backfillMigration', { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
+  assert.equal((await waitForPhase(h, ['needs_attention', 'failed'])).phase, 'needs_attention');
+  const env = { TEMPORAL_ADDRESS: temporal.address };
+  const abort = await backfill(['abort', spec.name, '--reason', 'wrong target'], env);
+  assert.equal(abort.code, 0, abort.stderr);
+  const result = (await h.result()) as MigrationResult;
+  assert.equal(result.phase, 'aborted');
+  assert.equal(result.reason, 'wrong target');
+  const status = await backfill(['status', spec.name], env);
+  assert.equal(status.code, 1);
+  assert.match(status.stdout, /accounts-abort: aborted – wrong target/);
+  const audit = await pg.query('tgt', `SELECT action FROM backfill.audit WHERE migration = $1`, [spec.name]);
+  assert.deepEqual(audit.rows.map((r) => r.action), ['abort']);
+  await replayAndMaybeRecord(h, 'aborted-in-needs-attention');
+});

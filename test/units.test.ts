@@ -1,0 +1,78 @@
+// Pure units: identifier quoting, integer literals, range arithmetic, redaction, report digest.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { intLiteral, quoteIdent, qualifiedName, rangePredicate } from '../src/db/sql';
+import { rangeBounds } from '../src/workflows/ranges';
+import { redact } from '../src/db/redact';
+import { buildTableReport, evidenceText, isGreen, type TableEvidence } from '../src/report/model';
+import { digestOf } from '../src/activities/report';
+
+test('sql: identifiers are quoted part by part, quotes doubled', () => {
+  assert.equal(quoteIdent('orders'), '"orders"');
+  assert.equal(quoteIdent('we"ird'), '"we""ird"');
+  assert.equal(qualifiedName('my schema', 'Orders'), '"my schema"."Orders"');
+  assert.throws(() => quoteIdent('a\0b'));
+});
+
+test('sql: bounds are integers or nothing', () => {
+  assert.equal(intLiteral('-42'), '-42');
+  assert.equal(intLiteral(9007199254740993n), '9007199254740993');
+  for (const bad of ['1; DROP TABLE x', '1.5', '', '0x10', '1e3', ' 1']) assert.throws(() => intLiteral(bad), bad);
+  assert.equal(rangePredicate('id', { lo: '10', hi: '20' }), '"id" >= 10 AND "id" < 20');
+});
+
+test('ranges: half-open, contiguous, the last one clipped, bigint-exact', () => {
+  const p = { lo: '9007199254740990', hi: '9007199254741001', size: '4', rangeCount: 3 };
+  assert.deepEqual([0, 1, 2].map((i) => rangeBounds(p, i)), [
+    { lo: '9007199254740990', hi: '9007199254740994' },
+    { lo: '9007199254740994', hi: '9007199254740998' },
+    { lo: '9007199254740998', hi: '9007199254741001' },
+  ]);
+  assert.throws(() => rangeBounds(p, 3));
+  assert.throws(() => rangeBounds(p, -1));
+});
+
+test('redact: connection strings and passwords never survive', () => {
+  const env = { BACKFILL_DB_SOURCE: 'postgresql://app:p%40ss-w0rd@db:5432/shop' };
+  const m = redact('failed on postgresql://app:p%40ss-w0rd@db:5432/shop with p@ss-w0rd', env);
+  assert.doesNotMatch(m, /ss-w0rd/);
+  assert.match(redact('connect to postgres://u:x@h/d', {}), /postgres:\/\/\*\*\*/);
+  assert.match(redact("host=h password='s e c' user=u", {}), /password=\*\*\*/);
+});
+
+const evidence = (over: Partial<TableEvidence> = {}): TableEvidence => ({
+  source: 'public.a',
+  target: 'public.b',
+  planned: 2,
+  ranges: [
+    { index: 0, lo: '1', hi: '11', status: 'verified', attempts: 1, sourceCount: '10', sourceChecksum: '5', targetCount: '10', targetChecksum: '5' },
+    { index: 1, lo: '11', hi: '21', status: 'verified', attempts: 1, sourceCount: '7', sourceChecksum: '9', targetCount: '7', targetChecksum: '9' },
+  ],
+  totals: {
+    source: { count: '17', checksum: '14', aggregates: {}, distribution: {} },
+    target: { count: '17', checksum: '14', aggregates: {}, distribution: {} },
+    outside: { count: '0', keys: [] },
+  },
+  ...over,
+});
+
+test('report: green only when every range, the totals, the sum of ranges and the outside check agree', () => {
+  assert.equal(isGreen(buildTableReport('m', evidence())), true);
+  const e = evidence();
+  e.ranges[1] = { ...e.ranges[1], status: 'failed', targetCount: '6' };
+  const t = buildTableReport('m', e);
+  assert.equal(isGreen(t), false);
+  assert.equal(t.ranges.find((r) => r.index === 1)?.missing, 1);
+  assert.equal(t.ranges.find((r) => r.index === 1)?.rerun, 'backfill rerun m --table public.a --range 1');
+  assert.equal(isGreen(buildTableReport('m', evidence({ totals: { ...evidence().totals!, outside: { count: '1', keys: [['99']] } } }))), false);
+  assert.equal(isGreen(buildTableReport('m', evidence({ planned: 3 }))), false, 'a planned range with no evidence is not green');
+});
+
+test('report: the digest changes with any range checksum, and only with evidence', () => {
+  const a = digestOf(evidenceText('m', [evidence()], null));
+  assert.equal(a, digestOf(evidenceText('m', [evidence()], null)));
+  const e = evidence();
+  e.ranges[0] = { ...e.ranges[0], targetChecksum: '6' };
+  assert.notEqual(digestOf(evidenceText('m', [e], null)), a);
+  assert.notEqual(digestOf(evidenceText('m', [evidence()], '2026-01-01T00:00:00Z')), a);
+});
