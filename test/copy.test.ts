@@ -10,6 +10,10 @@ import { checkTable } from '../src/activities/binding';
 import { rangeBounds } from '../src/workflows/ranges';
 import { closePools } from '../src/db/pools';
 import { AWKWARD_COLUMNS, AWKWARD_FILL, fingerprint } from './helpers/sample';
+import { backfill } from './helpers/cli';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 let pg: PostgresServer;
 const ROWS = 30_000;
@@ -198,4 +202,27 @@ test('copy: a source column of another type is cast to the target type, in binar
   for (let i = 0; i < plan.rangeCount; i++) assert.equal((await copyRange({ ...rangeInput(spec, plan, i), migration: 'narrow' })).status, 'verified');
   const r = await pg.query('tgt', 'SELECT count(*)::int AS n, sum(n)::text AS s FROM public.wide');
   assert.deepEqual(r.rows[0], { n: 500, s: String(2 * (500 * 501) / 2) });
+});
+
+test('cli validate: checks the databases when this shell has the connections, and names what is wrong', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'backfill-validate-'));
+  const write = (name: string, doc: unknown) => {
+    const p = join(dir, name);
+    writeFileSync(p, JSON.stringify(doc));
+    return p;
+  };
+  const doc = { name: 'items', source: 'src', target: 'tgt', tables: [{ source: 'public.items', target: 'public.items_v2', key: ['id'] }] };
+  const env = { BACKFILL_DB_SRC: pg.url('src'), BACKFILL_DB_TGT: pg.url('tgt') };
+  const ok = await backfill(['validate', write('ok.json', doc)], env);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.match(ok.stdout, /the databases match the spec/);
+
+  const bad = await backfill(['validate', write('bad.json', { ...doc, tables: [{ ...doc.tables[0], columns: ['id', 'colour'] }] })], env);
+  assert.equal(bad.code, 2, bad.stderr);
+  assert.match(bad.stderr, /tables\[0\]\.columns: column "colour" not found in source table public\.items/);
+  assert.doesNotMatch(bad.stderr, new RegExp(pg.password));
+
+  const unset = await backfill(['validate', write('ok2.json', doc)], { BACKFILL_DB_SRC: '', BACKFILL_DB_TGT: '' });
+  assert.equal(unset.code, 0);
+  assert.match(unset.stdout, /databases not checked here: BACKFILL_DB_SRC, BACKFILL_DB_TGT not set/);
 });

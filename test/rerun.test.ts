@@ -8,6 +8,9 @@ import { closePools } from '../src/db/pools';
 import { reportQuery, type MigrationResult } from '../src/workflows/messages';
 import type { Report } from '../src/report/model';
 import { backfill } from './helpers/cli';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { replayAndMaybeRecord, startTemporal, waitForPhase, type TemporalHarness } from './helpers/temporal';
 
 const TASK_QUEUE = 'rerun';
@@ -29,6 +32,7 @@ before(async () => {
   await pg.createDatabase('tgt');
   await pg.query('src', 'CREATE TABLE public.accounts (id bigint PRIMARY KEY, balance numeric(14,2) NOT NULL, owner text)');
   await pg.query('src', `INSERT INTO public.accounts SELECT g, g / 100.0, 'owner ' || g FROM generate_series(1, 20000) g`);
+  await pg.query('tgt', 'CREATE TABLE public.accounts_v4 (id bigint PRIMARY KEY, balance numeric(14,2) NOT NULL, owner text)');
   for (const t of ['accounts_v2', 'accounts_v3']) {
     await pg.query('tgt', `CREATE TABLE public.${t} (id bigint PRIMARY KEY, balance numeric(14,2) NOT NULL, owner text)`);
     await pg.query('tgt', CORRUPTING_TRIGGER(t));
@@ -124,4 +128,20 @@ test('abort: a migration that needs attention stops when told, and nothing is sw
   const audit = await pg.query('tgt', `SELECT action FROM backfill.audit WHERE migration = $1`, [spec.name]);
   assert.deepEqual(audit.rows.map((r) => r.action), ['abort']);
   await replayAndMaybeRecord(h, 'aborted-in-needs-attention');
+});
+
+test('start --wait: with automatic approval the CLI follows the migration to the end and exits 0', async () => {
+  const spec = { ...specFor('accounts-auto', 'public.accounts_v4'), cutover: { approval: 'auto' } };
+  const file = join(mkdtempSync(join(tmpdir(), 'backfill-auto-')), 'spec.yaml');
+  writeFileSync(file, JSON.stringify(spec));
+  const r = await backfill(['start', file, '--wait'], { TEMPORAL_ADDRESS: temporal.address });
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /started migration accounts-auto/);
+  assert.match(r.stdout, /completed: switched at/);
+  assert.match(r.stderr, /accounts-auto: backfilling|accounts-auto: reconciling|accounts-auto: completed/);
+  const n = await pg.query('tgt', 'SELECT count(*)::int AS n FROM public.accounts_v4');
+  assert.equal(n.rows[0].n, 20000);
+  const status = await backfill(['status', spec.name], { TEMPORAL_ADDRESS: temporal.address });
+  assert.equal(status.code, 0);
+  assert.match(status.stdout, /accounts-auto: completed/);
 });
