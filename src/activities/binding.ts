@@ -6,6 +6,7 @@ import { chunkOf, type MigrationSpec, type TableSpec } from '../spec/schema';
 import { poolFor } from '../db/pools';
 import { hasUniqueIndexOn, missingPrivileges, resolveTable, type TableInfo } from '../db/catalog';
 import { quoteIdent, sourceSelect, targetChecksumSql, type BoundTable } from '../db/sql';
+import { guarded } from '../db/errors';
 
 export interface Binding extends BoundTable {
   /** unquoted display names, as the report shows them */
@@ -122,7 +123,10 @@ export function bindingFor(spec: Pick<MigrationSpec, 'source' | 'target'>, table
   const id = JSON.stringify([spec.source, spec.target, table]);
   let p = cache.get(id);
   if (!p) {
-    p = checkTable({ sourceAlias: spec.source, targetAlias: spec.target, table, tableIndex }).then(({ binding, problems }) => {
+    // Guarded: a connection error here leaves redacted and classified like any other.
+    p = guarded(`checking tables[${tableIndex}]`, () =>
+      checkTable({ sourceAlias: spec.source, targetAlias: spec.target, table, tableIndex }),
+    ).then(({ binding, problems }) => {
       if (!binding) throw ApplicationFailure.create({ type: 'PreflightError', nonRetryable: true, message: problems.join('\n') });
       return binding;
     });
