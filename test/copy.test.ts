@@ -7,7 +7,7 @@ import { checkSpec, type MigrationSpec } from '../src/spec/schema';
 import { planMigration, preflight } from '../src/activities/plan';
 import { copyRange, verifyRange, type RangeInput } from '../src/activities/range';
 import { checkTable } from '../src/activities/binding';
-import { rangeBounds } from '../src/workflows/ranges';
+import type { TablePlan } from '../src/activities/ranges';
 import { closePools } from '../src/db/pools';
 import { AWKWARD_COLUMNS, AWKWARD_FILL, fingerprint } from './helpers/sample';
 import { backfill } from './helpers/cli';
@@ -47,13 +47,13 @@ function specOf(over: Record<string, unknown> = {}, table: Record<string, unknow
   return r.spec;
 }
 
-const rangeInput = (spec: MigrationSpec, plan: { lo: string; hi: string; size: string; rangeCount: number }, i: number, attempt = 1): RangeInput => ({
+const rangeInput = (spec: MigrationSpec, plan: TablePlan, i: number, attempt = 1): RangeInput => ({
   migration: spec.name,
   spec: { source: spec.source, target: spec.target, control: spec.control, mode: spec.mode },
   table: spec.tables[0],
   tableIndex: 0,
+  plan,
   rangeIndex: i,
-  ...rangeBounds(plan, i),
   attempt,
   finalAttempt: attempt >= spec.retries.rangeAttempts,
 });
@@ -75,8 +75,8 @@ test('copy: the same range copied twice leaves the target identical, and nothing
   const spec = specOf();
   const [plan] = await planMigration({ migration: spec.name, spec });
   assert.equal(plan.rangeCount, 3);
-  assert.equal(plan.lo, '1');
-  assert.equal(plan.hi, String(ROWS + 1));
+  assert.deepEqual(plan.lo, ['1']);
+  assert.deepEqual(plan.hi, [String(ROWS + 1)]);
   for (const i of [0, 2]) assert.equal((await copyRange(rangeInput(spec, plan, i))).status, 'verified');
   const outside = await versions('id < 10001 OR id >= 20001');
 
@@ -154,6 +154,7 @@ test('preflight: names and filters carrying SQL have no effect on either databas
 test('preflight: a missing table, column, unique key or privilege is named before any row is written', async () => {
   await pg.query('src', 'CREATE TABLE public.loose (id bigint NOT NULL, v text)');
   await pg.query('src', 'INSERT INTO public.loose SELECT g, g::text FROM generate_series(1, 10) g');
+  await pg.query('src', `INSERT INTO public.loose VALUES (3, 'again')`);
   await pg.query('tgt', 'CREATE TABLE public.loose (id bigint, v text, extra text NOT NULL)');
   await pg.query('src', `CREATE ROLE reader LOGIN PASSWORD 'reader-pw'`);
   await pg.query('src', 'GRANT CONNECT ON DATABASE src TO reader');
@@ -171,11 +172,13 @@ test('preflight: a missing table, column, unique key or privilege is named befor
   assert.match(m1, /tables\[0\]\.target: table "public\.nope_v2" not found on connection "tgt"/);
 
   const m2 = await problems(specOf({}, { source: 'public.loose', target: 'public.loose' }));
-  assert.match(m2, /tables\[0\]\.key: \(id\) is not unique in the source/);
+  assert.match(m2, /tables\[0\]\.key: \(id\) is not unique in the source: 1 key\(s\) repeat, e\.g\. \["3"\]/);
+  assert.match(m2, /target column "extra" is NOT NULL without a default but is not copied/);
 
   const m3 = await problems(specOf({}, { columns: ['id', 'no_such_col'] }));
   assert.match(m3, /tables\[0\]\.columns: column "no_such_col" not found in source table public\.items/);
 
+  await pg.query('src', `DELETE FROM public.loose WHERE v = 'again'`);
   await pg.query('src', 'CREATE UNIQUE INDEX ON public.loose (id)');
   const m4 = await problems(specOf({}, { source: 'public.loose', target: 'public.loose' }));
   assert.match(m4, /target column "extra" is NOT NULL without a default but is not copied/);
@@ -186,8 +189,8 @@ test('preflight: a missing table, column, unique key or privilege is named befor
   assert.doesNotMatch(m5, /reader-pw/);
 
   const m6 = await problems(specOf({}, { chunk: { column: 'ref', size: 10 }, key: ['ref'] }));
-  assert.match(m6, /tables\[0\]\.key: \(ref\) is not unique in the source/);
-  assert.match(m6, /tables\[0\]\.chunk\.column: "ref" is uuid; chunking by size needs an integer column/);
+  assert.match(m6, /tables\[0\]\.chunk\.column: "ref" is uuid; chunk\.size needs an integer column \(smallint, integer, bigint\); use chunk\.rows/);
+  assert.doesNotMatch(m6, /not unique/, 'ref has no unique index but is unique in fact');
 
   assert.equal((await pg.query('tgt', 'SELECT count(*)::int AS n FROM public.loose')).rows[0].n, 0);
 });

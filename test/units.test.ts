@@ -1,10 +1,10 @@
 // Pure units: identifier quoting, integer literals, range arithmetic, redaction, report digest.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { intLiteral, quoteIdent, qualifiedName, rangePredicate } from '../src/db/sql';
-import { rangeBounds } from '../src/workflows/ranges';
+import { intLiteral, quoteIdent, qualifiedName } from '../src/db/sql';
+import { rangeBounds } from '../src/activities/ranges';
 import { redact } from '../src/db/redact';
-import { buildTableReport, evidenceText, isGreen, type TableEvidence } from '../src/report/model';
+import { NO_KEYS, buildTableReport, evidenceText, isGreen, type TableEvidence } from '../src/report/model';
 import { digestOf } from '../src/activities/report';
 
 test('sql: identifiers are quoted part by part, quotes doubled', () => {
@@ -18,7 +18,6 @@ test('sql: bounds are integers or nothing', () => {
   assert.equal(intLiteral('-42'), '-42');
   assert.equal(intLiteral(9007199254740993n), '9007199254740993');
   for (const bad of ['1; DROP TABLE x', '1.5', '', '0x10', '1e3', ' 1']) assert.throws(() => intLiteral(bad), bad);
-  assert.equal(rangePredicate('id', { lo: '10', hi: '20' }), '"id" >= 10 AND "id" < 20');
 });
 
 test('ranges: half-open, contiguous, the last one clipped, bigint-exact', () => {
@@ -45,8 +44,8 @@ const evidence = (over: Partial<TableEvidence> = {}): TableEvidence => ({
   target: 'public.b',
   planned: 2,
   ranges: [
-    { index: 0, lo: '1', hi: '11', status: 'verified', attempts: 1, sourceCount: '10', sourceChecksum: '5', targetCount: '10', targetChecksum: '5' },
-    { index: 1, lo: '11', hi: '21', status: 'verified', attempts: 1, sourceCount: '7', sourceChecksum: '9', targetCount: '7', targetChecksum: '9' },
+    { index: 0, lo: '1', hi: '11', status: 'verified', attempts: 1, sourceCount: '10', sourceChecksum: '5', targetCount: '10', targetChecksum: '5', failedChecks: [], located: null, keys: NO_KEYS },
+    { index: 1, lo: '11', hi: '21', status: 'verified', attempts: 1, sourceCount: '7', sourceChecksum: '9', targetCount: '7', targetChecksum: '9', failedChecks: [], located: null, keys: NO_KEYS },
   ],
   totals: {
     source: { count: '17', checksum: '14', aggregates: {}, distribution: {} },

@@ -1,20 +1,29 @@
 // Binding a spec table to the real tables: resolve names through the catalog, pick the columns,
-// map types, and check everything a copy needs before any row is written.
+// map types and transforms, and check everything a copy needs before any row is written.
 import type pg from 'pg';
 import { ApplicationFailure } from '@temporalio/common';
-import { chunkOf, type MigrationSpec, type TableSpec } from '../spec/schema';
+import { chunkOf, type Chunking, type MigrationSpec, type TableSpec } from '../spec/schema';
 import { poolFor } from '../db/pools';
-import { hasUniqueIndexOn, missingPrivileges, resolveTable, type TableInfo } from '../db/catalog';
-import { quoteIdent, sourceSelect, targetChecksumSql, type BoundTable } from '../db/sql';
+import { hasUniqueIndexOn, missingPrivileges, resolveTable, type ColumnInfo, type TableInfo } from '../db/catalog';
+import { duplicatesSql, profileSql, quoteIdent, sourceSelect, type BoundTable } from '../db/sql';
 import { guarded } from '../db/errors';
 
 export interface Binding extends BoundTable {
   /** unquoted display names, as the report shows them */
   sourceName: string;
   targetName: string;
+  chunk: Chunking;
+  /** a unique index guarantees no duplicate keys on that side; otherwise they are checked */
+  sourceKeyUnique: boolean;
+  targetKeyUnique: boolean;
+  /** copied columns of floating-point type: their sums may differ in the last digits */
+  floatColumns: string[];
+  tolerance: Record<string, number>;
 }
 
 const INTEGER_TYPES = new Set(['int2', 'int4', 'int8']);
+const TIME_TYPES = new Set(['timestamptz', 'timestamp']);
+const FLOAT_TYPES = new Set(['float4', 'float8']);
 
 export interface BindInput {
   sourceAlias: string;
@@ -36,13 +45,17 @@ export async function checkTable(input: BindInput): Promise<{ binding?: Binding;
     if (!s) problems.push(`${at}.source: table "${t.source}" not found on connection "${sourceAlias}"`);
     if (!d) problems.push(`${at}.target: table "${t.target}" not found on connection "${targetAlias}"`);
     if (!s || !d) return { problems };
+    const sName = `${s.schema}.${s.name}`;
+    const dName = `${d.schema}.${d.name}`;
 
     const sCol = new Map(s.columns.map((c) => [c.name, c]));
     const dCol = new Map(d.columns.map((c) => [c.name, c]));
-    const columns = t.columns ?? s.columns.filter((c) => dCol.has(c.name) && !dCol.get(c.name)!.generated).map((c) => c.name);
+    const transform = t.transform ?? {};
+    const base = t.columns ?? s.columns.filter((c) => dCol.has(c.name) && !dCol.get(c.name)!.generated).map((c) => c.name);
+    const columns = [...base, ...Object.keys(transform).filter((c) => !base.includes(c))];
     for (const c of columns) {
-      if (!sCol.has(c)) problems.push(`${at}.columns: column "${c}" not found in source table ${s.schema}.${s.name}`);
-      if (!dCol.has(c)) problems.push(`${at}.columns: column "${c}" not found in target table ${d.schema}.${d.name}`);
+      if (!transform[c] && !sCol.has(c)) problems.push(`${at}.columns: column "${c}" not found in source table ${sName}`);
+      if (!dCol.has(c)) problems.push(`${at}.${transform[c] ? `transform.${c}` : 'columns'}: column "${c}" not found in target table ${dName}`);
       else if (dCol.get(c)!.generated) problems.push(`${at}.columns: column "${c}" is generated in the target and cannot be written`);
     }
     for (const c of d.columns) {
@@ -50,27 +63,51 @@ export async function checkTable(input: BindInput): Promise<{ binding?: Binding;
         problems.push(`${at}.columns: target column "${c.name}" is NOT NULL without a default but is not copied`);
     }
     for (const k of t.key) {
-      if (!sCol.has(k)) problems.push(`${at}.key: column "${k}" not found in source table ${s.schema}.${s.name}`);
+      if (!sCol.has(k)) problems.push(`${at}.key: column "${k}" not found in source table ${sName}`);
       else if (!sCol.get(k)!.notNull) problems.push(`${at}.key: column "${k}" must be NOT NULL in the source`);
       if (!columns.includes(k)) problems.push(`${at}.key: key column "${k}" is not among the copied columns`);
     }
-    if (t.key.every((k) => sCol.has(k)) && !(await hasUniqueIndexOn(src, s.oid, t.key)))
-      problems.push(`${at}.key: (${t.key.join(', ')}) is not unique in the source (no unique index or primary key on exactly these columns)`);
-    const chunk = chunkOf(t);
-    const cc = sCol.get(chunk.column);
-    if (cc && !INTEGER_TYPES.has(cc.typeName))
-      problems.push(`${at}.chunk.column: "${chunk.column}" is ${cc.type}; chunking by size needs an integer column (smallint, integer, bigint)`);
 
-    const miss = [
-      ...(await missingPrivileges(src, s.oid, ['SELECT'])).map((p) => `${at}.source: no ${p} privilege on ${s.schema}.${s.name}`),
-      ...(await missingPrivileges(tgt, d.oid, ['SELECT', 'INSERT', 'DELETE'])).map(
-        (p) => `${at}.target: no ${p} privilege on ${d.schema}.${d.name}`,
-      ),
-    ];
-    problems.push(...miss);
+    const chunk = chunkOf(t);
+    const rangeNames = chunk.kind === 'rows' ? t.key : [chunk.column];
+    for (const n of rangeNames) {
+      const c = sCol.get(n);
+      if (!c) {
+        if (chunk.kind !== 'rows') problems.push(`${at}.chunk.column: column "${n}" not found in source table ${sName}`);
+        continue;
+      }
+      if (!dCol.has(n)) problems.push(`${at}.chunk.column: column "${n}" not found in target table ${dName}`);
+      if (!c.notNull) problems.push(`${at}.chunk.column: "${n}" must be NOT NULL in the source (a row with NULL would belong to no range)`);
+      if (chunk.kind === 'size' && !INTEGER_TYPES.has(c.typeName))
+        problems.push(`${at}.chunk.column: "${n}" is ${c.type}; chunk.size needs an integer column (smallint, integer, bigint); use chunk.rows for other keys`);
+      if (chunk.kind === 'interval' && !TIME_TYPES.has(c.typeName))
+        problems.push(`${at}.chunk.column: "${n}" is ${c.type}; chunk.interval needs a timestamptz or timestamp column`);
+    }
+    const checks = t.checks ?? {};
+    for (const c of [...(checks.distribution ?? []), ...(checks.aggregates ?? []).map((a) => a.column)]) {
+      if (!columns.includes(c)) problems.push(`${at}.checks: "${c}" is not a copied column`);
+    }
+
+    // No unique index on the key: it must at least be unique in fact, now (ranges check it again).
+    const sourceKeyUnique = t.key.some((k) => !sCol.has(k)) || (await hasUniqueIndexOn(src, s.oid, t.key));
+    if (!sourceKeyUnique) {
+      const probe: BoundTable = {
+        source: s.quoted, target: d.quoted, columns: [], sourceExprs: [], key: t.key, where: t.where,
+        range: { names: [], sourceTypes: [], targetTypes: [], collate: [] }, checks: { distribution: [], aggregates: [] },
+      };
+      const dup = await src.query(duplicatesSql(probe, 'source', undefined, 5)).catch(() => undefined);
+      if (dup?.rows.length)
+        problems.push(`${at}.key: (${t.key.join(', ')}) is not unique in the source: ${dup.rows[0].keys} key(s) repeat, e.g. ${dup.rows.map((r) => r.key).join(', ')}`);
+    }
+    problems.push(
+      ...(await missingPrivileges(src, s.oid, ['SELECT'])).map((p) => `${at}.source: no ${p} privilege on ${sName}`),
+      ...(await missingPrivileges(tgt, d.oid, ['SELECT', 'INSERT', 'DELETE'])).map((p) => `${at}.target: no ${p} privilege on ${dName}`),
+    );
     if (problems.length) return { problems };
 
-    const binding = bind(s, d, columns, t);
+    const binding = bind(s, d, columns, t, chunk, rangeNames, transform);
+    binding.sourceKeyUnique = sourceKeyUnique;
+    binding.targetKeyUnique = await hasUniqueIndexOn(tgt, d.oid, t.key);
     problems.push(...(await checkStatements(src, tgt, binding, at)));
     return problems.length ? { problems } : { binding, problems };
   } finally {
@@ -79,37 +116,63 @@ export async function checkTable(input: BindInput): Promise<{ binding?: Binding;
   }
 }
 
-function bind(s: TableInfo, d: TableInfo, columns: string[], t: TableSpec): Binding {
-  const sType = new Map(s.columns.map((c) => [c.name, c.type]));
-  const dType = new Map(d.columns.map((c) => [c.name, c.type]));
+function bind(
+  s: TableInfo,
+  d: TableInfo,
+  columns: string[],
+  t: TableSpec,
+  chunk: Chunking,
+  rangeNames: string[],
+  transform: Record<string, string>,
+): Binding {
+  const sc = new Map<string, ColumnInfo>(s.columns.map((c) => [c.name, c]));
+  const dc = new Map<string, ColumnInfo>(d.columns.map((c) => [c.name, c]));
+  // Cast to the target's type where the types differ, so binary COPY and the hashes agree.
+  const sourceExprs = columns.map((c) => {
+    const type = dc.get(c)!.type;
+    if (transform[c]) return `(${transform[c]})::${type}`;
+    return sc.get(c)!.type === type ? quoteIdent(c) : `${quoteIdent(c)}::${type}`;
+  });
   return {
     source: s.quoted,
     target: d.quoted,
     sourceName: `${s.schema}.${s.name}`,
     targetName: `${d.schema}.${d.name}`,
     columns,
-    // Cast to the target's type where the types differ, so binary COPY and the hash agree.
-    sourceExprs: columns.map((c) => (sType.get(c) === dType.get(c) ? quoteIdent(c) : `${quoteIdent(c)}::${dType.get(c)}`)),
+    sourceExprs,
     key: t.key,
-    chunkColumn: chunkOf(t).column,
+    chunk,
+    range: {
+      names: rangeNames,
+      sourceTypes: rangeNames.map((n) => sc.get(n)!.type),
+      targetTypes: rangeNames.map((n) => dc.get(n)!.type),
+      collate: rangeNames.map((n) => sc.get(n)!.collatable),
+    },
+    checks: { distribution: t.checks?.distribution ?? [], aggregates: t.checks?.aggregates ?? [] },
+    tolerance: t.checks?.tolerance ?? {},
+    floatColumns: columns.filter((c) => FLOAT_TYPES.has(dc.get(c)!.typeName)),
     where: t.where,
+    sourceKeyUnique: true,
+    targetKeyUnique: true,
   };
 }
 
 /**
  * Prepares (without running) the statements a range will run, in the extended protocol, which
- * refuses more than one statement: a `where` that smuggles a second statement fails here.
+ * refuses more than one statement: a `where` or a transform that smuggles a second statement
+ * fails here.
  */
 async function checkStatements(src: pg.ClientBase, tgt: pg.ClientBase, b: Binding, at: string): Promise<string[]> {
   const out: string[] = [];
+  const probe = (c: pg.ClientBase, text: string) => c.query({ text: `${text} LIMIT 0`, values: [], queryMode: 'extended' } as pg.QueryConfig);
   try {
-    await src.query({ text: `${sourceSelect(b)} LIMIT 0`, values: [], queryMode: 'extended' } as pg.QueryConfig);
+    await probe(src, sourceSelect(b));
+    await probe(src, profileSql(b, 'source'));
   } catch (e) {
-    const what = b.where ? `${at}.where / column types` : `${at}.columns`;
-    out.push(`${what}: the source query is not valid: ${(e as Error).message}`);
+    out.push(`${at}.where, .transform or column types: the source query is not valid: ${(e as Error).message}`);
   }
   try {
-    await tgt.query({ text: `${targetChecksumSql(b)} LIMIT 0`, values: [], queryMode: 'extended' } as pg.QueryConfig);
+    await probe(tgt, profileSql(b, 'target'));
   } catch (e) {
     out.push(`${at}.target: the target cannot be read as planned: ${(e as Error).message}`);
   }

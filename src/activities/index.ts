@@ -2,6 +2,7 @@
 // second run of the same input, leaves the databases as one run would.
 export { planMigration } from './plan';
 export { copyRange, verifyRange } from './range';
+export { locateRange } from './locate';
 export { reconcileTable } from './reconcile';
 export { buildReport } from './report';
 export { advanceSequences, runSwitch } from './cutover';

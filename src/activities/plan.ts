@@ -1,25 +1,19 @@
 // Planning: check every table against the databases (nothing is written before this passes),
-// create the ledger, and read the key bounds. The ranges themselves are arithmetic on the bounds,
-// so the workflow derives them and the plan stays a few numbers per table.
+// create the ledger, and read the bounds. Key spans and time intervals are arithmetic on the
+// bounds; row-count chunks take their boundaries from the data and keep them in the ledger.
 import { ApplicationFailure } from '@temporalio/common';
-import { chunkOf, controlAlias, type MigrationSpec } from '../spec/schema';
-import { poolFor } from '../db/pools';
-import { CLEAR_STALE_RANGES, LEDGER_DDL, UPSERT_TABLE, ensureSchema } from '../db/ledger';
-import { sourceBoundsSql } from '../db/sql';
+import { controlAlias, type MigrationSpec } from '../spec/schema';
+import { poolFor, inTransaction } from '../db/pools';
+import { CLEAR_BOUNDARIES, CLEAR_STALE_RANGES, LEDGER_DDL, SAVE_BOUNDARIES, UPSERT_TABLE, ensureSchema } from '../db/ledger';
+import { rowBoundariesSql, sourceBoundsSql } from '../db/sql';
 import { guarded } from '../db/errors';
-import { checkTable, bindingFor } from './binding';
+import { checkTable, bindingFor, type Binding } from './binding';
+import type { TablePlan } from './ranges';
 
-export interface TablePlan {
-  source: string;
-  target: string;
-  /** first key value covered (inclusive) */
-  lo: string;
-  /** one past the last key value covered (exclusive) */
-  hi: string;
-  size: string;
-  rangeCount: number;
-  sourceRows: string;
-}
+export type { TablePlan } from './ranges';
+
+/** More ranges than this in one table is a spec mistake (a chunk far too small). */
+export const MAX_RANGES_PER_TABLE = 1_000_000;
 
 /** Preflight every table; throws one non-retryable failure listing every problem found. */
 export async function preflight(spec: MigrationSpec): Promise<void> {
@@ -39,6 +33,54 @@ export async function preflight(spec: MigrationSpec): Promise<void> {
   }
 }
 
+function tooMany(b: Binding, n: number): never {
+  throw ApplicationFailure.create({
+    type: 'PreflightError',
+    nonRetryable: true,
+    message: `${b.sourceName}: the chunking makes ${n.toLocaleString('en-US')} ranges (at most ${MAX_RANGES_PER_TABLE.toLocaleString('en-US')}); choose a larger chunk`,
+  });
+}
+
+async function planTable(spec: MigrationSpec, migration: string, i: number, b: Binding): Promise<TablePlan> {
+  const src = poolFor(spec.source, 'read');
+  const base = { source: b.sourceName, target: b.targetName, kind: b.chunk.kind };
+  const bounds = (await src.query(sourceBoundsSql(b))).rows[0] as { lo: string | null; hi: string | null; count: string };
+  if (bounds.lo === null || bounds.hi === null) return { ...base, lo: [], hi: [], rangeCount: 0, sourceRows: '0' };
+  const c = b.chunk;
+  if (c.kind === 'size') {
+    const size = BigInt(c.size);
+    const hi = BigInt(bounds.hi) + 1n;
+    const n = Number((hi - BigInt(bounds.lo) + size - 1n) / size);
+    if (n > MAX_RANGES_PER_TABLE) tooMany(b, n);
+    return { ...base, lo: [bounds.lo], hi: [hi.toString()], size: size.toString(), rangeCount: n, sourceRows: bounds.count };
+  }
+  if (c.kind === 'interval') {
+    // Aligned starts: date_bin for fixed intervals, the month for calendar ones. UTC sessions.
+    const type = b.range.sourceTypes[0];
+    const r = await src.query(
+      `WITH p AS (SELECT CASE WHEN extract(month FROM $2::interval) + extract(year FROM $2::interval) > 0
+                              THEN date_trunc('month', $1::${type})
+                              ELSE date_bin($2::interval, $1::${type}, '2000-01-01 00:00:00'::${type}) END AS start)
+       SELECT start::text AS start,
+              (SELECT count(*) FROM generate_series(start, $3::${type}, $2::interval)) AS n
+         FROM p`,
+      [bounds.lo, c.interval, bounds.hi],
+    );
+    const n = Number(r.rows[0].n);
+    if (n > MAX_RANGES_PER_TABLE) tooMany(b, n);
+    const end = await src.query(`SELECT ($1::${type} + $2::int * $3::interval)::text AS hi`, [r.rows[0].start, n, c.interval]);
+    return { ...base, lo: [r.rows[0].start], hi: [end.rows[0].hi], interval: c.interval, rangeCount: n, sourceRows: bounds.count };
+  }
+  const rows = await src.query(rowBoundariesSql(b, c.rows));
+  const boundaries = rows.rows.map((x) => JSON.parse(String(x.b)) as string[]);
+  if (boundaries.length > MAX_RANGES_PER_TABLE) tooMany(b, boundaries.length);
+  await inTransaction(poolFor(controlAlias(spec), 'write'), 'BEGIN', async (tx) => {
+    await tx.query(CLEAR_BOUNDARIES, [migration, i]);
+    await tx.query(SAVE_BOUNDARIES, [migration, i, JSON.stringify(boundaries)]);
+  });
+  return { ...base, lo: boundaries[0], hi: null, rangeCount: boundaries.length, sourceRows: bounds.count };
+}
+
 export async function planMigration(input: { migration: string; spec: MigrationSpec }): Promise<TablePlan[]> {
   const { spec, migration } = input;
   await preflight(spec);
@@ -52,21 +94,7 @@ export async function planMigration(input: { migration: string; spec: MigrationS
     const plans: TablePlan[] = [];
     for (const [i, table] of spec.tables.entries()) {
       const b = await bindingFor(spec, table, i);
-      const r = await poolFor(spec.source, 'read').query(sourceBoundsSql(b));
-      const { lo, hi, count } = r.rows[0] as { lo: string | null; hi: string | null; count: string };
-      const size = BigInt(chunkOf(table).size);
-      const plan: TablePlan =
-        lo === null || hi === null
-          ? { source: b.sourceName, target: b.targetName, lo: '0', hi: '0', size: size.toString(), rangeCount: 0, sourceRows: '0' }
-          : {
-              source: b.sourceName,
-              target: b.targetName,
-              lo,
-              hi: (BigInt(hi) + 1n).toString(),
-              size: size.toString(),
-              rangeCount: Number((BigInt(hi) + 1n - BigInt(lo) + size - 1n) / size),
-              sourceRows: count,
-            };
+      const plan = await planTable(spec, migration, i, b);
       const ctl = poolFor(controlAlias(spec), 'write');
       await ctl.query(UPSERT_TABLE, [migration, i, plan.source, plan.target, JSON.stringify(plan), null]);
       await ctl.query(CLEAR_STALE_RANGES, [migration, i, plan.rangeCount]);

@@ -1,6 +1,7 @@
 // One range, end to end: copy it (source snapshot -> worker -> target, one target transaction),
-// then prove it: count and checksum on both sides, recorded in the ledger in the same transaction.
-// Running it twice leaves the target identical: the range is deleted before it is copied.
+// then prove it: count, checksum, aggregates, distributions and duplicate keys on both sides,
+// recorded in the ledger in the same transaction. Running it twice leaves the target identical:
+// the range is deleted before it is copied.
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
@@ -9,16 +10,11 @@ import { Context } from '@temporalio/activity';
 import { controlAlias, type MigrationSpec, type TableSpec } from '../spec/schema';
 import { poolFor } from '../db/pools';
 import { MARK_VERIFIED } from '../db/ledger';
-import {
-  copyInSql,
-  copyOutSql,
-  deleteRangeSql,
-  sourceChecksumSql,
-  targetChecksumSql,
-  type IntRange,
-} from '../db/sql';
+import { copyInSql, copyOutSql, deleteRangeSql, duplicatesSql, profileSql, type KeyRange, type Side } from '../db/sql';
 import { guarded } from '../db/errors';
 import { bindingFor, type Binding } from './binding';
+import { resolveRange, type TablePlan } from './ranges';
+import { NO_DUPLICATES, compareProfiles, failedChecks, parseDuplicates, parseProfile, type Checks, type DuplicateKeys, type SideProfile } from './compare';
 
 export interface SideEvidence {
   count: string;
@@ -30,9 +26,8 @@ export interface RangeInput {
   spec: Pick<MigrationSpec, 'source' | 'target' | 'control' | 'mode'>;
   table: TableSpec;
   tableIndex: number;
+  plan: TablePlan;
   rangeIndex: number;
-  lo: string;
-  hi: string;
   attempt: number;
   /** the last attempt the spec allows: a mismatch now marks the range failed */
   finalAttempt: boolean;
@@ -40,8 +35,12 @@ export interface RangeInput {
 
 export interface RangeResult {
   status: 'verified' | 'mismatch' | 'failed';
+  lo: string;
+  hi: string;
   source: SideEvidence;
   target: SideEvidence;
+  /** the names of the checks that failed */
+  failed: string[];
   rowsCopied: number;
 }
 
@@ -59,7 +58,7 @@ class Progress extends Transform {
   }
 }
 
-function heartbeat(details: unknown): void {
+export function heartbeat(details: unknown): void {
   try {
     Context.current().heartbeat(details);
   } catch {
@@ -75,49 +74,85 @@ function cancellation(): AbortSignal | undefined {
   }
 }
 
-async function checksum(c: pg.ClientBase, sql: string): Promise<SideEvidence> {
-  const r = await c.query(sql);
-  return { count: String(r.rows[0].count), checksum: String(r.rows[0].checksum) };
+interface Measured {
+  profile: SideProfile;
+  dups: DuplicateKeys;
 }
 
-function ledgerParams(input: RangeInput, b: Binding, status: string, s: SideEvidence, t: SideEvidence): unknown[] {
-  const checks = { count: s.count === t.count, checksum: s.checksum === t.checksum };
+const DUPLICATE_SAMPLE = 20;
+
+/** One side's evidence for a range: the fused profile scan, and duplicate keys where no index rules them out. */
+export async function measure(c: pg.ClientBase | pg.Pool, b: Binding, side: Side, r?: KeyRange): Promise<Measured> {
+  const unique = side === 'source' ? b.sourceKeyUnique : b.targetKeyUnique;
+  const [p, d] = await Promise.all([
+    c.query(profileSql(b, side, r)),
+    unique ? undefined : c.query(duplicatesSql(b, side, r, DUPLICATE_SAMPLE)),
+  ]);
+  return { profile: parseProfile(p.rows, b.checks), dups: d ? parseDuplicates(d.rows) : NO_DUPLICATES };
+}
+
+export function compareMeasured(b: Binding, s: Measured, t: Measured): Checks {
+  return compareProfiles(s.profile, t.profile, b, { source: s.dups, target: t.dups });
+}
+
+function statusOf(input: RangeInput, checks: Checks): RangeResult['status'] {
+  if (checks.ok) return 'verified';
+  return input.finalAttempt ? 'failed' : 'mismatch';
+}
+
+function ledgerParams(input: RangeInput, b: Binding, lo: string, hi: string, status: string, s: SideProfile, t: SideProfile, checks: Checks): unknown[] {
   return [
-    input.migration, input.tableIndex, input.rangeIndex, b.sourceName, b.targetName, input.lo, input.hi,
+    input.migration, input.tableIndex, input.rangeIndex, b.sourceName, b.targetName, lo, hi,
     status, input.attempt, s.count, s.checksum, t.count, t.checksum, JSON.stringify(checks),
   ];
 }
 
-function statusOf(input: RangeInput, s: SideEvidence, t: SideEvidence): RangeResult['status'] {
-  if (s.count === t.count && s.checksum === t.checksum) return 'verified';
-  return input.finalAttempt ? 'failed' : 'mismatch';
+function result(status: RangeResult['status'], lo: string, hi: string, s: SideProfile, t: SideProfile, checks: Checks, rowsCopied: number): RangeResult {
+  return {
+    status,
+    lo,
+    hi,
+    source: { count: s.count, checksum: s.checksum },
+    target: { count: t.count, checksum: t.checksum },
+    failed: failedChecks(checks),
+    rowsCopied,
+  };
 }
+
+const at = (input: RangeInput) => ({
+  migration: input.migration,
+  sourceAlias: input.spec.source,
+  controlAlias: controlAlias(input.spec as MigrationSpec),
+  tableIndex: input.tableIndex,
+  rangeIndex: input.rangeIndex,
+});
 
 /** Copy one range and verify it, in one target transaction and one source snapshot. */
 export async function copyRange(input: RangeInput): Promise<RangeResult> {
   const b = await bindingFor(input.spec, input.table, input.tableIndex);
-  const r: IntRange = { lo: input.lo, hi: input.hi };
   const sameLedger = controlAlias(input.spec as MigrationSpec) === input.spec.target;
   return guarded(`copying ${b.sourceName} range ${input.rangeIndex}`, async () => {
+    const { range: r, lo, hi } = await resolveRange(b, input.plan, at(input));
     const src = await poolFor(input.spec.source, 'read').connect();
     let tgt: pg.PoolClient | undefined;
     let failure: Error | undefined;
     try {
       tgt = await poolFor(input.spec.target, 'write').connect();
-      // The snapshot the copy reads is the snapshot the source checksum reads.
+      // The snapshot the copy reads is the snapshot the source side of the checks reads.
       await src.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
       await tgt.query('BEGIN');
       await tgt.query(deleteRangeSql(b, r));
-      const progress = new Progress();
       const sink = tgt.query(copyFrom(copyInSql(b)));
-      await pipeline(src.query(copyTo(copyOutSql(b, r))), progress, sink, { signal: cancellation() });
-      const [s, t] = await Promise.all([checksum(src, sourceChecksumSql(b, r)), checksum(tgt, targetChecksumSql(b, r))]);
-      const status = statusOf(input, s, t);
-      if (sameLedger) await tgt.query(MARK_VERIFIED, ledgerParams(input, b, status, s, t));
+      await pipeline(src.query(copyTo(copyOutSql(b, r))), new Progress(), sink, { signal: cancellation() });
+      const [s, t] = await Promise.all([measure(src, b, 'source', r), measure(tgt, b, 'target', r)]);
+      const checks = compareMeasured(b, s, t);
+      const status = statusOf(input, checks);
+      const params = ledgerParams(input, b, lo, hi, status, s.profile, t.profile, checks);
+      if (sameLedger) await tgt.query(MARK_VERIFIED, params);
       await tgt.query('COMMIT');
       await src.query('COMMIT');
-      if (!sameLedger) await poolFor(controlAlias(input.spec as MigrationSpec), 'write').query(MARK_VERIFIED, ledgerParams(input, b, status, s, t));
-      return { status, source: s, target: t, rowsCopied: Number(sink.rowCount ?? 0) };
+      if (!sameLedger) await poolFor(controlAlias(input.spec as MigrationSpec), 'write').query(MARK_VERIFIED, params);
+      return result(status, lo, hi, s.profile, t.profile, checks, Number(sink.rowCount ?? 0));
     } catch (e) {
       failure = e as Error;
       throw e;
@@ -133,17 +168,21 @@ export async function copyRange(input: RangeInput): Promise<RangeResult> {
   });
 }
 
-/** Verify one range without copying: both sides counted and hashed as they are now. */
+/** Verify one range without copying: both sides measured as they are now, at the same time. */
 export async function verifyRange(input: RangeInput): Promise<RangeResult> {
   const b = await bindingFor(input.spec, input.table, input.tableIndex);
-  const r: IntRange = { lo: input.lo, hi: input.hi };
   return guarded(`verifying ${b.sourceName} range ${input.rangeIndex}`, async () => {
+    const { range: r, lo, hi } = await resolveRange(b, input.plan, at(input));
     const [s, t] = await Promise.all([
-      checksum(poolFor(input.spec.source, 'read') as unknown as pg.ClientBase, sourceChecksumSql(b, r)),
-      checksum(poolFor(input.spec.target, 'write') as unknown as pg.ClientBase, targetChecksumSql(b, r)),
+      measure(poolFor(input.spec.source, 'read'), b, 'source', r),
+      measure(poolFor(input.spec.target, 'write'), b, 'target', r),
     ]);
-    const status = statusOf(input, s, t);
-    await poolFor(controlAlias(input.spec as MigrationSpec), 'write').query(MARK_VERIFIED, ledgerParams(input, b, status, s, t));
-    return { status, source: s, target: t, rowsCopied: 0 };
+    const checks = compareMeasured(b, s, t);
+    const status = statusOf(input, checks);
+    await poolFor(controlAlias(input.spec as MigrationSpec), 'write').query(
+      MARK_VERIFIED,
+      ledgerParams(input, b, lo, hi, status, s.profile, t.profile, checks),
+    );
+    return result(status, lo, hi, s.profile, t.profile, checks, 0);
   });
 }

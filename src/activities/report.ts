@@ -3,21 +3,24 @@
 import { createHash } from 'node:crypto';
 import { controlAlias, type MigrationSpec } from '../spec/schema';
 import { poolFor } from '../db/pools';
-import { SAVE_REPORT } from '../db/ledger';
+import { DIFFERENCE_SAMPLE, SAVE_REPORT } from '../db/ledger';
 import { guarded } from '../db/errors';
 import {
   buildTableReport,
   evidenceText,
   isGreen,
   type LedgerRange,
+  type RangeKeys,
   type Report,
   type TableEvidence,
 } from '../report/model';
 import type { TableTotals } from './reconcile';
+import { failedChecks, type Checks } from './compare';
+import { KEY_SAMPLE } from './locate';
 
 const RANGES = `
 SELECT table_index, range_index, lo, hi, status, attempts, source_count::text, source_checksum::text,
-       target_count::text, target_checksum::text
+       target_count::text, target_checksum::text, checks::text AS checks
   FROM backfill.ranges WHERE migration = $1 ORDER BY table_index, range_index`;
 
 const TABLES = `SELECT table_index, totals FROM backfill.tables WHERE migration = $1`;
@@ -35,10 +38,22 @@ export async function buildReport(input: {
 }): Promise<Report> {
   return guarded('building the report', async () => {
     const ctl = poolFor(controlAlias(input.spec), 'write');
-    const [rr, tr] = await Promise.all([ctl.query(RANGES, [input.migration]), ctl.query(TABLES, [input.migration])]);
+    const [rr, tr, dr] = await Promise.all([
+      ctl.query(RANGES, [input.migration]),
+      ctl.query(TABLES, [input.migration]),
+      ctl.query(DIFFERENCE_SAMPLE, [input.migration, KEY_SAMPLE]),
+    ]);
     const totals = new Map<number, TableTotals>(
-      tr.rows.map((r) => [Number(r.table_index), typeof r.totals === 'string' ? JSON.parse(r.totals) : r.totals]),
+      tr.rows.filter((r) => r.totals).map((r) => [Number(r.table_index), typeof r.totals === 'string' ? JSON.parse(r.totals) : r.totals]),
     );
+    const keys = new Map<string, RangeKeys>();
+    for (const d of dr.rows) {
+      const id = `${d.table_index}:${d.range_index}`;
+      const k = keys.get(id) ?? { missing: [], extra: [], changed: [], duplicates: [] };
+      const kind = d.kind === 'duplicate' ? 'duplicates' : (d.kind as 'missing' | 'extra' | 'changed');
+      k[kind].push(JSON.parse(String(d.key)));
+      keys.set(id, k);
+    }
     const evidence: TableEvidence[] = input.plans.map((p, i) => ({
       source: p.source,
       target: p.target,
@@ -46,8 +61,9 @@ export async function buildReport(input: {
       totals: totals.get(i) ?? null,
       ranges: rr.rows
         .filter((r) => Number(r.table_index) === i && Number(r.range_index) < p.rangeCount)
-        .map(
-          (r): LedgerRange => ({
+        .map((r): LedgerRange => {
+          const checks = r.checks ? (JSON.parse(String(r.checks)) as Checks & { located?: LedgerRange['located'] }) : null;
+          return {
             index: Number(r.range_index),
             lo: r.lo,
             hi: r.hi,
@@ -57,8 +73,11 @@ export async function buildReport(input: {
             sourceChecksum: r.source_checksum,
             targetCount: r.target_count,
             targetChecksum: r.target_checksum,
-          }),
-        ),
+            failedChecks: checks && 'count' in checks ? failedChecks(checks) : [],
+            located: checks?.located ?? null,
+            keys: keys.get(`${i}:${r.range_index}`) ?? { missing: [], extra: [], changed: [], duplicates: [] },
+          };
+        }),
     }));
     const tables = evidence.map((e) => buildTableReport(input.migration, e));
     const digest = digestOf(evidenceText(input.migration, evidence, null));

@@ -11,6 +11,8 @@ export interface ColumnInfo {
   notNull: boolean;
   hasDefault: boolean;
   generated: boolean;
+  /** text-like: ordered in the "C" collation when it bounds a range */
+  collatable: boolean;
 }
 
 export interface TableInfo {
@@ -32,7 +34,7 @@ SELECT c.oid::text AS oid, n.nspname AS schema, c.relname AS name
 const TABLE_COLUMNS = `
 SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, t.typname AS "typeName",
        a.attnotnull AS "notNull", (a.atthasdef OR a.attidentity <> '') AS "hasDefault",
-       (a.attgenerated <> '') AS generated
+       (a.attgenerated <> '') AS generated, (t.typcollation <> 0) AS collatable
   FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
  WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped
  ORDER BY a.attnum`;
@@ -81,6 +83,7 @@ export async function resolveTable(c: pg.ClientBase, specName: string): Promise<
         notNull: toBool(x.notNull),
         hasDefault: toBool(x.hasDefault),
         generated: toBool(x.generated),
+        collatable: toBool(x.collatable),
       })),
     };
   }

@@ -43,6 +43,24 @@ CREATE TABLE IF NOT EXISTS backfill.reports (
   created_at timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (migration, digest)
 );
+CREATE TABLE IF NOT EXISTS backfill.boundaries (
+  migration text NOT NULL,
+  table_index int NOT NULL,
+  range_index int NOT NULL,
+  lo jsonb NOT NULL,
+  PRIMARY KEY (migration, table_index, range_index)
+);
+CREATE TABLE IF NOT EXISTS backfill.differences (
+  migration text NOT NULL,
+  table_index int NOT NULL,
+  range_index int NOT NULL,
+  kind text NOT NULL,
+  key jsonb NOT NULL,
+  columns text[],
+  side text,
+  found_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS differences_range ON backfill.differences (migration, table_index, range_index);
 CREATE TABLE IF NOT EXISTS backfill.audit (
   id bigserial PRIMARY KEY,
   migration text NOT NULL,
@@ -123,3 +141,34 @@ VALUES ($1, $2, $3, $4, $5, $6)`;
 export const SAVE_REPORT = `
 INSERT INTO backfill.reports (migration, digest, verdict, report) VALUES ($1, $2, $3, $4)
 ON CONFLICT (migration, digest) DO UPDATE SET verdict = EXCLUDED.verdict, report = EXCLUDED.report`;
+
+export const CLEAR_BOUNDARIES = `DELETE FROM backfill.boundaries WHERE migration = $1 AND table_index = $2`;
+
+/** $3 is a JSON array of boundary keys (each a JSON array of text). */
+export const SAVE_BOUNDARIES = `
+INSERT INTO backfill.boundaries (migration, table_index, range_index, lo)
+SELECT $1, $2, (o - 1)::int, b FROM jsonb_array_elements($3::jsonb) WITH ORDINALITY AS x(b, o)`;
+
+export const RANGE_BOUNDARIES = `
+SELECT range_index, lo::text AS lo FROM backfill.boundaries
+ WHERE migration = $1 AND table_index = $2 AND range_index IN ($3, $3 + 1)`;
+
+export const CLEAR_DIFFERENCES = `
+DELETE FROM backfill.differences WHERE migration = $1 AND table_index = $2 AND range_index = $3`;
+
+/** $4 is a JSON array of { kind, key, columns }. */
+export const SAVE_DIFFERENCES = `
+INSERT INTO backfill.differences (migration, table_index, range_index, kind, key, columns, side)
+SELECT $1, $2, $3, d->>'kind', d->'key', ARRAY(SELECT jsonb_array_elements_text(coalesce(d->'columns', '[]'::jsonb))), d->>'side'
+  FROM jsonb_array_elements($4::jsonb) AS x(d)`;
+
+/** Adds what locating found to a range's evidence. */
+export const MARK_LOCATED = `
+UPDATE backfill.ranges SET checks = coalesce(checks, '{}'::jsonb) || jsonb_build_object('located', $4::jsonb), updated_at = now()
+ WHERE migration = $1 AND table_index = $2 AND range_index = $3`;
+
+export const DIFFERENCE_SAMPLE = `
+SELECT table_index, range_index, kind, key::text AS key, to_json(columns)::text AS columns, side
+  FROM (SELECT *, row_number() OVER (PARTITION BY table_index, range_index, kind ORDER BY key) AS rn
+          FROM backfill.differences WHERE migration = $1) d
+ WHERE rn <= $2 ORDER BY table_index, range_index, kind, key`;

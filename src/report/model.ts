@@ -4,8 +4,10 @@
 export interface SideTotals {
   count: string;
   checksum: string;
-  aggregates: Record<string, string>;
+  aggregates: Record<string, string | null>;
   distribution: Record<string, Record<string, string>>;
+  /** keys that occur more than once (checked where no unique index rules it out) */
+  duplicates?: number;
 }
 
 export interface RangeKeys {
@@ -29,13 +31,23 @@ export interface RangeReport {
   changed: number | null;
   duplicates: number | null;
   keys: RangeKeys;
+  /** the checks that failed: count, checksum, sum(amount), distribution(status), duplicates */
+  failedChecks: string[];
+  /** for changed rows: column -> number of rows in which it differs */
+  changedColumns: Record<string, number>;
   rerun: string;
 }
 
 export interface TableReport {
   source: string;
   target: string;
-  totals: { source: SideTotals | null; target: SideTotals | null; match: boolean; sumOfRanges: { source: string; target: string; match: boolean } };
+  totals: {
+    source: SideTotals | null;
+    target: SideTotals | null;
+    match: boolean;
+    failedChecks: string[];
+    sumOfRanges: { source: string; target: string; match: boolean };
+  };
   ranges: RangeReport[];
   rangeSummary: { total: number; verified: number; failed: number; pending: number; shown: number };
   outside: { count: string; keys: string[][] };
@@ -73,6 +85,10 @@ export interface LedgerRange {
   sourceChecksum: string | null;
   targetCount: string | null;
   targetChecksum: string | null;
+  /** the failed checks' names, and what locating found */
+  failedChecks: string[];
+  located: { missing: number; extra: number; changed: number; duplicates: number; columns: Record<string, number> } | null;
+  keys: RangeKeys;
 }
 
 export interface TableEvidence {
@@ -80,12 +96,14 @@ export interface TableEvidence {
   target: string;
   planned: number;
   ranges: LedgerRange[];
-  totals: { source: SideTotals; target: SideTotals; outside: { count: string; keys: string[][] } } | null;
+  totals: { source: SideTotals; target: SideTotals; failed?: string[]; outside: { count: string; keys: string[][] } } | null;
 }
 
 /** Verified ranges beyond this many per table are summarised; failed ones are always listed. */
 export const MAX_VERIFIED_RANGES_SHOWN = 500;
 export const MAX_FAILED_RANGES_SHOWN = 2000;
+
+export const NO_KEYS: RangeKeys = { missing: [], extra: [], changed: [], duplicates: [] };
 
 export function rerunCommand(migration: string, table: string, index: number): string {
   return `backfill rerun ${migration} --table ${table} --range ${index}`;
@@ -97,6 +115,7 @@ function rangeReport(migration: string, table: string, r: LedgerRange): RangeRep
   const s = num(r.sourceCount);
   const t = num(r.targetCount);
   const proven = r.status === 'verified';
+  const l = r.located;
   return {
     index: r.index,
     lo: r.lo,
@@ -105,11 +124,14 @@ function rangeReport(migration: string, table: string, r: LedgerRange): RangeRep
     attempts: r.attempts,
     source: r.sourceCount === null ? null : { count: r.sourceCount, checksum: r.sourceChecksum ?? '' },
     target: r.targetCount === null ? null : { count: r.targetCount, checksum: r.targetChecksum ?? '' },
-    missing: s === null || t === null ? null : Math.max(0, s - t),
-    extra: s === null || t === null ? null : Math.max(0, t - s),
-    changed: proven ? 0 : null,
-    duplicates: proven ? 0 : null,
-    keys: { missing: [], extra: [], changed: [], duplicates: [] },
+    // Exact once located; before that, what the counts alone prove.
+    missing: l ? l.missing : proven ? 0 : s === null || t === null ? null : Math.max(0, s - t),
+    extra: l ? l.extra : proven ? 0 : s === null || t === null ? null : Math.max(0, t - s),
+    changed: l ? l.changed : proven ? 0 : null,
+    duplicates: l ? l.duplicates : proven ? 0 : null,
+    keys: r.keys,
+    failedChecks: r.failedChecks,
+    changedColumns: l?.columns ?? {},
     rerun: rerunCommand(migration, table, r.index),
   };
 }
@@ -129,7 +151,10 @@ export function buildTableReport(migration: string, e: TableEvidence): TableRepo
   const sumSource = sum(e.ranges.map((r) => r.sourceCount));
   const sumTarget = sum(e.ranges.map((r) => r.targetCount));
   const totalsMatch =
-    !!e.totals && e.totals.source.count === e.totals.target.count && e.totals.source.checksum === e.totals.target.checksum;
+    !!e.totals &&
+    e.totals.source.count === e.totals.target.count &&
+    e.totals.source.checksum === e.totals.target.checksum &&
+    (e.totals.failed ?? []).length === 0;
   return {
     source: e.source,
     target: e.target,
@@ -137,6 +162,7 @@ export function buildTableReport(migration: string, e: TableEvidence): TableRepo
       source: e.totals?.source ?? null,
       target: e.totals?.target ?? null,
       match: totalsMatch,
+      failedChecks: e.totals ? e.totals.failed ?? [] : [],
       sumOfRanges: {
         source: sumSource,
         target: sumTarget,

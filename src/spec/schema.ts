@@ -39,12 +39,35 @@ const uniqueList = <T extends z.ZodTypeAny>(item: T) =>
 /** Fields of the contract that this version does not implement yet: refused, never ignored. */
 const notYet = z.unknown().optional();
 
+/** PostgreSQL interval text such as "1 day", "6 hours", "1 month": digits and unit words only. */
+const intervalText = z
+  .string()
+  .regex(
+    /^\s*(\d+\s*(microseconds?|milliseconds?|seconds?|minutes?|hours?|days?|weeks?|months?|years?)\s*)+$/i,
+    'must be an interval such as "1 day", "6 hours" or "1 month"',
+  );
+
 export const ChunkSpec = z
   .object({
     column: identifier,
     size: positiveInt(Number.MAX_SAFE_INTEGER).optional(),
-    interval: notYet,
-    rows: notYet,
+    interval: intervalText.optional(),
+    rows: positiveInt(100_000_000).optional(),
+  })
+  .strict();
+
+const AggregateSpec = z
+  .object({
+    fn: z.enum(['sum', 'min', 'max'], { error: 'must be "sum", "min" or "max"' }),
+    column: identifier,
+  })
+  .strict();
+
+export const ChecksSpec = z
+  .object({
+    distribution: z.array(identifier).max(16, 'at most 16 columns').optional(),
+    aggregates: z.array(AggregateSpec).max(32, 'at most 32 aggregates').optional(),
+    tolerance: z.record(identifier, z.number({ error: 'must be a number' }).min(0, 'must not be negative')).optional(),
   })
   .strict();
 
@@ -54,10 +77,10 @@ export const TableSpec = z
     target: tableName,
     key: uniqueList(identifier),
     columns: uniqueList(identifier).optional(),
+    transform: z.record(identifier, z.string().trim().min(1, 'must be an SQL expression').max(10_000)).optional(),
     where: z.string().trim().min(1, 'must not be empty when given').max(10_000).optional(),
     chunk: ChunkSpec.optional(),
-    transform: notYet,
-    checks: notYet,
+    checks: ChecksSpec.optional(),
     delta: notYet,
   })
   .strict();
@@ -97,22 +120,31 @@ export const MigrationSpec = z
   .superRefine((spec, ctx) => {
     const refuse = (path: (string | number)[], what = 'not supported yet') =>
       ctx.addIssue({ code: 'custom', path, message: what });
-    if (spec.mode === 'verify') refuse(['mode'], 'not supported yet: mode "verify"');
     const targets = new Set<string>();
     spec.tables.forEach((t, i) => {
-      for (const f of ['transform', 'checks', 'delta'] as const) if (t[f] !== undefined) refuse(['tables', i, f]);
-      if (t.chunk?.interval !== undefined) refuse(['tables', i, 'chunk', 'interval']);
-      if (t.chunk?.rows !== undefined) refuse(['tables', i, 'chunk', 'rows']);
-      if (t.chunk && t.chunk.size === undefined && t.chunk.interval === undefined && t.chunk.rows === undefined)
-        refuse(['tables', i, 'chunk', 'size'], 'must be a positive integer');
-      // Ranges are taken on a key column, so no row can have a NULL range value.
-      const chunkColumn = t.chunk?.column ?? t.key[0];
-      if (!t.key.includes(chunkColumn)) refuse(['tables', i, 'chunk', 'column'], 'not supported yet: a chunk column outside the key');
+      const at = (...p: (string | number)[]) => ['tables', i, ...p];
+      if (t.delta !== undefined) refuse(at('delta'));
+      const kinds = t.chunk ? (['size', 'interval', 'rows'] as const).filter((k) => t.chunk![k] !== undefined) : ['size'];
+      if (kinds.length !== 1) refuse(at('chunk'), 'must give exactly one of size, interval or rows');
+      if (t.chunk?.rows !== undefined && t.chunk.column !== t.key[0])
+        refuse(at('chunk', 'column'), `with rows, ranges are taken on the whole key: the column must be the first key column "${t.key[0]}"`);
+      const copied = new Set([...(t.columns ?? []), ...Object.keys(t.transform ?? {})]);
       if (t.columns) {
-        for (const k of t.key) if (!t.columns.includes(k)) refuse(['tables', i, 'columns'], `must include the key column "${k}"`);
+        for (const k of t.key) if (!t.columns.includes(k)) refuse(at('columns'), `must include the key column "${k}"`);
+      }
+      for (const c of Object.keys(t.transform ?? {})) {
+        if (t.key.includes(c)) refuse(at('transform', c), 'a key column cannot be transformed');
+        if (c === chunkOf(t).column) refuse(at('transform', c), 'the chunk column cannot be transformed');
+      }
+      const aggregated = new Set((t.checks?.aggregates ?? []).map((a) => a.column));
+      for (const c of Object.keys(t.checks?.tolerance ?? {}))
+        if (!aggregated.has(c)) refuse(at('checks', 'tolerance', c), 'names no aggregated column');
+      if (t.columns) {
+        for (const c of t.checks?.distribution ?? []) if (!copied.has(c)) refuse(at('checks', 'distribution'), `"${c}" is not a copied column`);
+        for (const a of t.checks?.aggregates ?? []) if (!copied.has(a.column)) refuse(at('checks', 'aggregates'), `"${a.column}" is not a copied column`);
       }
       const tgt = t.target.includes('.') ? t.target : `public.${t.target}`;
-      if (targets.has(tgt)) refuse(['tables', i, 'target'], `"${t.target}" is the target of an earlier table too`);
+      if (targets.has(tgt)) refuse(at('target'), `"${t.target}" is the target of an earlier table too`);
       targets.add(tgt);
     });
     for (const f of ['freeze', 'unfreeze', 'approvalTimeout'] as const)
@@ -127,9 +159,17 @@ export type TableSpec = z.infer<typeof TableSpec>;
 
 export const DEFAULT_CHUNK_SIZE = 100_000;
 
-/** The chunking of a table with defaults applied. */
-export function chunkOf(t: TableSpec): { column: string; size: number } {
-  return { column: t.chunk?.column ?? t.key[0], size: t.chunk?.size ?? DEFAULT_CHUNK_SIZE };
+export type Chunking =
+  | { kind: 'size'; column: string; size: number }
+  | { kind: 'interval'; column: string; interval: string }
+  | { kind: 'rows'; column: string; rows: number };
+
+/** The chunking of a table with defaults applied: by default, key spans of 100,000 on the first key column. */
+export function chunkOf(t: Pick<TableSpec, 'chunk' | 'key'>): Chunking {
+  const column = t.chunk?.column ?? t.key[0];
+  if (t.chunk?.interval !== undefined) return { kind: 'interval', column, interval: t.chunk.interval.trim() };
+  if (t.chunk?.rows !== undefined) return { kind: 'rows', column, rows: t.chunk.rows };
+  return { kind: 'size', column, size: t.chunk?.size ?? DEFAULT_CHUNK_SIZE };
 }
 
 /** The alias holding the ledger. */

@@ -10,14 +10,16 @@ import {
   upsertSearchAttributes,
   workflowInfo,
   log,
+  patched,
+  sleep,
 } from '@temporalio/workflow';
 import { SearchAttributeType, defineSearchAttributeKey } from '@temporalio/common';
 import type * as activities from '../activities';
-import type { TablePlan } from '../activities/plan';
+import type { TablePlan } from '../activities/ranges';
 import type { RangeResult } from '../activities/range';
+import type { Located } from '../activities/locate';
 import { checkSpec, type MigrationSpec } from '../spec/schema';
 import { rerunCommand, type Approval, type Report, type TableReport } from '../report/model';
-import { rangeBounds } from './ranges';
 import {
   SEARCH_ATTRIBUTES,
   abortSignal,
@@ -51,6 +53,8 @@ interface FailedRange {
   attempts: number;
   source: { count: string; checksum: string };
   target: { count: string; checksum: string };
+  failed: string[];
+  located?: Located;
 }
 
 interface TableState {
@@ -262,19 +266,17 @@ async function migrate(input: unknown, state: { fail?: (why: string) => void }):
   let fatal: unknown;
   const runRange = async (t: number, i: number) => {
     const st = tables[t];
-    const b = rangeBounds(st.plan, i);
     st.inFlight.add(i);
     try {
       for (let attempt = 1; ; attempt++) {
-        const finalAttempt = attempt >= spec.retries.rangeAttempts;
+        const finalAttempt = attempt >= spec.retries.rangeAttempts || aborted !== undefined;
         const args = {
           migration: name,
           spec: { source: spec.source, target: spec.target, control: spec.control, mode: spec.mode },
           table: spec.tables[t],
           tableIndex: t,
+          plan: st.plan,
           rangeIndex: i,
-          lo: b.lo,
-          hi: b.hi,
           attempt,
           finalAttempt,
         };
@@ -285,10 +287,15 @@ async function migrate(input: unknown, state: { fail?: (why: string) => void }):
           st.verified++;
           return;
         }
-        if (finalAttempt || aborted) {
-          st.failed.set(i, { index: i, ...b, attempts: attempt, source: res.source, target: res.target });
+        if (finalAttempt) {
+          // Narrow the range down to its exact keys; the evidence stays in the ledger.
+          // (Patched: migrations started before locating existed go on without it.)
+          const located = patched('locate-failed-ranges') ? await rangeWork.locateRange(args) : undefined;
+          st.failed.set(i, { index: i, lo: res.lo, hi: res.hi, attempts: attempt, source: res.source, target: res.target, failed: res.failed, located });
           return;
         }
+        // A target loaded by replication may be catching up: look again a little later.
+        if (spec.mode === 'verify') await sleep(Math.min(60_000, 2_000 * attempt));
       }
     } catch (e) {
       fatal ??= e;
@@ -346,7 +353,7 @@ async function migrate(input: unknown, state: { fail?: (why: string) => void }):
     if (failedRanges === 0) {
       setPhase('reconciling');
       for (const [i, st] of tables.entries()) {
-        await heavy.reconcileTable({ migration: name, spec, tableIndex: i, planned: st.plan });
+        await heavy.reconcileTable({ migration: name, spec, tableIndex: i, plan: st.plan });
       }
     }
     report = await control.buildReport({ migration: name, spec, phase, plans, generatedAt: now() });
@@ -400,7 +407,7 @@ function provisionalReport(migration: string, tables: TableState[], at: string):
   const tableReports: TableReport[] = tables.map((st) => ({
     source: st.plan.source,
     target: st.plan.target,
-    totals: { source: null, target: null, match: false, sumOfRanges: { source: '0', target: '0', match: false } },
+    totals: { source: null, target: null, match: false, failedChecks: [], sumOfRanges: { source: '0', target: '0', match: false } },
     ranges: [...st.failed.values()].map((f) => ({
       index: f.index,
       lo: f.lo,
@@ -409,11 +416,13 @@ function provisionalReport(migration: string, tables: TableState[], at: string):
       attempts: f.attempts,
       source: f.source,
       target: f.target,
-      missing: Math.max(0, Number(f.source.count) - Number(f.target.count)),
-      extra: Math.max(0, Number(f.target.count) - Number(f.source.count)),
-      changed: null,
-      duplicates: null,
-      keys: { missing: [], extra: [], changed: [], duplicates: [] },
+      missing: f.located ? f.located.missing : null,
+      extra: f.located ? f.located.extra : null,
+      changed: f.located ? f.located.changed : null,
+      duplicates: f.located ? f.located.duplicates : null,
+      keys: f.located?.keys ?? { missing: [], extra: [], changed: [], duplicates: [] },
+      failedChecks: f.failed,
+      changedColumns: f.located?.columns ?? {},
       rerun: rerunCommand(migration, st.plan.source, f.index),
     })),
     rangeSummary: {

@@ -1,0 +1,160 @@
+// Locating the exact keys of a mismatched range, inside the databases. Both sides sum their row
+// hashes per key bucket (the low bits of a hash of the key, so a key falls in the same bucket on
+// both sides); only the buckets that disagree are split again, with more bits. When the suspect
+// buckets hold few rows, their keys and row hashes (and per-column hashes, to name the columns that
+// differ) travel to the worker and are compared there. Counts are exact; the ledger keeps every key.
+import { controlAlias, type MigrationSpec } from '../spec/schema';
+import { poolFor, inTransaction } from '../db/pools';
+import { CLEAR_DIFFERENCES, MARK_LOCATED, SAVE_DIFFERENCES } from '../db/ledger';
+import { bucketRowsSql, bucketSql, type KeyRange, type Side } from '../db/sql';
+import { guarded } from '../db/errors';
+import { bindingFor, type Binding } from './binding';
+import { resolveRange } from './ranges';
+import { compareKeys } from './compare';
+import { heartbeat, type RangeInput } from './range';
+
+export const BITS_PER_LEVEL = 6;
+export const MAX_LEVELS = 5;
+/** Rows (on either side) in the suspect buckets below which their keys are fetched. */
+export const FETCH_ROWS = 4000;
+/** Keys per kind kept in the workflow and shown in the report; the ledger has all of them. */
+export const KEY_SAMPLE = 20;
+
+export type DifferenceKind = 'missing' | 'extra' | 'changed' | 'duplicate';
+
+export interface Difference {
+  kind: DifferenceKind;
+  key: string[];
+  /** for changed rows: the target columns whose values differ */
+  columns?: string[];
+  /** for duplicates: which side repeats the key */
+  side?: Side;
+}
+
+export interface Located {
+  missing: number;
+  extra: number;
+  changed: number;
+  duplicates: number;
+  keys: { missing: string[][]; extra: string[][]; changed: string[][]; duplicates: string[][] };
+  /** column -> number of changed rows in which it differs */
+  columns: Record<string, number>;
+  /** bucket levels the narrowing went through */
+  levels: number;
+  /** rows whose keys and hashes travelled to the worker, both sides */
+  rowsFetched: number;
+}
+
+type Buckets = Map<string, { n: string; s: string }>;
+
+async function buckets(b: Binding, alias: string, access: 'read' | 'write', side: Side, r: KeyRange, bits: number, parentBits: number, suspects: string[]): Promise<Buckets> {
+  const res = await poolFor(alias, access).query(bucketSql(b, side, r, bits, parentBits), parentBits > 0 ? [suspects] : []);
+  return new Map(res.rows.map((x) => [String(x.b), { n: String(x.n), s: String(x.s) }]));
+}
+
+interface FetchedRow {
+  h: string;
+  ch: string[];
+}
+
+async function fetchRows(b: Binding, alias: string, access: 'read' | 'write', side: Side, r: KeyRange, bits: number, suspects: string[]) {
+  const res = await poolFor(alias, access).query(bucketRowsSql(b, side, r, bits), bits > 0 ? [suspects] : []);
+  const rows = new Map<string, FetchedRow>();
+  const repeated = new Set<string>();
+  for (const x of res.rows) {
+    const k = String(x.key);
+    if (rows.has(k)) repeated.add(k);
+    rows.set(k, { h: String(x.h), ch: JSON.parse(String(x.ch)) as string[] });
+  }
+  return { rows, repeated, count: res.rows.length };
+}
+
+/** Pure: the differences between two sides' fetched rows. */
+export function diffRows(
+  columns: string[],
+  s: { rows: Map<string, FetchedRow>; repeated: Set<string> },
+  t: { rows: Map<string, FetchedRow>; repeated: Set<string> },
+): Difference[] {
+  const out: Difference[] = [];
+  for (const [k, sr] of s.rows) {
+    const tr = t.rows.get(k);
+    if (!tr) out.push({ kind: 'missing', key: JSON.parse(k) });
+    else if (tr.h !== sr.h) out.push({ kind: 'changed', key: JSON.parse(k), columns: columns.filter((_, i) => sr.ch[i] !== tr.ch[i]) });
+  }
+  for (const k of t.rows.keys()) if (!s.rows.has(k)) out.push({ kind: 'extra', key: JSON.parse(k) });
+  for (const k of s.repeated) out.push({ kind: 'duplicate', key: JSON.parse(k), side: 'source' });
+  for (const k of t.repeated) out.push({ kind: 'duplicate', key: JSON.parse(k), side: 'target' });
+  return out.sort((a, b) => compareKeys(a.key, b.key));
+}
+
+export function summarise(diffs: Difference[], levels: number, rowsFetched: number): Located {
+  const of = (k: DifferenceKind) => diffs.filter((d) => d.kind === k);
+  const columns: Record<string, number> = {};
+  for (const d of of('changed')) for (const c of d.columns ?? []) columns[c] = (columns[c] ?? 0) + 1;
+  const sample = (k: DifferenceKind) => of(k).slice(0, KEY_SAMPLE).map((d) => d.key);
+  return {
+    missing: of('missing').length,
+    extra: of('extra').length,
+    changed: of('changed').length,
+    duplicates: of('duplicate').length,
+    keys: { missing: sample('missing'), extra: sample('extra'), changed: sample('changed'), duplicates: sample('duplicate') },
+    columns,
+    levels,
+    rowsFetched,
+  };
+}
+
+export async function locateRange(input: RangeInput): Promise<Located> {
+  const b = await bindingFor(input.spec, input.table, input.tableIndex);
+  return guarded(`locating differences in ${b.sourceName} range ${input.rangeIndex}`, async () => {
+    const ctl = controlAlias(input.spec as MigrationSpec);
+    const { range: r } = await resolveRange(b, input.plan, {
+      migration: input.migration,
+      sourceAlias: input.spec.source,
+      controlAlias: ctl,
+      tableIndex: input.tableIndex,
+      rangeIndex: input.rangeIndex,
+    });
+    const src = input.spec.source;
+    const tgt = input.spec.target;
+    let suspects: string[] = [];
+    let bits = 0;
+    let levels = 0;
+    for (let level = 1; level <= MAX_LEVELS; level++) {
+      const next = level * BITS_PER_LEVEL;
+      const [sb, tb] = await Promise.all([
+        buckets(b, src, 'read', 'source', r, next, bits, suspects),
+        buckets(b, tgt, 'write', 'target', r, next, bits, suspects),
+      ]);
+      heartbeat({ level });
+      const differing = [...new Set([...sb.keys(), ...tb.keys()])].filter((k) => {
+        const x = sb.get(k);
+        const y = tb.get(k);
+        return !x || !y || x.n !== y.n || x.s !== y.s;
+      });
+      suspects = differing;
+      bits = next;
+      levels = level;
+      const rows = (m: Buckets) => differing.reduce((a, k) => a + Number(m.get(k)?.n ?? 0), 0);
+      if (differing.length === 0 || Math.max(rows(sb), rows(tb)) <= FETCH_ROWS) break;
+    }
+    let diffs: Difference[] = [];
+    let fetched = 0;
+    if (suspects.length > 0) {
+      const [s, t] = await Promise.all([
+        fetchRows(b, src, 'read', 'source', r, bits, suspects),
+        fetchRows(b, tgt, 'write', 'target', r, bits, suspects),
+      ]);
+      fetched = s.count + t.count;
+      diffs = diffRows(b.columns, s, t);
+    }
+    const located = summarise(diffs, levels, fetched);
+    await inTransaction(poolFor(ctl, 'write'), 'BEGIN', async (c) => {
+      await c.query(CLEAR_DIFFERENCES, [input.migration, input.tableIndex, input.rangeIndex]);
+      await c.query(SAVE_DIFFERENCES, [input.migration, input.tableIndex, input.rangeIndex, JSON.stringify(diffs)]);
+      const { keys: _keys, ...counts } = located;
+      await c.query(MARK_LOCATED, [input.migration, input.tableIndex, input.rangeIndex, JSON.stringify(counts)]);
+    });
+    return located;
+  });
+}

@@ -1,0 +1,73 @@
+// Ranges: the validation units. A plan is a few values per table; range i's bounds are derived
+// from it (arithmetic for key spans, SQL interval arithmetic for time, the ledger's boundaries for
+// row-count chunks), so neither the workflow nor its history carries a list of ranges.
+import { poolFor } from '../db/pools';
+import { RANGE_BOUNDARIES } from '../db/ledger';
+import type { KeyRange } from '../db/sql';
+import type { Binding } from './binding';
+
+export interface TablePlan {
+  source: string;
+  target: string;
+  kind: 'size' | 'interval' | 'rows';
+  /** the planned span [lo, hi) on the range columns; hi null: unbounded (row-count chunks) */
+  lo: string[];
+  hi: string[] | null;
+  size?: string;
+  interval?: string;
+  rangeCount: number;
+  sourceRows: string;
+}
+
+/** Range i of a key-span plan: [lo + i*size, min(lo + (i+1)*size, hi)). Pure, bigint-exact. */
+export function rangeBounds(p: { lo: string; hi: string; size: string; rangeCount: number }, index: number): { lo: string; hi: string } {
+  if (!Number.isInteger(index) || index < 0 || index >= p.rangeCount) throw new RangeError(`no range ${index}`);
+  const lo = BigInt(p.lo) + BigInt(index) * BigInt(p.size);
+  const end = lo + BigInt(p.size);
+  const hi = end < BigInt(p.hi) ? end : BigInt(p.hi);
+  return { lo: lo.toString(), hi: hi.toString() };
+}
+
+/** How a bound reads in a report: the value, or a JSON array for a composite key. */
+export function showBound(v: string[] | null): string {
+  if (v === null) return '';
+  return v.length === 1 ? v[0] : JSON.stringify(v);
+}
+
+export function planSpan(p: TablePlan): KeyRange | null {
+  return p.rangeCount > 0 ? { lo: p.lo, hi: p.hi } : null;
+}
+
+export interface ResolvedRange {
+  range: KeyRange;
+  lo: string;
+  hi: string;
+}
+
+export async function resolveRange(
+  b: Binding,
+  plan: TablePlan,
+  at: { migration: string; sourceAlias: string; controlAlias: string; tableIndex: number; rangeIndex: number },
+): Promise<ResolvedRange> {
+  const i = at.rangeIndex;
+  if (!Number.isInteger(i) || i < 0 || i >= plan.rangeCount) throw new RangeError(`no range ${i} in ${plan.source}`);
+  let range: KeyRange;
+  if (plan.kind === 'size') {
+    const r = rangeBounds({ lo: plan.lo[0], hi: plan.hi![0], size: plan.size!, rangeCount: plan.rangeCount }, i);
+    range = { lo: [r.lo], hi: [r.hi] };
+  } else if (plan.kind === 'interval') {
+    // Both bounds from the same expression, so range i's hi is range i+1's lo, even for months.
+    const type = b.range.sourceTypes[0];
+    const r = await poolFor(at.sourceAlias, 'read').query(
+      `SELECT ($1::${type} + $2::int * $3::interval)::text AS lo, ($1::${type} + ($2::int + 1) * $3::interval)::text AS hi`,
+      [plan.lo[0], i, plan.interval],
+    );
+    range = { lo: [r.rows[0].lo], hi: [r.rows[0].hi] };
+  } else {
+    const r = await poolFor(at.controlAlias, 'write').query(RANGE_BOUNDARIES, [at.migration, at.tableIndex, i]);
+    const by = new Map(r.rows.map((x) => [Number(x.range_index), JSON.parse(String(x.lo)) as string[]]));
+    if (!by.has(i)) throw new Error(`the ledger has no boundary for range ${i} of ${plan.source}: plan the migration again`);
+    range = { lo: by.get(i)!, hi: by.get(i + 1) ?? null };
+  }
+  return { range, lo: showBound(range.lo), hi: showBound(range.hi) };
+}
