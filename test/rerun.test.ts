@@ -80,13 +80,20 @@ test('rerun: a failed range waits in needs_attention with its evidence; rerunnin
   assert.equal(failed[0].attempts, 2);
   assert.equal(failed[0].missing, 0);
   assert.equal(failed[0].extra, 0);
+  // Located: the one row the trigger altered, and the column that differs.
+  assert.equal(failed[0].changed, 1);
+  assert.deepEqual(failed[0].keys.changed, [['12345']]);
+  assert.deepEqual(failed[0].changedColumns, { balance: 1 });
+  assert.deepEqual(failed[0].failedChecks, ['checksum']);
   assert.notEqual(failed[0].source?.checksum, failed[0].target?.checksum);
   assert.equal(failed[0].rerun, 'backfill rerun accounts --table public.accounts --range 2');
 
   const env = { TEMPORAL_ADDRESS: temporal.address };
   const md = await backfill(['report', spec.name, '--format', 'md'], env);
   assert.equal(md.code, 1, 'a red report exits 1');
-  assert.match(md.stdout, /\| 2 \| \[10001, 15001\) \| failed \| 2 \|/);
+  assert.match(md.stdout, /\*\*range 2\*\* `\[10001, 15001\)`: failed after 2 attempt\(s\); failed checks: checksum; 0 missing, 0 extra, 1 changed, 0 duplicated/);
+  assert.match(md.stdout, /changed: \["12345"\]/);
+  assert.match(md.stdout, /columns that differ: balance \(1\)/);
   assert.match(md.stdout, /backfill rerun accounts --table public\.accounts --range 2/);
 
   const outside = await versions('id < 10001 OR id >= 15001');
@@ -109,7 +116,7 @@ test('rerun: a failed range waits in needs_attention with its evidence; rerunnin
   assert.match(approve.stdout, /GREEN/);
   const result = (await h.result()) as MigrationResult;
   assert.equal(result.phase, 'completed');
-  await replayAndMaybeRecord(h, 'rerun-then-approved');
+  await replayAndMaybeRecord(h, 'located-rerun-then-approved');
 });
 
 test('abort: a migration that needs attention stops when told, and nothing is switched', async () => {
@@ -127,7 +134,7 @@ test('abort: a migration that needs attention stops when told, and nothing is sw
   assert.match(status.stdout, /accounts-abort: aborted – wrong target/);
   const audit = await pg.query('tgt', `SELECT action FROM backfill.audit WHERE migration = $1`, [spec.name]);
   assert.deepEqual(audit.rows.map((r) => r.action), ['abort']);
-  await replayAndMaybeRecord(h, 'aborted-in-needs-attention');
+  await replayAndMaybeRecord(h, 'located-then-aborted');
 });
 
 test('start --wait: with automatic approval the CLI follows the migration to the end and exits 0', async () => {

@@ -20,13 +20,31 @@ function tableSection(t: TableReport): string[] {
     `Ranges: ${fmt(t.rangeSummary.total)} planned, ${fmt(t.rangeSummary.verified)} verified, ${fmt(t.rangeSummary.failed)} failed, ${fmt(t.rangeSummary.pending)} pending.`,
   ];
   if (t.outside.count !== '0') out.push('', `Target keys outside every planned range (sample): ${t.outside.keys.map((k) => JSON.stringify(k)).join(', ')}`);
+  if (t.totals.failedChecks.length) out.push('', `Global checks that disagree: ${t.totals.failedChecks.join(', ')}.`);
+  const aggregates = Object.keys(s?.aggregates ?? {});
+  if (aggregates.length) {
+    out.push('', '| aggregate | source | target |', '|---|---|---|');
+    for (const a of aggregates) out.push(`| ${a} | ${s?.aggregates[a] ?? 'NULL'} | ${d?.aggregates[a] ?? 'NULL'} |`);
+  }
+  for (const [col, values] of Object.entries(s?.distribution ?? {})) {
+    const all = [...new Set([...Object.keys(values), ...Object.keys(d?.distribution[col] ?? {})])].sort().slice(0, 50);
+    out.push('', `| ${col} | source | target |`, '|---|---|---|');
+    for (const v of all) out.push(`| ${v} | ${fmt(values[v] ?? 0)} | ${fmt(d?.distribution[col]?.[v] ?? 0)} |`);
+  }
   const bad = t.ranges.filter((r) => r.status !== 'verified');
   if (bad.length) {
-    out.push('', '| range | keys | status | attempts | source rows | target rows | missing | extra | rerun |', '|---|---|---|---|---|---|---|---|---|');
+    out.push('', '#### Ranges that are not proven', '');
     for (const r of bad) {
-      out.push(
-        `| ${r.index} | [${r.lo}, ${r.hi}) | ${r.status} | ${r.attempts} | ${r.source ? fmt(r.source.count) : '–'} | ${r.target ? fmt(r.target.count) : '–'} | ${r.missing ?? '?'} | ${r.extra ?? '?'} | \`${r.rerun}\` |`,
-      );
+      const counts = [`${r.missing ?? '?'} missing`, `${r.extra ?? '?'} extra`, `${r.changed ?? '?'} changed`, `${r.duplicates ?? '?'} duplicated`].join(', ');
+      out.push(`- **range ${r.index}** \`[${r.lo}, ${r.hi || '∞'})\`: ${r.status} after ${r.attempts} attempt(s); failed checks: ${r.failedChecks.join(', ') || '–'}; ${counts}`);
+      const keys = (label: string, ks: string[][]) => ks.length && out.push(`  - ${label}: ${ks.map((k) => JSON.stringify(k)).join(', ')}`);
+      keys('missing in the target', r.keys.missing);
+      keys('extra in the target', r.keys.extra);
+      keys('changed', r.keys.changed);
+      keys('duplicated', r.keys.duplicates);
+      const cols = Object.entries(r.changedColumns);
+      if (cols.length) out.push(`  - columns that differ: ${cols.map(([c, n]) => `${c} (${n})`).join(', ')}`);
+      out.push(`  - rerun: \`${r.rerun}\``);
     }
   }
   return out;

@@ -348,9 +348,10 @@ async function migrate(input: unknown, state: { fail?: (why: string) => void }):
     let stop = await stopIfAborted();
     if (stop) return stop;
 
-    // ---- reconciling: the global checks ----
+    // ---- reconciling: the global checks, also when ranges failed (the report needs both) ----
+    // (Patched: migrations started before this skipped them when ranges failed.)
     const failedRanges = tables.reduce((a, st) => a + st.failed.size, 0);
-    if (failedRanges === 0) {
+    if (failedRanges === 0 || patched('reconcile-with-failed-ranges')) {
       setPhase('reconciling');
       for (const [i, st] of tables.entries()) {
         await heavy.reconcileTable({ migration: name, spec, tableIndex: i, plan: st.plan });
