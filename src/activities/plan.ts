@@ -44,15 +44,15 @@ function tooMany(b: Binding, n: number): never {
 async function planTable(spec: MigrationSpec, migration: string, i: number, b: Binding): Promise<TablePlan> {
   const src = poolFor(spec.source, 'read');
   const base = { source: b.sourceName, target: b.targetName, kind: b.chunk.kind };
-  const bounds = (await src.query(sourceBoundsSql(b))).rows[0] as { lo: string | null; hi: string | null; count: string };
-  if (bounds.lo === null || bounds.hi === null) return { ...base, lo: [], hi: [], rangeCount: 0, sourceRows: '0' };
   const c = b.chunk;
+  const bounds = (await src.query(sourceBoundsSql(b, c.kind !== 'rows'))).rows[0] as { lo: string | null; hi: string | null; count: string };
+  if (bounds.count === '0') return { ...base, lo: [], hi: [], rangeCount: 0, sourceRows: '0' };
   if (c.kind === 'size') {
     const size = BigInt(c.size);
-    const hi = BigInt(bounds.hi) + 1n;
-    const n = Number((hi - BigInt(bounds.lo) + size - 1n) / size);
+    const hi = BigInt(bounds.hi!) + 1n;
+    const n = Number((hi - BigInt(bounds.lo!) + size - 1n) / size);
     if (n > MAX_RANGES_PER_TABLE) tooMany(b, n);
-    return { ...base, lo: [bounds.lo], hi: [hi.toString()], size: size.toString(), rangeCount: n, sourceRows: bounds.count };
+    return { ...base, lo: [bounds.lo!], hi: [hi.toString()], size: size.toString(), rangeCount: n, sourceRows: bounds.count };
   }
   if (c.kind === 'interval') {
     // Aligned starts: date_bin for fixed intervals, the month for calendar ones. UTC sessions.

@@ -192,9 +192,11 @@ export function bucketRowsSql(t: BoundTable, side: Side, r: KeyRange, bits: numb
 }
 
 /** Bounds of the range columns on the source: what the plan starts from. */
-export function sourceBoundsSql(t: BoundTable): string {
+export function sourceBoundsSql(t: BoundTable, withBounds: boolean): string {
+  // Row-count chunks need only the count (and min(uuid) does not exist before PostgreSQL 18).
   const c = quoteIdent(t.range.names[0]);
-  return `SELECT min(${c})::text AS lo, max(${c})::text AS hi, count(*)::text AS count ${rowsOf(t, 'source')}`;
+  const bounds = withBounds ? `min(${c})::text AS lo, max(${c})::text AS hi` : `NULL::text AS lo, NULL::text AS hi`;
+  return `SELECT ${bounds}, count(*)::text AS count ${rowsOf(t, 'source')}`;
 }
 
 /** Every `every`-th key in key order: the boundaries of ranges of `every` rows. */
