@@ -1,0 +1,200 @@
+// `npm run bench`: our verified backfill and our verify-only run against the physical floors,
+// measured in the same run, on the same data, on two separate PostgreSQL servers:
+//   - the bare binary COPY pipe (source COPY TO STDOUT -> target COPY FROM STDIN, one stream);
+//   - pgcopydb clone of the same table, when the pgcopydb binary is installed;
+//   - the in-database hash floor: one full-table row-hash aggregate per side, both at once;
+//   - orchestration overhead per range, on thousands of tiny ranges;
+//   - the worker's peak memory (this process: harness + worker; the servers are other processes).
+// Prints medians over --runs and their ratios, and writes the same as JSON (--out).
+import { writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { pipeline } from 'node:stream/promises';
+import pg from 'pg';
+import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
+import { DefaultLogger, Runtime } from '@temporalio/worker';
+import { startPostgres, type PostgresServer } from '../src/infra/postgres';
+import { startDevServer } from '../src/infra/temporal';
+import { createWorker } from '../src/worker';
+import { closePools } from '../src/db/pools';
+import { WORKFLOW_TYPE, type MigrationResult } from '../src/workflows/messages';
+
+function arg(name: string, dflt: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  const v = i >= 0 ? Number(process.argv[i + 1]) : dflt;
+  if (!Number.isInteger(v) || v < 1) {
+    console.error(`bench: --${name} must be a positive integer`);
+    process.exit(2);
+  }
+  return v;
+}
+const ROWS = arg('rows', 2_000_000);
+const RUNS = arg('runs', 3);
+const CHUNK = arg('chunk', 250_000);
+const CONCURRENCY = arg('concurrency', 2);
+const TINY_RANGES = arg('tiny-ranges', 1000);
+const outIndex = process.argv.indexOf('--out');
+const OUT = outIndex >= 0 ? process.argv[outIndex + 1] : 'bench-results.json';
+
+const ORDERS = `(id bigint PRIMARY KEY, customer_id bigint NOT NULL, status text NOT NULL, amount numeric(12,2) NOT NULL,
+                 created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL, note text)`;
+const FILL = `INSERT INTO public.orders
+  SELECT g, g % 100000, (ARRAY['new','paid','shipped','cancelled'])[1 + g % 4], round((g % 100000) / 7.0, 2),
+         timestamptz '2023-01-01 00:00:00+00' + g * interval '1.1 second', timestamptz '2024-01-01 00:00:00+00' + g * interval '0.9 second',
+         CASE WHEN g % 5 = 0 THEN NULL ELSE 'order note ' || md5(g::text) END
+    FROM generate_series(1, $1::bigint) g`;
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const secs = (ms: number) => (ms / 1000).toFixed(2);
+
+let peakRss = 0;
+const sampler = setInterval(() => {
+  peakRss = Math.max(peakRss, process.memoryUsage().rss);
+}, 100);
+
+async function timed(fn: () => Promise<unknown>): Promise<number> {
+  const t0 = performance.now();
+  await fn();
+  return performance.now() - t0;
+}
+
+async function copyPipe(src: PostgresServer, tgt: PostgresServer): Promise<void> {
+  const a = new pg.Client({ connectionString: src.url('bench') });
+  const b = new pg.Client({ connectionString: tgt.url('bench') });
+  await Promise.all([a.connect(), b.connect()]);
+  try {
+    await b.query('BEGIN');
+    await pipeline(a.query(copyTo('COPY public.orders TO STDOUT (FORMAT binary)')), b.query(copyFrom('COPY public.orders FROM STDIN (FORMAT binary)')));
+    await b.query('COMMIT');
+  } finally {
+    await Promise.all([a.end(), b.end()]);
+  }
+}
+
+async function hashFloor(src: PostgresServer, tgt: PostgresServer): Promise<void> {
+  const q = 'SELECT count(*), sum(hashtextextended(t::text, 0)) FROM public.orders t';
+  await Promise.all([src.query('bench', q), tgt.query('bench', q)]);
+}
+
+async function main() {
+  Runtime.install({ logger: new DefaultLogger('WARN') });
+  console.log(`bench: ${ROWS.toLocaleString('en-US')} rows, ${RUNS} run(s) each, ranges of ${CHUNK.toLocaleString('en-US')} keys, ${CONCURRENCY} in flight`);
+  const [src, tgt] = await Promise.all([startPostgres(), startPostgres()]);
+  const env = await startDevServer();
+  try {
+    await Promise.all([src.createDatabase('bench'), tgt.createDatabase('bench')]);
+    await src.query('bench', `CREATE TABLE public.orders ${ORDERS}`);
+    await tgt.query('bench', `CREATE TABLE public.orders ${ORDERS}`);
+    const fillMs = await timed(() => src.query('bench', FILL, [ROWS]));
+    await src.query('bench', 'VACUUM ANALYZE public.orders');
+    const size = (await src.query('bench', `SELECT pg_size_pretty(pg_total_relation_size('public.orders')) AS s`)).rows[0].s;
+    console.log(`  source filled in ${secs(fillMs)} s (${size})`);
+
+    process.env.BACKFILL_DB_SRC = src.url('bench');
+    process.env.BACKFILL_DB_TGT = tgt.url('bench');
+    const worker = await createWorker({ connection: env.nativeConnection, taskQueue: 'bench' });
+    const results: Record<string, number[]> = { copyFloor: [], pgcopydb: [], backfill: [], hashFloor: [], verifyOnly: [] };
+    let overheadMs = 0;
+
+    await worker.runUntil(async () => {
+      let n = 0;
+      const migrate = async (mode: 'copy' | 'verify') => {
+        const spec = {
+          name: `bench-${mode}-${++n}`,
+          taskQueue: 'bench',
+          source: 'src',
+          target: 'tgt',
+          mode,
+          concurrency: CONCURRENCY,
+          tables: [{ source: 'public.orders', target: 'public.orders', key: ['id'], chunk: { column: 'id', size: CHUNK } }],
+          cutover: { approval: 'auto' },
+        };
+        const r = (await env.client.workflow.execute(WORKFLOW_TYPE, { taskQueue: 'bench', workflowId: spec.name, args: [spec] })) as MigrationResult;
+        if (r.phase !== 'completed') throw new Error(`${spec.name} ended ${r.phase}: ${r.reason ?? ''}`);
+      };
+      const pgcopydb = spawnSync('pgcopydb', ['--version'], { encoding: 'utf8' }).status === 0;
+      for (let run = 1; run <= RUNS; run++) {
+        await tgt.query('bench', 'TRUNCATE public.orders');
+        await tgt.query('bench', 'CHECKPOINT');
+        results.copyFloor.push(await timed(() => copyPipe(src, tgt)));
+        if (pgcopydb) {
+          await tgt.query('bench', 'DROP TABLE public.orders');
+          results.pgcopydb.push(
+            await timed(async () => {
+              const r = spawnSync('pgcopydb', ['clone', '--source', src.url('bench'), '--target', tgt.url('bench'), '--table-jobs', '2', '--index-jobs', '2', '--no-owner', '--no-acl', '--dir', `/tmp/pgcopydb-bench-${run}`], { encoding: 'utf8' });
+              if (r.status !== 0) throw new Error(`pgcopydb: ${r.stderr}`);
+            }),
+          );
+        }
+        await tgt.query('bench', 'DROP TABLE IF EXISTS public.orders');
+        await tgt.query('bench', `CREATE TABLE public.orders ${ORDERS}`);
+        await tgt.query('bench', 'CHECKPOINT');
+        results.backfill.push(await timed(() => migrate('copy')));
+        results.hashFloor.push(await timed(() => hashFloor(src, tgt)));
+        results.verifyOnly.push(await timed(() => migrate('verify')));
+        console.log(
+          `  run ${run}: copy floor ${secs(results.copyFloor.at(-1)!)} s${pgcopydb ? `, pgcopydb ${secs(results.pgcopydb.at(-1)!)} s` : ''}, backfill ${secs(results.backfill.at(-1)!)} s, hash floor ${secs(results.hashFloor.at(-1)!)} s, verify-only ${secs(results.verifyOnly.at(-1)!)} s`,
+        );
+      }
+
+      // Orchestration: thousands of tiny ranges, where the database work is negligible.
+      await src.query('bench', 'CREATE TABLE public.tiny (id bigint PRIMARY KEY, v text)');
+      await src.query('bench', `INSERT INTO public.tiny SELECT g, 'v' || g FROM generate_series(1, $1::bigint) g`, [TINY_RANGES * 5]);
+      await tgt.query('bench', 'CREATE TABLE public.tiny (id bigint PRIMARY KEY, v text)');
+      const tiny = {
+        name: 'bench-tiny',
+        taskQueue: 'bench',
+        source: 'src',
+        target: 'tgt',
+        concurrency: 4,
+        tables: [{ source: 'public.tiny', target: 'public.tiny', key: ['id'], chunk: { column: 'id', size: 5 } }],
+        cutover: { approval: 'auto' },
+      };
+      overheadMs = (await timed(() => env.client.workflow.execute(WORKFLOW_TYPE, { taskQueue: 'bench', workflowId: tiny.name, args: [tiny] }))) / TINY_RANGES;
+    });
+
+    const m = Object.fromEntries(Object.entries(results).filter(([, v]) => v.length).map(([k, v]) => [k, median(v)]));
+    const ratios = {
+      backfillOverCopyFloor: m.backfill / m.copyFloor,
+      verifyOnlyOverHashFloor: m.verifyOnly / m.hashFloor,
+      ...(m.pgcopydb ? { backfillOverPgcopydb: m.backfill / m.pgcopydb } : {}),
+    };
+    const targets = { backfillOverCopyFloor: 1.3, verifyOnlyOverHashFloor: 1.25, msPerRange: 25, peakRssMB: 300 };
+    const out = {
+      rows: ROWS,
+      runs: RUNS,
+      chunk: CHUNK,
+      concurrency: CONCURRENCY,
+      tableSize: size,
+      mediansMs: m,
+      rowsPerSecond: { copyFloor: ROWS / (m.copyFloor / 1000), backfill: ROWS / (m.backfill / 1000), verifyOnly: ROWS / (m.verifyOnly / 1000) },
+      ratios,
+      msPerRange: overheadMs,
+      tinyRanges: TINY_RANGES,
+      peakRssMB: peakRss / 2 ** 20,
+      targets,
+      pgcopydb: m.pgcopydb ? 'measured' : 'not installed (apt-get install pgcopydb)',
+    };
+    console.log('');
+    console.log('| measure | median | target |');
+    console.log('|---|---|---|');
+    console.log(`| bare binary COPY pipe | ${secs(m.copyFloor)} s | floor |`);
+    if (m.pgcopydb) console.log(`| pgcopydb clone | ${secs(m.pgcopydb)} s | |`);
+    console.log(`| verified backfill | ${secs(m.backfill)} s = ${ratios.backfillOverCopyFloor.toFixed(2)}× the COPY pipe | ≤ ${targets.backfillOverCopyFloor}× |`);
+    console.log(`| hash floor (both sides at once) | ${secs(m.hashFloor)} s | floor |`);
+    console.log(`| verify-only | ${secs(m.verifyOnly)} s = ${ratios.verifyOnlyOverHashFloor.toFixed(2)}× the hash floor | ≤ ${targets.verifyOnlyOverHashFloor}× |`);
+    console.log(`| orchestration per range (${TINY_RANGES} tiny ranges) | ${overheadMs.toFixed(1)} ms | ≤ ${targets.msPerRange} ms |`);
+    console.log(`| peak memory (harness + worker) | ${out.peakRssMB.toFixed(0)} MB | ≤ ${targets.peakRssMB} MB |`);
+    writeFileSync(OUT, JSON.stringify(out, null, 2) + '\n');
+    console.log(`\nwritten to ${OUT}`);
+  } finally {
+    clearInterval(sampler);
+    await closePools();
+    await env.teardown().catch(() => undefined);
+    await Promise.all([src.stop(), tgt.stop()]);
+  }
+}
+
+main().catch((e) => {
+  console.error(`bench: ${(e as Error).message}`);
+  process.exit(1);
+});
