@@ -7,6 +7,7 @@ import { checkSpec, type MigrationSpec } from '../src/spec/schema';
 import { planMigration, preflight } from '../src/activities/plan';
 import { copyRange, verifyRange, type RangeInput } from '../src/activities/range';
 import { checkTable } from '../src/activities/binding';
+import { reconcileTable } from '../src/activities/reconcile';
 import type { TablePlan } from '../src/activities/ranges';
 import { closePools } from '../src/db/pools';
 import { AWKWARD_COLUMNS, AWKWARD_FILL, fingerprint } from './helpers/sample';
@@ -228,4 +229,27 @@ test('cli validate: checks the databases when this shell has the connections, an
   const unset = await backfill(['validate', write('ok2.json', doc)], { BACKFILL_DB_SRC: '', BACKFILL_DB_TGT: '' });
   assert.equal(unset.code, 0);
   assert.match(unset.stdout, /databases not checked here: BACKFILL_DB_SRC, BACKFILL_DB_TGT not set/);
+});
+
+test('reconcile: totals are the ranges plus the rows outside them; rows arriving beyond the plan are found on each side', async () => {
+  const spec = specOf({ name: 'items-reconcile' }, { target: 'public.items_rc' });
+  await pg.query('tgt', `CREATE TABLE public.items_rc (${AWKWARD_COLUMNS})`);
+  const [plan] = await planMigration({ migration: spec.name, spec });
+  for (let i = 0; i < plan.rangeCount; i++) assert.equal((await copyRange(rangeInput(spec, plan, i))).status, 'verified');
+  const green = await reconcileTable({ migration: spec.name, spec, tableIndex: 0, plan });
+  assert.equal(green.checks.ok, true);
+  assert.equal(green.coverage.ok, true);
+  assert.equal(green.source.count, String(ROWS));
+  assert.deepEqual(green.source.checksum, green.target.checksum);
+
+  // New source rows past the planned span, and a stray target row below it.
+  await pg.query('src', AWKWARD_FILL('public.items'), [ROWS + 1, ROWS + 2]);
+  await pg.query('tgt', 'INSERT INTO public.items_rc (id, ref) VALUES (-1, gen_random_uuid())');
+  const red = await reconcileTable({ migration: spec.name, spec, tableIndex: 0, plan });
+  assert.deepEqual(red.sourceOutside, { count: '2', keys: [[String(ROWS + 1)], [String(ROWS + 2)]] });
+  assert.deepEqual(red.outside, { count: '1', keys: [['-1']] });
+  assert.equal(red.coverage.ok, true, 'ranges plus outside rows still add up to each side');
+  assert.equal(red.source.count, String(ROWS + 2));
+  assert.deepEqual(red.failed, ['count', 'checksum']);
+  await pg.query('src', 'DELETE FROM public.items WHERE id > $1', [ROWS]);
 });

@@ -45,14 +45,17 @@ async function planTable(spec: MigrationSpec, migration: string, i: number, b: B
   const src = poolFor(spec.source, 'read');
   const base = { source: b.sourceName, target: b.targetName, kind: b.chunk.kind };
   const c = b.chunk;
-  const bounds = (await src.query(sourceBoundsSql(b, c.kind !== 'rows'))).rows[0] as { lo: string | null; hi: string | null; count: string };
-  if (bounds.count === '0') return { ...base, lo: [], hi: [], rangeCount: 0, sourceRows: '0' };
+  const empty: TablePlan = { ...base, lo: [], hi: [], rangeCount: 0 };
+  // Key spans and intervals need only the bounds (an index lookup, not a count of the table).
+  const bounds =
+    c.kind === 'rows' ? { lo: null, hi: null } : ((await src.query(sourceBoundsSql(b))).rows[0] as { lo: string | null; hi: string | null });
+  if (c.kind !== 'rows' && bounds.lo === null) return empty;
   if (c.kind === 'size') {
     const size = BigInt(c.size);
     const hi = BigInt(bounds.hi!) + 1n;
     const n = Number((hi - BigInt(bounds.lo!) + size - 1n) / size);
     if (n > MAX_RANGES_PER_TABLE) tooMany(b, n);
-    return { ...base, lo: [bounds.lo!], hi: [hi.toString()], size: size.toString(), rangeCount: n, sourceRows: bounds.count };
+    return { ...base, lo: [bounds.lo!], hi: [hi.toString()], size: size.toString(), rangeCount: n };
   }
   if (c.kind === 'interval') {
     // Aligned starts: date_bin for fixed intervals, the month for calendar ones. UTC sessions.
@@ -69,16 +72,17 @@ async function planTable(spec: MigrationSpec, migration: string, i: number, b: B
     const n = Number(r.rows[0].n);
     if (n > MAX_RANGES_PER_TABLE) tooMany(b, n);
     const end = await src.query(`SELECT ($1::${type} + $2::int * $3::interval)::text AS hi`, [r.rows[0].start, n, c.interval]);
-    return { ...base, lo: [r.rows[0].start], hi: [end.rows[0].hi], interval: c.interval, rangeCount: n, sourceRows: bounds.count };
+    return { ...base, lo: [r.rows[0].start], hi: [end.rows[0].hi], interval: c.interval, rangeCount: n };
   }
   const rows = await src.query(rowBoundariesSql(b, c.rows));
   const boundaries = rows.rows.map((x) => JSON.parse(String(x.b)) as string[]);
+  if (boundaries.length === 0) return empty;
   if (boundaries.length > MAX_RANGES_PER_TABLE) tooMany(b, boundaries.length);
   await inTransaction(poolFor(controlAlias(spec), 'write'), 'BEGIN', async (tx) => {
     await tx.query(CLEAR_BOUNDARIES, [migration, i]);
     await tx.query(SAVE_BOUNDARIES, [migration, i, JSON.stringify(boundaries)]);
   });
-  return { ...base, lo: boundaries[0], hi: null, rangeCount: boundaries.length, sourceRows: bounds.count };
+  return { ...base, lo: boundaries[0], hi: null, rangeCount: boundaries.length };
 }
 
 export async function planMigration(input: { migration: string; spec: MigrationSpec }): Promise<TablePlan[]> {

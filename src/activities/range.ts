@@ -10,7 +10,7 @@ import { Context } from '@temporalio/activity';
 import { controlAlias, type MigrationSpec, type TableSpec } from '../spec/schema';
 import { poolFor } from '../db/pools';
 import { MARK_VERIFIED } from '../db/ledger';
-import { copyInSql, copyOutSql, deleteRangeSql, duplicatesSql, profileSql, type KeyRange, type Side } from '../db/sql';
+import { copyInSql, copyOutSql, deleteRangeSql, duplicatesSql, profileSql, type KeyRange, type Selection, type Side } from '../db/sql';
 import { guarded } from '../db/errors';
 import { bindingFor, type Binding } from './binding';
 import { resolveRange, type TablePlan } from './ranges';
@@ -82,7 +82,7 @@ interface Measured {
 const DUPLICATE_SAMPLE = 20;
 
 /** One side's evidence for a range: the fused profile scan, and duplicate keys where no index rules them out. */
-export async function measure(c: pg.ClientBase | pg.Pool, b: Binding, side: Side, r?: KeyRange): Promise<Measured> {
+export async function measure(c: pg.ClientBase | pg.Pool, b: Binding, side: Side, r?: KeyRange | Selection): Promise<Measured> {
   const unique = side === 'source' ? b.sourceKeyUnique : b.targetKeyUnique;
   const [p, d] = await Promise.all([
     c.query(profileSql(b, side, r)),

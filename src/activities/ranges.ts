@@ -16,7 +16,6 @@ export interface TablePlan {
   size?: string;
   interval?: string;
   rangeCount: number;
-  sourceRows: string;
 }
 
 /** Range i of a key-span plan: [lo + i*size, min(lo + (i+1)*size, hi)). Pure, bigint-exact. */

@@ -1,24 +1,64 @@
-// Global checks per table: the same measurements as a range, over the whole table on both sides,
-// and the target rows that no planned range covers.
+// Global checks per table. The whole-table totals are composed, not rescanned: each side's count
+// is counted independently (cheap), its checksum is the sum of the ranges' checksums plus the
+// rows outside the planned span (found through the key index), so "the totals equal the sum of
+// the ranges" is a real check. Aggregates and distributions get one whole-table scan per side
+// (no hashing), and duplicate keys are looked for where no unique index rules them out.
 import { controlAlias, type MigrationSpec } from '../spec/schema';
 import { poolFor } from '../db/pools';
-import { UPSERT_TABLE } from '../db/ledger';
-import { outsideSql } from '../db/sql';
+import { RANGE_SUMS, UPSERT_TABLE } from '../db/ledger';
+import { countSql, duplicatesSql, keySampleSql, profileSql, type Selection, type Side } from '../db/sql';
 import { guarded } from '../db/errors';
 import type { SideTotals } from '../report/model';
-import { bindingFor } from './binding';
-import { measure, compareMeasured } from './range';
-import { failedChecks, type Checks } from './compare';
+import { bindingFor, type Binding } from './binding';
+import { measure } from './range';
+import { NO_DUPLICATES, compareProfiles, failedChecks, parseDuplicates, parseProfile, type Checks } from './compare';
 import { planSpan, type TablePlan } from './ranges';
 
 export const OUTSIDE_SAMPLE = 20;
+
+export interface Outside {
+  count: string;
+  keys: string[][];
+}
 
 export interface TableTotals {
   source: SideTotals;
   target: SideTotals;
   checks: Checks;
   failed: string[];
-  outside: { count: string; keys: string[][] };
+  /** target rows outside every planned range */
+  outside: Outside;
+  /** source rows outside every planned range (arrived after planning) */
+  sourceOutside: Outside;
+  /** planned ranges with evidence, and whether ranges + outside add up to each side's count */
+  coverage: { ranges: number; ok: boolean };
+}
+
+async function side(b: Binding, alias: string, access: 'read' | 'write', s: Side, span: Selection, sums: { count: string; checksum: string }) {
+  const pool = poolFor(alias, access);
+  const extra = b.checks.distribution.length + b.checks.aggregates.length > 0;
+  const unique = s === 'source' ? b.sourceKeyUnique : b.targetKeyUnique;
+  const [count, out, keys, global, dups] = await Promise.all([
+    pool.query(countSql(b, s)),
+    measure(pool, b, s, span),
+    pool.query(keySampleSql(b, s, span, OUTSIDE_SAMPLE)),
+    extra ? pool.query(profileSql(b, s, undefined, false)) : undefined,
+    unique ? undefined : pool.query(duplicatesSql(b, s, undefined, OUTSIDE_SAMPLE)),
+  ]);
+  const profile = global ? parseProfile(global.rows, b.checks) : { aggregates: {}, distribution: {} };
+  const totals: SideTotals = {
+    count: String(count.rows[0].count),
+    checksum: (BigInt(sums.checksum) + BigInt(out.profile.checksum)).toString(),
+    aggregates: profile.aggregates,
+    distribution: profile.distribution,
+    duplicates: dups ? parseDuplicates(dups.rows).keys : 0,
+  };
+  return {
+    totals,
+    dups: dups ? parseDuplicates(dups.rows) : NO_DUPLICATES,
+    outside: { count: out.profile.count, keys: keys.rows.map((r) => JSON.parse(String(r.key)) as string[]) },
+    covered: BigInt(sums.count) + BigInt(out.profile.count) === BigInt(totals.count),
+  };
 }
 
 export async function reconcileTable(input: {
@@ -30,27 +70,29 @@ export async function reconcileTable(input: {
   const { spec, tableIndex: i } = input;
   const b = await bindingFor(spec, spec.tables[i], i);
   return guarded(`reconciling ${b.sourceName}`, async () => {
-    const src = poolFor(spec.source, 'read');
-    const tgt = poolFor(spec.target, 'write');
-    const out = outsideSql(b, planSpan(input.plan), OUTSIDE_SAMPLE);
-    const [s, t, oc, ok] = await Promise.all([
-      measure(src, b, 'source'),
-      measure(tgt, b, 'target'),
-      tgt.query(out.count),
-      tgt.query(out.sample),
+    const ctl = poolFor(controlAlias(spec), 'write');
+    const sums = (await ctl.query(RANGE_SUMS, [input.migration, i, input.plan.rangeCount])).rows[0];
+    const span: Selection = { outside: planSpan(input.plan) };
+    const [s, t] = await Promise.all([
+      side(b, spec.source, 'read', 'source', span, { count: sums.source_count, checksum: sums.source_checksum }),
+      side(b, spec.target, 'write', 'target', span, { count: sums.target_count, checksum: sums.target_checksum }),
     ]);
-    const checks = compareMeasured(b, s, t);
-    const side = (m: typeof s): SideTotals => ({ ...m.profile, duplicates: m.dups.keys });
+    const checks = compareProfiles(
+      { ...s.totals, aggregates: s.totals.aggregates, distribution: s.totals.distribution },
+      { ...t.totals, aggregates: t.totals.aggregates, distribution: t.totals.distribution },
+      b,
+      { source: s.dups, target: t.dups },
+    );
     const result: TableTotals = {
-      source: side(s),
-      target: side(t),
+      source: s.totals,
+      target: t.totals,
       checks,
       failed: failedChecks(checks),
-      outside: { count: String(oc.rows[0].count), keys: ok.rows.map((r) => JSON.parse(String(r.key)) as string[]) },
+      outside: t.outside,
+      sourceOutside: s.outside,
+      coverage: { ranges: Number(sums.n), ok: Number(sums.n) === input.plan.rangeCount && s.covered && t.covered },
     };
-    await poolFor(controlAlias(spec), 'write').query(UPSERT_TABLE, [
-      input.migration, i, b.sourceName, b.targetName, null, JSON.stringify(result),
-    ]);
+    await ctl.query(UPSERT_TABLE, [input.migration, i, b.sourceName, b.targetName, null, JSON.stringify(result)]);
     return result;
   });
 }

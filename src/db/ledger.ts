@@ -172,3 +172,10 @@ SELECT table_index, range_index, kind, key::text AS key, to_json(columns)::text 
   FROM (SELECT *, row_number() OVER (PARTITION BY table_index, range_index, kind ORDER BY key) AS rn
           FROM backfill.differences WHERE migration = $1) d
  WHERE rn <= $2 ORDER BY table_index, range_index, kind, key`;
+
+/** What the ranges of a table add up to, per side. */
+export const RANGE_SUMS = `
+SELECT count(*)::int AS n,
+       coalesce(sum(source_count), 0)::text AS source_count, coalesce(sum(source_checksum), 0)::text AS source_checksum,
+       coalesce(sum(target_count), 0)::text AS target_count, coalesce(sum(target_checksum), 0)::text AS target_checksum
+  FROM backfill.ranges WHERE migration = $1 AND table_index = $2 AND range_index < $3`;

@@ -115,8 +115,25 @@ export function rangePredicate(t: BoundTable, side: Side, r: KeyRange): string |
   return parts.length ? parts.join(' AND ') : undefined;
 }
 
-function rowsOf(t: BoundTable, side: Side, r?: KeyRange): string {
-  return `FROM ${tableOf(t, side)}${whereClause([r && rangePredicate(t, side, r), sideFilter(t, side)])}`;
+/** Which rows a statement reads: one range, or the rows outside the planned span (all rows when nothing is planned). */
+export type Selection = { range: KeyRange } | { outside: KeyRange | null };
+
+function selectionPredicate(t: BoundTable, side: Side, sel?: Selection): string | undefined {
+  if (!sel) return undefined;
+  if ('range' in sel) return rangePredicate(t, side, sel.range);
+  const inside = sel.outside && rangePredicate(t, side, sel.outside);
+  if (!inside) return undefined;
+  // NOT (a AND b) becomes (NOT a OR NOT b) in the planner: two index range scans, not a full scan.
+  return `NOT (${inside}) OR ${t.range.names.map((n) => `${quoteIdent(n)} IS NULL`).join(' OR ')}`;
+}
+
+function rowsOf(t: BoundTable, side: Side, sel?: KeyRange | Selection): string {
+  const s = sel && !('range' in sel) && !('outside' in sel) ? { range: sel } : (sel as Selection | undefined);
+  return `FROM ${tableOf(t, side)}${whereClause([selectionPredicate(t, side, s), sideFilter(t, side)])}`;
+}
+
+export function countSql(t: BoundTable, side: Side): string {
+  return `SELECT count(*)::text AS count ${rowsOf(t, side)}`;
 }
 
 export function sourceSelect(t: BoundTable, r?: KeyRange): string {
@@ -149,8 +166,8 @@ export function aggregateName(a: { fn: string; column: string }): string {
  * One scan per side: count, checksum (the numeric sum of the row hashes, so it cannot overflow),
  * the configured aggregates, and the value counts of the distribution columns (grouping sets).
  */
-export function profileSql(t: BoundTable, side: Side, r?: KeyRange): string {
-  const inner = [`${rowHashExpr(t, side)} AS h`];
+export function profileSql(t: BoundTable, side: Side, r?: KeyRange | Selection, hash = true): string {
+  const inner = [`${hash ? rowHashExpr(t, side) : '0::bigint'} AS h`];
   t.checks.distribution.forEach((c, i) => inner.push(`${columnExpr(t, side, c)}::text AS d${i}`));
   t.checks.aggregates.forEach((a, i) => inner.push(`${columnExpr(t, side, a.column)} AS a${i}`));
   const outer = ['count(*)::text AS count', 'coalesce(sum(h), 0)::text AS checksum'];
@@ -162,7 +179,7 @@ export function profileSql(t: BoundTable, side: Side, r?: KeyRange): string {
 }
 
 /** Keys that occur more than once on a side (only run where no unique index guarantees it). */
-export function duplicatesSql(t: BoundTable, side: Side, r: KeyRange | undefined, limit: number): string {
+export function duplicatesSql(t: BoundTable, side: Side, r: KeyRange | Selection | undefined, limit: number): string {
   const k = keyExprs(t, side);
   return `SELECT json_build_array(${k.map((e) => `${e}::text`).join(', ')})::text AS key, n::text AS n, count(*) OVER ()::text AS keys, sum(n - 1) OVER ()::text AS surplus
             FROM (SELECT ${k.join(', ')}, count(*) AS n ${rowsOf(t, side, r)} GROUP BY ${k.map((_, i) => String(i + 1)).join(', ')} HAVING count(*) > 1) d
@@ -192,11 +209,9 @@ export function bucketRowsSql(t: BoundTable, side: Side, r: KeyRange, bits: numb
 }
 
 /** Bounds of the range columns on the source: what the plan starts from. */
-export function sourceBoundsSql(t: BoundTable, withBounds: boolean): string {
-  // Row-count chunks need only the count (and min(uuid) does not exist before PostgreSQL 18).
+export function sourceBoundsSql(t: BoundTable): string {
   const c = quoteIdent(t.range.names[0]);
-  const bounds = withBounds ? `min(${c})::text AS lo, max(${c})::text AS hi` : `NULL::text AS lo, NULL::text AS hi`;
-  return `SELECT ${bounds}, count(*)::text AS count ${rowsOf(t, 'source')}`;
+  return `SELECT min(${c})::text AS lo, max(${c})::text AS hi ${rowsOf(t, 'source')}`;
 }
 
 /** Every `every`-th key in key order: the boundaries of ranges of `every` rows. */
@@ -207,16 +222,10 @@ export function rowBoundariesSql(t: BoundTable, every: number): string {
            WHERE rn % ${Math.trunc(every)} = 1 ORDER BY rn`;
 }
 
-/** Target rows outside [lo, hi) (and rows whose range columns are NULL): no planned range covers them. */
-export function outsideSql(t: BoundTable, r: KeyRange | null, limit: number): { count: string; sample: string } {
-  const inside = r && rangePredicate(t, 'target', r);
-  const nulls = t.range.names.map((n) => `${quoteIdent(n)} IS NULL`).join(' OR ');
-  const cond = inside ? `NOT (${inside}) OR ${nulls}` : 'true';
-  const keys = t.key.map((k) => `${quoteIdent(k)}::text`).join(', ');
-  return {
-    count: `SELECT count(*)::text AS count FROM ${t.target} WHERE ${cond}`,
-    sample: `SELECT json_build_array(${keys})::text AS key FROM ${t.target} WHERE ${cond} ORDER BY ${t.key.map(quoteIdent).join(', ')} LIMIT ${Math.trunc(limit)}`,
-  };
+/** A sample of the keys a selection reads (for rows outside the span). */
+export function keySampleSql(t: BoundTable, side: Side, sel: Selection, limit: number): string {
+  const k = keyExprs(t, side);
+  return `SELECT json_build_array(${k.map((e) => `${e}::text`).join(', ')})::text AS key ${rowsOf(t, side, sel)} ORDER BY ${k.join(', ')} LIMIT ${Math.trunc(limit)}`;
 }
 
 /** $1 is the sequence (from pg_get_serial_sequence); it only ever moves forward. */

@@ -50,7 +50,10 @@ export interface TableReport {
   };
   ranges: RangeReport[];
   rangeSummary: { total: number; verified: number; failed: number; pending: number; shown: number };
+  /** target rows outside every planned range */
   outside: { count: string; keys: string[][] };
+  /** source rows outside every planned range (they arrived after planning: catch-up's work) */
+  sourceOutside: { count: string; keys: string[][] };
 }
 
 export interface Approval {
@@ -96,7 +99,14 @@ export interface TableEvidence {
   target: string;
   planned: number;
   ranges: LedgerRange[];
-  totals: { source: SideTotals; target: SideTotals; failed?: string[]; outside: { count: string; keys: string[][] } } | null;
+  totals: {
+    source: SideTotals;
+    target: SideTotals;
+    failed?: string[];
+    outside: { count: string; keys: string[][] };
+    sourceOutside?: { count: string; keys: string[][] };
+    coverage?: { ranges: number; ok: boolean };
+  } | null;
 }
 
 /** Verified ranges beyond this many per table are summarised; failed ones are always listed. */
@@ -166,12 +176,14 @@ export function buildTableReport(migration: string, e: TableEvidence): TableRepo
       sumOfRanges: {
         source: sumSource,
         target: sumTarget,
-        match: !!e.totals && sumSource === e.totals.source.count && sumTarget === e.totals.target.count,
+        // Ranges plus the rows outside them add up to each side's independent count.
+        match: !!e.totals && (e.totals.coverage ? e.totals.coverage.ok : sumSource === e.totals.source.count && sumTarget === e.totals.target.count),
       },
     },
     ranges: shown,
     rangeSummary: { total: e.planned, verified, failed, pending: e.planned - verified - failed, shown: shown.length },
     outside: e.totals?.outside ?? { count: '0', keys: [] },
+    sourceOutside: e.totals?.sourceOutside ?? { count: '0', keys: [] },
   };
 }
 
@@ -180,7 +192,8 @@ export function isGreen(t: TableReport): boolean {
     t.rangeSummary.verified === t.rangeSummary.total &&
     t.totals.match &&
     t.totals.sumOfRanges.match &&
-    t.outside.count === '0'
+    t.outside.count === '0' &&
+    t.sourceOutside.count === '0'
   );
 }
 
@@ -200,6 +213,7 @@ export function evidenceText(migration: string, tables: TableEvidence[], waterma
         source: [t.totals.source.count, t.totals.source.checksum],
         target: [t.totals.target.count, t.totals.target.checksum],
         outside: t.totals.outside.count,
+        sourceOutside: t.totals.sourceOutside?.count ?? '0',
       },
       ranges: t.ranges.map((r) => [r.index, r.lo, r.hi, r.status, r.sourceCount, r.sourceChecksum, r.targetCount, r.targetChecksum]),
     })),

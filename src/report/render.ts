@@ -20,6 +20,8 @@ function tableSection(t: TableReport): string[] {
     `Ranges: ${fmt(t.rangeSummary.total)} planned, ${fmt(t.rangeSummary.verified)} verified, ${fmt(t.rangeSummary.failed)} failed, ${fmt(t.rangeSummary.pending)} pending.`,
   ];
   if (t.outside.count !== '0') out.push('', `Target keys outside every planned range (sample): ${t.outside.keys.map((k) => JSON.stringify(k)).join(', ')}`);
+  if (t.sourceOutside.count !== '0')
+    out.push('', `${fmt(t.sourceOutside.count)} source rows arrived outside the planned ranges (sample): ${t.sourceOutside.keys.map((k) => JSON.stringify(k)).join(', ')}`);
   if (t.totals.failedChecks.length) out.push('', `Global checks that disagree: ${t.totals.failedChecks.join(', ')}.`);
   const aggregates = Object.keys(s?.aggregates ?? {});
   if (aggregates.length) {

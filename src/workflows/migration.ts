@@ -434,6 +434,7 @@ function provisionalReport(migration: string, tables: TableState[], at: string):
       shown: st.failed.size,
     },
     outside: { count: '0', keys: [] },
+    sourceOutside: { count: '0', keys: [] },
   }));
   return {
     migration,
