@@ -86,7 +86,21 @@ export async function runDemo(o: { rows: number; chunk: number; keep: boolean })
       source: 'source',
       target: 'target',
       concurrency: 2,
-      tables: [{ source: 'public.orders', target: 'public.orders_v2', key: ['id'], chunk: { column: 'id', size: o.chunk } }],
+      tables: [
+        {
+          source: 'public.orders',
+          target: 'public.orders_v2',
+          key: ['id'],
+          chunk: { column: 'id', size: o.chunk },
+          checks: {
+            distribution: ['status'],
+            aggregates: [
+              { fn: 'sum', column: 'amount' },
+              { fn: 'max', column: 'updated_at' },
+            ],
+          },
+        },
+      ],
       cutover: {
         approval: 'required',
         approvers: ['demo'],
