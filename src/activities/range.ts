@@ -13,6 +13,7 @@ import { MARK_VERIFIED } from '../db/ledger';
 import { copyInSql, copyOutSql, deleteRangeSql, duplicatesSql, profileSql, type KeyRange, type Selection, type Side } from '../db/sql';
 import { guarded } from '../db/errors';
 import { bindingFor, type Binding } from './binding';
+import { WORKER_ID } from './heartbeat';
 import { resolveRange, type TablePlan } from './ranges';
 import { NO_DUPLICATES, compareProfiles, failedChecks, parseDuplicates, parseProfile, type Checks, type DuplicateKeys, type SideProfile } from './compare';
 
@@ -44,17 +45,43 @@ export interface RangeResult {
   rowsCopied: number;
 }
 
-/** Counts bytes through the COPY pipe and heartbeats, so a stuck range is noticed and retried. */
+/** No byte through the COPY pipe for this long: the connection is dead or stuck; abort and retry. */
+export function stallTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
+  const s = Number(env.BACKFILL_STALL_TIMEOUT ?? 120);
+  return Number.isFinite(s) && s > 0 ? s * 1000 : 120_000;
+}
+
+/**
+ * Counts bytes through the COPY pipe and heartbeats with them. A pipe that stops moving fails the
+ * attempt (liveness heartbeats alone would keep a stuck copy alive forever).
+ */
 class Progress extends Transform {
   bytes = 0;
-  private last = Date.now();
+  private lastBeat = Date.now();
+  private lastByte = Date.now();
+  private readonly watchdog: NodeJS.Timeout;
+  constructor(stallMs: number) {
+    super();
+    this.watchdog = setInterval(() => {
+      if (Date.now() - this.lastByte > stallMs) this.destroy(new Error(`the copy stalled: no data for ${Math.round(stallMs / 1000)} s`));
+    }, Math.min(5000, stallMs / 2));
+  }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.bytes += chunk.length;
-    if (Date.now() - this.last > 2000) {
-      this.last = Date.now();
+    this.lastByte = Date.now();
+    if (this.lastByte - this.lastBeat > 2000) {
+      this.lastBeat = this.lastByte;
       heartbeat({ bytes: this.bytes });
     }
     cb(null, chunk);
+  }
+  override _destroy(err: Error | null, cb: (error: Error | null) => void): void {
+    clearInterval(this.watchdog);
+    cb(err);
+  }
+  override _flush(cb: TransformCallback): void {
+    clearInterval(this.watchdog);
+    cb();
   }
 }
 
@@ -103,7 +130,7 @@ function statusOf(input: RangeInput, checks: Checks): RangeResult['status'] {
 function ledgerParams(input: RangeInput, b: Binding, lo: string, hi: string, status: string, s: SideProfile, t: SideProfile, checks: Checks): unknown[] {
   return [
     input.migration, input.tableIndex, input.rangeIndex, b.sourceName, b.targetName, lo, hi,
-    status, input.attempt, s.count, s.checksum, t.count, t.checksum, JSON.stringify(checks),
+    status, input.attempt, s.count, s.checksum, t.count, t.checksum, JSON.stringify(checks), WORKER_ID,
   ];
 }
 
@@ -143,7 +170,7 @@ export async function copyRange(input: RangeInput): Promise<RangeResult> {
       await tgt.query('BEGIN');
       await tgt.query(deleteRangeSql(b, r));
       const sink = tgt.query(copyFrom(copyInSql(b)));
-      await pipeline(src.query(copyTo(copyOutSql(b, r))), new Progress(), sink, { signal: cancellation() });
+      await pipeline(src.query(copyTo(copyOutSql(b, r))), new Progress(stallTimeoutMs()), sink, { signal: cancellation() });
       const [s, t] = await Promise.all([measure(src, b, 'source', r), measure(tgt, b, 'target', r)]);
       const checks = compareMeasured(b, s, t);
       const status = statusOf(input, checks);

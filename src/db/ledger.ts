@@ -23,8 +23,10 @@ CREATE TABLE IF NOT EXISTS backfill.ranges (
   copied_at timestamptz,
   verified_at timestamptz,
   updated_at timestamptz NOT NULL DEFAULT now(),
+  worker text,
   PRIMARY KEY (migration, table_index, range_index)
 );
+ALTER TABLE backfill.ranges ADD COLUMN IF NOT EXISTS worker text;
 CREATE TABLE IF NOT EXISTS backfill.tables (
   migration text NOT NULL,
   table_index int NOT NULL,
@@ -114,14 +116,14 @@ ON CONFLICT (migration, table_index, range_index) DO UPDATE
 export const MARK_VERIFIED = `
 INSERT INTO backfill.ranges (migration, table_index, range_index, source_table, target_table, lo, hi,
                              status, attempts, source_count, source_checksum, target_count, target_checksum,
-                             checks, verified_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, now(), now())
+                             checks, verified_at, updated_at, worker)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, now(), now(), $15)
 ON CONFLICT (migration, table_index, range_index) DO UPDATE
    SET lo = EXCLUDED.lo, hi = EXCLUDED.hi, status = EXCLUDED.status,
        attempts = greatest(backfill.ranges.attempts, EXCLUDED.attempts),
        source_count = EXCLUDED.source_count, source_checksum = EXCLUDED.source_checksum,
        target_count = EXCLUDED.target_count, target_checksum = EXCLUDED.target_checksum,
-       checks = EXCLUDED.checks, verified_at = now(), updated_at = now()`;
+       checks = EXCLUDED.checks, verified_at = now(), updated_at = now(), worker = EXCLUDED.worker`;
 
 export const UPSERT_TABLE = `
 INSERT INTO backfill.tables (migration, table_index, source_table, target_table, plan, totals, updated_at)

@@ -12,6 +12,9 @@ import {
   log,
   patched,
   sleep,
+  allHandlersFinished,
+  continueAsNew,
+  ContinueAsNew,
 } from '@temporalio/workflow';
 import { SearchAttributeType, defineSearchAttributeKey } from '@temporalio/common';
 import type * as activities from '../activities';
@@ -38,10 +41,27 @@ import {
 
 const retry = { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 10 };
 
-const control = proxyActivities<typeof activities>({ startToCloseTimeout: '15 minutes', retry });
-// A range streams for as long as it needs; the heartbeat is what notices a stuck one.
-const rangeWork = proxyActivities<typeof activities>({ startToCloseTimeout: '6 hours', heartbeatTimeout: '5 minutes', retry });
-const heavy = proxyActivities<typeof activities>({ startToCloseTimeout: '6 hours', retry });
+// Every activity heartbeats while it runs: the heartbeat timeout is what notices a dead worker, so
+// the start-to-close timeout can leave room for a range, a plan or a reconciliation of any size.
+const options = { startToCloseTimeout: '24 hours', heartbeatTimeout: '15 seconds', retry } as const;
+const control = proxyActivities<typeof activities>(options);
+const rangeWork = control;
+const heavy = control;
+
+/** Below the 10,240-event warning with room for the completions of ranges still in flight. */
+export const HISTORY_BUDGET = 5000;
+
+/** What a run hands to the next one at continue-as-new: counters, not ranges. */
+export interface Carried {
+  plans: TablePlan[];
+  tables: { next: number; verified: number; rowsCopied: number; failed: FailedRange[] }[];
+  startedAt: string;
+  approvals: Approval[];
+  concurrency: number;
+  paused: boolean;
+  rerunQueue: { t: number; i: number }[];
+  runs: number;
+}
 
 const migrationKey = defineSearchAttributeKey(SEARCH_ATTRIBUTES.migration, SearchAttributeType.KEYWORD);
 const phaseKey = defineSearchAttributeKey(SEARCH_ATTRIBUTES.phase, SearchAttributeType.KEYWORD);
@@ -66,14 +86,14 @@ interface TableState {
   rowsCopied: number;
 }
 
-export async function backfillMigration(input: unknown): Promise<MigrationResult> {
+export async function backfillMigration(input: unknown, carried?: Carried): Promise<MigrationResult> {
   const state: { fail?: (why: string) => void } = {};
   try {
-    return await migrate(input, state);
+    return await migrate(input, state, carried);
   } catch (e) {
     // Show the root cause (a preflight message, a dropped column) at the top of the failure,
     // not "Activity task failed"; the phase says failed.
-    if (isCancellation(e)) throw e;
+    if (isCancellation(e) || e instanceof ContinueAsNew) throw e;
     const root = rootCause(e);
     state.fail?.(root.message);
     if (root instanceof ApplicationFailure && root !== e)
@@ -88,10 +108,10 @@ function rootCause(e: unknown): Error {
   return cur;
 }
 
-async function migrate(input: unknown, state: { fail?: (why: string) => void }): Promise<MigrationResult> {
+async function migrate(input: unknown, state: { fail?: (why: string) => void }, carried?: Carried): Promise<MigrationResult> {
   const info = workflowInfo();
   const now = () => new Date().toISOString();
-  const startedAt = now();
+  const startedAt = carried?.startedAt ?? now();
   let updatedAt = startedAt;
   let phase: Phase = 'planning';
   let detail: string | undefined;
@@ -257,10 +277,40 @@ async function migrate(input: unknown, state: { fail?: (why: string) => void }):
     return tables.findIndex((t, i) => t.plan.source === name || t.plan.target === name || spec.tables[i].source === name);
   }
 
-  // ---- planning ----
-  const plans = await control.planMigration({ migration: name, spec });
-  tables = plans.map((plan) => ({ plan, next: 0, verified: 0, inFlight: new Set(), failed: new Map(), rowsCopied: 0 }));
-  log.info('planned', { migration: name, ranges: plans.reduce((a, p) => a + p.rangeCount, 0) });
+  // ---- planning (a continued run takes the plan and the counters from the run before) ----
+  let plans: TablePlan[];
+  if (carried) {
+    plans = carried.plans;
+    tables = plans.map((plan, i) => {
+      const c = carried.tables[i];
+      return { plan, next: c.next, verified: c.verified, inFlight: new Set(), failed: new Map(c.failed.map((f) => [f.index, f])), rowsCopied: c.rowsCopied };
+    });
+    approvals.push(...carried.approvals);
+    concurrency = carried.concurrency;
+    paused = carried.paused;
+    rerunQueue.push(...carried.rerunQueue);
+  } else {
+    plans = await control.planMigration({ migration: name, spec });
+    tables = plans.map((plan) => ({ plan, next: 0, verified: 0, inFlight: new Set(), failed: new Map(), rowsCopied: 0 }));
+    log.info('planned', { migration: name, ranges: plans.reduce((a, p) => a + p.rangeCount, 0) });
+  }
+  const carry = (): Carried => ({
+    plans,
+    // Located keys of many failed ranges would bloat the input: the ledger has them all.
+    tables: tables.map((st) => ({
+      next: st.next,
+      verified: st.verified,
+      rowsCopied: st.rowsCopied,
+      failed: [...st.failed.values()].map((f, k) => (k < 100 || !f.located ? f : { ...f, located: { ...f.located, keys: { missing: [], extra: [], changed: [], duplicates: [] } } })),
+    })),
+    startedAt,
+    approvals,
+    concurrency,
+    paused,
+    rerunQueue,
+    runs: (carried?.runs ?? 0) + 1,
+  });
+  const historyFull = () => workflowInfo().continueAsNewSuggested || workflowInfo().historyLength >= HISTORY_BUDGET;
 
   // ---- backfilling: a sliding window of ranges in flight ----
   let fatal: unknown;
@@ -323,15 +373,29 @@ async function migrate(input: unknown, state: { fail?: (why: string) => void }):
     setPhase('backfilling');
     for (;;) {
       await condition(
-        () => fatal !== undefined || aborted !== undefined || (!hasWork() && inFlight() === 0) || (!paused && hasWork() && inFlight() < concurrency),
+        () =>
+          fatal !== undefined ||
+          aborted !== undefined ||
+          (!hasWork() && inFlight() === 0) ||
+          (!paused && hasWork() && inFlight() < concurrency) ||
+          (hasWork() && historyFull()),
       );
       if (fatal !== undefined || aborted !== undefined || !hasWork()) break;
+      if (historyFull()) {
+        // Let the ranges in flight land, then go on in a fresh run with the counters.
+        await condition(() => inFlight() === 0);
+        if (fatal === undefined && aborted === undefined) {
+          await condition(allHandlersFinished);
+          await continueAsNew<typeof backfillMigration>(spec, carry());
+        }
+        break;
+      }
       const next = nextRange()!;
       void runRange(next.t, next.i);
     }
     await condition(() => inFlight() === 0);
     if (fatal !== undefined) {
-      setPhase('failed', 'a non-recoverable error stopped the migration');
+      setPhase('failed', rootCause(fatal).message);
       throw fatal;
     }
   };

@@ -1,6 +1,6 @@
 // A real Temporal dev server and a worker of ours on it, for one test file.
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { appendFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
@@ -24,33 +24,66 @@ export interface TemporalHarness {
   stop(): Promise<void>;
 }
 
+export interface WorkerProcess {
+  pid: number;
+  alive(): boolean;
+  log(): string;
+  /** SIGKILL: no shutdown, no cleanup, like a crashed machine */
+  kill(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** `backfill worker` in a child process, as users run it, with this process's BACKFILL_DB_*. */
+export async function spawnWorker(address: string, taskQueue: string): Promise<WorkerProcess> {
+  const child = spawn(process.execPath, [CLI, 'worker'], {
+    env: { ...process.env, TEMPORAL_ADDRESS: address, BACKFILL_TASK_QUEUE: taskQueue },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let log = '';
+  child.stderr.on('data', (d) => {
+    log += d;
+    // For a post-mortem of a stuck test: BACKFILL_WORKER_LOG=/tmp/workers.log
+    if (process.env.BACKFILL_WORKER_LOG) appendFileSync(process.env.BACKFILL_WORKER_LOG, `[${child.pid}] ${d}`);
+  });
+  const exited = new Promise((r) => child.once('exit', r));
+  // The worker says when it polls; a worker that dies at start fails the test here.
+  for (let i = 0; i < 300 && !/polling task queue/.test(log); i++) {
+    if (child.exitCode !== null) throw new Error(`backfill worker exited: ${log}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    pid: child.pid!,
+    alive: () => child.exitCode === null && child.signalCode === null,
+    log: () => log,
+    async kill() {
+      child.kill('SIGKILL');
+      await exited;
+    },
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
 /**
- * A dev server and a worker: in this process, or (`process`) as `backfill worker` in a child
- * process, as users run it, with the BACKFILL_DB_* of this process's environment.
+ * A dev server and a worker: in this process, as `backfill worker` child processes (`process`,
+ * with `workers` of them), or none (the test starts its own).
  */
-export async function startTemporal(taskQueue: string, o: { worker?: 'in-process' | 'process' } = {}): Promise<TemporalHarness> {
+export async function startTemporal(
+  taskQueue: string,
+  o: { worker?: 'in-process' | 'process' | 'none'; workers?: number; dbFilename?: string } = {},
+): Promise<TemporalHarness> {
   temporalCli();
-  const env = await startDevServer();
-  if (o.worker === 'process') {
-    const child = spawn(process.execPath, [CLI, 'worker'], {
-      env: { ...process.env, TEMPORAL_ADDRESS: env.address, BACKFILL_TASK_QUEUE: taskQueue },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let log = '';
-    child.stderr.on('data', (d) => (log += d));
-    const exited = new Promise((r) => child.once('exit', r));
-    // The worker says when it polls; a worker that dies at start fails the test here.
-    for (let i = 0; i < 200 && !/polling task queue/.test(log); i++) {
-      if (child.exitCode !== null) throw new Error(`backfill worker exited: ${log}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+  const env = await startDevServer({ dbFilename: o.dbFilename });
+  if (o.worker === 'process' || o.worker === 'none') {
+    const procs = o.worker === 'none' ? [] : await Promise.all(Array.from({ length: o.workers ?? 1 }, () => spawnWorker(env.address, taskQueue)));
     return {
       env,
       address: env.address,
-      workerLog: () => log,
+      workerLog: () => procs.map((p) => p.log()).join('\n'),
       async stop() {
-        child.kill('SIGTERM');
-        await exited;
+        await Promise.all(procs.map((p) => p.stop()));
         await env.teardown();
       },
     };

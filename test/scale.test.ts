@@ -1,0 +1,81 @@
+// Scale: 5,000 ranges in one migration, shared by two worker processes. The workflow continues as
+// new before any run's history nears the 10,240-event warning; state and inputs stay small.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startPostgres, type PostgresServer } from '../src/infra/postgres';
+import { closePools } from '../src/db/pools';
+import { progressQuery, reportQuery, type MigrationResult } from '../src/workflows/messages';
+import type { Report } from '../src/report/model';
+import type { WorkflowHandle } from '@temporalio/client';
+import { fingerprint } from './helpers/sample';
+import { replayAndMaybeRecord, startTemporal, type TemporalHarness } from './helpers/temporal';
+
+const TASK_QUEUE = 'scale';
+const RANGES = 5000;
+let pg: PostgresServer;
+let temporal: TemporalHarness;
+
+before(async () => {
+  pg = await startPostgres();
+  await pg.createDatabase('src');
+  await pg.createDatabase('tgt');
+  for (const db of ['src', 'tgt']) await pg.query(db, 'CREATE TABLE public.small (id bigint PRIMARY KEY, v text)');
+  await pg.query('src', `INSERT INTO public.small SELECT g, 'v' || g FROM generate_series(1, ${RANGES * 2}) g`);
+  process.env.BACKFILL_DB_SRC = pg.url('src');
+  process.env.BACKFILL_DB_TGT = pg.url('tgt');
+  temporal = await startTemporal(TASK_QUEUE, { worker: 'process', workers: 2 });
+});
+
+after(async () => {
+  await temporal?.stop();
+  await closePools();
+  await pg?.stop();
+});
+
+test(`scale: ${RANGES} ranges, two workers, every run under the history warning`, async () => {
+  const spec = {
+    name: 'scale',
+    taskQueue: TASK_QUEUE,
+    source: 'src',
+    target: 'tgt',
+    concurrency: 8,
+    tables: [{ source: 'public.small', target: 'public.small', key: ['id'], chunk: { column: 'id', size: 2 } }],
+    cutover: { approval: 'auto' },
+  };
+  const client = temporal.env.client;
+  const t0 = Date.now();
+  const h = await client.workflow.start('backfillMigration', { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
+  const result = (await client.workflow.getHandle(spec.name).result()) as MigrationResult;
+  const seconds = (Date.now() - t0) / 1000;
+  assert.equal(result.phase, 'completed');
+  console.log(`# ${RANGES} ranges in ${seconds.toFixed(1)} s: ${((seconds * 1000) / RANGES).toFixed(1)} ms per range`);
+
+  // Walk the chain of runs from the first: each under the warning, each handing over to the next.
+  let runId: string | undefined = h.firstExecutionRunId;
+  const lengths: number[] = [];
+  while (runId) {
+    const history: Awaited<ReturnType<WorkflowHandle['fetchHistory']>> = await client.workflow.getHandle(spec.name, runId).fetchHistory();
+    const events = history.events ?? [];
+    lengths.push(events.length);
+    const next: string | null | undefined = events[events.length - 1]?.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId;
+    runId = next ?? undefined;
+  }
+  console.log(`# runs: ${lengths.length}, events per run: ${lengths.join(', ')}`);
+  // The first run, which ended by continuing as new, replays against the current code.
+  await replayAndMaybeRecord(client.workflow.getHandle(spec.name, h.firstExecutionRunId), 'continued-as-new-first-run');
+  assert.ok(lengths.length >= 2, 'the migration continued as new');
+  assert.ok(Math.max(...lengths) < 10_240, `a run reached ${Math.max(...lengths)} events`);
+
+  const latest = client.workflow.getHandle(spec.name);
+  const p = await latest.query(progressQuery);
+  assert.deepEqual(p.tables[0].ranges, { total: RANGES, pending: 0, inFlight: 0, verified: RANGES, failed: 0 });
+  const report: Report = await latest.query(reportQuery);
+  assert.equal(report.verdict, 'green');
+  assert.ok(JSON.stringify(report).length < 2 * 2 ** 20, 'the report stays under 2 MB');
+  assert.equal(report.tables[0].rangeSummary.verified, RANGES);
+  assert.deepEqual(await fingerprint(pg, 'tgt', 'public.small'), await fingerprint(pg, 'src', 'public.small'));
+
+  const workers = await pg.query('tgt', `SELECT worker, count(*)::int AS n FROM backfill.ranges WHERE migration = 'scale' GROUP BY 1 ORDER BY 1`);
+  assert.equal(workers.rows.length, 2, `ranges by worker: ${JSON.stringify(workers.rows)}`);
+  for (const w of workers.rows) assert.ok(w.n > RANGES / 10, `worker ${w.worker} took only ${w.n} ranges`);
+});
