@@ -101,6 +101,21 @@ function cancellation(): AbortSignal | undefined {
   }
 }
 
+/**
+ * Source COPY -> progress -> target COPY. Settles on the first error of any stream: after a
+ * connection dies, waiting for every stream to close can wait forever; the caller then destroys
+ * both clients, which ends whatever is left.
+ */
+async function copyPipe(streams: [NodeJS.ReadableStream, Transform, NodeJS.WritableStream]): Promise<void> {
+  const failed = new Promise<never>((_, reject) => {
+    for (const s of streams) (s as unknown as NodeJS.EventEmitter).once('error', reject);
+  });
+  const done = pipeline(streams[0], streams[1], streams[2], { signal: cancellation() });
+  done.catch(() => undefined);
+  failed.catch(() => undefined);
+  await Promise.race([done, failed]);
+}
+
 interface Measured {
   profile: SideProfile;
   dups: DuplicateKeys;
@@ -170,7 +185,7 @@ export async function copyRange(input: RangeInput): Promise<RangeResult> {
       await tgt.query('BEGIN');
       await tgt.query(deleteRangeSql(b, r));
       const sink = tgt.query(copyFrom(copyInSql(b)));
-      await pipeline(src.query(copyTo(copyOutSql(b, r))), new Progress(stallTimeoutMs()), sink, { signal: cancellation() });
+      await copyPipe([src.query(copyTo(copyOutSql(b, r))), new Progress(stallTimeoutMs()), sink]);
       const [s, t] = await Promise.all([measure(src, b, 'source', r), measure(tgt, b, 'target', r)]);
       const checks = compareMeasured(b, s, t);
       const status = statusOf(input, checks);
@@ -184,11 +199,9 @@ export async function copyRange(input: RangeInput): Promise<RangeResult> {
       failure = e as Error;
       throw e;
     } finally {
-      // A client that failed mid-COPY is in an unknown state: destroy it rather than reuse it.
-      if (failure) {
-        await tgt?.query('ROLLBACK').catch(() => undefined);
-        await src.query('ROLLBACK').catch(() => undefined);
-      }
+      // A client that failed mid-COPY is in an unknown state: destroy it (the server rolls back a
+      // transaction whose connection closes). Never await a ROLLBACK on it: pg would queue it
+      // behind the abandoned COPY, and it would wait forever.
       tgt?.release(failure);
       src.release(failure);
     }

@@ -30,14 +30,6 @@ function settings(access: Access, env: NodeJS.ProcessEnv): Record<string, string
 /** Every value is text in JS: bigint and numeric stay exact, timestamps never become Date. */
 const asText = { getTypeParser: () => (v: string) => v } as unknown as pg.CustomTypesConfig;
 
-/** '30min', '90s', '500ms' or plain milliseconds, as PostgreSQL reads statement_timeout. */
-export function intervalMs(v: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|h)?\s*$/.exec(v);
-  if (!m) return 30 * 60_000;
-  const n = Number(m[1]);
-  return Math.round(n * ({ ms: 1, s: 1000, min: 60_000, h: 3_600_000 } as Record<string, number>)[m[2] ?? 'ms']);
-}
-
 const pools = new Map<string, pg.Pool>();
 
 export function poolFor(alias: string, access: Access, env: NodeJS.ProcessEnv = process.env): pg.Pool {
@@ -54,9 +46,8 @@ export function poolFor(alias: string, access: Access, env: NodeJS.ProcessEnv = 
     types: asText,
     max: Number(env.BACKFILL_POOL_MAX ?? 12),
     connectionTimeoutMillis: 15_000,
-    // A reply that never comes (a dead or blackholed connection) fails the query instead of
-    // hanging it: the server's statement_timeout, plus a minute.
-    query_timeout: intervalMs(env.BACKFILL_STATEMENT_TIMEOUT ?? '30min') + 60_000,
+    // No client-side query_timeout: pg arms it for COPY streams too and never clears it there.
+    // A stuck COPY is caught by the stall guard; a stuck query by the server's statement_timeout.
     idleTimeoutMillis: 30_000,
     keepAlive: true,
   });

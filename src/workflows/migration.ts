@@ -39,7 +39,7 @@ import {
   type Progress,
 } from './messages';
 
-const retry = { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 10 };
+const retry = { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 30 };
 
 // Every activity heartbeats while it runs: the heartbeat timeout is what notices a dead worker, so
 // the start-to-close timeout can leave room for a range, a plan or a reconciliation of any size.
