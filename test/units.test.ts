@@ -1,7 +1,7 @@
 // Pure units: identifier quoting, integer literals, range arithmetic, redaction, report digest.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { intLiteral, quoteIdent, qualifiedName } from '../src/db/sql';
+import { quoteIdent, qualifiedName, quoteLiteral, typedLiteral } from '../src/db/sql';
 import { rangeBounds } from '../src/activities/ranges';
 import { redact } from '../src/db/redact';
 import { NO_KEYS, buildTableReport, evidenceText, isGreen, type TableEvidence } from '../src/report/model';
@@ -14,10 +14,11 @@ test('sql: identifiers are quoted part by part, quotes doubled', () => {
   assert.throws(() => quoteIdent('a\0b'));
 });
 
-test('sql: bounds are integers or nothing', () => {
-  assert.equal(intLiteral('-42'), '-42');
-  assert.equal(intLiteral(9007199254740993n), '9007199254740993');
-  for (const bad of ['1; DROP TABLE x', '1.5', '', '0x10', '1e3', ' 1']) assert.throws(() => intLiteral(bad), bad);
+test('sql: values in COPY are quoted literals with a catalog type', () => {
+  assert.equal(quoteLiteral("it's"), "'it''s'");
+  assert.equal(typedLiteral("x'; DROP TABLE t; --", 'text', true), `'x''; DROP TABLE t; --'::text COLLATE "C"`);
+  assert.equal(typedLiteral('42', 'bigint', false), `'42'::bigint`);
+  assert.throws(() => quoteLiteral('a\0b'));
 });
 
 test('ranges: half-open, contiguous, the last one clipped, bigint-exact', () => {

@@ -9,6 +9,7 @@ import {
   buildTableReport,
   evidenceText,
   isGreen,
+  NO_KEYS,
   type LedgerRange,
   type RangeKeys,
   type Report,
@@ -75,7 +76,7 @@ export async function buildReport(input: {
             targetChecksum: r.target_checksum,
             failedChecks: checks && 'count' in checks ? failedChecks(checks) : [],
             located: checks?.located ?? null,
-            keys: keys.get(`${i}:${r.range_index}`) ?? { missing: [], extra: [], changed: [], duplicates: [] },
+            keys: keys.get(`${i}:${r.range_index}`) ?? NO_KEYS,
           };
         }),
     }));

@@ -18,14 +18,6 @@ export function splitTableName(name: string): [string | null, string] {
   return parts.length === 2 ? [parts[0], parts[1]] : [null, parts[0]];
 }
 
-const INTEGER = /^-?\d{1,40}$/;
-
-export function intLiteral(v: string | bigint): string {
-  const s = typeof v === 'bigint' ? v.toString() : v;
-  if (!INTEGER.test(s)) throw new Error(`not an integer bound: ${JSON.stringify(s).slice(0, 60)}`);
-  return BigInt(s).toString();
-}
-
 export function quoteLiteral(v: string): string {
   if (v.includes('\0')) throw new Error('a value contains a NUL byte');
   return `'${v.replace(/'/g, "''")}'`;

@@ -22,7 +22,7 @@ import type { TablePlan } from '../activities/ranges';
 import type { RangeResult } from '../activities/range';
 import type { Located } from '../activities/locate';
 import { checkSpec, type MigrationSpec } from '../spec/schema';
-import { rerunCommand, type Approval, type Report, type TableReport } from '../report/model';
+import { NO_KEYS, rerunCommand, type Approval, type Report, type TableReport } from '../report/model';
 import {
   SEARCH_ATTRIBUTES,
   abortSignal,
@@ -301,7 +301,7 @@ async function migrate(input: unknown, state: { fail?: (why: string) => void }, 
       next: st.next,
       verified: st.verified,
       rowsCopied: st.rowsCopied,
-      failed: [...st.failed.values()].map((f, k) => (k < 100 || !f.located ? f : { ...f, located: { ...f.located, keys: { missing: [], extra: [], changed: [], duplicates: [] } } })),
+      failed: [...st.failed.values()].map((f, k) => (k < 100 || !f.located ? f : { ...f, located: { ...f.located, keys: NO_KEYS } })),
     })),
     startedAt,
     approvals,
@@ -485,7 +485,7 @@ function provisionalReport(migration: string, tables: TableState[], at: string):
       extra: f.located ? f.located.extra : null,
       changed: f.located ? f.located.changed : null,
       duplicates: f.located ? f.located.duplicates : null,
-      keys: f.located?.keys ?? { missing: [], extra: [], changed: [], duplicates: [] },
+      keys: f.located?.keys ?? NO_KEYS,
       failedChecks: f.failed,
       changedColumns: f.located?.columns ?? {},
       rerun: rerunCommand(migration, st.plan.source, f.index),
