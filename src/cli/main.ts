@@ -57,10 +57,6 @@ function specOrExit(file: string): MigrationSpec {
   return r.spec;
 }
 
-async function progressOf(h: WorkflowHandle): Promise<Progress> {
-  return h.query(progressQuery);
-}
-
 async function finalResult(h: WorkflowHandle): Promise<MigrationResult | { phase: 'failed'; reason: string }> {
   try {
     return (await h.result()) as MigrationResult;
@@ -160,7 +156,7 @@ export function buildProgram(): Command {
         console.log(renderProgress(p));
         return TERMINAL.includes(p.phase) ? exitFor(p) : EXIT.ok;
       }
-      const p = await progressOf(h);
+      const p: Progress = await h.query(progressQuery);
       console.log(renderProgress(p));
       return p.phase === 'failed' || p.phase === 'aborted' ? EXIT.red : EXIT.ok;
     }));

@@ -43,10 +43,7 @@ const retry = { initialInterval: '1 second', backoffCoefficient: 2, maximumInter
 
 // Every activity heartbeats while it runs: the heartbeat timeout is what notices a dead worker, so
 // the start-to-close timeout can leave room for a range, a plan or a reconciliation of any size.
-const options = { startToCloseTimeout: '24 hours', heartbeatTimeout: '15 seconds', retry } as const;
-const control = proxyActivities<typeof activities>(options);
-const rangeWork = control;
-const heavy = control;
+const acts = proxyActivities<typeof activities>({ startToCloseTimeout: '24 hours', heartbeatTimeout: '15 seconds', retry });
 
 /** Below the 10,240-event warning with room for the completions of ranges still in flight. */
 export const HISTORY_BUDGET = 5000;
@@ -188,7 +185,7 @@ async function migrate(input: unknown, state: { fail?: (why: string) => void }, 
   }
   const execution = info.firstExecutionRunId;
   const audit = (action: string, actor?: string, d?: string, extra?: unknown) =>
-    control.recordAudit({ spec, entry: { migration: name, execution, action, actor, digest: d, detail: extra } });
+    acts.recordAudit({ spec, entry: { migration: name, execution, action, actor, digest: d, detail: extra } });
 
   setHandler(pauseSignal, () => {
     paused = true;
@@ -290,7 +287,7 @@ async function migrate(input: unknown, state: { fail?: (why: string) => void }, 
     paused = carried.paused;
     rerunQueue.push(...carried.rerunQueue);
   } else {
-    plans = await control.planMigration({ migration: name, spec });
+    plans = await acts.planMigration({ migration: name, spec });
     tables = plans.map((plan) => ({ plan, next: 0, verified: 0, inFlight: new Set(), failed: new Map(), rowsCopied: 0 }));
     log.info('planned', { migration: name, ranges: plans.reduce((a, p) => a + p.rangeCount, 0) });
   }
@@ -330,7 +327,7 @@ async function migrate(input: unknown, state: { fail?: (why: string) => void }, 
           attempt,
           finalAttempt,
         };
-        const res: RangeResult = spec.mode === 'verify' ? await rangeWork.verifyRange(args) : await rangeWork.copyRange(args);
+        const res: RangeResult = spec.mode === 'verify' ? await acts.verifyRange(args) : await acts.copyRange(args);
         st.rowsCopied += res.rowsCopied;
         if (res.status === 'verified') {
           st.failed.delete(i);
@@ -340,7 +337,7 @@ async function migrate(input: unknown, state: { fail?: (why: string) => void }, 
         if (finalAttempt) {
           // Narrow the range down to its exact keys; the evidence stays in the ledger.
           // (Patched: migrations started before locating existed go on without it.)
-          const located = patched('locate-failed-ranges') ? await rangeWork.locateRange(args) : undefined;
+          const located = patched('locate-failed-ranges') ? await acts.locateRange(args) : undefined;
           st.failed.set(i, { index: i, lo: res.lo, hi: res.hi, attempts: attempt, source: res.source, target: res.target, failed: res.failed, located });
           return;
         }
@@ -418,10 +415,10 @@ async function migrate(input: unknown, state: { fail?: (why: string) => void }, 
     if (failedRanges === 0 || patched('reconcile-with-failed-ranges')) {
       setPhase('reconciling');
       for (const [i, st] of tables.entries()) {
-        await heavy.reconcileTable({ migration: name, spec, tableIndex: i, plan: st.plan });
+        await acts.reconcileTable({ migration: name, spec, tableIndex: i, plan: st.plan });
       }
     }
-    report = await control.buildReport({ migration: name, spec, phase, plans, generatedAt: now() });
+    report = await acts.buildReport({ migration: name, spec, phase, plans, generatedAt: now() });
     digest = report.digest;
 
     if (report.verdict === 'red' || failedRanges > 0) {
@@ -458,8 +455,8 @@ async function migrate(input: unknown, state: { fail?: (why: string) => void }, 
 
     // ---- switching ----
     setPhase('switching');
-    await control.advanceSequences({ spec });
-    const sw = await control.runSwitch({ migration: name, execution, spec, digest: approved.digest, approver: approved.approver });
+    await acts.advanceSequences({ spec });
+    const sw = await acts.runSwitch({ migration: name, execution, spec, digest: approved.digest, approver: approved.approver });
     report = { ...report, switchedAt: sw.switchedAt };
     setPhase('completed');
     return { migration: name, phase: 'completed', verdict: 'green', digest: approved.digest, switchedAt: sw.switchedAt };
