@@ -8,6 +8,24 @@ import { closePools } from './db/pools';
 import { Connection } from '@temporalio/client';
 import { temporalTarget } from './client';
 import { ensureSearchAttributes } from './infra/temporal';
+import { appendAudit } from './activities/cutover';
+import type { AuditSinks } from './workflows/messages';
+import type { InjectedSinks } from '@temporalio/worker';
+
+/** Refused approvals, recorded in the ledger's audit by the worker (a validator cannot run activities). */
+const sinks: InjectedSinks<AuditSinks> = {
+  audit: {
+    refused: {
+      fn: async (_info, e) => {
+        const { control, reason, ...entry } = e;
+        await appendAudit({ control, target: control }, { ...entry, detail: { reason } }).catch((err: Error) =>
+          console.error(`backfill worker: could not record a refused ${e.action} in the audit: ${err.message}`),
+        );
+      },
+      callDuringReplay: false,
+    },
+  },
+};
 
 export const DEFAULT_TASK_QUEUE = 'backfill';
 
@@ -33,6 +51,7 @@ export async function createWorker(o: WorkerSetup): Promise<Worker> {
     ...(o.identity ? { identity: o.identity } : {}),
     ...workflowSource(),
     activities,
+    sinks,
     maxConcurrentActivityTaskExecutions: Number(process.env.BACKFILL_MAX_ACTIVITIES ?? 32),
     shutdownGraceTime: '10 seconds',
   });
@@ -52,7 +71,7 @@ export async function runWorker(): Promise<void> {
     const admin = await Connection.connect({ address: t.address, tls: t.tls as never, apiKey: t.apiKey, metadata: t.metadata });
     const warning = await ensureSearchAttributes(admin, t.namespace);
     await admin.close();
-    if (warning) console.error(`backfill worker: ${warning}; add them once with: temporal operator search-attribute create --name BackfillMigration --type Keyword (and BackfillPhase)`);
+    if (warning) console.error(`backfill worker: ${warning}; add them once with: temporal operator search-attribute create --name BackfillMigration --type Keyword (and BackfillPhase, BackfillAttention)`);
     const worker = await createWorker({ connection, namespace: t.namespace });
     console.error(`backfill worker: polling task queue "${worker.options.taskQueue}" on ${t.address} (namespace ${t.namespace})`);
     await worker.run();

@@ -6,6 +6,7 @@ import { rangeBounds } from '../src/activities/ranges';
 import { redact } from '../src/db/redact';
 import { NO_KEYS, buildTableReport, evidenceText, isGreen, type TableEvidence } from '../src/report/model';
 import { digestOf } from '../src/activities/report';
+import { checkSpec, durationMs, isLive } from '../src/spec/schema';
 
 test('sql: identifiers are quoted part by part, quotes doubled', () => {
   assert.equal(quoteIdent('orders'), '"orders"');
@@ -75,4 +76,37 @@ test('report: the digest changes with any range checksum, and only with evidence
   e.ranges[0] = { ...e.ranges[0], targetChecksum: '6' };
   assert.notEqual(digestOf(evidenceText('m', [e], null)), a);
   assert.notEqual(digestOf(evidenceText('m', [evidence()], '2026-01-01T00:00:00Z')), a);
+});
+
+test('spec: durations for timers, and which specs treat the source as live', () => {
+  assert.equal(durationMs('30 seconds'), 30_000);
+  assert.equal(durationMs('1 hour 30 minutes'), 5_400_000);
+  assert.equal(durationMs('250ms'), 250);
+  assert.equal(durationMs('2 days'), 172_800_000);
+  const base = { name: 'm', source: 's', target: 't', tables: [{ source: 'a', target: 'b', key: ['id'] }] };
+  const spec = (extra: Record<string, unknown>, table: Record<string, unknown> = {}) => {
+    const r = checkSpec({ ...base, ...extra, tables: [{ ...base.tables[0], ...table }] });
+    assert.ok(r.ok, r.ok ? '' : r.problems.join('\n'));
+    return r.spec;
+  };
+  assert.equal(isLive(spec({})), false);
+  assert.equal(isLive(spec({}, { delta: { column: 'updated_at' } })), true);
+  assert.equal(spec({}, { delta: { column: 'updated_at' } }).tables[0].delta?.overlap, '5 minutes');
+  assert.equal(isLive(spec({ catchUp: {} })), true);
+  assert.equal(isLive(spec({ cutover: { freeze: { connection: 's', sql: 'REVOKE ALL ON a FROM app' } } })), true);
+});
+
+test('report: while the source takes writes the ranges are the evidence; frozen, the totals must agree too', () => {
+  const side = (count: string, checksum: string) => ({ count, checksum, aggregates: {}, distribution: {} });
+  const e: TableEvidence = {
+    source: 's', target: 't', planned: 1,
+    ranges: [{ index: 0, lo: '1', hi: '9', status: 'verified', attempts: 1, sourceCount: '5', sourceChecksum: '10', targetCount: '5', targetChecksum: '10', failedChecks: [], located: null, keys: NO_KEYS }],
+    totals: { source: side('7', '14'), target: side('6', '12'), outside: { count: '0', keys: [] }, sourceOutside: { count: '2', keys: [['10'], ['11']] }, coverage: { ranges: 1, ok: true } },
+  };
+  const t = buildTableReport('m', e);
+  assert.equal(isGreen(t, true), true);
+  assert.equal(isGreen(t), false);
+  // Rows beyond the plan on both sides, equal: green once frozen.
+  const caught = buildTableReport('m', { ...e, totals: { ...e.totals!, target: side('7', '14'), outside: { count: '2', keys: [['10'], ['11']] } } });
+  assert.equal(isGreen(caught), true);
 });

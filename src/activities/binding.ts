@@ -5,7 +5,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { chunkOf, type Chunking, type MigrationSpec, type TableSpec } from '../spec/schema';
 import { poolFor } from '../db/pools';
 import { hasUniqueIndexOn, missingPrivileges, resolveTable, type ColumnInfo, type TableInfo } from '../db/catalog';
-import { duplicatesSql, profileSql, quoteIdent, sourceSelect, type BoundTable } from '../db/sql';
+import { SEES_ALL_SESSIONS_SQL, duplicatesSql, profileSql, quoteIdent, sourceSelect, type BoundTable } from '../db/sql';
 import { guarded } from '../db/errors';
 
 export interface Binding extends BoundTable {
@@ -83,6 +83,16 @@ export async function checkTable(input: BindInput): Promise<{ binding?: Binding;
       if (chunk.kind === 'interval' && !TIME_TYPES.has(c.typeName))
         problems.push(`${at}.chunk.column: "${n}" is ${c.type}; chunk.interval needs a timestamptz or timestamp column`);
     }
+    if (t.delta) {
+      const c = sCol.get(t.delta.column);
+      if (!c) problems.push(`${at}.delta.column: column "${t.delta.column}" not found in source table ${sName}`);
+      else if (!TIME_TYPES.has(c.typeName))
+        problems.push(`${at}.delta.column: "${t.delta.column}" is ${c.type}; the change column must be a timestamptz or timestamp that every write sets (updated_at)`);
+      if (!columns.includes(t.delta.column)) problems.push(`${at}.delta.column: "${t.delta.column}" is not a copied column`);
+      const sees = await src.query(SEES_ALL_SESSIONS_SQL);
+      if (!sees.rows[0]?.ok)
+        problems.push(`${at}.delta: the source role cannot see other sessions' transactions; grant it pg_read_all_stats (the watermark must never pass the oldest open writing transaction)`);
+    }
     const checks = t.checks ?? {};
     for (const c of [...(checks.distribution ?? []), ...(checks.aggregates ?? []).map((a) => a.column)]) {
       if (!columns.includes(c)) problems.push(`${at}.checks: "${c}" is not a copied column`);
@@ -92,7 +102,7 @@ export async function checkTable(input: BindInput): Promise<{ binding?: Binding;
     const sourceKeyUnique = t.key.some((k) => !sCol.has(k)) || (await hasUniqueIndexOn(src, s.oid, t.key));
     if (!sourceKeyUnique) {
       const probe: BoundTable = {
-        source: s.quoted, target: d.quoted, columns: [], sourceExprs: [], key: t.key, where: t.where,
+        source: s.quoted, target: d.quoted, columns: [], sourceExprs: [], key: t.key, keyTypes: [], where: t.where,
         range: { names: [], sourceTypes: [], targetTypes: [], collate: [] }, checks: { distribution: [], aggregates: [] },
       };
       const dup = await src.query(duplicatesSql(probe, 'source', undefined, 5)).catch(() => undefined);
@@ -141,6 +151,7 @@ function bind(
     columns,
     sourceExprs,
     key: t.key,
+    keyTypes: t.key.map((k) => dc.get(k)!.type),
     chunk,
     range: {
       names: rangeNames,

@@ -5,8 +5,9 @@ import { controlAlias, type MigrationSpec } from '../spec/schema';
 import { poolFor, inTransaction } from '../db/pools';
 import { APPEND_AUDIT, SWITCH_DDL, ensureSchema } from '../db/ledger';
 import { guarded } from '../db/errors';
-import { advanceSequenceSql } from '../db/sql';
+import { OPEN_WRITERS_SQL, advanceSequenceSql, changedSinceSql } from '../db/sql';
 import { bindingFor } from './binding';
+import { heartbeat } from './heartbeat';
 
 export interface AuditEntry {
   migration: string;
@@ -17,12 +18,77 @@ export interface AuditEntry {
   detail?: unknown;
 }
 
-export async function appendAudit(spec: MigrationSpec, e: AuditEntry): Promise<void> {
+export async function appendAudit(spec: Pick<MigrationSpec, 'control' | 'target'>, e: AuditEntry): Promise<void> {
   await guarded('writing the audit', () =>
-    poolFor(controlAlias(spec), 'write').query(APPEND_AUDIT, [
+    poolFor(controlAlias(spec as MigrationSpec), 'write').query(APPEND_AUDIT, [
       e.migration, e.execution, e.action, e.actor ?? null, e.digest ?? null, JSON.stringify(e.detail ?? null),
     ]),
   );
+}
+
+/**
+ * The freeze or unfreeze action: the spec's SQL on its connection, in one transaction, recorded in
+ * the audit. Returns the source's clock after it committed: writes stamped later slipped past it.
+ * A retry runs the SQL again, so the actions must be repeatable (REVOKE and GRANT are).
+ */
+export async function runAction(input: {
+  migration: string;
+  execution: string;
+  spec: MigrationSpec;
+  action: 'freeze' | 'unfreeze';
+  actor?: string;
+  digest?: string;
+  reason?: string;
+}): Promise<{ at: string }> {
+  const { spec } = input;
+  const a = spec.cutover[input.action];
+  if (!a) throw new Error(`the spec has no cutover.${input.action}`);
+  return guarded(`running cutover.${input.action}`, async () => {
+    await inTransaction(poolFor(a.connection, 'write'), 'BEGIN', (tx) => tx.query(a.sql));
+    const at = String((await poolFor(spec.source, 'read').query('SELECT clock_timestamp()::text AS at')).rows[0].at);
+    await appendAudit(spec, {
+      migration: input.migration,
+      execution: input.execution,
+      action: input.action,
+      actor: input.actor,
+      digest: input.digest,
+      detail: { connection: a.connection, at, reason: input.reason },
+    });
+    return { at };
+  });
+}
+
+/**
+ * Waits until no transaction that started writing before `before` is open on the source (its rows
+ * carry a start time older than the freeze and commit later). Returns how many are still open
+ * after `timeoutMs`.
+ */
+export async function awaitWriters(input: { spec: MigrationSpec; before: string; timeoutMs: number }): Promise<{ open: number }> {
+  return guarded('waiting for open writers on the source', async () => {
+    const pool = poolFor(input.spec.source, 'read');
+    const deadline = Date.now() + input.timeoutMs;
+    for (;;) {
+      const n = Number((await pool.query(OPEN_WRITERS_SQL, [input.before])).rows[0].n);
+      heartbeat({ openWriters: n });
+      if (n === 0 || Date.now() >= deadline) return { open: n };
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  });
+}
+
+/** Rows of each table with a change column stamped at or after `since` (writes after the freeze). */
+export async function changedSince(input: { spec: MigrationSpec; since: string }): Promise<{ table: string; rows: number }[]> {
+  const { spec } = input;
+  const out: { table: string; rows: number }[] = [];
+  for (const [i, t] of spec.tables.entries()) {
+    if (!t.delta) continue;
+    const b = await bindingFor(spec, t, i);
+    const n = await guarded(`looking for writes after the freeze in ${b.sourceName}`, async () =>
+      Number((await poolFor(spec.source, 'read').query(changedSinceSql(b, t.delta!.column), [input.since])).rows[0].n),
+    );
+    out.push({ table: b.sourceName, rows: n });
+  }
+  return out;
 }
 
 /** Sets every serial/identity sequence of the copied columns past the largest copied value. */

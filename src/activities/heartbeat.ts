@@ -8,6 +8,32 @@ export const HEARTBEAT_EVERY_MS = 3000;
 /** Who ran a range: recorded in the ledger, so shared work is visible. */
 export const WORKER_ID = `${hostname()}:${process.pid}`;
 
+/** The details an activity reported last: liveness beats repeat them instead of erasing them. */
+const latest = new WeakMap<Context, Record<string, unknown>>();
+
+/** Heartbeats `details` merged into what this activity reported before (a sweep's cursor, a copy's bytes). */
+export function heartbeat(details: Record<string, unknown>): void {
+  let ctx: Context;
+  try {
+    ctx = Context.current();
+  } catch {
+    return; // not inside an activity (direct calls from tests and the CLI)
+  }
+  const merged = { ...(latest.get(ctx) ?? {}), ...details };
+  latest.set(ctx, merged);
+  ctx.heartbeat(merged);
+}
+
+/** What the previous attempt of this activity reported last (to resume from), if anything. */
+export function previousDetails(): Record<string, unknown> {
+  try {
+    const d = Context.current().info.heartbeatDetails as unknown;
+    return d && typeof d === 'object' ? (d as Record<string, unknown>) : {};
+  } catch {
+    return {};
+  }
+}
+
 export async function keepAlive<T>(fn: () => Promise<T>): Promise<T> {
   let ctx: Context;
   try {
@@ -15,7 +41,7 @@ export async function keepAlive<T>(fn: () => Promise<T>): Promise<T> {
   } catch {
     return fn(); // called directly (tests, the CLI's validate)
   }
-  const timer = setInterval(() => ctx.heartbeat(), HEARTBEAT_EVERY_MS);
+  const timer = setInterval(() => ctx.heartbeat(latest.get(ctx)), HEARTBEAT_EVERY_MS);
   try {
     return await fn();
   } finally {

@@ -5,7 +5,9 @@ import { copyRange as copy, verifyRange as verify } from './range';
 import { locateRange as locate } from './locate';
 import { reconcileTable as reconcile } from './reconcile';
 import { buildReport as report } from './report';
-import { advanceSequences as sequences, runSwitch as sw, appendAudit, type AuditEntry } from './cutover';
+import { advanceSequences as sequences, runSwitch as sw, appendAudit, runAction as action, awaitWriters as writers, changedSince as since, type AuditEntry } from './cutover';
+import { applyDelta as delta, captureWatermark as watermark } from './delta';
+import { sweepTable as sweep } from './sweep';
 import { alive } from './heartbeat';
 import type { MigrationSpec } from '../spec/schema';
 
@@ -17,6 +19,12 @@ export const reconcileTable = alive(reconcile);
 export const buildReport = alive(report);
 export const advanceSequences = alive(sequences);
 export const runSwitch = alive(sw);
+export const captureWatermark = alive(watermark);
+export const applyDelta = alive(delta);
+export const sweepTable = alive(sweep);
+export const runAction = alive(action);
+export const awaitWriters = alive(writers);
+export const changedSince = alive(since);
 export const recordAudit = alive(async (input: { spec: MigrationSpec; entry: AuditEntry }): Promise<void> => {
   await appendAudit(input.spec, input.entry);
 });

@@ -13,7 +13,8 @@ import { MARK_VERIFIED } from '../db/ledger';
 import { copyInSql, copyOutSql, deleteRangeSql, duplicatesSql, profileSql, type KeyRange, type Selection, type Side } from '../db/sql';
 import { guarded } from '../db/errors';
 import { bindingFor, type Binding } from './binding';
-import { WORKER_ID } from './heartbeat';
+import { WORKER_ID, heartbeat } from './heartbeat';
+export { heartbeat } from './heartbeat';
 import { resolveRange, type TablePlan } from './ranges';
 import { NO_DUPLICATES, compareProfiles, failedChecks, parseDuplicates, parseProfile, type Checks, type DuplicateKeys, type SideProfile } from './compare';
 
@@ -55,7 +56,7 @@ export function stallTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
  * Counts bytes through the COPY pipe and heartbeats with them. A pipe that stops moving fails the
  * attempt (liveness heartbeats alone would keep a stuck copy alive forever).
  */
-class Progress extends Transform {
+export class Progress extends Transform {
   bytes = 0;
   private lastBeat = Date.now();
   private lastByte = Date.now();
@@ -85,14 +86,6 @@ class Progress extends Transform {
   }
 }
 
-export function heartbeat(details: unknown): void {
-  try {
-    Context.current().heartbeat(details);
-  } catch {
-    /* not inside an activity (direct calls from tests and the CLI) */
-  }
-}
-
 function cancellation(): AbortSignal | undefined {
   try {
     return Context.current().cancellationSignal;
@@ -106,7 +99,7 @@ function cancellation(): AbortSignal | undefined {
  * connection dies, waiting for every stream to close can wait forever; the caller then destroys
  * both clients, which ends whatever is left.
  */
-async function copyPipe(streams: [NodeJS.ReadableStream, Transform, NodeJS.WritableStream]): Promise<void> {
+export async function copyPipe(streams: [NodeJS.ReadableStream, Transform, NodeJS.WritableStream]): Promise<void> {
   const failed = new Promise<never>((_, reject) => {
     for (const s of streams) (s as unknown as NodeJS.EventEmitter).once('error', reject);
   });

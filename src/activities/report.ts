@@ -36,6 +36,10 @@ export async function buildReport(input: {
   phase: string;
   plans: { source: string; target: string; rangeCount: number }[];
   generatedAt: string;
+  /** catch-up so far; its watermark is part of the evidence */
+  delta?: Report['delta'];
+  /** the source still takes writes: judge the ranges, not the totals (see isGreen) */
+  live?: boolean;
 }): Promise<Report> {
   return guarded('building the report', async () => {
     const ctl = poolFor(controlAlias(input.spec), 'write');
@@ -81,16 +85,18 @@ export async function buildReport(input: {
         }),
     }));
     const tables = evidence.map((e) => buildTableReport(input.migration, e));
-    const digest = digestOf(evidenceText(input.migration, evidence, null));
+    const delta = input.delta ?? { watermark: null, rowsApplied: 0, remaining: 0 };
+    const digest = digestOf(evidenceText(input.migration, evidence, delta.watermark));
     const report: Report = {
       migration: input.migration,
       digest,
-      verdict: tables.every(isGreen) ? 'green' : 'red',
+      verdict: tables.every((t) => isGreen(t, input.live)) ? 'green' : 'red',
+      ...(input.live ? { live: true } : {}),
       complete: true,
       phase: input.phase,
       generatedAt: input.generatedAt,
       tables,
-      delta: { watermark: null, rowsApplied: 0, remaining: 0 },
+      delta,
       approvals: [],
     };
     await ctl.query(SAVE_REPORT, [input.migration, digest, report.verdict, JSON.stringify(report)]);

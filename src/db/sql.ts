@@ -64,6 +64,8 @@ export interface BoundTable {
   /** per target column: the source expression that yields it, already cast to the target type */
   sourceExprs: string[];
   key: string[];
+  /** the key columns' target types (source keys are cast to them) */
+  keyTypes: string[];
   range: RangeColumns;
   checks: CheckSpec;
   /** the spec's source filter, checked in preflight to be one expression */
@@ -107,20 +109,37 @@ export function rangePredicate(t: BoundTable, side: Side, r: KeyRange): string |
   return parts.length ? parts.join(' AND ') : undefined;
 }
 
-/** Which rows a statement reads: one range, or the rows outside the planned span (all rows when nothing is planned). */
-export type Selection = { range: KeyRange } | { outside: KeyRange | null };
+/**
+ * Which rows a statement reads: one range, the rows outside the planned span (all rows when
+ * nothing is planned), or the rows whose change column is at or after `from` (a timestamptz).
+ */
+export type Selection = { range: KeyRange } | { outside: KeyRange | null } | { changed: Changed };
+
+export interface Changed {
+  column: string;
+  from: string;
+}
+
+function changedPredicate(c: Changed): string {
+  return `${quoteIdent(c.column)} >= ${typedLiteral(c.from, 'timestamptz', false)}`;
+}
 
 function selectionPredicate(t: BoundTable, side: Side, sel?: Selection): string | undefined {
   if (!sel) return undefined;
   if ('range' in sel) return rangePredicate(t, side, sel.range);
+  if ('changed' in sel) return changedPredicate(sel.changed);
   const inside = sel.outside && rangePredicate(t, side, sel.outside);
   if (!inside) return undefined;
   // NOT (a AND b) becomes (NOT a OR NOT b) in the planner: two index range scans, not a full scan.
   return `NOT (${inside}) OR ${t.range.names.map((n) => `${quoteIdent(n)} IS NULL`).join(' OR ')}`;
 }
 
+function asSelection(sel?: KeyRange | Selection): Selection | undefined {
+  return sel && !('range' in sel) && !('outside' in sel) && !('changed' in sel) ? { range: sel } : (sel as Selection | undefined);
+}
+
 function rowsOf(t: BoundTable, side: Side, sel?: KeyRange | Selection): string {
-  const s = sel && !('range' in sel) && !('outside' in sel) ? { range: sel } : (sel as Selection | undefined);
+  const s = asSelection(sel);
   return `FROM ${tableOf(t, side)}${whereClause([selectionPredicate(t, side, s), sideFilter(t, side)])}`;
 }
 
@@ -128,21 +147,122 @@ export function countSql(t: BoundTable, side: Side): string {
   return `SELECT count(*)::text AS count ${rowsOf(t, side)}`;
 }
 
-export function sourceSelect(t: BoundTable, r?: KeyRange): string {
+export function sourceSelect(t: BoundTable, r?: KeyRange | Selection): string {
   const proj = t.sourceExprs.map((e, i) => `${e} AS ${quoteIdent(t.columns[i])}`).join(', ');
   return `SELECT ${proj} ${rowsOf(t, 'source', r)}`;
 }
 
-export function copyOutSql(t: BoundTable, r: KeyRange): string {
+export function copyOutSql(t: BoundTable, r: KeyRange | Selection): string {
   return `COPY (${sourceSelect(t, r)}) TO STDOUT (FORMAT binary)`;
 }
 
-export function copyInSql(t: BoundTable): string {
-  return `COPY ${t.target} (${t.columns.map(quoteIdent).join(', ')}) FROM STDIN (FORMAT binary)`;
+/** Into the target table, or into the catch-up's staging table. */
+export function copyInSql(t: BoundTable, into: string = t.target): string {
+  return `COPY ${into} (${t.columns.map(quoteIdent).join(', ')}) FROM STDIN (FORMAT binary)`;
 }
 
-export function deleteRangeSql(t: BoundTable, r: KeyRange): string {
+export function deleteRangeSql(t: BoundTable, r: KeyRange | Selection): string {
   return `DELETE ${rowsOf(t, 'target', r)}`;
+}
+
+// ---- catch-up: rows changed since a watermark, applied by key ----
+
+/**
+ * The watermark to read from next time: the source's clock, held back to the start of the oldest
+ * transaction that is writing in this database (its rows carry its start time and commit later).
+ * Read before the snapshot that copies the changes is taken.
+ */
+export const WATERMARK_SQL = `
+SELECT least(clock_timestamp(), (SELECT min(xact_start) FROM pg_stat_activity
+                                  WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() AND datname = current_database()))::text AS mark`;
+
+/** $1 the watermark, $2 the overlap: where the next window starts. */
+export const WINDOW_START_SQL = `SELECT ($1::timestamptz - $2::interval)::text AS start`;
+
+/** Writing transactions that started before $1 and are still open (the final check waits for them). */
+export const OPEN_WRITERS_SQL = `
+SELECT count(*)::int AS n FROM pg_stat_activity
+ WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() AND datname = current_database() AND xact_start < $1::timestamptz`;
+
+/** Can this session see other sessions' transactions (needed for the watermark rule)? */
+export const SEES_ALL_SESSIONS_SQL = `
+SELECT rolsuper OR pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER') AS ok FROM pg_roles WHERE rolname = current_user`;
+
+export const STAGE = 'backfill_stage';
+export const GONE = 'backfill_gone';
+
+/** A temporary table shaped like the copied target columns (or the key alone), dropped at commit. */
+export function stageTableSql(t: BoundTable, name: string, keyOnly = false): string {
+  const cols = (keyOnly ? t.key : t.columns).map(quoteIdent).join(', ');
+  return `CREATE TEMP TABLE ${quoteIdent(name)} ON COMMIT DROP AS SELECT ${cols} FROM ${t.target} WITH NO DATA`;
+}
+
+function keysEqual(t: BoundTable, a: string, b: string): string {
+  return t.key.map((k) => `${a}.${quoteIdent(k)} = ${b}.${quoteIdent(k)}`).join(' AND ');
+}
+
+function rowText(t: BoundTable, alias: string): string {
+  return `ROW(${t.columns.map((c) => `${alias}.${quoteIdent(c)}`).join(', ')})::text`;
+}
+
+/**
+ * Removes the target rows whose keys are staged; with `differing`, only those whose copied columns
+ * differ from the staged row (compared as text, as the checksums are: json has no equality).
+ */
+export function deleteStagedSql(t: BoundTable, name: string, differing = false): string {
+  const diff = differing ? ` AND ${rowText(t, 't')} IS DISTINCT FROM ${rowText(t, 's')}` : '';
+  return `DELETE FROM ${t.target} t USING ${quoteIdent(name)} s WHERE ${keysEqual(t, 't', 's')}${diff}`;
+}
+
+/** After the differing rows are gone, a staged key still in the target is identical there: unstage it. */
+export function keepIdenticalSql(t: BoundTable): string {
+  return `DELETE FROM ${quoteIdent(STAGE)} s USING ${t.target} t WHERE ${keysEqual(t, 't', 's')}`;
+}
+
+export function insertStagedSql(t: BoundTable): string {
+  const cols = t.columns.map(quoteIdent).join(', ');
+  return `INSERT INTO ${t.target} (${cols}) SELECT ${cols} FROM ${quoteIdent(STAGE)}`;
+}
+
+/** Keys of source rows that changed but no longer pass the spec's filter: gone, for this migration. */
+export function copyGoneKeysSql(t: BoundTable, c: Changed): string {
+  const k = keyExprs(t, 'source').map((e, i) => `${e} AS ${quoteIdent(t.key[i])}`);
+  return `COPY (SELECT ${k.join(', ')} FROM ${t.source} WHERE ${changedPredicate(c)} AND NOT coalesce((${t.where ?? 'true'}), false)) TO STDOUT (FORMAT binary)`;
+}
+
+export function copyKeysInSql(t: BoundTable, name: string): string {
+  return `COPY ${quoteIdent(name)} (${t.key.map(quoteIdent).join(', ')}) FROM STDIN (FORMAT binary)`;
+}
+
+/**
+ * Target rows in the window that the source did not send: deleted at the source, or changed
+ * there so that they fell out of the window. Their keys are looked up at the source next.
+ */
+export function unsentKeysSql(t: BoundTable, c: Changed, limit: number): string {
+  const k = t.key.map((x) => `t.${quoteIdent(x)}`);
+  return `SELECT ${k.map((e, i) => `${e}::text AS k${i}`).join(', ')} FROM ${t.target} t
+           WHERE t.${changedPredicate(c)} AND NOT EXISTS (SELECT 1 FROM ${quoteIdent(STAGE)} s WHERE ${keysEqual(t, 't', 's')})
+           LIMIT ${Math.trunc(limit)}`;
+}
+
+/** $1..$n: one text array per key column; the keys that exist (and pass the filter) on the source. */
+export function existingKeysSql(t: BoundTable, types: string[]): string {
+  const k = keyExprs(t, 'source');
+  const arrays = types.map((ty, i) => `$${i + 1}::text[]::${ty}[]`).join(', ');
+  return `SELECT ${k.map((e, i) => `${e}::text AS k${i}`).join(', ')} FROM ${t.source}
+           WHERE (${k.join(', ')}) IN (SELECT * FROM unnest(${arrays}))${t.where ? ` AND (${t.where})` : ''}`;
+}
+
+/** $1..$n: one text array per key column. */
+export function deleteKeysSql(t: BoundTable, types: string[]): string {
+  const k = t.key.map(quoteIdent);
+  const arrays = types.map((ty, i) => `$${i + 1}::text[]::${ty}[]`).join(', ');
+  return `DELETE FROM ${t.target} WHERE (${k.join(', ')}) IN (SELECT * FROM unnest(${arrays}))`;
+}
+
+/** Rows changed at or after $1 on the source, filter or not (writes after a freeze). */
+export function changedSinceSql(t: BoundTable, column: string): string {
+  return `SELECT count(*)::int AS n FROM ${t.source} WHERE ${quoteIdent(column)} >= $1::timestamptz`;
 }
 
 /** A 64-bit hash of a row's canonical text over the mapped projection. Never XOR, never 32-bit. */

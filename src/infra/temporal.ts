@@ -40,6 +40,7 @@ export function findTemporalCli(env: NodeJS.ProcessEnv = process.env): string | 
 export const searchAttributeKeys = [
   defineSearchAttributeKey(SEARCH_ATTRIBUTES.migration, SearchAttributeType.KEYWORD),
   defineSearchAttributeKey(SEARCH_ATTRIBUTES.phase, SearchAttributeType.KEYWORD),
+  defineSearchAttributeKey(SEARCH_ATTRIBUTES.attention, SearchAttributeType.KEYWORD),
 ];
 
 export interface DevServerOptions {

@@ -60,6 +60,9 @@ export function renderMarkdown(r: Report): string {
     r.digest ? `Digest: \`${r.digest}\`` : 'Digest: none yet',
     '',
   ];
+  if (r.delta.watermark !== null)
+    lines.push(`Catch-up: watermark ${r.delta.watermark}; ${fmt(r.delta.rowsApplied)} rows applied; ${fmt(r.delta.remaining)} in the last round.`, '');
+  if (r.live) lines.push('The source was still taking writes: every range is proven; the totals are proven by the final check, after the freeze.', '');
   for (const t of r.tables) lines.push(...tableSection(t), '');
   if (r.approvals.length) {
     lines.push('## Approvals', '');
@@ -78,6 +81,8 @@ export function renderProgress(p: Progress): string {
       `  ${t.source} → ${t.target}: ${fmt(r.verified)}/${fmt(r.total)} ranges verified, ${fmt(r.inFlight)} in flight, ${fmt(r.failed)} failed, ${fmt(t.rowsCopied)} rows copied`,
     );
   }
-  if (p.digest) lines.push(`  awaiting approval of digest ${p.digest}`);
+  if (p.delta) lines.push(`  catch-up: watermark ${p.delta.watermark ?? '–'}, ${fmt(p.delta.rowsApplied)} rows applied, ${fmt(p.delta.remaining)} remaining in the last round`);
+  if (p.digest) lines.push(`  awaiting approval of digest ${p.digest}${p.attention ? ` (${p.attention})` : ''}`);
+  if (p.finalWindow) lines.push(`  last final check: ${fmt(p.finalWindow.rows)} rows in the final window, ${(p.finalWindow.ms / 1000).toFixed(1)} s from freeze to verdict`);
   return lines.join('\n');
 }

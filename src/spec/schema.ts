@@ -36,9 +36,6 @@ const uniqueList = <T extends z.ZodTypeAny>(item: T) =>
     .min(1, 'must list at least one column')
     .refine((xs) => new Set(xs as unknown[]).size === xs.length, 'must not repeat a column');
 
-/** Fields of the contract that this version does not implement yet: refused, never ignored. */
-const notYet = z.unknown().optional();
-
 /** PostgreSQL interval text such as "1 day", "6 hours", "1 month": digits and unit words only. */
 const intervalText = z
   .string()
@@ -46,6 +43,37 @@ const intervalText = z
     /^\s*(\d+\s*(microseconds?|milliseconds?|seconds?|minutes?|hours?|days?|weeks?|months?|years?)\s*)+$/i,
     'must be an interval such as "1 day", "6 hours" or "1 month"',
   );
+
+/** A duration for timers: no months or years (their length varies). */
+const durationText = z
+  .string()
+  .regex(
+    /^\s*(\d+\s*(milliseconds?|ms|seconds?|s|minutes?|min|hours?|h|days?|d|weeks?)\s*)+$/i,
+    'must be a duration such as "30 seconds", "15 minutes" or "2 hours"',
+  );
+
+const DURATION_UNITS: Record<string, number> = {
+  ms: 1, millisecond: 1, s: 1000, second: 1000, min: 60_000, minute: 60_000,
+  h: 3_600_000, hour: 3_600_000, d: 86_400_000, day: 86_400_000, week: 604_800_000,
+};
+
+/** Milliseconds of a duration text the schema accepted ("1 hour 30 minutes"). Pure. */
+export function durationMs(text: string): number {
+  let ms = 0;
+  for (const m of text.matchAll(/(\d+)\s*([a-z]+)/gi)) {
+    const unit = m[2].toLowerCase();
+    ms += Number(m[1]) * (DURATION_UNITS[unit] ?? DURATION_UNITS[unit.replace(/s$/, '')] ?? 0);
+  }
+  return ms;
+}
+
+/** Rows changed since the last watermark, found by a column every write sets (updated_at). */
+export const DeltaSpec = z
+  .object({
+    column: identifier,
+    overlap: intervalText.default('5 minutes'),
+  })
+  .strict();
 
 export const ChunkSpec = z
   .object({
@@ -81,7 +109,7 @@ export const TableSpec = z
     where: z.string().trim().min(1, 'must not be empty when given').max(10_000).optional(),
     chunk: ChunkSpec.optional(),
     checks: ChecksSpec.optional(),
-    delta: notYet,
+    delta: DeltaSpec.optional(),
   })
   .strict();
 
@@ -97,9 +125,18 @@ export const CutoverSpec = z
     approval: z.enum(['required', 'auto'], { error: 'must be "required" or "auto"' }).default('required'),
     approvers: z.array(z.string().trim().min(1, 'must not be empty').max(200)).optional(),
     switch: SqlAction.optional(),
-    freeze: notYet,
-    unfreeze: notYet,
-    approvalTimeout: notYet,
+    freeze: SqlAction.optional(),
+    unfreeze: SqlAction.optional(),
+    approvalTimeout: durationText.optional(),
+  })
+  .strict();
+
+/** Catching up with a source that keeps taking writes (used when a table has `delta`, or when given). */
+export const CatchUpSpec = z
+  .object({
+    interval: durationText.default('30 seconds'),
+    remaining: z.number({ error: 'must be a non-negative integer' }).int('must be a non-negative integer').min(0, 'must be a non-negative integer').max(1e12).default(1000),
+    maxRounds: positiveInt(10_000).default(20),
   })
   .strict();
 
@@ -115,6 +152,7 @@ export const MigrationSpec = z
     retries: z.object({ rangeAttempts: positiveInt(100).default(3) }).strict().default({ rangeAttempts: 3 }),
     tables: z.array(TableSpec).min(1, 'must list at least one table'),
     cutover: CutoverSpec.default({ approval: 'required' }),
+    catchUp: CatchUpSpec.optional(),
   })
   .strict()
   .superRefine((spec, ctx) => {
@@ -123,7 +161,11 @@ export const MigrationSpec = z
     const targets = new Set<string>();
     spec.tables.forEach((t, i) => {
       const at = (...p: (string | number)[]) => ['tables', i, ...p];
-      if (t.delta !== undefined) refuse(at('delta'));
+      if (t.delta) {
+        if (t.key.includes(t.delta.column)) refuse(at('delta', 'column'), 'must not be a key column (keys do not change)');
+        if (t.transform?.[t.delta.column] !== undefined) refuse(at('delta', 'column'), 'must be copied as it is, not transformed');
+        if (t.columns && !t.columns.includes(t.delta.column)) refuse(at('delta', 'column'), `"${t.delta.column}" is not a copied column`);
+      }
       const kinds = t.chunk ? (['size', 'interval', 'rows'] as const).filter((k) => t.chunk![k] !== undefined) : ['size'];
       if (kinds.length !== 1) refuse(at('chunk'), 'must give exactly one of size, interval or rows');
       if (t.chunk?.rows !== undefined && t.chunk.column !== t.key[0])
@@ -147,8 +189,12 @@ export const MigrationSpec = z
       if (targets.has(tgt)) refuse(at('target'), `"${t.target}" is the target of an earlier table too`);
       targets.add(tgt);
     });
-    for (const f of ['freeze', 'unfreeze', 'approvalTimeout'] as const)
-      if (spec.cutover[f] !== undefined) refuse(['cutover', f]);
+    if (spec.mode === 'verify' && spec.tables.some((t) => t.delta))
+      refuse(['mode'], 'verify mode copies nothing, so it cannot apply a delta: remove tables[].delta or use mode copy');
+    if (spec.cutover.unfreeze && !spec.cutover.freeze) refuse(['cutover', 'unfreeze'], 'needs cutover.freeze');
+    if (spec.cutover.approvalTimeout !== undefined && durationMs(spec.cutover.approvalTimeout) < 1000)
+      refuse(['cutover', 'approvalTimeout'], 'must be at least 1 second');
+    if (spec.catchUp && durationMs(spec.catchUp.interval) < 100) refuse(['catchUp', 'interval'], 'must be at least 100 milliseconds');
     if (spec.cutover.approvers && spec.cutover.approvers.length === 0)
       refuse(['cutover', 'approvers'], 'must name at least one approver when given');
   });
@@ -170,6 +216,20 @@ export function chunkOf(t: Pick<TableSpec, 'chunk' | 'key'>): Chunking {
   if (t.chunk?.interval !== undefined) return { kind: 'interval', column, interval: t.chunk.interval.trim() };
   if (t.chunk?.rows !== undefined) return { kind: 'rows', column, rows: t.chunk.rows };
   return { kind: 'size', column, size: t.chunk?.size ?? DEFAULT_CHUNK_SIZE };
+}
+
+/**
+ * Whether the source is treated as live: a catch-up phase after the backfill and a final check
+ * after the approval. A migration with no delta, no catchUp and no freeze treats its source as
+ * static, and the evidence at the gate is the final evidence.
+ */
+export function isLive(spec: MigrationSpec): boolean {
+  return spec.catchUp !== undefined || spec.cutover.freeze !== undefined || spec.tables.some((t) => t.delta);
+}
+
+/** Catch-up settings with defaults applied. */
+export function catchUpOf(spec: MigrationSpec): z.infer<typeof CatchUpSpec> {
+  return spec.catchUp ?? CatchUpSpec.parse({});
 }
 
 /** The alias holding the ledger. */

@@ -1,6 +1,6 @@
 // The Temporal surface of a migration (DESIGN.md section 2): what the Temporal CLI and UI, and our
 // own CLI, use to watch and steer it. Names here are the public contract.
-import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
+import { defineQuery, defineSignal, defineUpdate, type Sinks } from '@temporalio/workflow';
 import type { Report } from '../report/model';
 
 export const WORKFLOW_TYPE = 'backfillMigration';
@@ -29,14 +29,27 @@ export interface RangeCounts {
   failed: number;
 }
 
+export interface DeltaProgress {
+  /** the oldest watermark catch-up has reached (ISO text from the source's clock) */
+  watermark: string | null;
+  /** rows written or deleted by catch-up so far */
+  rowsApplied: number;
+  /** rows the last catch-up round had to apply: what remained behind the source */
+  remaining: number;
+}
+
 export interface Progress {
   migration: string;
   phase: Phase;
   /** why the migration waits or stopped, in a sentence */
   detail?: string;
   tables: { source: string; target: string; ranges: RangeCounts; rowsCopied: number }[];
-  delta?: { watermark: string | null; rowsApplied: number; remaining: number };
+  delta?: DeltaProgress;
   digest?: string;
+  /** set while the gate has waited longer than cutover.approvalTimeout */
+  attention?: string;
+  /** the last final check: rows in its window, and how long it took from the freeze to the verdict */
+  finalWindow?: { rows: number; ms: number; watermark: string | null };
   paused: boolean;
   concurrency: number;
   startedAt: string;
@@ -64,6 +77,7 @@ export interface MigrationResult {
   digest?: string;
   switchedAt?: string;
   reason?: string;
+  finalWindow?: { rows: number; ms: number; watermark: string | null };
 }
 
 export const progressQuery = defineQuery<Progress>('progress');
@@ -78,4 +92,15 @@ export const resumeSignal = defineSignal('resume');
 export const abortSignal = defineSignal<[{ reason?: string }]>('abort');
 export const setConcurrencySignal = defineSignal<[{ value: number }]>('setConcurrency');
 
-export const SEARCH_ATTRIBUTES = { migration: 'BackfillMigration', phase: 'BackfillPhase' } as const;
+export const SEARCH_ATTRIBUTES = { migration: 'BackfillMigration', phase: 'BackfillPhase', attention: 'BackfillAttention' } as const;
+
+/** Values of BackfillAttention: why a person should look (empty when nothing is wrong). */
+export const ATTENTION = { approvalOverdue: 'approval-overdue' } as const;
+
+/** Worker-side sinks: run outside the workflow sandbox, never during replay. */
+export interface AuditSinks extends Sinks {
+  audit: {
+    /** an approval or rejection refused by its validator (a validator cannot run an activity) */
+    refused(entry: { control: string; migration: string; execution: string; action: string; actor?: string; digest?: string; reason: string }): void;
+  };
+}

@@ -15,17 +15,21 @@ import {
   allHandlersFinished,
   continueAsNew,
   ContinueAsNew,
+  proxySinks,
 } from '@temporalio/workflow';
 import { SearchAttributeType, defineSearchAttributeKey } from '@temporalio/common';
 import type * as activities from '../activities';
 import type { TablePlan } from '../activities/ranges';
 import type { RangeResult } from '../activities/range';
 import type { Located } from '../activities/locate';
-import { checkSpec, type MigrationSpec } from '../spec/schema';
+import type { DeltaResult } from '../activities/delta';
+import { catchUpOf, checkSpec, controlAlias, durationMs, isLive, type MigrationSpec } from '../spec/schema';
 import { NO_KEYS, rerunCommand, type Approval, type Report, type TableReport } from '../report/model';
 import {
+  ATTENTION,
   SEARCH_ATTRIBUTES,
   abortSignal,
+  type AuditSinks,
   approveCutoverUpdate,
   pauseSignal,
   progressQuery,
@@ -34,6 +38,7 @@ import {
   rerunUpdate,
   resumeSignal,
   setConcurrencySignal,
+  type DeltaProgress,
   type MigrationResult,
   type Phase,
   type Progress,
@@ -58,10 +63,31 @@ export interface Carried {
   paused: boolean;
   rerunQueue: { t: number; i: number }[];
   runs: number;
+  /** a live source: where the migration stood and what catch-up has done */
+  live?: LiveState;
+}
+
+/** Catch-up state of a migration whose source keeps taking writes (compact: a few values per table). */
+export interface LiveState {
+  stage: 'backfill' | 'catchup' | 'gate';
+  /** per table: the watermark the next catch-up round reads from (null: the table has no delta) */
+  marks: (string | null)[];
+  rowsApplied: number;
+  remaining: number;
+  /** the watermark in the evidence presented at the gate (the digest covers it) */
+  evidenceMark: string | null;
+  finalChecks: number;
 }
 
 const migrationKey = defineSearchAttributeKey(SEARCH_ATTRIBUTES.migration, SearchAttributeType.KEYWORD);
 const phaseKey = defineSearchAttributeKey(SEARCH_ATTRIBUTES.phase, SearchAttributeType.KEYWORD);
+const attentionKey = defineSearchAttributeKey(SEARCH_ATTRIBUTES.attention, SearchAttributeType.KEYWORD);
+
+// Refused approvals never reach the history (a validator rejects before), so the worker records them.
+const { audit: auditSink } = proxySinks<AuditSinks>();
+
+/** How long the final check waits for writers that were open when the freeze ran. */
+const WRITERS_GRACE_MS = 60_000;
 
 interface FailedRange {
   index: number;
@@ -121,6 +147,9 @@ async function migrate(input: unknown, state: { fail?: (why: string) => void }, 
   let rejection: { approver: string; reason: string } | undefined;
   const approvals: Approval[] = [];
   const rerunQueue: { t: number; i: number }[] = [];
+  let live: LiveState | undefined;
+  let attention: string | undefined;
+  let finalWindow: { rows: number; ms: number; watermark: string | null } | undefined;
 
   const parsed = checkSpec(input);
   const name = parsed.ok ? parsed.spec.name : info.workflowId;
@@ -156,6 +185,9 @@ async function migrate(input: unknown, state: { fail?: (why: string) => void }, 
       rowsCopied: t.rowsCopied,
     })),
     digest: phase === 'awaiting_approval' ? digest : undefined,
+    ...(live ? { delta: { watermark: oldestMark(live.marks), rowsApplied: live.rowsApplied, remaining: live.remaining } } : {}),
+    ...(attention ? { attention } : {}),
+    ...(finalWindow ? { finalWindow } : {}),
     paused,
     concurrency,
     startedAt,
@@ -216,14 +248,11 @@ async function migrate(input: unknown, state: { fail?: (why: string) => void }, 
     },
     {
       validator: (a) => {
-        if (!a || typeof a.approver !== 'string' || !a.approver.trim()) throw new Error('approveCutover needs { approver, digest }');
-        if (phase !== 'awaiting_approval') throw new Error(`cannot approve: the migration is in phase ${phase}, not awaiting_approval`);
-        if (a.digest !== digest)
-          throw new Error(`digest ${String(a.digest)} is not the evidence presented now (${digest}); read the report again and approve what it shows`);
-        const allowed = spec.cutover.approvers;
-        if (allowed && !allowed.includes(a.approver.trim()))
-          throw new Error(`"${a.approver}" is not an allowed approver (cutover.approvers: ${allowed.join(', ')})`);
-        if (approval) throw new Error('this evidence is already approved');
+        const why = approvalRefusal(a);
+        if (why) {
+          refused('approve-refused', a, why);
+          throw new Error(why);
+        }
       },
     },
   );
@@ -236,9 +265,14 @@ async function migrate(input: unknown, state: { fail?: (why: string) => void }, 
     },
     {
       validator: (r) => {
+        let why: string | undefined;
         if (!r || typeof r.approver !== 'string' || !r.approver.trim() || typeof r.reason !== 'string' || !r.reason.trim())
-          throw new Error('rejectCutover needs { approver, reason }');
-        if (phase !== 'awaiting_approval') throw new Error(`cannot reject: the migration is in phase ${phase}, not awaiting_approval`);
+          why = 'rejectCutover needs { approver, reason }';
+        else if (phase !== 'awaiting_approval') why = `cannot reject: the migration is in phase ${phase}, not awaiting_approval`;
+        if (why) {
+          refused('reject-refused', r, why);
+          throw new Error(why);
+        }
       },
     },
   );
@@ -270,6 +304,21 @@ async function migrate(input: unknown, state: { fail?: (why: string) => void }, 
       },
     },
   );
+  // Pure and synchronous (an async validator's rejection is ignored): the reason, or undefined.
+  function approvalRefusal(a: { approver?: unknown; digest?: unknown } | undefined): string | undefined {
+    if (!a || typeof a.approver !== 'string' || !a.approver.trim()) return 'approveCutover needs { approver, digest }';
+    if (phase !== 'awaiting_approval') return `cannot approve: the migration is in phase ${phase}, not awaiting_approval`;
+    if (a.digest !== digest) return `digest ${String(a.digest)} is not the evidence presented now (${digest}); read the report again and approve what it shows`;
+    const allowed = spec.cutover.approvers;
+    if (allowed && !allowed.includes(a.approver.trim())) return `"${a.approver}" is not an allowed approver (cutover.approvers: ${allowed.join(', ')})`;
+    if (approval) return 'this evidence is already approved';
+    return undefined;
+  }
+  function refused(action: string, a: { approver?: unknown; digest?: unknown } | undefined, reason: string): void {
+    const actor = typeof a?.approver === 'string' ? a.approver : undefined;
+    const d = typeof a?.digest === 'string' ? a.digest : undefined;
+    auditSink.refused({ control: controlAlias(spec), migration: name, execution, action, actor, digest: d, reason });
+  }
   function tableIndexOf(name: string): number {
     return tables.findIndex((t, i) => t.plan.source === name || t.plan.target === name || spec.tables[i].source === name);
   }
@@ -286,10 +335,16 @@ async function migrate(input: unknown, state: { fail?: (why: string) => void }, 
     concurrency = carried.concurrency;
     paused = carried.paused;
     rerunQueue.push(...carried.rerunQueue);
+    live = carried.live;
   } else {
     plans = await acts.planMigration({ migration: name, spec });
     tables = plans.map((plan) => ({ plan, next: 0, verified: 0, inFlight: new Set(), failed: new Map(), rowsCopied: 0 }));
     log.info('planned', { migration: name, ranges: plans.reduce((a, p) => a + p.rangeCount, 0) });
+    if (isLive(spec)) {
+      // Read before the first range is copied: catch-up starts from here.
+      const mark = spec.tables.some((t) => t.delta) ? await acts.captureWatermark({ spec }) : null;
+      live = { stage: 'backfill', marks: spec.tables.map((t) => (t.delta ? mark : null)), rowsApplied: 0, remaining: 0, evidenceMark: null, finalChecks: 0 };
+    }
   }
   const carry = (): Carried => ({
     plans,
@@ -306,6 +361,7 @@ async function migrate(input: unknown, state: { fail?: (why: string) => void }, 
     paused,
     rerunQueue,
     runs: (carried?.runs ?? 0) + 1,
+    ...(live ? { live } : {}),
   });
   const historyFull = () => workflowInfo().continueAsNewSuggested || workflowInfo().historyLength >= HISTORY_BUDGET;
 
@@ -404,64 +460,246 @@ async function migrate(input: unknown, state: { fail?: (why: string) => void }, 
     return { migration: name, phase: 'aborted', verdict: 'red', reason: aborted };
   };
 
-  for (;;) {
-    await backfill();
-    let stop = await stopIfAborted();
-    if (stop) return stop;
+  // Reconciling: the global checks, then the report and its digest.
+  const reconcileAll = async () => {
+    setPhase('reconciling');
+    for (const [i, st] of tables.entries()) {
+      await acts.reconcileTable({ migration: name, spec, tableIndex: i, plan: st.plan });
+    }
+  };
+  const deltaNow = () => live && { watermark: oldestMark(live.marks), rowsApplied: live.rowsApplied, remaining: live.remaining };
+  const buildReport = async (o: { evidenceMark?: string | null; final?: boolean } = {}) => {
+    const delta = deltaNow();
+    report = await acts.buildReport({
+      migration: name, spec, phase, plans, generatedAt: now(),
+      ...(delta ? { delta: { ...delta, watermark: o.evidenceMark === undefined ? delta.watermark : o.evidenceMark } } : {}),
+      ...(live && !o.final ? { live: true } : {}),
+    });
+    digest = report.digest;
+  };
+  const failedCount = () => tables.reduce((a, st) => a + st.failed.size, 0);
+  const needsAttention = async (why: string): Promise<MigrationResult | undefined> => {
+    setPhase('needs_attention', why);
+    await condition(() => rerunQueue.length > 0 || aborted !== undefined);
+    return stopIfAborted();
+  };
 
-    // ---- reconciling: the global checks, also when ranges failed (the report needs both) ----
-    // (Patched: migrations started before this skipped them when ranges failed.)
-    const failedRanges = tables.reduce((a, st) => a + st.failed.size, 0);
-    if (failedRanges === 0 || patched('reconcile-with-failed-ranges')) {
-      setPhase('reconciling');
-      for (const [i, st] of tables.entries()) {
-        await acts.reconcileTable({ migration: name, spec, tableIndex: i, plan: st.plan });
+  // One catch-up round over the tables with a change column; false when a window did not verify.
+  const deltaRound = async (): Promise<boolean> => {
+    const l = live!;
+    let applied = 0;
+    let ok = true;
+    let more = false;
+    for (const [t, mark] of l.marks.entries()) {
+      if (mark === null) continue;
+      const r: DeltaResult = await acts.applyDelta({ migration: name, spec, tableIndex: t, since: mark });
+      l.marks[t] = r.watermark;
+      applied += r.upserted + r.deleted;
+      tables[t].rowsCopied += r.upserted;
+      ok &&= r.verified;
+      more ||= r.more;
+    }
+    l.rowsApplied += applied;
+    l.remaining = more ? Math.max(applied, catchUpOf(spec).remaining + 1) : applied;
+    touch();
+    return ok;
+  };
+  const hasDelta = () => !!live && live.marks.some((m) => m !== null);
+
+  // Every range measured again and the changed ones copied again (deletes are invisible to a
+  // change column); ranges that still differ fail and wait in needs_attention.
+  const sweep = async () => {
+    for (const [t, st] of tables.entries()) {
+      const r = await acts.sweepTable({ migration: name, spec, tableIndex: t, plan: st.plan, repair: true });
+      st.rowsCopied += r.rowsCopied;
+      const still = new Map(r.failed.map((f) => [f.index, f]));
+      for (const i of st.failed.keys()) if (!still.has(i)) st.verified++;
+      for (const f of r.failed) if (!st.failed.has(f.index)) st.verified--;
+      st.failed = still;
+      touch();
+    }
+  };
+
+  // Catching up: delta rounds until what remains is small, then a sweep; the evidence is then new.
+  const catchUp = async () => {
+    setPhase('catching_up', 'applying the rows written since the backfill started');
+    const c = catchUpOf(spec);
+    if (hasDelta()) {
+      for (let round = 1; round <= c.maxRounds && aborted === undefined; round++) {
+        const ok = await deltaRound();
+        detail = `round ${round}: ${live!.remaining} row(s) applied; watermark ${oldestMark(live!.marks)}`;
+        if (ok && live!.remaining <= c.remaining) break;
+        await condition(() => aborted !== undefined, durationMs(c.interval));
       }
     }
-    report = await acts.buildReport({ migration: name, spec, phase, plans, generatedAt: now() });
-    digest = report.digest;
+    if (aborted !== undefined) return;
+    detail = 'checking every range again';
+    await sweep();
+  };
 
-    if (report.verdict === 'red' || failedRanges > 0) {
-      setPhase('needs_attention', `${failedRanges} range(s) failed or the global checks disagree: rerun the failed ranges or abort`);
-      await condition(() => rerunQueue.length > 0 || aborted !== undefined);
-      stop = await stopIfAborted();
+  let stage: LiveState['stage'] = live?.stage ?? 'backfill';
+  for (;;) {
+    if (stage === 'backfill') {
+      await backfill();
+      let stop = await stopIfAborted();
       if (stop) return stop;
-      continue;
+
+      // ---- reconciling: the global checks, also when ranges failed (the report needs both) ----
+      // (Patched: migrations started before this skipped them when ranges failed.) A live source
+      // is reconciled by the final check, when it is frozen: totals read now could not agree.
+      const failedRanges = failedCount();
+      if (!live && (failedRanges === 0 || patched('reconcile-with-failed-ranges'))) await reconcileAll();
+      await buildReport();
+      if (report!.verdict === 'red' || failedRanges > 0) {
+        stop = await needsAttention(`${failedRanges} range(s) failed or the global checks disagree: rerun the failed ranges or abort`);
+        if (stop) return stop;
+        continue;
+      }
+      stage = live ? 'catchup' : 'gate';
     }
 
+    if (stage === 'catchup') {
+      await catchUp();
+      const stop = await stopIfAborted();
+      if (stop) return stop;
+      await buildReport();
+      if (report!.verdict === 'red' || failedCount() > 0) {
+        const s2 = await needsAttention(`${failedCount()} range(s) failed while catching up, or the global checks disagree: rerun the failed ranges or abort`);
+        if (s2) return s2;
+        stage = 'backfill';
+        continue;
+      }
+      live!.evidenceMark = report!.delta.watermark;
+      stage = 'gate';
+    }
+    if (live) live.stage = stage;
+
     // ---- the gate ----
+    // A run continued from the gate presents the same evidence again (the ledger did not change).
+    if (!report) await buildReport({ evidenceMark: live?.evidenceMark ?? null });
     approval = undefined;
     rejection = undefined;
     if (spec.cutover.approval === 'auto') {
-      approval = { approver: 'auto', digest: report.digest, approvedAt: now() };
+      approval = { approver: 'auto', digest: report!.digest, approvedAt: now() };
       approvals.push(approval);
     } else {
       setPhase('awaiting_approval', `approve digest ${digest} to switch`);
-      await condition(() => approval !== undefined || rejection !== undefined || rerunQueue.length > 0 || aborted !== undefined);
-      stop = await stopIfAborted();
+      const c = catchUpOf(spec);
+      const enteredAt = Date.now();
+      const overdueAt = spec.cutover.approvalTimeout ? enteredAt + durationMs(spec.cutover.approvalTimeout) : undefined;
+      let red = false;
+      for (;;) {
+        const decided = () => approval !== undefined || rejection !== undefined || rerunQueue.length > 0 || aborted !== undefined;
+        const waits = [hasDelta() ? durationMs(c.interval) : undefined, overdueAt && !attention ? Math.max(1, overdueAt - Date.now()) : undefined]
+          .filter((w): w is number => w !== undefined);
+        if (waits.length === 0) await condition(decided);
+        else if (await condition(decided, Math.min(...waits))) break;
+        if (decided()) break;
+        if (overdueAt !== undefined && !attention && Date.now() >= overdueAt) {
+          // Waiting too long is worth a look; it never approves anything by itself.
+          attention = ATTENTION.approvalOverdue;
+          detail = `approve digest ${digest} to switch; waiting for approval for longer than ${spec.cutover.approvalTimeout}`;
+          upsertSearchAttributes([{ key: attentionKey, value: attention }]);
+        }
+        if (hasDelta() && !decided()) {
+          // Catch-up goes on while the gate waits; a window that does not verify turns it red.
+          if (!(await deltaRound())) {
+            red = true;
+            break;
+          }
+        }
+        if (historyFull() && !decided()) {
+          await condition(allHandlersFinished);
+          await continueAsNew<typeof backfillMigration>(spec, carry());
+        }
+      }
+      if (attention) {
+        attention = undefined;
+        upsertSearchAttributes([{ key: attentionKey, value: null }]);
+      }
+      const stop = await stopIfAborted();
       if (stop) return stop;
+      if (red) {
+        if (approval) await voidApproval('a catch-up window did not verify while the gate waited');
+        stage = 'catchup';
+        continue;
+      }
       if (rejection) {
         const r: { approver: string; reason: string } = rejection;
         await audit('reject', r.approver, digest, { reason: r.reason });
-        setPhase('needs_attention', `rejected by ${r.approver}: ${r.reason}`);
-        await condition(() => rerunQueue.length > 0 || aborted !== undefined);
-        stop = await stopIfAborted();
-        if (stop) return stop;
+        const s2 = await needsAttention(`rejected by ${r.approver}: ${r.reason}`);
+        if (s2) return s2;
       }
-      if (!approval) continue;
+      if (!approval) {
+        stage = 'backfill';
+        continue;
+      }
     }
     const approved: Approval = approval;
     await audit('approve', approved.approver, approved.digest, { comment: approved.comment });
+
+    // ---- final check: freeze, the last window, every range again; red voids the approval ----
+    if (live) {
+      setPhase('final_check', 'freezing the source and checking the final window');
+      live.finalChecks++;
+      const why = await finalCheck(approved);
+      if (why) {
+        if (spec.cutover.unfreeze) await acts.runAction({ migration: name, execution, spec, action: 'unfreeze', reason: why });
+        await voidApproval(why);
+        stage = 'catchup';
+        live.stage = stage;
+        continue;
+      }
+    }
 
     // ---- switching ----
     setPhase('switching');
     await acts.advanceSequences({ spec });
     const sw = await acts.runSwitch({ migration: name, execution, spec, digest: approved.digest, approver: approved.approver });
-    report = { ...report, switchedAt: sw.switchedAt };
+    report = { ...report!, switchedAt: sw.switchedAt };
     setPhase('completed');
-    return { migration: name, phase: 'completed', verdict: 'green', digest: approved.digest, switchedAt: sw.switchedAt };
+    return { migration: name, phase: 'completed', verdict: 'green', digest: approved.digest, switchedAt: sw.switchedAt, ...(finalWindow ? { finalWindow } : {}) };
   }
 
+  async function voidApproval(why: string): Promise<void> {
+    const a = approval;
+    approval = undefined;
+    await audit('approval-void', a?.approver, a?.digest, { reason: why });
+  }
+
+  /** The final check; returns why it is red, or undefined when green. */
+  async function finalCheck(approved: Approval): Promise<string | undefined> {
+    const l = live!;
+    const started = Date.now();
+    let frozenAt: string | undefined;
+    if (spec.cutover.freeze) {
+      frozenAt = (await acts.runAction({ migration: name, execution, spec, action: 'freeze', actor: approved.approver, digest: approved.digest })).at;
+      // Writers already inside a transaction when the freeze ran may still commit: wait for them.
+      const w = await acts.awaitWriters({ spec, before: frozenAt, timeoutMs: WRITERS_GRACE_MS });
+      if (w.open > 0) return `${w.open} writing transaction(s) opened before the freeze were still open after ${WRITERS_GRACE_MS / 1000} s`;
+    }
+    const before = l.rowsApplied;
+    if (hasDelta() && !(await deltaRound())) return 'the final delta window did not verify';
+    detail = 'checking every range again';
+    await sweep();
+    if (failedCount() > 0) return `${failedCount()} range(s) still differ after the final window was copied`;
+    if (frozenAt && hasDelta()) {
+      const late = (await acts.changedSince({ spec, since: frozenAt })).filter((x) => x.rows > 0);
+      if (late.length) return `writes after the freeze: ${late.map((x) => `${x.rows} row(s) in ${x.table}`).join(', ')}`;
+    }
+    await reconcileAll();
+    setPhase('final_check', 'building the final report');
+    await buildReport({ final: true });
+    finalWindow = { rows: l.rowsApplied - before, ms: Date.now() - started, watermark: oldestMark(l.marks) };
+    if (report!.verdict === 'red') return 'the final report is red';
+    return undefined;
+  }
+}
+
+/** The oldest of the tables' watermarks: catch-up has reached at least this far everywhere. */
+function oldestMark(marks: (string | null)[]): string | null {
+  const m = marks.filter((x): x is string => x !== null).sort();
+  return m.length ? m[0] : null;
 }
 
 /** The report while the evidence is still being gathered: red, and every failed range so far. */
