@@ -148,7 +148,14 @@ test('e2e: started and approved with the temporal CLI; target equals source; swi
   assert.equal(retry.applied, false);
   assert.equal((await warehouse.query('warehouse', 'SELECT count(*)::int AS n FROM public.cutover_log')).rows[0].n, 1);
   const audit = await warehouse.query('warehouse', `SELECT action, actor FROM backfill.audit WHERE migration = $1 ORDER BY id`, [spec.name]);
-  assert.deepEqual(audit.rows.map((r) => `${r.action}:${r.actor}`), ['approve:alice', 'switch:alice']);
+  // The refused attempts above are in the audit too (recorded by the worker: a validator cannot run activities).
+  assert.deepEqual(audit.rows.map((r) => `${r.action}:${r.actor}`), [
+    'approve-refused:alice',
+    'approve-refused:alice',
+    'approve-refused:mallory',
+    'approve:alice',
+    'switch:alice',
+  ]);
 
   // The identity sequence was advanced past the copied keys before authority moved.
   const next = await warehouse.query('warehouse', `SELECT nextval(pg_get_serial_sequence('public.events_v2', 'id'))::bigint AS n`);

@@ -21,8 +21,8 @@ import { SearchAttributeType, defineSearchAttributeKey } from '@temporalio/commo
 import type * as activities from '../activities';
 import type { TablePlan } from '../activities/ranges';
 import type { RangeResult } from '../activities/range';
-import type { Located } from '../activities/locate';
 import type { DeltaResult } from '../activities/delta';
+import type { SweptFailure } from '../activities/sweep';
 import { catchUpOf, checkSpec, controlAlias, durationMs, isLive, type MigrationSpec } from '../spec/schema';
 import { NO_KEYS, rerunCommand, type Approval, type Report, type TableReport } from '../report/model';
 import {
@@ -89,16 +89,8 @@ const { audit: auditSink } = proxySinks<AuditSinks>();
 /** How long the final check waits for writers that were open when the freeze ran. */
 const WRITERS_GRACE_MS = 60_000;
 
-interface FailedRange {
-  index: number;
-  lo: string;
-  hi: string;
-  attempts: number;
-  source: { count: string; checksum: string };
-  target: { count: string; checksum: string };
-  failed: string[];
-  located?: Located;
-}
+/** A range that still differs after its attempts, with what locating found (the sweep reports the same). */
+type FailedRange = SweptFailure;
 
 interface TableState {
   plan: TablePlan;
