@@ -9,7 +9,7 @@ import { closePools } from '../src/db/pools';
 import { approveCutoverUpdate, progressQuery, reportQuery, type MigrationResult } from '../src/workflows/messages';
 import type { Report } from '../src/report/model';
 import { fingerprint } from './helpers/sample';
-import { replayAndMaybeRecord, startTemporal, waitForPhase, type TemporalHarness } from './helpers/temporal';
+import { replayAndMaybeRecord, spawnWorker, startTemporal, waitForPhase, type TemporalHarness, type WorkerProcess } from './helpers/temporal';
 
 const TASK_QUEUE = 'delta';
 const ROWS = 120_000;
@@ -277,4 +277,37 @@ test('a writer transaction held open across the watermark is not missed; waiting
   assert.deepEqual(await fingerprint(server, 'tgt', 'public.orders_c'), await fingerprint(server, 'src', 'public.orders'));
   await replayAndMaybeRecord(h, 'held-transaction-overdue-approved');
   await server.query('src', UNFREEZE.sql);
+});
+
+test('kill -9 of the worker while catching up and during the final check: a new worker finishes, equal, switched once', { timeout: 240_000 }, async () => {
+  const queue = 'delta-kill';
+  const workers: WorkerProcess[] = [await spawnWorker(temporal.address, queue)];
+  const writer = startWriter(150);
+  try {
+    // remaining 0 keeps catch-up going for all its rounds while the writer writes.
+    const s = { ...spec('killed-live', 'public.orders_a'), taskQueue: queue, catchUp: { interval: '500 milliseconds', remaining: 0, maxRounds: 8 } };
+    await server.query('tgt', 'TRUNCATE public.orders_a');
+    const h = await temporal.env.client.workflow.start('backfillMigration', { taskQueue: queue, workflowId: s.name, args: [s] });
+    await waitForPhase(h, ['catching_up'], 120_000);
+    await workers[0].kill();
+    workers.push(await spawnWorker(temporal.address, queue));
+    const gate = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed'], 180_000);
+    assert.equal(gate.phase, 'awaiting_approval', JSON.stringify(gate));
+    const report: Report = await h.query(reportQuery);
+    await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'dba-oncall', digest: report.digest }] });
+    await waitForPhase(h, ['final_check'], 30_000);
+    await workers[1].kill();
+    workers.push(await spawnWorker(temporal.address, queue));
+    const result = (await h.result()) as MigrationResult;
+    await writer.stop();
+    assert.equal(result.phase, 'completed');
+    assert.deepEqual(await fingerprint(server, 'tgt', 'public.orders_a'), await fingerprint(server, 'src', 'public.orders'));
+    const n = await server.query('tgt', `SELECT count(*)::int AS n FROM public.cutover_log WHERE migration = 'killed-live'`);
+    assert.equal(n.rows[0].n, 1, 'the switch ran exactly once');
+    await replayAndMaybeRecord(h, 'live-worker-killed-catching-up-and-final-check');
+  } finally {
+    await writer.stop().catch(() => undefined);
+    await Promise.all(workers.map((w) => w.stop()));
+    await server.query('src', UNFREEZE.sql);
+  }
 });
