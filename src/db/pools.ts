@@ -60,7 +60,7 @@ export function poolFor(alias: string, access: Access, env: NodeJS.ProcessEnv = 
   pool.on('error', () => undefined);
   pool.on('connect', (client) => {
     client.on('error', () => undefined);
-    if (silentMs && !process.env.NO_WATCHDOG) failSilentConnections(client, silentMs + SILENCE_GRACE_MS);
+    if (silentMs) failSilentConnections(client, silentMs + SILENCE_GRACE_MS);
   });
   pools.set(id, pool);
   return pool;
@@ -94,7 +94,10 @@ const SILENCE_GRACE_MS = 5000;
 function failSilentConnections(client: pg.PoolClient, silentMs: number): void {
   const socket = (client as unknown as pg.Client).connection.stream as Socket;
   let outstanding = 0;
-  socket.setTimeout(silentMs, () => {
+  // on(), not setTimeout's callback: that one is a once() listener, and an idle spell in the pool
+  // (which also times out, harmlessly) would use it up.
+  socket.setTimeout(silentMs);
+  socket.on('timeout', () => {
     if (outstanding > 0) socket.destroy(new Error(`no answer from the database for ${Math.round(silentMs / 1000)} s: the connection is presumed dead`));
   });
   type Fn = (...a: unknown[]) => unknown;
