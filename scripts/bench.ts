@@ -94,6 +94,7 @@ async function main() {
     const worker = await createWorker({ connection: env.nativeConnection, taskQueue: 'bench' });
     const results: Record<string, number[]> = { copyFloor: [], pgcopydb: [], backfill: [], hashFloor: [], verifyOnly: [], verifyAndLocate: [] };
     let overheadMs = 0;
+    let pgcopydbNote = 'not installed (apt-get install pgcopydb)';
 
     await worker.runUntil(async () => {
       let n = 0;
@@ -111,7 +112,17 @@ async function main() {
         const r = (await env.client.workflow.execute(WORKFLOW_TYPE, { taskQueue: 'bench', workflowId: spec.name, args: [spec] })) as MigrationResult;
         if (r.phase !== 'completed') throw new Error(`${spec.name} ended ${r.phase}: ${r.reason ?? ''}`);
       };
-      const pgcopydb = spawnSync('pgcopydb', ['--version'], { encoding: 'utf8' }).status === 0;
+      // pgcopydb drives pg_dump/pg_restore from PATH, which refuse a newer server than themselves.
+      let pgcopydb = spawnSync('pgcopydb', ['--version'], { encoding: 'utf8' }).status === 0;
+      if (pgcopydb) {
+        const dump = /(\d+)\.\d+/.exec(spawnSync('pg_dump', ['--version'], { encoding: 'utf8' }).stdout ?? '')?.[1];
+        const server = String((await src.query('bench', 'SHOW server_version_num')).rows[0].server_version_num).slice(0, -4);
+        if (dump !== server) {
+          pgcopydb = false;
+          pgcopydbNote = `installed but not comparable here: its pg_dump is PostgreSQL ${dump ?? '?'}, the embedded servers are ${server}`;
+          console.log(`bench: pgcopydb skipped: ${pgcopydbNote}`);
+        } else pgcopydbNote = 'measured';
+      }
       for (let run = 1; run <= RUNS; run++) {
         await tgt.query('bench', 'TRUNCATE public.orders');
         await tgt.query('bench', 'CHECKPOINT');
@@ -201,7 +212,7 @@ async function main() {
       tinyRanges: TINY_RANGES,
       peakRssMB: peakRss / 2 ** 20,
       targets,
-      pgcopydb: m.pgcopydb ? 'measured' : 'not installed (apt-get install pgcopydb)',
+      pgcopydb: pgcopydbNote,
     };
     console.log('');
     console.log('| measure | median (ratio: median of per-run ratios) | target |');
