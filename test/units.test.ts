@@ -7,6 +7,7 @@ import { redact } from '../src/db/redact';
 import { NO_KEYS, buildTableReport, evidenceText, isGreen, type TableEvidence } from '../src/report/model';
 import { digestOf } from '../src/activities/report';
 import { checkSpec, durationMs, isLive } from '../src/spec/schema';
+import { bounded } from '../src/infra/postgres';
 
 test('sql: identifiers are quoted part by part, quotes doubled', () => {
   assert.equal(quoteIdent('orders'), '"orders"');
@@ -109,4 +110,9 @@ test('report: while the source takes writes the ranges are the evidence; frozen,
   // Rows beyond the plan on both sides, equal: green once frozen.
   const caught = buildTableReport('m', { ...e, totals: { ...e.totals!, target: side('7', '14'), outside: { count: '2', keys: [['10'], ['11']] } } });
   assert.equal(isGreen(caught), true);
+});
+
+test('postgres: a setup step that never settles fails within its bound instead of hanging or exiting quietly', async () => {
+  await assert.rejects(bounded(new Promise(() => undefined), 'initdb', 50), /embedded PostgreSQL: initdb did not finish within 0.05 s/);
+  assert.equal(await bounded(Promise.resolve(7), 'start', 50), 7);
 });

@@ -4,7 +4,6 @@
 //
 // The watermark rule: `now()` is a transaction's start, not its commit, so the next window starts
 // no later than the oldest writing transaction still open when this one was read.
-import type pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import type { MigrationSpec } from '../spec/schema';
 import { poolFor } from '../db/pools';
@@ -29,7 +28,7 @@ import {
 } from '../db/sql';
 import { guarded } from '../db/errors';
 import { bindingFor } from './binding';
-import { Progress, compareMeasured, copyPipe, measure, stallTimeoutMs, type SideEvidence } from './range';
+import { Progress, compareMeasured, copyPipe, measure, stallTimeoutMs, withCopyClients, type SideEvidence } from './range';
 
 /** Target rows of the window that the source did not send, looked up per round at most. */
 export const UNSENT_PER_ROUND = 10_000;
@@ -75,17 +74,13 @@ export async function applyDelta(input: DeltaInput): Promise<DeltaResult> {
   const delta = table.delta;
   const b = await bindingFor(spec, table, i);
   return guarded(`catching up ${b.sourceName}`, async () => {
-    const src = await poolFor(spec.source, 'read').connect();
-    let tgt: pg.PoolClient | undefined;
-    let failure: Error | undefined;
-    try {
+    return withCopyClients(spec, async (src, tgt) => {
       // The mark is read before the snapshot: whatever commits in between is in the snapshot or
       // was open when the mark was read (and holds the mark back).
       const watermark = String((await src.query(WATERMARK_SQL)).rows[0].mark);
       const from = String((await src.query(WINDOW_START_SQL, [input.since, delta.overlap])).rows[0].start);
       const changed: Changed = { column: delta.column, from };
       await src.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-      tgt = await poolFor(spec.target, 'write').connect();
       await tgt.query('BEGIN');
       await tgt.query(stageTableSql(b, STAGE));
       const sink = tgt.query(copyFrom(copyInSql(b, quoteIdent(STAGE))));
@@ -132,13 +127,6 @@ export async function applyDelta(input: DeltaInput): Promise<DeltaResult> {
         target: { count: t.profile.count, checksum: t.profile.checksum },
         more: unsent.length >= UNSENT_PER_ROUND,
       };
-    } catch (e) {
-      failure = e as Error;
-      throw e;
-    } finally {
-      // As in copyRange: a client that failed mid-COPY is destroyed, never asked to ROLLBACK.
-      tgt?.release(failure);
-      src.release(failure);
-    }
+    });
   });
 }

@@ -162,17 +162,37 @@ const at = (input: RangeInput) => ({
   rangeIndex: input.rangeIndex,
 });
 
+/**
+ * Runs `fn` with a source and a target client. A client that failed (mid-COPY, say) is in an
+ * unknown state: it is destroyed (the server rolls back a transaction whose connection closes),
+ * never asked to ROLLBACK, which pg would queue behind the abandoned COPY forever.
+ */
+export async function withCopyClients<T>(
+  spec: Pick<MigrationSpec, 'source' | 'target'>,
+  fn: (src: pg.PoolClient, tgt: pg.PoolClient) => Promise<T>,
+): Promise<T> {
+  const src = await poolFor(spec.source, 'read').connect();
+  let tgt: pg.PoolClient | undefined;
+  let failure: Error | undefined;
+  try {
+    tgt = await poolFor(spec.target, 'write').connect();
+    return await fn(src, tgt);
+  } catch (e) {
+    failure = e as Error;
+    throw e;
+  } finally {
+    tgt?.release(failure);
+    src.release(failure);
+  }
+}
+
 /** Copy one range and verify it, in one target transaction and one source snapshot. */
 export async function copyRange(input: RangeInput): Promise<RangeResult> {
   const b = await bindingFor(input.spec, input.table, input.tableIndex);
   const sameLedger = controlAlias(input.spec as MigrationSpec) === input.spec.target;
   return guarded(`copying ${b.sourceName} range ${input.rangeIndex}`, async () => {
     const { range: r, lo, hi } = await resolveRange(b, input.plan, at(input));
-    const src = await poolFor(input.spec.source, 'read').connect();
-    let tgt: pg.PoolClient | undefined;
-    let failure: Error | undefined;
-    try {
-      tgt = await poolFor(input.spec.target, 'write').connect();
+    return withCopyClients(input.spec, async (src, tgt) => {
       // The snapshot the copy reads is the snapshot the source side of the checks reads.
       await src.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
       await tgt.query('BEGIN');
@@ -188,16 +208,7 @@ export async function copyRange(input: RangeInput): Promise<RangeResult> {
       await src.query('COMMIT');
       if (!sameLedger) await poolFor(controlAlias(input.spec as MigrationSpec), 'write').query(MARK_VERIFIED, params);
       return result(status, lo, hi, s.profile, t.profile, checks, Number(sink.rowCount ?? 0));
-    } catch (e) {
-      failure = e as Error;
-      throw e;
-    } finally {
-      // A client that failed mid-COPY is in an unknown state: destroy it (the server rolls back a
-      // transaction whose connection closes). Never await a ROLLBACK on it: pg would queue it
-      // behind the abandoned COPY, and it would wait forever.
-      tgt?.release(failure);
-      src.release(failure);
-    }
+    });
   });
 }
 

@@ -10,7 +10,7 @@ import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { bindingFor } from './binding';
 import { heartbeat, previousDetails } from './heartbeat';
 import { locateRange, type Located } from './locate';
-import { Progress, compareMeasured, copyPipe, copyRange, measure, stallTimeoutMs, verifyRange, type RangeInput, type RangeResult } from './range';
+import { Progress, compareMeasured, copyPipe, copyRange, measure, stallTimeoutMs, verifyRange, withCopyClients, type RangeInput, type RangeResult } from './range';
 import { planSpan, type TablePlan } from './ranges';
 
 export interface SweepInput {
@@ -114,10 +114,7 @@ async function sweepOutside(input: SweepInput, repair: boolean): Promise<SweepRe
     const equal = compareMeasured(b, s, d).ok;
     if (equal || !repair) return { source: s.profile.count, target: d.profile.count, equal, repaired: false };
     // Delete and copy in one target transaction from one source snapshot, then prove it there.
-    const src = await poolFor(spec.source, 'read').connect();
-    const tgt = await poolFor(spec.target, 'write').connect();
-    let failure: Error | undefined;
-    try {
+    return withCopyClients(spec, async (src, tgt) => {
       await src.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
       await tgt.query('BEGIN');
       await tgt.query(deleteRangeSql(b, sel));
@@ -126,12 +123,6 @@ async function sweepOutside(input: SweepInput, repair: boolean): Promise<SweepRe
       await tgt.query('COMMIT');
       await src.query('COMMIT');
       return { source: s2.profile.count, target: d2.profile.count, equal: compareMeasured(b, s2, d2).ok, repaired: true };
-    } catch (e) {
-      failure = e as Error;
-      throw e;
-    } finally {
-      tgt.release(failure);
-      src.release(failure);
-    }
+    });
   });
 }

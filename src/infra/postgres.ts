@@ -50,7 +50,7 @@ function letPostgresUserReachBinaries(): void {
  * with nothing to keep the process alive) fails here instead: the timer keeps the process up, so
  * a test's setup fails loudly rather than the file exiting early with no test run.
  */
-async function bounded<T>(p: Promise<T>, what: string, ms = 120_000): Promise<T> {
+export async function bounded<T>(p: Promise<T>, what: string, ms = 120_000): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`embedded PostgreSQL: ${what} did not finish within ${ms / 1000} s`)), ms);
