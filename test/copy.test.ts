@@ -133,6 +133,32 @@ test('verify: one changed value, a missing row and an extra row are each found; 
   await pg.query('tgt', 'DELETE FROM public.items_v2 WHERE id > 1000000');
 });
 
+test('verify: values swapped between two rows, and a change only the text shows, are each found', async () => {
+  const spec = specOf();
+  const [plan] = await planMigration({ migration: spec.name, spec });
+  for (let i = 0; i < plan.rangeCount; i++) await copyRange(rangeInput(spec, plan, i));
+  const swap = (col: string, a: number, b: number) =>
+    `UPDATE public.items_v2 t SET ${col} = o.${col} FROM public.items_v2 o WHERE (t.id, o.id) IN ((${a}, ${b}), (${b}, ${a}))`;
+  const faults = [
+    // Every value is still in the range, only on another row: a sum of linear row hashes misses this.
+    swap('label', 10, 11),
+    swap('amount', 20, 21),
+    swap('happened_at', 22, 24),
+    // Equal as jsonb values, different as text (1.5 -> 1.50): jsonb is hashed from its text.
+    `UPDATE public.items_v2 SET doc = jsonb_set(doc, '{a,0}', '1.50'::jsonb) WHERE id = 30`,
+  ];
+  for (const sql of faults) {
+    const before = await fingerprint(pg, 'tgt', 'public.items_v2');
+    assert.equal((await pg.query('tgt', sql)).rowCount! >= 1, true, sql);
+    assert.notDeepEqual(await fingerprint(pg, 'tgt', 'public.items_v2'), before, `${sql} changed nothing`);
+    const r = await verifyRange(rangeInput(spec, plan, 0));
+    assert.notEqual(r.status, 'verified', `${sql} was not seen`);
+    assert.equal(r.source.count, r.target.count);
+    assert.notEqual(r.source.checksum, r.target.checksum, sql);
+    assert.equal((await copyRange(rangeInput(spec, plan, 0))).status, 'verified');
+  }
+});
+
 test('preflight: names and filters carrying SQL have no effect on either database', async () => {
   const base = specOf();
   const attempts: Record<string, unknown>[] = [

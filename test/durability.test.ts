@@ -1,12 +1,15 @@
-// Faults injected for real: workers killed with SIGKILL mid-backfill and mid-switch, database
-// sessions terminated mid-statement, a PostgreSQL restart; and a user error (a dropped column)
-// that must fail the migration loudly instead of retrying forever. Pause and resume on the way.
+// Faults injected for real: workers killed with SIGKILL mid-backfill, mid-switch, and while
+// verifying, locating and reconciling; database sessions terminated mid-statement, a PostgreSQL
+// restart; and a user error (a dropped column) that must fail the migration loudly instead of
+// retrying forever. Pause and resume on the way.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import pgLib from 'pg';
+import type { WorkflowHandle } from '@temporalio/client';
 import { startPostgres, type PostgresServer } from '../src/infra/postgres';
 import { closePools } from '../src/db/pools';
 import { WorkflowFailedError } from '@temporalio/client';
-import { approveCutoverUpdate, pauseSignal, progressQuery, reportQuery, resumeSignal, type MigrationResult } from '../src/workflows/messages';
+import { abortSignal, approveCutoverUpdate, pauseSignal, progressQuery, reportQuery, resumeSignal, type MigrationResult } from '../src/workflows/messages';
 import type { Report } from '../src/report/model';
 import { fingerprint } from './helpers/sample';
 import { spawnWorker, startTemporal, waitForPhase, type TemporalHarness, type WorkerProcess } from './helpers/temporal';
@@ -27,7 +30,7 @@ before(async () => {
   await pg.createDatabase('tgt');
   await pg.query('src', `CREATE TABLE public.orders ${TABLE}`);
   await pg.query('src', FILL(300_000));
-  for (const t of ['orders_a', 'orders_b', 'orders_c', 'orders_d']) await pg.query('tgt', `CREATE TABLE public.${t} ${TABLE}`);
+  for (const t of ['orders_a', 'orders_b', 'orders_c', 'orders_d', 'orders_e']) await pg.query('tgt', `CREATE TABLE public.${t} ${TABLE}`);
   await pg.query('tgt', 'CREATE TABLE public.cutover_log (migration text, at timestamptz DEFAULT now())');
   process.env.BACKFILL_DB_SRC = pg.url('src');
   process.env.BACKFILL_DB_TGT = pg.url('tgt');
@@ -115,6 +118,117 @@ test('kill -9: workers killed mid-backfill and mid-switch; a new worker finishes
   assert.equal(ranges.rows[0].ok, 30);
   assert.ok(ranges.rows[0].workers >= 2, 'ranges were finished by more than one worker');
   await replayAndMaybeRecord(h, 'worker-killed-twice');
+});
+
+/**
+ * Stops every statement on a target table at a moment the test chooses: an ACCESS EXCLUSIVE lock
+ * held in an open transaction. `step` lets each statement already waiting run (a new lock is queued
+ * behind them first), so a multi-statement activity advances one statement at a time.
+ */
+async function tableGate(db: string, table: string) {
+  const open = async () => {
+    const c = new pgLib.Client({ connectionString: pg.url(db) });
+    await c.connect();
+    await c.query('BEGIN');
+    return c;
+  };
+  let holder = await open();
+  await holder.query(`LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
+  let since = String((await holder.query('SELECT clock_timestamp()::text AS t')).rows[0].t);
+  return {
+    /** our sessions waiting on the gate that started after the last step (not a killed worker's) */
+    async waiting(): Promise<number> {
+      const r = await pg.query(
+        'postgres',
+        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'backfill' AND wait_event_type = 'Lock' AND query_start > $1::timestamptz`,
+        [since],
+      );
+      return r.rows[0].n;
+    },
+    async step(): Promise<void> {
+      const next = await open();
+      since = String((await next.query('SELECT clock_timestamp()::text AS t')).rows[0].t);
+      const granted = next.query(`LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
+      // Queued behind the waiting statements before the old lock goes.
+      await until('the next lock queued', async () => (await pg.query('postgres', `SELECT count(*)::int AS n FROM pg_locks WHERE pid = $1 AND NOT granted`, [(next as unknown as { processID: number }).processID])).rows[0].n > 0, 10_000);
+      await holder.query('COMMIT');
+      await holder.end();
+      await granted;
+      holder = next;
+    },
+    async open(): Promise<void> {
+      await holder.query('COMMIT');
+      await holder.end();
+    },
+  };
+}
+
+/** The activities of a type the server sees started and not yet finished. */
+async function started(h: WorkflowHandle, type: string): Promise<number> {
+  const d = await h.describe();
+  return (d.raw.pendingActivities ?? []).filter((a) => a.activityType?.name === type && Number(a.state) === 2).length;
+}
+
+/** Steps the gate until an activity of `type` is started while a statement waits at the gate. */
+async function stepUntilBlocked(h: WorkflowHandle, gate: Awaited<ReturnType<typeof tableGate>>, type: string): Promise<void> {
+  const end = Date.now() + 120_000;
+  for (;;) {
+    assert.ok(Date.now() < end, `no ${type} activity was stopped by the gate`);
+    // Whatever runs now waits at the gate within a moment (a retry after a kill within the heartbeat timeout).
+    await until('a statement waiting at the gate', async () => (await gate.waiting()) > 0, 30_000);
+    if ((await started(h, type)) > 0) return;
+    await gate.step();
+  }
+}
+
+test('kill -9 while verifying, locating and reconciling (verify mode): new workers finish; each fault is located once, exactly', { timeout: 300_000 }, async () => {
+  // A target loaded by hand, with one changed row in each of three ranges.
+  await pg.query('tgt', FILL(300_000).replace('public.orders', 'public.orders_e'));
+  const faults = ['45005', '155005', '255005'];
+  await pg.query('tgt', 'UPDATE public.orders_e SET amount = amount + 1 WHERE id = ANY ($1::bigint[])', [faults]);
+  const s = { ...spec('verify-crash', 'public.orders_e'), mode: 'verify', retries: { rangeAttempts: 1 } };
+  await Promise.all(workers.map((w) => w.stop()));
+  let w = await worker();
+  // Each kill lands while an activity of that kind is in flight, stopped at the gate mid-statement.
+  const gate = await tableGate('tgt', 'public.orders_e');
+  const h = await temporal.env.client.workflow.start('backfillMigration', { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
+  const killed: string[] = [];
+  for (const type of ['verifyRange', 'locateRange', 'reconcileTable']) {
+    await stepUntilBlocked(h, gate, type);
+    await w.kill();
+    killed.push(type);
+    w = await worker();
+  }
+  await gate.open();
+
+  const p = await waitForPhase(h, ['needs_attention', 'awaiting_approval', 'failed']);
+  assert.equal(p.phase, 'needs_attention', JSON.stringify(p));
+  const report: Report = await h.query(reportQuery);
+  const t = report.tables[0];
+  const red = t.ranges.filter((r) => r.status !== 'verified');
+  assert.deepEqual(red.map((r) => r.index), [4, 15, 25]);
+  assert.deepEqual(red.flatMap((r) => r.keys.changed.map((k) => k[0])), faults);
+  assert.deepEqual(red.map((r) => r.changedColumns), [{ amount: 1 }, { amount: 1 }, { amount: 1 }]);
+  assert.ok(red.every((r) => r.missing === 0 && r.extra === 0 && r.changed === 1), JSON.stringify(red));
+  const diff = await pg.query('tgt', `SELECT count(*)::int AS n FROM backfill.differences WHERE migration = 'verify-crash'`);
+  assert.equal(diff.rows[0].n, 3, 'each difference is stored once, however often its range was located');
+  const ledger = await pg.query('tgt', `SELECT count(*)::int AS n, count(*) FILTER (WHERE status = 'verified')::int AS ok FROM backfill.ranges WHERE migration = 'verify-crash'`);
+  assert.deepEqual(ledger.rows[0], { n: 30, ok: 27 });
+
+  // Proof the kills interrupted each kind: a later attempt of it completed.
+  const history = await h.fetchHistory();
+  const scheduled = new Map<string, string>();
+  const retried = new Set<string>();
+  for (const e of history.events ?? []) {
+    const a = e.activityTaskScheduledEventAttributes;
+    if (a) scheduled.set(String(e.eventId), a.activityType?.name ?? '');
+    const st = e.activityTaskStartedEventAttributes;
+    if (st && (st.attempt ?? 1) > 1) retried.add(scheduled.get(String(st.scheduledEventId)) ?? '');
+  }
+  for (const type of killed) assert.ok(retried.has(type), `no ${type} was retried after the kill: ${[...retried].join(', ')}`);
+  await h.signal(abortSignal, { reason: 'the test is done' });
+  assert.equal(((await h.result()) as MigrationResult).phase, 'aborted');
+  await replayAndMaybeRecord(h, 'verify-killed-verifying-locating-reconciling');
 });
 
 test('killed sessions and a PostgreSQL restart mid-backfill: activities retry, nothing is half-written', { timeout: 180_000 }, async () => {

@@ -1,7 +1,7 @@
 // Pure units: identifier quoting, integer literals, range arithmetic, redaction, report digest.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { quoteIdent, qualifiedName, quoteLiteral, typedLiteral } from '../src/db/sql';
+import { hashAs, quoteIdent, qualifiedName, quoteLiteral, rowHashExpr, typedLiteral, type BoundTable } from '../src/db/sql';
 import { rangeBounds } from '../src/activities/ranges';
 import { redact } from '../src/db/redact';
 import { NO_KEYS, buildTableReport, evidenceText, isGreen, type TableEvidence } from '../src/report/model';
@@ -21,6 +21,28 @@ test('sql: values in COPY are quoted literals with a catalog type', () => {
   assert.equal(typedLiteral("x'; DROP TABLE t; --", 'text', true), `'x''; DROP TABLE t; --'::text COLLATE "C"`);
   assert.equal(typedLiteral('42', 'bigint', false), `'42'::bigint`);
   assert.throws(() => quoteLiteral('a\0b'));
+});
+
+test('sql: a column is hashed from its value only where the type tells apart what its text does', () => {
+  const col = (typeName: string, type = typeName, builtin = true) => hashAs({ typeName, type, builtin });
+  assert.equal(col('int8', 'bigint'), 'value');
+  assert.equal(col('timestamptz', 'timestamp with time zone'), 'value');
+  assert.equal(col('numeric', 'numeric(12,2)'), 'value');
+  assert.equal(col('numeric'), 'text', '1.0 and 1.00 hash alike');
+  assert.equal(col('float8', 'double precision'), 'text', '-0 and 0 hash alike');
+  assert.equal(col('jsonb'), 'text');
+  assert.equal(col('interval'), 'text', "'1 day' and '24 hours' hash alike");
+  assert.equal(col('bpchar', 'character(3)'), 'text');
+  assert.equal(col('varchar', 'character varying(20)'), 'collated');
+  assert.equal(col('int8', 'my_int8', false), 'text', 'a domain or user type of the same name');
+  const t = {
+    source: '"s"', target: '"t"', columns: ['id', 'note', 'doc'], sourceExprs: ['"id"', '"note"', '"doc"::jsonb'], key: ['id'], keyTypes: ['bigint'],
+    range: { names: ['id'], sourceTypes: ['bigint'], targetTypes: ['bigint'], collate: [false] }, checks: { distribution: [], aggregates: [] },
+  } as BoundTable;
+  assert.equal(rowHashExpr(t, 'source'), 'hashtextextended(ROW("id", "note", "doc"::jsonb)::text, 0)', 'servers older than 14: the row text');
+  t.hashAs = ['value', 'collated', 'text'];
+  assert.equal(rowHashExpr(t, 'source'), 'hashint8extended(hash_record_extended(ROW("id", ("note") COLLATE "C", ("doc"::jsonb)::text COLLATE "C"), 0), 0)');
+  assert.equal(rowHashExpr(t, 'target'), 'hashint8extended(hash_record_extended(ROW("id", ("note") COLLATE "C", ("doc")::text COLLATE "C"), 0), 0)');
 });
 
 test('ranges: half-open, contiguous, the last one clipped, bigint-exact', () => {

@@ -5,7 +5,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { chunkOf, type Chunking, type MigrationSpec, type TableSpec } from '../spec/schema';
 import { poolFor } from '../db/pools';
 import { hasUniqueIndexOn, missingPrivileges, resolveTable, type ColumnInfo, type TableInfo } from '../db/catalog';
-import { SEES_ALL_SESSIONS_SQL, duplicatesSql, profileSql, quoteIdent, sourceSelect, type BoundTable } from '../db/sql';
+import { SEES_ALL_SESSIONS_SQL, duplicatesSql, hashAs, profileSql, quoteIdent, sourceSelect, type BoundTable } from '../db/sql';
 import { guarded } from '../db/errors';
 
 export interface Binding extends BoundTable {
@@ -118,6 +118,9 @@ export async function checkTable(input: BindInput): Promise<{ binding?: Binding;
     const binding = bind(s, d, columns, t, chunk, rangeNames, transform);
     binding.sourceKeyUnique = sourceKeyUnique;
     binding.targetKeyUnique = await hasUniqueIndexOn(tgt, d.oid, t.key);
+    // hash_record_extended arrived in PostgreSQL 14; both sides must hash the same way.
+    if ((await serverVersion(src)) >= 140000 && (await serverVersion(tgt)) >= 140000)
+      binding.hashAs = columns.map((c) => hashAs(dCol.get(c)!));
     problems.push(...(await checkStatements(src, tgt, binding, at)));
     return problems.length ? { problems } : { binding, problems };
   } finally {
@@ -188,6 +191,10 @@ async function checkStatements(src: pg.ClientBase, tgt: pg.ClientBase, b: Bindin
     out.push(`${at}.target: the target cannot be read as planned: ${(e as Error).message}`);
   }
   return out;
+}
+
+async function serverVersion(c: pg.ClientBase): Promise<number> {
+  return Number((await c.query<{ v: string }>(`SELECT current_setting('server_version_num') AS v`)).rows[0].v);
 }
 
 const cache = new Map<string, Promise<Binding>>();

@@ -8,6 +8,8 @@ export interface ColumnInfo {
   /** format_type(): the type as SQL spells it, produced by the catalog */
   type: string;
   typeName: string;
+  /** a type of pg_catalog (not a domain or a user type of the same name) */
+  builtin: boolean;
   notNull: boolean;
   hasDefault: boolean;
   generated: boolean;
@@ -34,7 +36,8 @@ SELECT c.oid::text AS oid, n.nspname AS schema, c.relname AS name
 const TABLE_COLUMNS = `
 SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, t.typname AS "typeName",
        a.attnotnull AS "notNull", (a.atthasdef OR a.attidentity <> '') AS "hasDefault",
-       (a.attgenerated <> '') AS generated, (t.typcollation <> 0) AS collatable
+       (a.attgenerated <> '') AS generated, (t.typcollation <> 0) AS collatable,
+       (t.typnamespace = 'pg_catalog'::regnamespace) AS builtin
   FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
  WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped
  ORDER BY a.attnum`;
@@ -84,6 +87,7 @@ export async function resolveTable(c: pg.ClientBase, specName: string): Promise<
         hasDefault: toBool(x.hasDefault),
         generated: toBool(x.generated),
         collatable: toBool(x.collatable),
+        builtin: toBool(x.builtin),
       })),
     };
   }

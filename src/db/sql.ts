@@ -70,7 +70,15 @@ export interface BoundTable {
   checks: CheckSpec;
   /** the spec's source filter, checked in preflight to be one expression */
   where?: string;
+  /**
+   * How each column enters the row hash, when both servers are PostgreSQL 14 or newer: its stored
+   * value by its type's own hash, the same in the "C" collation (text types), or its text.
+   * Absent: the whole row's text is hashed.
+   */
+  hashAs?: HashAs[];
 }
+
+export type HashAs = 'value' | 'collated' | 'text';
 
 function tableOf(t: BoundTable, side: Side): string {
   return side === 'source' ? t.source : t.target;
@@ -265,9 +273,32 @@ export function changedSinceSql(t: BoundTable, column: string): string {
   return `SELECT count(*)::int AS n FROM ${t.source} WHERE ${quoteIdent(column)} >= $1::timestamptz`;
 }
 
-/** A 64-bit hash of a row's canonical text over the mapped projection. Never XOR, never 32-bit. */
+/**
+ * A 64-bit hash of a row over the mapped projection. Never XOR, never 32-bit.
+ * With `hashAs`, columns whose type's hash tells apart every value its text does are hashed from
+ * the stored value (no text conversion: about 3x cheaper), the rest from their text, all in the
+ * "C" collation. hash_record_extended combines the columns linearly, so its result is mixed once
+ * more: a sum of linear row hashes would not see values swapped between two rows.
+ */
 export function rowHashExpr(t: BoundTable, side: Side): string {
-  return `hashtextextended(ROW(${t.columns.map((c) => columnExpr(t, side, c)).join(', ')})::text, 0)`;
+  const exprs = t.columns.map((c) => columnExpr(t, side, c));
+  const how = t.hashAs;
+  if (!how) return `hashtextextended(ROW(${exprs.join(', ')})::text, 0)`;
+  const parts = exprs.map((e, i) => (how[i] === 'value' ? e : how[i] === 'collated' ? `(${e}) COLLATE "C"` : `(${e})::text COLLATE "C"`));
+  return `hashint8extended(hash_record_extended(ROW(${parts.join(', ')}), 0), 0)`;
+}
+
+/** Built-in types whose hash tells apart every value their text output does (numeric: only with a fixed scale). */
+const VALUE_HASHED = new Set(['int2', 'int4', 'int8', 'bool', 'bytea', 'date', 'time', 'timestamp', 'timestamptz', 'uuid']);
+// (bpchar is left out: its hash ignores the trailing blanks its text keeps)
+const TEXT_TYPES = new Set(['text', 'varchar']);
+
+/** How a target column enters the row hash, from the catalog: `typeName` (pg_type), `type` (format_type). */
+export function hashAs(col: { typeName: string; type: string; builtin: boolean }): HashAs {
+  if (!col.builtin) return 'text';
+  if (TEXT_TYPES.has(col.typeName)) return 'collated';
+  if (col.typeName === 'numeric') return /^numeric\(\d+,\d+\)$/.test(col.type) ? 'value' : 'text';
+  return VALUE_HASHED.has(col.typeName) ? 'value' : 'text';
 }
 
 export function aggregateName(a: { fn: string; column: string }): string {

@@ -49,6 +49,8 @@ export interface DevServerOptions {
   port?: number;
   /** a SQLite file: the server's state survives its restart */
   dbFilename?: string;
+  /** more `start-dev` flags (tests: `--dynamic-config-value limit.historyCount.suggestContinueAsNew=200`) */
+  extraArgs?: string[];
 }
 
 /** Starts `temporal server start-dev` with the contract's search attributes registered. */
@@ -62,6 +64,7 @@ export async function startDevServer(o: DevServerOptions = {}): Promise<TestWork
       ui: o.ui ?? false,
       uiPort: o.uiPort,
       dbFilename: o.dbFilename,
+      extraArgs: o.extraArgs,
       searchAttributes: searchAttributeKeys,
       log: { format: 'pretty', level: 'error' },
     },

@@ -72,10 +72,10 @@ export async function spawnWorker(address: string, taskQueue: string): Promise<W
  */
 export async function startTemporal(
   taskQueue: string,
-  o: { worker?: 'in-process' | 'process' | 'none'; workers?: number; dbFilename?: string } = {},
+  o: { worker?: 'in-process' | 'process' | 'none'; workers?: number; dbFilename?: string; serverArgs?: string[] } = {},
 ): Promise<TemporalHarness> {
   temporalCli();
-  const env = await startDevServer({ dbFilename: o.dbFilename });
+  const env = await startDevServer({ dbFilename: o.dbFilename, extraArgs: o.serverArgs });
   if (o.worker === 'process' || o.worker === 'none') {
     const procs = o.worker === 'none' ? [] : await Promise.all(Array.from({ length: o.workers ?? 1 }, () => spawnWorker(env.address, taskQueue)));
     return {

@@ -1,0 +1,92 @@
+// A live migration that waits at the gate for a long time: catch-up rounds keep adding events, so
+// the gate continues as new whenever the server suggests it. The new run must present the same
+// digest (the person approving read the old one), keep catching up, and switch once approved.
+// The server here suggests continue-as-new after 200 events instead of 4,096, so it happens quickly.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startPostgres, type PostgresServer } from '../src/infra/postgres';
+import { closePools } from '../src/db/pools';
+import { approveCutoverUpdate, progressQuery, type MigrationResult, type Progress } from '../src/workflows/messages';
+import { fingerprint } from './helpers/sample';
+import { replayAndMaybeRecord, startTemporal, waitForPhase, type TemporalHarness } from './helpers/temporal';
+
+const TASK_QUEUE = 'gate-history';
+const SUGGEST_AFTER = 200;
+let pg: PostgresServer;
+let temporal: TemporalHarness;
+
+before(async () => {
+  pg = await startPostgres();
+  await pg.createDatabase('src');
+  await pg.createDatabase('tgt');
+  const table = '(id bigint PRIMARY KEY, amount numeric(12,2) NOT NULL, updated_at timestamptz NOT NULL)';
+  await pg.query('src', `CREATE TABLE public.accounts ${table}`);
+  await pg.query('src', `INSERT INTO public.accounts SELECT g, g / 10.0, now() - interval '1 day' FROM generate_series(1, 20000) g`);
+  await pg.query('tgt', `CREATE TABLE public.accounts ${table}`);
+  await pg.query('tgt', 'CREATE TABLE public.cutover_log (migration text, at timestamptz DEFAULT now())');
+  process.env.BACKFILL_DB_SRC = pg.url('src');
+  process.env.BACKFILL_DB_TGT = pg.url('tgt');
+  temporal = await startTemporal(TASK_QUEUE, { serverArgs: ['--dynamic-config-value', `limit.historyCount.suggestContinueAsNew=${SUGGEST_AFTER}`] });
+});
+
+after(async () => {
+  await temporal?.stop();
+  await closePools();
+  await pg?.stop();
+});
+
+test('the gate continues as new while it waits: same digest, catch-up goes on, the approval of the old digest switches', { timeout: 180_000 }, async () => {
+  const spec = {
+    name: 'long-gate',
+    taskQueue: TASK_QUEUE,
+    source: 'src',
+    target: 'tgt',
+    tables: [{ source: 'public.accounts', target: 'public.accounts', key: ['id'], chunk: { column: 'id', size: 5000 }, delta: { column: 'updated_at', overlap: '0 seconds' } }],
+    catchUp: { interval: '1 second' },
+    cutover: { approval: 'required', switch: { connection: 'tgt', sql: `INSERT INTO public.cutover_log (migration) VALUES ('long-gate')` } },
+  };
+  const client = temporal.env.client;
+  await client.workflow.start('backfillMigration', { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
+  const h = client.workflow.getHandle(spec.name);
+  const gate = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
+  assert.equal(gate.phase, 'awaiting_approval', JSON.stringify(gate));
+  const digest = gate.digest!;
+  const runAtGate = (await h.describe()).runId;
+
+  // A write while the gate waits, before the new run: catch-up carries it.
+  await pg.query('src', `UPDATE public.accounts SET amount = amount + 1, updated_at = now() WHERE id = 7`);
+  const end = Date.now() + 120_000;
+  let p: Progress;
+  for (;;) {
+    assert.ok(Date.now() < end, 'the gate never continued as new');
+    if ((await h.describe()).runId !== runAtGate) break;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  // The new run waits at the same gate, with the same evidence.
+  p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
+  assert.equal(p.phase, 'awaiting_approval');
+  assert.equal(p.digest, digest, 'the new run presents another digest');
+  const old = await client.workflow.getHandle(spec.name, runAtGate).fetchHistory();
+  const last = old.events!.at(-1)!;
+  assert.ok(last.workflowExecutionContinuedAsNewEventAttributes, 'the run at the gate did not end by continuing as new');
+  assert.ok(old.events!.length < SUGGEST_AFTER + 100, `the run at the gate went on for ${old.events!.length} events`);
+
+  // And a write after it: still caught up.
+  await pg.query('src', `UPDATE public.accounts SET amount = amount + 2, updated_at = now() WHERE id = 12345`);
+  await pg.query('src', `INSERT INTO public.accounts VALUES (20001, 1, now())`);
+  const rows = p.delta?.rowsApplied ?? 0;
+  const caught = Date.now() + 30_000;
+  while ((p = await h.query(progressQuery)).delta!.rowsApplied < rows + 2) {
+    assert.ok(Date.now() < caught, `the new run does not catch up: ${JSON.stringify(p.delta)}`);
+    await new Promise((r) => setTimeout(r, 300));
+  }
+
+  // The approval names the digest the person read before the new run began.
+  await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'ops', digest }] });
+  const result = (await h.result()) as MigrationResult;
+  assert.equal(result.phase, 'completed', JSON.stringify(result));
+  assert.deepEqual(await fingerprint(pg, 'tgt', 'public.accounts'), await fingerprint(pg, 'src', 'public.accounts'));
+  const log = await pg.query('tgt', `SELECT count(*)::int AS n FROM public.cutover_log WHERE migration = 'long-gate'`);
+  assert.equal(log.rows[0].n, 1);
+  await replayAndMaybeRecord(client.workflow.getHandle(spec.name, runAtGate), 'live-gate-continued-as-new');
+});
