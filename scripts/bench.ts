@@ -1,8 +1,12 @@
 // `npm run bench`: our verified backfill and our verify-only run against the physical floors,
 // measured in the same run, on the same data, on two separate PostgreSQL servers:
 //   - the bare binary COPY pipe (source COPY TO STDOUT -> target COPY FROM STDIN, one stream);
+//   - the range copy floor: the same ranges copied by a plain loop (delete the range, COPY it, one
+//     transaction each, the same number in flight), no checks, no Temporal;
 //   - pgcopydb clone of the same table, when the pgcopydb binary is installed;
 //   - the in-database hash floor: one full-table row-hash aggregate per side, both at once;
+//   - the range scan floor: our per-range check query, range after range by a plain loop with the
+//     same ranges in flight, no Temporal: what verify-only costs before any orchestration;
 //   - orchestration overhead per range, on thousands of tiny ranges;
 //   - the worker's peak memory: the worker runs as `backfill worker` in its own process, as users
 //     run it, and the kernel's high-water mark of its resident set (VmHWM) is read at the end.
@@ -19,7 +23,7 @@ import { startPostgres, type PostgresServer } from '../src/infra/postgres';
 import { startDevServer } from '../src/infra/temporal';
 import { closePools } from '../src/db/pools';
 import { checkTable } from '../src/activities/binding';
-import { rowHashExpr } from '../src/db/sql';
+import { profileSql, rowHashExpr, type BoundTable } from '../src/db/sql';
 import type { TableSpec } from '../src/spec/schema';
 import { WORKFLOW_TYPE, abortSignal, progressQuery, reportQuery, type MigrationResult } from '../src/workflows/messages';
 
@@ -99,10 +103,55 @@ async function copyPipe(src: PostgresServer, tgt: PostgresServer): Promise<void>
   }
 }
 
+/** Range by range: delete + binary COPY in one target transaction, `inFlight` at a time, nothing else. */
+async function rangeCopyFloor(src: PostgresServer, tgt: PostgresServer, inFlight: number): Promise<void> {
+  let next = 1;
+  const lane = async () => {
+    const a = new pg.Client({ connectionString: src.url('bench') });
+    const b = new pg.Client({ connectionString: tgt.url('bench') });
+    await Promise.all([a.connect(), b.connect()]);
+    try {
+      while (next <= ROWS) {
+        const lo = next;
+        next += CHUNK;
+        await b.query('BEGIN');
+        await b.query('DELETE FROM public.orders WHERE id >= $1 AND id < $2', [lo, lo + CHUNK]);
+        await pipeline(
+          a.query(copyTo(`COPY (SELECT * FROM public.orders WHERE id >= ${lo} AND id < ${lo + CHUNK}) TO STDOUT (FORMAT binary)`)),
+          b.query(copyFrom('COPY public.orders FROM STDIN (FORMAT binary)')),
+        );
+        await b.query('COMMIT');
+      }
+    } finally {
+      await Promise.all([a.end(), b.end()]);
+    }
+  };
+  await Promise.all(Array.from({ length: inFlight }, lane));
+}
+
 /** One full-table row-hash aggregate per side, both at once, with the row hash our checks use. */
 async function hashFloor(src: PostgresServer, tgt: PostgresServer, rowHash: string): Promise<void> {
   const q = `SELECT count(*), sum(${rowHash}) FROM public.orders`;
   await Promise.all([src.query('bench', q), tgt.query('bench', q)]);
+}
+
+/** Our per-range profile query on both sides, `inFlight` ranges at a time, by a plain loop. */
+async function rangeFloor(src: PostgresServer, tgt: PostgresServer, b: BoundTable, inFlight: number): Promise<void> {
+  const pools = [src, tgt].map((p) => new pg.Pool({ connectionString: p.url('bench'), max: inFlight }));
+  try {
+    let next = 1;
+    const lane = async () => {
+      while (next <= ROWS) {
+        const lo = next;
+        next += CHUNK;
+        const r = { lo: [String(lo)], hi: [String(lo + CHUNK)] };
+        await Promise.all([pools[0].query(profileSql(b, 'source', r)), pools[1].query(profileSql(b, 'target', r))]);
+      }
+    };
+    await Promise.all(Array.from({ length: inFlight }, lane));
+  } finally {
+    await Promise.all(pools.map((p) => p.end()));
+  }
 }
 
 async function main() {
@@ -129,7 +178,7 @@ async function main() {
     if (!bound.binding) throw new Error(bound.problems.join('\n'));
     const rowHash = rowHashExpr(bound.binding, 'target');
     const textRowHash = rowHashExpr({ ...bound.binding, hashAs: undefined }, 'target');
-    const results: Record<string, number[]> = { copyFloor: [], pgcopydb: [], backfill: [], hashFloor: [], textHashFloor: [], verifyOnly: [], verifyAndLocate: [] };
+    const results: Record<string, number[]> = { copyFloor: [], rangeCopyFloor: [], pgcopydb: [], backfill: [], hashFloor: [], textHashFloor: [], rangeFloor: [], verifyOnly: [], verifyAndLocate: [] };
     let overheadMs = 0;
     let workerPeakMB = 0;
     let pgcopydbNote = 'not installed (apt-get install pgcopydb)';
@@ -165,6 +214,9 @@ async function main() {
         await tgt.query('bench', 'TRUNCATE public.orders');
         await tgt.query('bench', 'CHECKPOINT');
         results.copyFloor.push(await timed(() => copyPipe(src, tgt)));
+        await tgt.query('bench', 'TRUNCATE public.orders');
+        await tgt.query('bench', 'CHECKPOINT');
+        results.rangeCopyFloor.push(await timed(() => rangeCopyFloor(src, tgt, CONCURRENCY)));
         if (pgcopydb) {
           await tgt.query('bench', 'DROP TABLE public.orders');
           results.pgcopydb.push(
@@ -180,6 +232,7 @@ async function main() {
         results.backfill.push(await timed(() => migrate('copy')));
         results.hashFloor.push(await timed(() => hashFloor(src, tgt, rowHash)));
         results.textHashFloor.push(await timed(() => hashFloor(src, tgt, textRowHash)));
+        results.rangeFloor.push(await timed(() => rangeFloor(src, tgt, bound.binding!, CONCURRENCY)));
         results.verifyOnly.push(await timed(() => migrate('verify')));
         // A handful of faults, one per range in five ranges: verify, then locate each exact key.
         const faultIds = [1, 3, 5, 7, 9].map((k) => Math.floor((ROWS / 10) * k) + 7).filter((id) => id <= ROWS);
@@ -206,7 +259,7 @@ async function main() {
         );
         await tgt.query('bench', 'UPDATE public.orders SET amount = amount - 1 WHERE id = ANY ($1::bigint[])', [faultIds]);
         console.log(
-          `  run ${run}: copy floor ${secs(results.copyFloor.at(-1)!)} s${pgcopydb ? `, pgcopydb ${secs(results.pgcopydb.at(-1)!)} s` : ''}, backfill ${secs(results.backfill.at(-1)!)} s, hash floor ${secs(results.hashFloor.at(-1)!)} s (row text ${secs(results.textHashFloor.at(-1)!)} s), verify-only ${secs(results.verifyOnly.at(-1)!)} s, verify + locate 5 faults ${secs(results.verifyAndLocate.at(-1)!)} s`,
+          `  run ${run}: copy floor ${secs(results.copyFloor.at(-1)!)} s, range copy floor ${secs(results.rangeCopyFloor.at(-1)!)} s${pgcopydb ? `, pgcopydb ${secs(results.pgcopydb.at(-1)!)} s` : ''}, backfill ${secs(results.backfill.at(-1)!)} s, hash floor ${secs(results.hashFloor.at(-1)!)} s (row text ${secs(results.textHashFloor.at(-1)!)} s), range scan floor ${secs(results.rangeFloor.at(-1)!)} s, verify-only ${secs(results.verifyOnly.at(-1)!)} s, verify + locate 5 faults ${secs(results.verifyAndLocate.at(-1)!)} s`,
         );
       }
 
@@ -235,9 +288,13 @@ async function main() {
     const paired = (a: string, b: string) => median(results[a].map((x, i) => x / results[b][i]));
     const ratios = {
       backfillOverCopyFloor: paired('backfill', 'copyFloor'),
+      rangeCopyFloorOverCopyFloor: paired('rangeCopyFloor', 'copyFloor'),
+      backfillOverRangeCopyFloor: paired('backfill', 'rangeCopyFloor'),
       verifyOnlyOverHashFloor: paired('verifyOnly', 'hashFloor'),
       verifyAndLocateOverVerifyOnly: paired('verifyAndLocate', 'verifyOnly'),
       verifyOnlyOverTextHashFloor: paired('verifyOnly', 'textHashFloor'),
+      rangeFloorOverHashFloor: paired('rangeFloor', 'hashFloor'),
+      verifyOnlyOverRangeFloor: paired('verifyOnly', 'rangeFloor'),
       backfillOverCopyPlusHashFloors: median(results.backfill.map((x, i) => x / (results.copyFloor[i] + results.hashFloor[i]))),
       ...(m.pgcopydb ? { backfillOverPgcopydb: paired('backfill', 'pgcopydb') } : {}),
     };
@@ -263,11 +320,13 @@ async function main() {
     console.log('| measure | median (ratio: median of per-run ratios) | target |');
     console.log('|---|---|---|');
     console.log(`| bare binary COPY pipe | ${secs(m.copyFloor)} s | floor |`);
+    console.log(`| (range copy floor: the same ranges by a plain loop, ${CONCURRENCY} in flight, no checks) | ${secs(m.rangeCopyFloor)} s = ${ratios.rangeCopyFloorOverCopyFloor.toFixed(2)}× the COPY pipe; backfill = ${ratios.backfillOverRangeCopyFloor.toFixed(2)}× it | |`);
     if (m.pgcopydb) console.log(`| pgcopydb clone | ${secs(m.pgcopydb)} s | |`);
     console.log(`| verified backfill | ${secs(m.backfill)} s = ${ratios.backfillOverCopyFloor.toFixed(2)}× the COPY pipe | ≤ ${targets.backfillOverCopyFloor}× |`);
     console.log(`| (copy floor + hash floor, one after the other) | ${secs(m.copyFloor + m.hashFloor)} s; backfill = ${ratios.backfillOverCopyPlusHashFloors.toFixed(2)}× that | |`);
     console.log(`| hash floor (both sides at once) | ${secs(m.hashFloor)} s | floor |`);
     console.log(`| (hash floor over each row's text, as servers before 14 get) | ${secs(m.textHashFloor)} s; verify-only = ${ratios.verifyOnlyOverTextHashFloor.toFixed(2)}× that | |`);
+    console.log(`| (range scan floor: our check query per range, plain loop, ${CONCURRENCY} in flight) | ${secs(m.rangeFloor)} s = ${ratios.rangeFloorOverHashFloor.toFixed(2)}× the hash floor; verify-only = ${ratios.verifyOnlyOverRangeFloor.toFixed(2)}× it | |`);
     console.log(`| verify-only | ${secs(m.verifyOnly)} s = ${ratios.verifyOnlyOverHashFloor.toFixed(2)}× the hash floor | ≤ ${targets.verifyOnlyOverHashFloor}× |`);
     console.log(`| verify + locate 5 faults | ${secs(m.verifyAndLocate)} s = ${ratios.verifyAndLocateOverVerifyOnly.toFixed(2)}× verify-only | ≤ 2× |`);
     console.log(`| orchestration per range (${TINY_RANGES} tiny ranges) | ${overheadMs.toFixed(1)} ms | ≤ ${targets.msPerRange} ms |`);
