@@ -4,35 +4,35 @@
 // The server here suggests continue-as-new after 200 events instead of 4,096, so it happens quickly.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startPostgres, type PostgresServer } from '../src/infra/postgres';
-import { closePools } from '../src/db/pools';
+import type { PostgresServer } from '../src/infra/postgres';
 import { approveCutoverUpdate, progressQuery, type MigrationResult, type Progress } from '../src/workflows/messages';
 import { fingerprint } from './helpers/sample';
-import { replayAndMaybeRecord, startTemporal, waitForPhase, type TemporalHarness } from './helpers/temporal';
+import { replayAndMaybeRecord, waitForPhase, type TemporalHarness } from './helpers/temporal';
+import { startStack } from './helpers/stack';
 
 const TASK_QUEUE = 'gate-history';
 const SUGGEST_AFTER = 200;
 let pg: PostgresServer;
 let temporal: TemporalHarness;
+let stop: (() => Promise<void>) | undefined;
 
 before(async () => {
-  pg = await startPostgres();
-  await pg.createDatabase('src');
-  await pg.createDatabase('tgt');
-  const table = '(id bigint PRIMARY KEY, amount numeric(12,2) NOT NULL, updated_at timestamptz NOT NULL)';
-  await pg.query('src', `CREATE TABLE public.accounts ${table}`);
-  await pg.query('src', `INSERT INTO public.accounts SELECT g, g / 10.0, now() - interval '1 day' FROM generate_series(1, 20000) g`);
-  await pg.query('tgt', `CREATE TABLE public.accounts ${table}`);
-  await pg.query('tgt', 'CREATE TABLE public.cutover_log (migration text, at timestamptz DEFAULT now())');
-  process.env.BACKFILL_DB_SRC = pg.url('src');
-  process.env.BACKFILL_DB_TGT = pg.url('tgt');
-  temporal = await startTemporal(TASK_QUEUE, { serverArgs: ['--dynamic-config-value', `limit.historyCount.suggestContinueAsNew=${SUGGEST_AFTER}`] });
+  const stack = await startStack(
+    TASK_QUEUE,
+    async (db) => {
+      const table = '(id bigint PRIMARY KEY, amount numeric(12,2) NOT NULL, updated_at timestamptz NOT NULL)';
+      await db.query('src', `CREATE TABLE public.accounts ${table}`);
+      await db.query('src', `INSERT INTO public.accounts SELECT g, g / 10.0, now() - interval '1 day' FROM generate_series(1, 20000) g`);
+      await db.query('tgt', `CREATE TABLE public.accounts ${table}`);
+      await db.query('tgt', 'CREATE TABLE public.cutover_log (migration text, at timestamptz DEFAULT now())');
+    },
+    { serverArgs: ['--dynamic-config-value', `limit.historyCount.suggestContinueAsNew=${SUGGEST_AFTER}`] },
+  );
+  ({ pg, temporal, stop } = stack);
 });
 
 after(async () => {
-  await temporal?.stop();
-  await closePools();
-  await pg?.stop();
+  await stop?.();
 });
 
 test('the gate continues as new while it waits: same digest, catch-up goes on, the approval of the old digest switches', { timeout: 180_000 }, async () => {

@@ -2,34 +2,34 @@
 // new before any run's history nears the 10,240-event warning; state and inputs stay small.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startPostgres, type PostgresServer } from '../src/infra/postgres';
-import { closePools } from '../src/db/pools';
+import type { PostgresServer } from '../src/infra/postgres';
 import { progressQuery, reportQuery, type MigrationResult } from '../src/workflows/messages';
 import type { Report } from '../src/report/model';
 import type { WorkflowHandle } from '@temporalio/client';
 import { fingerprint } from './helpers/sample';
-import { replayAndMaybeRecord, startTemporal, type TemporalHarness } from './helpers/temporal';
+import { replayAndMaybeRecord, type TemporalHarness } from './helpers/temporal';
+import { startStack } from './helpers/stack';
 
 const TASK_QUEUE = 'scale';
 const RANGES = 5000;
 let pg: PostgresServer;
 let temporal: TemporalHarness;
+let stop: (() => Promise<void>) | undefined;
 
 before(async () => {
-  pg = await startPostgres();
-  await pg.createDatabase('src');
-  await pg.createDatabase('tgt');
-  for (const db of ['src', 'tgt']) await pg.query(db, 'CREATE TABLE public.small (id bigint PRIMARY KEY, v text)');
-  await pg.query('src', `INSERT INTO public.small SELECT g, 'v' || g FROM generate_series(1, ${RANGES * 2}) g`);
-  process.env.BACKFILL_DB_SRC = pg.url('src');
-  process.env.BACKFILL_DB_TGT = pg.url('tgt');
-  temporal = await startTemporal(TASK_QUEUE, { worker: 'process', workers: 2 });
+  const stack = await startStack(
+    TASK_QUEUE,
+    async (db) => {
+      for (const d of ['src', 'tgt']) await db.query(d, 'CREATE TABLE public.small (id bigint PRIMARY KEY, v text)');
+      await db.query('src', `INSERT INTO public.small SELECT g, 'v' || g FROM generate_series(1, ${RANGES * 2}) g`);
+    },
+    { worker: 'process', workers: 2 },
+  );
+  ({ pg, temporal, stop } = stack);
 });
 
 after(async () => {
-  await temporal?.stop();
-  await closePools();
-  await pg?.stop();
+  await stop?.();
 });
 
 test(`scale: ${RANGES} ranges, two workers, every run under the history warning`, async () => {
