@@ -12,15 +12,15 @@
 //     run it, and the kernel's high-water mark of its resident set (VmHWM) is read at the end.
 // Prints medians over --runs and their ratios, and writes the same as JSON (--out).
 import { writeFileSync } from 'node:fs';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { startPostgres, type PostgresServer } from '../src/infra/postgres';
 import { startDevServer } from '../src/infra/temporal';
+import { spawnWorker } from '../test/helpers/temporal';
 import { closePools } from '../src/db/pools';
 import { checkTable } from '../src/activities/binding';
 import { profileSql, rowHashExpr, type BoundTable } from '../src/db/sql';
@@ -60,28 +60,6 @@ function peakRssMB(pid: number): number {
   const kb = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
   if (!kb) throw new Error(`no VmHWM for process ${pid}`);
   return Number(kb) / 1024;
-}
-
-/** `backfill worker` in its own process; resolves once it polls. */
-async function startWorkerProcess(address: string, env: NodeJS.ProcessEnv) {
-  const child = spawn(process.execPath, [join(__dirname, '..', '..', 'bin', 'backfill.js'), 'worker'], {
-    env: { ...process.env, ...env, TEMPORAL_ADDRESS: address, BACKFILL_TASK_QUEUE: 'bench' },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let log = '';
-  child.stderr.on('data', (d) => (log += d));
-  const exited = new Promise((r) => child.once('exit', r));
-  for (let i = 0; !/polling task queue/.test(log); i++) {
-    if (child.exitCode !== null || i > 300) throw new Error(`the worker did not start: ${log}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return {
-    peakRssMB: () => peakRssMB(child.pid!),
-    stop: async () => {
-      child.kill('SIGTERM');
-      await exited;
-    },
-  };
 }
 
 async function timed(fn: () => Promise<unknown>): Promise<number> {
@@ -170,7 +148,7 @@ async function main() {
 
     process.env.BACKFILL_DB_SRC = src.url('bench');
     process.env.BACKFILL_DB_TGT = tgt.url('bench');
-    const worker = await startWorkerProcess(env.address, {});
+    const worker = await spawnWorker(env.address, 'bench');
     // The floor hashes rows exactly as our checks do (the binding picks the expression); the hash of
     // the whole row's text, which servers before 14 get, is measured too, for reference.
     const table = { source: 'public.orders', target: 'public.orders', key: ['id'], chunk: { column: 'id', size: CHUNK } };
@@ -277,7 +255,7 @@ async function main() {
         cutover: { approval: 'auto' },
       };
       overheadMs = (await timed(() => env.client.workflow.execute(WORKFLOW_TYPE, { taskQueue: 'bench', workflowId: tiny.name, args: [tiny] }))) / TINY_RANGES;
-      workerPeakMB = worker.peakRssMB();
+      workerPeakMB = peakRssMB(worker.pid);
     } finally {
       await worker.stop();
     }

@@ -109,7 +109,7 @@ export async function copyPipe(streams: [NodeJS.ReadableStream, Transform, NodeJ
   await Promise.race([done, failed]);
 }
 
-interface Measured {
+export interface Measured {
   profile: SideProfile;
   dups: DuplicateKeys;
 }
@@ -186,6 +186,21 @@ export async function withCopyClients<T>(
   }
 }
 
+/**
+ * Opens a source snapshot and a target transaction, replaces the selected rows in the target with
+ * the source's, and measures both sides there: the snapshot the copy reads is the one the source
+ * side of the checks reads. The caller records what it must and commits both.
+ */
+export async function replaceAndMeasure(src: pg.PoolClient, tgt: pg.PoolClient, b: Binding, sel: KeyRange | Selection): Promise<{ s: Measured; t: Measured; rows: number }> {
+  await src.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  await tgt.query('BEGIN');
+  await tgt.query(deleteRangeSql(b, sel));
+  const sink = tgt.query(copyFrom(copyInSql(b)));
+  await copyPipe([src.query(copyTo(copyOutSql(b, sel))), new Progress(stallTimeoutMs()), sink]);
+  const [s, t] = await Promise.all([measure(src, b, 'source', sel), measure(tgt, b, 'target', sel)]);
+  return { s, t, rows: Number(sink.rowCount ?? 0) };
+}
+
 /** Copy one range and verify it, in one target transaction and one source snapshot. */
 export async function copyRange(input: RangeInput): Promise<RangeResult> {
   const b = await bindingFor(input.spec, input.table, input.tableIndex);
@@ -193,13 +208,7 @@ export async function copyRange(input: RangeInput): Promise<RangeResult> {
   return guarded(`copying ${b.sourceName} range ${input.rangeIndex}`, async () => {
     const { range: r, lo, hi } = await resolveRange(b, input.plan, at(input));
     return withCopyClients(input.spec, async (src, tgt) => {
-      // The snapshot the copy reads is the snapshot the source side of the checks reads.
-      await src.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-      await tgt.query('BEGIN');
-      await tgt.query(deleteRangeSql(b, r));
-      const sink = tgt.query(copyFrom(copyInSql(b)));
-      await copyPipe([src.query(copyTo(copyOutSql(b, r))), new Progress(stallTimeoutMs()), sink]);
-      const [s, t] = await Promise.all([measure(src, b, 'source', r), measure(tgt, b, 'target', r)]);
+      const { s, t, rows } = await replaceAndMeasure(src, tgt, b, r);
       const checks = compareMeasured(b, s, t);
       const status = statusOf(input, checks);
       const params = ledgerParams(input, b, lo, hi, status, s.profile, t.profile, checks);
@@ -207,7 +216,7 @@ export async function copyRange(input: RangeInput): Promise<RangeResult> {
       await tgt.query('COMMIT');
       await src.query('COMMIT');
       if (!sameLedger) await poolFor(controlAlias(input.spec as MigrationSpec), 'write').query(MARK_VERIFIED, params);
-      return result(status, lo, hi, s.profile, t.profile, checks, Number(sink.rowCount ?? 0));
+      return result(status, lo, hi, s.profile, t.profile, checks, rows);
     });
   });
 }

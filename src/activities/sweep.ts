@@ -4,13 +4,12 @@
 // 100,000 ranges costs the workflow a few events; it heartbeats its cursor and a retry resumes there.
 import type { MigrationSpec } from '../spec/schema';
 import { poolFor } from '../db/pools';
-import { deleteRangeSql, copyInSql, copyOutSql, type Selection } from '../db/sql';
+import type { Selection } from '../db/sql';
 import { guarded } from '../db/errors';
-import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { bindingFor } from './binding';
 import { heartbeat, previousDetails } from './heartbeat';
 import { locateRange, type Located } from './locate';
-import { Progress, compareMeasured, copyPipe, copyRange, measure, stallTimeoutMs, verifyRange, withCopyClients, type RangeInput, type RangeResult } from './range';
+import { compareMeasured, copyRange, measure, replaceAndMeasure, verifyRange, withCopyClients, type RangeInput, type RangeResult } from './range';
 import { planSpan, type TablePlan } from './ranges';
 
 export interface SweepInput {
@@ -115,11 +114,7 @@ async function sweepOutside(input: SweepInput, repair: boolean): Promise<SweepRe
     if (equal || !repair) return { source: s.profile.count, target: d.profile.count, equal, repaired: false };
     // Delete and copy in one target transaction from one source snapshot, then prove it there.
     return withCopyClients(spec, async (src, tgt) => {
-      await src.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-      await tgt.query('BEGIN');
-      await tgt.query(deleteRangeSql(b, sel));
-      await copyPipe([src.query(copyTo(copyOutSql(b, sel))), new Progress(stallTimeoutMs()), tgt.query(copyFrom(copyInSql(b)))]);
-      const [s2, d2] = await Promise.all([measure(src, b, 'source', sel), measure(tgt, b, 'target', sel)]);
+      const { s: s2, t: d2 } = await replaceAndMeasure(src, tgt, b, sel);
       await tgt.query('COMMIT');
       await src.query('COMMIT');
       return { source: s2.profile.count, target: d2.profile.count, equal: compareMeasured(b, s2, d2).ok, repaired: true };
