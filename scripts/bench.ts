@@ -18,6 +18,7 @@ import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
+import type { WorkflowHandle } from '@temporalio/client';
 import { startPostgres, type PostgresServer } from '../src/infra/postgres';
 import { startDevServer } from '../src/infra/temporal';
 import { spawnWorker } from '../test/helpers/temporal';
@@ -60,6 +61,49 @@ function peakRssMB(pid: number): number {
   const kb = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
   if (!kb) throw new Error(`no VmHWM for process ${pid}`);
   return Number(kb) / 1024;
+}
+
+/**
+ * Where a migration's time went, from its history: per activity type, how many ran, the sum of
+ * their run times (started -> completed) and the span from the first schedule to the last
+ * completion; and the whole run.
+ */
+type History = Awaited<ReturnType<WorkflowHandle['fetchHistory']>>;
+export function breakdown(h: History): { totalMs: number; byType: Record<string, { n: number; runMs: number; spanMs: number; waitMs: number }> } {
+  const ms = (t: unknown) => {
+    const x = t as { seconds?: unknown; nanos?: number };
+    return Number(x.seconds ?? 0) * 1000 + (x.nanos ?? 0) / 1e6;
+  };
+  const events = h.events ?? [];
+  const scheduled = new Map<string, { type: string; at: number; startedAt?: number }>();
+  const byType: Record<string, { n: number; runMs: number; spanMs: number; waitMs: number; first: number; last: number }> = {};
+  for (const e of events) {
+    const at = ms(e.eventTime);
+    const id = String(e.eventId);
+    if (e.activityTaskScheduledEventAttributes) scheduled.set(id, { type: e.activityTaskScheduledEventAttributes.activityType?.name ?? '?', at });
+    const st = e.activityTaskStartedEventAttributes;
+    if (st) scheduled.get(String(st.scheduledEventId))!.startedAt = at;
+    const done = e.activityTaskCompletedEventAttributes;
+    if (done) {
+      const s = scheduled.get(String(done.scheduledEventId))!;
+      const b = (byType[s.type] ??= { n: 0, runMs: 0, spanMs: 0, waitMs: 0, first: Infinity, last: 0 });
+      b.n++;
+      b.runMs += at - (s.startedAt ?? s.at);
+      b.waitMs += (s.startedAt ?? s.at) - s.at;
+      b.first = Math.min(b.first, s.at);
+      b.last = Math.max(b.last, at);
+    }
+  }
+  const out: Record<string, { n: number; runMs: number; spanMs: number; waitMs: number }> = {};
+  for (const [k, b] of Object.entries(byType)) out[k] = { n: b.n, runMs: b.runMs, spanMs: b.last - b.first, waitMs: b.waitMs };
+  return { totalMs: events.length ? ms(events.at(-1)!.eventTime) - ms(events[0].eventTime) : 0, byType: out };
+}
+
+function printBreakdown(label: string, b: ReturnType<typeof breakdown>): void {
+  const parts = Object.entries(b.byType).map(
+    ([k, v]) => `${k} ×${v.n}: span ${secs(v.spanMs)} s, run ${secs(v.runMs)} s, queued ${secs(v.waitMs)} s`,
+  );
+  console.log(`    ${label} in the history: ${secs(b.totalMs)} s; ${parts.join('; ')}`);
 }
 
 async function timed(fn: () => Promise<unknown>): Promise<number> {
@@ -163,6 +207,7 @@ async function main() {
 
     try {
       let n = 0;
+      const lastBreakdown: Partial<Record<'copy' | 'verify', ReturnType<typeof breakdown>>> = {};
       const migrate = async (mode: 'copy' | 'verify') => {
         const spec = {
           name: `bench-${mode}-${++n}`,
@@ -174,8 +219,10 @@ async function main() {
           tables: [table],
           cutover: { approval: 'auto' },
         };
-        const r = (await env.client.workflow.execute(WORKFLOW_TYPE, { taskQueue: 'bench', workflowId: spec.name, args: [spec] })) as MigrationResult;
+        const h = await env.client.workflow.start(WORKFLOW_TYPE, { taskQueue: 'bench', workflowId: spec.name, args: [spec] });
+        const r = (await h.result()) as MigrationResult;
         if (r.phase !== 'completed') throw new Error(`${spec.name} ended ${r.phase}: ${r.reason ?? ''}`);
+        lastBreakdown[mode] = breakdown(await h.fetchHistory());
       };
       // pgcopydb drives pg_dump/pg_restore from PATH, which refuse a newer server than themselves.
       let pgcopydb = spawnSync('pgcopydb', ['--version'], { encoding: 'utf8' }).status === 0;
@@ -239,6 +286,8 @@ async function main() {
         console.log(
           `  run ${run}: copy floor ${secs(results.copyFloor.at(-1)!)} s, range copy floor ${secs(results.rangeCopyFloor.at(-1)!)} s${pgcopydb ? `, pgcopydb ${secs(results.pgcopydb.at(-1)!)} s` : ''}, backfill ${secs(results.backfill.at(-1)!)} s, hash floor ${secs(results.hashFloor.at(-1)!)} s (row text ${secs(results.textHashFloor.at(-1)!)} s), range scan floor ${secs(results.rangeFloor.at(-1)!)} s, verify-only ${secs(results.verifyOnly.at(-1)!)} s, verify + locate 5 faults ${secs(results.verifyAndLocate.at(-1)!)} s`,
         );
+        printBreakdown('backfill', lastBreakdown.copy!);
+        printBreakdown('verify-only', lastBreakdown.verify!);
       }
 
       // Orchestration: thousands of tiny ranges, where the database work is negligible.

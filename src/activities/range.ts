@@ -8,9 +8,9 @@ import type pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { Context } from '@temporalio/activity';
 import { controlAlias, type MigrationSpec, type TableSpec } from '../spec/schema';
-import { poolFor } from '../db/pools';
+import { inTransaction, poolFor } from '../db/pools';
 import { MARK_VERIFIED } from '../db/ledger';
-import { copyInSql, copyOutSql, deleteRangeSql, duplicatesSql, profileSql, type KeyRange, type Selection, type Side } from '../db/sql';
+import { PREFER_INDEX, copyInSql, copyOutSql, deleteRangeSql, duplicatesSql, profileSql, type KeyRange, type Selection, type Side } from '../db/sql';
 import { guarded } from '../db/errors';
 import { bindingFor, type Binding } from './binding';
 import { WORKER_ID, heartbeat } from './heartbeat';
@@ -126,6 +126,14 @@ export async function measure(c: pg.ClientBase | pg.Pool, b: Binding, side: Side
   return { profile: parseProfile(p.rows, b.checks), dups: d ? parseDuplicates(d.rows) : NO_DUPLICATES };
 }
 
+/** `fn` in a transaction of its own whose plans take the key index (see PREFER_INDEX). */
+export function throughIndex<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+  return inTransaction(pool, 'BEGIN', async (c) => {
+    await c.query(PREFER_INDEX);
+    return fn(c);
+  });
+}
+
 export function compareMeasured(b: Binding, s: Measured, t: Measured): Checks {
   return compareProfiles(s.profile, t.profile, b, { source: s.dups, target: t.dups });
 }
@@ -194,6 +202,7 @@ export async function withCopyClients<T>(
 export async function replaceAndMeasure(src: pg.PoolClient, tgt: pg.PoolClient, b: Binding, sel: KeyRange | Selection): Promise<{ s: Measured; t: Measured; rows: number }> {
   await src.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
   await tgt.query('BEGIN');
+  if ('outside' in sel) await Promise.all([src.query(PREFER_INDEX), tgt.query(PREFER_INDEX)]);
   await tgt.query(deleteRangeSql(b, sel));
   const sink = tgt.query(copyFrom(copyInSql(b)));
   await copyPipe([src.query(copyTo(copyOutSql(b, sel))), new Progress(stallTimeoutMs()), sink]);

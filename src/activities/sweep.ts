@@ -9,7 +9,7 @@ import { guarded } from '../db/errors';
 import { bindingFor } from './binding';
 import { heartbeat, previousDetails } from './heartbeat';
 import { locateRange, type Located } from './locate';
-import { compareMeasured, copyRange, measure, replaceAndMeasure, verifyRange, withCopyClients, type RangeInput, type RangeResult } from './range';
+import { compareMeasured, copyRange, measure, replaceAndMeasure, throughIndex, verifyRange, withCopyClients, type RangeInput, type RangeResult } from './range';
 import { planSpan, type TablePlan } from './ranges';
 
 export interface SweepInput {
@@ -109,7 +109,10 @@ async function sweepOutside(input: SweepInput, repair: boolean): Promise<SweepRe
   const b = await bindingFor(spec, spec.tables[t], t);
   const sel: Selection = { outside: planSpan(input.plan) };
   return guarded(`checking the rows outside the ranges of ${b.sourceName}`, async () => {
-    const [s, d] = await Promise.all([measure(poolFor(spec.source, 'read'), b, 'source', sel), measure(poolFor(spec.target, 'write'), b, 'target', sel)]);
+    const [s, d] = await Promise.all([
+      throughIndex(poolFor(spec.source, 'read'), (c) => measure(c, b, 'source', sel)),
+      throughIndex(poolFor(spec.target, 'write'), (c) => measure(c, b, 'target', sel)),
+    ]);
     const equal = compareMeasured(b, s, d).ok;
     if (equal || !repair) return { source: s.profile.count, target: d.profile.count, equal, repaired: false };
     // Delete and copy in one target transaction from one source snapshot, then prove it there.
