@@ -9,6 +9,7 @@ import { checkSpec } from '../src/spec/schema';
 import { envNameForAlias } from '../src/spec/aliases';
 import { SEARCH_ATTRIBUTES } from '../src/workflows/messages';
 import { ROOT } from './helpers/cli';
+import { SERVER_SETTINGS } from '../src/infra/temporal';
 
 type Service = { image?: string; build?: string; command?: string[]; environment?: Record<string, string>; depends_on?: string[]; ports?: string[] };
 
@@ -28,9 +29,10 @@ test('compose: every service has an image or a build, and every dependency exist
   assert.ok(existsSync(join(ROOT, 'Dockerfile')), 'the worker is built from the Dockerfile');
 });
 
-test('compose: the dev server registers the contract search attributes', () => {
+test('compose: the dev server registers the contract search attributes, and runs with the settings our own dev server has', () => {
   const cmd = compose.services.temporal.command!.join(' ');
   for (const sa of Object.values(SEARCH_ATTRIBUTES)) assert.match(cmd, new RegExp(`--search-attribute ${sa}=Keyword`));
+  assert.ok(cmd.includes(SERVER_SETTINGS.join(' ')), `the temporal service runs start-dev with ${SERVER_SETTINGS.join(' ')}`);
 });
 
 test('compose: the worker gets the connections the example spec names, and Temporal', () => {

@@ -51,7 +51,19 @@ export interface DevServerOptions {
   dbFilename?: string;
   /** more `start-dev` flags (tests: `--dynamic-config-value limit.historyCount.suggestContinueAsNew=200`) */
   extraArgs?: string[];
+  /** hand a scheduled activity straight to the worker that scheduled it (default on; see SERVER_SETTINGS) */
+  eagerActivities?: boolean;
 }
+
+/**
+ * Server settings the product runs with (the dev server here, docker-compose.yml; the README asks
+ * the same of a user's own server). Eager activity execution: a range's activity is handed to the
+ * worker in the reply to the workflow task that scheduled it, instead of going through the task
+ * queue. On the dev server that wait was about 40 ms per range, more than the range's own work
+ * on small ranges (bench: 27.5 ms of orchestration per range without it, 10.9 ms with it).
+ */
+export const EAGER_ACTIVITIES = 'system.enableActivityEagerExecution=true';
+export const SERVER_SETTINGS = ['--dynamic-config-value', EAGER_ACTIVITIES];
 
 /** Starts `temporal server start-dev` with the contract's search attributes registered. */
 export async function startDevServer(o: DevServerOptions = {}): Promise<TestWorkflowEnvironment> {
@@ -64,7 +76,7 @@ export async function startDevServer(o: DevServerOptions = {}): Promise<TestWork
       ui: o.ui ?? false,
       uiPort: o.uiPort,
       dbFilename: o.dbFilename,
-      extraArgs: o.extraArgs,
+      extraArgs: [...(o.eagerActivities === false ? [] : SERVER_SETTINGS), ...(o.extraArgs ?? [])],
       searchAttributes: searchAttributeKeys,
       log: { format: 'pretty', level: 'error' },
     },
