@@ -309,7 +309,7 @@ async function main() {
         (await timed(async () => {
           const h = await client.workflow.start(WORKFLOW_TYPE, { taskQueue: 'bench', workflowId: tiny.name, args: [tiny] });
           await h.result();
-          printBreakdown(`${TINY_RANGES} tiny ranges, ${label}`, breakdown(await h.fetchHistory()));
+          printBreakdown(`${TINY_RANGES} tiny ranges, ${label}, the last run`, breakdown(await h.fetchHistory()));
         })) / TINY_RANGES;
       overheadMs = await tinyRun(env.client, 'eager activities');
       workerPeakMB = peakRssMB(worker.pid);
