@@ -60,7 +60,7 @@ export interface DevServerOptions {
  * the same of a user's own server). Eager activity execution: a range's activity is handed to the
  * worker in the reply to the workflow task that scheduled it, instead of going through the task
  * queue. On the dev server that wait was about 40 ms per range, more than the range's own work
- * on small ranges (bench: 27.5 ms of orchestration per range without it, 10.9 ms with it).
+ * on small ranges (bench, 1000 tiny ranges: 25.5 ms of orchestration per range without it, 10.1 ms with it).
  */
 export const EAGER_ACTIVITIES = 'system.enableActivityEagerExecution=true';
 export const SERVER_SETTINGS = ['--dynamic-config-value', EAGER_ACTIVITIES];
