@@ -11,9 +11,8 @@
 //   - the worker's peak memory: the worker runs as `backfill worker` in its own process, as users
 //     run it, and the kernel's high-water mark of its resident set (VmHWM) is read at the end.
 // Prints medians over --runs and their ratios, and writes the same as JSON (--out).
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';

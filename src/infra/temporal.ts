@@ -62,8 +62,7 @@ export interface DevServerOptions {
  * queue. On the dev server that wait was about 40 ms per range, more than the range's own work
  * on small ranges (bench, 1000 tiny ranges: 25.5 ms of orchestration per range without it, 10.1 ms with it).
  */
-export const EAGER_ACTIVITIES = 'system.enableActivityEagerExecution=true';
-export const SERVER_SETTINGS = ['--dynamic-config-value', EAGER_ACTIVITIES];
+export const SERVER_SETTINGS = ['--dynamic-config-value', 'system.enableActivityEagerExecution=true'];
 
 /** Starts `temporal server start-dev` with the contract's search attributes registered. */
 export async function startDevServer(o: DevServerOptions = {}): Promise<TestWorkflowEnvironment> {
