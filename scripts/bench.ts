@@ -25,7 +25,8 @@ import { closePools } from '../src/db/pools';
 import { checkTable } from '../src/activities/binding';
 import { profileSql, rowHashExpr, type BoundTable } from '../src/db/sql';
 import type { TableSpec } from '../src/spec/schema';
-import { WORKFLOW_TYPE, abortSignal, progressQuery, reportQuery, type MigrationResult } from '../src/workflows/messages';
+import { abortSignal, progressQuery, reportQuery, type MigrationResult } from '../src/workflows/messages';
+import { backfillMigration } from '../src/workflows/migration';
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -219,7 +220,7 @@ async function main() {
           tables: [{ ...table, chunk: { column: 'id', size: chunk } }],
           cutover: { approval: 'auto' },
         };
-        const h = await env.client.workflow.start(WORKFLOW_TYPE, { taskQueue: 'bench', workflowId: spec.name, args: [spec] });
+        const h = await env.client.workflow.start(backfillMigration, { taskQueue: 'bench', workflowId: spec.name, args: [spec] });
         const r = (await h.result()) as MigrationResult;
         if (r.phase !== 'completed') throw new Error(`${spec.name} ended ${r.phase}: ${r.reason ?? ''}`);
         if (chunk === CHUNK) lastBreakdown[mode] = breakdown(await h.fetchHistory());
@@ -270,7 +271,7 @@ async function main() {
               retries: { rangeAttempts: 1 },
               tables: [{ source: 'public.orders', target: 'public.orders', key: ['id'], chunk: { column: 'id', size: CHUNK } }],
             };
-            const h = await env.client.workflow.start(WORKFLOW_TYPE, { taskQueue: 'bench', workflowId: spec.name, args: [spec] });
+            const h = await env.client.workflow.start(backfillMigration, { taskQueue: 'bench', workflowId: spec.name, args: [spec] });
             for (;;) {
               const p = await h.query(progressQuery);
               if (p.phase === 'needs_attention') break;
@@ -306,7 +307,7 @@ async function main() {
       };
       const tinyRun = async (client: typeof env.client, label: string) =>
         (await timed(async () => {
-          const h = await client.workflow.start(WORKFLOW_TYPE, { taskQueue: 'bench', workflowId: tiny.name, args: [tiny] });
+          const h = await client.workflow.start(backfillMigration, { taskQueue: 'bench', workflowId: tiny.name, args: [tiny] });
           await h.result();
           printBreakdown(`${TINY_RANGES} tiny ranges, ${label}, the last run`, breakdown(await h.fetchHistory()));
         })) / TINY_RANGES;

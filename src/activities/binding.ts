@@ -5,7 +5,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { chunkOf, type Chunking, type MigrationSpec, type TableSpec } from '../spec/schema';
 import { poolFor } from '../db/pools';
 import { hasUniqueIndexOn, missingPrivileges, resolveTable, type ColumnInfo, type TableInfo } from '../db/catalog';
-import { SEES_ALL_SESSIONS_SQL, duplicatesSql, hashAs, profileSql, quoteIdent, sourceSelect, type BoundTable } from '../db/sql';
+import { SERVER_VERSION_SQL, SEES_ALL_SESSIONS_SQL, duplicatesSql, hashAs, profileSql, quoteIdent, sourceSelect, type BoundTable } from '../db/sql';
 import { guarded } from '../db/errors';
 
 export interface Binding extends BoundTable {
@@ -105,8 +105,14 @@ export async function checkTable(input: BindInput): Promise<{ binding?: Binding;
         source: s.quoted, target: d.quoted, columns: [], sourceExprs: [], key: t.key, keyTypes: [], where: t.where,
         range: { names: [], sourceTypes: [], targetTypes: [], collate: [] }, checks: { distribution: [], aggregates: [] },
       };
-      const dup = await src.query(duplicatesSql(probe, 'source', undefined, 5)).catch(() => undefined);
-      if (dup?.rows.length)
+      // A probe that cannot finish (a timeout, a lock) proves nothing: say so, never assume unique.
+      const dup = await src.query(duplicatesSql(probe, 'source', undefined, 5)).catch((e: Error) => e);
+      if (dup instanceof Error)
+        problems.push(
+          `${at}.key: (${t.key.join(', ')}) has no unique index in the source, and checking it for duplicates failed: ${dup.message}; ` +
+            'add a unique index on the key, or let the check finish (BACKFILL_STATEMENT_TIMEOUT, BACKFILL_LOCK_TIMEOUT)',
+        );
+      else if (dup.rows.length)
         problems.push(`${at}.key: (${t.key.join(', ')}) is not unique in the source: ${dup.rows[0].keys} key(s) repeat, e.g. ${dup.rows.map((r) => r.key).join(', ')}`);
     }
     problems.push(
@@ -194,21 +200,48 @@ async function checkStatements(src: pg.ClientBase, tgt: pg.ClientBase, b: Bindin
 }
 
 async function serverVersion(c: pg.ClientBase): Promise<number> {
-  return Number((await c.query<{ v: string }>(`SELECT current_setting('server_version_num') AS v`)).rows[0].v);
+  return Number((await c.query<{ v: string }>(SERVER_VERSION_SQL)).rows[0].v);
 }
 
 const cache = new Map<string, Promise<Binding>>();
+const cacheId = (spec: Pick<MigrationSpec, 'source' | 'target'>, table: TableSpec) => JSON.stringify([spec.source, spec.target, table]);
 
-/** The binding of one table, resolved once per worker process. */
+function unbound(problems: string[]): ApplicationFailure {
+  return ApplicationFailure.create({
+    type: 'PreflightError',
+    nonRetryable: true,
+    message: `the spec does not match the databases:\n${problems.map((p) => `  ${p}`).join('\n')}`,
+  });
+}
+
+/**
+ * Checks every table of the spec once, against the databases as they are now, and keeps the
+ * bindings for the activities that follow in this worker. Throws one non-retryable failure that
+ * lists every problem found.
+ */
+export async function preflight(spec: Pick<MigrationSpec, 'source' | 'target' | 'tables'>): Promise<Binding[]> {
+  const problems: string[] = [];
+  const bindings: Binding[] = [];
+  for (const [i, table] of spec.tables.entries()) {
+    const r = await guarded(`checking tables[${i}]`, () => checkTable({ sourceAlias: spec.source, targetAlias: spec.target, table, tableIndex: i }));
+    problems.push(...r.problems);
+    if (r.binding) bindings.push(r.binding);
+  }
+  if (problems.length) throw unbound(problems);
+  spec.tables.forEach((table, i) => cache.set(cacheId(spec, table), Promise.resolve(bindings[i])));
+  return bindings;
+}
+
+/** The binding of one table, resolved once per worker process (preflight resolves it first). */
 export function bindingFor(spec: Pick<MigrationSpec, 'source' | 'target'>, table: TableSpec, tableIndex: number): Promise<Binding> {
-  const id = JSON.stringify([spec.source, spec.target, table]);
+  const id = cacheId(spec, table);
   let p = cache.get(id);
   if (!p) {
     // Guarded: a connection error here leaves redacted and classified like any other.
     p = guarded(`checking tables[${tableIndex}]`, () =>
       checkTable({ sourceAlias: spec.source, targetAlias: spec.target, table, tableIndex }),
     ).then(({ binding, problems }) => {
-      if (!binding) throw ApplicationFailure.create({ type: 'PreflightError', nonRetryable: true, message: problems.join('\n') });
+      if (!binding) throw unbound(problems);
       return binding;
     });
     p.catch(() => cache.delete(id));

@@ -3,9 +3,9 @@
 // after a crash finds the record and does not run the switch again.
 import { controlAlias, type MigrationSpec } from '../spec/schema';
 import { poolFor, inTransaction } from '../db/pools';
-import { APPEND_AUDIT, SWITCH_DDL, ensureSchema } from '../db/ledger';
+import { APPEND_AUDIT, RECORD_SWITCH, SWITCH_DDL, SWITCH_DONE, SWITCH_LOCK, ensureSchema } from '../db/ledger';
 import { guarded } from '../db/errors';
-import { OPEN_WRITERS_SQL, advanceSequenceSql, changedSinceSql } from '../db/sql';
+import { CLOCK_SQL, OPEN_WRITERS_SQL, SERIAL_SEQUENCE_SQL, advanceSequenceSql, changedSinceSql } from '../db/sql';
 import { bindingFor } from './binding';
 import { heartbeat } from './heartbeat';
 
@@ -20,7 +20,7 @@ export interface AuditEntry {
 
 export async function appendAudit(spec: Pick<MigrationSpec, 'control' | 'target'>, e: AuditEntry): Promise<void> {
   await guarded('writing the audit', () =>
-    poolFor(controlAlias(spec as MigrationSpec), 'write').query(APPEND_AUDIT, [
+    poolFor(controlAlias(spec), 'write').query(APPEND_AUDIT, [
       e.migration, e.execution, e.action, e.actor ?? null, e.digest ?? null, JSON.stringify(e.detail ?? null),
     ]),
   );
@@ -45,7 +45,7 @@ export async function runAction(input: {
   if (!a) throw new Error(`the spec has no cutover.${input.action}`);
   return guarded(`running cutover.${input.action}`, async () => {
     await inTransaction(poolFor(a.connection, 'write'), 'BEGIN', (tx) => tx.query(a.sql));
-    const at = String((await poolFor(spec.source, 'read').query('SELECT clock_timestamp()::text AS at')).rows[0].at);
+    const at = String((await poolFor(spec.source, 'read').query(CLOCK_SQL)).rows[0].at);
     await appendAudit(spec, {
       migration: input.migration,
       execution: input.execution,
@@ -100,7 +100,7 @@ export async function advanceSequences(input: { spec: MigrationSpec }): Promise<
     await guarded(`advancing sequences of ${b.targetName}`, async () => {
       const tgt = poolFor(spec.target, 'write');
       for (const col of b.columns) {
-        const r = await tgt.query('SELECT pg_get_serial_sequence($1, $2) AS seq', [b.target, col]);
+        const r = await tgt.query(SERIAL_SEQUENCE_SQL, [b.target, col]);
         const seq = r.rows[0]?.seq as string | null;
         if (!seq) continue;
         const v = await tgt.query(advanceSequenceSql(b.target, col), [seq]);
@@ -136,17 +136,11 @@ export async function runSwitch(input: {
     }
     const result = await inTransaction(pool, 'BEGIN', async (tx) => {
       // Two attempts at once (a retry racing a slow first try) serialise here.
-      await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`backfill.switch:${input.migration}:${input.execution}`]);
-      const seen = await tx.query('SELECT switched_at::text AS at FROM backfill.switches WHERE migration = $1 AND execution = $2', [
-        input.migration,
-        input.execution,
-      ]);
+      await tx.query(SWITCH_LOCK, [`${input.migration}:${input.execution}`]);
+      const seen = await tx.query(SWITCH_DONE, [input.migration, input.execution]);
       if (seen.rows.length) return { applied: false, switchedAt: String(seen.rows[0].at) };
       if (sw) await tx.query(sw.sql);
-      const ins = await tx.query(
-        'INSERT INTO backfill.switches (migration, execution, digest, approver) VALUES ($1, $2, $3, $4) RETURNING switched_at::text AS at',
-        [input.migration, input.execution, input.digest, input.approver],
-      );
+      const ins = await tx.query(RECORD_SWITCH, [input.migration, input.execution, input.digest, input.approver]);
       return { applied: true, switchedAt: String(ins.rows[0].at) };
     });
     if (result.applied) {

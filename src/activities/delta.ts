@@ -8,10 +8,12 @@ import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import type { MigrationSpec } from '../spec/schema';
 import { poolFor } from '../db/pools';
 import {
+  BEGIN_SNAPSHOT,
   GONE,
   STAGE,
   WATERMARK_SQL,
   WINDOW_START_SQL,
+  analyzeSql,
   copyGoneKeysSql,
   copyInSql,
   copyKeysInSql,
@@ -28,7 +30,9 @@ import {
 } from '../db/sql';
 import { guarded } from '../db/errors';
 import { bindingFor } from './binding';
-import { Progress, compareMeasured, copyPipe, measure, stallTimeoutMs, withCopyClients, type SideEvidence } from './range';
+import { CopyMeter, copyPipe, withCopyClients } from './copy-pipe';
+import { compareMeasured, measure } from './measure';
+import type { SideEvidence } from './copy-range';
 
 /** Target rows of the window that the source did not send, looked up per round at most. */
 export const UNSENT_PER_ROUND = 10_000;
@@ -80,20 +84,20 @@ export async function applyDelta(input: DeltaInput): Promise<DeltaResult> {
       const watermark = String((await src.query(WATERMARK_SQL)).rows[0].mark);
       const from = String((await src.query(WINDOW_START_SQL, [input.since, delta.overlap])).rows[0].start);
       const changed: Changed = { column: delta.column, from };
-      await src.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      await src.query(BEGIN_SNAPSHOT);
       await tgt.query('BEGIN');
       await tgt.query(stageTableSql(b, STAGE));
       const sink = tgt.query(copyFrom(copyInSql(b, quoteIdent(STAGE))));
-      await copyPipe([src.query(copyTo(copyOutSql(b, { changed }))), new Progress(stallTimeoutMs()), sink]);
+      await copyPipe([src.query(copyTo(copyOutSql(b, { changed }))), new CopyMeter(), sink]);
       const sent = Number(sink.rowCount ?? 0);
-      await tgt.query(`ANALYZE ${quoteIdent(STAGE)}`);
+      await tgt.query(analyzeSql(STAGE));
 
       let deleted = 0;
       if (b.where) {
         // Changed so that the filter no longer takes them: gone, as far as this migration goes.
         await tgt.query(stageTableSql(b, GONE, true));
         const keys = tgt.query(copyFrom(copyKeysInSql(b, GONE)));
-        await copyPipe([src.query(copyTo(copyGoneKeysSql(b, changed))), new Progress(stallTimeoutMs()), keys]);
+        await copyPipe([src.query(copyTo(copyGoneKeysSql(b, changed))), new CopyMeter(), keys]);
         deleted += (await tgt.query(deleteStagedSql(b, GONE))).rowCount ?? 0;
       }
       // Target rows in the window the source did not send: deleted at the source, unless it has them.

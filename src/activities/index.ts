@@ -1,7 +1,7 @@
 // The activities the worker registers. Every one is idempotent (a retry after a crash, or a second
 // run of the same input, leaves the databases as one run would) and heartbeats while it runs.
 import { planMigration as plan } from './plan';
-import { copyRange as copy, verifyRange as verify } from './range';
+import { copyRange as copy, verifyRange as verify } from './copy-range';
 import { locateRange as locate } from './locate';
 import { reconcileTable as reconcile } from './reconcile';
 import { buildReport as report } from './report';

@@ -3,15 +3,16 @@
 // both sides); only the buckets that disagree are split again, with more bits. When the suspect
 // buckets hold few rows, their keys and row hashes (and per-column hashes, to name the columns that
 // differ) travel to the worker and are compared there. Counts are exact; the ledger keeps every key.
-import { controlAlias, type MigrationSpec } from '../spec/schema';
+import { controlAlias } from '../spec/schema';
 import { poolFor, inTransaction } from '../db/pools';
 import { CLEAR_DIFFERENCES, MARK_LOCATED, SAVE_DIFFERENCES } from '../db/ledger';
 import { bucketRowsSql, bucketSql, type KeyRange, type Side } from '../db/sql';
 import { guarded } from '../db/errors';
 import { bindingFor, type Binding } from './binding';
-import { resolveRange } from './ranges';
+import { resolveRange } from './bounds';
 import { compareKeys } from './compare';
-import { heartbeat, type RangeInput } from './range';
+import { heartbeat } from './heartbeat';
+import type { RangeInput } from './copy-range';
 
 export const BITS_PER_LEVEL = 6;
 export const MAX_LEVELS = 5;
@@ -107,7 +108,7 @@ export function summarise(diffs: Difference[], levels: number, rowsFetched: numb
 export async function locateRange(input: RangeInput): Promise<Located> {
   const b = await bindingFor(input.spec, input.table, input.tableIndex);
   return guarded(`locating differences in ${b.sourceName} range ${input.rangeIndex}`, async () => {
-    const ctl = controlAlias(input.spec as MigrationSpec);
+    const ctl = controlAlias(input.spec);
     const { range: r } = await resolveRange(b, input.plan, {
       migration: input.migration,
       sourceAlias: input.spec.source,

@@ -1,37 +1,20 @@
-// Planning: check every table against the databases (nothing is written before this passes),
+// Planning: check every table against the databases once (nothing is written before this passes),
 // create the ledger, and read the bounds. Key spans and time intervals are arithmetic on the
 // bounds; row-count chunks take their boundaries from the data and keep them in the ledger.
 import { ApplicationFailure } from '@temporalio/common';
 import { controlAlias, type MigrationSpec } from '../spec/schema';
 import { poolFor, inTransaction } from '../db/pools';
 import { CLEAR_BOUNDARIES, CLEAR_STALE_RANGES, LEDGER_DDL, SAVE_BOUNDARIES, UPSERT_TABLE, ensureSchema } from '../db/ledger';
-import { rowBoundariesSql, sourceBoundsSql } from '../db/sql';
+import { intervalBoundsSql, intervalPlanSql, rowBoundariesSql, sourceBoundsSql } from '../db/sql';
 import { guarded } from '../db/errors';
-import { checkTable, bindingFor, type Binding } from './binding';
-import type { TablePlan } from './ranges';
+import { preflight, type Binding } from './binding';
+import type { TablePlan } from './bounds';
 
-export type { TablePlan } from './ranges';
+export type { TablePlan } from './bounds';
+export { preflight } from './binding';
 
 /** More ranges than this in one table is a spec mistake (a chunk far too small). */
 export const MAX_RANGES_PER_TABLE = 1_000_000;
-
-/** Preflight every table; throws one non-retryable failure listing every problem found. */
-export async function preflight(spec: MigrationSpec): Promise<void> {
-  const problems: string[] = [];
-  for (const [i, table] of spec.tables.entries()) {
-    const r = await guarded(`checking tables[${i}]`, () =>
-      checkTable({ sourceAlias: spec.source, targetAlias: spec.target, table, tableIndex: i }),
-    );
-    problems.push(...r.problems);
-  }
-  if (problems.length) {
-    throw ApplicationFailure.create({
-      type: 'PreflightError',
-      nonRetryable: true,
-      message: `the spec does not match the databases:\n${problems.map((p) => `  ${p}`).join('\n')}`,
-    });
-  }
-}
 
 function tooMany(b: Binding, n: number): never {
   throw ApplicationFailure.create({
@@ -60,18 +43,11 @@ async function planTable(spec: MigrationSpec, migration: string, i: number, b: B
   if (c.kind === 'interval') {
     // Aligned starts: date_bin for fixed intervals, the month for calendar ones. UTC sessions.
     const type = b.range.sourceTypes[0];
-    const r = await src.query(
-      `WITH p AS (SELECT CASE WHEN extract(month FROM $2::interval) + extract(year FROM $2::interval) > 0
-                              THEN date_trunc('month', $1::${type})
-                              ELSE date_bin($2::interval, $1::${type}, '2000-01-01 00:00:00'::${type}) END AS start)
-       SELECT start::text AS start,
-              (SELECT count(*) FROM generate_series(start, $3::${type}, $2::interval)) AS n
-         FROM p`,
-      [bounds.lo, c.interval, bounds.hi],
-    );
+    const r = await src.query(intervalPlanSql(type), [bounds.lo, c.interval, bounds.hi]);
     const n = Number(r.rows[0].n);
     if (n > MAX_RANGES_PER_TABLE) tooMany(b, n);
-    const end = await src.query(`SELECT ($1::${type} + $2::int * $3::interval)::text AS hi`, [r.rows[0].start, n, c.interval]);
+    // The end of the last range, by the same expression as every range's bounds.
+    const end = await src.query(intervalBoundsSql(type), [r.rows[0].start, n - 1, c.interval]);
     return { ...base, lo: [r.rows[0].start], hi: [end.rows[0].hi], interval: c.interval, rangeCount: n };
   }
   const rows = await src.query(rowBoundariesSql(b, c.rows));
@@ -87,7 +63,7 @@ async function planTable(spec: MigrationSpec, migration: string, i: number, b: B
 
 export async function planMigration(input: { migration: string; spec: MigrationSpec }): Promise<TablePlan[]> {
   const { spec, migration } = input;
-  await preflight(spec);
+  const bindings = await preflight(spec);
   return guarded('planning', async () => {
     const control = await poolFor(controlAlias(spec), 'write').connect();
     try {
@@ -96,9 +72,8 @@ export async function planMigration(input: { migration: string; spec: MigrationS
       control.release();
     }
     const plans: TablePlan[] = [];
-    for (const [i, table] of spec.tables.entries()) {
-      const b = await bindingFor(spec, table, i);
-      const plan = await planTable(spec, migration, i, b);
+    for (const i of spec.tables.keys()) {
+      const plan = await planTable(spec, migration, i, bindings[i]);
       const ctl = poolFor(controlAlias(spec), 'write');
       await ctl.query(UPSERT_TABLE, [migration, i, plan.source, plan.target, JSON.stringify(plan), null]);
       await ctl.query(CLEAR_STALE_RANGES, [migration, i, plan.rangeCount]);

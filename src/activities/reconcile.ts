@@ -12,9 +12,9 @@ import { countSql, duplicatesSql, keySampleSql, profileSql, type Selection, type
 import { guarded } from '../db/errors';
 import type { SideTotals } from '../report/model';
 import { bindingFor, type Binding } from './binding';
-import { measure, throughIndex } from './range';
+import { measure, throughIndex } from './measure';
 import { NO_DUPLICATES, compareProfiles, failedChecks, parseDuplicates, parseProfile, type Checks } from './compare';
-import { planSpan, type TablePlan } from './ranges';
+import { planSpan, type TablePlan } from './bounds';
 
 export const OUTSIDE_SAMPLE = 20;
 

@@ -1,14 +1,11 @@
-// Building the report from the ledger: all of the evidence goes into the digest; the report the
-// workflow keeps lists every failed range and summarises verified ones when there are many.
-import { createHash } from 'node:crypto';
+// The report activity: the ledger's evidence read and handed to the report model (src/report/),
+// and the report kept in the ledger under its digest.
 import { controlAlias, type MigrationSpec } from '../spec/schema';
 import { poolFor } from '../db/pools';
-import { DIFFERENCE_SAMPLE, SAVE_REPORT } from '../db/ledger';
+import { DIFFERENCE_SAMPLE, LEDGER_RANGES, LEDGER_TOTALS, SAVE_REPORT } from '../db/ledger';
 import { guarded } from '../db/errors';
+import { reportFromEvidence } from '../report/digest';
 import {
-  buildTableReport,
-  evidenceText,
-  isGreen,
   NO_KEYS,
   type LedgerRange,
   type RangeKeys,
@@ -18,17 +15,6 @@ import {
 import type { TableTotals } from './reconcile';
 import { failedChecks, type Checks } from './compare';
 import { KEY_SAMPLE } from './locate';
-
-const RANGES = `
-SELECT table_index, range_index, lo, hi, status, attempts, source_count::text, source_checksum::text,
-       target_count::text, target_checksum::text, checks::text AS checks
-  FROM backfill.ranges WHERE migration = $1 ORDER BY table_index, range_index`;
-
-const TABLES = `SELECT table_index, totals FROM backfill.tables WHERE migration = $1`;
-
-export function digestOf(text: string): string {
-  return createHash('sha256').update(text).digest('hex').slice(0, 32);
-}
 
 export async function buildReport(input: {
   migration: string;
@@ -44,8 +30,8 @@ export async function buildReport(input: {
   return guarded('building the report', async () => {
     const ctl = poolFor(controlAlias(input.spec), 'write');
     const [rr, tr, dr] = await Promise.all([
-      ctl.query(RANGES, [input.migration]),
-      ctl.query(TABLES, [input.migration]),
+      ctl.query(LEDGER_RANGES, [input.migration]),
+      ctl.query(LEDGER_TOTALS, [input.migration]),
       ctl.query(DIFFERENCE_SAMPLE, [input.migration, KEY_SAMPLE]),
     ]);
     const totals = new Map<number, TableTotals>(
@@ -84,22 +70,15 @@ export async function buildReport(input: {
           };
         }),
     }));
-    const tables = evidence.map((e) => buildTableReport(input.migration, e));
-    const delta = input.delta ?? { watermark: null, rowsApplied: 0, remaining: 0 };
-    const digest = digestOf(evidenceText(input.migration, evidence, delta.watermark));
-    const report: Report = {
+    const report = reportFromEvidence({
       migration: input.migration,
-      digest,
-      verdict: tables.every((t) => isGreen(t, input.live)) ? 'green' : 'red',
-      ...(input.live ? { live: true } : {}),
-      complete: true,
       phase: input.phase,
       generatedAt: input.generatedAt,
-      tables,
-      delta,
-      approvals: [],
-    };
-    await ctl.query(SAVE_REPORT, [input.migration, digest, report.verdict, JSON.stringify(report)]);
+      evidence,
+      delta: input.delta ?? { watermark: null, rowsApplied: 0, remaining: 0 },
+      live: input.live,
+    });
+    await ctl.query(SAVE_REPORT, [input.migration, report.digest, report.verdict, JSON.stringify(report)]);
     return report;
   });
 }

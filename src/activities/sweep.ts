@@ -8,9 +8,12 @@ import type { Selection } from '../db/sql';
 import { guarded } from '../db/errors';
 import { bindingFor } from './binding';
 import { heartbeat, previousDetails } from './heartbeat';
-import { locateRange, type Located } from './locate';
-import { compareMeasured, copyRange, measure, replaceAndMeasure, throughIndex, verifyRange, withCopyClients, type RangeInput, type RangeResult } from './range';
-import { planSpan, type TablePlan } from './ranges';
+import { locateRange } from './locate';
+import { copyRange, verifyRange, type RangeInput } from './copy-range';
+import { withCopyClients } from './copy-pipe';
+import { compareMeasured, measure, replaceAndMeasure, throughIndex } from './measure';
+import { planSpan, type TablePlan } from './bounds';
+import { rangePolicy, runRange, type FailedRange, type RangeResult, type RangeSteps } from '../policy/range-lifecycle';
 
 export interface SweepInput {
   migration: string;
@@ -21,17 +24,6 @@ export interface SweepInput {
   repair: boolean;
 }
 
-export interface SweptFailure {
-  index: number;
-  lo: string;
-  hi: string;
-  attempts: number;
-  source: { count: string; checksum: string };
-  target: { count: string; checksum: string };
-  failed: string[];
-  located?: Located;
-}
-
 export interface SweepResult {
   checked: number;
   /** ranges that differed when measured */
@@ -40,7 +32,7 @@ export interface SweepResult {
   recopied: number;
   rowsCopied: number;
   /** ranges that still differ: marked failed in the ledger, located */
-  failed: SweptFailure[];
+  failed: FailedRange[];
   /** rows outside the planned span: equal on both sides (after a repair, if one was needed) */
   outside: { source: string; target: string; equal: boolean; repaired: boolean };
 }
@@ -64,23 +56,43 @@ export async function sweepTable(input: SweepInput): Promise<SweepResult> {
   const cursor = () => (open.size ? Math.min(...open) : next);
 
   const repairs = input.repair && spec.mode === 'copy';
+  const wait = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+  const steps = (i: number, attempt: (n: number, final: boolean) => Promise<RangeResult>): RangeSteps => ({
+    attempt,
+    attempted: (r) => {
+      out.rowsCopied += r.rowsCopied;
+    },
+    locate: (n) => locateRange(args(i, n, true)),
+    wait,
+  });
   const one = async (i: number) => {
-    // Measured as they are now; a difference is final only where nothing will copy it again.
-    const v = await verifyRange(args(i, 1, !repairs));
-    out.checked++;
-    if (v.status === 'verified') return;
-    out.changed++;
-    let last: RangeResult = v;
+    let outcome;
     if (repairs) {
-      for (let attempt = 1; attempt <= spec.retries.rangeAttempts; attempt++) {
-        last = await copyRange(args(i, attempt, attempt >= spec.retries.rangeAttempts));
+      // A look first (not an attempt): only a range that changed is copied again, by the range policy.
+      const v = await verifyRange(args(i, 1, false));
+      out.checked++;
+      if (v.status === 'verified') return;
+      out.changed++;
+      outcome = await runRange(i, rangePolicy('copy', spec.retries.rangeAttempts), steps(i, (n, final) => {
         out.recopied++;
-        out.rowsCopied += last.rowsCopied;
-        if (last.status === 'verified') return;
-      }
+        return copyRange(args(i, n, final));
+      }));
+    } else {
+      // Nothing will copy it: verify mode measures by its range policy (again after a wait, as
+      // the workflow does); a copy-mode range that changed is reported after one look.
+      let looked = false;
+      const attempts = spec.mode === 'verify' ? spec.retries.rangeAttempts : 1;
+      outcome = await runRange(i, rangePolicy(spec.mode, attempts), steps(i, async (n, final) => {
+        const r = await verifyRange(args(i, n, final));
+        if (!looked) {
+          looked = true;
+          out.checked++;
+          if (r.status !== 'verified') out.changed++;
+        }
+        return r;
+      }));
     }
-    const located = await locateRange(args(i, 1, true));
-    out.failed.push({ index: i, lo: last.lo, hi: last.hi, attempts: spec.retries.rangeAttempts, source: last.source, target: last.target, failed: last.failed, located });
+    if (!outcome.verified) out.failed.push(outcome.failure);
   };
 
   const parallel = Math.max(1, Math.min(spec.concurrency, SWEEP_PARALLEL_MAX));

@@ -14,7 +14,8 @@ import { closePools } from '../db/pools';
 import { envNameForAlias } from '../spec/aliases';
 import { MigrationSpec, type MigrationSpecInput } from '../spec/schema';
 import { renderMarkdown } from '../report/render';
-import { WORKFLOW_TYPE, approveCutoverUpdate, reportQuery, type MigrationResult } from '../workflows/messages';
+import { approveCutoverUpdate, reportQuery, type MigrationResult } from '../workflows/messages';
+import { backfillMigration } from '../workflows/migration';
 import { follow } from './follow';
 
 const DEMO_COLUMNS = `
@@ -115,7 +116,7 @@ export async function runDemo(o: { rows: number; chunk: number; keep: boolean })
     const worker = await createWorker({ connection: env.nativeConnection, taskQueue: spec.taskQueue });
     const code = await worker.runUntil(async () => {
       t0 = Date.now();
-      const h = await env!.client.workflow.start(WORKFLOW_TYPE, { taskQueue: spec.taskQueue, workflowId: spec.name, args: [spec] });
+      const h = await env!.client.workflow.start(backfillMigration, { taskQueue: spec.taskQueue, workflowId: spec.name, args: [spec] });
       say(`migration ${spec.name} started: http://127.0.0.1:${uiPort}/namespaces/default/workflows/${spec.name}`);
       const gate = await follow(h, { untilGate: true });
       const toGate = Date.now() - t0;

@@ -10,7 +10,6 @@ import {
   type WorkflowHandle,
   type WorkflowHandleWithFirstExecutionRunId,
 } from '@temporalio/client';
-import { SearchAttributeType, defineSearchAttributeKey } from '@temporalio/common';
 import { BadInput, loadSpecFile } from '../spec/load';
 import { aliasIsConfigured, envNameForAlias } from '../spec/aliases';
 import { controlAlias, type MigrationSpec } from '../spec/schema';
@@ -19,9 +18,7 @@ import { temporalTarget } from '../client';
 import { renderMarkdown, renderProgress } from '../report/render';
 import type { Report } from '../report/model';
 import {
-  SEARCH_ATTRIBUTES,
   TERMINAL,
-  WORKFLOW_TYPE,
   abortSignal,
   approveCutoverUpdate,
   pauseSignal,
@@ -33,6 +30,8 @@ import {
   type MigrationResult,
   type Progress,
 } from '../workflows/messages';
+import { migrationKey, phaseKey } from '../workflows/search-attributes';
+import { backfillMigration } from '../workflows/migration';
 import { follow } from './follow';
 import { preflight } from '../activities/plan';
 import { closePools } from '../db/pools';
@@ -120,15 +119,15 @@ export function buildProgram(): Command {
       const client = await connect();
       let h: WorkflowHandleWithFirstExecutionRunId;
       try {
-        h = await client.workflow.start(WORKFLOW_TYPE, {
+        h = await client.workflow.start(backfillMigration, {
           taskQueue: spec.taskQueue,
           workflowId: spec.name,
           args: [spec],
           workflowIdConflictPolicy: 'FAIL',
           workflowIdReusePolicy: 'ALLOW_DUPLICATE_FAILED_ONLY',
           typedSearchAttributes: [
-            { key: defineSearchAttributeKey(SEARCH_ATTRIBUTES.migration, SearchAttributeType.KEYWORD), value: spec.name },
-            { key: defineSearchAttributeKey(SEARCH_ATTRIBUTES.phase, SearchAttributeType.KEYWORD), value: 'planning' },
+            { key: migrationKey, value: spec.name },
+            { key: phaseKey, value: 'planning' },
           ],
         });
       } catch (e) {

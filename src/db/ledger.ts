@@ -90,7 +90,7 @@ CREATE TABLE IF NOT EXISTS backfill.switches (
 export async function ensureSchema(c: pg.ClientBase, ddl: string): Promise<void> {
   await c.query('BEGIN');
   try {
-    await c.query(`SELECT pg_advisory_xact_lock(hashtext('backfill.ledger'))`);
+    await c.query(LEDGER_LOCK);
     await c.query(ddl);
     await c.query('COMMIT');
   } catch (e) {
@@ -99,31 +99,27 @@ export async function ensureSchema(c: pg.ClientBase, ddl: string): Promise<void>
   }
 }
 
-export interface RangeKey {
-  migration: string;
-  tableIndex: number;
-  rangeIndex: number;
-}
-
-export const MARK_COPIED = `
-INSERT INTO backfill.ranges (migration, table_index, range_index, source_table, target_table, lo, hi,
-                             status, attempts, copied_at, updated_at, last_error)
-VALUES ($1, $2, $3, $4, $5, $6, $7, 'copied', $8, now(), now(), NULL)
-ON CONFLICT (migration, table_index, range_index) DO UPDATE
-   SET lo = EXCLUDED.lo, hi = EXCLUDED.hi, status = 'copied', attempts = EXCLUDED.attempts,
-       copied_at = now(), updated_at = now(), last_error = NULL`;
-
-export const MARK_VERIFIED = `
+/**
+ * A range's evidence, whatever its status (verified, mismatch or failed). $16: the range was
+ * copied in this attempt (copied_at). A recorded attempt clears the last error.
+ */
+export const RECORD_RANGE = `
 INSERT INTO backfill.ranges (migration, table_index, range_index, source_table, target_table, lo, hi,
                              status, attempts, source_count, source_checksum, target_count, target_checksum,
-                             checks, verified_at, updated_at, worker)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, now(), now(), $15)
+                             checks, verified_at, updated_at, worker, copied_at, last_error)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, now(), now(), $15, CASE WHEN $16::boolean THEN now() END, NULL)
 ON CONFLICT (migration, table_index, range_index) DO UPDATE
    SET lo = EXCLUDED.lo, hi = EXCLUDED.hi, status = EXCLUDED.status,
        attempts = greatest(backfill.ranges.attempts, EXCLUDED.attempts),
        source_count = EXCLUDED.source_count, source_checksum = EXCLUDED.source_checksum,
        target_count = EXCLUDED.target_count, target_checksum = EXCLUDED.target_checksum,
-       checks = EXCLUDED.checks, verified_at = now(), updated_at = now(), worker = EXCLUDED.worker`;
+       checks = EXCLUDED.checks, verified_at = now(), updated_at = now(), worker = EXCLUDED.worker,
+       copied_at = coalesce(EXCLUDED.copied_at, backfill.ranges.copied_at), last_error = NULL`;
+
+/** A failure no retry cures, kept on the range's row ($4; the row may not exist yet). */
+export const RECORD_RANGE_ERROR = `
+UPDATE backfill.ranges SET last_error = $4, updated_at = now()
+ WHERE migration = $1 AND table_index = $2 AND range_index = $3`;
 
 export const UPSERT_TABLE = `
 INSERT INTO backfill.tables (migration, table_index, source_table, target_table, plan, totals, updated_at)
@@ -176,6 +172,26 @@ SELECT table_index, range_index, kind, key::text AS key, to_json(columns)::text 
  WHERE rn <= $2 ORDER BY table_index, range_index, kind, key`;
 
 /** What the ranges of a table add up to, per side. */
+/** Every range's evidence, for the report. */
+export const LEDGER_RANGES = `
+SELECT table_index, range_index, lo, hi, status, attempts, source_count::text, source_checksum::text,
+       target_count::text, target_checksum::text, checks::text AS checks
+  FROM backfill.ranges WHERE migration = $1 ORDER BY table_index, range_index`;
+
+/** Each table's global totals, for the report. */
+export const LEDGER_TOTALS = `SELECT table_index, totals FROM backfill.tables WHERE migration = $1`;
+
+/** Two attempts at one switch (a retry racing a slow first try) serialise on this; $1 migration:execution. */
+export const SWITCH_LOCK = `SELECT pg_advisory_xact_lock(hashtext('backfill.switch:' || $1))`;
+
+export const SWITCH_DONE = `SELECT switched_at::text AS at FROM backfill.switches WHERE migration = $1 AND execution = $2`;
+
+export const RECORD_SWITCH = `
+INSERT INTO backfill.switches (migration, execution, digest, approver) VALUES ($1, $2, $3, $4) RETURNING switched_at::text AS at`;
+
+/** Concurrent workers may create the ledger at once: they serialise on this. */
+export const LEDGER_LOCK = `SELECT pg_advisory_xact_lock(hashtext('backfill.ledger'))`;
+
 export const RANGE_SUMS = `
 SELECT count(*)::int AS n,
        coalesce(sum(source_count), 0)::text AS source_count, coalesce(sum(source_checksum), 0)::text AS source_checksum,

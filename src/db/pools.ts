@@ -53,7 +53,7 @@ export function poolFor(alias: string, access: Access, env: NodeJS.ProcessEnv = 
     idleTimeoutMillis: 30_000,
     keepAlive: true,
   });
-  const silentMs = durationMs(settings(access, env).statement_timeout);
+  const silentMs = pgDurationMs(settings(access, env).statement_timeout);
   // A killed connection must not crash the worker. Idle in the pool: the pool drops it. Checked
   // out between two queries: the client emits 'error' with no listener, which would throw; the
   // next query on it fails instead, and the activity retries on a fresh connection.
@@ -67,7 +67,7 @@ export function poolFor(alias: string, access: Access, env: NodeJS.ProcessEnv = 
 }
 
 /** PostgreSQL's duration syntax for statement_timeout ('30min', '10s', '250ms', '5000' = ms); 0: none. */
-export function durationMs(v: string): number {
+export function pgDurationMs(v: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|h|d)?\s*$/.exec(v);
   const unit: Record<string, number> = { ms: 1, s: 1000, min: 60_000, h: 3_600_000, d: 86_400_000 };
   return m ? Number(m[1]) * unit[m[2] ?? 'ms'] : 0;

@@ -142,6 +142,23 @@ function selectionPredicate(t: BoundTable, side: Side, sel?: Selection): string 
   return `NOT (${inside}) OR ${t.range.names.map((n) => `${quoteIdent(n)} IS NULL`).join(' OR ')}`;
 }
 
+/** A source snapshot for a copy and its checks: one consistent view, never a write. */
+export const BEGIN_SNAPSHOT = 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY';
+
+/** The server's version as a number (140000 = 14.0). */
+export const SERVER_VERSION_SQL = `SELECT current_setting('server_version_num') AS v`;
+
+/** The source's clock now (not the transaction's start). */
+export const CLOCK_SQL = 'SELECT clock_timestamp()::text AS at';
+
+/** $1 a table (regclass text), $2 a column: its serial or identity sequence, or NULL. */
+export const SERIAL_SEQUENCE_SQL = 'SELECT pg_get_serial_sequence($1, $2) AS seq';
+
+/** Planner statistics for a staging table just filled. */
+export function analyzeSql(name: string): string {
+  return `ANALYZE ${quoteIdent(name)}`;
+}
+
 /**
  * For the statements on the rows outside the planned span: take the key index even when the
  * planner believes a full scan is cheaper. A freshly loaded target has no statistics, and the
@@ -363,6 +380,28 @@ export function bucketRowsSql(t: BoundTable, side: Side, r: KeyRange, bits: numb
 export function sourceBoundsSql(t: BoundTable): string {
   const c = quoteIdent(t.range.names[0]);
   return `SELECT min(${c})::text AS lo, max(${c})::text AS hi ${rowsOf(t, 'source')}`;
+}
+
+/**
+ * Range i of a time-interval plan: [$1 + $2 * $3, $1 + ($2 + 1) * $3) on a column of `type` (from
+ * the catalog). Planning and every range take their bounds from this one expression, so range i's
+ * hi is range i+1's lo, even for months.
+ */
+export function intervalBoundsSql(type: string): string {
+  return `SELECT ($1::${type} + $2::int * $3::interval)::text AS lo, ($1::${type} + ($2::int + 1) * $3::interval)::text AS hi`;
+}
+
+/**
+ * Where a time-interval plan starts ($1 the lowest value, $2 the interval) and how many ranges reach
+ * $3 (the highest): aligned starts, date_bin for fixed intervals, the month for calendar ones.
+ */
+export function intervalPlanSql(type: string): string {
+  return `WITH p AS (SELECT CASE WHEN extract(month FROM $2::interval) + extract(year FROM $2::interval) > 0
+                              THEN date_trunc('month', $1::${type})
+                              ELSE date_bin($2::interval, $1::${type}, '2000-01-01 00:00:00'::${type}) END AS start)
+       SELECT start::text AS start,
+              (SELECT count(*) FROM generate_series(start, $3::${type}, $2::interval)) AS n
+         FROM p`;
 }
 
 /** Every `every`-th key in key order: the boundaries of ranges of `every` rows. */

@@ -5,10 +5,9 @@ import { accessSync, constants } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
-import { SearchAttributeType, defineSearchAttributeKey } from '@temporalio/common';
 import type { Connection } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
-import { SEARCH_ATTRIBUTES } from '../workflows/messages';
+import { SEARCH_ATTRIBUTES, SEARCH_ATTRIBUTE_KEYS } from '../workflows/search-attributes';
 
 export const TEMPORAL_CLI_VERSION = 'v1.5.1';
 
@@ -36,12 +35,6 @@ export function findTemporalCli(env: NodeJS.ProcessEnv = process.env): string | 
   const cached = join(cacheDir(), 'bin', 'temporal');
   return executable(cached) ? cached : undefined;
 }
-
-export const searchAttributeKeys = [
-  defineSearchAttributeKey(SEARCH_ATTRIBUTES.migration, SearchAttributeType.KEYWORD),
-  defineSearchAttributeKey(SEARCH_ATTRIBUTES.phase, SearchAttributeType.KEYWORD),
-  defineSearchAttributeKey(SEARCH_ATTRIBUTES.attention, SearchAttributeType.KEYWORD),
-];
 
 export interface DevServerOptions {
   ui?: boolean;
@@ -76,7 +69,7 @@ export async function startDevServer(o: DevServerOptions = {}): Promise<TestWork
       uiPort: o.uiPort,
       dbFilename: o.dbFilename,
       extraArgs: [...(o.eagerActivities === false ? [] : SERVER_SETTINGS), ...(o.extraArgs ?? [])],
-      searchAttributes: searchAttributeKeys,
+      searchAttributes: SEARCH_ATTRIBUTE_KEYS,
       log: { format: 'pretty', level: 'error' },
     },
   });

@@ -1,5 +1,7 @@
 // The report: what is wrong, where, and how to rerun only that slice. Pure functions only, so the
-// workflow, the activities and the CLI all build and read it the same way.
+// workflow, the activities and the CLI all build and read it the same way (the digest, which needs
+// a hash function, is in digest.ts).
+import type { FailedRange } from '../policy/range-lifecycle';
 
 export interface SideTotals {
   count: string;
@@ -186,6 +188,57 @@ export function buildTableReport(migration: string, e: TableEvidence): TableRepo
     rangeSummary: { total: e.planned, verified, failed, pending: e.planned - verified - failed, shown: shown.length },
     outside: e.totals?.outside ?? { count: '0', keys: [] },
     sourceOutside: e.totals?.sourceOutside ?? { count: '0', keys: [] },
+  };
+}
+
+/** A table as the workflow knows it before the ledger's report exists: counts and failed ranges. */
+export interface TableSoFar {
+  source: string;
+  target: string;
+  rangeCount: number;
+  verified: number;
+  failed: FailedRange[];
+}
+
+/** A failed range as the workflow holds it, read as the ledger would give it. */
+function asLedgerRange(f: FailedRange): LedgerRange {
+  const l = f.located;
+  return {
+    index: f.index,
+    lo: f.lo,
+    hi: f.hi,
+    status: 'failed',
+    attempts: f.attempts,
+    sourceCount: f.source.count,
+    sourceChecksum: f.source.checksum,
+    targetCount: f.target.count,
+    targetChecksum: f.target.checksum,
+    failedChecks: f.failed,
+    located: l ? { missing: l.missing, extra: l.extra, changed: l.changed, duplicates: l.duplicates, columns: l.columns } : null,
+    keys: l?.keys ?? NO_KEYS,
+  };
+}
+
+/** The report while the evidence is still being gathered: red, incomplete, every failed range so far. */
+export function provisionalReport(migration: string, tables: TableSoFar[], at: string): Report {
+  return {
+    migration,
+    digest: '',
+    verdict: 'red',
+    complete: false,
+    phase: 'planning',
+    generatedAt: at,
+    tables: tables.map((t) => ({
+      source: t.source,
+      target: t.target,
+      totals: { source: null, target: null, match: false, failedChecks: [], sumOfRanges: { source: '0', target: '0', match: false } },
+      ranges: t.failed.map((f) => rangeReport(migration, t.source, asLedgerRange(f))),
+      rangeSummary: { total: t.rangeCount, verified: t.verified, failed: t.failed.length, pending: t.rangeCount - t.verified - t.failed.length, shown: t.failed.length },
+      outside: { count: '0', keys: [] },
+      sourceOutside: { count: '0', keys: [] },
+    })),
+    delta: { watermark: null, rowsApplied: 0, remaining: 0 },
+    approvals: [],
   };
 }
 

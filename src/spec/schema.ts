@@ -1,4 +1,4 @@
-// The migration spec: the public contract of DESIGN.md section 2, as a zod schema.
+// The migration spec, as a zod schema: the public contract (README, "The spec"); types come from it.
 // This module is imported by the workflow too, so it must stay pure (no Node built-ins, no I/O).
 import { z } from 'zod';
 
@@ -233,7 +233,7 @@ export function catchUpOf(spec: MigrationSpec): z.infer<typeof CatchUpSpec> {
 }
 
 /** The alias holding the ledger. */
-export function controlAlias(spec: MigrationSpec): string {
+export function controlAlias(spec: Pick<MigrationSpec, 'control' | 'target'>): string {
   return spec.control ?? spec.target;
 }
 

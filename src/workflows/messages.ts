@@ -1,5 +1,5 @@
-// The Temporal surface of a migration (DESIGN.md section 2): what the Temporal CLI and UI, and our
-// own CLI, use to watch and steer it. Names here are the public contract.
+// The Temporal surface of a migration: what the Temporal CLI and UI, and our own CLI, use to watch
+// and steer it. Names here are the public contract (README, "Temporal surface").
 import { defineQuery, defineSignal, defineUpdate, type Sinks } from '@temporalio/workflow';
 import type { Report } from '../report/model';
 
@@ -92,10 +92,7 @@ export const resumeSignal = defineSignal('resume');
 export const abortSignal = defineSignal<[{ reason?: string }]>('abort');
 export const setConcurrencySignal = defineSignal<[{ value: number }]>('setConcurrency');
 
-export const SEARCH_ATTRIBUTES = { migration: 'BackfillMigration', phase: 'BackfillPhase', attention: 'BackfillAttention' } as const;
-
-/** Values of BackfillAttention: why a person should look (empty when nothing is wrong). */
-export const ATTENTION = { approvalOverdue: 'approval-overdue' } as const;
+export { SEARCH_ATTRIBUTES, ATTENTION } from './search-attributes';
 
 /** Worker-side sinks: run outside the workflow sandbox, never during replay. */
 export interface AuditSinks extends Sinks {

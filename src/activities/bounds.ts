@@ -1,9 +1,9 @@
-// Ranges: the validation units. A plan is a few values per table; range i's bounds are derived
+// Range bounds: the validation units. A plan is a few values per table; range i's bounds are derived
 // from it (arithmetic for key spans, SQL interval arithmetic for time, the ledger's boundaries for
 // row-count chunks), so neither the workflow nor its history carries a list of ranges.
 import { poolFor } from '../db/pools';
 import { RANGE_BOUNDARIES } from '../db/ledger';
-import type { KeyRange } from '../db/sql';
+import { intervalBoundsSql, type KeyRange } from '../db/sql';
 import type { Binding } from './binding';
 
 export interface TablePlan {
@@ -56,11 +56,7 @@ export async function resolveRange(
     range = { lo: [r.lo], hi: [r.hi] };
   } else if (plan.kind === 'interval') {
     // Both bounds from the same expression, so range i's hi is range i+1's lo, even for months.
-    const type = b.range.sourceTypes[0];
-    const r = await poolFor(at.sourceAlias, 'read').query(
-      `SELECT ($1::${type} + $2::int * $3::interval)::text AS lo, ($1::${type} + ($2::int + 1) * $3::interval)::text AS hi`,
-      [plan.lo[0], i, plan.interval],
-    );
+    const r = await poolFor(at.sourceAlias, 'read').query(intervalBoundsSql(b.range.sourceTypes[0]), [plan.lo[0], i, plan.interval]);
     range = { lo: [r.rows[0].lo], hi: [r.rows[0].hi] };
   } else {
     const r = await poolFor(at.controlAlias, 'write').query(RANGE_BOUNDARIES, [at.migration, at.tableIndex, i]);

@@ -1,0 +1,87 @@
+// A range's life cycle, decided once: attempt it (copy, or measure in verify mode), and if it still
+// differs after the attempts the spec allows, locate its exact keys and mark it failed. The
+// workflow runs it with activities and workflow timers; the sweep runs it in-process with the same
+// functions called directly. Pure: the steps are passed in, so this module does no I/O itself.
+import type { Located } from '../activities/locate';
+
+export interface SideEvidence {
+  count: string;
+  checksum: string;
+}
+
+/** What one attempt at a range found (the range activities return this). */
+export interface RangeResult {
+  status: 'verified' | 'mismatch' | 'failed';
+  lo: string;
+  hi: string;
+  source: SideEvidence;
+  target: SideEvidence;
+  /** the names of the checks that failed */
+  failed: string[];
+  rowsCopied: number;
+}
+
+/** A range that still differs after its attempts, with what locating found. */
+export interface FailedRange {
+  index: number;
+  lo: string;
+  hi: string;
+  /** attempts actually made */
+  attempts: number;
+  source: SideEvidence;
+  target: SideEvidence;
+  failed: string[];
+  located?: Located;
+}
+
+export interface RangePolicy {
+  /** attempts before a range that still differs is final (retries.rangeAttempts) */
+  attempts: number;
+  /** how long to wait before attempt `n + 1` after attempt `n` differed */
+  waitMs(n: number): number;
+  /** true: the migration is stopping, so the attempt under way is the last one */
+  stopping?: () => boolean;
+}
+
+/**
+ * The policy for a mode. `copy`: a mismatched range is copied again at once. `verify`: nothing is
+ * copied, so the range is measured again a little later: a target loaded by replication may lag.
+ */
+export function rangePolicy(mode: 'copy' | 'verify', rangeAttempts: number, stopping?: () => boolean): RangePolicy {
+  return { attempts: rangeAttempts, waitMs: (n) => (mode === 'verify' ? Math.min(60_000, 2_000 * n) : 0), stopping };
+}
+
+/**
+ * The steps of a range. In the workflow each returns its activity's (or timer's) promise directly,
+ * with no async wrapper: the order of the commands that concurrent ranges schedule within one
+ * workflow task depends on how many microtask turns lie between an activity's completion and the
+ * next command, and recorded histories fix that order.
+ */
+export interface RangeSteps {
+  /** attempt `n`; `final`: a mismatch now is the range's verdict */
+  attempt(n: number, final: boolean): Promise<RangeResult>;
+  /** what every attempt found, as soon as it is known (counters) */
+  attempted?(r: RangeResult): void;
+  /** narrow a failed range down to its keys after its final attempt `n` (undefined: not located) */
+  locate(n: number): Promise<Located | undefined>;
+  wait(ms: number): Promise<void>;
+}
+
+export type RangeOutcome = { verified: true; attempts: number; last: RangeResult } | { verified: false; failure: FailedRange };
+
+export async function runRange(index: number, policy: RangePolicy, steps: RangeSteps): Promise<RangeOutcome> {
+  for (let n = 1; ; n++) {
+    // Decided before the attempt: a stop requested while it runs leaves it as it started.
+    const final = n >= policy.attempts || (policy.stopping?.() ?? false);
+    const r = await steps.attempt(n, final);
+    steps.attempted?.(r);
+    if (r.status === 'verified') return { verified: true, attempts: n, last: r };
+    if (final) {
+      // The evidence (every key) stays in the ledger; the failure carries counts and a sample.
+      const located = await steps.locate(n);
+      return { verified: false, failure: { index, lo: r.lo, hi: r.hi, attempts: n, source: r.source, target: r.target, failed: r.failed, located } };
+    }
+    const ms = policy.waitMs(n);
+    if (ms > 0) await steps.wait(ms);
+  }
+}

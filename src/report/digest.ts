@@ -1,0 +1,32 @@
+// The digest of the evidence, and the report assembled around it. Approving a digest approves
+// exactly the evidence it hashes (evidenceText). Pure, but needs node:crypto: not for the workflow.
+import { createHash } from 'node:crypto';
+import { buildTableReport, evidenceText, isGreen, type Report, type TableEvidence } from './model';
+
+export function digestOf(text: string): string {
+  return createHash('sha256').update(text).digest('hex').slice(0, 32);
+}
+
+export function reportFromEvidence(e: {
+  migration: string;
+  phase: string;
+  generatedAt: string;
+  evidence: TableEvidence[];
+  delta: Report['delta'];
+  /** the source still takes writes: judge the ranges, not the totals (see isGreen) */
+  live?: boolean;
+}): Report {
+  const tables = e.evidence.map((t) => buildTableReport(e.migration, t));
+  return {
+    migration: e.migration,
+    digest: digestOf(evidenceText(e.migration, e.evidence, e.delta.watermark)),
+    verdict: tables.every((t) => isGreen(t, e.live)) ? 'green' : 'red',
+    ...(e.live ? { live: true } : {}),
+    complete: true,
+    phase: e.phase,
+    generatedAt: e.generatedAt,
+    tables,
+    delta: e.delta,
+    approvals: [],
+  };
+}

@@ -1,0 +1,80 @@
+// Backfilling: a sliding window of ranges in flight, each run by the range life cycle (attempts,
+// then locating), and the window's stops: an abort, a fatal error, a full history.
+import { allHandlersFinished, condition, continueAsNew, patched, sleep } from '@temporalio/workflow';
+import type { RangeInput } from '../activities/copy-range';
+import { rangePolicy, runRange } from '../policy/range-lifecycle';
+import { acts } from './activities';
+import { rootCause } from './errors';
+import type { MigrationState } from './state';
+import type { backfillMigration } from './migration';
+
+async function rangeInFlight(s: MigrationState, t: number, i: number): Promise<void> {
+  const { spec } = s;
+  const st = s.tables[t];
+  st.inFlight.add(i);
+  const args = (attempt: number, finalAttempt: boolean): RangeInput => ({
+    migration: s.name,
+    spec: { source: spec.source, target: spec.target, control: spec.control, mode: spec.mode },
+    table: spec.tables[t],
+    tableIndex: t,
+    plan: st.plan,
+    rangeIndex: i,
+    attempt,
+    finalAttempt,
+  });
+  try {
+    // Each step hands back its activity's promise itself (see RangeSteps: the command order).
+    const outcome = await runRange(i, rangePolicy(spec.mode, spec.retries.rangeAttempts, () => s.aborted !== undefined), {
+      attempt: (n, final) => (spec.mode === 'verify' ? acts.verifyRange(args(n, final)) : acts.copyRange(args(n, final))),
+      attempted: (r) => {
+        st.rowsCopied += r.rowsCopied;
+      },
+      // (Patched: migrations started before locating existed go on without it.)
+      locate: (n) => (patched('locate-failed-ranges') ? acts.locateRange(args(n, true)) : Promise.resolve(undefined)),
+      wait: (ms) => sleep(ms),
+    });
+    if (outcome.verified) {
+      st.failed.delete(i);
+      st.verified++;
+    } else {
+      st.failed.set(i, outcome.failure);
+    }
+  } catch (e) {
+    s.fatal ??= e;
+  } finally {
+    st.inFlight.delete(i);
+    s.touch();
+  }
+}
+
+/** Copies (or verifies) every range still to do, `concurrency` at a time; continues as new when the history is full. */
+export async function backfill(s: MigrationState): Promise<void> {
+  s.setPhase('backfilling');
+  for (;;) {
+    await condition(
+      () =>
+        s.fatal !== undefined ||
+        s.aborted !== undefined ||
+        (!s.hasWork() && s.inFlight() === 0) ||
+        (!s.paused && s.hasWork() && s.inFlight() < s.concurrency) ||
+        (s.hasWork() && s.historyFull()),
+    );
+    if (s.fatal !== undefined || s.aborted !== undefined || !s.hasWork()) break;
+    if (s.historyFull()) {
+      // Let the ranges in flight land, then go on in a fresh run with the counters.
+      await condition(() => s.inFlight() === 0);
+      if (s.fatal === undefined && s.aborted === undefined) {
+        await condition(allHandlersFinished);
+        await continueAsNew<typeof backfillMigration>(s.spec, s.carry());
+      }
+      break;
+    }
+    const next = s.nextRange()!;
+    void rangeInFlight(s, next.t, next.i);
+  }
+  await condition(() => s.inFlight() === 0);
+  if (s.fatal !== undefined) {
+    s.setPhase('failed', rootCause(s.fatal).message);
+    throw s.fatal;
+  }
+}

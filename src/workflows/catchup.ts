@@ -1,0 +1,60 @@
+// Catching up with a source that keeps taking writes: rounds over the tables' change columns,
+// then a sweep of every range (deletes are invisible to a change column).
+import { condition } from '@temporalio/workflow';
+import { catchUpOf, durationMs } from '../spec/schema';
+import { acts } from './activities';
+import { oldestMark, type MigrationState } from './state';
+
+/** One catch-up round over the tables with a change column; false when a window did not verify. */
+export async function deltaRound(s: MigrationState): Promise<boolean> {
+  const l = s.live!;
+  let applied = 0;
+  let ok = true;
+  let more = false;
+  for (const [t, mark] of l.marks.entries()) {
+    if (mark === null) continue;
+    const r = await acts.applyDelta({ migration: s.name, spec: s.spec, tableIndex: t, since: mark });
+    l.marks[t] = r.watermark;
+    applied += r.upserted + r.deleted;
+    s.tables[t].rowsCopied += r.upserted;
+    ok &&= r.verified;
+    more ||= r.more;
+  }
+  l.rowsApplied += applied;
+  l.remaining = more ? Math.max(applied, catchUpOf(s.spec).remaining + 1) : applied;
+  s.touch();
+  return ok;
+}
+
+/**
+ * Every range measured again and the changed ones copied again; ranges that still differ fail and
+ * wait in needs_attention.
+ */
+export async function sweep(s: MigrationState): Promise<void> {
+  for (const [t, st] of s.tables.entries()) {
+    const r = await acts.sweepTable({ migration: s.name, spec: s.spec, tableIndex: t, plan: st.plan, repair: true });
+    st.rowsCopied += r.rowsCopied;
+    const still = new Map(r.failed.map((f) => [f.index, f]));
+    for (const i of st.failed.keys()) if (!still.has(i)) st.verified++;
+    for (const f of r.failed) if (!st.failed.has(f.index)) st.verified--;
+    st.failed = still;
+    s.touch();
+  }
+}
+
+/** Delta rounds until what remains is small, then a sweep; the evidence is then new. */
+export async function catchUp(s: MigrationState): Promise<void> {
+  s.setPhase('catching_up', 'applying the rows written since the backfill started');
+  const c = catchUpOf(s.spec);
+  if (s.hasDelta()) {
+    for (let round = 1; round <= c.maxRounds && s.aborted === undefined; round++) {
+      const ok = await deltaRound(s);
+      s.detail = `round ${round}: ${s.live!.remaining} row(s) applied; watermark ${oldestMark(s.live!.marks)}`;
+      if (ok && s.live!.remaining <= c.remaining) break;
+      await condition(() => s.aborted !== undefined, durationMs(c.interval));
+    }
+  }
+  if (s.aborted !== undefined) return;
+  s.detail = 'checking every range again';
+  await sweep(s);
+}

@@ -1,0 +1,45 @@
+// The final check, after the approval, for a live source: freeze, the last window, every range
+// again, the totals on the frozen source. Red voids the approval (the caller unfreezes).
+import type { Approval } from '../report/model';
+import { acts } from './activities';
+import type { MigrationState } from './state';
+import { oldestMark } from './state';
+import { deltaRound, sweep } from './catchup';
+import { buildReport, reconcileAll } from './evidence';
+
+/** How long the final check waits for writers that were open when the freeze ran. */
+export const WRITERS_GRACE_MS = 60_000;
+
+/** The final check; returns why it is red, or undefined when green. */
+export async function finalCheck(s: MigrationState, approved: Approval): Promise<string | undefined> {
+  const { spec } = s;
+  const l = s.live!;
+  const started = Date.now();
+  let frozenAt: string | undefined;
+  if (spec.cutover.freeze) {
+    frozenAt = (await acts.runAction({ migration: s.name, execution: s.execution, spec, action: 'freeze', actor: approved.approver, digest: approved.digest })).at;
+    // Writers already inside a transaction when the freeze ran may still commit: wait for them.
+    const w = await acts.awaitWriters({ spec, before: frozenAt, timeoutMs: WRITERS_GRACE_MS });
+    if (w.open > 0) return `${w.open} writing transaction(s) opened before the freeze were still open after ${WRITERS_GRACE_MS / 1000} s`;
+  }
+  const before = l.rowsApplied;
+  if (s.hasDelta() && !(await deltaRound(s))) return 'the final delta window did not verify';
+  s.detail = 'checking every range again';
+  await sweep(s);
+  if (s.failedCount() > 0) return `${s.failedCount()} range(s) still differ after the final window was copied`;
+  if (frozenAt && s.hasDelta()) {
+    const late = (await acts.changedSince({ spec, since: frozenAt })).filter((x) => x.rows > 0);
+    if (late.length) return `writes after the freeze: ${late.map((x) => `${x.rows} row(s) in ${x.table}`).join(', ')}`;
+  }
+  await reconcileAll(s);
+  s.setPhase('final_check', 'building the final report');
+  await buildReport(s, { final: true });
+  s.finalWindow = { rows: l.rowsApplied - before, ms: Date.now() - started, watermark: oldestMark(l.marks) };
+  if (s.report!.verdict === 'red') return 'the final report is red';
+  return undefined;
+}
+
+/** Red: the source takes writes again (cutover.unfreeze), and the approval is void. */
+export async function unfreezeAfter(s: MigrationState, why: string): Promise<void> {
+  if (s.spec.cutover.unfreeze) await acts.runAction({ migration: s.name, execution: s.execution, spec: s.spec, action: 'unfreeze', reason: why });
+}

@@ -1,0 +1,151 @@
+// The migration's messages, wired to its state: queries read it, signals set it, updates change it
+// after a validator has had its say. Validators are synchronous and pure (an async validator's
+// rejection is ignored); a refused approval or rejection is recorded by the worker's audit sink,
+// since a validator cannot run an activity.
+import { proxySinks, setHandler } from '@temporalio/workflow';
+import { controlAlias } from '../spec/schema';
+import {
+  abortSignal,
+  approveCutoverUpdate,
+  pauseSignal,
+  progressQuery,
+  rejectCutoverUpdate,
+  reportQuery,
+  rerunUpdate,
+  resumeSignal,
+  setConcurrencySignal,
+  type AuditSinks,
+  type Phase,
+} from './messages';
+import type { MigrationState } from './state';
+
+const { audit: auditSink } = proxySinks<AuditSinks>();
+
+/** What an approval is judged against. */
+export interface GateView {
+  phase: Phase;
+  /** the digest of the evidence presented now */
+  digest?: string;
+  /** cutover.approvers, when given */
+  approvers?: string[];
+  /** this evidence has an approval already */
+  approved: boolean;
+}
+
+/** Why an approval is refused, or undefined when it is taken. Pure. */
+export function approvalRefusal(g: GateView, a: { approver?: unknown; digest?: unknown } | undefined): string | undefined {
+  if (!a || typeof a.approver !== 'string' || !a.approver.trim()) return 'approveCutover needs { approver, digest }';
+  if (g.phase !== 'awaiting_approval') return `cannot approve: the migration is in phase ${g.phase}, not awaiting_approval`;
+  if (a.digest !== g.digest) return `digest ${String(a.digest)} is not the evidence presented now (${g.digest}); read the report again and approve what it shows`;
+  if (g.approvers && !g.approvers.includes(a.approver.trim())) return `"${a.approver}" is not an allowed approver (cutover.approvers: ${g.approvers.join(', ')})`;
+  if (g.approved) return 'this evidence is already approved';
+  return undefined;
+}
+
+/** Why a rejection is refused, or undefined. Pure. */
+export function rejectionRefusal(phase: Phase, r: { approver?: unknown; reason?: unknown } | undefined): string | undefined {
+  if (!r || typeof r.approver !== 'string' || !r.approver.trim() || typeof r.reason !== 'string' || !r.reason.trim()) return 'rejectCutover needs { approver, reason }';
+  if (phase !== 'awaiting_approval') return `cannot reject: the migration is in phase ${phase}, not awaiting_approval`;
+  return undefined;
+}
+
+/** Why a rerun is refused, or undefined. Pure over the table names and range counts given. */
+export function rerunRefusal(
+  phase: Phase,
+  tables: { rangeCount: number }[],
+  tableIndexOf: (name: string) => number,
+  r: { table?: unknown; ranges?: unknown } | undefined,
+): string | undefined {
+  if (!r || !Array.isArray(r.ranges) || r.ranges.length === 0 || !r.ranges.every((i: unknown) => Number.isInteger(i) && (i as number) >= 0))
+    return 'rerun needs { ranges: [non-negative integers], table? }';
+  if (!['needs_attention', 'awaiting_approval'].includes(phase))
+    return `cannot rerun in phase ${phase}: reruns are taken when the migration needs attention or awaits approval`;
+  const table = typeof r.table === 'string' ? r.table : undefined;
+  if (table !== undefined && tableIndexOf(table) < 0) return `no table "${table}" in this migration`;
+  const ts = table === undefined ? tables : [tables[tableIndexOf(table)]];
+  const bad = (r.ranges as number[]).filter((i) => !ts.some((t) => i < t.rangeCount));
+  if (bad.length) return `no range ${bad.join(', ')} in ${table ?? 'any table'}`;
+  return undefined;
+}
+
+/** The queries: safe from the first moment (before the spec is known to be valid). */
+export function setQueryHandlers(s: MigrationState): void {
+  setHandler(progressQuery, () => s.progress());
+  setHandler(reportQuery, () => s.reportView());
+}
+
+/** Signals and updates: once the spec is valid. */
+export function setControlHandlers(s: MigrationState): void {
+  const refused = (action: string, a: { approver?: unknown; digest?: unknown } | undefined, reason: string) =>
+    auditSink.refused({
+      control: controlAlias(s.spec),
+      migration: s.name,
+      execution: s.execution,
+      action,
+      actor: typeof a?.approver === 'string' ? a.approver : undefined,
+      digest: typeof a?.digest === 'string' ? a.digest : undefined,
+      reason,
+    });
+
+  setHandler(pauseSignal, () => {
+    s.paused = true;
+    s.touch();
+  });
+  setHandler(resumeSignal, () => {
+    s.paused = false;
+    s.touch();
+  });
+  setHandler(abortSignal, (a) => {
+    s.aborted = (a && typeof a.reason === 'string' && a.reason) || 'aborted by an operator';
+    s.touch();
+  });
+  setHandler(setConcurrencySignal, (c) => {
+    const v = Number(c?.value);
+    if (Number.isInteger(v) && v >= 1 && v <= 64) s.concurrency = v;
+    s.touch();
+  });
+
+  // The approval is an Update so that it can be refused.
+  setHandler(
+    approveCutoverUpdate,
+    (a) => {
+      const approval = { approver: a.approver.trim(), digest: a.digest, comment: a.comment, approvedAt: new Date().toISOString() };
+      s.approval = approval;
+      s.approvals.push(approval);
+      s.touch();
+      return { approvedAt: approval.approvedAt };
+    },
+    {
+      validator: (a) => {
+        const why = approvalRefusal({ phase: s.phase, digest: s.digest, approvers: s.spec.cutover.approvers, approved: s.approval !== undefined }, a);
+        if (why) {
+          refused('approve-refused', a, why);
+          throw new Error(why);
+        }
+      },
+    },
+  );
+  setHandler(
+    rejectCutoverUpdate,
+    (r) => {
+      s.rejection = { approver: r.approver.trim(), reason: r.reason };
+      s.touch();
+      return { rejectedAt: new Date().toISOString() };
+    },
+    {
+      validator: (r) => {
+        const why = rejectionRefusal(s.phase, r);
+        if (why) {
+          refused('reject-refused', r, why);
+          throw new Error(why);
+        }
+      },
+    },
+  );
+  setHandler(rerunUpdate, (r) => ({ ranges: s.queueRerun(r.table, r.ranges) }), {
+    validator: (r) => {
+      const why = rerunRefusal(s.phase, s.plans, (n) => s.tableIndexOf(n), r);
+      if (why) throw new Error(why);
+    },
+  });
+}

@@ -1,0 +1,234 @@
+// The migration's state, owned by one class: counters per table, the window's queue, the gate's
+// decision, catch-up's marks. Handlers and phases read and change it through these methods; a run
+// hands `carry()` to the next one at continue-as-new.
+import { upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import type { TablePlan } from '../activities/bounds';
+import type { MigrationSpec } from '../spec/schema';
+import { NO_KEYS, provisionalReport, type Approval, type Report } from '../report/model';
+import type { Phase, Progress } from './messages';
+import { migrationKey, phaseKey } from './search-attributes';
+import type { Carried, FinalWindow, LiveState, RangeRef, TableState } from './types';
+
+/** Below the 10,240-event warning with room for the completions of ranges still in flight. */
+export const HISTORY_BUDGET = 5000;
+
+/** Failed ranges carried with their located keys; beyond this, counts only (the ledger has the keys). */
+const CARRIED_KEYS = 100;
+
+const now = () => new Date().toISOString();
+
+/** The oldest of the tables' watermarks: catch-up has reached at least this far everywhere. */
+export function oldestMark(marks: (string | null)[]): string | null {
+  const m = marks.filter((x): x is string => x !== null).sort();
+  return m.length ? m[0] : null;
+}
+
+export class MigrationState {
+  phase: Phase = 'planning';
+  /** why the migration waits or stopped, in a sentence */
+  detail?: string;
+  readonly startedAt: string;
+  updatedAt: string;
+  /** set once the spec is valid */
+  spec!: MigrationSpec;
+  plans: TablePlan[] = [];
+  tables: TableState[] = [];
+  report?: Report;
+  digest?: string;
+  paused = false;
+  aborted?: string;
+  approval?: Approval;
+  rejection?: { approver: string; reason: string };
+  readonly approvals: Approval[] = [];
+  readonly rerunQueue: RangeRef[] = [];
+  live?: LiveState;
+  attention?: string;
+  finalWindow?: FinalWindow;
+  concurrency: number;
+  /** the first error a range in flight hit that its retries did not cure */
+  fatal?: unknown;
+  private readonly runs: number;
+
+  constructor(
+    readonly name: string,
+    concurrency: number,
+    private readonly carried?: Carried,
+  ) {
+    this.startedAt = carried?.startedAt ?? now();
+    this.updatedAt = this.startedAt;
+    this.concurrency = concurrency;
+    this.runs = carried?.runs ?? 0;
+  }
+
+  get execution(): string {
+    return workflowInfo().firstExecutionRunId;
+  }
+
+  setPhase(p: Phase, why?: string): void {
+    this.phase = p;
+    this.detail = why;
+    this.updatedAt = now();
+    upsertSearchAttributes([
+      { key: migrationKey, value: this.name },
+      { key: phaseKey, value: p },
+    ]);
+  }
+
+  touch(): void {
+    this.updatedAt = now();
+  }
+
+  /** A fresh run: the plans from planning, and the live state when the source takes writes. */
+  planned(plans: TablePlan[], live: LiveState | undefined): void {
+    this.plans = plans;
+    this.tables = plans.map((plan) => ({ plan, next: 0, verified: 0, inFlight: new Set(), failed: new Map(), rowsCopied: 0 }));
+    this.live = live;
+  }
+
+  /** A continued run: the plan and the counters from the run before. Returns false on a first run. */
+  restore(): boolean {
+    const c = this.carried;
+    if (!c) return false;
+    this.plans = c.plans;
+    this.tables = c.plans.map((plan, i) => {
+      const t = c.tables[i];
+      return { plan, next: t.next, verified: t.verified, inFlight: new Set(), failed: new Map(t.failed.map((f) => [f.index, f])), rowsCopied: t.rowsCopied };
+    });
+    this.approvals.push(...c.approvals);
+    this.concurrency = c.concurrency;
+    this.paused = c.paused;
+    this.rerunQueue.push(...c.rerunQueue);
+    this.live = c.live;
+    return true;
+  }
+
+  carry(): Carried {
+    return {
+      plans: this.plans,
+      // Located keys of many failed ranges would bloat the input: the ledger has them all.
+      tables: this.tables.map((st) => ({
+        next: st.next,
+        verified: st.verified,
+        rowsCopied: st.rowsCopied,
+        failed: [...st.failed.values()].map((f, k) => (k < CARRIED_KEYS || !f.located ? f : { ...f, located: { ...f.located, keys: NO_KEYS } })),
+      })),
+      startedAt: this.startedAt,
+      approvals: this.approvals,
+      concurrency: this.concurrency,
+      paused: this.paused,
+      rerunQueue: this.rerunQueue,
+      runs: this.runs + 1,
+      ...(this.live ? { live: this.live } : {}),
+    };
+  }
+
+  historyFull(): boolean {
+    const info = workflowInfo();
+    return info.continueAsNewSuggested || info.historyLength >= HISTORY_BUDGET;
+  }
+
+  // ---- the backfill window ----
+
+  hasWork(): boolean {
+    return this.rerunQueue.length > 0 || this.tables.some((st) => st.next < st.plan.rangeCount);
+  }
+
+  inFlight(): number {
+    return this.tables.reduce((a, st) => a + st.inFlight.size, 0);
+  }
+
+  failedCount(): number {
+    return this.tables.reduce((a, st) => a + st.failed.size, 0);
+  }
+
+  /** The next range to attempt: a rerun first, else the next planned range of the first table with one. */
+  nextRange(): RangeRef | undefined {
+    const r = this.rerunQueue.shift();
+    if (r) {
+      // Reruns are taken only once every range has a status: take it out of the counts until proven again.
+      const st = this.tables[r.t];
+      if (!st.failed.delete(r.i)) st.verified--;
+      return r;
+    }
+    for (const [t, st] of this.tables.entries()) if (st.next < st.plan.rangeCount) return { t, i: st.next++ };
+    return undefined;
+  }
+
+  tableIndexOf(name: string): number {
+    return this.tables.findIndex((t, i) => t.plan.source === name || t.plan.target === name || this.spec.tables[i].source === name);
+  }
+
+  /** Queues ranges for a rerun (each once); returns how many were queued. */
+  queueRerun(table: string | undefined, ranges: number[]): number {
+    const ts = table === undefined ? this.tables.map((_, t) => t) : [this.tableIndexOf(table)];
+    let n = 0;
+    for (const t of ts) {
+      for (const i of new Set(ranges)) {
+        if (i >= this.tables[t].plan.rangeCount || this.rerunQueue.some((q) => q.t === t && q.i === i)) continue;
+        this.rerunQueue.push({ t, i });
+        n++;
+      }
+    }
+    this.touch();
+    return n;
+  }
+
+  // ---- the gate ----
+
+  /** A person (or the gate, or an operator's signal) decided something the gate must act on. */
+  decided(): boolean {
+    return this.approval !== undefined || this.rejection !== undefined || this.rerunQueue.length > 0 || this.aborted !== undefined;
+  }
+
+  hasDelta(): boolean {
+    return !!this.live && this.live.marks.some((m) => m !== null);
+  }
+
+  delta(): Report['delta'] | undefined {
+    const l = this.live;
+    return l && { watermark: oldestMark(l.marks), rowsApplied: l.rowsApplied, remaining: l.remaining };
+  }
+
+  // ---- what the queries show ----
+
+  progress(): Progress {
+    const delta = this.delta();
+    return {
+      migration: this.name,
+      phase: this.phase,
+      detail: this.detail,
+      tables: this.tables.map((t) => ({
+        source: t.plan.source,
+        target: t.plan.target,
+        ranges: {
+          total: t.plan.rangeCount,
+          pending: t.plan.rangeCount - t.verified - t.failed.size - t.inFlight.size,
+          inFlight: t.inFlight.size,
+          verified: t.verified,
+          failed: t.failed.size,
+        },
+        rowsCopied: t.rowsCopied,
+      })),
+      digest: this.phase === 'awaiting_approval' ? this.digest : undefined,
+      ...(delta ? { delta } : {}),
+      ...(this.attention ? { attention: this.attention } : {}),
+      ...(this.finalWindow ? { finalWindow: this.finalWindow } : {}),
+      paused: this.paused,
+      concurrency: this.concurrency,
+      startedAt: this.startedAt,
+      updatedAt: this.updatedAt,
+    };
+  }
+
+  /** The last report built, or a provisional one while the evidence is still being gathered. */
+  reportView(): Report {
+    const base =
+      this.report ??
+      provisionalReport(
+        this.name,
+        this.tables.map((st) => ({ source: st.plan.source, target: st.plan.target, rangeCount: st.plan.rangeCount, verified: st.verified, failed: [...st.failed.values()] })),
+        now(),
+      );
+    return { ...base, phase: this.phase, approvals: [...this.approvals] };
+  }
+}

@@ -1,0 +1,22 @@
+// Switching authority: sequences advanced past the copied keys, then the switch action, exactly
+// once (its record commits with it).
+import type { Approval } from '../report/model';
+import { acts } from './activities';
+import type { MigrationResult } from './messages';
+import type { MigrationState } from './state';
+
+export async function switchAuthority(s: MigrationState, approved: Approval): Promise<MigrationResult> {
+  s.setPhase('switching');
+  await acts.advanceSequences({ spec: s.spec });
+  const sw = await acts.runSwitch({ migration: s.name, execution: s.execution, spec: s.spec, digest: approved.digest, approver: approved.approver });
+  s.report = { ...s.report!, switchedAt: sw.switchedAt };
+  s.setPhase('completed');
+  return {
+    migration: s.name,
+    phase: 'completed',
+    verdict: 'green',
+    digest: approved.digest,
+    switchedAt: sw.switchedAt,
+    ...(s.finalWindow ? { finalWindow: s.finalWindow } : {}),
+  };
+}

@@ -1,0 +1,59 @@
+// Shapes of the migration workflow's state: what a run keeps, and what it hands to the next run at
+// continue-as-new (counters and cursors, never ranges: the ledger has those).
+import type { TablePlan } from '../activities/bounds';
+import type { FailedRange } from '../policy/range-lifecycle';
+import type { Approval } from '../report/model';
+
+export type { FailedRange } from '../policy/range-lifecycle';
+
+/** Where the stage loop stands: copying and proving ranges, catching up, or at the gate. */
+export type Stage = 'backfill' | 'catchup' | 'gate';
+
+/** One range of one table: table index and range index. */
+export interface RangeRef {
+  t: number;
+  i: number;
+}
+
+export interface TableState {
+  plan: TablePlan;
+  /** the next range the window takes */
+  next: number;
+  verified: number;
+  inFlight: Set<number>;
+  failed: Map<number, FailedRange>;
+  rowsCopied: number;
+}
+
+/** Catch-up state of a migration whose source keeps taking writes (compact: a few values per table). */
+export interface LiveState {
+  stage: Stage;
+  /** per table: the watermark the next catch-up round reads from (null: the table has no delta) */
+  marks: (string | null)[];
+  rowsApplied: number;
+  remaining: number;
+  /** the watermark in the evidence presented at the gate (the digest covers it) */
+  evidenceMark: string | null;
+  finalChecks: number;
+}
+
+/** The last final check: rows in its window, and how long it took from the freeze to the verdict. */
+export interface FinalWindow {
+  rows: number;
+  ms: number;
+  watermark: string | null;
+}
+
+/** What a run hands to the next one at continue-as-new: counters, not ranges. */
+export interface Carried {
+  plans: TablePlan[];
+  tables: { next: number; verified: number; rowsCopied: number; failed: FailedRange[] }[];
+  startedAt: string;
+  approvals: Approval[];
+  concurrency: number;
+  paused: boolean;
+  rerunQueue: RangeRef[];
+  runs: number;
+  /** a live source: where the migration stood and what catch-up has done */
+  live?: LiveState;
+}
