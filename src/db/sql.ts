@@ -418,6 +418,11 @@ export function keySampleSql(t: BoundTable, side: Side, sel: Selection, limit: n
   return `SELECT json_build_array(${k.map((e) => `${e}::text`).join(', ')})::text AS key ${rowsOf(t, side, sel)} ORDER BY ${k.join(', ')} LIMIT ${Math.trunc(limit)}`;
 }
 
+/** For the embedded servers of the demo, tests and bench. */
+export function createDatabaseSql(name: string): string {
+  return `CREATE DATABASE ${quoteIdent(name)}`;
+}
+
 /** $1 is the sequence (from pg_get_serial_sequence); it only ever moves forward. */
 export function advanceSequenceSql(target: string, column: string): string {
   const c = quoteIdent(column);

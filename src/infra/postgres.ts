@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { createDatabaseSql } from '../db/sql';
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -104,7 +105,7 @@ export async function startPostgres(o: { port?: number; quiet?: boolean } = {}):
     url,
     query,
     async createDatabase(name) {
-      await query('postgres', `CREATE DATABASE "${name.replace(/"/g, '""')}"`);
+      await query('postgres', createDatabaseSql(name));
     },
     async restart() {
       await server.stop();
