@@ -61,18 +61,26 @@ const at = (input: RangeInput) => ({
   rangeIndex: input.rangeIndex,
 });
 
+/** Where a range's failure is kept: the tables, and the bounds once they are resolved. */
+interface ErrorSite {
+  b: Binding;
+  lo: string;
+  hi: string;
+}
+
 /**
  * A failure no retry can cure (a dropped column, a row the target refuses) is kept on the range's
  * ledger row, which outlives Temporal's retention. Transient failures are not: their connection
  * may be the one that failed, and the history has every attempt.
  */
-async function keepingLastError<T>(input: RangeInput, fn: () => Promise<T>): Promise<T> {
+async function keepingLastError<T>(input: RangeInput, b: Binding, fn: (site: ErrorSite) => Promise<T>): Promise<T> {
+  const site: ErrorSite = { b, lo: '', hi: '' };
   try {
-    return await fn();
+    return await fn(site);
   } catch (e) {
     if (e instanceof ApplicationFailure && e.nonRetryable) {
       await poolFor(controlAlias(input.spec), 'write')
-        .query(RECORD_RANGE_ERROR, [input.migration, input.tableIndex, input.rangeIndex, e.message])
+        .query(RECORD_RANGE_ERROR, [input.migration, input.tableIndex, input.rangeIndex, b.sourceName, b.targetName, site.lo, site.hi, e.message])
         .catch(() => undefined);
     }
     throw e;
@@ -83,9 +91,10 @@ async function keepingLastError<T>(input: RangeInput, fn: () => Promise<T>): Pro
 export async function copyRange(input: RangeInput): Promise<RangeResult> {
   const b = await bindingFor(input.spec, input.table, input.tableIndex);
   const sameLedger = controlAlias(input.spec) === input.spec.target;
-  return keepingLastError(input, () =>
+  return keepingLastError(input, b, (site) =>
     guarded(`copying ${b.sourceName} range ${input.rangeIndex}`, async () => {
       const { range: r, lo, hi } = await resolveRange(b, input.plan, at(input));
+      Object.assign(site, { lo, hi });
       return withCopyClients(input.spec, async (src, tgt) => {
         const { s, t, rows } = await replaceAndMeasure(src, tgt, b, r);
         const checks = compareMeasured(b, s, t);
@@ -104,9 +113,10 @@ export async function copyRange(input: RangeInput): Promise<RangeResult> {
 /** Verify one range without copying: both sides measured as they are now, at the same time. */
 export async function verifyRange(input: RangeInput): Promise<RangeResult> {
   const b = await bindingFor(input.spec, input.table, input.tableIndex);
-  return keepingLastError(input, () =>
+  return keepingLastError(input, b, (site) =>
     guarded(`verifying ${b.sourceName} range ${input.rangeIndex}`, async () => {
       const { range: r, lo, hi } = await resolveRange(b, input.plan, at(input));
+      Object.assign(site, { lo, hi });
       const [s, t] = await Promise.all([
         measure(poolFor(input.spec.source, 'read'), b, 'source', r),
         measure(poolFor(input.spec.target, 'write'), b, 'target', r),

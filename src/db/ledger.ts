@@ -116,10 +116,15 @@ ON CONFLICT (migration, table_index, range_index) DO UPDATE
        checks = EXCLUDED.checks, verified_at = now(), updated_at = now(), worker = EXCLUDED.worker,
        copied_at = coalesce(EXCLUDED.copied_at, backfill.ranges.copied_at), last_error = NULL`;
 
-/** A failure no retry cures, kept on the range's row ($4; the row may not exist yet). */
+/**
+ * A failure no retry cures, kept on the range's row ($8). A range that never got evidence gets a
+ * row of status 'error' ($6, $7: its bounds, '' when they were not resolved); a range with evidence
+ * keeps it, and its status.
+ */
 export const RECORD_RANGE_ERROR = `
-UPDATE backfill.ranges SET last_error = $4, updated_at = now()
- WHERE migration = $1 AND table_index = $2 AND range_index = $3`;
+INSERT INTO backfill.ranges (migration, table_index, range_index, source_table, target_table, lo, hi, status, last_error, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, 'error', $8, now())
+ON CONFLICT (migration, table_index, range_index) DO UPDATE SET last_error = EXCLUDED.last_error, updated_at = now()`;
 
 export const UPSERT_TABLE = `
 INSERT INTO backfill.tables (migration, table_index, source_table, target_table, plan, totals, updated_at)
