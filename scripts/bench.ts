@@ -24,8 +24,7 @@ import { spawnWorker } from '../test/helpers/temporal';
 import { closePools } from '../src/db/pools';
 import { checkTable } from '../src/activities/binding';
 import { profileSql, rowHashExpr, type BoundTable } from '../src/db/sql';
-import type { TableSpec } from '../src/spec/schema';
-import { abortSignal, progressQuery, reportQuery, type MigrationResult } from '../src/workflows/messages';
+import { abortSignal, progressQuery, reportQuery } from '../src/workflows/messages';
 import { backfillMigration } from '../src/workflows/migration';
 
 function arg(name: string, dflt: number): number {
@@ -196,7 +195,7 @@ async function main() {
     // The floor hashes rows exactly as our checks do (the binding picks the expression); the hash of
     // the whole row's text, which servers before 14 get, is measured too, for reference.
     const table = { source: 'public.orders', target: 'public.orders', key: ['id'], chunk: { column: 'id', size: CHUNK } };
-    const bound = await checkTable({ sourceAlias: 'src', targetAlias: 'tgt', table: table as TableSpec, tableIndex: 0 });
+    const bound = await checkTable({ sourceAlias: 'src', targetAlias: 'tgt', table, tableIndex: 0 });
     if (!bound.binding) throw new Error(bound.problems.join('\n'));
     const rowHash = rowHashExpr(bound.binding, 'target');
     const textRowHash = rowHashExpr({ ...bound.binding, hashAs: undefined }, 'target');
@@ -221,7 +220,7 @@ async function main() {
           cutover: { approval: 'auto' },
         };
         const h = await env.client.workflow.start(backfillMigration, { taskQueue: 'bench', workflowId: spec.name, args: [spec] });
-        const r = (await h.result()) as MigrationResult;
+        const r = await h.result();
         if (r.phase !== 'completed') throw new Error(`${spec.name} ended ${r.phase}: ${r.reason ?? ''}`);
         if (chunk === CHUNK) lastBreakdown[mode] = breakdown(await h.fetchHistory());
       };

@@ -7,7 +7,7 @@ import { bundleWorkflowCode } from '@temporalio/worker';
 async function main() {
   const { code } = await bundleWorkflowCode({
     workflowsPath: require.resolve('../src/workflows'),
-    logger: { info() {}, warn() {}, error: console.error, debug() {}, trace() {}, log() {} } as never,
+    logger: { info() {}, warn() {}, error: console.error, debug() {}, trace() {}, log() {} },
   });
   writeFileSync(join(__dirname, '..', 'workflow-bundle.js'), code);
 }

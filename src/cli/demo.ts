@@ -14,7 +14,7 @@ import { closePools } from '../db/pools';
 import { envNameForAlias } from '../spec/aliases';
 import { MigrationSpec, type MigrationSpecInput } from '../spec/schema';
 import { renderMarkdown } from '../report/render';
-import { approveCutoverUpdate, reportQuery, type MigrationResult } from '../workflows/messages';
+import { approveCutoverUpdate, reportQuery } from '../workflows/messages';
 import { backfillMigration } from '../workflows/migration';
 import { follow } from './follow';
 import { DEMO_ANALYZE, DEMO_SOURCE_DDL, DEMO_SOURCE_FILL, DEMO_TARGET_DDL, INDEPENDENT } from '../db/demo';
@@ -96,7 +96,7 @@ export async function runDemo(o: { rows: number; chunk: number; keep: boolean })
       say(`copied and verified ${o.rows.toLocaleString('en-US')} rows in ${seconds(toGate)} (${Math.round(o.rows / (toGate / 1000)).toLocaleString('en-US')} rows/s, checks included)`);
       say(`approving digest ${report.digest} as "demo" (what \`backfill approve ${spec.name} --as demo\` does) ...`);
       await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'demo', digest: report.digest, comment: 'demo run' }] });
-      const result = (await h.result()) as MigrationResult;
+      const result = await h.result();
       say(`${result.phase}: authority switched at ${result.switchedAt}`);
 
       const [s, t] = await Promise.all([pg.query('source', INDEPENDENT('public.orders')), pg.query('target', INDEPENDENT('public.orders_v2'))]);

@@ -139,7 +139,7 @@ export function buildProgram(): Command {
       if (!o.wait) return EXIT.ok;
       await follow(h);
       const r = await finalResult(h);
-      console.log(r.phase === 'completed' ? `completed: switched at ${(r as MigrationResult).switchedAt}` : `${r.phase}: ${r.reason ?? ''}`);
+      console.log(r.phase === 'completed' ? `completed: switched at ${r.switchedAt}` : `${r.phase}: ${r.reason ?? ''}`);
       return exitFor(r);
     }));
 
@@ -273,7 +273,7 @@ function explain(e: unknown): { code: number; text: string } {
   if (e instanceof BadInput) return { code: EXIT.badInput, text: [e.message, ...e.problems.map((p) => `  ${p}`)].join('\n') };
   if (e instanceof WorkflowNotFoundError) return { code: EXIT.badInput, text: `no such migration: ${e.workflowId ?? ''}`.trim() };
   if (e instanceof WorkflowUpdateFailedError) {
-    const why = (e.cause as Error | undefined)?.message ?? e.message;
+    const why = e.cause?.message ?? e.message;
     return { code: EXIT.badInput, text: `refused: ${why}` };
   }
   const err = e as { name?: string; message?: string; cause?: { message?: string } };

@@ -168,7 +168,7 @@ export function analyzeSql(name: string): string {
 export const PREFER_INDEX = 'SET LOCAL enable_seqscan = off';
 
 function asSelection(sel?: KeyRange | Selection): Selection | undefined {
-  return sel && !('range' in sel) && !('outside' in sel) && !('changed' in sel) ? { range: sel } : (sel as Selection | undefined);
+  return sel && !('range' in sel) && !('outside' in sel) && !('changed' in sel) ? { range: sel } : sel;
 }
 
 function rowsOf(t: BoundTable, side: Side, sel?: KeyRange | Selection): string {

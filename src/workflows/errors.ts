@@ -4,6 +4,6 @@ import { ActivityFailure } from '@temporalio/workflow';
 
 export function rootCause(e: unknown): Error {
   let cur = e as Error & { cause?: unknown };
-  while (cur instanceof ActivityFailure && cur.cause instanceof Error) cur = cur.cause as Error & { cause?: unknown };
+  while (cur instanceof ActivityFailure && cur.cause instanceof Error) cur = cur.cause;
   return cur;
 }
