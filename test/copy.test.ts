@@ -2,8 +2,8 @@
 // SQL in names without effect, and clear preflight errors before any row is written.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startPostgres, type PostgresServer } from '../src/infra/postgres';
-import { checkSpec, type MigrationSpec } from '../src/spec/schema';
+import type { PostgresServer } from '../src/infra/postgres';
+import type { MigrationSpec } from '../src/spec/schema';
 import { planMigration, preflight } from '../src/activities/plan';
 import { copyRange, verifyRange, type RangeInput } from '../src/activities/copy-range';
 import { checkTable } from '../src/activities/binding';
@@ -12,41 +12,31 @@ import type { TablePlan } from '../src/activities/bounds';
 import { closePools } from '../src/db/pools';
 import { AWKWARD_COLUMNS, AWKWARD_FILL, fingerprint } from './helpers/sample';
 import { backfill } from './helpers/cli';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { startDatabases } from './helpers/stack';
+import { parsed, specFor } from './helpers/spec';
 
 let pg: PostgresServer;
+let dir: string;
+let stop: (() => Promise<void>) | undefined;
 const ROWS = 30_000;
 
 before(async () => {
-  pg = await startPostgres();
-  await pg.createDatabase('src');
-  await pg.createDatabase('tgt');
-  process.env.BACKFILL_DB_SRC = pg.url('src');
-  process.env.BACKFILL_DB_TGT = pg.url('tgt');
-  await pg.query('src', `CREATE TABLE public.items (${AWKWARD_COLUMNS})`);
-  await pg.query('src', AWKWARD_FILL('public.items'), [1, ROWS]);
-  await pg.query('tgt', `CREATE TABLE public.items_v2 (${AWKWARD_COLUMNS})`);
-  for (const db of ['src', 'tgt']) await pg.query(db, 'CREATE TABLE public.canary (x int); INSERT INTO public.canary VALUES (1)');
+  ({ pg, dir, stop } = await startDatabases(async (db) => {
+    await db.query('src', `CREATE TABLE public.items (${AWKWARD_COLUMNS})`);
+    await db.query('src', AWKWARD_FILL('public.items'), [1, ROWS]);
+    await db.query('tgt', `CREATE TABLE public.items_v2 (${AWKWARD_COLUMNS})`);
+    for (const d of ['src', 'tgt']) await db.query(d, 'CREATE TABLE public.canary (x int); INSERT INTO public.canary VALUES (1)');
+  }));
 });
 
 after(async () => {
-  await closePools();
-  await pg?.stop();
+  await stop?.();
 });
 
-function specOf(over: Record<string, unknown> = {}, table: Record<string, unknown> = {}): MigrationSpec {
-  const r = checkSpec({
-    name: 'items',
-    source: 'src',
-    target: 'tgt',
-    tables: [{ source: 'public.items', target: 'public.items_v2', key: ['id'], chunk: { column: 'id', size: 10_000 }, ...table }],
-    ...over,
-  });
-  if (!r.ok) throw new Error(r.problems.join('\n'));
-  return r.spec;
-}
+const specOf = (over: Record<string, unknown> = {}, table: Record<string, unknown> = {}): MigrationSpec =>
+  parsed(specFor('items', { source: 'public.items', target: 'public.items_v2', chunk: { column: 'id', size: 10_000 }, ...table }, over));
 
 const rangeInput = (spec: MigrationSpec, plan: TablePlan, i: number, attempt = 1): RangeInput => ({
   migration: spec.name,
@@ -235,7 +225,6 @@ test('copy: a source column of another type is cast to the target type, in binar
 });
 
 test('cli validate: checks the databases when this shell has the connections, and names what is wrong', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'backfill-validate-'));
   const write = (name: string, doc: unknown) => {
     const p = join(dir, name);
     writeFileSync(p, JSON.stringify(doc));

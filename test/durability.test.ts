@@ -6,18 +6,21 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pgLib from 'pg';
 import type { WorkflowHandle } from '@temporalio/client';
-import { startPostgres, type PostgresServer } from '../src/infra/postgres';
-import { closePools } from '../src/db/pools';
+import type { PostgresServer } from '../src/infra/postgres';
+import { backfillMigration } from '../src/workflows/migration';
 import { WorkflowFailedError } from '@temporalio/client';
 import { abortSignal, approveCutoverUpdate, pauseSignal, progressQuery, reportQuery, resumeSignal, type MigrationResult } from '../src/workflows/messages';
 import type { Report } from '../src/report/model';
 import { fingerprint } from './helpers/sample';
-import { spawnWorker, startTemporal, waitForPhase, type TemporalHarness, type WorkerProcess } from './helpers/temporal';
+import { spawnWorker, waitForPhase, type TemporalHarness, type WorkerProcess } from './helpers/temporal';
 import { replayAndMaybeRecord } from './helpers/temporal';
+import { startStack } from './helpers/stack';
+import { specFor } from './helpers/spec';
 
 const TASK_QUEUE = 'durability';
 let pg: PostgresServer;
 let temporal: TemporalHarness;
+let stop: (() => Promise<void>) | undefined;
 const workers: WorkerProcess[] = [];
 
 const TABLE = '(id bigint PRIMARY KEY, amount numeric(12,2) NOT NULL, note text, at timestamptz NOT NULL)';
@@ -25,37 +28,37 @@ const FILL = (n: number) =>
   `INSERT INTO public.orders SELECT g, g / 7.0, 'note ' || md5(g::text), timestamptz '2024-01-01 00:00:00+00' + g * interval '1.5 second' FROM generate_series(1, ${n}) g`;
 
 before(async () => {
-  pg = await startPostgres();
-  await pg.createDatabase('src');
-  await pg.createDatabase('tgt');
-  await pg.query('src', `CREATE TABLE public.orders ${TABLE}`);
-  await pg.query('src', FILL(300_000));
-  for (const t of ['orders_a', 'orders_b', 'orders_c', 'orders_d', 'orders_e']) await pg.query('tgt', `CREATE TABLE public.${t} ${TABLE}`);
-  await pg.query('tgt', 'CREATE TABLE public.cutover_log (migration text, at timestamptz DEFAULT now())');
-  process.env.BACKFILL_DB_SRC = pg.url('src');
-  process.env.BACKFILL_DB_TGT = pg.url('tgt');
   // Workers (child processes) inherit this: a copy whose connection died stops waiting quickly.
   process.env.BACKFILL_STALL_TIMEOUT = '5';
-  temporal = await startTemporal(TASK_QUEUE, { worker: 'none' });
+  const stack = await startStack(
+    TASK_QUEUE,
+    async (db) => {
+      await db.query('src', `CREATE TABLE public.orders ${TABLE}`);
+      await db.query('src', FILL(300_000));
+      for (const t of ['orders_a', 'orders_b', 'orders_c', 'orders_d', 'orders_e']) await db.query('tgt', `CREATE TABLE public.${t} ${TABLE}`);
+      await db.query('tgt', 'CREATE TABLE public.cutover_log (migration text, at timestamptz DEFAULT now())');
+    },
+    { worker: 'none' },
+  );
+  ({ pg, temporal, stop } = stack);
 });
 
 after(async () => {
   await Promise.all(workers.map((w) => w.stop()));
-  await temporal?.stop();
-  await closePools();
-  await pg?.stop();
+  await stop?.();
 });
 
-const spec = (name: string, target: string, extra: Record<string, unknown> = {}) => ({
-  name,
-  taskQueue: TASK_QUEUE,
-  source: 'src',
-  target: 'tgt',
-  concurrency: 2,
-  tables: [{ source: 'public.orders', target, key: ['id'], chunk: { column: 'id', size: 10_000 } }],
-  cutover: { approval: 'required', switch: { connection: 'tgt', sql: `INSERT INTO public.cutover_log (migration) VALUES ('${name}')` } },
-  ...extra,
-});
+const spec = (name: string, target: string, extra: Record<string, unknown> = {}) =>
+  specFor(
+    name,
+    { source: 'public.orders', target, chunk: { column: 'id', size: 10_000 } },
+    {
+      taskQueue: TASK_QUEUE,
+      concurrency: 2,
+      cutover: { approval: 'required', switch: { connection: 'tgt', sql: `INSERT INTO public.cutover_log (migration) VALUES ('${name}')` } },
+      ...extra,
+    },
+  );
 
 async function worker(): Promise<WorkerProcess> {
   const w = await spawnWorker(temporal.address, TASK_QUEUE);
@@ -88,7 +91,7 @@ test('kill -9: workers killed mid-backfill and mid-switch; a new worker finishes
     cutover: { approval: 'required', switch: { connection: 'tgt', sql: `SELECT pg_sleep(3); INSERT INTO public.cutover_log (migration) VALUES ('crash')` } },
   });
   let w = await worker();
-  const h = await temporal.env.client.workflow.start('backfillMigration', { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
+  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
   const verified = async () => (await h.query(progressQuery)).tables[0]?.ranges.verified ?? 0;
   await until('a few ranges', async () => (await verified()) >= 3);
   await w.kill();
@@ -191,7 +194,7 @@ test('kill -9 while verifying, locating and reconciling (verify mode): new worke
   let w = await worker();
   // Each kill lands while an activity of that kind is in flight, stopped at the gate mid-statement.
   const gate = await tableGate('tgt', 'public.orders_e');
-  const h = await temporal.env.client.workflow.start('backfillMigration', { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
+  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
   const killed: string[] = [];
   for (const type of ['verifyRange', 'locateRange', 'reconcileTable']) {
     await stepUntilBlocked(h, gate, type);
@@ -234,7 +237,7 @@ test('kill -9 while verifying, locating and reconciling (verify mode): new worke
 test('killed sessions and a PostgreSQL restart mid-backfill: activities retry, nothing is half-written', { timeout: 180_000 }, async () => {
   await liveWorker();
   const s = spec('sessions', 'public.orders_b', { cutover: { approval: 'auto' } });
-  const h = await temporal.env.client.workflow.start('backfillMigration', { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
+  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
   await until('backfilling', async () => (await h.query(progressQuery)).tables[0]?.ranges.verified >= 2);
   // Terminate every session of ours, on both databases, again and again for a few seconds.
   let terminated = 0;
@@ -259,7 +262,7 @@ test('a user error (a column dropped mid-migration) fails the migration loudly, 
   await pg.query('src', `INSERT INTO public.doomed SELECT g, 'v' || g FROM generate_series(1, 50000) g`);
   await pg.query('tgt', 'CREATE TABLE public.doomed (id bigint PRIMARY KEY, v text)');
   const s = { ...spec('doomed', 'public.doomed'), tables: [{ source: 'public.doomed', target: 'public.doomed', key: ['id'], chunk: { column: 'id', size: 5000 } }] };
-  const h = await temporal.env.client.workflow.start('backfillMigration', { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
+  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
   await h.signal(pauseSignal);
   const paused = await waitForPhase(h, ['backfilling']);
   await new Promise((r) => setTimeout(r, 1500));

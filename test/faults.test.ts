@@ -3,16 +3,19 @@
 // positives; rows outside every range found; then copy mode repairs what a copy can repair.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startPostgres, type PostgresServer } from '../src/infra/postgres';
-import { closePools } from '../src/db/pools';
+import type { PostgresServer } from '../src/infra/postgres';
+import { backfillMigration } from '../src/workflows/migration';
 import { reportQuery } from '../src/workflows/messages';
 import type { RangeReport, Report } from '../src/report/model';
 import { backfill } from './helpers/cli';
-import { replayAndMaybeRecord, startTemporal, waitForPhase, type TemporalHarness } from './helpers/temporal';
+import { replayAndMaybeRecord, waitForPhase, type TemporalHarness } from './helpers/temporal';
+import { startStack } from './helpers/stack';
+import { specFor } from './helpers/spec';
 
 const TASK_QUEUE = 'faults';
 let pg: PostgresServer;
 let temporal: TemporalHarness;
+let stop: (() => Promise<void>) | undefined;
 
 const COLUMNS = `id bigint NOT NULL, amount numeric(14,4), ratio double precision, at timestamptz, label text, note text,
                  doc jsonb, flag boolean, status text`;
@@ -42,40 +45,27 @@ const FAULTS: { range: number; sql: string; kind: keyof RangeReport['keys']; key
 const OUTSIDE = ['INSERT INTO public.facts (id) VALUES (-5)', 'INSERT INTO public.facts (id) VALUES (100001)'];
 
 before(async () => {
-  pg = await startPostgres();
-  await pg.createDatabase('src');
-  await pg.createDatabase('tgt');
-  await pg.query('src', `CREATE TABLE public.facts (${COLUMNS}, PRIMARY KEY (id))`);
-  // The target lacks the key constraint, as a hand-loaded target may: duplicates are possible.
-  await pg.query('tgt', `CREATE TABLE public.facts (${COLUMNS})`);
-  await pg.query('src', FILL('public.facts'));
-  await pg.query('tgt', FILL('public.facts'));
-  for (const f of FAULTS) assert.equal((await pg.query('tgt', f.sql)).rowCount, 1, f.sql);
-  for (const sql of OUTSIDE) await pg.query('tgt', sql);
-  process.env.BACKFILL_DB_SRC = pg.url('src');
-  process.env.BACKFILL_DB_TGT = pg.url('tgt');
-  temporal = await startTemporal(TASK_QUEUE);
+  ({ pg, temporal, stop } = await startStack(TASK_QUEUE, async (db) => {
+    await db.query('src', `CREATE TABLE public.facts (${COLUMNS}, PRIMARY KEY (id))`);
+    // The target lacks the key constraint, as a hand-loaded target may: duplicates are possible.
+    await db.query('tgt', `CREATE TABLE public.facts (${COLUMNS})`);
+    await db.query('src', FILL('public.facts'));
+    await db.query('tgt', FILL('public.facts'));
+    for (const f of FAULTS) assert.equal((await db.query('tgt', f.sql)).rowCount, 1, f.sql);
+    for (const sql of OUTSIDE) await db.query('tgt', sql);
+  }));
 });
 
 after(async () => {
-  await temporal?.stop();
-  await closePools();
-  await pg?.stop();
+  await stop?.();
 });
 
-const spec = (name: string, mode: 'verify' | 'copy') => ({
-  name,
-  taskQueue: TASK_QUEUE,
-  source: 'src',
-  target: 'tgt',
-  mode,
-  concurrency: 3,
-  retries: { rangeAttempts: 1 },
-  tables: [
+const spec = (name: string, mode: 'verify' | 'copy') =>
+  specFor(
+    name,
     {
       source: 'public.facts',
       target: 'public.facts',
-      key: ['id'],
       chunk: { column: 'id', size: 2000 },
       checks: {
         distribution: ['status'],
@@ -85,12 +75,12 @@ const spec = (name: string, mode: 'verify' | 'copy') => ({
         ],
       },
     },
-  ],
-});
+    { taskQueue: TASK_QUEUE, mode, concurrency: 3, retries: { rangeAttempts: 1 } },
+  );
 
 test('faults: verify mode finds every fault in exactly its range, with its key, kind and column', async () => {
   const s = spec('facts-verify', 'verify');
-  const h = await temporal.env.client.workflow.start('backfillMigration', { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
+  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
   const p = await waitForPhase(h, ['needs_attention', 'awaiting_approval', 'failed']);
   assert.equal(p.phase, 'needs_attention', JSON.stringify(p));
   assert.equal(p.tables[0].ranges.failed, FAULTS.length);
@@ -140,7 +130,7 @@ test('faults: verify mode finds every fault in exactly its range, with its key, 
 
 test('faults: copy mode repairs every range; the rows outside stay red until removed, then a rerun turns it green', async () => {
   const s = spec('facts-copy', 'copy');
-  const h = await temporal.env.client.workflow.start('backfillMigration', { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
+  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
   const p = await waitForPhase(h, ['needs_attention', 'awaiting_approval', 'failed']);
   assert.equal(p.phase, 'needs_attention');
   assert.deepEqual(p.tables[0].ranges, { total: 10, pending: 0, inFlight: 0, verified: 10, failed: 0 });

@@ -9,6 +9,8 @@ import { approveCutoverUpdate, progressQuery, type MigrationResult, type Progres
 import { fingerprint } from './helpers/sample';
 import { replayAndMaybeRecord, waitForPhase, type TemporalHarness } from './helpers/temporal';
 import { startStack } from './helpers/stack';
+import { specFor } from './helpers/spec';
+import { backfillMigration } from '../src/workflows/migration';
 
 const TASK_QUEUE = 'gate-history';
 const SUGGEST_AFTER = 200;
@@ -36,17 +38,17 @@ after(async () => {
 });
 
 test('the gate continues as new while it waits: same digest, catch-up goes on, the approval of the old digest switches', { timeout: 180_000 }, async () => {
-  const spec = {
-    name: 'long-gate',
-    taskQueue: TASK_QUEUE,
-    source: 'src',
-    target: 'tgt',
-    tables: [{ source: 'public.accounts', target: 'public.accounts', key: ['id'], chunk: { column: 'id', size: 5000 }, delta: { column: 'updated_at', overlap: '0 seconds' } }],
-    catchUp: { interval: '1 second' },
-    cutover: { approval: 'required', switch: { connection: 'tgt', sql: `INSERT INTO public.cutover_log (migration) VALUES ('long-gate')` } },
-  };
+  const spec = specFor(
+    'long-gate',
+    { source: 'public.accounts', target: 'public.accounts', chunk: { column: 'id', size: 5000 }, delta: { column: 'updated_at', overlap: '0 seconds' } },
+    {
+      taskQueue: TASK_QUEUE,
+      catchUp: { interval: '1 second' },
+      cutover: { approval: 'required', switch: { connection: 'tgt', sql: `INSERT INTO public.cutover_log (migration) VALUES ('long-gate')` } },
+    },
+  );
   const client = temporal.env.client;
-  await client.workflow.start('backfillMigration', { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
+  await client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
   const h = client.workflow.getHandle(spec.name);
   const gate = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
   assert.equal(gate.phase, 'awaiting_approval', JSON.stringify(gate));

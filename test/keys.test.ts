@@ -3,15 +3,18 @@
 // transformed column. Copied and proven; then one fault per table is located in verify mode.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startPostgres, type PostgresServer } from '../src/infra/postgres';
-import { closePools } from '../src/db/pools';
+import type { PostgresServer } from '../src/infra/postgres';
+import { backfillMigration } from '../src/workflows/migration';
 import { reportQuery, type MigrationResult } from '../src/workflows/messages';
 import type { Report } from '../src/report/model';
-import { startTemporal, waitForPhase, type TemporalHarness } from './helpers/temporal';
+import { waitForPhase, type TemporalHarness } from './helpers/temporal';
+import { startStack } from './helpers/stack';
+import { specFor } from './helpers/spec';
 
 const TASK_QUEUE = 'keys';
 let pg: PostgresServer;
 let temporal: TemporalHarness;
+let stop: (() => Promise<void>) | undefined;
 
 const DDL = {
   regional: 'CREATE TABLE public.regional (region text NOT NULL, id bigint NOT NULL, amount numeric(12,2), note text, PRIMARY KEY (region, id))',
@@ -33,22 +36,16 @@ const FILL = [
 ];
 
 before(async () => {
-  pg = await startPostgres();
-  await pg.createDatabase('src');
-  await pg.createDatabase('tgt');
-  for (const ddl of Object.values(DDL)) await pg.query('src', ddl);
-  for (const [name, ddl] of Object.entries(DDL)) if (name !== 'prices') await pg.query('tgt', ddl);
-  await pg.query('tgt', 'CREATE TABLE public.prices_v2 (id bigint PRIMARY KEY, amount numeric(12,2) NOT NULL, amount_cents bigint NOT NULL)');
-  for (const sql of FILL) await pg.query('src', sql, sql.includes('$1') ? [SPECIAL_SLUGS] : undefined);
-  process.env.BACKFILL_DB_SRC = pg.url('src');
-  process.env.BACKFILL_DB_TGT = pg.url('tgt');
-  temporal = await startTemporal(TASK_QUEUE);
+  ({ pg, temporal, stop } = await startStack(TASK_QUEUE, async (db) => {
+    for (const ddl of Object.values(DDL)) await db.query('src', ddl);
+    for (const [name, ddl] of Object.entries(DDL)) if (name !== 'prices') await db.query('tgt', ddl);
+    await db.query('tgt', 'CREATE TABLE public.prices_v2 (id bigint PRIMARY KEY, amount numeric(12,2) NOT NULL, amount_cents bigint NOT NULL)');
+    for (const sql of FILL) await db.query('src', sql, sql.includes('$1') ? [SPECIAL_SLUGS] : undefined);
+  }));
 });
 
 after(async () => {
-  await temporal?.stop();
-  await closePools();
-  await pg?.stop();
+  await stop?.();
 });
 
 const tables = [
@@ -62,8 +59,8 @@ const tables = [
 const rowText = async (db: string, sql: string) => (await pg.query(db, sql)).rows.map((r) => JSON.stringify(r)).join('\n');
 
 test('keys: composite, uuid, text, time-chunked and transformed tables copy and prove equal', async () => {
-  const spec = { name: 'keys-copy', taskQueue: TASK_QUEUE, source: 'src', target: 'tgt', concurrency: 3, tables, cutover: { approval: 'auto' } };
-  const h = await temporal.env.client.workflow.start('backfillMigration', { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
+  const spec = specFor('keys-copy', tables, { taskQueue: TASK_QUEUE, concurrency: 3, cutover: { approval: 'auto' } });
+  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
   const result = (await h.result()) as MigrationResult;
   assert.equal(result.phase, 'completed');
   const report: Report = await h.query(reportQuery);
@@ -102,8 +99,8 @@ test('keys: one fault per table is located with its exact key, in verify mode', 
     `UPDATE public.prices_v2 SET amount_cents = amount_cents + 1 WHERE id = 42`,
   ];
   for (const f of faults) assert.equal((await pg.query('tgt', f)).rowCount, 1, f);
-  const spec = { name: 'keys-verify', taskQueue: TASK_QUEUE, source: 'src', target: 'tgt', mode: 'verify', retries: { rangeAttempts: 1 }, tables };
-  const h = await temporal.env.client.workflow.start('backfillMigration', { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
+  const spec = specFor('keys-verify', tables, { taskQueue: TASK_QUEUE, mode: 'verify', retries: { rangeAttempts: 1 } });
+  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
   assert.equal((await waitForPhase(h, ['needs_attention', 'awaiting_approval', 'failed'])).phase, 'needs_attention');
   const report: Report = await h.query(reportQuery);
   const found = (source: string) => {

@@ -8,12 +8,15 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import type { WorkflowHandle, WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
-import { startPostgres, type PostgresServer } from '../src/infra/postgres';
-import { closePools, poolFor } from '../src/db/pools';
+import type { PostgresServer } from '../src/infra/postgres';
+import { poolFor } from '../src/db/pools';
+import { backfillMigration } from '../src/workflows/migration';
 import { progressQuery, type MigrationResult } from '../src/workflows/messages';
 import { fingerprint } from './helpers/sample';
 import { startProxy, type FaultProxy } from './helpers/proxy';
-import { spawnWorker, startTemporal, type TemporalHarness, type WorkerProcess } from './helpers/temporal';
+import { spawnWorker, type TemporalHarness, type WorkerProcess } from './helpers/temporal';
+import { startStack } from './helpers/stack';
+import { specFor } from './helpers/spec';
 
 const TASK_QUEUE = 'network';
 const ROWS = 250_000;
@@ -33,30 +36,32 @@ let temporal: TemporalHarness;
 let worker: WorkerProcess;
 let src: FaultProxy;
 let tgt: FaultProxy;
+let stop: (() => Promise<void>) | undefined;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const TABLE = '(id bigint PRIMARY KEY, amount numeric(12,2) NOT NULL, note text, at timestamptz NOT NULL)';
 
 before(async () => {
-  db = await startPostgres();
-  await db.createDatabase('src');
-  await db.createDatabase('tgt');
-  await db.query('src', `CREATE TABLE public.orders ${TABLE}`);
-  await db.query(
-    'src',
-    `INSERT INTO public.orders SELECT g, g / 7.0, CASE WHEN g % 11 = 0 THEN NULL ELSE 'note ' || md5(g::text) END,
-            timestamptz '2024-01-01 00:00:00+00' + g * interval '1.5 second' FROM generate_series(1, ${ROWS}) g`,
-  );
-  for (const t of ['latency', 'resets', 'blackhole', 'capped']) await db.query('tgt', `CREATE TABLE public.orders_${t} ${TABLE}`);
-  src = await startProxy({ port: db.port });
-  tgt = await startProxy({ port: db.port });
-  // The worker (a child process) inherits these: it reaches the databases only through the proxies.
-  process.env.BACKFILL_DB_SRC = src.url(db.url('src'));
-  process.env.BACKFILL_DB_TGT = tgt.url(db.url('tgt'));
   process.env.BACKFILL_STALL_TIMEOUT = String(STALL_S);
   process.env.BACKFILL_STATEMENT_TIMEOUT = `${STATEMENT_TIMEOUT_S}s`;
-  temporal = await startTemporal(TASK_QUEUE, { worker: 'none' });
+  const stack = await startStack(
+    TASK_QUEUE,
+    async (server) => {
+      await server.query('src', `CREATE TABLE public.orders ${TABLE}`);
+      await server.query(
+        'src',
+        `INSERT INTO public.orders SELECT g, g / 7.0, CASE WHEN g % 11 = 0 THEN NULL ELSE 'note ' || md5(g::text) END,
+                timestamptz '2024-01-01 00:00:00+00' + g * interval '1.5 second' FROM generate_series(1, ${ROWS}) g`,
+      );
+      for (const t of ['latency', 'resets', 'blackhole', 'capped']) await server.query('tgt', `CREATE TABLE public.orders_${t} ${TABLE}`);
+      src = await startProxy({ port: server.port });
+      tgt = await startProxy({ port: server.port });
+    },
+    // The worker (a child process) inherits BACKFILL_DB_*: it reaches the databases only through the proxies.
+    { urlFor: (alias, url) => (alias === 'src' ? src : tgt).url(url), worker: 'none' },
+  );
+  ({ pg: db, temporal, stop } = stack);
   worker = await spawnWorker(temporal.address, TASK_QUEUE);
 });
 
@@ -70,23 +75,12 @@ after(async () => {
     await worker.stop();
     clearTimeout(kill);
   }
-  await temporal?.stop();
-  await closePools();
-  await db?.stop();
+  await stop?.();
 });
 
 function start(name: string, target: string): Promise<WorkflowHandleWithFirstExecutionRunId> {
-  const spec = {
-    name,
-    taskQueue: TASK_QUEUE,
-    source: 'src',
-    target: 'tgt',
-    mode: 'copy',
-    concurrency: 2,
-    tables: [{ source: 'public.orders', target, key: ['id'], chunk: { column: 'id', size: CHUNK } }],
-    cutover: { approval: 'auto' },
-  };
-  return temporal.env.client.workflow.start('backfillMigration', { taskQueue: TASK_QUEUE, workflowId: name, args: [spec] });
+  const spec = specFor(name, { source: 'public.orders', target, chunk: { column: 'id', size: CHUNK } }, { taskQueue: TASK_QUEUE, mode: 'copy', concurrency: 2, cutover: { approval: 'auto' } });
+  return temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: name, args: [spec] });
 }
 
 async function verified(h: WorkflowHandle): Promise<number> {

@@ -3,19 +3,22 @@
 // `backfill abort` stops a migration that needs attention.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startPostgres, type PostgresServer } from '../src/infra/postgres';
-import { closePools } from '../src/db/pools';
+import type { PostgresServer } from '../src/infra/postgres';
+import { backfillMigration } from '../src/workflows/migration';
 import { reportQuery, type MigrationResult } from '../src/workflows/messages';
 import type { Report } from '../src/report/model';
 import { backfill } from './helpers/cli';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { replayAndMaybeRecord, startTemporal, waitForPhase, type TemporalHarness } from './helpers/temporal';
+import { replayAndMaybeRecord, waitForPhase, type TemporalHarness } from './helpers/temporal';
+import { startStack } from './helpers/stack';
+import { specFor } from './helpers/spec';
 
 const TASK_QUEUE = 'rerun';
 let pg: PostgresServer;
 let temporal: TemporalHarness;
+let dir: string;
+let stop: (() => Promise<void>) | undefined;
 
 // A target trigger that alters one row on its way in: every copy of its range mismatches.
 const CORRUPTING_TRIGGER = (table: string) => `
@@ -27,44 +30,30 @@ END $$;
 CREATE TRIGGER corrupt BEFORE INSERT ON public.${table} FOR EACH ROW EXECUTE FUNCTION public.corrupt_${table}();`;
 
 before(async () => {
-  pg = await startPostgres();
-  await pg.createDatabase('src');
-  await pg.createDatabase('tgt');
-  await pg.query('src', 'CREATE TABLE public.accounts (id bigint PRIMARY KEY, balance numeric(14,2) NOT NULL, owner text)');
-  await pg.query('src', `INSERT INTO public.accounts SELECT g, g / 100.0, 'owner ' || g FROM generate_series(1, 20000) g`);
-  await pg.query('tgt', 'CREATE TABLE public.accounts_v4 (id bigint PRIMARY KEY, balance numeric(14,2) NOT NULL, owner text)');
-  for (const t of ['accounts_v2', 'accounts_v3']) {
-    await pg.query('tgt', `CREATE TABLE public.${t} (id bigint PRIMARY KEY, balance numeric(14,2) NOT NULL, owner text)`);
-    await pg.query('tgt', CORRUPTING_TRIGGER(t));
-  }
-  process.env.BACKFILL_DB_SRC = pg.url('src');
-  process.env.BACKFILL_DB_TGT = pg.url('tgt');
-  temporal = await startTemporal(TASK_QUEUE);
+  ({ pg, temporal, dir, stop } = await startStack(TASK_QUEUE, async (db) => {
+    await db.query('src', 'CREATE TABLE public.accounts (id bigint PRIMARY KEY, balance numeric(14,2) NOT NULL, owner text)');
+    await db.query('src', `INSERT INTO public.accounts SELECT g, g / 100.0, 'owner ' || g FROM generate_series(1, 20000) g`);
+    await db.query('tgt', 'CREATE TABLE public.accounts_v4 (id bigint PRIMARY KEY, balance numeric(14,2) NOT NULL, owner text)');
+    for (const t of ['accounts_v2', 'accounts_v3']) {
+      await db.query('tgt', `CREATE TABLE public.${t} (id bigint PRIMARY KEY, balance numeric(14,2) NOT NULL, owner text)`);
+      await db.query('tgt', CORRUPTING_TRIGGER(t));
+    }
+  }));
 });
 
 after(async () => {
-  await temporal?.stop();
-  await closePools();
-  await pg?.stop();
+  await stop?.();
 });
 
-const specFor = (name: string, target: string) => ({
-  name,
-  taskQueue: TASK_QUEUE,
-  source: 'src',
-  target: 'tgt',
-  concurrency: 2,
-  retries: { rangeAttempts: 2 },
-  tables: [{ source: 'public.accounts', target, key: ['id'], chunk: { column: 'id', size: 5000 } }],
-  cutover: { approval: 'required' },
-});
+const accountsSpec = (name: string, target: string) =>
+  specFor(name, { source: 'public.accounts', target, chunk: { column: 'id', size: 5000 } }, { taskQueue: TASK_QUEUE, concurrency: 2, retries: { rangeAttempts: 2 }, cutover: { approval: 'required' } });
 
 const versions = async (where: string) =>
   (await pg.query('tgt', `SELECT string_agg(id || ':' || xmin::text, ',' ORDER BY id) AS v FROM public.accounts_v2 WHERE ${where}`)).rows[0].v as string;
 
 test('rerun: a failed range waits in needs_attention with its evidence; rerunning it rewrites nothing else', async () => {
-  const spec = specFor('accounts', 'public.accounts_v2');
-  const h = await temporal.env.client.workflow.start('backfillMigration', { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
+  const spec = accountsSpec('accounts', 'public.accounts_v2');
+  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
   const p = await waitForPhase(h, ['needs_attention', 'awaiting_approval', 'failed']);
   assert.equal(p.phase, 'needs_attention');
   assert.deepEqual(p.tables[0].ranges, { total: 4, pending: 0, inFlight: 0, verified: 3, failed: 1 });
@@ -120,8 +109,8 @@ test('rerun: a failed range waits in needs_attention with its evidence; rerunnin
 });
 
 test('abort: a migration that needs attention stops when told, and nothing is switched', async () => {
-  const spec = specFor('accounts-abort', 'public.accounts_v3');
-  const h = await temporal.env.client.workflow.start('backfillMigration', { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
+  const spec = accountsSpec('accounts-abort', 'public.accounts_v3');
+  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
   assert.equal((await waitForPhase(h, ['needs_attention', 'failed'])).phase, 'needs_attention');
   const env = { TEMPORAL_ADDRESS: temporal.address };
   const abort = await backfill(['abort', spec.name, '--reason', 'wrong target'], env);
@@ -138,8 +127,8 @@ test('abort: a migration that needs attention stops when told, and nothing is sw
 });
 
 test('start --wait: with automatic approval the CLI follows the migration to the end and exits 0', async () => {
-  const spec = { ...specFor('accounts-auto', 'public.accounts_v4'), cutover: { approval: 'auto' } };
-  const file = join(mkdtempSync(join(tmpdir(), 'backfill-auto-')), 'spec.yaml');
+  const spec = { ...accountsSpec('accounts-auto', 'public.accounts_v4'), cutover: { approval: 'auto' } };
+  const file = join(dir, 'spec.yaml');
   writeFileSync(file, JSON.stringify(spec));
   const r = await backfill(['start', file, '--wait'], { TEMPORAL_ADDRESS: temporal.address });
   assert.equal(r.code, 0, r.stderr);

@@ -9,6 +9,8 @@ import type { WorkflowHandle } from '@temporalio/client';
 import { fingerprint } from './helpers/sample';
 import { replayAndMaybeRecord, type TemporalHarness } from './helpers/temporal';
 import { startStack } from './helpers/stack';
+import { specFor } from './helpers/spec';
+import { backfillMigration } from '../src/workflows/migration';
 
 const TASK_QUEUE = 'scale';
 const RANGES = 5000;
@@ -33,18 +35,10 @@ after(async () => {
 });
 
 test(`scale: ${RANGES} ranges, two workers, every run under the history warning`, async () => {
-  const spec = {
-    name: 'scale',
-    taskQueue: TASK_QUEUE,
-    source: 'src',
-    target: 'tgt',
-    concurrency: 8,
-    tables: [{ source: 'public.small', target: 'public.small', key: ['id'], chunk: { column: 'id', size: 2 } }],
-    cutover: { approval: 'auto' },
-  };
+  const spec = specFor('scale', { source: 'public.small', target: 'public.small', chunk: { column: 'id', size: 2 } }, { taskQueue: TASK_QUEUE, concurrency: 8, cutover: { approval: 'auto' } });
   const client = temporal.env.client;
   const t0 = Date.now();
-  const h = await client.workflow.start('backfillMigration', { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
+  const h = await client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
   const result = (await client.workflow.getHandle(spec.name).result()) as MigrationResult;
   const seconds = (Date.now() - t0) / 1000;
   assert.equal(result.phase, 'completed');

@@ -2,34 +2,36 @@
 // reconnects by itself and the migration completes. And setConcurrency changes the window live.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { freePort, startPostgres, type PostgresServer } from '../src/infra/postgres';
+import { freePort, type PostgresServer } from '../src/infra/postgres';
 import { startDevServer } from '../src/infra/temporal';
-import { closePools } from '../src/db/pools';
 import { progressQuery, setConcurrencySignal, type MigrationResult } from '../src/workflows/messages';
+import { backfillMigration } from '../src/workflows/migration';
 import { fingerprint } from './helpers/sample';
 import { spawnWorker, temporalCli, type WorkerProcess } from './helpers/temporal';
+import { startDatabases } from './helpers/stack';
+import { specFor } from './helpers/spec';
 
 const TASK_QUEUE = 'restart';
 let pg: PostgresServer;
 let env: TestWorkflowEnvironment;
 let worker: WorkerProcess;
 let port: number;
-const dbFilename = join(mkdtempSync(join(tmpdir(), 'backfill-temporal-')), 'temporal.db');
+let dbFilename: string;
+let stop: (() => Promise<void>) | undefined;
 
+// The databases from the shared stack; the dev server is this file's own, on a port and a SQLite
+// file (in the stack's temporary folder) it can be restarted on.
 before(async () => {
   temporalCli();
-  pg = await startPostgres();
-  await pg.createDatabase('src');
-  await pg.createDatabase('tgt');
-  await pg.query('src', 'CREATE TABLE public.t (id bigint PRIMARY KEY, v text, n numeric)');
-  await pg.query('src', `INSERT INTO public.t SELECT g, md5(g::text), g / 3.0 FROM generate_series(1, 200000) g`);
-  for (const x of ['a', 'b']) await pg.query('tgt', `CREATE TABLE public.t_${x} (id bigint PRIMARY KEY, v text, n numeric)`);
-  process.env.BACKFILL_DB_SRC = pg.url('src');
-  process.env.BACKFILL_DB_TGT = pg.url('tgt');
+  const dbs = await startDatabases(async (db) => {
+    await db.query('src', 'CREATE TABLE public.t (id bigint PRIMARY KEY, v text, n numeric)');
+    await db.query('src', `INSERT INTO public.t SELECT g, md5(g::text), g / 3.0 FROM generate_series(1, 200000) g`);
+    for (const x of ['a', 'b']) await db.query('tgt', `CREATE TABLE public.t_${x} (id bigint PRIMARY KEY, v text, n numeric)`);
+  });
+  ({ pg, stop } = dbs);
+  dbFilename = join(dbs.dir, 'temporal.db');
   port = await freePort();
   env = await startDevServer({ dbFilename, port });
   worker = await spawnWorker(env.address, TASK_QUEUE);
@@ -38,25 +40,17 @@ before(async () => {
 after(async () => {
   await worker?.stop();
   await env?.teardown().catch(() => undefined);
-  await closePools();
-  await pg?.stop();
+  await stop?.();
 });
 
-const spec = (name: string, target: string, concurrency: number) => ({
-  name,
-  taskQueue: TASK_QUEUE,
-  source: 'src',
-  target: 'tgt',
-  concurrency,
-  tables: [{ source: 'public.t', target, key: ['id'], chunk: { column: 'id', size: 5000 } }],
-  cutover: { approval: 'auto' },
-});
+const spec = (name: string, target: string, concurrency: number) =>
+  specFor(name, { source: 'public.t', target, chunk: { column: 'id', size: 5000 } }, { taskQueue: TASK_QUEUE, concurrency, cutover: { approval: 'auto' } });
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 test('the Temporal server restarts mid-migration; the worker reconnects and the migration completes', { timeout: 240_000 }, async () => {
   const s = spec('survives-restart', 'public.t_a', 2);
-  await env.client.workflow.start('backfillMigration', { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
+  await env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
   for (let i = 0; i < 600; i++) {
     const p = await env.client.workflow.getHandle(s.name).query(progressQuery).catch(() => undefined);
     if (p && p.tables[0]?.ranges.verified >= 3) break;
@@ -73,7 +67,7 @@ test('the Temporal server restarts mid-migration; the worker reconnects and the 
 
 test('setConcurrency widens the window of a running migration, and the window is never exceeded', { timeout: 120_000 }, async () => {
   const s = spec('window', 'public.t_b', 1);
-  const h = await env.client.workflow.start('backfillMigration', { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
+  const h = await env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
   let maxBefore = 0;
   let maxAfter = 0;
   let widened = false;

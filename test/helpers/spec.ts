@@ -1,0 +1,19 @@
+// The migration specs the tests start: plain objects (the workflow receives its spec as JSON),
+// from `src` to `tgt` unless `over` names other aliases; `parsed` when a test needs the
+// MigrationSpec the workflow would see, defaults filled in.
+import { checkSpec, type MigrationSpec } from '../../src/spec/schema';
+
+/** One table of a spec; the key is `id` unless given. */
+export type TableDoc = { source: string; target: string; key?: string[] } & Record<string, unknown>;
+
+/** A spec of `tables` (one or a list); `over` adds or replaces the other fields (taskQueue, cutover, ...). */
+export function specFor<O extends Record<string, unknown> = {}>(name: string, tables: TableDoc | TableDoc[], over: O = {} as O) {
+  const table = ({ source, target, key = ['id'], ...rest }: TableDoc) => ({ source, target, key, ...rest });
+  return { name, source: 'src', target: 'tgt', ...over, tables: (Array.isArray(tables) ? tables : [tables]).map(table) };
+}
+
+export function parsed(doc: unknown): MigrationSpec {
+  const r = checkSpec(doc);
+  if (!r.ok) throw new Error(r.problems.join('\n'));
+  return r.spec;
+}
