@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import pg from 'pg';
 import type { PostgresServer } from '../src/infra/postgres';
 import { backfillMigration } from '../src/workflows/migration';
-import { approveCutoverUpdate, progressQuery, reportQuery, type MigrationResult } from '../src/workflows/messages';
+import { approveCutoverUpdate, progressQuery, reportQuery } from '../src/workflows/messages';
 import type { Report } from '../src/report/model';
 import { fingerprint } from './helpers/sample';
 import { replayAndMaybeRecord, spawnWorker, waitForPhase, type TemporalHarness, type WorkerProcess } from './helpers/temporal';
@@ -150,14 +150,14 @@ test('a writer through the whole migration: caught up, refused approvals, freeze
   assert.match(await refusal(h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'mallory', digest: report.digest }] })), /not an allowed approver/);
 
   // The gate keeps catching up while it waits (the writer goes on).
-  const applied = gate.delta!.rowsApplied;
+  const applied = gate.delta.rowsApplied;
   for (let i = 0; i < 60 && (await h.query(progressQuery)).delta!.rowsApplied <= applied; i++) await new Promise((r) => setTimeout(r, 250));
   const during = await h.query(progressQuery);
   assert.equal(during.phase, 'awaiting_approval');
   assert.ok(during.delta!.rowsApplied > applied, 'catch-up went on during the gate');
 
   await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'dba-oncall', digest: report.digest, comment: 'checked' }] });
-  const result = (await h.result()) as MigrationResult;
+  const result = (await h.result());
   await writer.stop();
   assert.equal(result.phase, 'completed');
   assert.ok(writer.stats.refused > 0, 'the freeze took the writer\'s rights away');
@@ -173,7 +173,7 @@ test('a writer through the whole migration: caught up, refused approvals, freeze
   assert.ok(refusedReasons.some((r) => /not an allowed approver/.test(r)));
   assert.ok(result.finalWindow, 'the final window was measured');
   console.log(
-    `final delta window at ~150 writes/s: ${result.finalWindow!.rows} rows applied, ${(result.finalWindow!.ms / 1000).toFixed(2)} s from freeze to verdict; writer ${JSON.stringify(writer.stats)}`,
+    `final delta window at ~150 writes/s: ${result.finalWindow.rows} rows applied, ${(result.finalWindow.ms / 1000).toFixed(2)} s from freeze to verdict; writer ${JSON.stringify(writer.stats)}`,
   );
   await replayAndMaybeRecord(h, 'live-caught-up-frozen-switched');
   await server.query('src', UNFREEZE.sql);
@@ -208,12 +208,12 @@ test('a write that slips in after the freeze: the final check is red, the approv
   const events = await audit('slipped');
   const voided = events.find((a) => a.action === 'approval-void');
   assert.ok(voided, events.map((a) => a.action).join(','));
-  assert.match(voided!.detail?.reason ?? '', /writes after the freeze: 1 row\(s\) in public\.orders/);
+  assert.match(voided.detail?.reason ?? '', /writes after the freeze: 1 row\(s\) in public\.orders/);
   assert.ok(events.some((a) => a.action === 'unfreeze'));
   assert.equal(second.phase, 'awaiting_approval');
 
   await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'dba-oncall', digest: report.digest }] });
-  const result = (await h.result()) as MigrationResult;
+  const result = (await h.result());
   await writer.stop();
   assert.equal(result.phase, 'completed');
   assert.deepEqual(await fingerprint(server, 'tgt', 'public.orders_b'), await fingerprint(server, 'src', 'public.orders'));
@@ -267,7 +267,7 @@ test('a writer transaction held open across the watermark is not missed; waiting
 
   const report: Report = await h.query(reportQuery);
   await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'dba-oncall', digest: report.digest }] });
-  const result = (await h.result()) as MigrationResult;
+  const result = (await h.result());
   assert.equal(result.phase, 'completed');
   assert.deepEqual(await fingerprint(server, 'tgt', 'public.orders_c'), await fingerprint(server, 'src', 'public.orders'));
   await replayAndMaybeRecord(h, 'held-transaction-overdue-approved');
@@ -293,7 +293,7 @@ test('kill -9 of the worker while catching up and during the final check: a new 
     await waitForPhase(h, ['final_check'], 30_000);
     await workers[1].kill();
     workers.push(await spawnWorker(temporal.address, queue));
-    const result = (await h.result()) as MigrationResult;
+    const result = (await h.result());
     await writer.stop();
     assert.equal(result.phase, 'completed');
     assert.deepEqual(await fingerprint(server, 'tgt', 'public.orders_a'), await fingerprint(server, 'src', 'public.orders'));

@@ -9,7 +9,7 @@ import type { WorkflowHandle } from '@temporalio/client';
 import type { PostgresServer } from '../src/infra/postgres';
 import { backfillMigration } from '../src/workflows/migration';
 import { WorkflowFailedError } from '@temporalio/client';
-import { abortSignal, approveCutoverUpdate, pauseSignal, progressQuery, reportQuery, resumeSignal, type MigrationResult } from '../src/workflows/messages';
+import { abortSignal, approveCutoverUpdate, pauseSignal, progressQuery, reportQuery, resumeSignal } from '../src/workflows/messages';
 import type { Report } from '../src/report/model';
 import { fingerprint } from './helpers/sample';
 import { spawnWorker, waitForPhase, type TemporalHarness, type WorkerProcess } from './helpers/temporal';
@@ -112,7 +112,7 @@ test('kill -9: workers killed mid-backfill and mid-switch; a new worker finishes
   await new Promise((r) => setTimeout(r, 1500));
   await w.kill();
   await worker();
-  const result = (await h.result()) as MigrationResult;
+  const result = (await h.result());
   assert.equal(result.phase, 'completed');
   assert.deepEqual(await fingerprint(pg, 'tgt', 'public.orders_a'), await fingerprint(pg, 'src', 'public.orders'));
   const log = await pg.query('tgt', `SELECT count(*)::int AS n FROM public.cutover_log WHERE migration = 'crash'`);
@@ -230,7 +230,7 @@ test('kill -9 while verifying, locating and reconciling (verify mode): new worke
   }
   for (const type of killed) assert.ok(retried.has(type), `no ${type} was retried after the kill: ${[...retried].join(', ')}`);
   await h.signal(abortSignal, { reason: 'the test is done' });
-  assert.equal(((await h.result()) as MigrationResult).phase, 'aborted');
+  assert.equal(((await h.result())).phase, 'aborted');
   await replayAndMaybeRecord(h, 'verify-killed-verifying-locating-reconciling');
 });
 
@@ -250,7 +250,7 @@ test('killed sessions and a PostgreSQL restart mid-backfill: activities retry, n
   assert.ok(terminated > 0, 'no session was terminated: the fault was not injected');
   // Then restart the server under the migration.
   await pg.restart();
-  const result = (await h.result()) as MigrationResult;
+  const result = (await h.result());
   assert.equal(result.phase, 'completed');
   assert.deepEqual(await fingerprint(pg, 'tgt', 'public.orders_b'), await fingerprint(pg, 'src', 'public.orders'));
   assert.ok(workers.some((w) => w.alive()), 'the worker survived the killed sessions and the restart');

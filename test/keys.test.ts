@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { PostgresServer } from '../src/infra/postgres';
 import { backfillMigration } from '../src/workflows/migration';
-import { reportQuery, type MigrationResult } from '../src/workflows/messages';
+import { reportQuery } from '../src/workflows/messages';
 import type { Report } from '../src/report/model';
 import { waitForPhase, type TemporalHarness } from './helpers/temporal';
 import { startStack } from './helpers/stack';
@@ -61,7 +61,7 @@ const rowText = async (db: string, sql: string) => (await pg.query(db, sql)).row
 test('keys: composite, uuid, text, time-chunked and transformed tables copy and prove equal', async () => {
   const spec = specFor('keys-copy', tables, { taskQueue: TASK_QUEUE, concurrency: 3, cutover: { approval: 'auto' } });
   const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
-  const result = (await h.result()) as MigrationResult;
+  const result = (await h.result());
   assert.equal(result.phase, 'completed');
   const report: Report = await h.query(reportQuery);
   const byTable = Object.fromEntries(report.tables.map((t) => [t.source, t]));

@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { PostgresServer } from '../src/infra/postgres';
 import { backfillMigration } from '../src/workflows/migration';
-import { reportQuery, type MigrationResult } from '../src/workflows/messages';
+import { reportQuery } from '../src/workflows/messages';
 import type { Report } from '../src/report/model';
 import { backfill } from './helpers/cli';
 import { writeFileSync } from 'node:fs';
@@ -103,7 +103,7 @@ test('rerun: a failed range waits in needs_attention with its evidence; rerunnin
   const approve = await backfill(['approve', spec.name, '--as', 'ops'], env);
   assert.equal(approve.code, 0, approve.stderr);
   assert.match(approve.stdout, /GREEN/);
-  const result = (await h.result()) as MigrationResult;
+  const result = (await h.result());
   assert.equal(result.phase, 'completed');
   await replayAndMaybeRecord(h, 'located-rerun-then-approved');
 });
@@ -115,7 +115,7 @@ test('abort: a migration that needs attention stops when told, and nothing is sw
   const env = { TEMPORAL_ADDRESS: temporal.address };
   const abort = await backfill(['abort', spec.name, '--reason', 'wrong target'], env);
   assert.equal(abort.code, 0, abort.stderr);
-  const result = (await h.result()) as MigrationResult;
+  const result = (await h.result());
   assert.equal(result.phase, 'aborted');
   assert.equal(result.reason, 'wrong target');
   const status = await backfill(['status', spec.name], env);

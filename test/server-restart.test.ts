@@ -86,7 +86,7 @@ test('setConcurrency widens the window of a running migration, and the window is
     }
     await sleep(20);
   }
-  const result = (await h.result()) as MigrationResult;
+  const result = (await h.result());
   assert.equal(result.phase, 'completed');
   assert.equal(maxBefore, 1);
   assert.ok(maxAfter >= 2, `after setConcurrency 3, at most ${maxAfter} range(s) were seen in flight`);

@@ -58,7 +58,7 @@ const cases: { what: string; edit: (d: Doc) => unknown; expect: RegExp }[] = [
 
 for (const c of cases) {
   test(`spec: refuses ${c.what}`, () => {
-    const r = checkSpec(c.edit(good() as Doc));
+    const r = checkSpec(c.edit(good()));
     assert.equal(r.ok, false);
     if (r.ok) return;
     assert.match(r.problems.join('\n'), c.expect);
