@@ -93,6 +93,8 @@ test('copy: the same range copied twice leaves the target identical, and nothing
       [2, 'verified', 1, '10000'],
     ],
   );
+  const stamped = await pg.query('tgt', `SELECT count(*)::int AS n FROM backfill.ranges WHERE migration = 'items' AND copied_at IS NOT NULL AND last_error IS NULL`);
+  assert.equal(stamped.rows[0].n, 3, 'each copied range records when it was copied');
 });
 
 test('verify: one changed value, a missing row and an extra row are each found; a copy repairs them', async () => {
@@ -296,4 +298,52 @@ test('reconcile: on a freshly loaded target without statistics, the rows outside
   }
   assert.equal(after.seq - before.seq, ROWS, 'one full scan: the independent count(*)');
   assert.ok(after.idx - before.idx < 100, `index entries read for the rows outside: ${after.idx - before.idx}`);
+});
+
+test('preflight: a key without a unique index whose duplicate check cannot finish is a problem, never taken as unique', async () => {
+  await pg.query('src', 'CREATE TABLE public.locked_keys (id bigint NOT NULL, v text)');
+  await pg.query('src', `INSERT INTO public.locked_keys SELECT g, g::text FROM generate_series(1, 1000) g`);
+  await pg.query('tgt', 'CREATE TABLE public.locked_keys (id bigint, v text)');
+  // A session that holds the table: the check's read waits for it, and gives up at the lock timeout.
+  const holder = new (await import('pg')).default.Client(pg.url('src'));
+  await holder.connect();
+  const before = process.env.BACKFILL_LOCK_TIMEOUT;
+  try {
+    await holder.query('BEGIN');
+    await holder.query('LOCK TABLE public.locked_keys IN ACCESS EXCLUSIVE MODE');
+    // A pool of its own, made with the short lock timeout.
+    process.env.BACKFILL_LOCK_TIMEOUT = '300ms';
+    process.env.BACKFILL_DB_LOCKPROBE = pg.url('src');
+    const table = { source: 'public.locked_keys', target: 'public.locked_keys', key: ['id'] } as MigrationSpec['tables'][0];
+    const r = await checkTable({ sourceAlias: 'lockprobe', targetAlias: 'tgt', table, tableIndex: 0 });
+    assert.equal(r.binding, undefined);
+    assert.ok(
+      r.problems.some((p) => /tables\[0\]\.key: \(id\) has no unique index in the source, and checking it for duplicates failed: canceling statement due to lock timeout/.test(p)),
+      r.problems.join('\n'),
+    );
+  } finally {
+    if (before === undefined) delete process.env.BACKFILL_LOCK_TIMEOUT;
+    else process.env.BACKFILL_LOCK_TIMEOUT = before;
+    await holder.query('ROLLBACK');
+    await holder.end();
+  }
+});
+
+test('planning checks each table once: one duplicate scan of a key without a unique index', async () => {
+  await pg.query('src', 'CREATE TABLE public.scanned (id bigint NOT NULL, v text)');
+  await pg.query('src', `INSERT INTO public.scanned SELECT g, g::text FROM generate_series(1, 5000) g`);
+  await pg.query('tgt', 'CREATE TABLE public.scanned (id bigint, v text)');
+  const scans = async () => {
+    // A backend's statistics reach the shared counters for certain when it exits: end ours first.
+    await closePools();
+    await new Promise((r) => setTimeout(r, 1500));
+    const r = await pg.query('src', `SELECT seq_scan::int AS n FROM pg_stat_user_tables WHERE relname = 'scanned'`);
+    return Number(r.rows[0].n);
+  };
+  const spec = parsed(specFor('scanned', { source: 'public.scanned', target: 'public.scanned', chunk: { column: 'id', size: 1000 } }));
+  const before = await scans();
+  const [plan] = await planMigration({ migration: spec.name, spec });
+  assert.equal(plan.rangeCount, 5);
+  // The duplicate check (preflight) and the bounds (planning); checking the table twice made three.
+  assert.equal((await scans()) - before, 2, 'full scans of the table while planning');
 });

@@ -279,4 +279,8 @@ test('a user error (a column dropped mid-migration) fails the migration loudly, 
   const p = await h.query(progressQuery);
   assert.equal(p.phase, 'failed');
   assert.match(p.detail ?? '', /column "v" does not exist/);
+  // The ledger keeps it, beyond Temporal's retention: on the range that hit it.
+  const kept = await pg.query('tgt', `SELECT status, last_error FROM backfill.ranges WHERE migration = $1 AND last_error IS NOT NULL`, [s.name]);
+  assert.ok(kept.rows.length >= 1, 'the failure is on a range row');
+  assert.match(String(kept.rows[0].last_error), /column "v" does not exist/);
 });
