@@ -75,7 +75,7 @@ test('compareProfiles: aggregates agree within the column tolerance, and float c
   assert.equal(amount('5050.00', '5049.996', { tolerance: { amount: 0.01 } }).ok, true, 'within the tolerance, below');
   assert.equal(amount('5050.00', '5050.02', { tolerance: { amount: 0.01 } }).ok, false, 'beyond the tolerance');
   assert.equal(amount('5050.00', '5050.02', { tolerance: { price: 1 } }).ok, false, "another column's tolerance does not apply");
-  assert.equal(amount('5050.00', '5050.00000', {}).ok, false, 'without a tolerance or float, equal numbers in other text differ');
+  assert.equal(amount('5050.00', '5050.00000', {}).ok, true, 'the same number in another scale agrees (a number column: numericColumns not given)');
   assert.equal(amount('5050.00', '5050.00000', { tolerance: { amount: 0 } }).ok, true, 'a zero tolerance compares numbers');
   // Float sums: the order of addition moves the last digits.
   const big = '1234567890.123456';
@@ -406,4 +406,20 @@ test('runRange: a step that throws ends the life cycle with that error (the call
   const boom = new Error('lost the connection');
   await assert.rejects(runRange(0, rangePolicy('copy', 3), { ...steps, locate: async () => Promise.reject(boom) }), boom);
   assert.deepEqual(log.attempts, [[1, false], [2, false], [3, true]]);
+});
+
+test('aggregates: numbers compare as numbers (scale, tolerance at its edge), text as text', () => {
+  const o = (over: Partial<CompareOptions> = {}): CompareOptions => ({ checks: { distribution: [], aggregates: [] }, tolerance: {}, floatColumns: [], numericColumns: ['amount'], ...over });
+  assert.equal(aggregateAgrees('5050.00', '5050.00000', 'amount', o()), true, 'numeric(12,2) against numeric(14,5)');
+  assert.equal(aggregateAgrees('-0.50', '-0.5', 'amount', o()), true);
+  assert.equal(aggregateAgrees('5050.00', '5050.00001', 'amount', o()), false, 'a real difference stays one');
+  assert.equal(aggregateAgrees('100.00', '100.01', 'amount', o({ tolerance: { amount: 0.01 } })), true, 'exactly at the tolerance (float subtraction said 0.010000000000005116)');
+  assert.equal(aggregateAgrees('100.00', '100.011', 'amount', o({ tolerance: { amount: 0.01 } })), false, 'just beyond it');
+  assert.equal(aggregateAgrees('007', '7', 'code', o()), false, 'max(code) of a text column: two values');
+});
+
+test('compareKeys: the same integer written twice orders by its text, the same way both ways', () => {
+  assert.equal(compareKeys(['007'], ['7']), -compareKeys(['7'], ['007']));
+  assert.notEqual(compareKeys(['007'], ['7']), 0);
+  assert.equal(compareKeys(['9'], ['10']), -1);
 });

@@ -18,12 +18,15 @@ export interface Binding extends BoundTable {
   targetKeyUnique: boolean;
   /** copied columns of floating-point type: their sums may differ in the last digits */
   floatColumns: string[];
+  /** copied columns of number types: their aggregates compare as numbers ('5050.00' = '5050.00000') */
+  numericColumns: string[];
   tolerance: Record<string, number>;
 }
 
 const INTEGER_TYPES = new Set(['int2', 'int4', 'int8']);
 const TIME_TYPES = new Set(['timestamptz', 'timestamp']);
 const FLOAT_TYPES = new Set(['float4', 'float8']);
+const NUMBER_TYPES = new Set([...INTEGER_TYPES, ...FLOAT_TYPES, 'numeric']);
 
 export interface BindInput {
   sourceAlias: string;
@@ -171,6 +174,7 @@ function bind(
     checks: { distribution: t.checks?.distribution ?? [], aggregates: t.checks?.aggregates ?? [] },
     tolerance: t.checks?.tolerance ?? {},
     floatColumns: columns.filter((c) => FLOAT_TYPES.has(dc.get(c)!.typeName)),
+    numericColumns: columns.filter((c) => NUMBER_TYPES.has(dc.get(c)!.typeName)),
     where: t.where,
     sourceKeyUnique: true,
     targetKeyUnique: true,

@@ -79,19 +79,56 @@ export interface CompareOptions {
   checks: CheckSpec;
   tolerance: Record<string, number>;
   floatColumns: string[];
+  /** columns of number types (integers, numeric, floats); absent: every aggregate is taken as a number */
+  numericColumns?: string[];
 }
 
 /** Float sums depend on the order of addition: differences this small are not differences. */
 const FLOAT_RELATIVE = 1e-9;
 
+const DECIMAL = /^-?\d+(\.\d+)?$/;
+
+const fractionDigits = (v: string) => (v.includes('.') ? v.length - v.indexOf('.') - 1 : 0);
+
+/** A decimal text as an integer count of 10^-scale units (exact: no binary fractions). */
+function scaled(v: string, scale: number): bigint {
+  const [int, frac = ''] = v.replace(/^-/, '').split('.');
+  const n = BigInt(int + frac.padEnd(scale, '0'));
+  return v.startsWith('-') ? -n : n;
+}
+
+/** |a - b| <= tol, exactly, for decimal texts; undefined when one of them is not one (floats in exponent form). */
+function decimalWithin(a: string, b: string, tol: number): boolean | undefined {
+  const t = String(tol);
+  if (!DECIMAL.test(a) || !DECIMAL.test(b) || !DECIMAL.test(t)) return undefined;
+  const scale = Math.max(fractionDigits(a), fractionDigits(b), fractionDigits(t));
+  const d = scaled(a, scale) - scaled(b, scale);
+  return (d < 0n ? -d : d) <= scaled(t, scale);
+}
+
 export function aggregateAgrees(a: string | null, b: string | null, column: string, o: CompareOptions): boolean {
   if (a === b) return true;
   if (a === null || b === null) return false;
+  // The same number written with another scale (numeric(12,2) against numeric(14,5)): equal.
+  // Numbers only: text '007' and '7' are two values.
+  const numeric = o.numericColumns === undefined || o.numericColumns.includes(column);
+  if (numeric && decimalWithin(a, b, 0)) return true;
+  const tol = o.tolerance[column];
+  if (tol !== undefined) {
+    const within = decimalWithin(a, b, tol);
+    if (within !== undefined) return within || floatsAgree(a, b, column, o);
+    const x = Number(a);
+    const y = Number(b);
+    if (Number.isFinite(x) && Number.isFinite(y) && Math.abs(x - y) <= tol * (1 + FLOAT_RELATIVE)) return true;
+  }
+  return floatsAgree(a, b, column, o);
+}
+
+/** Float sums depend on the order of addition: a difference within FLOAT_RELATIVE of the larger is none. */
+function floatsAgree(a: string, b: string, column: string, o: CompareOptions): boolean {
   const x = Number(a);
   const y = Number(b);
   if (!Number.isFinite(x) || !Number.isFinite(y)) return false;
-  const tol = o.tolerance[column];
-  if (tol !== undefined && Math.abs(x - y) <= tol) return true;
   return o.floatColumns.includes(column) && Math.abs(x - y) <= FLOAT_RELATIVE * Math.max(Math.abs(x), Math.abs(y));
 }
 
@@ -152,7 +189,9 @@ export function compareKeys(a: string[], b: string[]): number {
     const x = a[i] ?? '';
     const y = b[i] ?? '';
     if (x === y) continue;
-    if (/^-?\d+$/.test(x) && /^-?\d+$/.test(y)) return BigInt(x) < BigInt(y) ? -1 : 1;
+    // Integers by value ('9' before '10'); the same value written twice ('007', '7') by its text,
+    // so that the order is consistent both ways.
+    if (/^-?\d+$/.test(x) && /^-?\d+$/.test(y) && BigInt(x) !== BigInt(y)) return BigInt(x) < BigInt(y) ? -1 : 1;
     return x < y ? -1 : 1;
   }
   return 0;

@@ -2,7 +2,7 @@
 // after a validator has had its say. Validators are synchronous and pure (an async validator's
 // rejection is ignored); a refused approval or rejection is recorded by the worker's audit sink,
 // since a validator cannot run an activity.
-import { proxySinks, setHandler } from '@temporalio/workflow';
+import { log, proxySinks, setHandler } from '@temporalio/workflow';
 import { controlAlias } from '../spec/schema';
 import {
   abortSignal,
@@ -30,6 +30,8 @@ export interface GateView {
   approvers?: string[];
   /** this evidence has an approval already */
   approved: boolean;
+  /** a rejection of this evidence is being recorded */
+  rejected?: boolean;
 }
 
 /** Why an approval is refused, or undefined when it is taken. Pure. */
@@ -39,27 +41,33 @@ export function approvalRefusal(g: GateView, a: { approver?: unknown; digest?: u
   if (a.digest !== g.digest) return `digest ${String(a.digest)} is not the evidence presented now (${g.digest}); read the report again and approve what it shows`;
   if (g.approvers && !g.approvers.includes(a.approver.trim())) return `"${a.approver}" is not an allowed approver (cutover.approvers: ${g.approvers.join(', ')})`;
   if (g.approved) return 'this evidence is already approved';
+  // One decision per presentation of the evidence: a rejection stands until the evidence is presented again.
+  if (g.rejected) return 'this evidence has just been rejected; approve it when it is presented again';
   return undefined;
 }
 
 /** Why a rejection is refused, or undefined. Pure. */
-export function rejectionRefusal(phase: Phase, r: { approver?: unknown; reason?: unknown } | undefined): string | undefined {
+export function rejectionRefusal(g: Pick<GateView, 'phase' | 'approved' | 'rejected'>, r: { approver?: unknown; reason?: unknown } | undefined): string | undefined {
   if (!r || typeof r.approver !== 'string' || !r.approver.trim() || typeof r.reason !== 'string' || !r.reason.trim()) return 'rejectCutover needs { approver, reason }';
-  if (phase !== 'awaiting_approval') return `cannot reject: the migration is in phase ${phase}, not awaiting_approval`;
+  if (g.phase !== 'awaiting_approval') return `cannot reject: the migration is in phase ${g.phase}, not awaiting_approval`;
+  if (g.approved) return 'this evidence is approved and the migration is going on to the switch; abort to stop it';
+  if (g.rejected) return 'this evidence is already rejected';
   return undefined;
 }
 
 /** Why a rerun is refused, or undefined. Pure over the table names and range counts given. */
 export function rerunRefusal(
-  phase: Phase,
+  g: Pick<GateView, 'phase' | 'approved'>,
   tables: { rangeCount: number }[],
   tableIndexOf: (name: string) => number,
   r: { table?: unknown; ranges?: unknown } | undefined,
 ): string | undefined {
   if (!r || !Array.isArray(r.ranges) || r.ranges.length === 0 || !r.ranges.every((i: unknown) => Number.isInteger(i) && (i as number) >= 0))
     return 'rerun needs { ranges: [non-negative integers], table? }';
+  const phase = g.phase;
   if (!['needs_attention', 'awaiting_approval'].includes(phase))
     return `cannot rerun in phase ${phase}: reruns are taken when the migration needs attention or awaits approval`;
+  if (phase === 'awaiting_approval' && g.approved) return 'the evidence is approved and the migration is going on to the switch; abort to stop it';
   const table = typeof r.table === 'string' ? r.table : undefined;
   if (table !== undefined && tableIndexOf(table) < 0) return `no table "${table}" in this migration`;
   const ts = table === undefined ? tables : [tables[tableIndexOf(table)]];
@@ -67,6 +75,9 @@ export function rerunRefusal(
   if (bad.length) return `no range ${bad.join(', ')} in ${table ?? 'any table'}`;
   return undefined;
 }
+
+/** What the gate has decided so far for the evidence presented now. */
+const decisions = (s: MigrationState) => ({ approved: s.approval !== undefined, rejected: s.rejection !== undefined });
 
 /** The queries: safe from the first moment (before the spec is known to be valid). */
 export function setQueryHandlers(s: MigrationState): void {
@@ -101,7 +112,9 @@ export function setControlHandlers(s: MigrationState): void {
   });
   setHandler(setConcurrencySignal, (c) => {
     const v = Number(c?.value);
+    // A signal cannot be refused: a value out of range is ignored, and the worker's log says so.
     if (Number.isInteger(v) && v >= 1 && v <= 64) s.concurrency = v;
+    else log.warn('setConcurrency ignored: the value must be an integer from 1 to 64', { migration: s.name, value: String(c?.value) });
     s.touch();
   });
 
@@ -117,7 +130,7 @@ export function setControlHandlers(s: MigrationState): void {
     },
     {
       validator: (a) => {
-        const why = approvalRefusal({ phase: s.phase, digest: s.digest, approvers: s.spec.cutover.approvers, approved: s.approval !== undefined }, a);
+        const why = approvalRefusal({ phase: s.phase, digest: s.digest, approvers: s.spec.cutover.approvers, ...decisions(s) }, a);
         if (why) {
           refused('approve-refused', a, why);
           throw new Error(why);
@@ -134,7 +147,7 @@ export function setControlHandlers(s: MigrationState): void {
     },
     {
       validator: (r) => {
-        const why = rejectionRefusal(s.phase, r);
+        const why = rejectionRefusal({ phase: s.phase, ...decisions(s) }, r);
         if (why) {
           refused('reject-refused', r, why);
           throw new Error(why);
@@ -144,7 +157,7 @@ export function setControlHandlers(s: MigrationState): void {
   );
   setHandler(rerunUpdate, (r) => ({ ranges: s.queueRerun(r.table, r.ranges) }), {
     validator: (r) => {
-      const why = rerunRefusal(s.phase, s.plans, (n) => s.tableIndexOf(n), r);
+      const why = rerunRefusal({ phase: s.phase, ...decisions(s) }, s.plans, (n) => s.tableIndexOf(n), r);
       if (why) throw new Error(why);
     },
   });

@@ -121,6 +121,13 @@ async function migrate(input: unknown, carried: Carried | undefined, started: (s
       continue;
     }
     await audit(s, 'approve', g.approved.approver, g.approved.digest, { comment: g.approved.comment });
+    // An abort taken while the approval was recorded stops the migration before anything is frozen.
+    // (Patched: migrations started before this went on to the switch.)
+    const abortable = patched('abort-before-switch');
+    if (abortable) {
+      const stop = await stopIfAborted(s);
+      if (stop) return stop;
+    }
 
     if (s.live) {
       s.setPhase('final_check', 'freezing the source and checking the final window');
@@ -132,6 +139,12 @@ async function migrate(input: unknown, carried: Carried | undefined, started: (s
         enter('catchup');
         continue;
       }
+    }
+    if (abortable && s.aborted !== undefined) {
+      // Aborted during the final check: writes come back to the source, nothing is switched.
+      if (s.live) await unfreezeAfter(s, `aborted: ${s.aborted}`);
+      const stop = await stopIfAborted(s);
+      if (stop) return stop;
     }
     return switchAuthority(s, g.approved);
   }
