@@ -2,17 +2,20 @@
 // map types and transforms, and check everything a copy needs before any row is written.
 import type pg from 'pg';
 import { ApplicationFailure } from '@temporalio/common';
-import { chunkOf, type Chunking, type MigrationSpec, type TableSpec } from '../spec/schema';
+import { DEFAULT_CHUNK_SIZE, chunkOf, type Chunking, type MigrationSpec, type TableSpec } from '../spec/schema';
+import { parseTableRef, showTableName, showTableRef } from '../spec/names';
 import { poolFor } from '../db/pools';
-import { hasUniqueIndexOn, missingPrivileges, resolveTable, type ColumnInfo, type TableInfo } from '../db/catalog';
+import { hasUniqueIndexOn, missingPrivileges, resolveTable, tableSizing, type ColumnInfo, type TableInfo, type TableSizing } from '../db/catalog';
 import { SERVER_VERSION_SQL, SEES_ALL_SESSIONS_SQL, duplicatesSql, hashAs, profileSql, quoteIdent, sourceSelect, type BoundTable } from '../db/sql';
 import { guarded } from '../db/errors';
 
 export interface Binding extends BoundTable {
-  /** unquoted display names, as the report shows them */
+  /** display names, as the report shows them: quoted where a name is not plain lower case */
   sourceName: string;
   targetName: string;
-  chunk: Chunking;
+  chunk: Exclude<Chunking, { kind: 'auto' }>;
+  /** the spec gave no chunk: the range size is chosen from the table's size at planning */
+  sizing?: TableSizing;
   /** a unique index guarantees no duplicate keys on that side; otherwise they are checked */
   sourceKeyUnique: boolean;
   targetKeyUnique: boolean;
@@ -35,6 +38,19 @@ export interface BindInput {
   tableIndex: number;
 }
 
+/**
+ * No chunk given: key spans for a single integer key (arithmetic, no scan), row counts on the whole
+ * key for any other (text, uuid, composite, timestamp). The sizes are placeholders until planning
+ * sizes them from the table (see TableSizing).
+ */
+function resolveChunking(t: TableSpec, sCol: Map<string, ColumnInfo>): Exclude<Chunking, { kind: 'auto' }> {
+  const asked = chunkOf(t);
+  if (asked.kind !== 'auto') return asked;
+  const k = sCol.get(t.key[0]);
+  if (t.key.length === 1 && k && INTEGER_TYPES.has(k.typeName)) return { kind: 'size', column: t.key[0], size: DEFAULT_CHUNK_SIZE };
+  return { kind: 'rows', column: t.key[0], rows: DEFAULT_CHUNK_SIZE };
+}
+
 /** Checks a table pair and returns its binding, or the list of problems (never both). */
 export async function checkTable(input: BindInput): Promise<{ binding?: Binding; problems: string[] }> {
   const { table: t, tableIndex: i, sourceAlias, targetAlias } = input;
@@ -43,13 +59,13 @@ export async function checkTable(input: BindInput): Promise<{ binding?: Binding;
   const src = await poolFor(sourceAlias, 'read').connect();
   const tgt = await poolFor(targetAlias, 'write').connect();
   try {
-    const s = await resolveTable(src, t.source);
-    const d = await resolveTable(tgt, t.target);
-    if (!s) problems.push(`${at}.source: table "${t.source}" not found on connection "${sourceAlias}"`);
-    if (!d) problems.push(`${at}.target: table "${t.target}" not found on connection "${targetAlias}"`);
+    const s = await resolveTable(src, parseTableRef(t.source)!);
+    const d = await resolveTable(tgt, parseTableRef(t.target)!);
+    if (!s) problems.push(`${at}.source: table "${showTableRef(t.source)}" not found on connection "${sourceAlias}"`);
+    if (!d) problems.push(`${at}.target: table "${showTableRef(t.target)}" not found on connection "${targetAlias}"`);
     if (!s || !d) return { problems };
-    const sName = `${s.schema}.${s.name}`;
-    const dName = `${d.schema}.${d.name}`;
+    const sName = showTableName(s.schema, s.name);
+    const dName = showTableName(d.schema, d.name);
 
     const sCol = new Map(s.columns.map((c) => [c.name, c]));
     const dCol = new Map(d.columns.map((c) => [c.name, c]));
@@ -71,7 +87,7 @@ export async function checkTable(input: BindInput): Promise<{ binding?: Binding;
       if (!columns.includes(k)) problems.push(`${at}.key: key column "${k}" is not among the copied columns`);
     }
 
-    const chunk = chunkOf(t);
+    const chunk = resolveChunking(t, sCol);
     const rangeNames = chunk.kind === 'rows' ? t.key : [chunk.column];
     for (const n of rangeNames) {
       const c = sCol.get(n);
@@ -127,6 +143,7 @@ export async function checkTable(input: BindInput): Promise<{ binding?: Binding;
     const binding = bind(s, d, columns, t, chunk, rangeNames, transform);
     binding.sourceKeyUnique = sourceKeyUnique;
     binding.targetKeyUnique = await hasUniqueIndexOn(tgt, d.oid, t.key);
+    if (chunkOf(t).kind === 'auto') binding.sizing = await tableSizing(src, s.oid);
     // hash_record_extended arrived in PostgreSQL 14; both sides must hash the same way.
     if ((await serverVersion(src)) >= 140000 && (await serverVersion(tgt)) >= 140000)
       binding.hashAs = columns.map((c) => hashAs(dCol.get(c)!));
@@ -143,7 +160,7 @@ function bind(
   d: TableInfo,
   columns: string[],
   t: TableSpec,
-  chunk: Chunking,
+  chunk: Binding['chunk'],
   rangeNames: string[],
   transform: Record<string, string>,
 ): Binding {
@@ -158,8 +175,8 @@ function bind(
   return {
     source: s.quoted,
     target: d.quoted,
-    sourceName: `${s.schema}.${s.name}`,
-    targetName: `${d.schema}.${d.name}`,
+    sourceName: showTableName(s.schema, s.name),
+    targetName: showTableName(d.schema, d.name),
     columns,
     sourceExprs,
     key: t.key,

@@ -16,6 +16,8 @@ export interface TablePlan {
   size?: string;
   interval?: string;
   rangeCount: number;
+  /** foreign keys owned by or referencing this table, set aside while ranges are written */
+  setAside?: string[];
 }
 
 /** Range i of a key-span plan: [lo + i*size, min(lo + (i+1)*size, hi)). Pure, bigint-exact. */
@@ -25,6 +27,30 @@ export function rangeBounds(p: { lo: string; hi: string; size: string; rangeCoun
   const end = lo + BigInt(p.size);
   const hi = end < BigInt(p.hi) ? end : BigInt(p.hi);
   return { lo: lo.toString(), hi: hi.toString() };
+}
+
+/** Bytes of table a default range covers: big enough that per-range costs do not show, small enough to share out. */
+export const RANGE_BYTES = 16 * 1024 * 1024;
+const MIN_ROWS_PER_RANGE = 1_000;
+const MAX_ROWS_PER_RANGE = 1_000_000;
+
+/**
+ * Rows per range for a table of `rows` rows (the planner's estimate; -1 or 0: unknown) and `bytes`
+ * bytes, so a range holds about RANGE_BYTES whatever the row width. Unknown: `fallback`. Pure.
+ */
+export function rowsPerRange(t: { rows: number; bytes: number }, fallback: number): number {
+  if (!(t.rows > 0) || !(t.bytes > 0)) return fallback;
+  const n = Math.round(RANGE_BYTES / (t.bytes / t.rows));
+  return Math.max(MIN_ROWS_PER_RANGE, Math.min(MAX_ROWS_PER_RANGE, n));
+}
+
+/** The key span that holds about `perRange` rows of `rows` spread over [lo, hi]. Pure, bigint-exact. */
+export function spanFor(perRange: number, rows: number, lo: string, hi: string): string {
+  const width = BigInt(hi) - BigInt(lo) + 1n;
+  if (!(rows > 0)) return String(perRange);
+  // Integer arithmetic on a scaled density, so a span of 2^62 keys stays exact.
+  const span = (width * BigInt(perRange) + BigInt(Math.ceil(rows)) - 1n) / BigInt(Math.ceil(rows));
+  return (span < 1n ? 1n : span).toString();
 }
 
 /** How a bound reads in a report: the value, or a JSON array for a composite key. */

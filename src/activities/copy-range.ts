@@ -5,15 +5,17 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { controlAlias, type MigrationSpec, type TableSpec } from '../spec/schema';
 import { poolFor } from '../db/pools';
-import { RECORD_RANGE, RECORD_RANGE_ERROR } from '../db/ledger';
+import { RECORD_RANGE, RECORD_RANGE_ERROR, RECORD_RANGE_REFUSED } from '../db/ledger';
+import { redact } from '../db/redact';
 import { guarded } from '../db/errors';
 import { bindingFor, type Binding } from './binding';
 import { WORKER_ID } from './heartbeat';
 import { resolveRange, type TablePlan } from './bounds';
 import { withCopyClients } from './copy-pipe';
+import { ensureSetAside } from './constraints';
 import { compareMeasured, measure, replaceAndMeasure } from './measure';
 import { failedChecks, type Checks, type SideProfile } from './compare';
-import type { RangeResult } from '../policy/range-lifecycle';
+import type { RangeResult, Refusal } from '../policy/range-lifecycle';
 
 export type { RangeResult, SideEvidence } from '../policy/range-lifecycle';
 
@@ -87,6 +89,27 @@ async function keepingLastError<T>(input: RangeInput, b: Binding, fn: (site: Err
   }
 }
 
+const INTEGRITY = /^23/;
+
+/** The key named in "Key (id)=(17) already exists." when those columns are the table's key. */
+function keyFromDetail(detail: string | undefined, key: string[]): string[] | null {
+  const m = /^Key \((.*)\)=\((.*)\)/.exec(detail ?? '');
+  if (!m) return null;
+  const cols = m[1].split(', ').map((c) => c.replace(/^"(.*)"$/, '$1'));
+  const vals = m[2].split(', ');
+  return cols.length === key.length && cols.every((c, i) => c === key[i]) && vals.length === key.length ? vals : null;
+}
+
+/** A row the target would not take (class 23: check, unique, not-null, foreign key), or undefined. */
+export function refusalOf(e: unknown, b: Binding): Refusal | undefined {
+  const err = e as { code?: string; constraint?: string; detail?: string; message?: string };
+  if (typeof err?.code !== 'string' || !INTEGRITY.test(err.code)) return undefined;
+  const detail = err.detail ? ` (${err.detail})` : '';
+  return { constraint: err.constraint ?? null, message: redact(`${err.message ?? ''}${detail}`), key: keyFromDetail(err.detail, b.key) };
+}
+
+const NO_EVIDENCE = { count: '0', checksum: '0' };
+
 /** Copy one range and verify it, in one target transaction and one source snapshot. */
 export async function copyRange(input: RangeInput): Promise<RangeResult> {
   const b = await bindingFor(input.spec, input.table, input.tableIndex);
@@ -95,6 +118,9 @@ export async function copyRange(input: RangeInput): Promise<RangeResult> {
     guarded(`copying ${b.sourceName} range ${input.rangeIndex}`, async () => {
       const { range: r, lo, hi } = await resolveRange(b, input.plan, at(input));
       Object.assign(site, { lo, hi });
+      const refused = (e: unknown) => refusalOf(e, b);
+      // A rerun after the constraints were restored: set them aside again before any row is deleted.
+      if (input.plan.setAside?.length) await ensureSetAside(input.spec, input.migration, b.target);
       return withCopyClients(input.spec, async (src, tgt) => {
         const { s, t, rows } = await replaceAndMeasure(src, tgt, b, r);
         const checks = compareMeasured(b, s, t);
@@ -105,6 +131,14 @@ export async function copyRange(input: RangeInput): Promise<RangeResult> {
         await src.query('COMMIT');
         if (!sameLedger) await poolFor(controlAlias(input.spec), 'write').query(RECORD_RANGE, params);
         return result(status, lo, hi, s.profile, t.profile, checks, rows);
+      }).catch(async (e: unknown): Promise<RangeResult> => {
+        // The target refused a row: the range waits for the operator to fix the target and rerun it.
+        const r = refused(e);
+        if (!r) throw e;
+        await poolFor(controlAlias(input.spec), 'write').query(RECORD_RANGE_REFUSED, [
+          input.migration, input.tableIndex, input.rangeIndex, b.sourceName, b.targetName, lo, hi, input.attempt, JSON.stringify({ refused: r }), r.message, WORKER_ID,
+        ]);
+        return { status: 'refused', lo, hi, source: NO_EVIDENCE, target: NO_EVIDENCE, failed: [`refused${r.constraint ? `(${r.constraint})` : ''}`], rowsCopied: 0, refused: r };
       });
     }),
   );

@@ -30,6 +30,7 @@ import {
 } from '../db/sql';
 import { guarded } from '../db/errors';
 import { bindingFor } from './binding';
+import { ensureSetAside } from './constraints';
 import { CopyMeter, copyPipe, withCopyClients } from './copy-pipe';
 import { compareMeasured, measure } from './measure';
 import type { SideEvidence } from './copy-range';
@@ -78,6 +79,8 @@ export async function applyDelta(input: DeltaInput): Promise<DeltaResult> {
   const delta = table.delta;
   const b = await bindingFor(spec, table, i);
   return guarded(`catching up ${b.sourceName}`, async () => {
+    // Constraints restored by a final check that turned red are set aside again first.
+    await ensureSetAside(spec, input.migration, b.target);
     return withCopyClients(spec, async (src, tgt) => {
       // The mark is read before the snapshot: whatever commits in between is in the snapshot or
       // was open when the mark was read (and holds the mark back).

@@ -9,6 +9,7 @@ import { advanceSequences as sequences, runSwitch as sw, appendAudit, runAction 
 import { applyDelta as delta, captureWatermark as watermark } from './delta';
 import { sweepTable as sweep } from './sweep';
 import { alive } from './heartbeat';
+import { restoreConstraints as restore } from './constraints';
 import type { MigrationSpec } from '../spec/schema';
 
 export const planMigration = alive(plan);
@@ -25,6 +26,7 @@ export const sweepTable = alive(sweep);
 export const runAction = alive(action);
 export const awaitWriters = alive(writers);
 export const changedSince = alive(since);
+export const restoreConstraints = alive(restore);
 export const recordAudit = alive(async (input: { spec: MigrationSpec; entry: AuditEntry }): Promise<void> => {
   await appendAudit(input.spec, input.entry);
 });

@@ -8,7 +8,9 @@ import { CLEAR_BOUNDARIES, CLEAR_STALE_RANGES, LEDGER_DDL, SAVE_BOUNDARIES, UPSE
 import { intervalBoundsSql, intervalPlanSql, rowBoundariesSql, sourceBoundsSql } from '../db/sql';
 import { guarded } from '../db/errors';
 import { preflight, type Binding } from './binding';
-import type { TablePlan } from './bounds';
+import { foreignKeys, tableSizing, type ForeignKey } from '../db/catalog';
+import { setAsideConstraints } from './constraints';
+import { rowsPerRange, spanFor, type TablePlan } from './bounds';
 
 export type { TablePlan } from './bounds';
 export { preflight } from './binding';
@@ -24,41 +26,83 @@ function tooMany(b: Binding, n: number): never {
   });
 }
 
-async function planTable(spec: MigrationSpec, migration: string, i: number, b: Binding): Promise<TablePlan> {
+/** Key spans and time intervals: arithmetic on the bounds, nothing written. */
+async function planSpans(spec: MigrationSpec, b: Binding): Promise<TablePlan> {
   const src = poolFor(spec.source, 'read');
   const base = { source: b.sourceName, target: b.targetName, kind: b.chunk.kind };
   const c = b.chunk;
   const empty: TablePlan = { ...base, lo: [], hi: [], rangeCount: 0 };
   // Key spans and intervals need only the bounds (an index lookup, not a count of the table).
-  const bounds =
-    c.kind === 'rows' ? { lo: null, hi: null } : ((await src.query(sourceBoundsSql(b))).rows[0] as { lo: string | null; hi: string | null });
-  if (c.kind !== 'rows' && bounds.lo === null) return empty;
+  if (c.kind === 'rows') throw new Error('planSpans: a row-count plan has no spans');
+  const bounds = (await src.query(sourceBoundsSql(b))).rows[0] as { lo: string | null; hi: string | null };
+  if (bounds.lo === null) return empty;
   if (c.kind === 'size') {
-    const size = BigInt(c.size);
+    // No chunk in the spec: a span that holds about RANGE_BYTES of this table.
+    const size = BigInt(b.sizing ? spanFor(rowsPerRange(b.sizing, c.size), b.sizing.rows, bounds.lo!, bounds.hi!) : c.size);
     const hi = BigInt(bounds.hi!) + 1n;
     const n = Number((hi - BigInt(bounds.lo!) + size - 1n) / size);
     if (n > MAX_RANGES_PER_TABLE) tooMany(b, n);
     return { ...base, lo: [bounds.lo!], hi: [hi.toString()], size: size.toString(), rangeCount: n };
   }
-  if (c.kind === 'interval') {
-    // Aligned starts: date_bin for fixed intervals, the month for calendar ones. UTC sessions.
-    const type = b.range.sourceTypes[0];
-    const r = await src.query(intervalPlanSql(type), [bounds.lo, c.interval, bounds.hi]);
-    const n = Number(r.rows[0].n);
-    if (n > MAX_RANGES_PER_TABLE) tooMany(b, n);
-    // The end of the last range, by the same expression as every range's bounds.
-    const end = await src.query(intervalBoundsSql(type), [r.rows[0].start, n - 1, c.interval]);
-    return { ...base, lo: [r.rows[0].start], hi: [end.rows[0].hi], interval: c.interval, rangeCount: n };
-  }
-  const rows = await src.query(rowBoundariesSql(b, c.rows));
+  // Aligned starts: date_bin for fixed intervals, the month for calendar ones. UTC sessions.
+  const type = b.range.sourceTypes[0];
+  const r = await src.query(intervalPlanSql(type), [bounds.lo, c.interval, bounds.hi]);
+  const n = Number(r.rows[0].n);
+  if (n > MAX_RANGES_PER_TABLE) tooMany(b, n);
+  // The end of the last range, by the same expression as every range's bounds.
+  const end = await src.query(intervalBoundsSql(type), [r.rows[0].start, n - 1, c.interval]);
+  return { ...base, lo: [r.rows[0].start], hi: [end.rows[0].hi], interval: c.interval, rangeCount: n };
+}
+
+/** A table's plan. Row counts: boundaries from the data (every n-th key), kept in the ledger. */
+async function planTable(spec: MigrationSpec, migration: string, i: number, b: Binding): Promise<TablePlan> {
+  const c = b.chunk;
+  if (c.kind !== 'rows') return planSpans(spec, b);
+  const base = { source: b.sourceName, target: b.targetName, kind: c.kind };
+  const rows = await poolFor(spec.source, 'read').query(rowBoundariesSql(b, b.sizing ? rowsPerRange(b.sizing, c.rows) : c.rows));
   const boundaries = rows.rows.map((x) => JSON.parse(String(x.b)) as string[]);
-  if (boundaries.length === 0) return empty;
+  if (boundaries.length === 0) return { ...base, lo: [], hi: [], rangeCount: 0 };
   if (boundaries.length > MAX_RANGES_PER_TABLE) tooMany(b, boundaries.length);
   await inTransaction(poolFor(controlAlias(spec), 'write'), 'BEGIN', async (tx) => {
     await tx.query(CLEAR_BOUNDARIES, [migration, i]);
     await tx.query(SAVE_BOUNDARIES, [migration, i, JSON.stringify(boundaries)]);
   });
   return { ...base, lo: boundaries[0], hi: null, rangeCount: boundaries.length };
+}
+
+/** What `backfill validate` shows of the plan it would make: nothing written, row-count plans estimated. */
+export interface PlanEstimate {
+  table: string;
+  /** how the ranges are taken, in words */
+  ranges: string;
+  rangeCount: number;
+  /** the planner's row estimate (null: the table was never analyzed) */
+  rows: number | null;
+  bytes: number;
+}
+
+/** The foreign keys a migration of these tables would set aside during the copy and validate after. */
+export function constraintsToSetAside(spec: MigrationSpec, bindings: Binding[]): Promise<ForeignKey[]> {
+  return foreignKeys(poolFor(spec.target, 'write'), bindings.map((b) => b.target));
+}
+
+export async function estimatePlan(spec: MigrationSpec, bindings: Binding[]): Promise<PlanEstimate[]> {
+  const out: PlanEstimate[] = [];
+  for (const b of bindings) {
+    const size = await tableSizing(poolFor(spec.source, 'read'), b.source);
+    const rows = size.rows > 0 ? Math.round(size.rows) : null;
+    const c = b.chunk;
+    const auto = b.sizing ? ' (chosen from the table size)' : '';
+    if (c.kind === 'rows') {
+      const per = b.sizing ? rowsPerRange(b.sizing, c.rows) : c.rows;
+      out.push({ table: b.sourceName, ranges: `about ${per.toLocaleString('en-US')} rows each on (${b.key.join(', ')})${auto}`, rangeCount: rows === null ? 1 : Math.max(1, Math.ceil(rows / per)), rows, bytes: size.bytes });
+    } else {
+      const p = await planSpans(spec, b);
+      const how = c.kind === 'size' ? `key spans of ${Number(p.size ?? c.size).toLocaleString('en-US')} on ${c.column}${auto}` : `intervals of ${c.interval} on ${c.column}`;
+      out.push({ table: b.sourceName, ranges: how, rangeCount: p.rangeCount, rows, bytes: size.bytes });
+    }
+  }
+  return out;
 }
 
 export async function planMigration(input: { migration: string; spec: MigrationSpec }): Promise<TablePlan[]> {
@@ -71,9 +115,12 @@ export async function planMigration(input: { migration: string; spec: MigrationS
     } finally {
       control.release();
     }
+    const fks = await setAsideConstraints(spec, migration, bindings.map((b) => b.target));
     const plans: TablePlan[] = [];
     for (const i of spec.tables.keys()) {
-      const plan = await planTable(spec, migration, i, bindings[i]);
+      const b = bindings[i];
+      const touching = fks.filter((f) => f.owner === b.target || f.referenced === b.target).map((f) => f.name);
+      const plan = { ...(await planTable(spec, migration, i, b)), ...(touching.length ? { setAside: touching } : {}) };
       const ctl = poolFor(controlAlias(spec), 'write');
       await ctl.query(UPSERT_TABLE, [migration, i, plan.source, plan.target, JSON.stringify(plan), null]);
       await ctl.query(CLEAR_STALE_RANGES, [migration, i, plan.rangeCount]);

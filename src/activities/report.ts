@@ -15,6 +15,8 @@ import {
 import type { TableTotals } from './reconcile';
 import { failedChecks, type Checks } from './compare';
 import { KEY_SAMPLE } from './locate';
+import { constraintStates } from './constraints';
+import type { Refusal } from '../policy/range-lifecycle';
 
 export async function buildReport(input: {
   migration: string;
@@ -53,7 +55,8 @@ export async function buildReport(input: {
       ranges: rr.rows
         .filter((r) => Number(r.table_index) === i && Number(r.range_index) < p.rangeCount)
         .map((r): LedgerRange => {
-          const checks = r.checks ? (JSON.parse(String(r.checks)) as Checks & { located?: LedgerRange['located'] }) : null;
+          const checks = r.checks ? (JSON.parse(String(r.checks)) as Checks & { located?: LedgerRange['located']; refused?: Refusal }) : null;
+          const refused = checks?.refused;
           return {
             index: Number(r.range_index),
             lo: r.lo,
@@ -64,9 +67,10 @@ export async function buildReport(input: {
             sourceChecksum: r.source_checksum,
             targetCount: r.target_count,
             targetChecksum: r.target_checksum,
-            failedChecks: checks && 'count' in checks ? failedChecks(checks) : [],
+            failedChecks: refused ? [`refused${refused.constraint ? `(${refused.constraint})` : ''}`] : checks && 'count' in checks ? failedChecks(checks) : [],
             located: checks?.located ?? null,
             keys: keys.get(`${i}:${r.range_index}`) ?? NO_KEYS,
+            ...(refused ? { refused } : {}),
           };
         }),
     }));
@@ -77,6 +81,7 @@ export async function buildReport(input: {
       evidence,
       delta: input.delta ?? { watermark: null, rowsApplied: 0, remaining: 0 },
       live: input.live,
+      constraints: await constraintStates(input.spec, input.migration),
     });
     await ctl.query(SAVE_REPORT, [input.migration, report.digest, report.verdict, JSON.stringify(report)]);
     return report;

@@ -11,6 +11,7 @@ import { heartbeat, previousDetails } from './heartbeat';
 import { locateRange } from './locate';
 import { copyRange, verifyRange, type RangeInput } from './copy-range';
 import { withCopyClients } from './copy-pipe';
+import { ensureSetAside } from './constraints';
 import { compareMeasured, measure, replaceAndMeasure, throughIndex } from './measure';
 import { planSpan, type TablePlan } from './bounds';
 import { rangePolicy, runRange, type FailedRange, type RangeResult, type RangeSteps } from '../policy/range-lifecycle';
@@ -128,6 +129,7 @@ async function sweepOutside(input: SweepInput, repair: boolean): Promise<SweepRe
     const equal = compareMeasured(b, s, d).ok;
     if (equal || !repair) return { source: s.profile.count, target: d.profile.count, equal, repaired: false };
     // Delete and copy in one target transaction from one source snapshot, then prove it there.
+    if (input.plan.setAside?.length) await ensureSetAside(spec, input.migration, b.target);
     return withCopyClients(spec, async (src, tgt) => {
       const { s: s2, t: d2 } = await replaceAndMeasure(src, tgt, b, sel);
       await tgt.query('COMMIT');

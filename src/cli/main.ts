@@ -33,7 +33,8 @@ import {
 import { migrationKey, phaseKey } from '../workflows/search-attributes';
 import { backfillMigration } from '../workflows/migration';
 import { follow } from './follow';
-import { preflight } from '../activities/plan';
+import { constraintsToSetAside, estimatePlan, preflight, type PlanEstimate } from '../activities/plan';
+import type { ForeignKey } from '../db/catalog';
 import { closePools } from '../db/pools';
 import { runWorker } from '../worker';
 import { runDemo } from './demo';
@@ -77,6 +78,8 @@ const act =
     exitCode = await fn(...a);
   };
 
+const megabytes = (b: number) => `${(b / 1024 / 1024).toFixed(1)} MB`;
+
 export function buildProgram(): Command {
   const program = new Command('backfill')
     .description('Durable, reconciled PostgreSQL backfills on Temporal')
@@ -98,14 +101,27 @@ export function buildProgram(): Command {
         console.log(`databases not checked here: ${missing.map(envNameForAlias).join(', ')} not set (the worker checks them before any row is written)`);
         return EXIT.ok;
       }
+      let plans: PlanEstimate[];
+      let fks: ForeignKey[];
       try {
-        await preflight(spec);
+        const bindings = await preflight(spec);
+        plans = await estimatePlan(spec, bindings);
+        fks = spec.mode === 'copy' ? await constraintsToSetAside(spec, bindings) : [];
       } catch (e) {
         throw new BadInput(redact((e as Error).message));
       } finally {
         await closePools();
       }
       console.log('the databases match the spec: tables, columns, key, privileges and the source query all check out');
+      console.log('the plan (row counts are the planner\'s estimates; nothing was written):');
+      for (const p of plans) {
+        const rows = p.rows === null ? 'rows unknown (never analyzed)' : `~${p.rows.toLocaleString('en-US')} rows`;
+        console.log(`  ${p.table}: ${p.rangeCount.toLocaleString('en-US')} range(s), ${p.ranges}; ${rows}, ${megabytes(p.bytes)}`);
+      }
+      if (fks.length) {
+        console.log('foreign keys on the target, set aside while ranges are written (kept in the ledger), re-created and validated once the data is proven:');
+        for (const f of fks) console.log(`  ${f.name} on ${f.owner} -> ${f.referenced}${f.valid ? '' : ' (NOT VALID now: re-created NOT VALID, as it was)'}`);
+      }
       return EXIT.ok;
     }));
 

@@ -1,7 +1,8 @@
 // Resolving spec names through the catalog. Names are compared as values (parameters); only names
 // that the catalog returned are ever quoted into SQL.
 import type pg from 'pg';
-import { qualifiedName, splitTableName } from './sql';
+import { qualifiedName } from './sql';
+import type { NamePart, TableName } from '../spec/names';
 
 export interface ColumnInfo {
   name: string;
@@ -65,33 +66,80 @@ export function textArray(v: unknown): string[] {
 
 const toBool = (v: unknown) => v === true || v === 't' || v === 'true';
 
-export async function resolveTable(c: pg.ClientBase, specName: string): Promise<TableInfo | undefined> {
-  const [schema, table] = splitTableName(specName);
-  // Exact name first, then the name folded as PostgreSQL folds an unquoted identifier.
-  const tries: [string | null, string][] = [[schema, table]];
-  const folded: [string | null, string] = [schema?.toLowerCase() ?? null, table.toLowerCase()];
-  if (folded[0] !== schema || folded[1] !== table) tries.push(folded);
-  for (const [s, t] of tries) {
-    const r = await c.query(FIND_TABLE, [s, t]);
-    if (r.rows.length === 0) continue;
-    const row = r.rows[0] as { oid: string; schema: string; name: string };
-    const cols = await c.query(TABLE_COLUMNS, [row.oid]);
-    return {
-      ...row,
-      quoted: qualifiedName(row.schema, row.name),
-      columns: cols.rows.map((x) => ({
-        name: String(x.name),
-        type: String(x.type),
-        typeName: String(x.typeName),
-        notNull: toBool(x.notNull),
-        hasDefault: toBool(x.hasDefault),
-        generated: toBool(x.generated),
-        collatable: toBool(x.collatable),
-        builtin: toBool(x.builtin),
-      })),
-    };
+/** The names to look a part up by: as written, then (unquoted only) as PostgreSQL folds it. */
+function spellings(p: NamePart): string[] {
+  const folded = p.name.toLowerCase();
+  return p.exact || folded === p.name ? [p.name] : [p.name, folded];
+}
+
+export async function resolveTable(c: pg.ClientBase, ref: TableName): Promise<TableInfo | undefined> {
+  const schemas = ref.schema ? spellings(ref.schema) : [null];
+  for (const s of schemas) {
+    for (const t of spellings(ref.table)) {
+      const r = await c.query(FIND_TABLE, [s, t]);
+      if (r.rows.length === 0) continue;
+      const row = r.rows[0] as { oid: string; schema: string; name: string };
+      const cols = await c.query(TABLE_COLUMNS, [row.oid]);
+      return {
+        ...row,
+        quoted: qualifiedName(row.schema, row.name),
+        columns: cols.rows.map((x) => ({
+          name: String(x.name),
+          type: String(x.type),
+          typeName: String(x.typeName),
+          notNull: toBool(x.notNull),
+          hasDefault: toBool(x.hasDefault),
+          generated: toBool(x.generated),
+          collatable: toBool(x.collatable),
+          builtin: toBool(x.builtin),
+        })),
+      };
+    }
   }
   return undefined;
+}
+
+/** A foreign key as the catalog has it: owner and referenced table quoted and qualified. */
+export interface ForeignKey {
+  owner: string;
+  name: string;
+  referenced: string;
+  ddl: string;
+  valid: boolean;
+}
+
+/** The table's name quoted part by part, as qualifiedName() writes it, so the two compare equal. */
+const QUALIFIED = (rel: string) =>
+  `(SELECT '"' || replace(n.nspname, '"', '""') || '"."' || replace(c.relname, '"', '""') || '"' FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ${rel})`;
+
+/** Foreign keys owned by or referencing any of $1 (quoted table names). */
+const FOREIGN_KEYS = `
+SELECT ${QUALIFIED('con.conrelid')} AS owner, con.conname AS name, ${QUALIFIED('con.confrelid')} AS referenced,
+       pg_get_constraintdef(con.oid) AS ddl, con.convalidated AS valid
+  FROM pg_constraint con
+ WHERE con.contype = 'f' AND (con.conrelid = ANY ($1::regclass[]) OR con.confrelid = ANY ($1::regclass[]))
+ ORDER BY 1, 2`;
+
+export async function foreignKeys(c: pg.ClientBase | pg.Pool, tables: string[]): Promise<ForeignKey[]> {
+  const r = await c.query(FOREIGN_KEYS, [tables]);
+  return r.rows.map((x) => ({ owner: String(x.owner), name: String(x.name), referenced: String(x.referenced), ddl: String(x.ddl), valid: toBool(x.valid) }));
+}
+
+/** Is constraint $2 on table $1 (quoted) there, and validated? */
+export const CONSTRAINT_PRESENT = `SELECT convalidated AS valid FROM pg_constraint WHERE conrelid = $1::regclass AND conname = $2`;
+
+/** What planning sizes ranges from: the planner's row estimate (-1: never analyzed) and the table's bytes. */
+export interface TableSizing {
+  rows: number;
+  bytes: number;
+}
+
+const TABLE_SIZING = `SELECT c.reltuples::float8 AS rows, pg_table_size(c.oid)::float8 AS bytes FROM pg_class c WHERE c.oid = $1::regclass`;
+
+/** `table`: an OID, or a quoted qualified name. */
+export async function tableSizing(c: pg.ClientBase | pg.Pool, table: string): Promise<TableSizing> {
+  const r = (await c.query(TABLE_SIZING, [table])).rows[0];
+  return { rows: Number(r.rows), bytes: Number(r.bytes) };
 }
 
 export async function hasUniqueIndexOn(c: pg.ClientBase, oid: string, cols: string[]): Promise<boolean> {

@@ -63,6 +63,18 @@ CREATE TABLE IF NOT EXISTS backfill.differences (
   found_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS differences_range ON backfill.differences (migration, table_index, range_index);
+CREATE TABLE IF NOT EXISTS backfill.constraints (
+  migration text NOT NULL,
+  owner text NOT NULL,
+  name text NOT NULL,
+  referenced text NOT NULL,
+  ddl text NOT NULL,
+  was_valid boolean NOT NULL,
+  state text NOT NULL,
+  detail text,
+  updated_at timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (migration, owner, name)
+);
 CREATE TABLE IF NOT EXISTS backfill.audit (
   id bigserial PRIMARY KEY,
   migration text NOT NULL,
@@ -115,6 +127,17 @@ ON CONFLICT (migration, table_index, range_index) DO UPDATE
        target_count = EXCLUDED.target_count, target_checksum = EXCLUDED.target_checksum,
        checks = EXCLUDED.checks, verified_at = now(), updated_at = now(), worker = EXCLUDED.worker,
        copied_at = coalesce(EXCLUDED.copied_at, backfill.ranges.copied_at), last_error = NULL`;
+
+/** A range whose rows the target refused ($9: { refused }); the evidence of earlier attempts is cleared. */
+export const RECORD_RANGE_REFUSED = `
+INSERT INTO backfill.ranges (migration, table_index, range_index, source_table, target_table, lo, hi,
+                             status, attempts, checks, last_error, updated_at, worker)
+VALUES ($1, $2, $3, $4, $5, $6, $7, 'refused', $8, $9, $10, now(), $11)
+ON CONFLICT (migration, table_index, range_index) DO UPDATE
+   SET lo = EXCLUDED.lo, hi = EXCLUDED.hi, status = 'refused',
+       attempts = greatest(backfill.ranges.attempts, EXCLUDED.attempts),
+       source_count = NULL, source_checksum = NULL, target_count = NULL, target_checksum = NULL,
+       checks = EXCLUDED.checks, last_error = EXCLUDED.last_error, updated_at = now(), worker = EXCLUDED.worker`;
 
 /**
  * A failure no retry cures, kept on the range's row ($8). A range that never got evidence gets a
@@ -177,6 +200,26 @@ SELECT table_index, range_index, kind, key::text AS key, to_json(columns)::text 
  WHERE rn <= $2 ORDER BY table_index, range_index, kind, key`;
 
 /** What the ranges of a table add up to, per side. */
+// ---- foreign keys set aside while ranges are written (state: set-aside -> restored -> validated) ----
+
+/** $1..$7: migration, owner (quoted), name, referenced (quoted), its definition, was it validated, state. */
+export const RECORD_CONSTRAINT = `
+INSERT INTO backfill.constraints (migration, owner, name, referenced, ddl, was_valid, state)
+VALUES ($1, $2, $3, $4, $5, $6, 'set-aside')
+ON CONFLICT (migration, owner, name) DO UPDATE
+   SET referenced = EXCLUDED.referenced, ddl = EXCLUDED.ddl, was_valid = EXCLUDED.was_valid, state = 'set-aside', detail = NULL, updated_at = now()`;
+
+/** The constraints of a migration; with $2, only those owned by or referencing that table (quoted). */
+export const MIGRATION_CONSTRAINTS = `
+SELECT owner, name, referenced, ddl, was_valid, state, detail FROM backfill.constraints
+ WHERE migration = $1 AND ($2::text IS NULL OR owner = $2 OR referenced = $2) ORDER BY owner, name`;
+
+export const CONSTRAINT_STATE = `
+UPDATE backfill.constraints SET state = $4, detail = $5, updated_at = now() WHERE migration = $1 AND owner = $2 AND name = $3`;
+
+/** One worker at a time sets aside or restores a migration's constraints. */
+export const CONSTRAINTS_LOCK = `SELECT pg_advisory_xact_lock(hashtext('backfill.constraints:' || $1))`;
+
 /** Every range's evidence, for the report. */
 export const LEDGER_RANGES = `
 SELECT table_index, range_index, lo, hi, status, attempts, source_count::text, source_checksum::text,

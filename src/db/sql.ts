@@ -12,12 +12,6 @@ export function qualifiedName(schema: string, table: string): string {
   return `${quoteIdent(schema)}.${quoteIdent(table)}`;
 }
 
-/** Splits a spec table name into [schema | null, table]. The spec schema already checked its shape. */
-export function splitTableName(name: string): [string | null, string] {
-  const parts = name.split('.');
-  return parts.length === 2 ? [parts[0], parts[1]] : [null, parts[0]];
-}
-
 export function quoteLiteral(v: string): string {
   if (v.includes('\0')) throw new Error('a value contains a NUL byte');
   return `'${v.replace(/'/g, "''")}'`;
@@ -416,6 +410,21 @@ export function rowBoundariesSql(t: BoundTable, every: number): string {
 export function keySampleSql(t: BoundTable, side: Side, sel: Selection, limit: number): string {
   const k = keyExprs(t, side);
   return `SELECT json_build_array(${k.map((e) => `${e}::text`).join(', ')})::text AS key ${rowsOf(t, side, sel)} ORDER BY ${k.join(', ')} LIMIT ${Math.trunc(limit)}`;
+}
+
+/** `owner` is a quoted name from the catalog; `ddl` is pg_get_constraintdef's text. */
+export function dropConstraintSql(owner: string, name: string): string {
+  return `ALTER TABLE ${owner} DROP CONSTRAINT IF EXISTS ${quoteIdent(name)}`;
+}
+
+/** Re-created NOT VALID: no scan, no long lock; VALIDATE then checks the rows with a weaker lock. */
+export function addConstraintNotValidSql(owner: string, name: string, ddl: string): string {
+  const def = ddl.replace(/\s+NOT VALID\s*$/i, '');
+  return `ALTER TABLE ${owner} ADD CONSTRAINT ${quoteIdent(name)} ${def} NOT VALID`;
+}
+
+export function validateConstraintSql(owner: string, name: string): string {
+  return `ALTER TABLE ${owner} VALIDATE CONSTRAINT ${quoteIdent(name)}`;
 }
 
 /** For the embedded servers of the demo, tests and bench. */

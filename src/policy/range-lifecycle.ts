@@ -10,8 +10,16 @@ export interface SideEvidence {
 }
 
 /** What one attempt at a range found (the range activities return this). */
+/** A row the target would not take: the constraint, the database's words, and the row's key when they name it. */
+export interface Refusal {
+  constraint: string | null;
+  message: string;
+  key: string[] | null;
+}
+
 export interface RangeResult {
-  status: 'verified' | 'mismatch' | 'failed';
+  /** refused: the target would not take a row (a constraint); no attempt helps until the target is fixed */
+  status: 'verified' | 'mismatch' | 'failed' | 'refused';
   lo: string;
   hi: string;
   source: SideEvidence;
@@ -19,6 +27,7 @@ export interface RangeResult {
   /** the names of the checks that failed */
   failed: string[];
   rowsCopied: number;
+  refused?: Refusal;
 }
 
 /** A range that still differs after its attempts, with what locating found. */
@@ -32,6 +41,8 @@ export interface FailedRange {
   target: SideEvidence;
   failed: string[];
   located?: Located;
+  /** the target refused a row: fix the target, then rerun the range */
+  refused?: Refusal;
 }
 
 export interface RangePolicy {
@@ -76,6 +87,10 @@ export async function runRange(index: number, policy: RangePolicy, steps: RangeS
     const r = await steps.attempt(n, final);
     steps.attempted?.(r);
     if (r.status === 'verified') return { verified: true, attempts: n, last: r };
+    if (r.status === 'refused') {
+      // Nothing to locate and no use trying again: the target's own rule stops it.
+      return { verified: false, failure: { index, lo: r.lo, hi: r.hi, attempts: n, source: r.source, target: r.target, failed: r.failed, refused: r.refused } };
+    }
     if (final) {
       // The evidence (every key) stays in the ledger; the failure carries counts and a sample.
       const located = await steps.locate(n);

@@ -1,7 +1,7 @@
 // The digest of the evidence, and the report assembled around it. Approving a digest approves
 // exactly the evidence it hashes (evidenceText). Pure, but needs node:crypto: not for the workflow.
 import { createHash } from 'node:crypto';
-import { buildTableReport, evidenceText, isGreen, type Report, type TableEvidence } from './model';
+import { buildTableReport, constraintsGreen, evidenceText, isGreen, type ConstraintReport, type Report, type TableEvidence } from './model';
 
 export function digestOf(text: string): string {
   return createHash('sha256').update(text).digest('hex').slice(0, 32);
@@ -15,12 +15,15 @@ export function reportFromEvidence(e: {
   delta: Report['delta'];
   /** the source still takes writes: judge the ranges, not the totals (see isGreen) */
   live?: boolean;
+  constraints?: ConstraintReport[];
 }): Report {
   const tables = e.evidence.map((t) => buildTableReport(e.migration, t));
+  const constraints = e.constraints ?? [];
   return {
     migration: e.migration,
-    digest: digestOf(evidenceText(e.migration, e.evidence, e.delta.watermark)),
-    verdict: tables.every((t) => isGreen(t, e.live)) ? 'green' : 'red',
+    digest: digestOf(evidenceText(e.migration, e.evidence, e.delta.watermark, constraints)),
+    verdict: tables.every((t) => isGreen(t, e.live)) && constraintsGreen(constraints, e.live) ? 'green' : 'red',
+    ...(constraints.length ? { constraints } : {}),
     ...(e.live ? { live: true } : {}),
     complete: true,
     phase: e.phase,

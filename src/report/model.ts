@@ -1,7 +1,7 @@
 // The report: what is wrong, where, and how to rerun only that slice. Pure functions only, so the
 // workflow, the activities and the CLI all build and read it the same way (the digest, which needs
 // a hash function, is in digest.ts).
-import type { FailedRange } from '../policy/range-lifecycle';
+import type { FailedRange, Refusal } from '../policy/range-lifecycle';
 
 export interface SideTotals {
   count: string;
@@ -37,6 +37,8 @@ export interface RangeReport {
   failedChecks: string[];
   /** for changed rows: column -> number of rows in which it differs */
   changedColumns: Record<string, number>;
+  /** the target refused a row of this range: fix the target, then rerun */
+  refused?: Refusal;
   rerun: string;
 }
 
@@ -65,6 +67,18 @@ export interface Approval {
   approvedAt: string;
 }
 
+/** A foreign key set aside while ranges were written (see activities/constraints.ts). */
+export interface ConstraintReport {
+  owner: string;
+  name: string;
+  referenced: string;
+  state: 'set-aside' | 'restored';
+  valid: boolean;
+  wasValid: boolean;
+  /** the rows that break it, in the database's words */
+  detail: string | null;
+}
+
 export interface Report {
   migration: string;
   digest: string;
@@ -79,6 +93,8 @@ export interface Report {
   switchedAt?: string;
   /** the source was still taking writes: the verdict rests on the ranges, the totals wait for the final check */
   live?: boolean;
+  /** foreign keys set aside during the copy, and whether they hold again */
+  constraints?: ConstraintReport[];
 }
 
 /** A ledger row as the report builder reads it. */
@@ -96,6 +112,7 @@ export interface LedgerRange {
   failedChecks: string[];
   located: { missing: number; extra: number; changed: number; duplicates: number; columns: Record<string, number> } | null;
   keys: RangeKeys;
+  refused?: Refusal;
 }
 
 export interface TableEvidence {
@@ -117,10 +134,18 @@ export interface TableEvidence {
 export const MAX_VERIFIED_RANGES_SHOWN = 500;
 export const MAX_FAILED_RANGES_SHOWN = 2000;
 
+/** Ledger statuses of a range that is not proven and will not be by itself. */
+export const FAILED_STATUSES = new Set(['failed', 'mismatch', 'refused']);
+
 export const NO_KEYS: RangeKeys = { missing: [], extra: [], changed: [], duplicates: [] };
 
+/** A word for a POSIX shell: as it is when it is safe, else in single quotes. */
+export function shellWord(s: string): string {
+  return /^[A-Za-z0-9_./:=@-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
 export function rerunCommand(migration: string, table: string, index: number): string {
-  return `backfill rerun ${migration} --table ${table} --range ${index}`;
+  return `backfill rerun ${migration} --table ${shellWord(table)} --range ${index}`;
 }
 
 const num = (v: string | null) => (v === null ? null : Number(v));
@@ -146,6 +171,7 @@ function rangeReport(migration: string, table: string, r: LedgerRange): RangeRep
     keys: r.keys,
     failedChecks: r.failedChecks,
     changedColumns: l?.columns ?? {},
+    ...(r.refused ? { refused: r.refused } : {}),
     rerun: rerunCommand(migration, table, r.index),
   };
 }
@@ -156,7 +182,7 @@ function sum(xs: (string | null)[]): string {
 
 export function buildTableReport(migration: string, e: TableEvidence): TableReport {
   const verified = e.ranges.filter((r) => r.status === 'verified').length;
-  const failed = e.ranges.filter((r) => r.status === 'failed' || r.status === 'mismatch').length;
+  const failed = e.ranges.filter((r) => FAILED_STATUSES.has(r.status)).length;
   const showAll = e.ranges.length <= MAX_VERIFIED_RANGES_SHOWN;
   const shown = e.ranges
     .filter((r) => showAll || r.status !== 'verified')
@@ -216,6 +242,7 @@ function asLedgerRange(f: FailedRange): LedgerRange {
     failedChecks: f.failed,
     located: l ? { missing: l.missing, extra: l.extra, changed: l.changed, duplicates: l.duplicates, columns: l.columns } : null,
     keys: l?.keys ?? NO_KEYS,
+    ...(f.refused ? { refused: f.refused } : {}),
   };
 }
 
@@ -261,13 +288,23 @@ export function isGreen(t: TableReport, live = false): boolean {
 }
 
 /**
+ * Constraints that must hold again: every one that was valid before is validated after its restore.
+ * While the source still takes writes (`live`) they stay set aside until the final check.
+ */
+export function constraintsGreen(cs: ConstraintReport[], live = false): boolean {
+  return cs.every((c) => !c.wasValid || c.valid || (live && c.state === 'set-aside'));
+}
+
+/**
  * The text the digest hashes: every range's bounds, counts and checksums (not only those shown),
  * the totals and the delta watermark. Approving a digest approves exactly this evidence.
  */
-export function evidenceText(migration: string, tables: TableEvidence[], watermark: string | null): string {
+export function evidenceText(migration: string, tables: TableEvidence[], watermark: string | null, constraints: ConstraintReport[] = []): string {
   return JSON.stringify({
     migration,
     watermark,
+    // (only when there are any: the digests of migrations without them stay as they were)
+    ...(constraints.length ? { constraints: constraints.map((c) => [c.owner, c.name, c.state, c.valid]) } : {}),
     tables: tables.map((t) => ({
       source: t.source,
       target: t.target,

@@ -39,6 +39,8 @@ function tableSection(t: TableReport): string[] {
     for (const r of bad) {
       const counts = [`${r.missing ?? '?'} missing`, `${r.extra ?? '?'} extra`, `${r.changed ?? '?'} changed`, `${r.duplicates ?? '?'} duplicated`].join(', ');
       out.push(`- **range ${r.index}** \`[${r.lo}, ${r.hi || '∞'})\`: ${r.status} after ${r.attempts} attempt(s); failed checks: ${r.failedChecks.join(', ') || '–'}; ${counts}`);
+      if (r.refused)
+        out.push(`  - the target refused a row${r.refused.constraint ? ` (constraint ${r.refused.constraint})` : ''}${r.refused.key ? `, key ${JSON.stringify(r.refused.key)}` : ''}: ${r.refused.message}; fix the target, then rerun`);
       const keys = (label: string, ks: string[][]) => ks.length && out.push(`  - ${label}: ${ks.map((k) => JSON.stringify(k)).join(', ')}`);
       keys('missing in the target', r.keys.missing);
       keys('extra in the target', r.keys.extra);

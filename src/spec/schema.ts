@@ -1,23 +1,19 @@
 // The migration spec, as a zod schema: the public contract (README, "The spec"); types come from it.
 // This module is imported by the workflow too, so it must stay pure (no Node built-ins, no I/O).
 import { z } from 'zod';
+import { TABLE_REF_FORMS, namePartProblem, parseTableRef, showTableRef, tableRefKey } from './names';
 
-/** One identifier part: a plain name, never SQL. Resolved through the catalog and quoted later. */
-const IDENT = /^[\p{L}_][\p{L}\p{N}_$]*$/u;
-const identifier = z
-  .string()
-  .min(1, 'must not be empty')
-  .max(63, 'must be at most 63 characters')
-  .regex(IDENT, 'must be a plain identifier (letters, digits, _ and $; no quotes, spaces or SQL)');
+/** A column name exactly as the catalog has it: any text up to 63 bytes. Never SQL: it is looked up, then quoted. */
+const identifier = z.string().superRefine((v, ctx) => {
+  const why = namePartProblem(v);
+  if (why) ctx.addIssue({ code: 'custom', message: why });
+});
 
-/** `schema.table` or `table`, each part a plain identifier. */
-const tableName = z
-  .string()
-  .min(1, 'must not be empty')
-  .refine((s) => {
-    const parts = s.split('.');
-    return parts.length <= 2 && parts.every((p) => p.length > 0 && p.length <= 63 && IDENT.test(p));
-  }, 'must be "schema.table" or "table", each part a plain identifier (no quotes, spaces or SQL)');
+/** A table: `schema.table`, SQL-quoted parts, or { schema, table } (see names.ts). */
+const tableName = z.union([
+  z.string().refine((s) => parseTableRef(s) !== undefined, TABLE_REF_FORMS),
+  z.object({ schema: identifier.optional(), table: identifier }).strict(),
+], { error: TABLE_REF_FORMS });
 
 const alias = z
   .string()
@@ -77,7 +73,7 @@ export const DeltaSpec = z
 
 export const ChunkSpec = z
   .object({
-    column: identifier,
+    column: identifier.optional(),
     size: positiveInt(Number.MAX_SAFE_INTEGER).optional(),
     interval: intervalText.optional(),
     rows: positiveInt(100_000_000).optional(),
@@ -168,7 +164,7 @@ export const MigrationSpec = z
       }
       const kinds = t.chunk ? (['size', 'interval', 'rows'] as const).filter((k) => t.chunk![k] !== undefined) : ['size'];
       if (kinds.length !== 1) refuse(at('chunk'), 'must give exactly one of size, interval or rows');
-      if (t.chunk?.rows !== undefined && t.chunk.column !== t.key[0])
+      if (t.chunk?.rows !== undefined && t.chunk.column !== undefined && t.chunk.column !== t.key[0])
         refuse(at('chunk', 'column'), `with rows, ranges are taken on the whole key: the column must be the first key column "${t.key[0]}"`);
       const copied = new Set([...(t.columns ?? []), ...Object.keys(t.transform ?? {})]);
       if (t.columns) {
@@ -185,8 +181,8 @@ export const MigrationSpec = z
         for (const c of t.checks?.distribution ?? []) if (!copied.has(c)) refuse(at('checks', 'distribution'), `"${c}" is not a copied column`);
         for (const a of t.checks?.aggregates ?? []) if (!copied.has(a.column)) refuse(at('checks', 'aggregates'), `"${a.column}" is not a copied column`);
       }
-      const tgt = t.target.includes('.') ? t.target : `public.${t.target}`;
-      if (targets.has(tgt)) refuse(at('target'), `"${t.target}" is the target of an earlier table too`);
+      const tgt = tableRefKey(t.target);
+      if (targets.has(tgt)) refuse(at('target'), `${showTableRef(t.target)} is the target of an earlier table too`);
       targets.add(tgt);
     });
     if (spec.mode === 'verify' && spec.tables.some((t) => t.delta))
@@ -203,19 +199,23 @@ export type MigrationSpec = z.infer<typeof MigrationSpec>;
 export type MigrationSpecInput = z.input<typeof MigrationSpec>;
 export type TableSpec = z.infer<typeof TableSpec>;
 
+/** Without table statistics, the default range: this many keys of an integer key, or rows of any other. */
 export const DEFAULT_CHUNK_SIZE = 100_000;
 
 export type Chunking =
   | { kind: 'size'; column: string; size: number }
   | { kind: 'interval'; column: string; interval: string }
-  | { kind: 'rows'; column: string; rows: number };
+  | { kind: 'rows'; column: string; rows: number }
+  /** no `chunk` given: preflight picks key spans for an integer key, row counts for any other, sized from the table */
+  | { kind: 'auto'; column: string };
 
-/** The chunking of a table with defaults applied: by default, key spans of 100,000 on the first key column. */
+/** The chunking a table asks for; `auto` when it gives none. */
 export function chunkOf(t: Pick<TableSpec, 'chunk' | 'key'>): Chunking {
   const column = t.chunk?.column ?? t.key[0];
   if (t.chunk?.interval !== undefined) return { kind: 'interval', column, interval: t.chunk.interval.trim() };
   if (t.chunk?.rows !== undefined) return { kind: 'rows', column, rows: t.chunk.rows };
-  return { kind: 'size', column, size: t.chunk?.size ?? DEFAULT_CHUNK_SIZE };
+  if (t.chunk?.size !== undefined) return { kind: 'size', column, size: t.chunk.size };
+  return { kind: 'auto', column };
 }
 
 /**

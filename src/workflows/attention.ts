@@ -4,11 +4,14 @@ import { condition } from '@temporalio/workflow';
 import type { MigrationResult } from './messages';
 import type { MigrationState } from './state';
 import { audit } from './audit';
+import { hasConstraints, restoreConstraints } from './evidence';
 
 /** The migration's end when an abort was asked for, else undefined. */
 export async function stopIfAborted(s: MigrationState): Promise<MigrationResult | undefined> {
   if (s.aborted === undefined) return undefined;
   await condition(() => s.inFlight() === 0);
+  // No constraint is left dropped: re-created (validated where the rows allow; the report says which).
+  if (hasConstraints(s)) await restoreConstraints(s);
   s.setPhase('aborted', s.aborted);
   await audit(s, 'abort', undefined, s.digest, { reason: s.aborted });
   return { migration: s.name, phase: 'aborted', verdict: 'red', reason: s.aborted };

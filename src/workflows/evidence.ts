@@ -2,6 +2,17 @@
 import type { MigrationState } from './state';
 import { acts } from './activities';
 
+/** Foreign keys were set aside at planning (only then is there anything to restore). */
+export function hasConstraints(s: MigrationState): boolean {
+  return s.plans.some((p) => (p.setAside?.length ?? 0) > 0);
+}
+
+/** The constraints set aside, re-created and validated; returns the ones the rows break, in words. */
+export async function restoreConstraints(s: MigrationState): Promise<string[]> {
+  const cs = await acts.restoreConstraints({ spec: s.spec, migration: s.name });
+  return cs.filter((c) => c.wasValid && !c.valid).map((c) => `${c.owner} constraint ${c.name}: ${c.detail ?? 'not valid'}`);
+}
+
 /** Reconciling: the global checks, one table after another. */
 export async function reconcileAll(s: MigrationState): Promise<void> {
   s.setPhase('reconciling');

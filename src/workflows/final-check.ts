@@ -5,7 +5,7 @@ import { acts } from './activities';
 import type { MigrationState } from './state';
 import { oldestMark } from './state';
 import { deltaRound, sweep } from './catchup';
-import { buildReport, reconcileAll } from './evidence';
+import { buildReport, hasConstraints, reconcileAll, restoreConstraints } from './evidence';
 
 /** How long the final check waits for writers that were open when the freeze ran. */
 export const WRITERS_GRACE_MS = 60_000;
@@ -27,6 +27,10 @@ export async function finalCheck(s: MigrationState, approved: Approval): Promise
   s.detail = 'checking every range again';
   await sweep(s);
   if (s.failedCount() > 0) return `${s.failedCount()} range(s) still differ after the final window was copied`;
+  if (hasConstraints(s)) {
+    const broken = await restoreConstraints(s);
+    if (broken.length) return `rows break ${broken.join('; ')}`;
+  }
   if (frozenAt && s.hasDelta()) {
     const late = (await acts.changedSince({ spec, since: frozenAt })).filter((x) => x.rows > 0);
     if (late.length) return `writes after the freeze: ${late.map((x) => `${x.rows} row(s) in ${x.table}`).join(', ')}`;

@@ -5,13 +5,13 @@
 //   catchup.ts (a live source); gate.ts (the approval); final-check.ts; switch.ts.
 import { ApplicationFailure, ContinueAsNew, isCancellation, log, patched, workflowInfo } from '@temporalio/workflow';
 import { checkSpec, isLive } from '../spec/schema';
-import { acts } from './activities';
+import { acts, lastTries } from './activities';
 import { needsAttention, stopIfAborted } from './attention';
 import { voidApproval, audit } from './audit';
 import { backfill } from './backfill';
 import { catchUp } from './catchup';
 import { rootCause } from './errors';
-import { buildReport, reconcileAll } from './evidence';
+import { buildReport, hasConstraints, reconcileAll, restoreConstraints } from './evidence';
 import { finalCheck, unfreezeAfter } from './final-check';
 import { gate } from './gate';
 import { setControlHandlers, setQueryHandlers } from './handlers';
@@ -33,10 +33,27 @@ export async function backfillMigration(input: unknown, carried?: Carried): Prom
     if (isCancellation(e) || e instanceof ContinueAsNew) throw e;
     const root = rootCause(e);
     if (state && state.phase !== 'failed') state.setPhase('failed', root.message);
+    // A failed migration leaves no foreign key dropped (best effort: the failure is what counts).
+    if (state && hasConstraints(state)) await lastTries.restoreConstraints({ spec: state.spec, migration: state.name }).catch(() => undefined);
     if (root instanceof ApplicationFailure && root !== e)
       throw ApplicationFailure.create({ type: root.type ?? 'Error', message: root.message, nonRetryable: true, details: root.details as unknown[] });
     throw e;
   }
+}
+
+/** The ranges whose rows the target refused, in a sentence an operator can act on ('' when none). */
+function refusals(s: MigrationState): string {
+  const out: string[] = [];
+  for (const st of s.tables) {
+    for (const f of st.failed.values()) {
+      if (!f.refused) continue;
+      const key = f.refused.key ? ` at key ${JSON.stringify(f.refused.key)}` : '';
+      out.push(`${st.plan.target} range ${f.index} refused by ${f.refused.constraint ?? 'the target'}${key} (${f.refused.message})`);
+    }
+  }
+  if (out.length === 0) return '';
+  const shown = out.slice(0, 3).join('; ');
+  return `${shown}${out.length > 3 ? `; and ${out.length - 3} more` : ''}; fix the target, then `;
 }
 
 async function migrate(input: unknown, carried: Carried | undefined, started: (s: MigrationState) => void): Promise<MigrationResult> {
@@ -89,10 +106,14 @@ async function migrate(input: unknown, carried: Carried | undefined, started: (s
       // (Patched: migrations started before this skipped them when ranges failed.) A live source
       // is reconciled by the final check, when it is frozen: totals read now could not agree.
       const failedRanges = s.failedCount();
+      // Foreign keys set aside for the copy hold again before the evidence is presented (a live
+      // source keeps them aside until the final check: catch-up still writes).
+      const broken = !s.live && hasConstraints(s) ? await restoreConstraints(s) : [];
       if (!s.live && (failedRanges === 0 || patched('reconcile-with-failed-ranges'))) await reconcileAll(s);
       await buildReport(s);
       if (s.report!.verdict === 'red' || failedRanges > 0) {
-        stop = await needsAttention(s, `${failedRanges} range(s) failed or the global checks disagree: rerun the failed ranges or abort`);
+        const constraints = broken.length ? `rows break ${broken.join('; ')}; ` : '';
+        stop = await needsAttention(s, `${failedRanges} range(s) failed or the global checks disagree: ${refusals(s)}${constraints}rerun the failed ranges or abort`);
         if (stop) return stop;
         continue;
       }

@@ -1,0 +1,135 @@
+// Foreign keys on the target are the user's schema. While ranges are written they are set aside:
+// each one's definition is kept in the ledger first, then it is dropped, so ranges of any tables
+// (a table that references itself, a cycle) can be written in any order, and deleting a parent's
+// range before copying it again cascades nowhere. After the data is proven they are re-created
+// NOT VALID and validated; a crash at any point leaves the ledger knowing what to re-create.
+import type pg from 'pg';
+import { controlAlias, type MigrationSpec } from '../spec/schema';
+import { inTransaction, poolFor } from '../db/pools';
+import { CONSTRAINTS_LOCK, CONSTRAINT_STATE, MIGRATION_CONSTRAINTS, RECORD_CONSTRAINT } from '../db/ledger';
+import { CONSTRAINT_PRESENT, foreignKeys, type ForeignKey } from '../db/catalog';
+import { addConstraintNotValidSql, dropConstraintSql, validateConstraintSql } from '../db/sql';
+import { guarded } from '../db/errors';
+import { redact } from '../db/redact';
+import { heartbeat } from './heartbeat';
+
+export interface ConstraintState {
+  owner: string;
+  name: string;
+  referenced: string;
+  /** set-aside: dropped, its definition kept; restored: present again (validated or not, as `valid` says) */
+  state: 'set-aside' | 'restored';
+  /** validated now; false after a restore: the rows break it (see detail), or it was NOT VALID before */
+  valid: boolean;
+  /** it was validated before the migration: it must be again */
+  wasValid: boolean;
+  detail: string | null;
+}
+
+type Spec = Pick<MigrationSpec, 'target' | 'control'>;
+
+async function ledgerRows(spec: Spec, migration: string, table: string | null): Promise<{ owner: string; name: string; referenced: string; ddl: string; was_valid: boolean; state: string; detail: string | null }[]> {
+  try {
+    return (await poolFor(controlAlias(spec), 'write').query(MIGRATION_CONSTRAINTS, [migration, table])).rows;
+  } catch (e) {
+    // A ledger made before constraints were kept: none were set aside.
+    if ((e as { code?: string }).code === '42P01') return [];
+    throw e;
+  }
+}
+
+/** Runs `fn` on the target with the migration's constraint lock held (one worker at a time). */
+function locked<T>(spec: Spec, migration: string, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+  return inTransaction(poolFor(spec.target, 'write'), 'BEGIN', async (c) => {
+    await c.query(CONSTRAINTS_LOCK, [migration]);
+    return fn(c);
+  });
+}
+
+/**
+ * Planning: every foreign key owned by or referencing a target table of the spec (from tables
+ * outside the spec too) is recorded in the ledger, then dropped. Returns what was set aside.
+ * A retry finds the ones already dropped in the ledger and sets aside the rest.
+ */
+export async function setAsideConstraints(spec: Spec, migration: string, targets: string[]): Promise<ForeignKey[]> {
+  return guarded('setting aside the foreign keys of the target tables', async () => {
+    const found = await foreignKeys(poolFor(spec.target, 'write'), targets);
+    const ctl = poolFor(controlAlias(spec), 'write');
+    // The definition is kept before the constraint is dropped, never after.
+    for (const f of found) await ctl.query(RECORD_CONSTRAINT, [migration, f.owner, f.name, f.referenced, f.ddl, f.valid]);
+    await locked(spec, migration, async (c) => {
+      for (const f of found) await c.query(dropConstraintSql(f.owner, f.name));
+    });
+    const ledger = await ledgerRows(spec, migration, null);
+    return ledger.map((r) => ({ owner: r.owner, name: r.name, referenced: r.referenced, ddl: r.ddl, valid: r.was_valid }));
+  });
+}
+
+/**
+ * Before rows of `table` (quoted) are written: the constraints owned by it or referencing it that
+ * were restored (a rerun after the evidence was proven) are set aside again. Nothing to do, one query.
+ */
+export async function ensureSetAside(spec: Spec, migration: string, table: string): Promise<void> {
+  const restored = (await ledgerRows(spec, migration, table)).filter((r) => r.state !== 'set-aside');
+  if (restored.length === 0) return;
+  const ctl = poolFor(controlAlias(spec), 'write');
+  await locked(spec, migration, async (c) => {
+    for (const r of restored) {
+      await ctl.query(CONSTRAINT_STATE, [migration, r.owner, r.name, 'set-aside', null]);
+      await c.query(dropConstraintSql(r.owner, r.name));
+    }
+  });
+}
+
+/**
+ * After the data is proven (and on abort): each constraint set aside is re-created NOT VALID where it
+ * is missing, then validated if it was valid before. A row that breaks it is named in `detail` and
+ * the constraint stays NOT VALID (present, never dropped) until the data is fixed and this runs again.
+ */
+export async function restoreConstraints(input: { spec: MigrationSpec; migration: string }): Promise<ConstraintState[]> {
+  const { spec, migration } = input;
+  return guarded('restoring the foreign keys of the target tables', async () => {
+    const ctl = poolFor(controlAlias(spec), 'write');
+    const tgt = poolFor(spec.target, 'write');
+    const out: ConstraintState[] = [];
+    for (const r of await ledgerRows(spec, migration, null)) {
+      heartbeat({ constraint: r.name });
+      const present = await tgt.query(CONSTRAINT_PRESENT, [r.owner, r.name]);
+      if (present.rows.length === 0) await locked(spec, migration, (c) => c.query(addConstraintNotValidSql(r.owner, r.name, r.ddl)));
+      let valid = present.rows.length > 0 && present.rows[0].valid === true;
+      let detail: string | null = null;
+      if (r.was_valid && !valid) {
+        try {
+          await tgt.query(validateConstraintSql(r.owner, r.name));
+          valid = true;
+        } catch (e) {
+          const err = e as { code?: string; message?: string; detail?: string };
+          if (!String(err.code ?? '').startsWith('23')) throw e;
+          detail = redact(`${err.message ?? ''}${err.detail ? ` (${err.detail})` : ''}`);
+        }
+      }
+      await ctl.query(CONSTRAINT_STATE, [migration, r.owner, r.name, 'restored', detail]);
+      out.push({ owner: r.owner, name: r.name, referenced: r.referenced, state: 'restored', valid, wasValid: r.was_valid, detail });
+    }
+    return out;
+  });
+}
+
+/** The constraints' states as the ledger has them (for the report). */
+export async function constraintStates(spec: Spec, migration: string): Promise<ConstraintState[]> {
+  const tgt = poolFor(spec.target, 'write');
+  const out: ConstraintState[] = [];
+  for (const r of await ledgerRows(spec, migration, null)) {
+    const present = await tgt.query(CONSTRAINT_PRESENT, [r.owner, r.name]);
+    out.push({
+      owner: r.owner,
+      name: r.name,
+      referenced: r.referenced,
+      state: r.state === 'set-aside' ? 'set-aside' : 'restored',
+      valid: present.rows.length > 0 && present.rows[0].valid === true,
+      wasValid: r.was_valid,
+      detail: r.detail,
+    });
+  }
+  return out;
+}
