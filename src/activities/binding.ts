@@ -3,9 +3,9 @@
 import type pg from 'pg';
 import { ApplicationFailure } from '@temporalio/common';
 import { DEFAULT_CHUNK_SIZE, chunkOf, type Chunking, type MigrationSpec, type TableSpec } from '../spec/schema';
-import { parseTableRef, showTableName, showTableRef } from '../spec/names';
+import { parseSchemaPattern, parseTableRef, showTableName, showTableRef, type TableRef } from '../spec/names';
 import { poolFor } from '../db/pools';
-import { hasUniqueIndexOn, missingPrivileges, resolveTable, tableSizing, type ColumnInfo, type TableInfo, type TableSizing } from '../db/catalog';
+import { hasUniqueIndexOn, missingPrivileges, naturalKey, resolveTable, tableSizing, type ColumnInfo, type TableInfo, type TableSizing } from '../db/catalog';
 import { SERVER_VERSION_SQL, SEES_ALL_SESSIONS_SQL, duplicatesSql, hashAs, profileSql, quoteIdent, sourceSelect, type BoundTable } from '../db/sql';
 import { guarded } from '../db/errors';
 
@@ -16,6 +16,8 @@ export interface Binding extends BoundTable {
   chunk: Exclude<Chunking, { kind: 'auto' }>;
   /** the spec gave no chunk: the range size is chosen from the table's size at planning */
   sizing?: TableSizing;
+  /** every column of the target table, in its order (how the server prints a failing row) */
+  targetColumns: string[];
   /** a unique index guarantees no duplicate keys on that side; otherwise they are checked */
   sourceKeyUnique: boolean;
   targetKeyUnique: boolean;
@@ -43,12 +45,17 @@ export interface BindInput {
  * key for any other (text, uuid, composite, timestamp). The sizes are placeholders until planning
  * sizes them from the table (see TableSizing).
  */
-function resolveChunking(t: TableSpec, sCol: Map<string, ColumnInfo>): Exclude<Chunking, { kind: 'auto' }> {
-  const asked = chunkOf(t);
+function resolveChunking(t: TableSpec, key: string[], sCol: Map<string, ColumnInfo>): Exclude<Chunking, { kind: 'auto' }> {
+  const asked = chunkOf(t, key);
   if (asked.kind !== 'auto') return asked;
-  const k = sCol.get(t.key[0]);
-  if (t.key.length === 1 && k && INTEGER_TYPES.has(k.typeName)) return { kind: 'size', column: t.key[0], size: DEFAULT_CHUNK_SIZE };
-  return { kind: 'rows', column: t.key[0], rows: DEFAULT_CHUNK_SIZE };
+  const k = sCol.get(key[0]);
+  if (key.length === 1 && k && INTEGER_TYPES.has(k.typeName)) return { kind: 'size', column: key[0], size: DEFAULT_CHUNK_SIZE };
+  return { kind: 'rows', column: key[0], rows: DEFAULT_CHUNK_SIZE };
+}
+
+/** A table entry's reference, or undefined for a schema pattern. */
+function asTableRef(r: TableSpec['source']): TableRef | undefined {
+  return parseSchemaPattern(r) === undefined ? (r as TableRef) : undefined;
 }
 
 /** Checks a table pair and returns its binding, or the list of problems (never both). */
@@ -59,13 +66,26 @@ export async function checkTable(input: BindInput): Promise<{ binding?: Binding;
   const src = await poolFor(sourceAlias, 'read').connect();
   const tgt = await poolFor(targetAlias, 'write').connect();
   try {
-    const s = await resolveTable(src, parseTableRef(t.source)!);
-    const d = await resolveTable(tgt, parseTableRef(t.target)!);
-    if (!s) problems.push(`${at}.source: table "${showTableRef(t.source)}" not found on connection "${sourceAlias}"`);
-    if (!d) problems.push(`${at}.target: table "${showTableRef(t.target)}" not found on connection "${targetAlias}"`);
+    const sourceRef = asTableRef(t.source);
+    const targetRef = t.target === undefined ? undefined : asTableRef(t.target);
+    if (!sourceRef || !targetRef) return { problems: [`${at}: a schema pattern is expanded into its tables before they are checked`] };
+    const s = await resolveTable(src, parseTableRef(sourceRef)!);
+    const d = await resolveTable(tgt, parseTableRef(targetRef)!);
+    if (!s) problems.push(`${at}.source: table "${showTableRef(sourceRef)}" not found on connection "${sourceAlias}"`);
+    if (!d) problems.push(`${at}.target: table "${showTableRef(targetRef)}" not found on connection "${targetAlias}"`);
     if (!s || !d) return { problems };
     const sName = showTableName(s.schema, s.name);
     const dName = showTableName(d.schema, d.name);
+    // No key in the spec: the source's primary key, else a unique index on NOT NULL columns.
+    const key = t.key ?? (await naturalKey(src, s.oid));
+    if (!key) {
+      return {
+        problems: [
+          `${at}.key: ${sName} has no primary key and no unique index on NOT NULL columns; name its key in the spec (key: [...]), ` +
+            `or give the table one (ALTER TABLE ${sName} ADD PRIMARY KEY (...)); a table without any key cannot be copied range by range`,
+        ],
+      };
+    }
 
     const sCol = new Map(s.columns.map((c) => [c.name, c]));
     const dCol = new Map(d.columns.map((c) => [c.name, c]));
@@ -81,14 +101,14 @@ export async function checkTable(input: BindInput): Promise<{ binding?: Binding;
       if (!columns.includes(c.name) && c.notNull && !c.hasDefault && !c.generated)
         problems.push(`${at}.columns: target column "${c.name}" is NOT NULL without a default but is not copied`);
     }
-    for (const k of t.key) {
+    for (const k of key) {
       if (!sCol.has(k)) problems.push(`${at}.key: column "${k}" not found in source table ${sName}`);
       else if (!sCol.get(k)!.notNull) problems.push(`${at}.key: column "${k}" must be NOT NULL in the source`);
       if (!columns.includes(k)) problems.push(`${at}.key: key column "${k}" is not among the copied columns`);
     }
 
-    const chunk = resolveChunking(t, sCol);
-    const rangeNames = chunk.kind === 'rows' ? t.key : [chunk.column];
+    const chunk = resolveChunking(t, key, sCol);
+    const rangeNames = chunk.kind === 'rows' ? key : [chunk.column];
     for (const n of rangeNames) {
       const c = sCol.get(n);
       if (!c) {
@@ -118,21 +138,21 @@ export async function checkTable(input: BindInput): Promise<{ binding?: Binding;
     }
 
     // No unique index on the key: it must at least be unique in fact, now (ranges check it again).
-    const sourceKeyUnique = t.key.some((k) => !sCol.has(k)) || (await hasUniqueIndexOn(src, s.oid, t.key));
+    const sourceKeyUnique = key.some((k) => !sCol.has(k)) || (await hasUniqueIndexOn(src, s.oid, key));
     if (!sourceKeyUnique) {
       const probe: BoundTable = {
-        source: s.quoted, target: d.quoted, columns: [], sourceExprs: [], key: t.key, keyTypes: [], where: t.where,
+        source: s.quoted, target: d.quoted, columns: [], sourceExprs: [], key, keyTypes: [], where: t.where,
         range: { names: [], sourceTypes: [], targetTypes: [], collate: [] }, checks: { distribution: [], aggregates: [] },
       };
       // A probe that cannot finish (a timeout, a lock) proves nothing: say so, never assume unique.
       const dup = await src.query(duplicatesSql(probe, 'source', undefined, 5)).catch((e: Error) => e);
       if (dup instanceof Error)
         problems.push(
-          `${at}.key: (${t.key.join(', ')}) has no unique index in the source, and checking it for duplicates failed: ${dup.message}; ` +
+          `${at}.key: (${key.join(', ')}) has no unique index in the source, and checking it for duplicates failed: ${dup.message}; ` +
             'add a unique index on the key, or let the check finish (BACKFILL_STATEMENT_TIMEOUT, BACKFILL_LOCK_TIMEOUT)',
         );
       else if (dup.rows.length)
-        problems.push(`${at}.key: (${t.key.join(', ')}) is not unique in the source: ${dup.rows[0].keys} key(s) repeat, e.g. ${dup.rows.map((r) => r.key).join(', ')}`);
+        problems.push(`${at}.key: (${key.join(', ')}) is not unique in the source: ${dup.rows[0].keys} key(s) repeat, e.g. ${dup.rows.map((r) => r.key).join(', ')}`);
     }
     problems.push(
       ...(await missingPrivileges(src, s.oid, ['SELECT'])).map((p) => `${at}.source: no ${p} privilege on ${sName}`),
@@ -140,10 +160,10 @@ export async function checkTable(input: BindInput): Promise<{ binding?: Binding;
     );
     if (problems.length) return { problems };
 
-    const binding = bind(s, d, columns, t, chunk, rangeNames, transform);
+    const binding = bind(s, d, columns, t, key, chunk, rangeNames, transform);
     binding.sourceKeyUnique = sourceKeyUnique;
-    binding.targetKeyUnique = await hasUniqueIndexOn(tgt, d.oid, t.key);
-    if (chunkOf(t).kind === 'auto') binding.sizing = await tableSizing(src, s.oid);
+    binding.targetKeyUnique = await hasUniqueIndexOn(tgt, d.oid, key);
+    if (chunkOf(t, key).kind === 'auto') binding.sizing = await tableSizing(src, s.oid);
     // hash_record_extended arrived in PostgreSQL 14; both sides must hash the same way.
     if ((await serverVersion(src)) >= 140000 && (await serverVersion(tgt)) >= 140000)
       binding.hashAs = columns.map((c) => hashAs(dCol.get(c)!));
@@ -160,6 +180,7 @@ function bind(
   d: TableInfo,
   columns: string[],
   t: TableSpec,
+  key: string[],
   chunk: Binding['chunk'],
   rangeNames: string[],
   transform: Record<string, string>,
@@ -177,10 +198,11 @@ function bind(
     target: d.quoted,
     sourceName: showTableName(s.schema, s.name),
     targetName: showTableName(d.schema, d.name),
+    targetColumns: d.columns.map((c) => c.name),
     columns,
     sourceExprs,
-    key: t.key,
-    keyTypes: t.key.map((k) => dc.get(k)!.type),
+    key,
+    keyTypes: key.map((k) => dc.get(k)!.type),
     chunk,
     range: {
       names: rangeNames,

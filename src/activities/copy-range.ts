@@ -100,12 +100,26 @@ function keyFromDetail(detail: string | undefined, key: string[]): string[] | nu
   return cols.length === key.length && cols.every((c, i) => c === key[i]) && vals.length === key.length ? vals : null;
 }
 
+/**
+ * The key in "Failing row contains (142, 42)." (check and not-null constraints): the row's values in
+ * the target's column order, read only when they split into exactly one value per column.
+ */
+function keyFromRow(detail: string | undefined, key: string[], columns: string[]): string[] | null {
+  const m = /^Failing row contains \((.*)\)\.$/.exec(detail ?? '');
+  if (!m) return null;
+  const vals = m[1].split(', ');
+  if (vals.length !== columns.length) return null;
+  const at = key.map((k) => columns.indexOf(k));
+  return at.every((i) => i >= 0) ? at.map((i) => vals[i]) : null;
+}
+
 /** A row the target would not take (class 23: check, unique, not-null, foreign key), or undefined. */
 export function refusalOf(e: unknown, b: Binding): Refusal | undefined {
   const err = e as { code?: string; constraint?: string; detail?: string; message?: string };
   if (typeof err?.code !== 'string' || !INTEGRITY.test(err.code)) return undefined;
   const detail = err.detail ? ` (${err.detail})` : '';
-  return { constraint: err.constraint ?? null, message: redact(`${err.message ?? ''}${detail}`), key: keyFromDetail(err.detail, b.key) };
+  const key = keyFromDetail(err.detail, b.key) ?? keyFromRow(err.detail, b.key, b.targetColumns);
+  return { constraint: err.constraint ?? null, message: redact(`${err.message ?? ''}${detail}`), key };
 }
 
 const NO_EVIDENCE = { count: '0', checksum: '0' };

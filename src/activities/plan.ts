@@ -2,7 +2,8 @@
 // create the ledger, and read the bounds. Key spans and time intervals are arithmetic on the
 // bounds; row-count chunks take their boundaries from the data and keep them in the ledger.
 import { ApplicationFailure } from '@temporalio/common';
-import { controlAlias, type MigrationSpec } from '../spec/schema';
+import { controlAlias, type MigrationSpec, type TableSpec } from '../spec/schema';
+import { expandTables } from './expand';
 import { poolFor, inTransaction } from '../db/pools';
 import { CLEAR_BOUNDARIES, CLEAR_STALE_RANGES, LEDGER_DDL, SAVE_BOUNDARIES, UPSERT_TABLE, ensureSchema } from '../db/ledger';
 import { intervalBoundsSql, intervalPlanSql, rowBoundariesSql, sourceBoundsSql } from '../db/sql';
@@ -105,8 +106,15 @@ export async function estimatePlan(spec: MigrationSpec, bindings: Binding[]): Pr
   return out;
 }
 
-export async function planMigration(input: { migration: string; spec: MigrationSpec }): Promise<TablePlan[]> {
-  const { spec, migration } = input;
+/** What planning hands the workflow: a plan per table, and the tables (schema patterns expanded). */
+export interface PlannedMigration {
+  plans: TablePlan[];
+  tables: TableSpec[];
+}
+
+export async function planMigration(input: { migration: string; spec: MigrationSpec }): Promise<PlannedMigration> {
+  const { migration } = input;
+  const spec = { ...input.spec, tables: await expandTables(input.spec) };
   const bindings = await preflight(spec);
   return guarded('planning', async () => {
     const control = await poolFor(controlAlias(spec), 'write').connect();
@@ -126,6 +134,6 @@ export async function planMigration(input: { migration: string; spec: MigrationS
       await ctl.query(CLEAR_STALE_RANGES, [migration, i, plan.rangeCount]);
       plans.push(plan);
     }
-    return plans;
+    return { plans, tables: spec.tables };
   });
 }

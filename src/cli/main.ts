@@ -35,6 +35,7 @@ import { backfillMigration } from '../workflows/migration';
 import { follow } from './follow';
 import { constraintsToSetAside, estimatePlan, preflight, type PlanEstimate } from '../activities/plan';
 import type { ForeignKey } from '../db/catalog';
+import { expandTables } from '../activities/expand';
 import { closePools } from '../db/pools';
 import { runWorker } from '../worker';
 import { runDemo } from './demo';
@@ -104,9 +105,11 @@ export function buildProgram(): Command {
       let plans: PlanEstimate[];
       let fks: ForeignKey[];
       try {
-        const bindings = await preflight(spec);
-        plans = await estimatePlan(spec, bindings);
-        fks = spec.mode === 'copy' ? await constraintsToSetAside(spec, bindings) : [];
+        // Schema patterns stand for the tables they select: each is checked on its own.
+        const expanded = { ...spec, tables: await expandTables(spec) };
+        const bindings = await preflight(expanded);
+        plans = await estimatePlan(expanded, bindings);
+        fks = spec.mode === 'copy' ? await constraintsToSetAside(expanded, bindings) : [];
       } catch (e) {
         throw new BadInput(redact((e as Error).message));
       } finally {

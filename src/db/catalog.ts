@@ -142,6 +142,46 @@ export async function tableSizing(c: pg.ClientBase | pg.Pool, table: string): Pr
   return { rows: Number(r.rows), bytes: Number(r.bytes) };
 }
 
+/** The tables of schema $1 (plain and partitioned; not the partitions, which their parent holds). */
+const SCHEMA_TABLES = `
+SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY c.relname COLLATE "C"`;
+
+const FIND_SCHEMA = `SELECT nspname AS name FROM pg_namespace WHERE nspname = $1`;
+
+/** The schema a spec names, as the catalog spells it (exact, then folded when unquoted). */
+export async function resolveSchema(c: pg.ClientBase | pg.Pool, p: NamePart): Promise<string | undefined> {
+  for (const name of spellings(p)) {
+    const r = await c.query(FIND_SCHEMA, [name]);
+    if (r.rows.length) return String(r.rows[0].name);
+  }
+  return undefined;
+}
+
+export async function schemaTables(c: pg.ClientBase | pg.Pool, schema: string): Promise<string[]> {
+  return (await c.query(SCHEMA_TABLES, [schema])).rows.map((r) => String(r.name));
+}
+
+/**
+ * The key a table has: its primary key, else the unique index (no predicate, no expression) with
+ * the fewest columns, all NOT NULL. Columns in index order.
+ */
+const NATURAL_KEY = `
+SELECT array_agg(a.attname::text ORDER BY k.ord) AS cols
+  FROM pg_index i
+  CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+ WHERE i.indrelid = $1::oid AND i.indisunique AND i.indpred IS NULL AND i.indexprs IS NULL
+ GROUP BY i.indexrelid, i.indisprimary
+HAVING bool_and(a.attnotnull)
+ ORDER BY i.indisprimary DESC, count(*), i.indexrelid
+ LIMIT 1`;
+
+export async function naturalKey(c: pg.ClientBase, oid: string): Promise<string[] | undefined> {
+  const r = await c.query(NATURAL_KEY, [oid]);
+  return r.rows.length ? textArray(r.rows[0].cols) : undefined;
+}
+
 export async function hasUniqueIndexOn(c: pg.ClientBase, oid: string, cols: string[]): Promise<boolean> {
   const want = [...cols].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)).join('\0');
   const r = await c.query(UNIQUE_INDEXES, [oid]);

@@ -112,3 +112,16 @@ export function showTableRef(ref: TableRef): string {
   if (typeof ref === 'string') return ref;
   return ref.schema === undefined ? showName(ref.table) : showTableName(ref.schema, ref.table);
 }
+
+/** `schema.*` (the schema plain or quoted): every table of the schema. Undefined when not a pattern. */
+export function parseSchemaPattern(ref: unknown): NamePart | undefined {
+  if (typeof ref === 'object' && ref !== null && 'schema' in ref && !('table' in ref)) {
+    const s = (ref as { schema: unknown }).schema;
+    return typeof s === 'string' ? { name: s, exact: true } : undefined;
+  }
+  if (typeof ref !== 'string' || !ref.endsWith('.*')) return undefined;
+  const parts = splitQualified(ref.slice(0, -2));
+  return parts && parts.length === 1 ? parts[0] : undefined;
+}
+
+export const SCHEMA_PATTERN_FORMS = 'a pattern is "schema.*" or { schema, exclude }';

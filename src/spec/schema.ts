@@ -1,7 +1,7 @@
 // The migration spec, as a zod schema: the public contract (README, "The spec"); types come from it.
 // This module is imported by the workflow too, so it must stay pure (no Node built-ins, no I/O).
 import { z } from 'zod';
-import { TABLE_REF_FORMS, namePartProblem, parseTableRef, showTableRef, tableRefKey } from './names';
+import { type TableRef, SCHEMA_PATTERN_FORMS, TABLE_REF_FORMS, namePartProblem, parseSchemaPattern, parseTableRef, showTableRef, tableRefKey } from './names';
 
 /** A column name exactly as the catalog has it: any text up to 63 bytes. Never SQL: it is looked up, then quoted. */
 const identifier = z.string().superRefine((v, ctx) => {
@@ -14,6 +14,13 @@ const tableName = z.union([
   z.string().refine((s) => parseTableRef(s) !== undefined, TABLE_REF_FORMS),
   z.object({ schema: identifier.optional(), table: identifier }).strict(),
 ], { error: TABLE_REF_FORMS });
+
+/** A table, or every table of a schema: "schema.*" or { schema, exclude }. */
+const tableOrSchema = z.union([
+  z.string().refine((s) => parseTableRef(s) !== undefined || parseSchemaPattern(s) !== undefined, `${TABLE_REF_FORMS}; ${SCHEMA_PATTERN_FORMS}`),
+  z.object({ schema: identifier.optional(), table: identifier }).strict(),
+  z.object({ schema: identifier, exclude: z.array(identifier).optional() }).strict(),
+], { error: `${TABLE_REF_FORMS}; ${SCHEMA_PATTERN_FORMS}` });
 
 const alias = z
   .string()
@@ -97,9 +104,14 @@ export const ChecksSpec = z
 
 export const TableSpec = z
   .object({
-    source: tableName,
-    target: tableName,
-    key: uniqueList(identifier),
+    /** a table, or a pattern for every table of a schema (then `target` names the target schema) */
+    source: tableOrSchema,
+    /** the target table; for a pattern, "schema.*" or { schema } (default: the source's schema) */
+    target: tableOrSchema.optional(),
+    /** default: the primary key (or a unique index on NOT NULL columns) of the source table */
+    key: uniqueList(identifier).optional(),
+    /** with a pattern: tables of the schema to leave out */
+    exclude: z.array(identifier).optional(),
     columns: uniqueList(identifier).optional(),
     transform: z.record(identifier, z.string().trim().min(1, 'must be an SQL expression').max(10_000)).optional(),
     where: z.string().trim().min(1, 'must not be empty when given').max(10_000).optional(),
@@ -157,22 +169,33 @@ export const MigrationSpec = z
     const targets = new Set<string>();
     spec.tables.forEach((t, i) => {
       const at = (...p: (string | number)[]) => ['tables', i, ...p];
+      if (parseSchemaPattern(t.source) !== undefined) {
+        // Each table of the schema is bound on its own, keyed by its primary key.
+        for (const f of ['key', 'columns', 'transform', 'where', 'chunk', 'checks', 'delta'] as const)
+          if (t[f] !== undefined) refuse(at(f), 'not with a schema pattern: list that table on its own (an entry of its own wins over the pattern)');
+        if (t.target !== undefined && parseSchemaPattern(t.target) === undefined) refuse(at('target'), 'with a schema pattern, the target is a schema: "schema.*" or { schema }');
+        return;
+      }
+      if (t.exclude !== undefined) refuse(at('exclude'), 'only with a schema pattern ("schema.*")');
+      if (t.target === undefined) return refuse(at('target'), 'is required (a table)');
+      const target = t.target as TableRef;
+      if (parseSchemaPattern(t.target) !== undefined) refuse(at('target'), 'must be a table when the source is one');
       if (t.delta) {
-        if (t.key.includes(t.delta.column)) refuse(at('delta', 'column'), 'must not be a key column (keys do not change)');
+        if (t.key?.includes(t.delta.column)) refuse(at('delta', 'column'), 'must not be a key column (keys do not change)');
         if (t.transform?.[t.delta.column] !== undefined) refuse(at('delta', 'column'), 'must be copied as it is, not transformed');
         if (t.columns && !t.columns.includes(t.delta.column)) refuse(at('delta', 'column'), `"${t.delta.column}" is not a copied column`);
       }
       const kinds = t.chunk ? (['size', 'interval', 'rows'] as const).filter((k) => t.chunk![k] !== undefined) : ['size'];
       if (kinds.length !== 1) refuse(at('chunk'), 'must give exactly one of size, interval or rows');
-      if (t.chunk?.rows !== undefined && t.chunk.column !== undefined && t.chunk.column !== t.key[0])
+      if (t.chunk?.rows !== undefined && t.chunk.column !== undefined && t.key && t.chunk.column !== t.key[0])
         refuse(at('chunk', 'column'), `with rows, ranges are taken on the whole key: the column must be the first key column "${t.key[0]}"`);
       const copied = new Set([...(t.columns ?? []), ...Object.keys(t.transform ?? {})]);
       if (t.columns) {
-        for (const k of t.key) if (!t.columns.includes(k)) refuse(at('columns'), `must include the key column "${k}"`);
+        for (const k of t.key ?? []) if (!t.columns.includes(k)) refuse(at('columns'), `must include the key column "${k}"`);
       }
       for (const c of Object.keys(t.transform ?? {})) {
-        if (t.key.includes(c)) refuse(at('transform', c), 'a key column cannot be transformed');
-        if (c === chunkOf(t).column) refuse(at('transform', c), 'the chunk column cannot be transformed');
+        if (t.key?.includes(c)) refuse(at('transform', c), 'a key column cannot be transformed');
+        if (c === t.chunk?.column) refuse(at('transform', c), 'the chunk column cannot be transformed');
       }
       const aggregated = new Set((t.checks?.aggregates ?? []).map((a) => a.column));
       for (const c of Object.keys(t.checks?.tolerance ?? {}))
@@ -181,8 +204,8 @@ export const MigrationSpec = z
         for (const c of t.checks?.distribution ?? []) if (!copied.has(c)) refuse(at('checks', 'distribution'), `"${c}" is not a copied column`);
         for (const a of t.checks?.aggregates ?? []) if (!copied.has(a.column)) refuse(at('checks', 'aggregates'), `"${a.column}" is not a copied column`);
       }
-      const tgt = tableRefKey(t.target);
-      if (targets.has(tgt)) refuse(at('target'), `${showTableRef(t.target)} is the target of an earlier table too`);
+      const tgt = tableRefKey(target);
+      if (targets.has(tgt)) refuse(at('target'), `${showTableRef(target)} is the target of an earlier table too`);
       targets.add(tgt);
     });
     if (spec.mode === 'verify' && spec.tables.some((t) => t.delta))
@@ -209,9 +232,9 @@ export type Chunking =
   /** no `chunk` given: preflight picks key spans for an integer key, row counts for any other, sized from the table */
   | { kind: 'auto'; column: string };
 
-/** The chunking a table asks for; `auto` when it gives none. */
-export function chunkOf(t: Pick<TableSpec, 'chunk' | 'key'>): Chunking {
-  const column = t.chunk?.column ?? t.key[0];
+/** The chunking a table asks for; `auto` when it gives none. `key`: the table's key, resolved. */
+export function chunkOf(t: Pick<TableSpec, 'chunk'>, key: string[]): Chunking {
+  const column = t.chunk?.column ?? key[0];
   if (t.chunk?.interval !== undefined) return { kind: 'interval', column, interval: t.chunk.interval.trim() };
   if (t.chunk?.rows !== undefined) return { kind: 'rows', column, rows: t.chunk.rows };
   if (t.chunk?.size !== undefined) return { kind: 'size', column, size: t.chunk.size };

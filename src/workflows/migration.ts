@@ -19,6 +19,7 @@ import type { MigrationResult } from './messages';
 import { MigrationState } from './state';
 import { switchAuthority } from './switch';
 import type { Carried, Stage } from './types';
+import type { TablePlan } from '../activities/bounds';
 
 export { HISTORY_BUDGET } from './state';
 export type { Carried, LiveState } from './types';
@@ -75,13 +76,18 @@ async function migrate(input: unknown, carried: Carried | undefined, started: (s
       message: `the workflow id "${info.workflowId}" must equal the spec name "${parsed.spec.name}"`,
     });
   }
-  const spec = (s.spec = parsed.spec);
+  s.spec = parsed.spec;
   setControlHandlers(s);
 
   // ---- planning (a continued run takes the plan and the counters from the run before) ----
   if (!s.restore()) {
-    const plans = await acts.planMigration({ migration: s.name, spec });
+    const planned = await acts.planMigration({ migration: s.name, spec: s.spec });
+    // (Histories recorded before schema patterns have the plans alone.)
+    const plans = Array.isArray(planned) ? (planned as TablePlan[]) : planned.plans;
+    // Schema patterns expanded: from here on the spec lists every table (and carries it on).
+    if (!Array.isArray(planned)) s.spec = { ...s.spec, tables: planned.tables };
     log.info('planned', { migration: s.name, ranges: plans.reduce((a, p) => a + p.rangeCount, 0) });
+    const spec = s.spec;
     let live;
     if (isLive(spec)) {
       // Read before the first range is copied: catch-up starts from here.

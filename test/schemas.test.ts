@@ -1,0 +1,220 @@
+// Real schemas, as users bring them: foreign keys between most tables on the target (a table that
+// references itself, a two-table cycle, a composite key), names of every kind, no chunk settings,
+// and a target constraint that refuses a row. Real PostgreSQL, real Temporal, a worker killed once.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { PostgresServer } from '../src/infra/postgres';
+import { backfillMigration } from '../src/workflows/migration';
+import { progressQuery, reportQuery, rerunUpdate, type MigrationResult } from '../src/workflows/messages';
+import type { Report } from '../src/report/model';
+import { fingerprint } from './helpers/sample';
+import { backfill } from './helpers/cli';
+import { startStack, type Stack } from './helpers/stack';
+import { spawnWorker, waitForPhase, type WorkerProcess } from './helpers/temporal';
+
+const TASK_QUEUE = 'schemas';
+
+/** An online music store, as in the well-known sample database, plus a two-table cycle and a Prisma-style table. */
+const STORE = `
+CREATE TABLE artist (artist_id int PRIMARY KEY, name text);
+CREATE TABLE album (album_id int PRIMARY KEY, title text NOT NULL, artist_id int NOT NULL REFERENCES artist ON DELETE CASCADE);
+CREATE TABLE genre (genre_id int PRIMARY KEY, name text);
+CREATE TABLE media_type (media_type_id int PRIMARY KEY, name text);
+CREATE TABLE track (track_id int PRIMARY KEY, name text NOT NULL, album_id int REFERENCES album ON DELETE CASCADE,
+                    media_type_id int NOT NULL REFERENCES media_type, genre_id int REFERENCES genre, unit_price numeric(10,2) NOT NULL);
+CREATE TABLE employee (employee_id int PRIMARY KEY, last_name text NOT NULL, reports_to int REFERENCES employee);
+CREATE TABLE customer (customer_id int PRIMARY KEY, email text NOT NULL, support_rep_id int REFERENCES employee);
+CREATE TABLE invoice (invoice_id int PRIMARY KEY, customer_id int NOT NULL REFERENCES customer, total numeric(10,2) NOT NULL, status text NOT NULL);
+CREATE TABLE invoice_line (invoice_line_id int PRIMARY KEY, invoice_id int NOT NULL REFERENCES invoice ON DELETE CASCADE,
+                           track_id int NOT NULL REFERENCES track, unit_price numeric(10,2) NOT NULL, quantity int NOT NULL);
+CREATE TABLE playlist (playlist_id int PRIMARY KEY, name text);
+CREATE TABLE playlist_track (playlist_id int NOT NULL REFERENCES playlist, track_id int NOT NULL REFERENCES track, PRIMARY KEY (playlist_id, track_id));
+CREATE TABLE dept (dept_id int PRIMARY KEY, name text, head_id int);
+CREATE TABLE person (person_id int PRIMARY KEY, dept_id int REFERENCES dept);
+ALTER TABLE dept ADD CONSTRAINT dept_head_fkey FOREIGN KEY (head_id) REFERENCES person;
+CREATE TABLE "User" ("userId" text PRIMARY KEY, "createdAt" timestamptz NOT NULL, "displayName" text);`;
+
+const FILL = `
+INSERT INTO artist SELECT g, 'artist ' || g FROM generate_series(1, 300) g;
+INSERT INTO album SELECT g, 'album ' || g, 1 + g % 300 FROM generate_series(1, 600) g;
+INSERT INTO genre SELECT g, 'genre ' || g FROM generate_series(1, 25) g;
+INSERT INTO media_type SELECT g, 'type ' || g FROM generate_series(1, 5) g;
+INSERT INTO track SELECT g, 'track ' || g, CASE WHEN g % 97 = 0 THEN NULL ELSE 1 + g % 600 END, 1 + g % 5, 1 + g % 25, (g % 200) / 100.0 + 0.99 FROM generate_series(1, 6000) g;
+INSERT INTO employee SELECT g, 'emp ' || g, CASE WHEN g = 1 THEN NULL ELSE 1 + (g * 7) % (g - 1) END FROM generate_series(1, 400) g;
+INSERT INTO customer SELECT g, 'c' || g || '@example.com', CASE WHEN g % 5 = 0 THEN NULL ELSE 1 + g % 400 END FROM generate_series(1, 3000) g;
+INSERT INTO invoice SELECT g, 1 + g % 3000, 0, (ARRAY['paid', 'open', 'void'])[1 + g % 3] FROM generate_series(1, 8000) g;
+INSERT INTO invoice_line SELECT g, 1 + g % 8000, 1 + (g * 13) % 6000, 0.99, 1 + g % 3 FROM generate_series(1, 20000) g;
+UPDATE invoice i SET total = l.t FROM (SELECT invoice_id, sum(unit_price * quantity) AS t FROM invoice_line GROUP BY 1) l WHERE l.invoice_id = i.invoice_id;
+INSERT INTO playlist SELECT g, 'list ' || g FROM generate_series(1, 50) g;
+INSERT INTO playlist_track SELECT p, t FROM generate_series(1, 50) p, generate_series(1, 6000, 37) t;
+INSERT INTO dept SELECT g, 'dept ' || g, NULL FROM generate_series(1, 40) g;
+INSERT INTO person SELECT g, 1 + g % 40 FROM generate_series(1, 2000) g;
+UPDATE dept SET head_id = dept_id * 10;
+INSERT INTO "User" SELECT 'u' || md5(g::text), timestamptz '2024-01-01' + g * interval '1 minute', 'User ' || g FROM generate_series(1, 5000) g;
+ANALYZE;`;
+
+const STORE_TABLES = ['artist', 'album', 'genre', 'media_type', 'track', 'employee', 'customer', 'invoice', 'invoice_line', 'playlist', 'playlist_track', 'dept', 'person', '"User"'];
+
+/** Names of every kind: a schema with a space and a dot, a table with a space, a quote in a column, unicode, 63 bytes. */
+const LONG = 'l'.repeat(60) + 'ong'; // 63 bytes
+const ODD = `
+CREATE SCHEMA "Odd .Schema";
+CREATE TABLE "Odd .Schema"."Order Items" ("Item Id" bigint PRIMARY KEY, "x""y" text, "Größe" numeric(8,2), "${LONG}" int);
+CREATE TABLE public.refusing (id int PRIMARY KEY, qty int NOT NULL);`;
+const ODD_FILL = `
+INSERT INTO "Odd .Schema"."Order Items" SELECT g, 'q"' || g || '''', g / 4.0, g FROM generate_series(1, 1200) g;
+INSERT INTO public.refusing SELECT g, g % 50 FROM generate_series(1, 3000) g;`;
+
+let stack: Stack;
+let pg: PostgresServer;
+
+before(async () => {
+  stack = await startStack(
+    TASK_QUEUE,
+    async (server) => {
+      for (const db of ['src', 'tgt']) {
+        await server.query(db, STORE);
+        await server.query(db, ODD);
+      }
+      await server.query('src', FILL);
+      await server.query('src', ODD_FILL);
+      // The target refuses one row: a rule the source never had.
+      await server.query('tgt', 'ALTER TABLE public.refusing ADD CONSTRAINT refusing_qty_small CHECK (id <> 142)');
+    },
+    { worker: 'none' },
+  );
+  pg = stack.pg;
+});
+
+after(async () => {
+  await stack?.stop();
+});
+
+async function constraintsOf(db: string): Promise<{ name: string; valid: boolean }[]> {
+  const r = await pg.query(db, `SELECT conname AS name, convalidated AS valid FROM pg_constraint WHERE contype = 'f' ORDER BY 1`);
+  return r.rows.map((x) => ({ name: String(x.name), valid: x.valid === true || x.valid === 't' }));
+}
+
+test('a schema with foreign keys everywhere (self-reference, cycle, composite key) migrates with default chunks, survives kill -9, and ends with every constraint validated', { timeout: 300_000 }, async () => {
+  const before = await constraintsOf('tgt');
+  assert.equal(before.length, 13, `the target has its foreign keys: ${JSON.stringify(before)}`);
+  const spec = {
+    name: 'music-store',
+    taskQueue: TASK_QUEUE,
+    source: 'src',
+    target: 'tgt',
+    concurrency: 4,
+    tables: STORE_TABLES.map((t) => ({
+      source: t,
+      target: t,
+      key: t === 'playlist_track' ? ['playlist_id', 'track_id'] : t === '"User"' ? ['userId'] : [`${t === 'media_type' ? 'media_type' : t}_id`],
+      // The self-referencing table in many ranges: rows of one range point into others.
+      ...(t === 'employee' ? { chunk: { size: 10 } } : {}),
+    })),
+    cutover: { approval: 'auto' },
+  };
+  // `validate` says what it would plan and what happens to each constraint.
+  const file = join(stack.dir, 'music-store.json');
+  writeFileSync(file, JSON.stringify(spec));
+  const v = await backfill(['validate', file]);
+  assert.equal(v.code, 0, v.stderr + v.stdout);
+  assert.match(v.stdout, /public\."User": \d+ range\(s\), about [\d,]+ rows each on \(userId\) \(chosen from the table size\)/);
+  assert.match(v.stdout, /public\.employee: 40 range\(s\), key spans of 10 on employee_id/);
+  assert.match(v.stdout, /employee_reports_to_fkey on "public"\."employee" -> "public"\."employee"/);
+  assert.match(v.stdout, /dept_head_fkey on "public"\."dept" -> "public"\."person"/);
+
+  let worker: WorkerProcess = await spawnWorker(stack.temporal.address, TASK_QUEUE);
+  const h = await stack.temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
+  // kill -9 in the middle of the copy, once some ranges are proven and the constraints are set aside.
+  for (let i = 0; i < 400; i++) {
+    const p = await h.query(progressQuery).catch(() => undefined);
+    if (p && p.tables.reduce((a, t) => a + t.ranges.verified, 0) >= 8) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const aside = await pg.query('tgt', `SELECT count(*)::int AS n FROM backfill.constraints WHERE migration = 'music-store' AND state = 'set-aside'`);
+  assert.equal(aside.rows[0].n, before.length, 'every foreign key set aside, its definition kept');
+  await worker.kill();
+  worker = await spawnWorker(stack.temporal.address, TASK_QUEUE);
+  try {
+    const result = (await h.result()) as MigrationResult;
+    assert.equal(result.phase, 'completed', JSON.stringify(result));
+  } finally {
+    await worker.stop();
+  }
+  for (const t of STORE_TABLES) {
+    const q = t === '"User"' ? 'public."User"' : `public.${t}`;
+    assert.deepEqual(await fingerprint(pg, 'tgt', q), await fingerprint(pg, 'src', q), `${t} equal`);
+  }
+  const afterwards = await constraintsOf('tgt');
+  assert.deepEqual(afterwards.map((c) => c.name), before.map((c) => c.name), 'every constraint is back, by its own name');
+  assert.ok(afterwards.every((c) => c.valid), `every constraint validated: ${JSON.stringify(afterwards.filter((c) => !c.valid))}`);
+  const report: Report = await h.query(reportQuery);
+  assert.equal(report.constraints?.length, before.length);
+  assert.ok(report.constraints!.every((c) => c.state === 'restored' && c.valid));
+});
+
+test('names of every kind: a schema with a space and a dot, a table with a space, a quote, unicode and a 63-byte column', { timeout: 120_000 }, async () => {
+  const spec = {
+    name: 'odd-names',
+    taskQueue: TASK_QUEUE,
+    source: 'src',
+    target: 'tgt',
+    tables: [
+      { source: '"Odd .Schema"."Order Items"', target: { schema: 'Odd .Schema', table: 'Order Items' }, key: ['Item Id'], checks: { aggregates: [{ fn: 'sum', column: 'Größe' }, { fn: 'max', column: LONG }] } },
+    ],
+    cutover: { approval: 'auto' },
+  };
+  const worker = await spawnWorker(stack.temporal.address, TASK_QUEUE);
+  try {
+    const h = await stack.temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
+    const result = (await h.result()) as MigrationResult;
+    assert.equal(result.phase, 'completed', JSON.stringify(result));
+    const report: Report = await h.query(reportQuery);
+    assert.equal(report.tables[0].source, '"Odd .Schema"."Order Items"');
+    assert.match(report.tables[0].ranges[0].rerun, /--table '"Odd \.Schema"\."Order Items"'/);
+  } finally {
+    await worker.stop();
+  }
+  const q = '"Odd .Schema"."Order Items"';
+  assert.deepEqual(await fingerprint(pg, 'tgt', q), await fingerprint(pg, 'src', q));
+});
+
+test('a row the target refuses: needs_attention names the table, range, constraint and key; fixed, rerun, green', { timeout: 120_000 }, async () => {
+  const spec = {
+    name: 'refusing',
+    taskQueue: TASK_QUEUE,
+    source: 'src',
+    target: 'tgt',
+    tables: [{ source: 'public.refusing', target: 'public.refusing', key: ['id'], chunk: { size: 500 } }],
+    cutover: { approval: 'auto' },
+  };
+  const worker = await spawnWorker(stack.temporal.address, TASK_QUEUE);
+  try {
+    const h = await stack.temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
+    const p = await waitForPhase(h, ['needs_attention', 'failed', 'completed']);
+    assert.equal(p.phase, 'needs_attention', JSON.stringify(p));
+    // Range 0 holds ids 1..500, and so the one row the target refuses.
+    assert.match(p.detail ?? '', /public\.refusing range 0 refused by refusing_qty_small at key \["142"\]/);
+    assert.deepEqual(p.tables[0].ranges, { total: 6, pending: 0, inFlight: 0, verified: 5, failed: 1 });
+    const report: Report = await h.query(reportQuery);
+    const r0 = report.tables[0].ranges.find((r) => r.index === 0)!;
+    assert.equal(r0.status, 'refused');
+    assert.equal(r0.refused?.constraint, 'refusing_qty_small');
+    assert.deepEqual(r0.refused?.key, ['142']);
+    assert.match(r0.refused?.message ?? '', /violates check constraint "refusing_qty_small"/);
+    const ledger = await pg.query('tgt', `SELECT status, last_error FROM backfill.ranges WHERE migration = 'refusing' AND range_index = 0`);
+    assert.equal(ledger.rows[0].status, 'refused');
+    assert.match(String(ledger.rows[0].last_error), /refusing_qty_small/);
+
+    // The operator fixes the target, then reruns only that range.
+    await pg.query('tgt', 'ALTER TABLE public.refusing DROP CONSTRAINT refusing_qty_small');
+    await h.executeUpdate(rerunUpdate, { args: [{ ranges: [0] }] });
+    const result = (await h.result()) as MigrationResult;
+    assert.equal(result.phase, 'completed');
+  } finally {
+    await worker.stop();
+  }
+  assert.deepEqual(await fingerprint(pg, 'tgt', 'public.refusing'), await fingerprint(pg, 'src', 'public.refusing'));
+});
