@@ -39,6 +39,8 @@ import { expandTables } from '../activities/expand';
 import { closePools } from '../db/pools';
 import { runWorker } from '../worker';
 import { runDemo } from './demo';
+import { initSpec } from './init';
+import { writeFileSync } from 'node:fs';
 
 export const EXIT = { ok: 0, red: 1, badInput: 2 } as const;
 
@@ -260,6 +262,30 @@ export function buildProgram(): Command {
     .action(act(async (name: string, o: { reason: string }) => {
       await (await connect()).workflow.getHandle(name).signal(abortSignal, { reason: o.reason });
       console.log(`abort sent to ${name}`);
+      return EXIT.ok;
+    }));
+
+  program
+    .command('init')
+    .description('write a spec for every table of a schema, from the source catalog (keys, checks), to edit and then validate')
+    .requiredOption('--schema <name>', 'the source schema')
+    .option('--source <alias>', 'the source connection alias (BACKFILL_DB_<ALIAS> must be set here)', 'source')
+    .option('--target <alias>', 'the target connection alias', 'target')
+    .option('--target-schema <name>', 'the schema of the target tables (default: the same name)')
+    .option('--name <name>', 'the migration name (default: <schema>-migration)')
+    .option('-o, --output <file>', 'write the spec to this file instead of standard output')
+    .action(act(async (o: { schema: string; source: string; target: string; targetSchema?: string; name?: string; output?: string }) => {
+      if (!aliasIsConfigured(o.source)) throw new BadInput(`${envNameForAlias(o.source)} is not set: init reads the source catalog`);
+      let text: string;
+      try {
+        text = await initSpec({ schema: o.schema, source: o.source, target: o.target, targetSchema: o.targetSchema, name: o.name });
+      } finally {
+        await closePools();
+      }
+      if (o.output) {
+        writeFileSync(o.output, text);
+        console.error(`wrote ${o.output}; next: backfill validate ${o.output}`);
+      } else process.stdout.write(text);
       return EXIT.ok;
     }));
 

@@ -142,6 +142,33 @@ export async function tableSizing(c: pg.ClientBase | pg.Pool, table: string): Pr
   return { rows: Number(r.rows), bytes: Number(r.bytes) };
 }
 
+/** Columns with what `backfill init` suggests checks from: type, and the planner's distinct-value estimate. */
+const COLUMN_PROFILE = `
+SELECT a.attname AS name, t.typname AS "typeName", t.typtype AS kind, s.n_distinct::float8 AS distinct
+  FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+  JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN pg_stats s ON s.schemaname = n.nspname AND s.tablename = c.relname AND s.attname = a.attname
+ WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+ ORDER BY a.attnum`;
+
+export interface ColumnProfile {
+  name: string;
+  typeName: string;
+  /** pg_type.typtype: e for an enum */
+  kind: string;
+  /** null: no statistics; negative: a fraction of the rows (as pg_stats has it) */
+  distinct: number | null;
+}
+
+export async function columnProfile(c: pg.ClientBase | pg.Pool, table: string): Promise<ColumnProfile[]> {
+  return (await c.query(COLUMN_PROFILE, [table])).rows.map((r) => ({
+    name: String(r.name),
+    typeName: String(r.typeName),
+    kind: String(r.kind),
+    distinct: r.distinct === null ? null : Number(r.distinct),
+  }));
+}
+
 /** The tables of schema $1 (plain and partitioned; not the partitions, which their parent holds). */
 const SCHEMA_TABLES = `
 SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
