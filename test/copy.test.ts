@@ -64,7 +64,7 @@ const rangeFingerprint = async (db: 'src' | 'tgt', lo: string, hi: string) => {
 
 test('copy: the same range copied twice leaves the target identical, and nothing outside it is touched', async () => {
   const spec = specOf();
-  const [plan] = await planMigration({ migration: spec.name, spec });
+  const { plans: [plan] } = await planMigration({ migration: spec.name, spec });
   assert.equal(plan.rangeCount, 3);
   assert.deepEqual(plan.lo, ['1']);
   assert.deepEqual(plan.hi, [String(ROWS + 1)]);
@@ -99,7 +99,7 @@ test('copy: the same range copied twice leaves the target identical, and nothing
 
 test('verify: one changed value, a missing row and an extra row are each found; a copy repairs them', async () => {
   const spec = specOf();
-  const [plan] = await planMigration({ migration: spec.name, spec });
+  const { plans: [plan] } = await planMigration({ migration: spec.name, spec });
   for (let i = 0; i < plan.rangeCount; i++) await copyRange(rangeInput(spec, plan, i));
   const faults = [
     `UPDATE public.items_v2 SET amount = amount + 0.000001 WHERE id = 5`,
@@ -127,7 +127,7 @@ test('verify: one changed value, a missing row and an extra row are each found; 
 
 test('verify: values swapped between two rows, and a change only the text shows, are each found', async () => {
   const spec = specOf();
-  const [plan] = await planMigration({ migration: spec.name, spec });
+  const { plans: [plan] } = await planMigration({ migration: spec.name, spec });
   for (let i = 0; i < plan.rangeCount; i++) await copyRange(rangeInput(spec, plan, i));
   const swap = (col: string, a: number, b: number) =>
     `UPDATE public.items_v2 t SET ${col} = o.${col} FROM public.items_v2 o WHERE (t.id, o.id) IN ((${a}, ${b}), (${b}, ${a}))`;
@@ -219,7 +219,7 @@ test('copy: a source column of another type is cast to the target type, in binar
   await pg.query('src', `INSERT INTO public.narrow SELECT g, g * 2, 'v' || g FROM generate_series(1, 500) g`);
   await pg.query('tgt', 'CREATE TABLE public.wide (id bigint PRIMARY KEY, n numeric, t text)');
   const spec = specOf({}, { source: 'public.narrow', target: 'public.wide', chunk: { column: 'id', size: 200 } });
-  const [plan] = await planMigration({ migration: 'narrow', spec });
+  const { plans: [plan] } = await planMigration({ migration: 'narrow', spec });
   assert.equal(plan.rangeCount, 3);
   for (let i = 0; i < plan.rangeCount; i++) assert.equal((await copyRange({ ...rangeInput(spec, plan, i), migration: 'narrow' })).status, 'verified');
   const r = await pg.query('tgt', 'SELECT count(*)::int AS n, sum(n)::text AS s FROM public.wide');
@@ -251,7 +251,7 @@ test('cli validate: checks the databases when this shell has the connections, an
 test('reconcile: totals are the ranges plus the rows outside them; rows arriving beyond the plan are found on each side', async () => {
   const spec = specOf({ name: 'items-reconcile' }, { target: 'public.items_rc' });
   await pg.query('tgt', `CREATE TABLE public.items_rc (${AWKWARD_COLUMNS})`);
-  const [plan] = await planMigration({ migration: spec.name, spec });
+  const { plans: [plan] } = await planMigration({ migration: spec.name, spec });
   for (let i = 0; i < plan.rangeCount; i++) assert.equal((await copyRange(rangeInput(spec, plan, i))).status, 'verified');
   const green = await reconcileTable({ migration: spec.name, spec, tableIndex: 0, plan });
   assert.equal(green.checks.ok, true);
@@ -276,7 +276,7 @@ test('reconcile: on a freshly loaded target without statistics, the rows outside
   // favour scanning (and hashing) the whole table, and a sorted sample of nothing walks the whole index.
   const spec = specOf({ name: 'items-fresh' }, { target: 'public.items_fresh' });
   await pg.query('tgt', `CREATE TABLE public.items_fresh (${AWKWARD_COLUMNS}) WITH (autovacuum_enabled = off)`);
-  const [plan] = await planMigration({ migration: spec.name, spec });
+  const { plans: [plan] } = await planMigration({ migration: spec.name, spec });
   for (let i = 0; i < plan.rangeCount; i++) assert.equal((await copyRange(rangeInput(spec, plan, i))).status, 'verified');
   const stats = async () => {
     const r = await pg.query('tgt', `SELECT seq_tup_read::int AS seq, (SELECT sum(idx_tup_read)::int FROM pg_stat_user_indexes i WHERE i.relid = t.relid) AS idx,
@@ -342,7 +342,7 @@ test('planning checks each table once: one duplicate scan of a key without a uni
   };
   const spec = parsed(specFor('scanned', { source: 'public.scanned', target: 'public.scanned', chunk: { column: 'id', size: 1000 } }));
   const before = await scans();
-  const [plan] = await planMigration({ migration: spec.name, spec });
+  const { plans: [plan] } = await planMigration({ migration: spec.name, spec });
   assert.equal(plan.rangeCount, 5);
   // The duplicate check (preflight) and the bounds (planning); checking the table twice made three.
   assert.equal((await scans()) - before, 2, 'full scans of the table while planning');

@@ -9,12 +9,6 @@ const identifier = z.string().superRefine((v, ctx) => {
   if (why) ctx.addIssue({ code: 'custom', message: why });
 });
 
-/** A table: `schema.table`, SQL-quoted parts, or { schema, table } (see names.ts). */
-const tableName = z.union([
-  z.string().refine((s) => parseTableRef(s) !== undefined, TABLE_REF_FORMS),
-  z.object({ schema: identifier.optional(), table: identifier }).strict(),
-], { error: TABLE_REF_FORMS });
-
 /** A table, or every table of a schema: "schema.*" or { schema, exclude }. */
 const tableOrSchema = z.union([
   z.string().refine((s) => parseTableRef(s) !== undefined || parseSchemaPattern(s) !== undefined, `${TABLE_REF_FORMS}; ${SCHEMA_PATTERN_FORMS}`),
