@@ -7,7 +7,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PostgresServer } from '../src/infra/postgres';
 import { backfillMigration } from '../src/workflows/migration';
-import { progressQuery, reportQuery, rerunUpdate, type MigrationResult } from '../src/workflows/messages';
+import { approveCutoverUpdate, progressQuery, reportQuery, rerunUpdate } from '../src/workflows/messages';
 import type { Report } from '../src/report/model';
 import { fingerprint } from './helpers/sample';
 import { backfill } from './helpers/cli';
@@ -113,7 +113,7 @@ test('a schema with foreign keys everywhere (self-reference, cycle, composite ke
       // The self-referencing table in many ranges: rows of one range point into others.
       ...(t === 'employee' ? { chunk: { size: 10 } } : {}),
     })),
-    cutover: { approval: 'auto' },
+    cutover: { approval: 'required' },
   };
   // `validate` says what it would plan and what happens to each constraint.
   const file = join(stack.dir, 'music-store.json');
@@ -137,9 +137,37 @@ test('a schema with foreign keys everywhere (self-reference, cycle, composite ke
   assert.equal(aside.rows[0].n, before.length, 'every foreign key set aside, its definition kept');
   await worker.kill();
   worker = await spawnWorker(stack.temporal.address, TASK_QUEUE);
+  let report: Report;
   try {
-    const result = (await h.result()) as MigrationResult;
+    const gate = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed'], 240_000);
+    assert.equal(gate.phase, 'awaiting_approval', JSON.stringify(gate));
+    assert.ok((await constraintsOf('tgt')).every((c) => c.valid), 'the constraints hold at the gate');
+    // A rerun of a parent's range once the constraints are back: its delete must not cascade to
+    // the albums (album_artist_id_fkey is ON DELETE CASCADE), nor trip a constraint.
+    const albums = await fingerprint(pg, 'tgt', 'public.album');
+    const copiedAt = async () =>
+      String((await pg.query('tgt', `SELECT copied_at::text AS at FROM backfill.ranges WHERE migration = 'music-store' AND source_table = 'public.artist'`)).rows[0].at);
+    const first = await copiedAt();
+    await h.executeUpdate(rerunUpdate, { args: [{ table: 'public.artist', ranges: [0] }] });
+    let again = gate;
+    let copied = first;
+    for (let i = 0; i < 600 && (copied === first || again.phase !== 'awaiting_approval'); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      copied = await copiedAt();
+      again = await h.query(progressQuery);
+      assert.ok(!['needs_attention', 'failed'].includes(again.phase), JSON.stringify(again));
+    }
+    assert.notEqual(copied, first, 'the range was copied again');
+    assert.equal(again.phase, 'awaiting_approval');
+    // The same rows give the same evidence, and so the same digest.
+    assert.equal(again.digest, gate.digest);
+    assert.deepEqual(await fingerprint(pg, 'tgt', 'public.album'), albums, 'the children are untouched');
+    const back = await pg.query('tgt', `SELECT count(*)::int AS n FROM backfill.constraints WHERE migration = 'music-store' AND state = 'restored' AND detail IS NULL`);
+    assert.equal(back.rows[0].n, before.length, 'set aside for the rerun, restored and validated again');
+    await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'dba', digest: again.digest! }] });
+    const result = await h.result();
     assert.equal(result.phase, 'completed', JSON.stringify(result));
+    report = await h.query(reportQuery);
   } finally {
     await worker.stop();
   }
@@ -150,9 +178,8 @@ test('a schema with foreign keys everywhere (self-reference, cycle, composite ke
   const afterwards = await constraintsOf('tgt');
   assert.deepEqual(afterwards.map((c) => c.name), before.map((c) => c.name), 'every constraint is back, by its own name');
   assert.ok(afterwards.every((c) => c.valid), `every constraint validated: ${JSON.stringify(afterwards.filter((c) => !c.valid))}`);
-  const report: Report = await h.query(reportQuery);
   assert.equal(report.constraints?.length, before.length);
-  assert.ok(report.constraints!.every((c) => c.state === 'restored' && c.valid));
+  assert.ok(report.constraints.every((c) => c.state === 'restored' && c.valid));
 });
 
 test('names of every kind: a schema with a space and a dot, a table with a space, a quote, unicode and a 63-byte column', { timeout: 120_000 }, async () => {
@@ -169,7 +196,7 @@ test('names of every kind: a schema with a space and a dot, a table with a space
   const worker = await spawnWorker(stack.temporal.address, TASK_QUEUE);
   try {
     const h = await stack.temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
-    const result = (await h.result()) as MigrationResult;
+    const result = await h.result();
     assert.equal(result.phase, 'completed', JSON.stringify(result));
     const report: Report = await h.query(reportQuery);
     assert.equal(report.tables[0].source, '"Odd .Schema"."Order Items"');
@@ -211,7 +238,7 @@ test('a row the target refuses: needs_attention names the table, range, constrai
     // The operator fixes the target, then reruns only that range.
     await pg.query('tgt', 'ALTER TABLE public.refusing DROP CONSTRAINT refusing_qty_small');
     await h.executeUpdate(rerunUpdate, { args: [{ ranges: [0] }] });
-    const result = (await h.result()) as MigrationResult;
+    const result = await h.result();
     assert.equal(result.phase, 'completed');
   } finally {
     await worker.stop();

@@ -7,7 +7,7 @@ import type pg from 'pg';
 import { controlAlias, type MigrationSpec } from '../spec/schema';
 import { inTransaction, poolFor } from '../db/pools';
 import { CONSTRAINTS_LOCK, CONSTRAINT_STATE, MIGRATION_CONSTRAINTS, RECORD_CONSTRAINT } from '../db/ledger';
-import { CONSTRAINT_PRESENT, foreignKeys, type ForeignKey } from '../db/catalog';
+import { CONSTRAINT_PRESENT, foreignKeys, toBool, type ForeignKey } from '../db/catalog';
 import { addConstraintNotValidSql, dropConstraintSql, validateConstraintSql } from '../db/sql';
 import { guarded } from '../db/errors';
 import { redact } from '../db/redact';
@@ -30,7 +30,8 @@ type Spec = Pick<MigrationSpec, 'target' | 'control'>;
 
 async function ledgerRows(spec: Spec, migration: string, table: string | null): Promise<{ owner: string; name: string; referenced: string; ddl: string; was_valid: boolean; state: string; detail: string | null }[]> {
   try {
-    return (await poolFor(controlAlias(spec), 'write').query(MIGRATION_CONSTRAINTS, [migration, table])).rows;
+    const rows = (await poolFor(controlAlias(spec), 'write').query(MIGRATION_CONSTRAINTS, [migration, table])).rows;
+    return rows.map((r) => ({ ...r, was_valid: toBool(r.was_valid) }));
   } catch (e) {
     // A ledger made before constraints were kept: none were set aside.
     if ((e as { code?: string }).code === '42P01') return [];
@@ -96,7 +97,7 @@ export async function restoreConstraints(input: { spec: MigrationSpec; migration
       heartbeat({ constraint: r.name });
       const present = await tgt.query(CONSTRAINT_PRESENT, [r.owner, r.name]);
       if (present.rows.length === 0) await locked(spec, migration, (c) => c.query(addConstraintNotValidSql(r.owner, r.name, r.ddl)));
-      let valid = present.rows.length > 0 && present.rows[0].valid === true;
+      let valid = present.rows.length > 0 && toBool(present.rows[0].valid);
       let detail: string | null = null;
       if (r.was_valid && !valid) {
         try {
@@ -126,7 +127,7 @@ export async function constraintStates(spec: Spec, migration: string): Promise<C
       name: r.name,
       referenced: r.referenced,
       state: r.state === 'set-aside' ? 'set-aside' : 'restored',
-      valid: present.rows.length > 0 && present.rows[0].valid === true,
+      valid: present.rows.length > 0 && toBool(present.rows[0].valid),
       wasValid: r.was_valid,
       detail: r.detail,
     });

@@ -39,11 +39,11 @@ async function planSpans(spec: MigrationSpec, b: Binding): Promise<TablePlan> {
   if (bounds.lo === null) return empty;
   if (c.kind === 'size') {
     // No chunk in the spec: a span that holds about RANGE_BYTES of this table.
-    const size = BigInt(b.sizing ? spanFor(rowsPerRange(b.sizing, c.size), b.sizing.rows, bounds.lo!, bounds.hi!) : c.size);
+    const size = BigInt(b.sizing ? spanFor(rowsPerRange(b.sizing, c.size), b.sizing.rows, bounds.lo, bounds.hi!) : c.size);
     const hi = BigInt(bounds.hi!) + 1n;
-    const n = Number((hi - BigInt(bounds.lo!) + size - 1n) / size);
+    const n = Number((hi - BigInt(bounds.lo) + size - 1n) / size);
     if (n > MAX_RANGES_PER_TABLE) tooMany(b, n);
-    return { ...base, lo: [bounds.lo!], hi: [hi.toString()], size: size.toString(), rangeCount: n };
+    return { ...base, lo: [bounds.lo], hi: [hi.toString()], size: size.toString(), rangeCount: n };
   }
   // Aligned starts: date_bin for fixed intervals, the month for calendar ones. UTC sessions.
   const type = b.range.sourceTypes[0];

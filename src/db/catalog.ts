@@ -64,7 +64,7 @@ export function textArray(v: unknown): string[] {
   return out;
 }
 
-const toBool = (v: unknown) => v === true || v === 't' || v === 'true';
+export const toBool = (v: unknown): boolean => v === true || v === 't' || v === 'true';
 
 /** The names to look a part up by: as written, then (unquoted only) as PostgreSQL folds it. */
 function spellings(p: NamePart): string[] {

@@ -149,9 +149,10 @@ export class FakeActivities {
   readonly activities: Activities = {
     planMigration: async ({ migration, spec }) => {
       const s = this.of(migration);
-      return spec.tables.map(
-        (t): TablePlan => ({ source: t.source, target: t.target, kind: 'size', lo: ['0'], hi: [String(s.ranges * 10)], size: '10', rangeCount: s.ranges }),
+      const plans = spec.tables.map(
+        (t): TablePlan => ({ source: String(t.source), target: String(t.target), kind: 'size', lo: ['0'], hi: [String(s.ranges * 10)], size: '10', rangeCount: s.ranges }),
       );
+      return { plans, tables: spec.tables };
     },
     copyRange: (input) => this.range(input),
     verifyRange: (input) => this.range(input),
@@ -225,6 +226,7 @@ export class FakeActivities {
     sweepTable: async () => this.notHere('sweepTable'),
     runAction: async () => this.notHere('runAction'),
     awaitWriters: async () => this.notHere('awaitWriters'),
+    restoreConstraints: async () => [],
     changedSince: async () => this.notHere('changedSince'),
   };
 }
