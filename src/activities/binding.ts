@@ -6,7 +6,7 @@ import { DEFAULT_CHUNK_SIZE, chunkOf, type Chunking, type MigrationSpec, type Ta
 import { parseSchemaPattern, parseTableRef, showTableName, showTableRef, type TableRef } from '../spec/names';
 import { poolFor } from '../db/pools';
 import { hasUniqueIndexOn, missingPrivileges, naturalKey, resolveTable, tableSizing, type ColumnInfo, type TableInfo, type TableSizing } from '../db/catalog';
-import { SERVER_VERSION_SQL, SEES_ALL_SESSIONS_SQL, duplicatesSql, hashAs, profileSql, quoteIdent, sourceSelect, type BoundTable } from '../db/sql';
+import { hashedColumns, SERVER_VERSION_SQL, SEES_ALL_SESSIONS_SQL, duplicatesSql, hashAs, profileSql, quoteIdent, sourceSelect, type BoundTable } from '../db/sql';
 import { guarded } from '../db/errors';
 
 export interface Binding extends BoundTable {
@@ -161,12 +161,18 @@ export async function checkTable(input: BindInput): Promise<{ binding?: Binding;
     if (problems.length) return { problems };
 
     const binding = bind(s, d, columns, t, key, chunk, rangeNames, transform);
+    // Generated on the target: not written (the target computes them), but compared with the
+    // source's column of the same name, when there is one and no column list says otherwise.
+    if (!t.columns) {
+      const compared = d.columns.filter((c) => c.generated && sCol.has(c.name) && !transform[c.name]).map((c) => c.name);
+      if (compared.length) binding.compared = compared;
+    }
     binding.sourceKeyUnique = sourceKeyUnique;
     binding.targetKeyUnique = await hasUniqueIndexOn(tgt, d.oid, key);
     if (chunkOf(t, key).kind === 'auto') binding.sizing = await tableSizing(src, s.oid);
     // hash_record_extended arrived in PostgreSQL 14; both sides must hash the same way.
     if ((await serverVersion(src)) >= 140000 && (await serverVersion(tgt)) >= 140000)
-      binding.hashAs = columns.map((c) => hashAs(dCol.get(c)!));
+      binding.hashAs = hashedColumns(binding).map((c) => hashAs(dCol.get(c)!));
     problems.push(...(await checkStatements(src, tgt, binding, at)));
     return problems.length ? { problems } : { binding, problems };
   } finally {

@@ -6,7 +6,7 @@
 import { controlAlias } from '../spec/schema';
 import { poolFor, inTransaction } from '../db/pools';
 import { CLEAR_DIFFERENCES, MARK_LOCATED, SAVE_DIFFERENCES } from '../db/ledger';
-import { bucketRowsSql, bucketSql, type KeyRange, type Side } from '../db/sql';
+import { bucketRowsSql, bucketSql, hashedColumns, type KeyRange, type Side } from '../db/sql';
 import { guarded } from '../db/errors';
 import { bindingFor, type Binding } from './binding';
 import { resolveRange } from './bounds';
@@ -147,7 +147,7 @@ export async function locateRange(input: RangeInput): Promise<Located> {
         fetchRows(b, tgt, 'write', 'target', r, bits, suspects),
       ]);
       fetched = s.count + t.count;
-      diffs = diffRows(b.columns, s, t);
+      diffs = diffRows(hashedColumns(b), s, t);
     }
     const located = summarise(diffs, levels, fetched);
     await inTransaction(poolFor(ctl, 'write'), 'BEGIN', async (c) => {

@@ -57,6 +57,11 @@ export interface BoundTable {
   columns: string[];
   /** per target column: the source expression that yields it, already cast to the target type */
   sourceExprs: string[];
+  /**
+   * Columns compared but not written: generated on the target (it computes them), read from the
+   * source's column of the same name. They enter the row hash after `columns`.
+   */
+  compared?: string[];
   key: string[];
   /** the key columns' target types (source keys are cast to them) */
   keyTypes: string[];
@@ -76,6 +81,11 @@ export type HashAs = 'value' | 'collated' | 'text';
 
 function tableOf(t: BoundTable, side: Side): string {
   return side === 'source' ? t.source : t.target;
+}
+
+/** Every column the row hash covers, in hash order: the copied ones, then the compared-only ones. */
+export function hashedColumns(t: BoundTable): string[] {
+  return t.compared?.length ? [...t.columns, ...t.compared] : t.columns;
 }
 
 /** The expression that yields target column `c` on `side`. */
@@ -300,7 +310,7 @@ export function changedSinceSql(t: BoundTable, column: string): string {
  * more: a sum of linear row hashes would not see values swapped between two rows.
  */
 export function rowHashExpr(t: BoundTable, side: Side): string {
-  const exprs = t.columns.map((c) => columnExpr(t, side, c));
+  const exprs = hashedColumns(t).map((c) => columnExpr(t, side, c));
   const how = t.hashAs;
   if (!how) return `hashtextextended(ROW(${exprs.join(', ')})::text, 0)`;
   const parts = exprs.map((e, i) => (how[i] === 'value' ? e : how[i] === 'collated' ? `(${e}) COLLATE "C"` : `(${e})::text COLLATE "C"`));
@@ -364,7 +374,7 @@ export function bucketSql(t: BoundTable, side: Side, r: KeyRange, bits: number, 
 
 /** The keys, row hashes and per-column hashes of the rows in the suspect buckets. */
 export function bucketRowsSql(t: BoundTable, side: Side, r: KeyRange, bits: number): string {
-  const colHashes = t.columns.map((c) => `hashtextextended(ROW(${columnExpr(t, side, c)})::text, 0)::text`);
+  const colHashes = hashedColumns(t).map((c) => `hashtextextended(ROW(${columnExpr(t, side, c)})::text, 0)::text`);
   return `SELECT json_build_array(${keyExprs(t, side).map((e) => `${e}::text`).join(', ')})::text AS key,
                  ${rowHashExpr(t, side)}::text AS h, json_build_array(${colHashes.join(', ')})::text AS ch
             FROM ${tableOf(t, side)}${whereClause([rangePredicate(t, side, r), sideFilter(t, side), bits > 0 && `${keyBucketExpr(t, side, bits)} = ANY ($1::bigint[])`])}`;
