@@ -12,19 +12,10 @@ import { addConstraintNotValidSql, dropConstraintSql, validateConstraintSql } fr
 import { guarded } from '../db/errors';
 import { redact } from '../db/redact';
 import { heartbeat } from './heartbeat';
+import type { ConstraintReport } from '../report/model';
 
-export interface ConstraintState {
-  owner: string;
-  name: string;
-  referenced: string;
-  /** set-aside: dropped, its definition kept; restored: present again (validated or not, as `valid` says) */
-  state: 'set-aside' | 'restored';
-  /** validated now; false after a restore: the rows break it (see detail), or it was NOT VALID before */
-  valid: boolean;
-  /** it was validated before the migration: it must be again */
-  wasValid: boolean;
-  detail: string | null;
-}
+/** A constraint's state: the report's shape (set-aside, or restored and valid or not, and why). */
+export type ConstraintState = ConstraintReport;
 
 type Spec = Pick<MigrationSpec, 'target' | 'control'>;
 

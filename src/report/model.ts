@@ -69,11 +69,15 @@ export interface Approval {
 
 /** A foreign key set aside while ranges were written (see activities/constraints.ts). */
 export interface ConstraintReport {
+  /** the tables, quoted part by part */
   owner: string;
   name: string;
   referenced: string;
+  /** set-aside: dropped, its definition kept in the ledger; restored: present again */
   state: 'set-aside' | 'restored';
+  /** validated now; false after a restore: the rows break it (see detail), or it was NOT VALID before */
   valid: boolean;
+  /** it was validated before the migration: it must be again */
   wasValid: boolean;
   /** the rows that break it, in the database's words */
   detail: string | null;
