@@ -3,7 +3,7 @@
 import type pg from 'pg';
 import { ApplicationFailure } from '@temporalio/common';
 import { DEFAULT_CHUNK_SIZE, chunkOf, type Chunking, type MigrationSpec, type TableSpec } from '../spec/schema';
-import { parseSchemaPattern, parseTableRef, showTableName, showTableRef, type TableRef } from '../spec/names';
+import { TABLE_REF_FORMS, parseSchemaPattern, parseTableRef, showTableName, showTableRef, type TableRef } from '../spec/names';
 import { poolFor } from '../db/pools';
 import { hasUniqueIndexOn, missingPrivileges, naturalKey, resolveTable, tableSizing, type ColumnInfo, type TableInfo, type TableSizing } from '../db/catalog';
 import { hashedColumns, SERVER_VERSION_SQL, SEES_ALL_SESSIONS_SQL, duplicatesSql, hashAs, profileSql, quoteIdent, sourceSelect, type BoundTable } from '../db/sql';
@@ -69,8 +69,14 @@ export async function checkTable(input: BindInput): Promise<{ binding?: Binding;
     const sourceRef = asTableRef(t.source);
     const targetRef = t.target === undefined ? undefined : asTableRef(t.target);
     if (!sourceRef || !targetRef) return { problems: [`${at}: a schema pattern is expanded into its tables before they are checked`] };
-    const s = await resolveTable(src, parseTableRef(sourceRef)!);
-    const d = await resolveTable(tgt, parseTableRef(targetRef)!);
+    // The spec schema checked the forms; a table handed in otherwise is refused here, never guessed.
+    const sourceName = parseTableRef(sourceRef);
+    const targetName = parseTableRef(targetRef);
+    if (!sourceName) problems.push(`${at}.source: ${TABLE_REF_FORMS}`);
+    if (!targetName) problems.push(`${at}.target: ${TABLE_REF_FORMS}`);
+    if (!sourceName || !targetName) return { problems };
+    const s = await resolveTable(src, sourceName);
+    const d = await resolveTable(tgt, targetName);
     if (!s) problems.push(`${at}.source: table "${showTableRef(sourceRef)}" not found on connection "${sourceAlias}"`);
     if (!d) problems.push(`${at}.target: table "${showTableRef(targetRef)}" not found on connection "${targetAlias}"`);
     if (!s || !d) return { problems };
