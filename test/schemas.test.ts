@@ -12,7 +12,7 @@ import type { Report } from '../src/report/model';
 import { fingerprint } from './helpers/sample';
 import { backfill } from './helpers/cli';
 import { startStack, type Stack } from './helpers/stack';
-import { spawnWorker, waitForPhase, type WorkerProcess } from './helpers/temporal';
+import { replayAndMaybeRecord, spawnWorker, waitForPhase, type WorkerProcess } from './helpers/temporal';
 
 const TASK_QUEUE = 'schemas';
 
@@ -168,6 +168,7 @@ test('a schema with foreign keys everywhere (self-reference, cycle, composite ke
     const result = await h.result();
     assert.equal(result.phase, 'completed', JSON.stringify(result));
     report = await h.query(reportQuery);
+    await replayAndMaybeRecord(h, 'foreign-keys-set-aside-rerun-restored');
   } finally {
     await worker.stop();
   }
@@ -240,6 +241,7 @@ test('a row the target refuses: needs_attention names the table, range, constrai
     await h.executeUpdate(rerunUpdate, { args: [{ ranges: [0] }] });
     const result = await h.result();
     assert.equal(result.phase, 'completed');
+    await replayAndMaybeRecord(h, 'refused-row-fixed-and-rerun');
   } finally {
     await worker.stop();
   }
