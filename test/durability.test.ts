@@ -13,7 +13,7 @@ import { abortSignal, approveCutoverUpdate, pauseSignal, progressQuery, reportQu
 import type { Report } from '../src/report/model';
 import { fingerprint } from './helpers/sample';
 import { spawnWorker, waitForPhase, type TemporalHarness, type WorkerProcess } from './helpers/temporal';
-import { replayAndMaybeRecord } from './helpers/temporal';
+import { endingOf, replayAndMaybeRecord } from './helpers/temporal';
 import { startStack } from './helpers/stack';
 import { specFor } from './helpers/spec';
 
@@ -230,7 +230,7 @@ test('kill -9 while verifying, locating and reconciling (verify mode): new worke
   }
   for (const type of killed) assert.ok(retried.has(type), `no ${type} was retried after the kill: ${[...retried].join(', ')}`);
   await h.signal(abortSignal, { reason: 'the test is done' });
-  assert.equal(((await h.result())).phase, 'aborted');
+  assert.equal((await endingOf(h)).phase, 'aborted');
   await replayAndMaybeRecord(h, 'verify-killed-verifying-locating-reconciling');
 });
 

@@ -122,6 +122,9 @@ test('e2e: started and approved with the temporal CLI; target equals source; swi
   const stale = await run(cli, ['workflow', 'update', 'execute', ...temporalArgs(), '--workflow-id', spec.name, '--name', 'approveCutover', '--input', JSON.stringify({ approver: 'alice', digest: '0'.repeat(32) })]);
   assert.notEqual(stale.code, 0);
   assert.match(stale.stderr + stale.stdout, /is not the evidence presented now/);
+  // The refusal protects the evidence: it does not hand out the digest to paste, nor a stack trace.
+  assert.doesNotMatch(stale.stderr + stale.stdout, new RegExp(report.digest));
+  assert.doesNotMatch(stale.stderr + stale.stdout, /workflow-bundle|\.js:\d+|^\s+at /m);
 
   // So is an approver outside the list.
   await assert.rejects(

@@ -8,7 +8,7 @@ import { backfillMigration } from '../src/workflows/migration';
 import { reportQuery } from '../src/workflows/messages';
 import type { RangeReport, Report } from '../src/report/model';
 import { backfill } from './helpers/cli';
-import { replayAndMaybeRecord, waitForPhase, type TemporalHarness } from './helpers/temporal';
+import { endingOf, replayAndMaybeRecord, waitForPhase, type TemporalHarness } from './helpers/temporal';
 import { startStack } from './helpers/stack';
 import { specFor } from './helpers/spec';
 
@@ -124,7 +124,7 @@ test('faults: verify mode finds every fault in exactly its range, with its key, 
   const ledger = await pg.query('tgt', `SELECT range_index, kind, key::text AS key FROM backfill.differences WHERE migration = $1 ORDER BY range_index`, [s.name]);
   assert.equal(ledger.rows.length, FAULTS.length);
   await h.signal('abort', { reason: 'seen' });
-  await h.result();
+  assert.equal((await endingOf(h)).phase, 'aborted');
   await replayAndMaybeRecord(h, 'verify-mode-faults-aborted');
 });
 
@@ -148,5 +148,5 @@ test('faults: copy mode repairs every range; the rows outside stay red until rem
   assert.deepEqual(green.tables[0].totals.source?.distribution, green.tables[0].totals.target?.distribution);
   assert.deepEqual(Object.keys(green.tables[0].totals.source?.distribution.status ?? {}).sort(), ['new', 'paid', 'void']);
   await h.signal('abort', { reason: 'test done' });
-  await h.result();
+  assert.equal((await endingOf(h)).phase, 'aborted');
 });

@@ -10,7 +10,7 @@ import type { Report } from '../src/report/model';
 import { backfill } from './helpers/cli';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { replayAndMaybeRecord, waitForPhase, type TemporalHarness } from './helpers/temporal';
+import { endingOf, replayAndMaybeRecord, waitForPhase, type TemporalHarness } from './helpers/temporal';
 import { startStack } from './helpers/stack';
 import { specFor } from './helpers/spec';
 
@@ -115,7 +115,7 @@ test('abort: a migration that needs attention stops when told, and nothing is sw
   const env = { TEMPORAL_ADDRESS: temporal.address };
   const abort = await backfill(['abort', spec.name, '--reason', 'wrong target'], env);
   assert.equal(abort.code, 0, abort.stderr);
-  const result = (await h.result());
+  const result = await endingOf(h);
   assert.equal(result.phase, 'aborted');
   assert.equal(result.reason, 'wrong target');
   const status = await backfill(['status', spec.name], env);

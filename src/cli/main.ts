@@ -31,6 +31,7 @@ import {
   type Progress,
 } from '../workflows/messages';
 import { migrationKey, phaseKey } from '../workflows/search-attributes';
+import { ABORTED } from '../workflows/errors';
 import { backfillMigration } from '../workflows/migration';
 import { follow } from './follow';
 import { constraintsToSetAside, estimatePlan, preflight, type PlanEstimate } from '../activities/plan';
@@ -64,7 +65,9 @@ async function finalResult(h: WorkflowHandle): Promise<MigrationResult | { phase
   try {
     return (await h.result()) as MigrationResult;
   } catch (e) {
-    const cause = (e as { cause?: { message?: string } }).cause;
+    const cause = (e as { cause?: { message?: string; type?: string; details?: unknown[] } }).cause;
+    // An aborted migration ends as a failure of type Aborted, its result in the details.
+    if (cause?.type === ABORTED && cause.details?.[0]) return cause.details[0] as MigrationResult;
     return { phase: 'failed', reason: redact(cause?.message ?? (e as Error).message) };
   }
 }

@@ -18,6 +18,7 @@ export async function finalCheck(s: MigrationState, approved: Approval): Promise
   let frozenAt: string | undefined;
   if (spec.cutover.freeze) {
     frozenAt = (await acts.runAction({ migration: s.name, execution: s.execution, spec, action: 'freeze', actor: approved.approver, digest: approved.digest })).at;
+    s.frozen = true;
     // Writers already inside a transaction when the freeze ran may still commit: wait for them.
     const w = await acts.awaitWriters({ spec, before: frozenAt, timeoutMs: WRITERS_GRACE_MS });
     if (w.open > 0) return `${w.open} writing transaction(s) opened before the freeze were still open after ${WRITERS_GRACE_MS / 1000} s`;
@@ -46,4 +47,5 @@ export async function finalCheck(s: MigrationState, approved: Approval): Promise
 /** Red: the source takes writes again (cutover.unfreeze), and the approval is void. */
 export async function unfreezeAfter(s: MigrationState, why: string): Promise<void> {
   if (s.spec.cutover.unfreeze) await acts.runAction({ migration: s.name, execution: s.execution, spec: s.spec, action: 'unfreeze', reason: why });
+  s.frozen = false;
 }

@@ -18,6 +18,7 @@ import {
   type Phase,
 } from './messages';
 import type { MigrationState } from './state';
+import { plainFailure } from './errors';
 
 const { audit: auditSink } = proxySinks<AuditSinks>();
 
@@ -38,7 +39,8 @@ export interface GateView {
 export function approvalRefusal(g: GateView, a: { approver?: unknown; digest?: unknown } | undefined): string | undefined {
   if (!a || typeof a.approver !== 'string' || !a.approver.trim()) return 'approveCutover needs { approver, digest }';
   if (g.phase !== 'awaiting_approval') return `cannot approve: the migration is in phase ${g.phase}, not awaiting_approval`;
-  if (a.digest !== g.digest) return `digest ${String(a.digest)} is not the evidence presented now (${g.digest}); read the report again and approve what it shows`;
+  // Never the digest presented now: an approval is of evidence read, not of a string copied from here.
+  if (a.digest !== g.digest) return `digest ${String(a.digest)} is not the evidence presented now; read the report again and approve the digest it shows`;
   if (g.approvers && !g.approvers.includes(a.approver.trim())) return `"${a.approver}" is not an allowed approver (cutover.approvers: ${g.approvers.join(', ')})`;
   if (g.approved) return 'this evidence is already approved';
   // One decision per presentation of the evidence: a rejection stands until the evidence is presented again.
@@ -75,6 +77,9 @@ export function rerunRefusal(
   if (bad.length) return `no range ${bad.join(', ')} in ${table ?? 'any table'}`;
   return undefined;
 }
+
+/** A validator's refusal: its reason alone, no stack trace (the caller reads it in the UI or a CLI). */
+const refusal = (why: string) => plainFailure('Refused', why);
 
 /** What the gate has decided so far for the evidence presented now. */
 const decisions = (s: MigrationState) => ({ approved: s.approval !== undefined, rejected: s.rejection !== undefined });
@@ -133,7 +138,7 @@ export function setControlHandlers(s: MigrationState): void {
         const why = approvalRefusal({ phase: s.phase, digest: s.digest, approvers: s.spec.cutover.approvers, ...decisions(s) }, a);
         if (why) {
           refused('approve-refused', a, why);
-          throw new Error(why);
+          throw refusal(why);
         }
       },
     },
@@ -150,7 +155,7 @@ export function setControlHandlers(s: MigrationState): void {
         const why = rejectionRefusal({ phase: s.phase, ...decisions(s) }, r);
         if (why) {
           refused('reject-refused', r, why);
-          throw new Error(why);
+          throw refusal(why);
         }
       },
     },
@@ -158,7 +163,7 @@ export function setControlHandlers(s: MigrationState): void {
   setHandler(rerunUpdate, (r) => ({ ranges: s.queueRerun(r.table, r.ranges) }), {
     validator: (r) => {
       const why = rerunRefusal({ phase: s.phase, ...decisions(s) }, s.plans, (n) => s.tableIndexOf(n), r);
-      if (why) throw new Error(why);
+      if (why) throw refusal(why);
     },
   });
 }

@@ -3,14 +3,14 @@
 // decides where the migration goes next. Each phase has its own module:
 //   planning here; backfill.ts (the window of ranges); evidence.ts (reconciling, the report);
 //   catchup.ts (a live source); gate.ts (the approval); final-check.ts; switch.ts.
-import { ApplicationFailure, ContinueAsNew, isCancellation, log, patched, workflowInfo } from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, ContinueAsNew, isCancellation, log, patched, workflowInfo } from '@temporalio/workflow';
 import { checkSpec, isLive } from '../spec/schema';
 import { acts, lastTries } from './activities';
 import { needsAttention, stopIfAborted } from './attention';
 import { voidApproval, audit } from './audit';
 import { backfill } from './backfill';
 import { catchUp } from './catchup';
-import { rootCause } from './errors';
+import { abortedFailure, plainFailure, rootCause } from './errors';
 import { buildReport, hasConstraints, reconcileAll, restoreConstraints } from './evidence';
 import { finalCheck, unfreezeAfter } from './final-check';
 import { gate } from './gate';
@@ -26,20 +26,34 @@ export type { Carried, LiveState } from './types';
 
 export async function backfillMigration(input: unknown, carried?: Carried): Promise<MigrationResult> {
   let state: MigrationState | undefined;
+  let result: MigrationResult;
   try {
-    return await migrate(input, carried, (s) => (state = s));
+    result = await migrate(input, carried, (s) => (state = s));
   } catch (e) {
-    // Show the root cause (a preflight message, a dropped column) at the top of the failure,
-    // not "Activity task failed"; the phase says failed.
-    if (isCancellation(e) || e instanceof ContinueAsNew) throw e;
+    if (e instanceof ContinueAsNew) throw e;
+    if (isCancellation(e)) {
+      // Temporal's cancellation means what `abort` means: clean up, phase aborted, not Completed.
+      // (Patched: migrations started before this ended as Canceled with nothing cleaned up.)
+      if (!state || !patched('cancellation-is-abort')) throw e;
+      const s: MigrationState = state;
+      result = await CancellationScope.nonCancellable(async () => {
+        s.aborted ??= 'cancelled through Temporal';
+        if (s.frozen) await unfreezeAfter(s, `aborted: ${s.aborted}`);
+        return (await stopIfAborted(s))!;
+      });
+      throw abortedFailure(result);
+    }
+    // Show the root cause at the top of the failure; the phase says failed.
     const root = rootCause(e);
     if (state && state.phase !== 'failed') state.setPhase('failed', root.message);
     // A failed migration leaves no foreign key dropped (best effort: the failure is what counts).
     if (state && hasConstraints(state)) await lastTries.restoreConstraints({ spec: state.spec, migration: state.name }).catch(() => undefined);
-    if (root instanceof ApplicationFailure && root !== e)
-      throw ApplicationFailure.create({ type: root.type ?? 'Error', message: root.message, nonRetryable: true, details: root.details as unknown[] });
+    if (root instanceof ApplicationFailure && root !== e) throw plainFailure(root.type ?? 'Error', root.message, root.details as unknown[]);
     throw e;
   }
+  // (Patched: migrations started before this ended an abort as Completed.)
+  if (result.phase === 'aborted' && patched('aborted-ends-failed')) throw abortedFailure(result);
+  return result;
 }
 
 /** The ranges whose rows the target refused, in a sentence an operator can act on ('' when none). */
@@ -66,15 +80,11 @@ async function migrate(input: unknown, carried: Carried | undefined, started: (s
   s.setPhase('planning');
   if (!parsed.ok) {
     s.setPhase('failed', 'the spec is not valid');
-    throw ApplicationFailure.create({ type: 'InvalidSpec', nonRetryable: true, message: `invalid spec:\n${parsed.problems.join('\n')}` });
+    throw plainFailure('InvalidSpec', `invalid spec:\n${parsed.problems.join('\n')}`);
   }
   if (parsed.spec.name !== info.workflowId) {
     s.setPhase('failed', 'the workflow id is not the spec name');
-    throw ApplicationFailure.create({
-      type: 'InvalidSpec',
-      nonRetryable: true,
-      message: `the workflow id "${info.workflowId}" must equal the spec name "${parsed.spec.name}"`,
-    });
+    throw plainFailure('InvalidSpec', `the workflow id "${info.workflowId}" must equal the spec name "${parsed.spec.name}"`);
   }
   s.spec = parsed.spec;
   setControlHandlers(s);
@@ -169,7 +179,7 @@ async function migrate(input: unknown, carried: Carried | undefined, started: (s
     }
     if (abortable && s.aborted !== undefined) {
       // Aborted during the final check: writes come back to the source, nothing is switched.
-      if (s.live) await unfreezeAfter(s, `aborted: ${s.aborted}`);
+      if (s.frozen) await unfreezeAfter(s, `aborted: ${s.aborted}`);
       const stop = await stopIfAborted(s);
       if (stop) return stop;
     }

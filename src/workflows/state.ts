@@ -47,6 +47,8 @@ export class MigrationState {
   concurrency: number;
   /** the first error a range in flight hit that its retries did not cure */
   fatal?: unknown;
+  /** the freeze action ran and no unfreeze or switch has followed: an abort must unfreeze */
+  frozen = false;
   private readonly runs: number;
 
   constructor(

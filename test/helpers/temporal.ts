@@ -4,11 +4,12 @@ import { appendFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { Worker } from '@temporalio/worker';
-import type { WorkflowHandle } from '@temporalio/client';
+import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { findTemporalCli, startDevServer } from '../../src/infra/temporal';
 import { createWorker, workflowSource } from '../../src/worker';
-import { progressQuery, type Phase, type Progress } from '../../src/workflows/messages';
+import { progressQuery, type MigrationResult, type Phase, type Progress } from '../../src/workflows/messages';
+import { ABORTED } from '../../src/workflows/errors';
 import { CLI, ROOT } from './cli';
 
 export function temporalCli(): string {
@@ -125,5 +126,22 @@ export async function replayAndMaybeRecord(h: WorkflowHandle, name: string): Pro
     // The workflow id is part of what replays: the workflow checks it against the spec name.
     const recorded = { workflowId: h.workflowId, history: JSON.parse(historyToJSON(history)) };
     writeFileSync(join(ROOT, 'test', 'histories', `${name}.json`), JSON.stringify(recorded, null, 1));
+  }
+}
+
+/**
+ * How a migration ended: its result, also for one that was aborted (it ends as a failure of type
+ * Aborted, not as Completed: the workflow status is checked too, so that a test that calls this
+ * for an abort proves the ending the UI shows).
+ */
+export async function endingOf(h: WorkflowHandle): Promise<MigrationResult> {
+  try {
+    return (await h.result()) as MigrationResult;
+  } catch (e) {
+    const cause = (e as { cause?: { type?: string; details?: unknown[] } }).cause;
+    if (!(e instanceof WorkflowFailedError) || cause?.type !== ABORTED) throw e;
+    const status = (await h.describe()).status.name;
+    if (status !== 'FAILED') throw new Error(`an aborted migration ended as ${status}`);
+    return cause.details![0] as MigrationResult;
   }
 }
