@@ -140,4 +140,8 @@ test('start --wait: with automatic approval the CLI follows the migration to the
   const status = await backfill(['status', spec.name], { TEMPORAL_ADDRESS: temporal.address });
   assert.equal(status.code, 0);
   assert.match(status.stdout, /accounts-auto: completed/);
+  // What the Temporal UI shows at the top of the page, from the start.
+  const d = await temporal.env.client.workflow.getHandle(spec.name).describe();
+  assert.equal(await d.staticSummary(), 'backfill accounts-auto: 1 table entry, copy mode, src → tgt');
+  assert.match((await d.staticDetails()) ?? '', /\| public\.accounts \| public\.accounts_v4 \|/);
 });

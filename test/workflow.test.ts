@@ -436,3 +436,39 @@ test('the abort signal ends as Failed (Aborted) too, with its reason and no stac
   assert.equal(failure.message, 'aborted: wrong target');
   assert.equal(failure.stackTrace, '');
 });
+
+// ---- what the Temporal UI shows: current details, and a description on every message ----
+
+test('the UI: current details say the phase, the progress, the digest awaiting approval and how to approve; every message is described', async () => {
+  const s = fakes.scenario('ui-details', { ranges: 2, broken: [] });
+  const h = await start(specOf(s.name, { cutover: { approval: 'required', approvers: ['alice', 'bob'] } }));
+  const p = await phase(h, 'awaiting_approval');
+  // The query the Temporal UI itself runs for "Current Details" and the message list.
+  type Described = { name: string; description?: string }[];
+  const meta = await h.query<{ currentDetails?: string; definition?: { queryDefinitions?: Described; signalDefinitions?: Described; updateDefinitions?: Described } }>(
+    '__temporal_workflow_metadata',
+  );
+  const details = meta.currentDetails ?? '';
+  assert.match(details, /\*\*Phase:\*\* `awaiting_approval`/);
+  assert.match(details, new RegExp(`Awaiting approval\\*\\* of digest \`${p.digest}\`; who may approve: alice, bob`));
+  assert.match(details, /backfill approve ui-details --as <you>/);
+  assert.match(details, /\| 2 \/ 2 \| 0 \| 0 \|/, 'the per-table progress');
+  // Ours (the SDK lists its own built-in queries too, prefixed __).
+  const described = (xs: Described | undefined) => Object.fromEntries((xs ?? []).filter((x) => !x.name.startsWith('__')).map((x) => [x.name, Boolean(x.description)]));
+  assert.deepEqual(described(meta.definition?.queryDefinitions), { progress: true, report: true });
+  assert.deepEqual(described(meta.definition?.signalDefinitions), { pause: true, resume: true, abort: true, setConcurrency: true });
+  assert.deepEqual(described(meta.definition?.updateDefinitions), { approveCutover: true, rejectCutover: true, rerun: true });
+  await h.signal(abortSignal, { reason: 'end of test' });
+  await endingOf(h);
+});
+
+test('the UI: a range that is not proven is listed in the current details with its rerun command', async () => {
+  const s = fakes.scenario('ui-red', { ranges: 2, broken: [1] });
+  const h = await start(specOf(s.name, { retries: { rangeAttempts: 1 } }));
+  await phase(h, 'needs_attention');
+  const meta = await h.query<{ currentDetails?: string }>('__temporal_workflow_metadata');
+  assert.match(meta.currentDetails ?? '', /\*\*Ranges that are not proven\*\* \(1\):/);
+  assert.match(meta.currentDetails ?? '', /range 1 .*rerun: `backfill rerun ui-red --table \S+ --range 1`/);
+  await h.signal(abortSignal, { reason: 'end of test' });
+  await endingOf(h);
+});

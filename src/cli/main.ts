@@ -40,6 +40,7 @@ import { expandTables } from '../activities/expand';
 import { closePools } from '../db/pools';
 import { runWorker } from '../worker';
 import { runDemo } from './demo';
+import { startDetails, startSummary } from './summary';
 import { initSpec } from './init';
 import { writeFileSync } from 'node:fs';
 
@@ -153,6 +154,9 @@ export function buildProgram(): Command {
             { key: migrationKey, value: spec.name },
             { key: phaseKey, value: 'planning' },
           ],
+          // What the Temporal UI shows at the top of the workflow, from the start.
+          staticSummary: startSummary(spec),
+          staticDetails: startDetails(spec),
         });
       } catch (e) {
         if (e instanceof WorkflowExecutionAlreadyStartedError)

@@ -50,6 +50,7 @@ export async function catchUp(s: MigrationState): Promise<void> {
     for (let round = 1; round <= c.maxRounds && s.aborted === undefined; round++) {
       const ok = await deltaRound(s);
       s.detail = `round ${round}: ${s.live!.remaining} row(s) applied; watermark ${oldestMark(s.live!.marks)}`;
+      s.showDetails();
       if (ok && s.live!.remaining <= c.remaining) break;
       await condition(() => s.aborted !== undefined, durationMs(c.interval));
     }

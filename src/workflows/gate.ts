@@ -45,6 +45,7 @@ export async function gate(s: MigrationState): Promise<GateOutcome> {
       s.attention = ATTENTION.approvalOverdue;
       s.detail = `approve digest ${s.digest} to switch; waiting for approval for longer than ${spec.cutover.approvalTimeout}`;
       upsertSearchAttributes([{ key: attentionKey, value: s.attention }]);
+      s.showDetails();
     }
     if (s.hasDelta() && !decided()) {
       // Catch-up goes on while the gate waits; a window that does not verify turns it red.
@@ -61,6 +62,7 @@ export async function gate(s: MigrationState): Promise<GateOutcome> {
   if (s.attention) {
     s.attention = undefined;
     upsertSearchAttributes([{ key: attentionKey, value: null }]);
+    s.showDetails();
   }
   const stop = await stopIfAborted(s);
   if (stop) return { end: stop };

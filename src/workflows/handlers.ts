@@ -86,8 +86,12 @@ const decisions = (s: MigrationState) => ({ approved: s.approval !== undefined, 
 
 /** The queries: safe from the first moment (before the spec is known to be valid). */
 export function setQueryHandlers(s: MigrationState): void {
-  setHandler(progressQuery, () => s.progress());
-  setHandler(reportQuery, () => s.reportView());
+  setHandler(progressQuery, () => s.progress(), {
+    description: 'Where the migration stands: phase, per-table ranges (total, pending, in flight, verified, failed), rows copied, catch-up, the digest awaiting approval.',
+  });
+  setHandler(reportQuery, () => s.reportView(), {
+    description: 'The evidence: verdict, digest, per-table totals and checks, every failed range with its keys and rerun command, approvals.',
+  });
 }
 
 /** Signals and updates: once the spec is valid. */
@@ -103,25 +107,41 @@ export function setControlHandlers(s: MigrationState): void {
       reason,
     });
 
-  setHandler(pauseSignal, () => {
-    s.paused = true;
-    s.touch();
-  });
-  setHandler(resumeSignal, () => {
-    s.paused = false;
-    s.touch();
-  });
-  setHandler(abortSignal, (a) => {
-    s.aborted = (a && typeof a.reason === 'string' && a.reason) || 'aborted by an operator';
-    s.touch();
-  });
-  setHandler(setConcurrencySignal, (c) => {
-    const v = Number(c?.value);
-    // A signal cannot be refused: a value out of range is ignored, and the worker's log says so.
-    if (Number.isInteger(v) && v >= 1 && v <= 64) s.concurrency = v;
-    else log.warn('setConcurrency ignored: the value must be an integer from 1 to 64', { migration: s.name, value: String(c?.value) });
-    s.touch();
-  });
+  setHandler(
+    pauseSignal,
+    () => {
+      s.paused = true;
+      s.touch();
+    },
+    { description: 'Start no new range until resume (ranges in flight finish).' },
+  );
+  setHandler(
+    resumeSignal,
+    () => {
+      s.paused = false;
+      s.touch();
+    },
+    { description: 'Start ranges again after pause.' },
+  );
+  setHandler(
+    abortSignal,
+    (a) => {
+      s.aborted = (a && typeof a.reason === 'string' && a.reason) || 'aborted by an operator';
+      s.touch();
+    },
+    { description: 'Stop the migration: { reason }. Ranges in flight land, nothing is switched; it ends as Failed (Aborted). Same as cancelling.' },
+  );
+  setHandler(
+    setConcurrencySignal,
+    (c) => {
+      const v = Number(c?.value);
+      // A signal cannot be refused: a value out of range is ignored, and the worker's log says so.
+      if (Number.isInteger(v) && v >= 1 && v <= 64) s.concurrency = v;
+      else log.warn('setConcurrency ignored: the value must be an integer from 1 to 64', { migration: s.name, value: String(c?.value) });
+      s.touch();
+    },
+    { description: 'Ranges in flight at once: { value } from 1 to 64.' },
+  );
 
   // The approval is an Update so that it can be refused.
   setHandler(
@@ -134,6 +154,7 @@ export function setControlHandlers(s: MigrationState): void {
       return { approvedAt: approval.approvedAt };
     },
     {
+      description: 'Approve the cutover: { approver, digest, comment? }, the digest of the report you read. Refused unless the migration awaits approval of exactly that evidence and you may approve.',
       validator: (a) => {
         const why = approvalRefusal({ phase: s.phase, digest: s.digest, approvers: s.spec.cutover.approvers, ...decisions(s) }, a);
         if (why) {
@@ -151,6 +172,7 @@ export function setControlHandlers(s: MigrationState): void {
       return { rejectedAt: new Date().toISOString() };
     },
     {
+      description: 'Reject the evidence presented: { approver, reason }. The migration waits in needs_attention for a rerun or an abort.',
       validator: (r) => {
         const why = rejectionRefusal({ phase: s.phase, ...decisions(s) }, r);
         if (why) {
@@ -161,6 +183,7 @@ export function setControlHandlers(s: MigrationState): void {
     },
   );
   setHandler(rerunUpdate, (r) => ({ ranges: s.queueRerun(r.table, r.ranges) }), {
+    description: 'Copy and verify only these ranges again: { ranges: [n, ...], table? }. Taken when the migration needs attention or awaits approval.',
     validator: (r) => {
       const why = rerunRefusal({ phase: s.phase, ...decisions(s) }, s.plans, (n) => s.tableIndexOf(n), r);
       if (why) throw refusal(why);

@@ -1,13 +1,14 @@
 // The migration's state, owned by one class: counters per table, the window's queue, the gate's
 // decision, catch-up's marks. Handlers and phases read and change it through these methods; a run
 // hands `carry()` to the next one at continue-as-new.
-import { upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { setCurrentDetails, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import type { TablePlan } from '../activities/bounds';
 import type { MigrationSpec } from '../spec/schema';
 import { NO_KEYS, provisionalReport, type Approval, type Report } from '../report/model';
 import type { Phase, Progress } from './messages';
 import { migrationKey, phaseKey } from './search-attributes';
 import type { Carried, FinalWindow, LiveState, RangeRef, TableState } from './types';
+import { currentDetails } from './details';
 
 /** Below the 10,240-event warning with room for the completions of ranges still in flight. */
 export const HISTORY_BUDGET = 5000;
@@ -74,10 +75,22 @@ export class MigrationState {
       { key: migrationKey, value: this.name },
       { key: phaseKey, value: p },
     ]);
+    this.showDetails();
   }
 
   touch(): void {
     this.updatedAt = now();
+    this.showDetails();
+  }
+
+  /** The UI's "Current Details", from the state as it is now (no command: not in the history). */
+  showDetails(): void {
+    // What the UI shows must never stop the migration (and replays over older state shapes).
+    try {
+      setCurrentDetails(currentDetails(this));
+    } catch {
+      setCurrentDetails(`**Phase:** \`${this.phase}\``);
+    }
   }
 
   /** A fresh run: the plans from planning, and the live state when the source takes writes. */
