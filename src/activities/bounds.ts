@@ -4,6 +4,9 @@
 import { poolFor } from '../db/pools';
 import { RANGE_BOUNDARIES } from '../db/ledger';
 import { intervalBoundsSql, type KeyRange } from '../db/sql';
+import { rangeBounds, showBound } from '../policy/range-bounds';
+
+export { rangeBounds, showBound } from '../policy/range-bounds';
 import type { Binding } from './binding';
 
 export interface TablePlan {
@@ -18,15 +21,6 @@ export interface TablePlan {
   rangeCount: number;
   /** foreign keys owned by or referencing this table, set aside while ranges are written */
   setAside?: string[];
-}
-
-/** Range i of a key-span plan: [lo + i*size, min(lo + (i+1)*size, hi)). Pure, bigint-exact. */
-export function rangeBounds(p: { lo: string; hi: string; size: string; rangeCount: number }, index: number): { lo: string; hi: string } {
-  if (!Number.isInteger(index) || index < 0 || index >= p.rangeCount) throw new RangeError(`no range ${index}`);
-  const lo = BigInt(p.lo) + BigInt(index) * BigInt(p.size);
-  const end = lo + BigInt(p.size);
-  const hi = end < BigInt(p.hi) ? end : BigInt(p.hi);
-  return { lo: lo.toString(), hi: hi.toString() };
 }
 
 /** Bytes of table a default range covers: big enough that per-range costs do not show, small enough to share out. */
@@ -51,12 +45,6 @@ export function spanFor(perRange: number, rows: number, lo: string, hi: string):
   // Integer arithmetic on a scaled density, so a span of 2^62 keys stays exact.
   const span = (width * BigInt(perRange) + BigInt(Math.ceil(rows)) - 1n) / BigInt(Math.ceil(rows));
   return (span < 1n ? 1n : span).toString();
-}
-
-/** How a bound reads in a report: the value, or a JSON array for a composite key. */
-export function showBound(v: string[] | null): string {
-  if (v === null) return '';
-  return v.length === 1 ? v[0] : JSON.stringify(v);
 }
 
 export function planSpan(p: TablePlan): KeyRange | null {

@@ -6,7 +6,14 @@ const retry = { initialInterval: '1 second', backoffCoefficient: 2, maximumInter
 
 // Every activity heartbeats while it runs: the heartbeat timeout is what notices a dead worker, so
 // the start-to-close timeout can leave room for a range, a plan or a reconciliation of any size.
-export const acts = proxyActivities<typeof activities>({ startToCloseTimeout: '24 hours', heartbeatTimeout: '15 seconds', retry });
+const OPTIONS = { startToCloseTimeout: '24 hours', heartbeatTimeout: '15 seconds', retry } as const;
+
+export const acts = proxyActivities<typeof activities>(OPTIONS);
+
+/** The same activities, each scheduled with a one-line summary the Temporal UI shows on its bar. */
+export function summarised(summary: string): typeof acts {
+  return proxyActivities<typeof activities>({ ...OPTIONS, summary });
+}
 
 /** For cleanup on the way out of a failed migration: a few tries, then the failure stands. */
 export const lastTries = proxyActivities<typeof activities>({ startToCloseTimeout: '1 hour', heartbeatTimeout: '15 seconds', retry: { ...retry, maximumAttempts: 3 } });

@@ -3,10 +3,19 @@
 import { allHandlersFinished, condition, continueAsNew, patched, sleep } from '@temporalio/workflow';
 import type { RangeInput } from '../activities/copy-range';
 import { rangePolicy, runRange } from '../policy/range-lifecycle';
-import { acts } from './activities';
+import { summarised } from './activities';
+import { rangeBounds } from '../policy/range-bounds';
+import type { TablePlan } from '../activities/bounds';
 import { rootCause } from './errors';
 import type { MigrationState } from './state';
 import type { backfillMigration } from './migration';
+
+/** ` [lo, hi)` for a key-span plan (arithmetic); '' where the bounds live in the ledger or need SQL. */
+function boundsOf(p: TablePlan, i: number): string {
+  if (p.kind !== 'size' || !p.size || !p.hi) return '';
+  const b = rangeBounds({ lo: p.lo[0], hi: p.hi[0], size: p.size, rangeCount: p.rangeCount }, i);
+  return ` [${b.lo}, ${b.hi})`;
+}
 
 async function rangeInFlight(s: MigrationState, t: number, i: number): Promise<void> {
   const { spec } = s;
@@ -22,15 +31,19 @@ async function rangeInFlight(s: MigrationState, t: number, i: number): Promise<v
     attempt,
     finalAttempt,
   });
+  // What the UI's timeline says on each bar: the table, its range and, where the plan has them, the keys.
+  const where = `${st.plan.source}${boundsOf(st.plan, i)} range ${i + 1}/${st.plan.rangeCount}`;
+  const copying = summarised(`${spec.mode === 'verify' ? 'verify' : 'copy'} ${where}`);
+  const locating = summarised(`locate differences in ${where}`);
   try {
     // Each step hands back its activity's promise itself (see RangeSteps: the command order).
     const outcome = await runRange(i, rangePolicy(spec.mode, spec.retries.rangeAttempts, () => s.aborted !== undefined), {
-      attempt: (n, final) => (spec.mode === 'verify' ? acts.verifyRange(args(n, final)) : acts.copyRange(args(n, final))),
+      attempt: (n, final) => (spec.mode === 'verify' ? copying.verifyRange(args(n, final)) : copying.copyRange(args(n, final))),
       attempted: (r) => {
         st.rowsCopied += r.rowsCopied;
       },
       // (Patched: migrations started before locating existed go on without it.)
-      locate: (n) => (patched('locate-failed-ranges') ? acts.locateRange(args(n, true)) : Promise.resolve(undefined)),
+      locate: (n) => (patched('locate-failed-ranges') ? locating.locateRange(args(n, true)) : Promise.resolve(undefined)),
       wait: (ms) => sleep(ms),
     });
     if (outcome.verified) {

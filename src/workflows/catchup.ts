@@ -2,7 +2,7 @@
 // then a sweep of every range (deletes are invisible to a change column).
 import { condition } from '@temporalio/workflow';
 import { catchUpOf, durationMs } from '../spec/schema';
-import { acts } from './activities';
+import { summarised } from './activities';
 import { oldestMark, type MigrationState } from './state';
 
 /** One catch-up round over the tables with a change column; false when a window did not verify. */
@@ -13,7 +13,7 @@ export async function deltaRound(s: MigrationState): Promise<boolean> {
   let more = false;
   for (const [t, mark] of l.marks.entries()) {
     if (mark === null) continue;
-    const r = await acts.applyDelta({ migration: s.name, spec: s.spec, tableIndex: t, since: mark });
+    const r = await summarised(`catch up ${s.tables[t].plan.source} from ${mark}`).applyDelta({ migration: s.name, spec: s.spec, tableIndex: t, since: mark });
     l.marks[t] = r.watermark;
     applied += r.upserted + r.deleted;
     s.tables[t].rowsCopied += r.upserted;
@@ -32,7 +32,7 @@ export async function deltaRound(s: MigrationState): Promise<boolean> {
  */
 export async function sweep(s: MigrationState): Promise<void> {
   for (const [t, st] of s.tables.entries()) {
-    const r = await acts.sweepTable({ migration: s.name, spec: s.spec, tableIndex: t, plan: st.plan, repair: true });
+    const r = await summarised(`measure every range of ${st.plan.source} again (${st.plan.rangeCount})`).sweepTable({ migration: s.name, spec: s.spec, tableIndex: t, plan: st.plan, repair: true });
     st.rowsCopied += r.rowsCopied;
     const still = new Map(r.failed.map((f) => [f.index, f]));
     for (const i of st.failed.keys()) if (!still.has(i)) st.verified++;

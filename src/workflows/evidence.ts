@@ -1,6 +1,6 @@
 // The evidence: the global checks per table, then the report and its digest, built from the ledger.
 import type { MigrationState } from './state';
-import { acts } from './activities';
+import { summarised } from './activities';
 
 /** Foreign keys were set aside at planning (only then is there anything to restore). */
 export function hasConstraints(s: MigrationState): boolean {
@@ -9,7 +9,7 @@ export function hasConstraints(s: MigrationState): boolean {
 
 /** The constraints set aside, re-created and validated; returns the ones the rows break, in words. */
 export async function restoreConstraints(s: MigrationState): Promise<string[]> {
-  const cs = await acts.restoreConstraints({ spec: s.spec, migration: s.name });
+  const cs = await summarised('restore and validate the foreign keys set aside').restoreConstraints({ spec: s.spec, migration: s.name });
   return cs.filter((c) => c.wasValid && !c.valid).map((c) => `${c.owner} constraint ${c.name}: ${c.detail ?? 'not valid'}`);
 }
 
@@ -17,7 +17,7 @@ export async function restoreConstraints(s: MigrationState): Promise<string[]> {
 export async function reconcileAll(s: MigrationState): Promise<void> {
   s.setPhase('reconciling');
   for (const [i, st] of s.tables.entries()) {
-    await acts.reconcileTable({ migration: s.name, spec: s.spec, tableIndex: i, plan: st.plan });
+    await summarised(`reconcile ${st.plan.source}: totals, the sum of the ranges, rows outside them`).reconcileTable({ migration: s.name, spec: s.spec, tableIndex: i, plan: st.plan });
   }
 }
 
@@ -28,7 +28,7 @@ export async function reconcileAll(s: MigrationState): Promise<void> {
  */
 export async function buildReport(s: MigrationState, o: { evidenceMark?: string | null; final?: boolean } = {}): Promise<void> {
   const delta = s.delta();
-  s.report = await acts.buildReport({
+  s.report = await summarised('build the report and its digest from the ledger').buildReport({
     migration: s.name,
     spec: s.spec,
     phase: s.phase,

@@ -5,7 +5,7 @@
 //   catchup.ts (a live source); gate.ts (the approval); final-check.ts; switch.ts.
 import { ApplicationFailure, CancellationScope, ContinueAsNew, isCancellation, log, patched, workflowInfo } from '@temporalio/workflow';
 import { checkSpec, isLive } from '../spec/schema';
-import { acts, lastTries } from './activities';
+import { acts, lastTries, summarised } from './activities';
 import { needsAttention, stopIfAborted } from './attention';
 import { voidApproval, audit } from './audit';
 import { backfill } from './backfill';
@@ -91,7 +91,7 @@ async function migrate(input: unknown, carried: Carried | undefined, started: (s
 
   // ---- planning (a continued run takes the plan and the counters from the run before) ----
   if (!s.restore()) {
-    const planned = await acts.planMigration({ migration: s.name, spec: s.spec });
+    const planned = await summarised('plan: check every table, set aside foreign keys, split into ranges').planMigration({ migration: s.name, spec: s.spec });
     // (Histories recorded before schema patterns have the plans alone.)
     const plans = Array.isArray(planned) ? (planned as TablePlan[]) : planned.plans;
     // Schema patterns expanded: from here on the spec lists every table (and carries it on).

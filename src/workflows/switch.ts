@@ -1,14 +1,14 @@
 // Switching authority: sequences advanced past the copied keys, then the switch action, exactly
 // once (its record commits with it).
 import type { Approval } from '../report/model';
-import { acts } from './activities';
+import { summarised } from './activities';
 import type { MigrationResult } from './messages';
 import type { MigrationState } from './state';
 
 export async function switchAuthority(s: MigrationState, approved: Approval): Promise<MigrationResult> {
   s.setPhase('switching');
-  await acts.advanceSequences({ spec: s.spec });
-  const sw = await acts.runSwitch({ migration: s.name, execution: s.execution, spec: s.spec, digest: approved.digest, approver: approved.approver });
+  await summarised('advance the target sequences past the copied keys').advanceSequences({ spec: s.spec });
+  const sw = await summarised(`switch authority (digest ${approved.digest}, approved by ${approved.approver})`).runSwitch({ migration: s.name, execution: s.execution, spec: s.spec, digest: approved.digest, approver: approved.approver });
   s.report = { ...s.report!, switchedAt: sw.switchedAt };
   s.setPhase('completed');
   return {
