@@ -8,6 +8,8 @@ import { planMigration, preflight } from '../src/activities/plan';
 import { copyRange, verifyRange, type RangeInput } from '../src/activities/copy-range';
 import { checkTable } from '../src/activities/binding';
 import { reconcileTable } from '../src/activities/reconcile';
+import { runAction } from '../src/activities/cutover';
+import { sqlHash } from '../src/activities/policy';
 import type { TablePlan } from '../src/activities/bounds';
 import { closePools } from '../src/db/pools';
 import { AWKWARD_COLUMNS, AWKWARD_FILL, fingerprint } from './helpers/sample';
@@ -346,4 +348,51 @@ test('planning checks each table once: one duplicate scan of a key without a uni
   assert.equal(plan.rangeCount, 5);
   // The duplicate check (preflight) and the bounds (planning); checking the table twice made three.
   assert.equal((await scans()) - before, 2, 'full scans of the table while planning');
+});
+
+test('worker policy: a strict worker refuses a spec whose freeze drops a table, before anything runs; allow-lists, writable aliases and expressions name their rule', async () => {
+  const saved = { ...process.env };
+  const drop = 'DROP TABLE public.canary';
+  const freezing = (over: Record<string, unknown> = {}, table: Record<string, unknown> = {}) =>
+    specOf({ name: 'policy', cutover: { approval: 'required', freeze: { connection: 'src', sql: drop }, unfreeze: { connection: 'src', sql: 'SELECT 1' } }, ...over }, table);
+  const refusal = async (f: () => Promise<unknown>) => {
+    try {
+      await f();
+      return '';
+    } catch (e) {
+      return (e as Error).message;
+    }
+  };
+  try {
+    process.env.BACKFILL_POLICY = 'strict';
+    const m = await refusal(() => planMigration({ migration: 'policy', spec: freezing() }));
+    assert.match(m, /cutover\.freeze: inline SQL is not allowed on this worker \(policy: BACKFILL_POLICY_ACTIONS=deny\)/);
+    // Where the SQL would run, the same rule again.
+    const ran = await refusal(() => runAction({ migration: 'policy', execution: 'x', spec: freezing(), action: 'freeze' }));
+    assert.match(ran, /inline SQL is not allowed on this worker/);
+    for (const db of ['src', 'tgt']) assert.equal((await pg.query(db, 'SELECT count(*)::int AS n FROM public.canary')).rows[0].n, 1, 'nothing ran');
+    const planned = await pg.query('tgt', `SELECT count(*)::int AS n FROM backfill.tables WHERE migration = 'policy'`).catch(() => ({ rows: [{ n: 0 }] }));
+    assert.equal(planned.rows[0].n, 0, 'nothing was planned');
+
+    // Expressions over the source table only: a filter that reads another table is refused.
+    const reads = await refusal(() => planMigration({ migration: 'policy-x', spec: specOf({ name: 'policy-x' }, { where: 'id IN (SELECT x FROM public.canary)' }) }));
+    assert.match(reads, /tables\[0\]\.where or \.transform: reads public\.canary; this worker allows expressions over the source table only/);
+    const own = await refusal(() => planMigration({ migration: 'policy-own', spec: specOf({ name: 'policy-own' }, { where: 'id > 5' }) }));
+    assert.equal(own, '', 'a filter over the source table itself is fine');
+
+    // An allow-list by hash: exactly these statements, nothing else.
+    process.env.BACKFILL_POLICY_ACTIONS = `sha256:${sqlHash('SELECT 1')}`;
+    const listed = await refusal(() => planMigration({ migration: 'policy', spec: freezing() }));
+    assert.match(listed, new RegExp(`cutover\\.freeze: this SQL \\(sha256:${sqlHash(drop)}\\) is not on this worker's allow-list`));
+    assert.doesNotMatch(listed, /cutover\.unfreeze/, 'the listed unfreeze passes');
+
+    delete process.env.BACKFILL_POLICY;
+    delete process.env.BACKFILL_POLICY_ACTIONS;
+    process.env.BACKFILL_POLICY_WRITABLE = 'elsewhere';
+    const writes = await refusal(() => planMigration({ migration: 'policy-w', spec: specOf({ name: 'policy-w' }) }));
+    assert.match(writes, /target: alias "tgt" may not be written by this worker \(policy: BACKFILL_POLICY_WRITABLE=elsewhere\)/);
+  } finally {
+    for (const k of Object.keys(process.env)) if (k.startsWith('BACKFILL_POLICY') && !(k in saved)) delete process.env[k];
+  }
+  for (const db of ['src', 'tgt']) assert.equal((await pg.query(db, 'SELECT count(*)::int AS n FROM public.canary')).rows[0].n, 1);
 });

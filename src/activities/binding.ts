@@ -8,6 +8,7 @@ import { poolFor } from '../db/pools';
 import { hasUniqueIndexOn, missingPrivileges, naturalKey, resolveTable, tableSizing, type ColumnInfo, type TableInfo, type TableSizing } from '../db/catalog';
 import { hashedColumns, SERVER_VERSION_SQL, SEES_ALL_SESSIONS_SQL, duplicatesSql, hashAs, profileSql, quoteIdent, sourceSelect, type BoundTable } from '../db/sql';
 import { guarded } from '../db/errors';
+import { expressionProblems } from './policy';
 
 export interface Binding extends BoundTable {
   /** display names, as the report shows them: quoted where a name is not plain lower case */
@@ -180,6 +181,7 @@ export async function checkTable(input: BindInput): Promise<{ binding?: Binding;
     if ((await serverVersion(src)) >= 140000 && (await serverVersion(tgt)) >= 140000)
       binding.hashAs = hashedColumns(binding).map((c) => hashAs(dCol.get(c)!));
     problems.push(...(await checkStatements(src, tgt, binding, at)));
+    if (problems.length === 0 && (t.where || t.transform)) problems.push(...(await expressionProblems(src, at, s.oid, `${sourceSelect(binding)} LIMIT 0`)));
     return problems.length ? { problems } : { binding, problems };
   } finally {
     src.release();

@@ -8,6 +8,7 @@ import { guarded } from '../db/errors';
 import { CLOCK_SQL, OPEN_WRITERS_SQL, SERIAL_SEQUENCE_SQL, advanceSequenceSql, changedSinceSql } from '../db/sql';
 import { bindingFor } from './binding';
 import { heartbeat } from './heartbeat';
+import { enforcePolicy } from './policy';
 
 export interface AuditEntry {
   migration: string;
@@ -43,6 +44,8 @@ export async function runAction(input: {
   const { spec } = input;
   const a = spec.cutover[input.action];
   if (!a) throw new Error(`the spec has no cutover.${input.action}`);
+  // Checked at planning; again here, where the SQL runs (a policy may have been tightened since).
+  enforcePolicy(spec);
   return guarded(`running cutover.${input.action}`, async () => {
     await inTransaction(poolFor(a.connection, 'write'), 'BEGIN', (tx) => tx.query(a.sql));
     const at = String((await poolFor(spec.source, 'read').query(CLOCK_SQL)).rows[0].at);
@@ -124,6 +127,7 @@ export async function runSwitch(input: {
   approver: string;
 }): Promise<SwitchResult> {
   const { spec } = input;
+  enforcePolicy(spec);
   const sw = spec.cutover.switch;
   const alias = sw?.connection ?? controlAlias(spec);
   return guarded('switching authority', async () => {

@@ -4,6 +4,7 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { controlAlias, type MigrationSpec, type TableSpec } from '../spec/schema';
 import { expandTables } from './expand';
+import { enforcePolicy } from './policy';
 import { poolFor, inTransaction } from '../db/pools';
 import { CLEAR_BOUNDARIES, CLEAR_STALE_RANGES, LEDGER_DDL, SAVE_BOUNDARIES, UPSERT_TABLE, ensureSchema } from '../db/ledger';
 import { intervalBoundsSql, intervalPlanSql, rowBoundariesSql, sourceBoundsSql } from '../db/sql';
@@ -114,6 +115,8 @@ export interface PlannedMigration {
 
 export async function planMigration(input: { migration: string; spec: MigrationSpec }): Promise<PlannedMigration> {
   const { migration } = input;
+  // The worker's policy first: a spec it refuses touches nothing.
+  enforcePolicy(input.spec);
   const spec = { ...input.spec, tables: await expandTables(input.spec) };
   const bindings = await preflight(spec);
   return guarded('planning', async () => {

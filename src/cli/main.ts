@@ -37,6 +37,7 @@ import { follow } from './follow';
 import { constraintsToSetAside, estimatePlan, preflight, type PlanEstimate } from '../activities/plan';
 import type { ForeignKey } from '../db/catalog';
 import { expandTables } from '../activities/expand';
+import { enforcePolicy } from '../activities/policy';
 import { closePools } from '../db/pools';
 import { runWorker } from '../worker';
 import { runDemo } from './demo';
@@ -111,6 +112,8 @@ export function buildProgram(): Command {
       let plans: PlanEstimate[];
       let fks: ForeignKey[];
       try {
+        // This shell's worker policy (BACKFILL_POLICY…), if any: the worker applies its own.
+        enforcePolicy(spec);
         // Schema patterns stand for the tables they select: each is checked on its own.
         const expanded = { ...spec, tables: await expandTables(spec) };
         const bindings = await preflight(expanded);

@@ -437,6 +437,16 @@ export function validateConstraintSql(owner: string, name: string): string {
   return `ALTER TABLE ${owner} VALIDATE CONSTRAINT ${quoteIdent(name)}`;
 }
 
+/** The plan of `query` as JSON, names qualified (VERBOSE): which relations it reads. Not run. */
+export function explainJsonSql(query: string): string {
+  return `EXPLAIN (VERBOSE, FORMAT JSON) ${query}`;
+}
+
+/** $1 a table (regclass text): it and its partitions, as schema.name (as EXPLAIN VERBOSE names them). */
+export const PARTITION_TREE_SQL = `
+SELECT n.nspname || '.' || c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.oid = $1::regclass OR c.oid IN (SELECT relid FROM pg_partition_tree($1::regclass))`;
+
 /** For the embedded servers of the demo, tests and bench. */
 export function createDatabaseSql(name: string): string {
   return `CREATE DATABASE ${quoteIdent(name)}`;
