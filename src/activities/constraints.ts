@@ -109,19 +109,17 @@ export async function restoreConstraints(input: { spec: MigrationSpec; migration
 
 /** The constraints' states as the ledger has them (for the report). */
 export async function constraintStates(spec: Spec, migration: string): Promise<ConstraintState[]> {
-  const tgt = poolFor(spec.target, 'write');
-  const out: ConstraintState[] = [];
-  for (const r of await ledgerRows(spec, migration, null)) {
-    const present = await tgt.query(CONSTRAINT_PRESENT, [r.owner, r.name]);
-    out.push({
-      owner: r.owner,
-      name: r.name,
-      referenced: r.referenced,
-      state: r.state === 'set-aside' ? 'set-aside' : 'restored',
-      valid: present.rows.length > 0 && toBool(present.rows[0].valid),
-      wasValid: r.was_valid,
-      detail: r.detail,
-    });
-  }
-  return out;
+  const rows = await ledgerRows(spec, migration, null);
+  if (rows.length === 0) return [];
+  // One catalog read for all of them: what is there now, and validated.
+  const present = new Map((await foreignKeys(poolFor(spec.target, 'write'), [...new Set(rows.map((r) => r.owner))])).map((f) => [`${f.owner}\0${f.name}`, f.valid]));
+  return rows.map((r) => ({
+    owner: r.owner,
+    name: r.name,
+    referenced: r.referenced,
+    state: r.state === 'set-aside' ? 'set-aside' : 'restored',
+    valid: present.get(`${r.owner}\0${r.name}`) ?? false,
+    wasValid: r.was_valid,
+    detail: r.detail,
+  }));
 }

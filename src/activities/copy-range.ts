@@ -15,7 +15,7 @@ import { withCopyClients } from './copy-pipe';
 import { ensureSetAside } from './constraints';
 import { compareMeasured, measure, replaceAndMeasure } from './measure';
 import { failedChecks, type Checks, type SideProfile } from './compare';
-import type { RangeResult, Refusal } from '../policy/range-lifecycle';
+import { refusedCheck, type RangeResult, type Refusal } from '../policy/range-lifecycle';
 
 export type { RangeResult, SideEvidence } from '../policy/range-lifecycle';
 
@@ -152,7 +152,7 @@ export async function copyRange(input: RangeInput): Promise<RangeResult> {
         await poolFor(controlAlias(input.spec), 'write').query(RECORD_RANGE_REFUSED, [
           input.migration, input.tableIndex, input.rangeIndex, b.sourceName, b.targetName, lo, hi, input.attempt, JSON.stringify({ refused: r }), r.message, WORKER_ID,
         ]);
-        return { status: 'refused', lo, hi, source: NO_EVIDENCE, target: NO_EVIDENCE, failed: [`refused${r.constraint ? `(${r.constraint})` : ''}`], rowsCopied: 0, refused: r };
+        return { status: 'refused', lo, hi, source: NO_EVIDENCE, target: NO_EVIDENCE, failed: [refusedCheck(r)], rowsCopied: 0, refused: r };
       });
     }),
   );

@@ -91,7 +91,8 @@ export function constraintsToSetAside(spec: MigrationSpec, bindings: Binding[]):
 export async function estimatePlan(spec: MigrationSpec, bindings: Binding[]): Promise<PlanEstimate[]> {
   const out: PlanEstimate[] = [];
   for (const b of bindings) {
-    const size = await tableSizing(poolFor(spec.source, 'read'), b.source);
+    // Preflight read it already for a table sized by default.
+    const size = b.sizing ?? (await tableSizing(poolFor(spec.source, 'read'), b.source));
     const rows = size.rows > 0 ? Math.round(size.rows) : null;
     const c = b.chunk;
     const auto = b.sizing ? ' (chosen from the table size)' : '';

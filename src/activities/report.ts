@@ -16,7 +16,7 @@ import type { TableTotals } from './reconcile';
 import { failedChecks, type Checks } from './compare';
 import { KEY_SAMPLE } from './locate';
 import { constraintStates } from './constraints';
-import type { Refusal } from '../policy/range-lifecycle';
+import { refusedCheck, type Refusal } from '../policy/range-lifecycle';
 
 export async function buildReport(input: {
   migration: string;
@@ -67,7 +67,7 @@ export async function buildReport(input: {
             sourceChecksum: r.source_checksum,
             targetCount: r.target_count,
             targetChecksum: r.target_checksum,
-            failedChecks: refused ? [`refused${refused.constraint ? `(${refused.constraint})` : ''}`] : checks && 'count' in checks ? failedChecks(checks) : [],
+            failedChecks: refused ? [refusedCheck(refused)] : checks && 'count' in checks ? failedChecks(checks) : [],
             located: checks?.located ?? null,
             keys: keys.get(`${i}:${r.range_index}`) ?? NO_KEYS,
             ...(refused ? { refused } : {}),

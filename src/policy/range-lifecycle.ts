@@ -17,6 +17,11 @@ export interface Refusal {
   key: string[] | null;
 }
 
+/** The name a refusal goes by among a range's failed checks: `refused(<constraint>)`. */
+export function refusedCheck(r: Refusal): string {
+  return `refused${r.constraint ? `(${r.constraint})` : ''}`;
+}
+
 export interface RangeResult {
   /** refused: the target would not take a row (a constraint); no attempt helps until the target is fixed */
   status: 'verified' | 'mismatch' | 'failed' | 'refused';
