@@ -1,0 +1,16 @@
+// A real browser for tests and screenshots: Debian's Chromium driven by playwright-core (which
+// carries no browser of its own; `.ci/run` installs the `chromium` package).
+import { existsSync } from 'node:fs';
+import { chromium, type Browser } from 'playwright-core';
+
+export const CHROMIUM = process.env.BACKFILL_CHROMIUM ?? '/usr/bin/chromium';
+
+/** Why a browser cannot run here, or undefined when it can. */
+export function browserMissing(): string | undefined {
+  return existsSync(CHROMIUM) ? undefined : `no Chromium at ${CHROMIUM} (apt-get install chromium, or set BACKFILL_CHROMIUM)`;
+}
+
+export async function launchBrowser(): Promise<Browser> {
+  // --no-sandbox: CI runs as root, where Chromium refuses its sandbox.
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu'] });
+}
