@@ -88,3 +88,16 @@ export function renderProgress(p: Progress): string {
   if (p.finalWindow) lines.push(`  last final check: ${fmt(p.finalWindow.rows)} rows in the final window, ${(p.finalWindow.ms / 1000).toFixed(1)} s from freeze to verdict`);
   return lines.join('\n');
 }
+
+/** What a person does at the gate, for the CLI: the same steps Current Details shows in the UI. */
+export function gateInstructions(p: Progress): string {
+  if (p.phase !== 'awaiting_approval' || !p.digest) return '';
+  const who = p.approvers?.length ? p.approvers.join(', ') : 'anyone';
+  return [
+    `${p.migration} awaits approval of digest ${p.digest}; who may approve: ${who}.${p.attention ? ` ${p.attention}.` : ''}`,
+    `  read the evidence:   backfill report ${p.migration}`,
+    `  approve that digest: backfill approve ${p.migration} --as <you> --digest ${p.digest}`,
+    `  or reject it:        backfill reject ${p.migration} --as <you> --reason <why>`,
+    `  in the Temporal UI:  Send an Update "approveCutover" with {"approver": "<you>", "digest": "<the digest you read>"}`,
+  ].join('\n');
+}

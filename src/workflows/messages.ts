@@ -46,6 +46,8 @@ export interface Progress {
   tables: { source: string; target: string; ranges: RangeCounts; rowsCopied: number }[];
   delta?: DeltaProgress;
   digest?: string;
+  /** while awaiting approval: who may approve (empty: anyone) */
+  approvers?: string[];
   /** set while the gate has waited longer than cutover.approvalTimeout */
   attention?: string;
   /** the last final check: rows in its window, and how long it took from the freeze to the verdict */

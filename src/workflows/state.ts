@@ -225,6 +225,7 @@ export class MigrationState {
         rowsCopied: t.rowsCopied,
       })),
       digest: this.phase === 'awaiting_approval' ? this.digest : undefined,
+      ...(this.phase === 'awaiting_approval' && this.spec ? { approvers: this.spec.cutover.approvers ?? [] } : {}),
       ...(delta ? { delta } : {}),
       ...(this.attention ? { attention: this.attention } : {}),
       ...(this.finalWindow ? { finalWindow: this.finalWindow } : {}),

@@ -1,0 +1,114 @@
+// `backfill status --watch` as a person sees it in a terminal (a real pseudo-terminal from
+// util-linux `script`): a bar per table with rows/s and an ETA measured from the migration's own
+// progress, and at the gate the steps to approve exactly the digest presented. The rate arithmetic
+// itself is tested on a clock of our own.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { backfillMigration } from '../src/workflows/migration';
+import { approveCutoverUpdate, progressQuery, type Progress } from '../src/workflows/messages';
+import { gateInstructions } from '../src/report/render';
+import { Rates, etaSeconds, showDuration, showRate } from '../src/cli/rates';
+import { tableFigures } from '../src/cli/progress';
+import { CLI } from './helpers/cli';
+import { waitForPhase, type TemporalHarness } from './helpers/temporal';
+import { startStack } from './helpers/stack';
+import { specFor } from './helpers/spec';
+
+const TASK_QUEUE = 'watch';
+let temporal: TemporalHarness;
+let stop: (() => Promise<void>) | undefined;
+
+test('watch: rates over a sliding window, an ETA from the ranges still to do, short units', () => {
+  const r = new Rates(10_000);
+  assert.equal(r.rate('t'), undefined, 'one sample tells no rate');
+  r.add('t', { at: 0, rows: 0, done: 0 });
+  r.add('t', { at: 2_000, rows: 20_000, done: 4 });
+  assert.deepEqual(r.rate('t'), { rowsPerSec: 10_000, rangesPerSec: 2 });
+  assert.equal(etaSeconds(10, r.rate('t')), 5);
+  // The window forgets what is older than 10 s: the slowdown shows.
+  r.add('t', { at: 12_000, rows: 30_000, done: 6 });
+  r.add('t', { at: 22_000, rows: 31_000, done: 7 });
+  assert.deepEqual(r.rate('t'), { rowsPerSec: 100, rangesPerSec: 0.1 });
+  // A rerun lowers the counts: measuring starts again instead of showing a negative rate.
+  r.add('t', { at: 23_000, rows: 1_000, done: 6 });
+  assert.equal(r.rate('t'), undefined);
+  assert.equal(etaSeconds(0, undefined), 0);
+  assert.equal(etaSeconds(3, { rowsPerSec: 0, rangesPerSec: 0 }), undefined, 'a stalled table has no ETA, not an infinite one');
+  assert.deepEqual([showDuration(45.4), showDuration(185), showDuration(7_620)], ['45s', '3m 05s', '2h 07m']);
+  assert.deepEqual([showRate(950.4), showRate(12_345), showRate(4_500_000)], ['950', '12.3k', '4.5M']);
+
+  const t = { source: 'public.a', target: 'public.b', rowsCopied: 31_000, ranges: { total: 10, pending: 2, inFlight: 1, verified: 6, failed: 1 } };
+  const rates = new Rates();
+  rates.add('public.a→public.b', { at: 0, rows: 0, done: 0 });
+  rates.add('public.a→public.b', { at: 7_000, rows: 31_000, done: 7 });
+  assert.deepEqual(tableFigures(t, rates), { table: 'public.a → public.b', done: 7, total: 10, rows: '31,000', rate: '4,429', left: '3s', failed: ' | 1 failed' });
+});
+
+test('watch: the gate steps name who may approve and the exact digest; nothing outside the gate', () => {
+  const base: Progress = { migration: 'm', phase: 'backfilling', tables: [], paused: false, concurrency: 1, startedAt: '', updatedAt: '' };
+  assert.equal(gateInstructions(base), '');
+  const gate = gateInstructions({ ...base, phase: 'awaiting_approval', digest: 'sha256:abc', approvers: ['alice', 'bob'] });
+  assert.match(gate, /who may approve: alice, bob/);
+  assert.match(gate, /backfill approve m --as <you> --digest sha256:abc/);
+  assert.match(gate, /backfill report m/);
+  assert.match(gateInstructions({ ...base, phase: 'awaiting_approval', digest: 'd', approvers: [] }), /who may approve: anyone/);
+});
+
+before(async () => {
+  ({ temporal, stop } = await startStack(TASK_QUEUE, async (db) => {
+    for (const [t, n] of [['orders', 200_000], ['items', 60_000]] as const) {
+      await db.query('src', `CREATE TABLE public.${t} (id bigint PRIMARY KEY, note text)`);
+      await db.query('src', `INSERT INTO public.${t} SELECT g, 'row ' || g FROM generate_series(1, ${n}) g`);
+      await db.query('tgt', `CREATE TABLE public.${t} (id bigint PRIMARY KEY, note text)`);
+    }
+  }));
+});
+
+after(async () => {
+  await stop?.();
+});
+
+const plain = (s: string) => s.replace(/\u001b\[[0-9;?]*[A-Za-z]/g, '').replace(/\r/g, '\n');
+
+test('watch: in a terminal, a bar per table with rows/s and ETA, then the gate steps with the digest', async () => {
+  const spec = specFor(
+    'watched',
+    [
+      { source: 'public.orders', target: 'public.orders', chunk: { column: 'id', size: 2000 } },
+      { source: 'public.items', target: 'public.items', chunk: { column: 'id', size: 2000 } },
+    ],
+    { taskQueue: TASK_QUEUE, concurrency: 1, cutover: { approval: 'required', approvers: ['alice'] } },
+  );
+  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
+  const cmd = `${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} status --watch watched`;
+  const tty = spawn('script', ['-qfec', cmd, '/dev/null'], {
+    env: { ...process.env, TEMPORAL_ADDRESS: temporal.address, TERM: 'xterm', COLUMNS: '200' },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let out = '';
+  tty.stdout.on('data', (d) => (out += d));
+  tty.stderr.on('data', (d) => (out += d));
+  try {
+    const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
+    assert.equal(p.phase, 'awaiting_approval');
+    const deadline = Date.now() + 30_000;
+    while (!plain(out).includes('approve that digest') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    const seen = plain(out);
+    assert.ok(!/at .*\.js:\d+/.test(seen), 'no stack trace');
+    // Both tables have a bar; while copying, a measured rate and an ETA (not only dashes).
+    assert.match(seen, /public\.orders → public\.orders .*\d+\/100 ranges \| [\d,]+ rows \| [\d.,]+k? rows\/s \| ETA (\d+s|\d+m \d+s)/);
+    assert.match(seen, /public\.items → public\.items .*30\/30 ranges \| 60,000 rows \| .* rows\/s \| ETA done/);
+    assert.match(seen, /public\.orders → public\.orders .*100\/100 ranges \| 200,000 rows/);
+    const progress: Progress = await h.query(progressQuery);
+    assert.ok(progress.digest);
+    assert.deepEqual(progress.approvers, ['alice']);
+    assert.match(seen, /watched awaits approval of digest \S+; who may approve: alice\./);
+    assert.ok(seen.includes(`backfill approve watched --as <you> --digest ${progress.digest}`), seen.slice(-2000));
+  } finally {
+    tty.kill('SIGKILL');
+  }
+  const progress: Progress = await h.query(progressQuery);
+  await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: progress.digest! }] });
+  assert.equal((await h.result()).phase, 'completed');
+});
