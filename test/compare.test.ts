@@ -15,7 +15,7 @@ import {
   type SideProfile,
 } from '../src/activities/compare';
 import { KEY_SAMPLE, diffRows, summarise, type Difference, type Located } from '../src/activities/locate';
-import { rangePolicy, runRange, type RangeResult, type RangeSteps } from '../src/policy/range-lifecycle';
+import { locateFirstPolicy, rangePolicy, runRange, type RangeResult, type RangeSteps } from '../src/policy/range-lifecycle';
 
 // ---- compareProfiles, failedChecks ----
 
@@ -422,4 +422,45 @@ test('compareKeys: the same integer written twice orders by its text, the same w
   assert.equal(compareKeys(['007'], ['7']), -compareKeys(['7'], ['007']));
   assert.notEqual(compareKeys(['007'], ['7']), 0);
   assert.equal(compareKeys(['9'], ['10']), -1);
+});
+
+test('locate-first (verify mode): located at once; with a grace, only the keys are read again, then the range once more as the proof', async () => {
+  // No grace: one look, located at once, nothing waits, nothing released.
+  const none = fakeSteps(undefined);
+  const released: number[] = [];
+  const o0 = await runRange(3, locateFirstPolicy(3, 0), { ...none.steps, release: () => released.push(3) });
+  assert.deepEqual(none.log.order, ['attempt 1', 'locate 1']);
+  assert.deepEqual(none.log.attempts, [[1, true]], 'the first look is the verdict');
+  assert.ok(!o0.verified && o0.failure.attempts === 1 && o0.failure.located === LOCATED);
+  assert.equal(released.length, 0);
+
+  // A grace of 1 s; the located key matches at the second re-read: waits 1 s then 2 s, then the whole range once more.
+  const rechecks: number[] = [];
+  const still = { ...LOCATED, converged: 0 };
+  const gone: Located = { missing: 0, extra: 0, changed: 0, duplicates: 0, keys: { missing: [], extra: [], changed: [], duplicates: [] }, columns: {}, levels: 0, rowsFetched: 1, converged: 1 };
+  const g = fakeSteps(3);
+  const o1 = await runRange(5, locateFirstPolicy(5, 1000), {
+    ...g.steps,
+    release: () => released.push(5),
+    recheck: async (n) => {
+      rechecks.push(n);
+      g.log.order.push(`recheck ${n}`);
+      return n < 3 ? still : gone;
+    },
+  });
+  assert.deepEqual(g.log.order, ['attempt 1', 'locate 1', 'wait 1000', 'recheck 2', 'wait 2000', 'recheck 3', 'attempt 3']);
+  assert.deepEqual(released, [5], 'the slot is given back once, before the first wait');
+  assert.ok(o1.verified && o1.attempts === 3 && o1.converged === 1);
+
+  // Looks run out: the keys that still differ are the verdict.
+  const s = fakeSteps(undefined);
+  const o2 = await runRange(1, locateFirstPolicy(2, 500), { ...s.steps, recheck: async () => still });
+  assert.deepEqual(s.log.order, ['attempt 1', 'locate 1', 'wait 500']);
+  assert.ok(!o2.verified && o2.failure.attempts === 2 && o2.failure.located?.missing === 1);
+
+  // A stop asked: no more waiting.
+  const t = fakeSteps(undefined);
+  const o3 = await runRange(1, locateFirstPolicy(9, 500, () => true), { ...t.steps, recheck: async () => still });
+  assert.deepEqual(t.log.order, ['attempt 1', 'locate 1']);
+  assert.ok(!o3.verified && o3.failure.attempts === 1);
 });

@@ -2,7 +2,7 @@
 // run of the same input, leaves the databases as one run would) and heartbeats while it runs.
 import { planMigration as plan } from './plan';
 import { copyRange as copy, verifyRange as verify } from './copy-range';
-import { locateRange as locate } from './locate';
+import { locateRange as locate, recheckRange as recheck } from './locate';
 import { reconcileTable as reconcile } from './reconcile';
 import { buildReport as report } from './report';
 import { advanceSequences as sequences, runSwitch as sw, appendAudit, runAction as action, awaitWriters as writers, changedSince as since, type AuditEntry } from './cutover';
@@ -16,6 +16,7 @@ export const planMigration = alive(plan);
 export const copyRange = alive(copy);
 export const verifyRange = alive(verify);
 export const locateRange = alive(locate);
+export const recheckRange = alive(recheck);
 export const reconcileTable = alive(reconcile);
 export const buildReport = alive(report);
 export const advanceSequences = alive(sequences);

@@ -5,8 +5,8 @@
 // differ) travel to the worker and are compared there. Counts are exact; the ledger keeps every key.
 import { controlAlias } from '../spec/schema';
 import { poolFor, inTransaction } from '../db/pools';
-import { CLEAR_DIFFERENCES, MARK_LOCATED, SAVE_DIFFERENCES } from '../db/ledger';
-import { bucketRowsSql, bucketSql, hashedColumns, type KeyRange, type Side } from '../db/sql';
+import { RECORD_RECHECK, CLEAR_DIFFERENCES, DIFFERENCE_KEYS, MARK_LOCATED, SAVE_DIFFERENCES } from '../db/ledger';
+import { bucketRowsSql, bucketSql, hashedColumns, keyedRowsSql, type KeyRange, type Side } from '../db/sql';
 import { guarded } from '../db/errors';
 import { bindingFor, type Binding } from './binding';
 import { resolveRange } from './bounds';
@@ -44,6 +44,8 @@ export interface Located {
   levels: number;
   /** rows whose keys and hashes travelled to the worker, both sides */
   rowsFetched: number;
+  /** keys located earlier that matched when read again after the lag grace (verify mode) */
+  converged?: number;
 }
 
 type Buckets = Map<string, { n: string; s: string }>;
@@ -150,12 +152,69 @@ export async function locateRange(input: RangeInput): Promise<Located> {
       diffs = diffRows(hashedColumns(b), s, t);
     }
     const located = summarise(diffs, levels, fetched);
-    await inTransaction(poolFor(ctl, 'write'), 'BEGIN', async (c) => {
-      await c.query(CLEAR_DIFFERENCES, [input.migration, input.tableIndex, input.rangeIndex]);
-      await c.query(SAVE_DIFFERENCES, [input.migration, input.tableIndex, input.rangeIndex, JSON.stringify(diffs)]);
-      const { keys: _keys, ...counts } = located;
-      await c.query(MARK_LOCATED, [input.migration, input.tableIndex, input.rangeIndex, JSON.stringify(counts)]);
+    await saveDifferences(input, diffs, located);
+    return located;
+  });
+}
+
+/** A range's differences replace the ones the ledger had, with their counts on the range's evidence. */
+async function saveDifferences(input: RangeInput, diffs: Difference[], located: Located, recheck?: { converged: number }): Promise<void> {
+  await inTransaction(poolFor(controlAlias(input.spec), 'write'), 'BEGIN', async (c) => {
+    // In the same transaction as the differences it removes: a retry counts a key once.
+    if (recheck) await c.query(RECORD_RECHECK, [input.migration, input.tableIndex, input.rangeIndex, recheck.converged, input.attempt]);
+    await c.query(CLEAR_DIFFERENCES, [input.migration, input.tableIndex, input.rangeIndex]);
+    await c.query(SAVE_DIFFERENCES, [input.migration, input.tableIndex, input.rangeIndex, JSON.stringify(diffs)]);
+    const { keys: _keys, ...counts } = located;
+    await c.query(MARK_LOCATED, [input.migration, input.tableIndex, input.rangeIndex, JSON.stringify(counts)]);
+  });
+}
+
+/** Keys per keyed read: a lookup by the key's index per key, in statements of bounded size. */
+const KEYS_PER_READ = 5000;
+
+async function keyedRows(b: Binding, alias: string, access: 'read' | 'write', side: Side, r: KeyRange, keys: string[][]) {
+  const rows = new Map<string, FetchedRow>();
+  const repeated = new Set<string>();
+  let count = 0;
+  for (let at = 0; at < keys.length; at += KEYS_PER_READ) {
+    const part = keys.slice(at, at + KEYS_PER_READ);
+    const res = await poolFor(alias, access).query(keyedRowsSql(b, side, r), b.key.map((_, i) => part.map((k) => k[i])));
+    for (const x of res.rows) {
+      const k = String(x.key);
+      if (rows.has(k)) repeated.add(k);
+      rows.set(k, { h: String(x.h), ch: JSON.parse(String(x.ch)) as string[] });
+    }
+    count += res.rows.length;
+  }
+  return { rows, repeated, count };
+}
+
+/**
+ * Reads a located range's keys again on both sides, by key, and keeps only those that still differ:
+ * a target that is a replica may have caught up during the lag grace. Nothing else of the range is
+ * read; the caller measures the whole range again once no key differs.
+ */
+export async function recheckRange(input: RangeInput): Promise<Located> {
+  const b = await bindingFor(input.spec, input.table, input.tableIndex);
+  return guarded(`reading the differences of ${b.sourceName} range ${input.rangeIndex} again`, async () => {
+    const ctl = controlAlias(input.spec);
+    const { range: r } = await resolveRange(b, input.plan, {
+      migration: input.migration,
+      sourceAlias: input.spec.source,
+      controlAlias: ctl,
+      tableIndex: input.tableIndex,
+      rangeIndex: input.rangeIndex,
     });
+    const res = await poolFor(ctl, 'write').query(DIFFERENCE_KEYS, [input.migration, input.tableIndex, input.rangeIndex]);
+    const keys = res.rows.map((x) => JSON.parse(String(x.key)) as string[]);
+    const [s, t] = await Promise.all([
+      keyedRows(b, input.spec.source, 'read', 'source', r, keys),
+      keyedRows(b, input.spec.target, 'write', 'target', r, keys),
+    ]);
+    const diffs = diffRows(hashedColumns(b), s, t);
+    const still = new Set(diffs.map((d) => JSON.stringify(d.key))).size;
+    const located = { ...summarise(diffs, 0, s.count + t.count), converged: keys.length - still };
+    await saveDifferences(input, diffs, located, { converged: located.converged });
     return located;
   });
 }

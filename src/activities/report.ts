@@ -71,6 +71,7 @@ export async function buildReport(input: {
             located: checks?.located ?? null,
             keys: keys.get(`${i}:${r.range_index}`) ?? NO_KEYS,
             ...(refused ? { refused } : {}),
+            ...(Number(r.converged) > 0 ? { converged: Number(r.converged) } : {}),
           };
         }),
     }));

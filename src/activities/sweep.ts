@@ -2,19 +2,19 @@
 // that changed copied again. This is how catch-up sees deletes (a change column cannot) and how
 // the final check proves every range. One activity per table, not one per range, so a sweep of
 // 100,000 ranges costs the workflow a few events; it heartbeats its cursor and a retry resumes there.
-import type { MigrationSpec } from '../spec/schema';
+import { lagGraceMs, type MigrationSpec } from '../spec/schema';
 import { poolFor } from '../db/pools';
 import type { Selection } from '../db/sql';
 import { guarded } from '../db/errors';
 import { bindingFor } from './binding';
 import { heartbeat, previousDetails } from './heartbeat';
-import { locateRange } from './locate';
+import { locateRange, recheckRange } from './locate';
 import { copyRange, verifyRange, type RangeInput } from './copy-range';
 import { withCopyClients } from './copy-pipe';
 import { ensureSetAside } from './constraints';
 import { compareMeasured, measure, replaceAndMeasure, throughIndex } from './measure';
 import { planSpan, type TablePlan } from './bounds';
-import { rangePolicy, runRange, type FailedRange, type RangeResult, type RangeSteps } from '../policy/range-lifecycle';
+import { locateFirstPolicy, rangePolicy, runRange, type FailedRange, type RangeResult, type RangeSteps } from '../policy/range-lifecycle';
 
 export interface SweepInput {
   migration: string;
@@ -64,6 +64,7 @@ export async function sweepTable(input: SweepInput): Promise<SweepResult> {
       out.rowsCopied += r.rowsCopied;
     },
     locate: (n) => locateRange(args(i, n, true)),
+    recheck: (n) => recheckRange(args(i, n, true)),
     wait,
   });
   const one = async (i: number) => {
@@ -79,11 +80,12 @@ export async function sweepTable(input: SweepInput): Promise<SweepResult> {
         return copyRange(args(i, n, final));
       }));
     } else {
-      // Nothing will copy it: verify mode measures by its range policy (again after a wait, as
-      // the workflow does); a copy-mode range that changed is reported after one look.
+      // Nothing will copy it: verify mode goes by its range policy (located at once, the keys
+      // read again after the lag grace, as the workflow does); a copy-mode range that changed is
+      // reported after one look.
       let looked = false;
-      const attempts = spec.mode === 'verify' ? spec.retries.rangeAttempts : 1;
-      outcome = await runRange(i, rangePolicy(spec.mode, attempts), steps(i, async (n, final) => {
+      const policy = spec.mode === 'verify' ? locateFirstPolicy(spec.retries.rangeAttempts, lagGraceMs(spec)) : rangePolicy('copy', 1);
+      outcome = await runRange(i, policy, steps(i, async (n, final) => {
         const r = await verifyRange(args(i, n, final));
         if (!looked) {
           looked = true;

@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS backfill.ranges (
   PRIMARY KEY (migration, table_index, range_index)
 );
 ALTER TABLE backfill.ranges ADD COLUMN IF NOT EXISTS worker text;
+ALTER TABLE backfill.ranges ADD COLUMN IF NOT EXISTS converged bigint NOT NULL DEFAULT 0;
 CREATE TABLE IF NOT EXISTS backfill.tables (
   migration text NOT NULL,
   table_index int NOT NULL,
@@ -188,6 +189,15 @@ INSERT INTO backfill.differences (migration, table_index, range_index, kind, key
 SELECT $1, $2, $3, d->>'kind', d->'key', ARRAY(SELECT jsonb_array_elements_text(coalesce(d->'columns', '[]'::jsonb))), d->>'side'
   FROM jsonb_array_elements($4::jsonb) AS x(d)`;
 
+/** A look at a range's located keys (verify.lagGrace): the keys that matched this time ($4) are added up. */
+export const RECORD_RECHECK = `
+UPDATE backfill.ranges SET converged = converged + $4, attempts = greatest(attempts, $5), updated_at = now()
+ WHERE migration = $1 AND table_index = $2 AND range_index = $3`;
+
+/** The keys a range's differences name (each once), to read them again. */
+export const DIFFERENCE_KEYS = `
+SELECT DISTINCT key::text AS key FROM backfill.differences WHERE migration = $1 AND table_index = $2 AND range_index = $3`;
+
 /** Adds what locating found to a range's evidence. */
 export const MARK_LOCATED = `
 UPDATE backfill.ranges SET checks = coalesce(checks, '{}'::jsonb) || jsonb_build_object('located', $4::jsonb), updated_at = now()
@@ -223,7 +233,7 @@ export const CONSTRAINTS_LOCK = `SELECT pg_advisory_xact_lock(hashtext('backfill
 /** Every range's evidence, for the report. */
 export const LEDGER_RANGES = `
 SELECT table_index, range_index, lo, hi, status, attempts, source_count::text, source_checksum::text,
-       target_count::text, target_checksum::text, checks::text AS checks
+       target_count::text, target_checksum::text, checks::text AS checks, converged::text
   FROM backfill.ranges WHERE migration = $1 ORDER BY table_index, range_index`;
 
 /** Each table's global totals, for the report. */

@@ -373,11 +373,27 @@ export function bucketSql(t: BoundTable, side: Side, r: KeyRange, bits: number, 
 }
 
 /** The keys, row hashes and per-column hashes of the rows in the suspect buckets. */
-export function bucketRowsSql(t: BoundTable, side: Side, r: KeyRange, bits: number): string {
+/** Each row's key (JSON text), row hash and per-column hashes: what locating compares. */
+function rowEvidence(t: BoundTable, side: Side): string {
   const colHashes = hashedColumns(t).map((c) => `hashtextextended(ROW(${columnExpr(t, side, c)})::text, 0)::text`);
   return `SELECT json_build_array(${keyExprs(t, side).map((e) => `${e}::text`).join(', ')})::text AS key,
                  ${rowHashExpr(t, side)}::text AS h, json_build_array(${colHashes.join(', ')})::text AS ch
-            FROM ${tableOf(t, side)}${whereClause([rangePredicate(t, side, r), sideFilter(t, side), bits > 0 && `${keyBucketExpr(t, side, bits)} = ANY ($1::bigint[])`])}`;
+            FROM ${tableOf(t, side)}`;
+}
+
+export function bucketRowsSql(t: BoundTable, side: Side, r: KeyRange, bits: number): string {
+  return `${rowEvidence(t, side)}${whereClause([rangePredicate(t, side, r), sideFilter(t, side), bits > 0 && `${keyBucketExpr(t, side, bits)} = ANY ($1::bigint[])`])}`;
+}
+
+/**
+ * The rows of the given keys within a range, shaped as bucketRowsSql's: $1.. one text[] per key
+ * column (the keys' values as text, cast to the key types), so a lookup uses the key's index.
+ */
+export function keyedRowsSql(t: BoundTable, side: Side, r: KeyRange): string {
+  const keys = keyExprs(t, side);
+  const arrays = keys.map((_, i) => `$${i + 1}::text[]::${t.keyTypes[i]}[]`);
+  const match = keys.length === 1 ? `${keys[0]} = ANY (${arrays[0]})` : `(${keys.join(', ')}) IN (SELECT * FROM unnest(${arrays.join(', ')}))`;
+  return `${rowEvidence(t, side)}${whereClause([rangePredicate(t, side, r), sideFilter(t, side), match])}`;
 }
 
 /** Bounds of the range columns on the source: what the plan starts from. */

@@ -57,6 +57,12 @@ export interface RangePolicy {
   waitMs(n: number): number;
   /** true: the migration is stopping, so the attempt under way is the last one */
   stopping?: () => boolean;
+  /**
+   * Verify mode: a range that differs is located at once. With a grace (ms > 0; verify.lagGrace),
+   * its located keys are read again after it, by key, and only once none differs is the whole
+   * range measured again; `attempts` bounds the looks.
+   */
+  locateFirst?: { graceMs: number };
 }
 
 /**
@@ -65,6 +71,11 @@ export interface RangePolicy {
  */
 export function rangePolicy(mode: 'copy' | 'verify', rangeAttempts: number, stopping?: () => boolean): RangePolicy {
   return { attempts: rangeAttempts, waitMs: (n) => (mode === 'verify' ? Math.min(60_000, 2_000 * n) : 0), stopping };
+}
+
+/** Verify mode as it is now: locate at the first difference, then wait out the lag grace, if any, by key. */
+export function locateFirstPolicy(rangeAttempts: number, graceMs: number, stopping?: () => boolean): RangePolicy {
+  return { attempts: rangeAttempts, waitMs: (n) => graceMs * 2 ** (n - 1), stopping, locateFirst: { graceMs } };
 }
 
 /**
@@ -81,11 +92,20 @@ export interface RangeSteps {
   /** narrow a failed range down to its keys after its final attempt `n` (undefined: not located) */
   locate(n: number): Promise<Located | undefined>;
   wait(ms: number): Promise<void>;
+  /** locate-first: read the located keys again on both sides (look `n`) */
+  recheck?(n: number): Promise<Located>;
+  /** locate-first: the range waits out the grace without holding a slot of the window */
+  release?(): void;
 }
 
-export type RangeOutcome = { verified: true; attempts: number; last: RangeResult } | { verified: false; failure: FailedRange };
+export type RangeOutcome =
+  | { verified: true; attempts: number; last: RangeResult; converged?: number }
+  | { verified: false; failure: FailedRange };
+
+const differing = (l: Located) => l.missing + l.extra + l.changed + l.duplicates;
 
 export async function runRange(index: number, policy: RangePolicy, steps: RangeSteps): Promise<RangeOutcome> {
+  if (policy.locateFirst) return locateFirst(index, policy, policy.locateFirst.graceMs, steps);
   for (let n = 1; ; n++) {
     // Decided before the attempt: a stop requested while it runs leaves it as it started.
     const final = n >= policy.attempts || (policy.stopping?.() ?? false);
@@ -104,4 +124,44 @@ export async function runRange(index: number, policy: RangePolicy, steps: RangeS
     const ms = policy.waitMs(n);
     if (ms > 0) await steps.wait(ms);
   }
+}
+
+/**
+ * Verify mode: measure once; a range that differs is located at once (the narrowing runs in the
+ * databases and is cheap). A target that lags (a replica) gets the grace: the located keys alone are
+ * read again after it, and again after twice as long, until none differs or the looks run out; then
+ * the whole range is measured once more, which is the proof. Keys that matched are counted as
+ * converged. Without a grace, the located range is the verdict: nothing waits.
+ */
+async function locateFirst(index: number, policy: RangePolicy, graceMs: number, steps: RangeSteps): Promise<RangeOutcome> {
+  let look = 1;
+  let r = await steps.attempt(look, true);
+  steps.attempted?.(r);
+  if (r.status === 'verified') return { verified: true, attempts: look, last: r };
+  const fail = (located?: Located): RangeOutcome => ({
+    verified: false,
+    failure: { index, lo: r.lo, hi: r.hi, attempts: look, source: r.source, target: r.target, failed: r.failed, ...(located ? { located } : {}), ...(r.refused ? { refused: r.refused } : {}) },
+  });
+  if (r.status === 'refused') return fail();
+  let located = await steps.locate(look);
+  if (!(graceMs > 0) || !located || !steps.recheck || differing(located) === 0) return fail(located);
+  steps.release?.();
+  let converged = 0;
+  for (let wait = 1; look < policy.attempts && !(policy.stopping?.() ?? false); wait++) {
+    await steps.wait(policy.waitMs(wait));
+    look++;
+    const again: Located = await steps.recheck(look);
+    converged += again.converged ?? 0;
+    located = { ...again, converged };
+    if (differing(again) > 0) continue;
+    // No located key differs any more: the whole range again, as the proof.
+    r = await steps.attempt(look, true);
+    steps.attempted?.(r);
+    if (r.status === 'verified') return { verified: true, attempts: look, last: r, converged };
+    if (r.status === 'refused') return fail();
+    const found = await steps.locate(look);
+    located = found ? { ...found, converged } : located;
+    if (!found || differing(found) === 0) break;
+  }
+  return fail(located);
 }

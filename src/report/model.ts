@@ -39,6 +39,8 @@ export interface RangeReport {
   changedColumns: Record<string, number>;
   /** the target refused a row of this range: fix the target, then rerun */
   refused?: Refusal;
+  /** keys that differed at first and matched when read again after verify.lagGrace */
+  converged?: number;
   rerun: string;
 }
 
@@ -58,6 +60,8 @@ export interface TableReport {
   outside: { count: string; keys: string[][] };
   /** source rows outside every planned range (they arrived after planning: catch-up's work) */
   sourceOutside: { count: string; keys: string[][] };
+  /** keys that differed at first and matched after verify.lagGrace (a lagging replica), all ranges */
+  converged?: number;
 }
 
 export interface Approval {
@@ -117,6 +121,7 @@ export interface LedgerRange {
   located: { missing: number; extra: number; changed: number; duplicates: number; columns: Record<string, number> } | null;
   keys: RangeKeys;
   refused?: Refusal;
+  converged?: number;
 }
 
 export interface TableEvidence {
@@ -176,6 +181,7 @@ function rangeReport(migration: string, table: string, r: LedgerRange): RangeRep
     failedChecks: r.failedChecks,
     changedColumns: l?.columns ?? {},
     ...(r.refused ? { refused: r.refused } : {}),
+    ...(r.converged ? { converged: r.converged } : {}),
     rerun: rerunCommand(migration, table, r.index),
   };
 }
@@ -192,6 +198,7 @@ export function buildTableReport(migration: string, e: TableEvidence): TableRepo
     .filter((r) => showAll || r.status !== 'verified')
     .slice(0, MAX_FAILED_RANGES_SHOWN)
     .map((r) => rangeReport(migration, e.source, r));
+  const converged = e.ranges.reduce((a, r) => a + (r.converged ?? 0), 0);
   const sumSource = sum(e.ranges.map((r) => r.sourceCount));
   const sumTarget = sum(e.ranges.map((r) => r.targetCount));
   const totalsMatch =
@@ -218,6 +225,7 @@ export function buildTableReport(migration: string, e: TableEvidence): TableRepo
     rangeSummary: { total: e.planned, verified, failed, pending: e.planned - verified - failed, shown: shown.length },
     outside: e.totals?.outside ?? { count: '0', keys: [] },
     sourceOutside: e.totals?.sourceOutside ?? { count: '0', keys: [] },
+    ...(converged ? { converged } : {}),
   };
 }
 

@@ -23,6 +23,8 @@ function tableSection(t: TableReport): string[] {
   if (t.sourceOutside.count !== '0')
     out.push('', `${fmt(t.sourceOutside.count)} source rows arrived outside the planned ranges (sample): ${t.sourceOutside.keys.map((k) => JSON.stringify(k)).join(', ')}`);
   if (t.totals.failedChecks.length) out.push('', `Global checks that disagree: ${t.totals.failedChecks.join(', ')}.`);
+  if (t.converged)
+    out.push('', `${fmt(t.converged)} key(s) differed at first and matched when read again after the lag grace (\`verify.lagGrace\`): the target caught up.`);
   const aggregates = Object.keys(s?.aggregates ?? {});
   if (aggregates.length) {
     out.push('', '| aggregate | source | target |', '|---|---|---|');

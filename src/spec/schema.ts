@@ -142,6 +142,17 @@ export const CatchUpSpec = z
   })
   .strict();
 
+/**
+ * Verify mode. `lagGrace`: how long a target that is a replica may lag. A range that differs is
+ * located at once; with a grace, only its located keys are read again on both sides after it, and
+ * the keys that converged are dropped. Default 0: a target that is not a replica pays nothing.
+ */
+export const VerifySpec = z
+  .object({
+    lagGrace: durationText.default('0 seconds'),
+  })
+  .strict();
+
 export const MigrationSpec = z
   .object({
     name: z.string().regex(/^[A-Za-z0-9._-]{1,100}$/, 'must be 1-100 characters of A-Z a-z 0-9 . _ -'),
@@ -155,6 +166,7 @@ export const MigrationSpec = z
     tables: z.array(TableSpec).min(1, 'must list at least one table'),
     cutover: CutoverSpec.default({ approval: 'required' }),
     catchUp: CatchUpSpec.optional(),
+    verify: VerifySpec.optional(),
   })
   .strict()
   .superRefine((spec, ctx) => {
@@ -207,6 +219,7 @@ export const MigrationSpec = z
     if (spec.cutover.unfreeze && !spec.cutover.freeze) refuse(['cutover', 'unfreeze'], 'needs cutover.freeze');
     if (spec.cutover.approvalTimeout !== undefined && durationMs(spec.cutover.approvalTimeout) < 1000)
       refuse(['cutover', 'approvalTimeout'], 'must be at least 1 second');
+    if (spec.verify && spec.mode !== 'verify') refuse(['verify'], 'applies to mode verify only (a copy is checked as it is written)');
     if (spec.catchUp && durationMs(spec.catchUp.interval) < 100) refuse(['catchUp', 'interval'], 'must be at least 100 milliseconds');
     if (spec.cutover.approvers && spec.cutover.approvers.length === 0)
       refuse(['cutover', 'approvers'], 'must name at least one approver when given');
@@ -245,6 +258,11 @@ export function isLive(spec: MigrationSpec): boolean {
 }
 
 /** Catch-up settings with defaults applied. */
+/** The lag grace of verify mode, in milliseconds (0: none). */
+export function lagGraceMs(spec: MigrationSpec): number {
+  return spec.mode === 'verify' && spec.verify ? durationMs(spec.verify.lagGrace) : 0;
+}
+
 export function catchUpOf(spec: MigrationSpec): z.infer<typeof CatchUpSpec> {
   return spec.catchUp ?? CatchUpSpec.parse({});
 }

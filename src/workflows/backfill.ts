@@ -2,7 +2,8 @@
 // then locating), and the window's stops: an abort, a fatal error, a full history.
 import { allHandlersFinished, condition, continueAsNew, patched, sleep } from '@temporalio/workflow';
 import type { RangeInput } from '../activities/copy-range';
-import { rangePolicy, runRange } from '../policy/range-lifecycle';
+import { locateFirstPolicy, rangePolicy, runRange } from '../policy/range-lifecycle';
+import { lagGraceMs } from '../spec/schema';
 import { summarised } from './activities';
 import { rangeBounds } from '../policy/range-bounds';
 import type { TablePlan } from '../activities/bounds';
@@ -35,9 +36,16 @@ async function rangeInFlight(s: MigrationState, t: number, i: number): Promise<v
   const where = `${st.plan.source}${boundsOf(st.plan, i)} range ${i + 1}/${st.plan.rangeCount}`;
   const copying = summarised(`${spec.mode === 'verify' ? 'verify' : 'copy'} ${where}`);
   const locating = summarised(`locate differences in ${where}`);
+  const rechecking = summarised(`read the differing keys of ${where} again`);
+  const stopping = () => s.aborted !== undefined;
+  // (Patched: verify-mode migrations started before locate-first go on measuring after waits.)
+  const policy =
+    spec.mode === 'verify' && patched('verify-locate-first')
+      ? locateFirstPolicy(spec.retries.rangeAttempts, lagGraceMs(spec), stopping)
+      : rangePolicy(spec.mode, spec.retries.rangeAttempts, stopping);
   try {
     // Each step hands back its activity's promise itself (see RangeSteps: the command order).
-    const outcome = await runRange(i, rangePolicy(spec.mode, spec.retries.rangeAttempts, () => s.aborted !== undefined), {
+    const outcome = await runRange(i, policy, {
       attempt: (n, final) => (spec.mode === 'verify' ? copying.verifyRange(args(n, final)) : copying.copyRange(args(n, final))),
       attempted: (r) => {
         st.rowsCopied += r.rowsCopied;
@@ -45,6 +53,10 @@ async function rangeInFlight(s: MigrationState, t: number, i: number): Promise<v
       // (Patched: migrations started before locating existed go on without it.)
       locate: (n) => (patched('locate-failed-ranges') ? locating.locateRange(args(n, true)) : Promise.resolve(undefined)),
       wait: (ms) => sleep(ms),
+      recheck: (n) => rechecking.recheckRange(args(n, true)),
+      release: () => {
+        st.released.add(i);
+      },
     });
     if (outcome.verified) {
       st.failed.delete(i);
@@ -56,6 +68,7 @@ async function rangeInFlight(s: MigrationState, t: number, i: number): Promise<v
     s.fatal ??= e;
   } finally {
     st.inFlight.delete(i);
+    st.released.delete(i);
     s.touch();
   }
 }
@@ -69,7 +82,7 @@ export async function backfill(s: MigrationState): Promise<void> {
         s.fatal !== undefined ||
         s.aborted !== undefined ||
         (!s.hasWork() && s.inFlight() === 0) ||
-        (!s.paused && s.hasWork() && s.inFlight() < s.concurrency) ||
+        (!s.paused && s.hasWork() && s.slotsInUse() < s.concurrency) ||
         (s.hasWork() && s.historyFull()),
     );
     if (s.fatal !== undefined || s.aborted !== undefined || !s.hasWork()) break;

@@ -96,7 +96,7 @@ export class MigrationState {
   /** A fresh run: the plans from planning, and the live state when the source takes writes. */
   planned(plans: TablePlan[], live: LiveState | undefined): void {
     this.plans = plans;
-    this.tables = plans.map((plan) => ({ plan, next: 0, verified: 0, inFlight: new Set(), failed: new Map(), rowsCopied: 0 }));
+    this.tables = plans.map((plan) => ({ plan, next: 0, verified: 0, inFlight: new Set(), released: new Set(), failed: new Map(), rowsCopied: 0 }));
     this.live = live;
   }
 
@@ -107,7 +107,7 @@ export class MigrationState {
     this.plans = c.plans;
     this.tables = c.plans.map((plan, i) => {
       const t = c.tables[i];
-      return { plan, next: t.next, verified: t.verified, inFlight: new Set(), failed: new Map(t.failed.map((f) => [f.index, f])), rowsCopied: t.rowsCopied };
+      return { plan, next: t.next, verified: t.verified, inFlight: new Set(), released: new Set(), failed: new Map(t.failed.map((f) => [f.index, f])), rowsCopied: t.rowsCopied };
     });
     this.approvals.push(...c.approvals);
     this.concurrency = c.concurrency;
@@ -150,6 +150,11 @@ export class MigrationState {
 
   inFlight(): number {
     return this.tables.reduce((a, st) => a + st.inFlight.size, 0);
+  }
+
+  /** Slots of the window in use: ranges in flight but those waiting out the lag grace. */
+  slotsInUse(): number {
+    return this.tables.reduce((a, st) => a + st.inFlight.size - st.released.size, 0);
   }
 
   failedCount(): number {

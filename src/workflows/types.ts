@@ -21,6 +21,8 @@ export interface TableState {
   next: number;
   verified: number;
   inFlight: Set<number>;
+  /** ranges in flight that wait out verify.lagGrace: they hold no slot of the window */
+  released: Set<number>;
   failed: Map<number, FailedRange>;
   rowsCopied: number;
 }

@@ -169,6 +169,9 @@ export class FakeActivities {
       if (l) s.ledger.set(i, { ...l, located: { missing: 1, extra: 0, changed: 0, duplicates: 0, columns: {} }, keys: located.keys });
       return located;
     },
+    recheckRange: async () => {
+      throw ApplicationFailure.nonRetryable('reading located keys again is not expected here: these scenarios do not verify a lagging target');
+    },
     reconcileTable: async ({ migration }) => {
       const s = this.of(migration);
       const rs = [...s.ledger.values()];
