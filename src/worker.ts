@@ -11,6 +11,7 @@ import { ensureSearchAttributes } from './infra/temporal';
 import { appendAudit } from './activities/cutover';
 import type { AuditSinks } from './workflows/messages';
 import type { InjectedSinks } from '@temporalio/worker';
+import { installMetrics } from './metrics/runtime';
 
 /** Refused approvals, recorded in the ledger's audit by the worker (a validator cannot run activities). */
 const sinks: InjectedSinks<AuditSinks> = {
@@ -59,6 +60,9 @@ export async function createWorker(o: WorkerSetup): Promise<Worker> {
 
 /** `backfill worker` and `node dist/src/worker.js`: run until SIGINT/SIGTERM. */
 export async function runWorker(): Promise<void> {
+  // Before any connection: the SDK's runtime is created once per process, with its exporter.
+  const metrics = installMetrics();
+  if (metrics) console.error(`backfill worker: Prometheus metrics on http://${metrics}/metrics`);
   const t = temporalTarget();
   const connection = await NativeConnection.connect({
     address: t.address,

@@ -16,6 +16,7 @@ import { ensureSetAside } from './constraints';
 import { compareMeasured, measure, replaceAndMeasure } from './measure';
 import { failedChecks, type Checks, type SideProfile } from './compare';
 import { refusedCheck, type RangeResult, type Refusal } from '../policy/range-lifecycle';
+import { countAttempt, countCopied, secondsSince, type RangeMode, type Where } from './metrics';
 
 export type { RangeResult, SideEvidence } from '../policy/range-lifecycle';
 
@@ -124,8 +125,25 @@ export function refusalOf(e: unknown, b: Binding): Refusal | undefined {
 
 const NO_EVIDENCE = { count: '0', checksum: '0' };
 
+/** An attempt that threw (a lost connection, a dropped column) still counts, as an error. */
+async function counted(w: Where, mode: RangeMode, fn: () => Promise<RangeResult>): Promise<RangeResult> {
+  try {
+    return await fn();
+  } catch (e) {
+    countAttempt(w, mode, 'error');
+    throw e;
+  }
+}
+
+const whereOf = (input: RangeInput): Where => ({ migration: input.migration, table: input.plan.source });
+
 /** Copy one range and verify it, in one target transaction and one source snapshot. */
 export async function copyRange(input: RangeInput): Promise<RangeResult> {
+  const w = whereOf(input);
+  return counted(w, 'copy', () => copyRangeOnce(input, w));
+}
+
+async function copyRangeOnce(input: RangeInput, w: Where): Promise<RangeResult> {
   const b = await bindingFor(input.spec, input.table, input.tableIndex);
   const sameLedger = controlAlias(input.spec) === input.spec.target;
   return keepingLastError(input, b, (site) =>
@@ -136,14 +154,17 @@ export async function copyRange(input: RangeInput): Promise<RangeResult> {
       // A rerun after the constraints were restored: set them aside again before any row is deleted.
       if (input.plan.setAside?.length) await ensureSetAside(input.spec, input.migration, b.target);
       return withCopyClients(input.spec, async (src, tgt) => {
-        const { s, t, rows } = await replaceAndMeasure(src, tgt, b, r);
+        const { s, t, rows, bytes, copySeconds, verifySeconds } = await replaceAndMeasure(src, tgt, b, r);
         const checks = compareMeasured(b, s, t);
         const status = statusOf(input, checks);
         const params = ledgerParams(input, b, lo, hi, status, s.profile, t.profile, checks, true);
         if (sameLedger) await tgt.query(RECORD_RANGE, params);
         await tgt.query('COMMIT');
         await src.query('COMMIT');
+        // Counted once the rows are committed: a rolled-back attempt wrote nothing.
+        countCopied(w, rows, bytes);
         if (!sameLedger) await poolFor(controlAlias(input.spec), 'write').query(RECORD_RANGE, params);
+        countAttempt(w, 'copy', status, { copySeconds, verifySeconds, sourceRows: s.profile.count });
         return result(status, lo, hi, s.profile, t.profile, checks, rows);
       }).catch(async (e: unknown): Promise<RangeResult> => {
         // The target refused a row: the range waits for the operator to fix the target and rerun it.
@@ -152,6 +173,7 @@ export async function copyRange(input: RangeInput): Promise<RangeResult> {
         await poolFor(controlAlias(input.spec), 'write').query(RECORD_RANGE_REFUSED, [
           input.migration, input.tableIndex, input.rangeIndex, b.sourceName, b.targetName, lo, hi, input.attempt, JSON.stringify({ refused: r }), r.message, WORKER_ID,
         ]);
+        countAttempt(w, 'copy', 'refused');
         return { status: 'refused', lo, hi, source: NO_EVIDENCE, target: NO_EVIDENCE, failed: [refusedCheck(r)], rowsCopied: 0, refused: r };
       });
     }),
@@ -160,19 +182,25 @@ export async function copyRange(input: RangeInput): Promise<RangeResult> {
 
 /** Verify one range without copying: both sides measured as they are now, at the same time. */
 export async function verifyRange(input: RangeInput): Promise<RangeResult> {
-  const b = await bindingFor(input.spec, input.table, input.tableIndex);
-  return keepingLastError(input, b, (site) =>
-    guarded(`verifying ${b.sourceName} range ${input.rangeIndex}`, async () => {
-      const { range: r, lo, hi } = await resolveRange(b, input.plan, at(input));
-      Object.assign(site, { lo, hi });
-      const [s, t] = await Promise.all([
-        measure(poolFor(input.spec.source, 'read'), b, 'source', r),
-        measure(poolFor(input.spec.target, 'write'), b, 'target', r),
-      ]);
-      const checks = compareMeasured(b, s, t);
-      const status = statusOf(input, checks);
-      await poolFor(controlAlias(input.spec), 'write').query(RECORD_RANGE, ledgerParams(input, b, lo, hi, status, s.profile, t.profile, checks, false));
-      return result(status, lo, hi, s.profile, t.profile, checks, 0);
-    }),
-  );
+  const w = whereOf(input);
+  return counted(w, 'verify', async () => {
+    const b = await bindingFor(input.spec, input.table, input.tableIndex);
+    return keepingLastError(input, b, (site) =>
+      guarded(`verifying ${b.sourceName} range ${input.rangeIndex}`, async () => {
+        const { range: r, lo, hi } = await resolveRange(b, input.plan, at(input));
+        Object.assign(site, { lo, hi });
+        const started = performance.now();
+        const [s, t] = await Promise.all([
+          measure(poolFor(input.spec.source, 'read'), b, 'source', r),
+          measure(poolFor(input.spec.target, 'write'), b, 'target', r),
+        ]);
+        const verifySeconds = secondsSince(started);
+        const checks = compareMeasured(b, s, t);
+        const status = statusOf(input, checks);
+        await poolFor(controlAlias(input.spec), 'write').query(RECORD_RANGE, ledgerParams(input, b, lo, hi, status, s.profile, t.profile, checks, false));
+        countAttempt(w, 'verify', status, { verifySeconds, sourceRows: s.profile.count });
+        return result(status, lo, hi, s.profile, t.profile, checks, 0);
+      }),
+    );
+  });
 }

@@ -32,6 +32,7 @@ import { guarded } from '../db/errors';
 import { bindingFor } from './binding';
 import { ensureSetAside } from './constraints';
 import { CopyMeter, copyPipe, withCopyClients } from './copy-pipe';
+import { countCatchUp } from './metrics';
 import { compareMeasured, measure } from './measure';
 import type { SideEvidence } from './copy-range';
 
@@ -91,7 +92,8 @@ export async function applyDelta(input: DeltaInput): Promise<DeltaResult> {
       await tgt.query('BEGIN');
       await tgt.query(stageTableSql(b, STAGE));
       const sink = tgt.query(copyFrom(copyInSql(b, quoteIdent(STAGE))));
-      await copyPipe([src.query(copyTo(copyOutSql(b, { changed }))), new CopyMeter(), sink]);
+      const meters = [new CopyMeter()];
+      await copyPipe([src.query(copyTo(copyOutSql(b, { changed }))), meters[0], sink]);
       const sent = Number(sink.rowCount ?? 0);
       await tgt.query(analyzeSql(STAGE));
 
@@ -100,7 +102,8 @@ export async function applyDelta(input: DeltaInput): Promise<DeltaResult> {
         // Changed so that the filter no longer takes them: gone, as far as this migration goes.
         await tgt.query(stageTableSql(b, GONE, true));
         const keys = tgt.query(copyFrom(copyKeysInSql(b, GONE)));
-        await copyPipe([src.query(copyTo(copyGoneKeysSql(b, changed))), new CopyMeter(), keys]);
+        meters.push(new CopyMeter());
+        await copyPipe([src.query(copyTo(copyGoneKeysSql(b, changed))), meters[1], keys]);
         deleted += (await tgt.query(deleteStagedSql(b, GONE))).rowCount ?? 0;
       }
       // Target rows in the window the source did not send: deleted at the source, unless it has them.
@@ -123,6 +126,7 @@ export async function applyDelta(input: DeltaInput): Promise<DeltaResult> {
       const checks = compareMeasured(b, s, t);
       await tgt.query('COMMIT');
       await src.query('COMMIT');
+      countCatchUp({ migration: input.migration, table: b.sourceName }, upserted + deleted, meters.reduce((a, m) => a + m.bytes, 0));
       return {
         watermark,
         from,

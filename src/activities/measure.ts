@@ -6,11 +6,24 @@ import { inTransaction } from '../db/pools';
 import { BEGIN_SNAPSHOT, PREFER_INDEX, copyInSql, copyOutSql, deleteRangeSql, duplicatesSql, profileSql, type KeyRange, type Selection, type Side } from '../db/sql';
 import type { Binding } from './binding';
 import { CopyMeter, copyPipe } from './copy-pipe';
+import { secondsSince } from './metrics';
 import { NO_DUPLICATES, compareProfiles, parseDuplicates, parseProfile, type Checks, type DuplicateKeys, type SideProfile } from './compare';
 
 export interface Measured {
   profile: SideProfile;
   dups: DuplicateKeys;
+}
+
+/** Both sides after a replace, with what the copy moved and how long its two steps took (for the metrics). */
+export interface Replaced {
+  s: Measured;
+  t: Measured;
+  rows: number;
+  bytes: number;
+  /** the delete and the COPY */
+  copySeconds: number;
+  /** measuring both sides */
+  verifySeconds: number;
 }
 
 const DUPLICATE_SAMPLE = 20;
@@ -42,13 +55,16 @@ export function compareMeasured(b: Binding, s: Measured, t: Measured): Checks {
  * the source's, and measures both sides there: the snapshot the copy reads is the one the source
  * side of the checks reads. The caller records what it must and commits both.
  */
-export async function replaceAndMeasure(src: pg.PoolClient, tgt: pg.PoolClient, b: Binding, sel: KeyRange | Selection): Promise<{ s: Measured; t: Measured; rows: number }> {
+export async function replaceAndMeasure(src: pg.PoolClient, tgt: pg.PoolClient, b: Binding, sel: KeyRange | Selection): Promise<Replaced> {
   await src.query(BEGIN_SNAPSHOT);
   await tgt.query('BEGIN');
   if ('outside' in sel) await Promise.all([src.query(PREFER_INDEX), tgt.query(PREFER_INDEX)]);
+  const started = performance.now();
   await tgt.query(deleteRangeSql(b, sel));
   const sink = tgt.query(copyFrom(copyInSql(b)));
-  await copyPipe([src.query(copyTo(copyOutSql(b, sel))), new CopyMeter(), sink]);
+  const meter = new CopyMeter();
+  await copyPipe([src.query(copyTo(copyOutSql(b, sel))), meter, sink]);
+  const copied = performance.now();
   const [s, t] = await Promise.all([measure(src, b, 'source', sel), measure(tgt, b, 'target', sel)]);
-  return { s, t, rows: Number(sink.rowCount ?? 0) };
+  return { s, t, rows: Number(sink.rowCount ?? 0), bytes: meter.bytes, copySeconds: (copied - started) / 1000, verifySeconds: secondsSince(copied) };
 }

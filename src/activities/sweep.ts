@@ -14,6 +14,7 @@ import { withCopyClients } from './copy-pipe';
 import { ensureSetAside } from './constraints';
 import { compareMeasured, measure, replaceAndMeasure, throughIndex } from './measure';
 import { planSpan, type TablePlan } from './bounds';
+import { countCopied } from './metrics';
 import { locateFirstPolicy, rangePolicy, runRange, type FailedRange, type RangeResult, type RangeSteps } from '../policy/range-lifecycle';
 
 export interface SweepInput {
@@ -133,9 +134,10 @@ async function sweepOutside(input: SweepInput, repair: boolean): Promise<SweepRe
     // Delete and copy in one target transaction from one source snapshot, then prove it there.
     if (input.plan.setAside?.length) await ensureSetAside(spec, input.migration, b.target);
     return withCopyClients(spec, async (src, tgt) => {
-      const { s: s2, t: d2 } = await replaceAndMeasure(src, tgt, b, sel);
+      const { s: s2, t: d2, rows, bytes } = await replaceAndMeasure(src, tgt, b, sel);
       await tgt.query('COMMIT');
       await src.query('COMMIT');
+      countCopied({ migration: input.migration, table: input.plan.source }, rows, bytes);
       return { source: s2.profile.count, target: d2.profile.count, equal: compareMeasured(b, s2, d2).ok, repaired: true };
     });
   });

@@ -9,6 +9,7 @@ import { rangeBounds } from '../policy/range-bounds';
 import type { TablePlan } from '../activities/bounds';
 import { rootCause } from './errors';
 import type { MigrationState } from './state';
+import { showRanges } from './metrics';
 import type { backfillMigration } from './migration';
 
 /** ` [lo, hi)` for a key-span plan (arithmetic); '' where the bounds live in the ledger or need SQL. */
@@ -22,6 +23,7 @@ async function rangeInFlight(s: MigrationState, t: number, i: number): Promise<v
   const { spec } = s;
   const st = s.tables[t];
   st.inFlight.add(i);
+  showRanges(s, t);
   const args = (attempt: number, finalAttempt: boolean): RangeInput => ({
     migration: s.name,
     spec: { source: spec.source, target: spec.target, control: spec.control, mode: spec.mode },
@@ -69,7 +71,7 @@ async function rangeInFlight(s: MigrationState, t: number, i: number): Promise<v
   } finally {
     st.inFlight.delete(i);
     st.released.delete(i);
-    s.touch();
+    s.touch(t);
   }
 }
 

@@ -38,7 +38,7 @@ export async function sweep(s: MigrationState): Promise<void> {
     for (const i of st.failed.keys()) if (!still.has(i)) st.verified++;
     for (const f of r.failed) if (!st.failed.has(f.index)) st.verified--;
     st.failed = still;
-    s.touch();
+    s.touch(t);
   }
 }
 

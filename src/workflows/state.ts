@@ -9,6 +9,7 @@ import type { Phase, Progress } from './messages';
 import { migrationKey, phaseKey } from './search-attributes';
 import type { Carried, FinalWindow, LiveState, RangeRef, TableState } from './types';
 import { currentDetails } from './details';
+import { showMetrics } from './metrics';
 
 /** Below the 10,240-event warning with room for the completions of ranges still in flight. */
 export const HISTORY_BUDGET = 5000;
@@ -76,11 +77,14 @@ export class MigrationState {
       { key: phaseKey, value: p },
     ]);
     this.showDetails();
+    showMetrics(this);
   }
 
-  touch(): void {
+  /** Something changed (in one table's ranges, when `table` is given): the UI and the gauges follow. */
+  touch(table?: number): void {
     this.updatedAt = now();
     this.showDetails();
+    showMetrics(this, table);
   }
 
   /** The UI's "Current Details", from the state as it is now (no command: not in the history). */

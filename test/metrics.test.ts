@@ -1,0 +1,236 @@
+// Prometheus metrics, scraped over HTTP from a real worker (`backfill worker` in its own process,
+// with BACKFILL_METRICS_ADDRESS; the SDK's runtime can be installed once per process) while real
+// migrations run: a static one and a live one, paused in the middle of its backfill and written to
+// while paused so that catch-up has rows to apply. What the endpoint says must be what the
+// migrations did: rows copied and verified, ranges by status, the phase, catch-up, durations; and
+// the Temporal SDK's own runtime metrics are on the same endpoint.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:net';
+import type { PostgresServer } from '../src/infra/postgres';
+import { backfillMigration } from '../src/workflows/migration';
+import { PHASES, pauseSignal, progressQuery, resumeSignal, type Progress } from '../src/workflows/messages';
+import { DURATION_BUCKETS, METRIC_DEFS, METRICS, PHASE_CODES, RANGE_STATUSES } from '../src/metrics/catalog';
+import { METRICS_ADDRESS_ENV, metricsAddress } from '../src/metrics/runtime';
+import { envNameForAlias } from '../src/spec/aliases';
+import { spawnWorker, type TemporalHarness, type WorkerProcess } from './helpers/temporal';
+import { startStack } from './helpers/stack';
+import { specFor } from './helpers/spec';
+import { dashboardQueries, metricNamesIn, parseScrape, select, total, type Scrape } from './helpers/prometheus';
+
+const TASK_QUEUE = 'metrics';
+const ROWS = 30_000;
+const CHUNK = 1_000;
+const RANGES = ROWS / CHUNK;
+const TABLE = '(id bigint PRIMARY KEY, amount numeric(12,2) NOT NULL, note text, updated_at timestamptz NOT NULL)';
+
+let db: PostgresServer;
+let temporal: TemporalHarness;
+let worker: WorkerProcess;
+let address: string;
+let stop: (() => Promise<void>) | undefined;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A port nobody listens on now (the kernel picks it; the worker binds it right after). */
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as { port: number }).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+async function scrape(): Promise<Scrape> {
+  const res = await fetch(`http://${address}/metrics`);
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get('content-type') ?? '', /^text\/plain/);
+  return parseScrape(await res.text());
+}
+
+/** Scrapes until `ok` holds (a workflow's gauges land with its next activation's completion). */
+async function scrapeUntil(ok: (s: Scrape) => boolean, what: string, ms = 15_000): Promise<Scrape> {
+  const end = Date.now() + ms;
+  let last = await scrape();
+  while (!ok(last)) {
+    if (Date.now() > end) throw new Error(`the scrape never showed ${what}:\n${last.text.split('\n').filter((l) => l.startsWith('backfill_')).join('\n')}`);
+    await sleep(200);
+    last = await scrape();
+  }
+  return last;
+}
+
+before(async () => {
+  const stack = await startStack(
+    TASK_QUEUE,
+    async (server) => {
+      for (const t of ['orders', 'events']) {
+        await server.query('src', `CREATE TABLE public.${t} ${TABLE}`);
+        await server.query(
+          'src',
+          `INSERT INTO public.${t} SELECT g, g / 7.0, CASE WHEN g % 11 = 0 THEN NULL ELSE 'note ' || md5(g::text) END,
+                  now() - interval '1 day' FROM generate_series(1, ${ROWS}) g`,
+        );
+        await server.query('tgt', `CREATE TABLE public.${t} ${TABLE}`);
+      }
+      await server.query('src', 'CREATE INDEX ON public.events (updated_at)');
+    },
+    { worker: 'none' },
+  );
+  ({ pg: db, temporal, stop } = stack);
+  address = `127.0.0.1:${await freePort()}`;
+  process.env[METRICS_ADDRESS_ENV] = address;
+  worker = await spawnWorker(temporal.address, TASK_QUEUE);
+  delete process.env[METRICS_ADDRESS_ENV];
+});
+
+after(async () => {
+  await worker?.stop();
+  await stop?.();
+});
+
+const migration = (name: string, table: string, over: Record<string, unknown> = {}) =>
+  specFor(name, { source: `public.${table}`, target: `public.${table}`, chunk: { column: 'id', size: CHUNK }, ...over }, { taskQueue: TASK_QUEUE, concurrency: 2, cutover: { approval: 'auto' } });
+
+function assertPhase(s: Scrape, name: string, phase: (typeof PHASES)[number]): void {
+  for (const p of PHASES) assert.equal(total(s, METRICS.phase.name, { migration: name, phase: p }), p === phase ? 1 : 0, `${METRICS.phase.name}{phase="${p}"}`);
+  assert.equal(total(s, METRICS.phaseCode.name, { migration: name }), PHASE_CODES[phase]);
+}
+
+function assertRanges(s: Scrape, name: string, table: string, want: Record<(typeof RANGE_STATUSES)[number], number>): void {
+  for (const status of RANGE_STATUSES) assert.equal(total(s, METRICS.ranges.name, { migration: name, table, status }), want[status], `${METRICS.ranges.name}{status="${status}"}`);
+}
+
+test('the worker says where it serves metrics, and the SDK runtime metrics are there before any migration', async () => {
+  assert.match(worker.log(), new RegExp(`Prometheus metrics on http://${address.replace(/\./g, '\\.')}/metrics`));
+  const s = await scrapeUntil((x) => x.types.has('temporal_num_pollers'), 'the SDK poller gauge');
+  assert.ok(select(s, 'temporal_num_pollers', { task_queue: TASK_QUEUE }).length > 0, 'the SDK labels its metrics with the task queue');
+});
+
+test('a static migration: rows copied and verified equal the table, every planned range verified, the phase completed', async () => {
+  const name = 'orders-metrics';
+  const started = Date.now();
+  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: name, args: [migration(name, 'orders')] });
+  const result = (await h.result());
+  assert.equal(result.phase, 'completed', JSON.stringify(result));
+  const seconds = (Date.now() - started) / 1000;
+
+  const s = await scrapeUntil((x) => total(x, METRICS.phase.name, { migration: name, phase: 'completed' }) === 1, 'the completed phase');
+  const at = { migration: name, table: 'public.orders' };
+  assertPhase(s, name, 'completed');
+  assertRanges(s, name, 'public.orders', { pending: 0, in_flight: 0, verified: RANGES, failed: 0 });
+  assert.equal(total(s, METRICS.rowsCopied.name, at), ROWS);
+  assert.equal(total(s, METRICS.rowsVerified.name, at), ROWS);
+  assert.equal(total(s, METRICS.rangeAttempts.name, { ...at, mode: 'copy', outcome: 'verified' }), RANGES);
+  assert.equal(total(s, METRICS.rangeAttempts.name, at), RANGES, 'no attempt other than the verified ones');
+  // Binary COPY: at least 2 bytes of field count, 4 of length and 8 of value (the bigint id) per row.
+  const bytes = total(s, METRICS.bytesCopied.name, at);
+  assert.ok(bytes >= ROWS * 14, `bytes copied: ${bytes}`);
+  // The rows were counted where they were copied: by the copyRange activity of this task queue.
+  const rows = select(s, METRICS.rowsCopied.name, at);
+  assert.deepEqual(
+    rows.map((r) => [r.labels.activityType, r.labels.taskQueue, r.labels.namespace]),
+    [['copyRange', TASK_QUEUE, 'default']],
+  );
+
+  // Histograms in seconds, with our buckets: one observation per range, each within the run.
+  for (const h of [METRICS.copyDuration, METRICS.verifyDuration]) {
+    const match = h === METRICS.verifyDuration ? { ...at, mode: 'copy' } : at;
+    assert.equal(s.types.get(h.name), 'histogram');
+    assert.equal(total(s, `${h.name}_count`, match), RANGES, `${h.name}_count`);
+    const sum = total(s, `${h.name}_sum`, match);
+    assert.ok(sum > 0 && sum < seconds * 2, `${h.name}_sum ${sum} for a run of ${seconds} s`);
+    const les = select(s, `${h.name}_bucket`, match).map((b) => b.labels.le);
+    assert.deepEqual(les, [...DURATION_BUCKETS.map(String), '+Inf']);
+    assert.equal(total(s, `${h.name}_bucket`, { ...match, le: '+Inf' }), RANGES);
+  }
+  // The SDK's runtime metrics, durations in seconds as ours.
+  for (const sdk of ['temporal_workflow_completed', 'temporal_activity_execution_latency', 'temporal_workflow_task_execution_latency', 'temporal_request']) {
+    assert.ok(s.types.has(sdk), `SDK metric ${sdk} missing`);
+  }
+  assert.ok(total(s, 'temporal_workflow_completed', { workflow_type: 'backfillMigration' }) >= 1);
+  const latency = total(s, 'temporal_activity_execution_latency_sum', { activity_type: 'copyRange' });
+  assert.ok(latency > 0 && latency < seconds * 4, `activity latency sum ${latency}: seconds, not milliseconds`);
+});
+
+test('a live migration: the gauges match the progress query while paused, and catch-up applies what was written meanwhile', async () => {
+  const name = 'events-metrics';
+  const spec = { ...migration(name, 'events', { delta: { column: 'updated_at', overlap: '1 second' } }), concurrency: 1, catchUp: { interval: '1 second', remaining: 100 } };
+  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: name, args: [spec] });
+  // Paused after its first ranges: what is copied by then is stale once every source row is updated.
+  let p: Progress | undefined;
+  for (const end = Date.now() + 60_000; !(p && p.tables[0]?.ranges.verified >= 1); await sleep(20)) {
+    if (Date.now() > end) throw new Error('no range verified within 60 s');
+    p = await h.query(progressQuery).catch(() => undefined);
+  }
+  await h.signal(pauseSignal);
+  for (const end = Date.now() + 60_000; p.tables[0].ranges.inFlight > 0 || !p.paused; await sleep(50)) {
+    if (Date.now() > end) throw new Error('the ranges in flight did not land');
+    p = await h.query(progressQuery);
+  }
+  const r = p.tables[0].ranges;
+  assert.equal(p.phase, 'backfilling');
+  assert.ok(r.verified < RANGES, 'paused before the last range');
+
+  const mid = await scrapeUntil(
+    (x) => total(x, METRICS.ranges.name, { migration: name, status: 'verified' }) === r.verified && total(x, METRICS.ranges.name, { migration: name, status: 'in_flight' }) === 0,
+    `${r.verified} verified ranges`,
+  );
+  assertPhase(mid, name, 'backfilling');
+  assertRanges(mid, name, 'public.events', { pending: r.pending, in_flight: 0, verified: r.verified, failed: 0 });
+  assert.equal(r.pending, RANGES - r.verified);
+  assert.equal(total(mid, METRICS.rowsCopied.name, { migration: name }), r.verified * CHUNK);
+
+  await db.query('src', `UPDATE public.events SET amount = amount + 1, updated_at = now()`);
+  await h.signal(resumeSignal);
+  const result = (await h.result());
+  assert.equal(result.phase, 'completed', JSON.stringify(result));
+  const end = await h.query(progressQuery);
+
+  const s = await scrapeUntil((x) => total(x, METRICS.phase.name, { migration: name, phase: 'completed' }) === 1, 'the completed phase');
+  assertPhase(s, name, 'completed');
+  assertRanges(s, name, 'public.events', { pending: 0, in_flight: 0, verified: RANGES, failed: 0 });
+  // The ranges copied before the update are applied again by catch-up; the others were copied updated.
+  assert.equal(end.delta?.rowsApplied, r.verified * CHUNK);
+  assert.equal(total(s, METRICS.catchupRows.name, { migration: name, table: 'public.events' }), end.delta?.rowsApplied);
+  assert.equal(total(s, METRICS.rowsCopied.name, { migration: name }), ROWS, 'the sweep found nothing to copy again');
+  assert.equal(total(s, METRICS.catchupRemaining.name, { migration: name }), end.delta?.remaining);
+  const mark = total(s, METRICS.catchupWatermark.name, { migration: name });
+  assert.ok(Math.abs(mark - Date.parse(end.delta.watermark!) / 1000) < 0.01, `watermark ${mark} vs ${end.delta?.watermark}`);
+  const lag = total(s, METRICS.catchupLag.name, { migration: name });
+  assert.ok(lag >= 0 && lag < 60, `catch-up lag ${lag} s`);
+  // A sweep's checks are attempts too (verify mode within the sweep activity), all verified.
+  assert.equal(total(s, METRICS.rangeAttempts.name, { migration: name, outcome: 'mismatch' }), 0);
+  assert.ok(total(s, METRICS.rangeAttempts.name, { migration: name, mode: 'verify', outcome: 'verified' }) >= RANGES);
+});
+
+test('every metric of the catalog is exported with its type and labels, the dashboard queries only exported metrics, no secret is in a label', async () => {
+  const s = await scrape();
+  for (const d of METRIC_DEFS) {
+    assert.equal(s.types.get(d.name), d.kind, `${d.name} is a ${d.kind}`);
+    const family = select(s, d.kind === 'histogram' ? `${d.name}_count` : d.name);
+    assert.ok(family.length > 0, `${d.name} has samples`);
+    for (const x of family) for (const l of d.labels) assert.ok(l in x.labels, `${d.name} has label ${l}`);
+  }
+  for (const q of dashboardQueries()) for (const n of metricNamesIn(q.expr)) assert.ok(s.types.has(n), `dashboard panel "${q.panel}" queries ${n}, which the worker does not export`);
+  for (const alias of ['src', 'tgt']) {
+    const url = process.env[envNameForAlias(alias)]!;
+    assert.ok(!s.text.includes(url) && !s.text.includes(new URL(url).password || '\u0000'), 'a connection string in the metrics');
+  }
+  assert.doesNotMatch(s.text, /postgres(ql)?:\/\//);
+});
+
+test('BACKFILL_METRICS_ADDRESS: host:port, a bare :port binds every interface; anything else stops the worker with a clear message', async () => {
+  assert.equal(metricsAddress({}), undefined);
+  assert.equal(metricsAddress({ [METRICS_ADDRESS_ENV]: ' ' }), undefined);
+  assert.equal(metricsAddress({ [METRICS_ADDRESS_ENV]: '0.0.0.0:9464' }), '0.0.0.0:9464');
+  assert.equal(metricsAddress({ [METRICS_ADDRESS_ENV]: ':9464' }), '0.0.0.0:9464');
+  assert.equal(metricsAddress({ [METRICS_ADDRESS_ENV]: '[::]:9464' }), '[::]:9464');
+  for (const bad of ['9464', 'localhost', 'host:0', 'host:65536', 'http://host:9464']) assert.throws(() => metricsAddress({ [METRICS_ADDRESS_ENV]: bad }), /must be host:port/, bad);
+  process.env[METRICS_ADDRESS_ENV] = 'nowhere';
+  try {
+    await assert.rejects(spawnWorker(temporal.address, 'metrics-bad'), /backfill worker exited: .*BACKFILL_METRICS_ADDRESS must be host:port/s);
+  } finally {
+    delete process.env[METRICS_ADDRESS_ENV];
+  }
+});
