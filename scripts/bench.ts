@@ -17,7 +17,6 @@ import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
-import type { WorkflowHandle } from '@temporalio/client';
 import { startPostgres, type PostgresServer } from '../src/infra/postgres';
 import { startDevServer } from '../src/infra/temporal';
 import { spawnWorker } from '../test/helpers/temporal';
@@ -26,6 +25,8 @@ import { checkTable } from '../src/activities/binding';
 import { profileSql, rowHashExpr, type BoundTable } from '../src/db/sql';
 import { abortSignal, progressQuery, reportQuery } from '../src/workflows/messages';
 import { backfillMigration } from '../src/workflows/migration';
+import { peerBench, printPeer, type PeerResults } from './bench-peer';
+import { breakdown, printBreakdown } from './breakdown';
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -36,7 +37,23 @@ function arg(name: string, dflt: number): number {
   }
   return v;
 }
-const ROWS = arg('rows', 2_000_000);
+function option(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
+/** --rows 1000000,10000000: each size measured in turn, in one run. */
+const SIZES = (option('rows') ?? '1000000,10000000').split(',').map((x) => Number(x.trim()));
+if (!SIZES.length || SIZES.some((x) => !Number.isInteger(x) || x < 1000)) {
+  console.error('bench: --rows must be one or more row counts of at least 1000, separated by commas');
+  process.exit(2);
+}
+/** --only orders | wide: one part of the bench (the orders table and its floors, or the wide table and the peer). */
+const ONLY = option('only');
+if (ONLY !== undefined && ONLY !== 'orders' && ONLY !== 'wide') {
+  console.error('bench: --only must be "orders" or "wide"');
+  process.exit(2);
+}
+let ROWS = SIZES[0];
 const RUNS = arg('runs', 3);
 const CHUNK = arg('chunk', 100_000);
 const CONCURRENCY = arg('concurrency', 2);
@@ -60,49 +77,6 @@ function peakRssMB(pid: number): number {
   const kb = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
   if (!kb) throw new Error(`no VmHWM for process ${pid}`);
   return Number(kb) / 1024;
-}
-
-/**
- * Where a migration's time went, from its history: per activity type, how many ran, the sum of
- * their run times (started -> completed) and the span from the first schedule to the last
- * completion; and the whole run.
- */
-type History = Awaited<ReturnType<WorkflowHandle['fetchHistory']>>;
-export function breakdown(h: History): { totalMs: number; byType: Record<string, { n: number; runMs: number; spanMs: number; waitMs: number }> } {
-  const ms = (t: unknown) => {
-    const x = t as { seconds?: unknown; nanos?: number };
-    return Number(x.seconds ?? 0) * 1000 + (x.nanos ?? 0) / 1e6;
-  };
-  const events = h.events ?? [];
-  const scheduled = new Map<string, { type: string; at: number; startedAt?: number }>();
-  const byType: Record<string, { n: number; runMs: number; spanMs: number; waitMs: number; first: number; last: number }> = {};
-  for (const e of events) {
-    const at = ms(e.eventTime);
-    const id = String(e.eventId);
-    if (e.activityTaskScheduledEventAttributes) scheduled.set(id, { type: e.activityTaskScheduledEventAttributes.activityType?.name ?? '?', at });
-    const st = e.activityTaskStartedEventAttributes;
-    if (st) scheduled.get(String(st.scheduledEventId))!.startedAt = at;
-    const done = e.activityTaskCompletedEventAttributes;
-    if (done) {
-      const s = scheduled.get(String(done.scheduledEventId))!;
-      const b = (byType[s.type] ??= { n: 0, runMs: 0, spanMs: 0, waitMs: 0, first: Infinity, last: 0 });
-      b.n++;
-      b.runMs += at - (s.startedAt ?? s.at);
-      b.waitMs += (s.startedAt ?? s.at) - s.at;
-      b.first = Math.min(b.first, s.at);
-      b.last = Math.max(b.last, at);
-    }
-  }
-  const out: Record<string, { n: number; runMs: number; spanMs: number; waitMs: number }> = {};
-  for (const [k, b] of Object.entries(byType)) out[k] = { n: b.n, runMs: b.runMs, spanMs: b.last - b.first, waitMs: b.waitMs };
-  return { totalMs: events.length ? ms(events.at(-1)!.eventTime) - ms(events[0].eventTime) : 0, byType: out };
-}
-
-function printBreakdown(label: string, b: ReturnType<typeof breakdown>): void {
-  const parts = Object.entries(b.byType).map(
-    ([k, v]) => `${k} ×${v.n}: span ${secs(v.spanMs)} s, run ${secs(v.runMs)} s, queued ${secs(v.waitMs)} s`,
-  );
-  console.log(`    ${label} in the history: ${secs(b.totalMs)} s; ${parts.join('; ')}`);
 }
 
 async function timed(fn: () => Promise<unknown>): Promise<number> {
@@ -175,213 +149,251 @@ async function rangeFloor(src: PostgresServer, tgt: PostgresServer, b: BoundTabl
   }
 }
 
+const TARGETS = { backfillOverCopyFloor: 1.3, verifyOnlyOverHashFloor: 1.3, reladiffOverOurs: 5, msPerRange: 25, workerPeakRssMB: 300 };
+const targets = TARGETS;
+
+/** The orders table at the current size: its floors, our backfill and verify-only, paired run by run. */
+async function ordersBench(src: PostgresServer, tgt: PostgresServer, env: Awaited<ReturnType<typeof startDevServer>>) {
+  for (const s of [src, tgt]) {
+    await s.query('bench', 'DROP TABLE IF EXISTS public.orders');
+    await s.query('bench', `CREATE TABLE public.orders ${ORDERS}`);
+  }
+  const fillMs = await timed(() => src.query('bench', FILL, [ROWS]));
+  await src.query('bench', 'VACUUM ANALYZE public.orders');
+  const size = (await src.query('bench', `SELECT pg_size_pretty(pg_total_relation_size('public.orders')) AS s`)).rows[0].s;
+  console.log(`  orders: source filled in ${secs(fillMs)} s (${size})`);
+  // The floor hashes rows exactly as our checks do (the binding picks the expression); the hash of
+  // the whole row's text, which servers before 14 get, is measured too, for reference.
+  const table = { source: 'public.orders', target: 'public.orders', key: ['id'], chunk: { column: 'id', size: CHUNK } };
+  const bound = await checkTable({ sourceAlias: 'src', targetAlias: 'tgt', table, tableIndex: 0 });
+  if (!bound.binding) throw new Error(bound.problems.join('\n'));
+  const rowHash = rowHashExpr(bound.binding, 'target');
+  const textRowHash = rowHashExpr({ ...bound.binding, hashAs: undefined }, 'target');
+  const results: Record<string, number[]> = { copyFloor: [], rangeCopyFloor: [], pgcopydb: [], backfill: [], hashFloor: [], textHashFloor: [], rangeFloor: [], verifyOnly: [], verifyLargeRanges: [], verifyAndLocate: [] };
+  let pgcopydbNote = 'not installed (apt-get install pgcopydb)';
+
+  let n = 0;
+  const lastBreakdown: Partial<Record<'copy' | 'verify', ReturnType<typeof breakdown>>> = {};
+  const migrate = async (mode: 'copy' | 'verify', chunk = CHUNK) => {
+    const spec = {
+      name: `bench-${mode}-${++n}`,
+      taskQueue: 'bench',
+      source: 'src',
+      target: 'tgt',
+      mode,
+      concurrency: CONCURRENCY,
+      tables: [{ ...table, chunk: { column: 'id', size: chunk } }],
+      cutover: { approval: 'auto' },
+    };
+    const h = await env.client.workflow.start(backfillMigration, { taskQueue: 'bench', workflowId: spec.name, args: [spec] });
+    const r = await h.result();
+    if (r.phase !== 'completed') throw new Error(`${spec.name} ended ${r.phase}: ${r.reason ?? ''}`);
+    if (chunk === CHUNK) lastBreakdown[mode] = breakdown(await h.fetchHistory());
+  };
+  // pgcopydb drives pg_dump/pg_restore from PATH, which refuse a newer server than themselves.
+  let pgcopydb = spawnSync('pgcopydb', ['--version'], { encoding: 'utf8' }).status === 0;
+  if (pgcopydb) {
+    const dump = /(\d+)\.\d+/.exec(spawnSync('pg_dump', ['--version'], { encoding: 'utf8' }).stdout ?? '')?.[1];
+    const server = String((await src.query('bench', 'SHOW server_version_num')).rows[0].server_version_num).slice(0, -4);
+    if (dump !== server) {
+      pgcopydb = false;
+      pgcopydbNote = `installed but not comparable here: its pg_dump is PostgreSQL ${dump ?? '?'}, the embedded servers are ${server}`;
+      console.log(`bench: pgcopydb skipped: ${pgcopydbNote}`);
+    } else pgcopydbNote = 'measured';
+  }
+  for (let run = 1; run <= RUNS; run++) {
+    await tgt.query('bench', 'TRUNCATE public.orders');
+    await tgt.query('bench', 'CHECKPOINT');
+    results.copyFloor.push(await timed(() => copyPipe(src, tgt)));
+    await tgt.query('bench', 'TRUNCATE public.orders');
+    await tgt.query('bench', 'CHECKPOINT');
+    results.rangeCopyFloor.push(await timed(() => rangeCopyFloor(src, tgt, CONCURRENCY)));
+    if (pgcopydb) {
+      await tgt.query('bench', 'DROP TABLE public.orders');
+      results.pgcopydb.push(
+        await timed(async () => {
+          const r = spawnSync('pgcopydb', ['clone', '--source', src.url('bench'), '--target', tgt.url('bench'), '--table-jobs', '2', '--index-jobs', '2', '--no-owner', '--no-acl', '--dir', `/tmp/pgcopydb-bench-${run}`], { encoding: 'utf8' });
+          if (r.status !== 0) throw new Error(`pgcopydb: ${r.stderr}`);
+        }),
+      );
+    }
+    await tgt.query('bench', 'DROP TABLE IF EXISTS public.orders');
+    await tgt.query('bench', `CREATE TABLE public.orders ${ORDERS}`);
+    await tgt.query('bench', 'CHECKPOINT');
+    results.backfill.push(await timed(() => migrate('copy')));
+    results.hashFloor.push(await timed(() => hashFloor(src, tgt, rowHash)));
+    results.textHashFloor.push(await timed(() => hashFloor(src, tgt, textRowHash)));
+    results.rangeFloor.push(await timed(() => rangeFloor(src, tgt, bound.binding!, CONCURRENCY)));
+    results.verifyOnly.push(await timed(() => migrate('verify')));
+    results.verifyLargeRanges.push(await timed(() => migrate('verify', CHUNK * 5)));
+    // A handful of faults, one per range in five ranges: verify, then locate each exact key.
+    const faultIds = [1, 3, 5, 7, 9].map((k) => Math.floor((ROWS / 10) * k) + 7).filter((id) => id <= ROWS);
+    await tgt.query('bench', 'UPDATE public.orders SET amount = amount + 1 WHERE id = ANY ($1::bigint[])', [faultIds]);
+    results.verifyAndLocate.push(
+      await timed(async () => {
+        const spec = {
+          name: `bench-locate-${run}`, taskQueue: 'bench', source: 'src', target: 'tgt', mode: 'verify', concurrency: CONCURRENCY,
+          retries: { rangeAttempts: 1 },
+          tables: [{ source: 'public.orders', target: 'public.orders', key: ['id'], chunk: { column: 'id', size: CHUNK } }],
+        };
+        const h = await env.client.workflow.start(backfillMigration, { taskQueue: 'bench', workflowId: spec.name, args: [spec] });
+        for (;;) {
+          const p = await h.query(progressQuery);
+          if (p.phase === 'needs_attention') break;
+          if (p.phase === 'failed' || p.phase === 'awaiting_approval') throw new Error(`locate run ended in ${p.phase}`);
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        const report = await h.query(reportQuery);
+        const located = report.tables[0].ranges.reduce((a, r) => a + (r.changed ?? 0), 0);
+        if (located !== faultIds.length) throw new Error(`located ${located} of ${faultIds.length} faults`);
+        await h.signal(abortSignal, { reason: 'bench' });
+      }),
+    );
+    await tgt.query('bench', 'UPDATE public.orders SET amount = amount - 1 WHERE id = ANY ($1::bigint[])', [faultIds]);
+    console.log(
+      `  run ${run}: copy floor ${secs(results.copyFloor.at(-1)!)} s, range copy floor ${secs(results.rangeCopyFloor.at(-1)!)} s${pgcopydb ? `, pgcopydb ${secs(results.pgcopydb.at(-1)!)} s` : ''}, backfill ${secs(results.backfill.at(-1)!)} s, hash floor ${secs(results.hashFloor.at(-1)!)} s (row text ${secs(results.textHashFloor.at(-1)!)} s), range scan floor ${secs(results.rangeFloor.at(-1)!)} s, verify-only ${secs(results.verifyOnly.at(-1)!)} s (ranges 5× as large ${secs(results.verifyLargeRanges.at(-1)!)} s), verify + locate 5 faults ${secs(results.verifyAndLocate.at(-1)!)} s`,
+    );
+    printBreakdown('backfill', lastBreakdown.copy!);
+    printBreakdown('verify-only', lastBreakdown.verify!);
+  }
+
+  const m = Object.fromEntries(Object.entries(results).filter(([, v]) => v.length).map(([k, v]) => [k, median(v)]));
+  // Ratios are paired: each run's measure over the same run's floor, then the median of those,
+  // so a slow moment of the machine weighs on both sides of a ratio.
+  const paired = (a: string, b: string) => median(results[a].map((x, i) => x / results[b][i]));
+  const ratios = {
+    backfillOverCopyFloor: paired('backfill', 'copyFloor'),
+    rangeCopyFloorOverCopyFloor: paired('rangeCopyFloor', 'copyFloor'),
+    backfillOverRangeCopyFloor: paired('backfill', 'rangeCopyFloor'),
+    verifyOnlyOverHashFloor: paired('verifyOnly', 'hashFloor'),
+    verifyLargeRangesOverHashFloor: paired('verifyLargeRanges', 'hashFloor'),
+    verifyAndLocateOverVerifyOnly: paired('verifyAndLocate', 'verifyOnly'),
+    verifyOnlyOverTextHashFloor: paired('verifyOnly', 'textHashFloor'),
+    rangeFloorOverHashFloor: paired('rangeFloor', 'hashFloor'),
+    verifyOnlyOverRangeFloor: paired('verifyOnly', 'rangeFloor'),
+    backfillOverCopyPlusHashFloors: median(results.backfill.map((x, i) => x / (results.copyFloor[i] + results.hashFloor[i]))),
+    ...(m.pgcopydb ? { backfillOverPgcopydb: paired('backfill', 'pgcopydb') } : {}),
+  };
+  const out = {
+    rows: ROWS,
+    runs: RUNS,
+    chunk: CHUNK,
+    concurrency: CONCURRENCY,
+    tableSize: size,
+    mediansMs: m,
+    rowsPerSecond: { copyFloor: ROWS / (m.copyFloor / 1000), backfill: ROWS / (m.backfill / 1000), verifyOnly: ROWS / (m.verifyOnly / 1000) },
+    ratios,
+    targets,
+    pgcopydb: pgcopydbNote,
+    rowHash,
+  };
+  return out;
+}
+
+type OrdersResults = Awaited<ReturnType<typeof ordersBench>>;
+
+function printOrders(o: OrdersResults): void {
+  console.log(`| bare binary COPY pipe | ${secs(o.mediansMs.copyFloor)} s | floor |`);
+  console.log(`| (range copy floor: the same ranges by a plain loop, ${CONCURRENCY} in flight, no checks) | ${secs(o.mediansMs.rangeCopyFloor)} s = ${o.ratios.rangeCopyFloorOverCopyFloor.toFixed(2)}× the COPY pipe; backfill = ${o.ratios.backfillOverRangeCopyFloor.toFixed(2)}× it | |`);
+  if (o.mediansMs.pgcopydb) console.log(`| pgcopydb clone | ${secs(o.mediansMs.pgcopydb)} s | |`);
+  console.log(`| verified backfill | ${secs(o.mediansMs.backfill)} s = ${o.ratios.backfillOverCopyFloor.toFixed(2)}× the COPY pipe | ≤ ${targets.backfillOverCopyFloor}× |`);
+  console.log(`| (copy floor + hash floor, one after the other) | ${secs(o.mediansMs.copyFloor + o.mediansMs.hashFloor)} s; backfill = ${o.ratios.backfillOverCopyPlusHashFloors.toFixed(2)}× that | |`);
+  console.log(`| hash floor (both sides at once) | ${secs(o.mediansMs.hashFloor)} s | floor |`);
+  console.log(`| (hash floor over each row's text, as servers before 14 get) | ${secs(o.mediansMs.textHashFloor)} s; verify-only = ${o.ratios.verifyOnlyOverTextHashFloor.toFixed(2)}× that | |`);
+  console.log(`| (range scan floor: our check query per range, plain loop, ${CONCURRENCY} in flight) | ${secs(o.mediansMs.rangeFloor)} s = ${o.ratios.rangeFloorOverHashFloor.toFixed(2)}× the hash floor; verify-only = ${o.ratios.verifyOnlyOverRangeFloor.toFixed(2)}× it | |`);
+  console.log(`| verify-only | ${secs(o.mediansMs.verifyOnly)} s = ${o.ratios.verifyOnlyOverHashFloor.toFixed(2)}× the hash floor | ≤ ${targets.verifyOnlyOverHashFloor}× |`);
+  console.log(`| (verify-only with ranges 5× as large: ${(CHUNK * 5).toLocaleString('en-US')} keys) | ${secs(o.mediansMs.verifyLargeRanges)} s = ${o.ratios.verifyLargeRangesOverHashFloor.toFixed(2)}× the hash floor | |`);
+  console.log(`| verify + locate 5 faults | ${secs(o.mediansMs.verifyAndLocate)} s = ${o.ratios.verifyAndLocateOverVerifyOnly.toFixed(2)}× verify-only | ≤ 2× |`);
+}
+
+/** Orchestration: thousands of tiny ranges, where the database work is negligible; and the worker's memory. */
+async function onceBench(src: PostgresServer, tgt: PostgresServer, env: Awaited<ReturnType<typeof startDevServer>>, worker: { pid: number }) {
+  let overheadMs = 0;
+  let overheadNoEagerMs = 0;
+  let workerPeakMB = 0;
+  // Orchestration: thousands of tiny ranges, where the database work is negligible.
+  await src.query('bench', 'DROP TABLE IF EXISTS public.tiny');
+  await tgt.query('bench', 'DROP TABLE IF EXISTS public.tiny');
+  await src.query('bench', 'CREATE TABLE public.tiny (id bigint PRIMARY KEY, v text)');
+  await src.query('bench', `INSERT INTO public.tiny SELECT g, 'v' || g FROM generate_series(1, $1::bigint) g`, [TINY_RANGES * 5]);
+  await tgt.query('bench', 'CREATE TABLE public.tiny (id bigint PRIMARY KEY, v text)');
+  const tiny = {
+    name: 'bench-tiny',
+    taskQueue: 'bench',
+    source: 'src',
+    target: 'tgt',
+    concurrency: 4,
+    tables: [{ source: 'public.tiny', target: 'public.tiny', key: ['id'], chunk: { column: 'id', size: 5 } }],
+    cutover: { approval: 'auto' },
+  };
+  const tinyRun = async (client: typeof env.client, label: string) =>
+    (await timed(async () => {
+      const h = await client.workflow.start(backfillMigration, { taskQueue: 'bench', workflowId: tiny.name, args: [tiny] });
+      await h.result();
+      printBreakdown(`${TINY_RANGES} tiny ranges, ${label}, the last run`, breakdown(await h.fetchHistory()));
+    })) / TINY_RANGES;
+  overheadMs = await tinyRun(env.client, 'eager activities');
+  workerPeakMB = peakRssMB(worker.pid);
+  // The same on a server without eager activity execution (a server of the user's own that
+  // lacks the setting): every activity then waits in the task queue.
+  await tgt.query('bench', 'TRUNCATE public.tiny');
+  const plain = await startDevServer({ eagerActivities: false });
+  const plainWorker = await spawnWorker(plain.address, 'bench');
+  try {
+    overheadNoEagerMs = await tinyRun(plain.client, 'no eager activities');
+  } finally {
+    await plainWorker.stop();
+    await plain.teardown().catch(() => undefined);
+  }
+  return { msPerRange: overheadMs, msPerRangeWithoutEagerActivities: overheadNoEagerMs, tinyRanges: TINY_RANGES, workerPeakRssMB: workerPeakMB, harnessPeakRssMB: peakRssMB(process.pid) };
+}
+
+function printOnce(once: Awaited<ReturnType<typeof onceBench>>): void {
+  console.log(`| orchestration per range (${TINY_RANGES} tiny ranges, 4 in flight) | ${once.msPerRange.toFixed(1)} ms | ≤ ${targets.msPerRange} ms |`);
+  console.log(`| (the same on a server without eager activity execution) | ${once.msPerRangeWithoutEagerActivities.toFixed(1)} ms | |`);
+  console.log(`| worker peak memory (VmHWM of the worker process) | ${once.workerPeakRssMB.toFixed(0)} MB | ≤ ${targets.workerPeakRssMB} MB |`);
+  console.log(`| (this harness process, for reference) | ${once.harnessPeakRssMB.toFixed(0)} MB | |`);
+}
+
 async function main() {
   Runtime.install({ logger: new DefaultLogger('WARN') });
-  console.log(`bench: ${ROWS.toLocaleString('en-US')} rows, ${RUNS} run(s) each, ranges of ${CHUNK.toLocaleString('en-US')} keys, ${CONCURRENCY} in flight`);
+  console.log(`bench: ${SIZES.map((x) => x.toLocaleString('en-US')).join(' and ')} rows, ${RUNS} run(s) each, ranges of ${CHUNK.toLocaleString('en-US')} keys (orders), ${CONCURRENCY} in flight${ONLY ? `, only ${ONLY}` : ''}`);
   const [src, tgt] = await Promise.all([startPostgres(), startPostgres()]);
   const env = await startDevServer();
   try {
     await Promise.all([src.createDatabase('bench'), tgt.createDatabase('bench')]);
-    await src.query('bench', `CREATE TABLE public.orders ${ORDERS}`);
-    await tgt.query('bench', `CREATE TABLE public.orders ${ORDERS}`);
-    const fillMs = await timed(() => src.query('bench', FILL, [ROWS]));
-    await src.query('bench', 'VACUUM ANALYZE public.orders');
-    const size = (await src.query('bench', `SELECT pg_size_pretty(pg_total_relation_size('public.orders')) AS s`)).rows[0].s;
-    console.log(`  source filled in ${secs(fillMs)} s (${size})`);
-
     process.env.BACKFILL_DB_SRC = src.url('bench');
     process.env.BACKFILL_DB_TGT = tgt.url('bench');
     const worker = await spawnWorker(env.address, 'bench');
-    // The floor hashes rows exactly as our checks do (the binding picks the expression); the hash of
-    // the whole row's text, which servers before 14 get, is measured too, for reference.
-    const table = { source: 'public.orders', target: 'public.orders', key: ['id'], chunk: { column: 'id', size: CHUNK } };
-    const bound = await checkTable({ sourceAlias: 'src', targetAlias: 'tgt', table, tableIndex: 0 });
-    if (!bound.binding) throw new Error(bound.problems.join('\n'));
-    const rowHash = rowHashExpr(bound.binding, 'target');
-    const textRowHash = rowHashExpr({ ...bound.binding, hashAs: undefined }, 'target');
-    const results: Record<string, number[]> = { copyFloor: [], rangeCopyFloor: [], pgcopydb: [], backfill: [], hashFloor: [], textHashFloor: [], rangeFloor: [], verifyOnly: [], verifyLargeRanges: [], verifyAndLocate: [] };
-    let overheadMs = 0;
-    let overheadNoEagerMs = 0;
-    let workerPeakMB = 0;
-    let pgcopydbNote = 'not installed (apt-get install pgcopydb)';
-
+    const sizes: { rows: number; orders?: OrdersResults; wide?: PeerResults }[] = [];
+    let once: Awaited<ReturnType<typeof onceBench>> | undefined;
     try {
-      let n = 0;
-      const lastBreakdown: Partial<Record<'copy' | 'verify', ReturnType<typeof breakdown>>> = {};
-      const migrate = async (mode: 'copy' | 'verify', chunk = CHUNK) => {
-        const spec = {
-          name: `bench-${mode}-${++n}`,
-          taskQueue: 'bench',
-          source: 'src',
-          target: 'tgt',
-          mode,
-          concurrency: CONCURRENCY,
-          tables: [{ ...table, chunk: { column: 'id', size: chunk } }],
-          cutover: { approval: 'auto' },
-        };
-        const h = await env.client.workflow.start(backfillMigration, { taskQueue: 'bench', workflowId: spec.name, args: [spec] });
-        const r = await h.result();
-        if (r.phase !== 'completed') throw new Error(`${spec.name} ended ${r.phase}: ${r.reason ?? ''}`);
-        if (chunk === CHUNK) lastBreakdown[mode] = breakdown(await h.fetchHistory());
-      };
-      // pgcopydb drives pg_dump/pg_restore from PATH, which refuse a newer server than themselves.
-      let pgcopydb = spawnSync('pgcopydb', ['--version'], { encoding: 'utf8' }).status === 0;
-      if (pgcopydb) {
-        const dump = /(\d+)\.\d+/.exec(spawnSync('pg_dump', ['--version'], { encoding: 'utf8' }).stdout ?? '')?.[1];
-        const server = String((await src.query('bench', 'SHOW server_version_num')).rows[0].server_version_num).slice(0, -4);
-        if (dump !== server) {
-          pgcopydb = false;
-          pgcopydbNote = `installed but not comparable here: its pg_dump is PostgreSQL ${dump ?? '?'}, the embedded servers are ${server}`;
-          console.log(`bench: pgcopydb skipped: ${pgcopydbNote}`);
-        } else pgcopydbNote = 'measured';
+      for (const rows of SIZES) {
+        ROWS = rows;
+        console.log(`\n${rows.toLocaleString('en-US')} rows`);
+        const entry: (typeof sizes)[number] = { rows };
+        if (ONLY !== 'wide') entry.orders = await ordersBench(src, tgt, env);
+        if (ONLY !== 'orders') entry.wide = await peerBench({ src, tgt, client: env.client, taskQueue: 'bench', rows, runs: RUNS, concurrency: CONCURRENCY });
+        sizes.push(entry);
       }
-      for (let run = 1; run <= RUNS; run++) {
-        await tgt.query('bench', 'TRUNCATE public.orders');
-        await tgt.query('bench', 'CHECKPOINT');
-        results.copyFloor.push(await timed(() => copyPipe(src, tgt)));
-        await tgt.query('bench', 'TRUNCATE public.orders');
-        await tgt.query('bench', 'CHECKPOINT');
-        results.rangeCopyFloor.push(await timed(() => rangeCopyFloor(src, tgt, CONCURRENCY)));
-        if (pgcopydb) {
-          await tgt.query('bench', 'DROP TABLE public.orders');
-          results.pgcopydb.push(
-            await timed(async () => {
-              const r = spawnSync('pgcopydb', ['clone', '--source', src.url('bench'), '--target', tgt.url('bench'), '--table-jobs', '2', '--index-jobs', '2', '--no-owner', '--no-acl', '--dir', `/tmp/pgcopydb-bench-${run}`], { encoding: 'utf8' });
-              if (r.status !== 0) throw new Error(`pgcopydb: ${r.stderr}`);
-            }),
-          );
-        }
-        await tgt.query('bench', 'DROP TABLE IF EXISTS public.orders');
-        await tgt.query('bench', `CREATE TABLE public.orders ${ORDERS}`);
-        await tgt.query('bench', 'CHECKPOINT');
-        results.backfill.push(await timed(() => migrate('copy')));
-        results.hashFloor.push(await timed(() => hashFloor(src, tgt, rowHash)));
-        results.textHashFloor.push(await timed(() => hashFloor(src, tgt, textRowHash)));
-        results.rangeFloor.push(await timed(() => rangeFloor(src, tgt, bound.binding!, CONCURRENCY)));
-        results.verifyOnly.push(await timed(() => migrate('verify')));
-        results.verifyLargeRanges.push(await timed(() => migrate('verify', CHUNK * 5)));
-        // A handful of faults, one per range in five ranges: verify, then locate each exact key.
-        const faultIds = [1, 3, 5, 7, 9].map((k) => Math.floor((ROWS / 10) * k) + 7).filter((id) => id <= ROWS);
-        await tgt.query('bench', 'UPDATE public.orders SET amount = amount + 1 WHERE id = ANY ($1::bigint[])', [faultIds]);
-        results.verifyAndLocate.push(
-          await timed(async () => {
-            const spec = {
-              name: `bench-locate-${run}`, taskQueue: 'bench', source: 'src', target: 'tgt', mode: 'verify', concurrency: CONCURRENCY,
-              retries: { rangeAttempts: 1 },
-              tables: [{ source: 'public.orders', target: 'public.orders', key: ['id'], chunk: { column: 'id', size: CHUNK } }],
-            };
-            const h = await env.client.workflow.start(backfillMigration, { taskQueue: 'bench', workflowId: spec.name, args: [spec] });
-            for (;;) {
-              const p = await h.query(progressQuery);
-              if (p.phase === 'needs_attention') break;
-              if (p.phase === 'failed' || p.phase === 'awaiting_approval') throw new Error(`locate run ended in ${p.phase}`);
-              await new Promise((r) => setTimeout(r, 50));
-            }
-            const report = await h.query(reportQuery);
-            const located = report.tables[0].ranges.reduce((a, r) => a + (r.changed ?? 0), 0);
-            if (located !== faultIds.length) throw new Error(`located ${located} of ${faultIds.length} faults`);
-            await h.signal(abortSignal, { reason: 'bench' });
-          }),
-        );
-        await tgt.query('bench', 'UPDATE public.orders SET amount = amount - 1 WHERE id = ANY ($1::bigint[])', [faultIds]);
-        console.log(
-          `  run ${run}: copy floor ${secs(results.copyFloor.at(-1)!)} s, range copy floor ${secs(results.rangeCopyFloor.at(-1)!)} s${pgcopydb ? `, pgcopydb ${secs(results.pgcopydb.at(-1)!)} s` : ''}, backfill ${secs(results.backfill.at(-1)!)} s, hash floor ${secs(results.hashFloor.at(-1)!)} s (row text ${secs(results.textHashFloor.at(-1)!)} s), range scan floor ${secs(results.rangeFloor.at(-1)!)} s, verify-only ${secs(results.verifyOnly.at(-1)!)} s (ranges 5× as large ${secs(results.verifyLargeRanges.at(-1)!)} s), verify + locate 5 faults ${secs(results.verifyAndLocate.at(-1)!)} s`,
-        );
-        printBreakdown('backfill', lastBreakdown.copy!);
-        printBreakdown('verify-only', lastBreakdown.verify!);
-      }
-
-      // Orchestration: thousands of tiny ranges, where the database work is negligible.
-      await src.query('bench', 'CREATE TABLE public.tiny (id bigint PRIMARY KEY, v text)');
-      await src.query('bench', `INSERT INTO public.tiny SELECT g, 'v' || g FROM generate_series(1, $1::bigint) g`, [TINY_RANGES * 5]);
-      await tgt.query('bench', 'CREATE TABLE public.tiny (id bigint PRIMARY KEY, v text)');
-      const tiny = {
-        name: 'bench-tiny',
-        taskQueue: 'bench',
-        source: 'src',
-        target: 'tgt',
-        concurrency: 4,
-        tables: [{ source: 'public.tiny', target: 'public.tiny', key: ['id'], chunk: { column: 'id', size: 5 } }],
-        cutover: { approval: 'auto' },
-      };
-      const tinyRun = async (client: typeof env.client, label: string) =>
-        (await timed(async () => {
-          const h = await client.workflow.start(backfillMigration, { taskQueue: 'bench', workflowId: tiny.name, args: [tiny] });
-          await h.result();
-          printBreakdown(`${TINY_RANGES} tiny ranges, ${label}, the last run`, breakdown(await h.fetchHistory()));
-        })) / TINY_RANGES;
-      overheadMs = await tinyRun(env.client, 'eager activities');
-      workerPeakMB = peakRssMB(worker.pid);
-      // The same on a server without eager activity execution (a server of the user's own that
-      // lacks the setting): every activity then waits in the task queue.
-      await tgt.query('bench', 'TRUNCATE public.tiny');
-      const plain = await startDevServer({ eagerActivities: false });
-      const plainWorker = await spawnWorker(plain.address, 'bench');
-      try {
-        overheadNoEagerMs = await tinyRun(plain.client, 'no eager activities');
-      } finally {
-        await plainWorker.stop();
-        await plain.teardown().catch(() => undefined);
-      }
+      if (ONLY !== 'wide') once = await onceBench(src, tgt, env, worker);
     } finally {
       await worker.stop();
     }
-
-    const m = Object.fromEntries(Object.entries(results).filter(([, v]) => v.length).map(([k, v]) => [k, median(v)]));
-    // Ratios are paired: each run's measure over the same run's floor, then the median of those,
-    // so a slow moment of the machine weighs on both sides of a ratio.
-    const paired = (a: string, b: string) => median(results[a].map((x, i) => x / results[b][i]));
-    const ratios = {
-      backfillOverCopyFloor: paired('backfill', 'copyFloor'),
-      rangeCopyFloorOverCopyFloor: paired('rangeCopyFloor', 'copyFloor'),
-      backfillOverRangeCopyFloor: paired('backfill', 'rangeCopyFloor'),
-      verifyOnlyOverHashFloor: paired('verifyOnly', 'hashFloor'),
-      verifyLargeRangesOverHashFloor: paired('verifyLargeRanges', 'hashFloor'),
-      verifyAndLocateOverVerifyOnly: paired('verifyAndLocate', 'verifyOnly'),
-      verifyOnlyOverTextHashFloor: paired('verifyOnly', 'textHashFloor'),
-      rangeFloorOverHashFloor: paired('rangeFloor', 'hashFloor'),
-      verifyOnlyOverRangeFloor: paired('verifyOnly', 'rangeFloor'),
-      backfillOverCopyPlusHashFloors: median(results.backfill.map((x, i) => x / (results.copyFloor[i] + results.hashFloor[i]))),
-      ...(m.pgcopydb ? { backfillOverPgcopydb: paired('backfill', 'pgcopydb') } : {}),
-    };
-    const targets = { backfillOverCopyFloor: 1.3, verifyOnlyOverHashFloor: 1.25, msPerRange: 25, workerPeakRssMB: 300 };
-    const out = {
-      rows: ROWS,
-      runs: RUNS,
-      chunk: CHUNK,
-      concurrency: CONCURRENCY,
-      tableSize: size,
-      mediansMs: m,
-      rowsPerSecond: { copyFloor: ROWS / (m.copyFloor / 1000), backfill: ROWS / (m.backfill / 1000), verifyOnly: ROWS / (m.verifyOnly / 1000) },
-      ratios,
-      msPerRange: overheadMs,
-      msPerRangeWithoutEagerActivities: overheadNoEagerMs,
-      tinyRanges: TINY_RANGES,
-      workerPeakRssMB: workerPeakMB,
-      harnessPeakRssMB: peakRssMB(process.pid),
-      targets,
-      pgcopydb: pgcopydbNote,
-      rowHash,
-    };
-    console.log('');
-    console.log('| measure | median (ratio: median of per-run ratios) | target |');
-    console.log('|---|---|---|');
-    console.log(`| bare binary COPY pipe | ${secs(m.copyFloor)} s | floor |`);
-    console.log(`| (range copy floor: the same ranges by a plain loop, ${CONCURRENCY} in flight, no checks) | ${secs(m.rangeCopyFloor)} s = ${ratios.rangeCopyFloorOverCopyFloor.toFixed(2)}× the COPY pipe; backfill = ${ratios.backfillOverRangeCopyFloor.toFixed(2)}× it | |`);
-    if (m.pgcopydb) console.log(`| pgcopydb clone | ${secs(m.pgcopydb)} s | |`);
-    console.log(`| verified backfill | ${secs(m.backfill)} s = ${ratios.backfillOverCopyFloor.toFixed(2)}× the COPY pipe | ≤ ${targets.backfillOverCopyFloor}× |`);
-    console.log(`| (copy floor + hash floor, one after the other) | ${secs(m.copyFloor + m.hashFloor)} s; backfill = ${ratios.backfillOverCopyPlusHashFloors.toFixed(2)}× that | |`);
-    console.log(`| hash floor (both sides at once) | ${secs(m.hashFloor)} s | floor |`);
-    console.log(`| (hash floor over each row's text, as servers before 14 get) | ${secs(m.textHashFloor)} s; verify-only = ${ratios.verifyOnlyOverTextHashFloor.toFixed(2)}× that | |`);
-    console.log(`| (range scan floor: our check query per range, plain loop, ${CONCURRENCY} in flight) | ${secs(m.rangeFloor)} s = ${ratios.rangeFloorOverHashFloor.toFixed(2)}× the hash floor; verify-only = ${ratios.verifyOnlyOverRangeFloor.toFixed(2)}× it | |`);
-    console.log(`| verify-only | ${secs(m.verifyOnly)} s = ${ratios.verifyOnlyOverHashFloor.toFixed(2)}× the hash floor | ≤ ${targets.verifyOnlyOverHashFloor}× |`);
-    console.log(`| (verify-only with ranges 5× as large: ${(CHUNK * 5).toLocaleString('en-US')} keys) | ${secs(m.verifyLargeRanges)} s = ${ratios.verifyLargeRangesOverHashFloor.toFixed(2)}× the hash floor | |`);
-    console.log(`| verify + locate 5 faults | ${secs(m.verifyAndLocate)} s = ${ratios.verifyAndLocateOverVerifyOnly.toFixed(2)}× verify-only | ≤ 2× |`);
-    console.log(`| orchestration per range (${TINY_RANGES} tiny ranges, 4 in flight) | ${overheadMs.toFixed(1)} ms | ≤ ${targets.msPerRange} ms |`);
-    console.log(`| (the same on a server without eager activity execution) | ${overheadNoEagerMs.toFixed(1)} ms | |`);
-    console.log(`| worker peak memory (VmHWM of the worker process) | ${out.workerPeakRssMB.toFixed(0)} MB | ≤ ${targets.workerPeakRssMB} MB |`);
-    console.log(`| (this harness process, for reference) | ${out.harnessPeakRssMB.toFixed(0)} MB | |`);
-    writeFileSync(OUT, JSON.stringify(out, null, 2) + '\n');
+    for (const e of sizes) {
+      console.log('');
+      console.log(`| ${e.rows.toLocaleString('en-US')} rows: measure | median (ratio: median of per-run ratios) | target |`);
+      console.log('|---|---|---|');
+      if (e.orders) printOrders(e.orders);
+      if (e.wide) printPeer(e.wide);
+    }
+    if (once) {
+      console.log('');
+      console.log('| once: measure | median | target |');
+      console.log('|---|---|---|');
+      printOnce(once);
+    }
+    writeFileSync(OUT, JSON.stringify({ runs: RUNS, concurrency: CONCURRENCY, targets, sizes, ...(once ?? {}) }, null, 2) + '\n');
     console.log(`\nwritten to ${OUT}`);
   } finally {
     await closePools();
