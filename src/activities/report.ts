@@ -2,11 +2,14 @@
 // and the report kept in the ledger under its digest.
 import { controlAlias, type MigrationSpec } from '../spec/schema';
 import { poolFor } from '../db/pools';
-import { DIFFERENCE_SAMPLE, LEDGER_RANGES, LEDGER_TOTALS, SAVE_REPORT } from '../db/ledger';
+import type pg from 'pg';
+import { AUDIT_TRAIL, DIFFERENCE_SAMPLE, LAST_REPORT, LEDGER_RANGES, LEDGER_TOTALS, SAVE_REPORT } from '../db/ledger';
 import { guarded } from '../db/errors';
 import { reportFromEvidence } from '../report/digest';
 import {
+  AUDIT_SHOWN,
   NO_KEYS,
+  type AuditRecord,
   type LedgerRange,
   type RangeKeys,
   type Report,
@@ -17,6 +20,35 @@ import { failedChecks, type Checks } from './compare';
 import { KEY_SAMPLE } from './locate';
 import { constraintStates } from './constraints';
 import { refusedCheck, type Refusal } from '../policy/range-lifecycle';
+
+/** The ledger's audit of a migration: its latest entries (AUDIT_SHOWN), oldest first, and how many there are. */
+export async function readAudit(ctl: pg.Pool, migration: string): Promise<NonNullable<Report['audit']>> {
+  const rows = (await ctl.query(AUDIT_TRAIL, [migration, AUDIT_SHOWN])).rows;
+  const entries = rows.map((r): AuditRecord => {
+    const d = (r.detail ? JSON.parse(String(r.detail)) : null) as { reason?: unknown; comment?: unknown; connection?: unknown } | null;
+    const note = [d?.reason ?? d?.comment, d?.connection === undefined ? undefined : `on connection ${String(d.connection)}`]
+      .filter((x) => typeof x === 'string' && x !== '')
+      .join('; ');
+    return { at: r.at, action: r.action, ...(r.actor ? { actor: r.actor } : {}), ...(r.digest ? { digest: r.digest } : {}), ...(note ? { note } : {}) };
+  });
+  return { entries, total: rows.length ? Number(rows[0].total) : 0 };
+}
+
+/**
+ * The report kept last in the ledger (backfill.reports), with the audit as it stands now: the
+ * evidence that outlives Temporal's retention. Undefined when the ledger has none for this name.
+ */
+export async function lastKeptReport(ctl: pg.Pool, migration: string): Promise<Report | undefined> {
+  const r = await ctl.query(LAST_REPORT, [migration]);
+  if (!r.rows.length) return undefined;
+  const report = JSON.parse(String(r.rows[0].report)) as Report;
+  const audit = await readAudit(ctl, migration);
+  // The phase the report was built in, unless the audit tells how the migration ended since.
+  const switched = audit.entries.find((e) => e.action === 'switch');
+  const last = audit.entries.at(-1)?.action;
+  const phase = switched ? 'completed' : last === 'abort' ? 'aborted' : report.phase;
+  return { ...report, phase, audit, ...(switched && !report.switchedAt ? { switchedAt: switched.at } : {}) };
+}
 
 export async function buildReport(input: {
   migration: string;
@@ -75,7 +107,7 @@ export async function buildReport(input: {
           };
         }),
     }));
-    const report = reportFromEvidence({
+    const built = reportFromEvidence({
       migration: input.migration,
       phase: input.phase,
       generatedAt: input.generatedAt,
@@ -84,6 +116,8 @@ export async function buildReport(input: {
       live: input.live,
       constraints: await constraintStates(input.spec, input.migration),
     });
+    // The audit so far travels with the evidence, so the report kept in the ledger shows it too.
+    const report: Report = { ...built, audit: await readAudit(ctl, input.migration) };
     await ctl.query(SAVE_REPORT, [input.migration, report.digest, report.verdict, JSON.stringify(report)]);
     return report;
   });

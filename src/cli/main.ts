@@ -16,6 +16,8 @@ import { controlAlias, type MigrationSpec } from '../spec/schema';
 import { redact } from '../db/redact';
 import { temporalTarget } from '../client';
 import { renderMarkdown, renderProgress } from '../report/render';
+import { renderHtml } from '../report/html';
+import { lastKeptReport } from '../activities/report';
 import type { Report } from '../report/model';
 import {
   TERMINAL,
@@ -38,7 +40,7 @@ import { constraintsToSetAside, estimatePlan, preflight, type PlanEstimate } fro
 import type { ForeignKey } from '../db/catalog';
 import { expandTables } from '../activities/expand';
 import { enforcePolicy } from '../activities/policy';
-import { closePools } from '../db/pools';
+import { closePools, poolFor } from '../db/pools';
 import { runWorker } from '../worker';
 import { runDemo } from './demo';
 import { startDetails, startSummary } from './summary';
@@ -72,6 +74,35 @@ async function finalResult(h: WorkflowHandle): Promise<MigrationResult | { phase
     if (cause?.type === ABORTED && cause.details?.[0]) return cause.details[0] as MigrationResult;
     return { phase: 'failed', reason: redact(cause?.message ?? (e as Error).message) };
   }
+}
+
+async function reportFromTemporal(name: string): Promise<Report> {
+  const h = (await connect()).workflow.getHandle(name);
+  try {
+    return await h.query(reportQuery);
+  } catch (e) {
+    if (e instanceof WorkflowNotFoundError)
+      throw new BadInput(
+        `no such migration in Temporal: ${name}. If it ended longer ago than the namespace keeps workflows, the ledger still has its reports: backfill report ${name} --ledger <alias> (its control connection, with BACKFILL_DB_<ALIAS> set in this shell)`,
+      );
+    throw e;
+  }
+}
+
+/** The CLI reads a database only when told to, and only through a connection this shell has. */
+async function reportFromLedger(alias: string, name: string): Promise<Report> {
+  if (!aliasIsConfigured(alias)) throw new BadInput(`${envNameForAlias(alias)} is not set: --ledger ${alias} reads the report from that connection's ledger`);
+  let r: Report | undefined;
+  try {
+    r = await lastKeptReport(poolFor(alias, 'read'), name);
+  } catch (e) {
+    // No ledger on that database at all: no migration kept its evidence there.
+    if ((e as { code?: string }).code !== '42P01') throw new Error(`reading the ledger on ${alias}: ${redact((e as Error).message)}`);
+  } finally {
+    await closePools();
+  }
+  if (!r) throw new BadInput(`the ledger on ${alias} keeps no report of migration "${name}"`);
+  return r;
 }
 
 function exitFor(r: { phase: string }): number {
@@ -194,12 +225,22 @@ export function buildProgram(): Command {
   program
     .command('report')
     .argument('<name>', 'the migration name')
-    .addOption(new Option('--format <format>', 'md or json').choices(['md', 'json']).default('md'))
+    .addOption(new Option('--format <format>', 'md, json or html (one self-contained page)').choices(['md', 'json', 'html']).default('md'))
+    .option('-o, --output <file>', 'write the report to this file instead of standard output')
+    .option('--ledger <alias>', "read the last report the ledger keeps (backfill.reports) on this connection instead of asking Temporal, for a migration past Temporal's retention; BACKFILL_DB_<ALIAS> must be set here")
     .description('print the reconciliation report')
-    .action(act(async (name: string, o: { format: 'md' | 'json' }) => {
-      const h = (await connect()).workflow.getHandle(name);
-      const r: Report = await h.query(reportQuery);
-      console.log(o.format === 'json' ? JSON.stringify(r, null, 2) : renderMarkdown(r));
+    .action(act(async (name: string, o: { format: 'md' | 'json' | 'html'; output?: string; ledger?: string }) => {
+      const r = o.ledger ? await reportFromLedger(o.ledger, name) : await reportFromTemporal(name);
+      const text = o.format === 'json' ? `${JSON.stringify(r, null, 2)}\n` : o.format === 'html' ? renderHtml(r, { from: o.ledger ? 'ledger' : 'temporal' }) : `${renderMarkdown(r)}\n`;
+      if (o.output) {
+        try {
+          writeFileSync(o.output, text);
+        } catch (e) {
+          const code = (e as NodeJS.ErrnoException).code;
+          throw new BadInput(`cannot write ${o.output}: ${code === 'ENOENT' ? 'its folder does not exist' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a folder' : (e as Error).message}`);
+        }
+        console.error(`wrote the ${r.verdict} report of ${name} to ${o.output}`);
+      } else process.stdout.write(text);
       return r.verdict === 'green' ? EXIT.ok : EXIT.red;
     }));
 

@@ -169,6 +169,16 @@ export const SAVE_REPORT = `
 INSERT INTO backfill.reports (migration, digest, verdict, report) VALUES ($1, $2, $3, $4)
 ON CONFLICT (migration, digest) DO UPDATE SET verdict = EXCLUDED.verdict, report = EXCLUDED.report`;
 
+/** A migration's latest audit entries ($2 of them), oldest first, each with how many there are in all. */
+export const AUDIT_TRAIL = `
+SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS at, action, actor, digest, detail::text AS detail, total::int AS total
+  FROM (SELECT *, count(*) OVER () AS total FROM backfill.audit WHERE migration = $1 ORDER BY id DESC LIMIT $2) a
+ ORDER BY id`;
+
+/** The report built last for a migration (each digest's row is rewritten when it is built again). */
+export const LAST_REPORT = `
+SELECT report::text AS report FROM backfill.reports WHERE migration = $1 ORDER BY report->>'generatedAt' DESC, created_at DESC LIMIT 1`;
+
 export const CLEAR_BOUNDARIES = `DELETE FROM backfill.boundaries WHERE migration = $1 AND table_index = $2`;
 
 /** $3 is a JSON array of boundary keys (each a JSON array of text). */

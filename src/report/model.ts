@@ -87,6 +87,18 @@ export interface ConstraintReport {
   detail: string | null;
 }
 
+/** One entry of the ledger's append-only audit (backfill.audit), as a report carries it. */
+export interface AuditRecord {
+  /** ISO 8601, UTC */
+  at: string;
+  /** approve, approve-refused, reject, reject-refused, approval-void, freeze, unfreeze, abort, switch */
+  action: string;
+  actor?: string;
+  digest?: string;
+  /** the reason, the comment, or where the action ran */
+  note?: string;
+}
+
 export interface Report {
   migration: string;
   digest: string;
@@ -103,6 +115,27 @@ export interface Report {
   live?: boolean;
   /** foreign keys set aside during the copy, and whether they hold again */
   constraints?: ConstraintReport[];
+  /** the ledger's audit as it stood when the report was built: the latest entries, and how many there are */
+  audit?: { entries: AuditRecord[]; total: number };
+}
+
+/** Audit entries a report carries at most (the ledger keeps them all). */
+export const AUDIT_SHOWN = 200;
+
+/**
+ * The audit trail of a report: the ledger's entries as of the report, and what happened since that
+ * the report itself records (approvals and the switch, which the workflow adds when it is queried).
+ */
+export function auditTrail(r: Report): AuditRecord[] {
+  const out = [...(r.audit?.entries ?? [])];
+  for (const a of r.approvals)
+    if (!out.some((e) => e.action === 'approve' && e.actor === a.approver && e.digest === a.digest))
+      out.push({ at: a.approvedAt, action: 'approve', actor: a.approver, digest: a.digest, ...(a.comment ? { note: a.comment } : {}) });
+  if (r.switchedAt && !out.some((e) => e.action === 'switch')) out.push({ at: r.switchedAt, action: 'switch' });
+  // Times come as ISO 8601 or as PostgreSQL's text in UTC ('2024-05-01 12:00:00+00'): one order for
+  // both. (A stable sort: entries of one moment keep the ledger's order.)
+  const key = (e: AuditRecord) => e.at.replace(' ', 'T');
+  return out.sort((x, y) => (key(x) < key(y) ? -1 : key(x) > key(y) ? 1 : 0));
 }
 
 /** A ledger row as the report builder reads it. */

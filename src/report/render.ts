@@ -1,5 +1,5 @@
 // Rendering the report and the progress for people. Pure functions.
-import type { Report, TableReport } from './model';
+import { auditTrail, type Report, type TableReport } from './model';
 import type { Progress } from '../workflows/messages';
 
 const fmt = (n: number | string) => Number(n).toLocaleString('en-US');
@@ -68,9 +68,13 @@ export function renderMarkdown(r: Report): string {
     lines.push(`Catch-up: watermark ${r.delta.watermark}; ${fmt(r.delta.rowsApplied)} rows applied; ${fmt(r.delta.remaining)} in the last round.`, '');
   if (r.live) lines.push('The source was still taking writes: every range is proven; the totals are proven by the final check, after the freeze.', '');
   for (const t of r.tables) lines.push(...tableSection(t), '');
-  if (r.approvals.length) {
-    lines.push('## Approvals', '');
-    for (const a of r.approvals) lines.push(`- ${a.approver} approved \`${a.digest}\` at ${a.approvedAt}${a.comment ? `: ${a.comment}` : ''}`);
+  const trail = auditTrail(r);
+  if (trail.length) {
+    // Approvals, rejections, refused attempts, freeze, switch: the ledger's audit as of the report.
+    lines.push('## Audit trail', '');
+    for (const e of trail)
+      lines.push(`- ${e.at} ${e.action}${e.actor ? ` by ${e.actor}` : ''}${e.digest ? ` (digest \`${e.digest}\`)` : ''}${e.note ? `: ${e.note}` : ''}`);
+    if ((r.audit?.total ?? 0) > (r.audit?.entries.length ?? 0)) lines.push(`- … the latest ${r.audit!.entries.length} of ${r.audit!.total} entries; backfill.audit has them all`);
     lines.push('');
   }
   if (r.switchedAt) lines.push(`Authority switched at ${r.switchedAt}.`, '');
