@@ -17,6 +17,7 @@ import { renderMarkdown } from '../report/render';
 import { approveCutoverUpdate, reportQuery } from '../workflows/messages';
 import { backfillMigration } from '../workflows/migration';
 import { follow } from './follow';
+import { startDetails, startSummary } from './summary';
 import { DEMO_ANALYZE, DEMO_SOURCE_DDL, DEMO_SOURCE_FILL, DEMO_TARGET_DDL, INDEPENDENT } from '../db/demo';
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
@@ -82,7 +83,14 @@ export async function runDemo(o: { rows: number; chunk: number; keep: boolean })
     const worker = await createWorker({ connection: env.nativeConnection, taskQueue: spec.taskQueue });
     const code = await worker.runUntil(async () => {
       t0 = Date.now();
-      const h = await env!.client.workflow.start(backfillMigration, { taskQueue: spec.taskQueue, workflowId: spec.name, args: [spec] });
+      // The summary and details `backfill start` gives: what the UI shows at the top of the migration.
+      const h = await env!.client.workflow.start(backfillMigration, {
+        taskQueue: spec.taskQueue,
+        workflowId: spec.name,
+        args: [spec],
+        staticSummary: startSummary(spec),
+        staticDetails: startDetails(spec),
+      });
       say(`migration ${spec.name} started: http://127.0.0.1:${uiPort}/namespaces/default/workflows/${spec.name}`);
       const gate = await follow(h, { untilGate: true });
       const toGate = Date.now() - t0;

@@ -21,14 +21,17 @@ export function currentDetails(s: MigrationState): string {
       '',
       `**Awaiting approval** of digest \`${s.digest}\`; who may approve: ${who}.`,
       `Read the evidence first (query \`report\`, or \`backfill report ${s.name}\`), then approve exactly that digest:`,
-      `- CLI: \`backfill approve ${s.name} --as <you>\``,
-      `- Temporal UI: *Send an Update* \`approveCutover\` with \`{"approver": "<you>", "digest": "<the digest you read>"}\``,
+      // The UI's Markdown starts a list only after a blank line; without it the steps run together.
+      '',
+      // --digest: the CLI refuses if the evidence moved on since this was shown.
+      `- CLI: \`backfill approve ${s.name} --as <you> --digest ${s.digest}\``,
+      `- Temporal UI: *More Actions → Send an Update*, name \`approveCutover\`, data \`{"approver": "<you>", "digest": "<the digest you read>"}\``,
       `- reject: \`backfill reject ${s.name} --as <you> --reason <why>\``,
     );
   }
   const red = s.tables.flatMap((t) => [...t.failed.values()].map((f) => ({ t, f })));
   if (red.length) {
-    out.push('', `**Ranges that are not proven** (${n(red.length)}):`);
+    out.push('', `**Ranges that are not proven** (${n(red.length)}):`, '');
     for (const { t, f } of red.slice(0, 10)) {
       const why = f.refused ? `refused by ${f.refused.constraint ?? 'the target'}` : (f.failed ?? []).join(', ') || 'differs';
       out.push(`- ${t.plan.source} range ${f.index} \`[${f.lo}, ${f.hi || '∞'})\`: ${why}; rerun: \`${rerunCommand(s.name, t.plan.source, f.index)}\``);

@@ -73,10 +73,17 @@ export async function spawnWorker(address: string, taskQueue: string): Promise<W
  */
 export async function startTemporal(
   taskQueue: string,
-  o: { worker?: 'in-process' | 'process' | 'none'; workers?: number; dbFilename?: string; serverArgs?: string[] } = {},
+  o: {
+    worker?: 'in-process' | 'process' | 'none';
+    workers?: number;
+    dbFilename?: string;
+    serverArgs?: string[];
+    /** serve the Web UI on this port (test/ui.test.ts drives a browser against it) */
+    uiPort?: number;
+  } = {},
 ): Promise<TemporalHarness> {
   temporalCli();
-  const env = await startDevServer({ dbFilename: o.dbFilename, extraArgs: o.serverArgs });
+  const env = await startDevServer({ dbFilename: o.dbFilename, extraArgs: o.serverArgs, ui: o.uiPort !== undefined, uiPort: o.uiPort });
   if (o.worker === 'process' || o.worker === 'none') {
     const procs = o.worker === 'none' ? [] : await Promise.all(Array.from({ length: o.workers ?? 1 }, () => spawnWorker(env.address, taskQueue)));
     return {
