@@ -5,8 +5,8 @@
 // differ) travel to the worker and are compared there. Counts are exact; the ledger keeps every key.
 import { controlAlias } from '../spec/schema';
 import { poolFor, inTransaction } from '../db/pools';
-import { RECORD_RECHECK, CLEAR_DIFFERENCES, DIFFERENCE_KEYS, MARK_LOCATED, SAVE_DIFFERENCES } from '../db/ledger';
-import { bucketRowsSql, bucketSql, hashedColumns, keyedRowsSql, type KeyRange, type Side } from '../db/sql';
+import { RECORD_RECHECK, CLEAR_DIFFERENCES, DIFFERENCE_KEYS, MARK_LOCATED, RANGE_COUNTS, SAVE_DIFFERENCES } from '../db/ledger';
+import { bucketRowsSql, bucketSql, hashedColumns, keyHashesSql, keyedRowsSql, type KeyRange, type Side } from '../db/sql';
 import { guarded } from '../db/errors';
 import { bindingFor, type Binding } from './binding';
 import { resolveRange } from './bounds';
@@ -18,6 +18,20 @@ export const BITS_PER_LEVEL = 6;
 export const MAX_LEVELS = 5;
 /** Rows (on either side) in the suspect buckets below which their keys are fetched. */
 export const FETCH_ROWS = 4000;
+/**
+ * Rows (on either side) of a range up to which it is compared whole in the worker: one scan per
+ * side of each key and row hash (a few MB), instead of a scan per narrowing level and one to fetch.
+ */
+export const DIRECT_ROWS = 150_000;
+
+/** BACKFILL_LOCATE_WHOLE_ROWS overrides DIRECT_ROWS (0: always narrow by buckets): worker memory against speed. */
+export function directRows(env: NodeJS.ProcessEnv = process.env): number {
+  const v = env.BACKFILL_LOCATE_WHOLE_ROWS;
+  if (v === undefined || v === '') return DIRECT_ROWS;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`BACKFILL_LOCATE_WHOLE_ROWS must be a non-negative integer (rows), not "${v}"`);
+  return n;
+}
 /** Keys per kind kept in the workflow and shown in the report; the ledger has all of them. */
 export const KEY_SAMPLE = 20;
 
@@ -120,6 +134,14 @@ export async function locateRange(input: RangeInput): Promise<Located> {
     });
     const src = input.spec.source;
     const tgt = input.spec.target;
+    const counts = (await poolFor(ctl, 'write').query(RANGE_COUNTS, [input.migration, input.tableIndex, input.rangeIndex])).rows[0];
+    const rows = counts ? Math.max(Number(counts.source_count ?? Infinity), Number(counts.target_count ?? Infinity)) : Infinity;
+    if (rows <= directRows()) {
+      const direct = await compareWhole(b, src, tgt, r);
+      const located = summarise(direct.diffs, 0, direct.fetched);
+      await saveDifferences(input, direct.diffs, located);
+      return located;
+    }
     let suspects: string[] = [];
     let bits = 0;
     let levels = 0;
@@ -155,6 +177,38 @@ export async function locateRange(input: RangeInput): Promise<Located> {
     await saveDifferences(input, diffs, located);
     return located;
   });
+}
+
+async function keyHashes(b: Binding, alias: string, access: 'read' | 'write', side: Side, r: KeyRange) {
+  const res = await poolFor(alias, access).query(keyHashesSql(b, side, r));
+  const rows = new Map<string, FetchedRow>();
+  const repeated = new Set<string>();
+  for (const x of res.rows) {
+    const k = String(x.key);
+    if (rows.has(k)) repeated.add(k);
+    rows.set(k, { h: String(x.h), ch: [] });
+  }
+  return { rows, repeated, count: res.rows.length };
+}
+
+/**
+ * A small range compared whole: every key and row hash of both sides, then, for the keys whose rows
+ * differ, their per-column hashes read by key to name the columns.
+ */
+async function compareWhole(b: Binding, src: string, tgt: string, r: KeyRange): Promise<{ diffs: Difference[]; fetched: number }> {
+  const [s, t] = await Promise.all([keyHashes(b, src, 'read', 'source', r), keyHashes(b, tgt, 'write', 'target', r)]);
+  heartbeat({ compared: s.count + t.count });
+  const diffs = diffRows([], s, t);
+  const changed = diffs.filter((d) => d.kind === 'changed');
+  let fetched = s.count + t.count;
+  if (changed.length) {
+    const keys = changed.map((d) => d.key);
+    const [s2, t2] = await Promise.all([keyedRows(b, src, 'read', 'source', r, keys), keyedRows(b, tgt, 'write', 'target', r, keys)]);
+    fetched += s2.count + t2.count;
+    const named = new Map(diffRows(hashedColumns(b), s2, t2).filter((d) => d.kind === 'changed').map((d) => [JSON.stringify(d.key), d.columns ?? []]));
+    for (const d of changed) d.columns = named.get(JSON.stringify(d.key)) ?? [];
+  }
+  return { diffs, fetched };
 }
 
 /** A range's differences replace the ones the ledger had, with their counts on the range's evidence. */

@@ -204,6 +204,10 @@ export const RECORD_RECHECK = `
 UPDATE backfill.ranges SET converged = converged + $4, attempts = greatest(attempts, $5), updated_at = now()
  WHERE migration = $1 AND table_index = $2 AND range_index = $3`;
 
+/** A range's row counts as its last measure found them (locating picks its way by them). */
+export const RANGE_COUNTS = `
+SELECT source_count::text, target_count::text FROM backfill.ranges WHERE migration = $1 AND table_index = $2 AND range_index = $3`;
+
 /** The keys a range's differences name (each once), to read them again. */
 export const DIFFERENCE_KEYS = `
 SELECT DISTINCT key::text AS key FROM backfill.differences WHERE migration = $1 AND table_index = $2 AND range_index = $3`;
