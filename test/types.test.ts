@@ -1,6 +1,6 @@
 // Types seen in real schemas, each copied and proven equal, and each one's change seen: arrays,
 // enums, domains, composites, bytea, tsvector, ranges, citext and hstore (extensions on both
-// sides), money, interval, inet/cidr, bit, xml, json, identity and generated columns, and a
+// sides), money, interval, inet/cidr, bit, xml, json, floats (-0 against 0), identity and generated columns, and a
 // partitioned table as source and as target. The spec is the one `backfill init` writes for the
 // whole schema; `validate` and `start --wait` run as a user would run them.
 import { after, before, test } from 'node:test';
@@ -40,6 +40,7 @@ CREATE TABLE kinds.t_net (id int PRIMARY KEY, i inet, c cidr);
 CREATE TABLE kinds.t_bit (id int PRIMARY KEY, b bit(8), vb varbit);
 CREATE TABLE kinds.t_xml (id int PRIMARY KEY, v xml);
 CREATE TABLE kinds.t_json (id int PRIMARY KEY, v json);
+CREATE TABLE kinds.t_float (id int PRIMARY KEY, d double precision, r real);
 CREATE TABLE kinds.t_identity (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, v text);
 CREATE TABLE kinds.t_generated (id int PRIMARY KEY, price numeric(10,2) NOT NULL, qty int NOT NULL, total numeric(12,2) GENERATED ALWAYS AS (price * qty) STORED);
 CREATE TABLE kinds.t_parted (id int NOT NULL, day date NOT NULL, v text, PRIMARY KEY (id, day)) PARTITION BY RANGE (day);
@@ -63,6 +64,7 @@ INSERT INTO kinds.t_net SELECT g, ('10.0.' || (g / 256) || '.' || (g % 256))::in
 INSERT INTO kinds.t_bit SELECT g, (g % 256)::bit(8), (g % 256)::bit(8)::varbit || B'1' FROM generate_series(1, ${N}) g;
 INSERT INTO kinds.t_xml SELECT g, ('<item n="' || g || '">x &amp; y</item>')::xml FROM generate_series(1, ${N}) g;
 INSERT INTO kinds.t_json SELECT g, ('{"n": ' || g || ', "s": "ü \\"q\\""}')::json FROM generate_series(1, ${N}) g;
+INSERT INTO kinds.t_float SELECT g, CASE WHEN g = 2 THEN 0 ELSE g / 3.0 END, g / 7.0 FROM generate_series(1, ${N}) g;
 INSERT INTO kinds.t_identity (v) SELECT 'v' || g FROM generate_series(1, ${N}) g;
 INSERT INTO kinds.t_generated SELECT g, g / 4.0, g % 7 FROM generate_series(1, ${N}) g;
 INSERT INTO kinds.t_parted SELECT g, date '2024-06-01' + g, 'v' || g FROM generate_series(1, ${N}) g;
@@ -85,6 +87,7 @@ const CHANGES: Record<string, string> = {
   t_bit: `UPDATE kinds.t_bit SET vb = B'000000100' WHERE id = 2`,
   t_xml: `UPDATE kinds.t_xml SET v = '<item n="2">x &amp; z</item>' WHERE id = 2`,
   t_json: `UPDATE kinds.t_json SET v = '{"n":2, "s": "ü \\"q\\""}' WHERE id = 2`, // json keeps its text
+  t_float: `UPDATE kinds.t_float SET d = '-0' WHERE id = 2`, // = 0, yet another value
   t_identity: `UPDATE kinds.t_identity SET v = 'changed' WHERE id = 2`,
   t_generated: `UPDATE kinds.t_generated SET price = price + 1 WHERE id = 2`,
   t_parted: `UPDATE kinds.t_parted SET v = 'changed' WHERE id = 2`,

@@ -29,7 +29,8 @@ test('sql: a column is hashed from its value only where the type tells apart wha
   assert.equal(col('timestamptz', 'timestamp with time zone'), 'value');
   assert.equal(col('numeric', 'numeric(12,2)'), 'value');
   assert.equal(col('numeric'), 'text', '1.0 and 1.00 hash alike');
-  assert.equal(col('float8', 'double precision'), 'text', '-0 and 0 hash alike');
+  assert.equal(col('float8', 'double precision'), 'bits', '-0 and 0 hash alike as values; their bits differ');
+  assert.equal(col('float4', 'real'), 'bits');
   assert.equal(col('jsonb'), 'text');
   assert.equal(col('interval'), 'text', "'1 day' and '24 hours' hash alike");
   assert.equal(col('bpchar', 'character(3)'), 'text');
@@ -42,6 +43,7 @@ test('sql: a column is hashed from its value only where the type tells apart wha
   assert.equal(rowHashExpr(t, 'source'), 'hashtextextended(ROW("id", "note", "doc"::jsonb)::text, 0)', 'servers older than 14: the row text');
   t.hashAs = ['value', 'collated', 'text'];
   assert.equal(rowHashExpr(t, 'source'), 'hashint8extended(hash_record_extended(ROW("id", ("note") COLLATE "C", ("doc"::jsonb)::text COLLATE "C"), 0), 0)');
+  assert.equal(rowHashExpr({ ...t, hashAs: ['value', 'bits', 'text'] }, 'target'), 'hashint8extended(hash_record_extended(ROW("id", float8send(("note")::float8), ("doc")::text COLLATE "C"), 0), 0)');
   assert.equal(rowHashExpr(t, 'target'), 'hashint8extended(hash_record_extended(ROW("id", ("note") COLLATE "C", ("doc")::text COLLATE "C"), 0), 0)');
 });
 

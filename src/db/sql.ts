@@ -77,7 +77,8 @@ export interface BoundTable {
   hashAs?: HashAs[];
 }
 
-export type HashAs = 'value' | 'collated' | 'text';
+/** `bits`: a float's IEEE bits (float8send): exact, and cheaper than its text (which they match but for NaN payloads). */
+export type HashAs = 'value' | 'collated' | 'text' | 'bits';
 
 function tableOf(t: BoundTable, side: Side): string {
   return side === 'source' ? t.source : t.target;
@@ -313,7 +314,9 @@ export function rowHashExpr(t: BoundTable, side: Side): string {
   const exprs = hashedColumns(t).map((c) => columnExpr(t, side, c));
   const how = t.hashAs;
   if (!how) return `hashtextextended(ROW(${exprs.join(', ')})::text, 0)`;
-  const parts = exprs.map((e, i) => (how[i] === 'value' ? e : how[i] === 'collated' ? `(${e}) COLLATE "C"` : `(${e})::text COLLATE "C"`));
+  const parts = exprs.map((e, i) =>
+    how[i] === 'value' ? e : how[i] === 'collated' ? `(${e}) COLLATE "C"` : how[i] === 'bits' ? `float8send((${e})::float8)` : `(${e})::text COLLATE "C"`,
+  );
   return `hashint8extended(hash_record_extended(ROW(${parts.join(', ')}), 0), 0)`;
 }
 
@@ -327,6 +330,8 @@ export function hashAs(col: { typeName: string; type: string; builtin: boolean }
   if (!col.builtin) return 'text';
   if (TEXT_TYPES.has(col.typeName)) return 'collated';
   if (col.typeName === 'numeric') return /^numeric\(\d+,\d+\)$/.test(col.type) ? 'value' : 'text';
+  // Its hash calls -0 and 0 alike; its bits do not (widening a float4 to float8 is exact).
+  if (col.typeName === 'float8' || col.typeName === 'float4') return 'bits';
   return VALUE_HASHED.has(col.typeName) ? 'value' : 'text';
 }
 
