@@ -15,6 +15,9 @@ import { heartbeat } from './heartbeat';
 import type { RangeInput } from './copy-range';
 
 export const BITS_PER_LEVEL = 6;
+/** Rows per bucket the first level aims at, and its most bits (buckets travel to the worker). */
+const BUCKET_ROWS = 16;
+const MAX_FIRST_BITS = 14;
 export const MAX_LEVELS = 5;
 /** Rows (on either side) in the suspect buckets below which their keys are fetched. */
 export const FETCH_ROWS = 4000;
@@ -145,8 +148,11 @@ export async function locateRange(input: RangeInput): Promise<Located> {
     let suspects: string[] = [];
     let bits = 0;
     let levels = 0;
+    // The first level has buckets of about BUCKET_ROWS rows when the range's size is known, so
+    // a few faults are usually narrowed to their rows at once; later levels add BITS_PER_LEVEL.
+    const first = Number.isFinite(rows) ? Math.min(MAX_FIRST_BITS, Math.max(BITS_PER_LEVEL, Math.ceil(Math.log2(Math.max(1, rows) / BUCKET_ROWS)))) : BITS_PER_LEVEL;
     for (let level = 1; level <= MAX_LEVELS; level++) {
-      const next = level * BITS_PER_LEVEL;
+      const next = first + (level - 1) * BITS_PER_LEVEL;
       const [sb, tb] = await Promise.all([
         buckets(b, src, 'read', 'source', r, next, bits, suspects),
         buckets(b, tgt, 'write', 'target', r, next, bits, suspects),

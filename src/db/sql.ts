@@ -366,8 +366,12 @@ export function duplicatesSql(t: BoundTable, side: Side, r: KeyRange | Selection
 /** The key's bucket at a narrowing level: the low `bits` bits of a 64-bit hash of the key. */
 export function keyBucketExpr(t: BoundTable, side: Side, bits: number): string {
   const mask = (1n << BigInt(bits)) - 1n;
-  return `(hashtextextended(ROW(${keyExprs(t, side).join(', ')})::text, 7) & ${mask.toString()})`;
+  const keys = keyExprs(t, side);
+  // One integer key: its own hash, without the text of a row (a third of a narrowing scan's cost).
+  if (keys.length === 1 && INTEGER_TYPES.has(t.keyTypes[0])) return `(hashint8extended((${keys[0]})::int8, 7) & ${mask.toString()})`;
+  return `(hashtextextended(ROW(${keys.join(', ')})::text, 7) & ${mask.toString()})`;
 }
+const INTEGER_TYPES = new Set(['smallint', 'integer', 'bigint']);
 
 /** Count and checksum per key bucket, inside the buckets still suspect (all, at the first level). */
 export function bucketSql(t: BoundTable, side: Side, r: KeyRange, bits: number, parentBits: number): string {
