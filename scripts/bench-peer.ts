@@ -172,6 +172,7 @@ async function oursBackfill(o: PeerOptions): Promise<number> {
     const h = await o.client.workflow.start(backfillMigration, { taskQueue: o.taskQueue, workflowId: spec.name, args: [spec] });
     const r = await h.result();
     if (r.phase !== 'completed') throw new Error(`${spec.name} ended ${r.phase}: ${r.reason ?? ''}`);
+    printBreakdown('verified backfill', breakdown(await h.fetchHistory()));
   });
 }
 

@@ -12,6 +12,10 @@ import { runAction } from '../src/activities/cutover';
 import { sqlHash } from '../src/activities/policy';
 import type { TablePlan } from '../src/activities/bounds';
 import { closePools } from '../src/db/pools';
+import pg_ from 'pg';
+import { to as copyTo } from 'pg-copy-streams';
+import { HashSplitter } from '../src/activities/copy-hash';
+import { copyOutHashedSql, copyOutSql, profileSql } from '../src/db/sql';
 import { AWKWARD_COLUMNS, AWKWARD_FILL, fingerprint } from './helpers/sample';
 import { backfill } from './helpers/cli';
 import { writeFileSync } from 'node:fs';
@@ -395,4 +399,42 @@ test('worker policy: a strict worker refuses a spec whose freeze drops a table, 
     for (const k of Object.keys(process.env)) if (k.startsWith('BACKFILL_POLICY') && !(k in saved)) delete process.env[k];
   }
   for (const db of ['src', 'tgt']) assert.equal((await pg.query(db, 'SELECT count(*)::int AS n FROM public.canary')).rows[0].n, 1);
+});
+
+test('copy: the source checksum travels in its COPY; taken off each row byte-exact at any chunk boundary', async () => {
+  const bound = await checkTable({ sourceAlias: 'src', targetAlias: 'tgt', table: { source: 'public.items', target: 'public.items_v2', key: ['id'] }, tableIndex: 0 });
+  const b = bound.binding!;
+  const range = { lo: ['101'], hi: ['5101'] };
+  const c = new pg_.Client({ connectionString: pg.url('src') });
+  await c.connect();
+  try {
+    const read = async (sql: string) => {
+      const parts: Buffer[] = [];
+      for await (const chunk of c.query(copyTo(sql))) parts.push(chunk as Buffer);
+      return Buffer.concat(parts);
+    };
+    const plain = await read(copyOutSql(b, range));
+    const hashed = await read(copyOutHashedSql(b, range));
+    const profile = (await c.query(profileSql(b, 'source', range))).rows[0];
+    for (const size of [1, 2, 7, 19, 4096, hashed.length]) {
+      const split = new HashSplitter();
+      const out: Buffer[] = [];
+      split.on('data', (d: Buffer) => out.push(d));
+      const done = new Promise((resolve, reject) => split.on('end', resolve).on('error', reject));
+      for (let at = 0; at < hashed.length; at += size) split.write(hashed.subarray(at, at + size));
+      split.end();
+      await done;
+      assert.ok(Buffer.concat(out).equals(plain), `chunks of ${size} bytes: the target gets exactly the plain COPY`);
+      assert.equal(String(split.rows), profile.count);
+      assert.equal(String(split.sum), profile.checksum, 'the same sum as the profile query');
+    }
+    // A COPY cut short is an error, not a short range.
+    const short = new HashSplitter();
+    const failed = new Promise<Error>((resolve) => short.on('error', resolve));
+    short.resume();
+    short.end(hashed.subarray(0, hashed.length - 5));
+    assert.match((await failed).message, /ended in the middle of a row/);
+  } finally {
+    await c.end();
+  }
 });

@@ -61,11 +61,11 @@ function cancellation(): AbortSignal | undefined {
  * connection dies, waiting for every stream to close can wait forever; the caller then destroys
  * both clients, which ends whatever is left.
  */
-export async function copyPipe(streams: [NodeJS.ReadableStream, Transform, NodeJS.WritableStream]): Promise<void> {
+export async function copyPipe(streams: [NodeJS.ReadableStream, ...Transform[], NodeJS.WritableStream]): Promise<void> {
   const failed = new Promise<never>((_, reject) => {
     for (const s of streams) (s as unknown as NodeJS.EventEmitter).once('error', reject);
   });
-  const done = pipeline(streams[0], streams[1], streams[2], { signal: cancellation() });
+  const done = pipeline(streams, { signal: cancellation() });
   done.catch(() => undefined);
   failed.catch(() => undefined);
   await Promise.race([done, failed]);

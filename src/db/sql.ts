@@ -194,6 +194,12 @@ export function copyOutSql(t: BoundTable, r: KeyRange | Selection): string {
   return `COPY (${sourceSelect(t, r)}) TO STDOUT (FORMAT binary)`;
 }
 
+/** The source's COPY with each row's hash as one more column, last (see HashSplitter). */
+export function copyOutHashedSql(t: BoundTable, r: KeyRange | Selection): string {
+  const proj = t.sourceExprs.map((e, i) => `${e} AS ${quoteIdent(t.columns[i])}`).join(', ');
+  return `COPY (SELECT ${proj}, ${rowHashExpr(t, 'source')} AS "backfill row hash" ${rowsOf(t, 'source', r)}) TO STDOUT (FORMAT binary)`;
+}
+
 /** Into the target table, or into the catch-up's staging table. */
 export function copyInSql(t: BoundTable, into: string = t.target): string {
   return `COPY ${into} (${t.columns.map(quoteIdent).join(', ')}) FROM STDIN (FORMAT binary)`;
