@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseTableRef, showName, showTableName, tableRefKey, namePartProblem } from '../src/spec/names';
 import { rerunCommand, shellWord } from '../src/report/model';
-import { rowsPerRange, spanFor, RANGE_BYTES } from '../src/activities/bounds';
+import { rangeBytesFor, rowsPerRange, spanFor, RANGE_BYTES, VERIFY_RANGE_BYTES } from '../src/activities/bounds';
 
 test('names: plain, quoted and object forms', () => {
   assert.deepEqual(parseTableRef('orders'), { schema: null, table: { name: 'orders', exact: false } });
@@ -54,4 +54,13 @@ test('default ranges: sized from the table, about RANGE_BYTES each', () => {
   assert.equal(spanFor(1000, 250_000, '1', '1000000'), '4000');
   assert.equal(spanFor(1000, -1, '1', '1000000'), '1000');
   assert.equal(spanFor(10, 1e6, '-9223372036854775808', '9223372036854775806'), '184467440737096', 'bigint-exact over the whole range');
+});
+
+test('default ranges in verify mode: larger, up to 64 MB, yet at least four per slot of the window', () => {
+  const MB = 1024 * 1024;
+  assert.equal(rangeBytesFor({ mode: 'copy', concurrency: 2 }, 10_000 * MB), RANGE_BYTES, 'copy mode: the copy size');
+  assert.equal(rangeBytesFor({ mode: 'verify', concurrency: 2 }, 10_000 * MB), VERIFY_RANGE_BYTES);
+  assert.equal(rangeBytesFor({ mode: 'verify', concurrency: 2 }, 240 * MB), 30 * MB, '240 MB, 2 in flight: 8 ranges');
+  assert.equal(rangeBytesFor({ mode: 'verify', concurrency: 4 }, 100 * MB), RANGE_BYTES, 'never smaller than a copy range');
+  assert.equal(rowsPerRange({ rows: 1_000_000, bytes: 240 * MB }, 100_000, 30 * MB), 125_000);
 });

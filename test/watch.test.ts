@@ -11,7 +11,7 @@ import { gateInstructions } from '../src/report/render';
 import { Rates, etaSeconds, showDuration, showRate } from '../src/cli/rates';
 import { tableFigures } from '../src/cli/progress';
 import { CLI } from './helpers/cli';
-import { waitForPhase, type TemporalHarness } from './helpers/temporal';
+import { replayAndMaybeRecord, waitForPhase, type TemporalHarness } from './helpers/temporal';
 import { startStack } from './helpers/stack';
 import { specFor } from './helpers/spec';
 
@@ -78,7 +78,7 @@ test('watch: in a terminal, a bar per table with rows/s and ETA, then the gate s
       { source: 'public.orders', target: 'public.orders', chunk: { column: 'id', size: 2000 } },
       { source: 'public.items', target: 'public.items', chunk: { column: 'id', size: 2000 } },
     ],
-    { taskQueue: TASK_QUEUE, concurrency: 1, cutover: { approval: 'required', approvers: ['alice'] } },
+    { taskQueue: TASK_QUEUE, concurrency: 2, cutover: { approval: 'required', approvers: ['alice'] } },
   );
   const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
   const cmd = `${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} status --watch watched`;
@@ -111,4 +111,6 @@ test('watch: in a terminal, a bar per table with rows/s and ETA, then the gate s
   const progress: Progress = await h.query(progressQuery);
   await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: progress.digest! }] });
   assert.equal((await h.result()).phase, 'completed');
+  // Two tables, reconciled side by side (the patch 'reconcile-tables-in-parallel').
+  await replayAndMaybeRecord(h, 'two-tables-gated-reconciled-in-parallel');
 });

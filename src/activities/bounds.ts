@@ -32,10 +32,23 @@ const MAX_ROWS_PER_RANGE = 1_000_000;
  * Rows per range for a table of `rows` rows (the planner's estimate; -1 or 0: unknown) and `bytes`
  * bytes, so a range holds about RANGE_BYTES whatever the row width. Unknown: `fallback`. Pure.
  */
-export function rowsPerRange(t: { rows: number; bytes: number }, fallback: number): number {
+export function rowsPerRange(t: { rows: number; bytes: number }, fallback: number, rangeBytes = RANGE_BYTES): number {
   if (!(t.rows > 0) || !(t.bytes > 0)) return fallback;
-  const n = Math.round(RANGE_BYTES / (t.bytes / t.rows));
+  const n = Math.round(rangeBytes / (t.bytes / t.rows));
   return Math.max(MIN_ROWS_PER_RANGE, Math.min(MAX_ROWS_PER_RANGE, n));
+}
+
+/** Most bytes of table a default range covers in verify mode. */
+export const VERIFY_RANGE_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Bytes of table a default range covers. In verify mode a range is only read (no transaction that
+ * writes, no copy to retry), so its fixed costs weigh more against its scan: ranges up to four times
+ * as large, yet at least four per slot of the window, so the last ones do not run alone. Pure.
+ */
+export function rangeBytesFor(spec: { mode: 'copy' | 'verify'; concurrency: number }, tableBytes: number): number {
+  if (spec.mode !== 'verify') return RANGE_BYTES;
+  return Math.max(RANGE_BYTES, Math.min(VERIFY_RANGE_BYTES, Math.floor(tableBytes / (4 * spec.concurrency))));
 }
 
 /** The key span that holds about `perRange` rows of `rows` spread over [lo, hi]. Pure, bigint-exact. */

@@ -12,7 +12,7 @@ import { guarded } from '../db/errors';
 import { preflight, type Binding } from './binding';
 import { foreignKeys, tableSizing, type ForeignKey } from '../db/catalog';
 import { setAsideConstraints } from './constraints';
-import { rowsPerRange, spanFor, type TablePlan } from './bounds';
+import { rangeBytesFor, rowsPerRange, spanFor, type TablePlan } from './bounds';
 
 export type { TablePlan } from './bounds';
 export { preflight } from './binding';
@@ -39,8 +39,8 @@ async function planSpans(spec: MigrationSpec, b: Binding): Promise<TablePlan> {
   const bounds = (await src.query(sourceBoundsSql(b))).rows[0] as { lo: string | null; hi: string | null };
   if (bounds.lo === null) return empty;
   if (c.kind === 'size') {
-    // No chunk in the spec: a span that holds about RANGE_BYTES of this table.
-    const size = BigInt(b.sizing ? spanFor(rowsPerRange(b.sizing, c.size), b.sizing.rows, bounds.lo, bounds.hi!) : c.size);
+    // No chunk in the spec: a span that holds about RANGE_BYTES of this table (more in verify mode).
+    const size = BigInt(b.sizing ? spanFor(rowsPerRange(b.sizing, c.size, rangeBytesFor(spec, b.sizing.bytes)), b.sizing.rows, bounds.lo, bounds.hi!) : c.size);
     const hi = BigInt(bounds.hi!) + 1n;
     const n = Number((hi - BigInt(bounds.lo) + size - 1n) / size);
     if (n > MAX_RANGES_PER_TABLE) tooMany(b, n);
@@ -61,7 +61,7 @@ async function planTable(spec: MigrationSpec, migration: string, i: number, b: B
   const c = b.chunk;
   if (c.kind !== 'rows') return planSpans(spec, b);
   const base = { source: b.sourceName, target: b.targetName, kind: c.kind };
-  const rows = await poolFor(spec.source, 'read').query(rowBoundariesSql(b, b.sizing ? rowsPerRange(b.sizing, c.rows) : c.rows));
+  const rows = await poolFor(spec.source, 'read').query(rowBoundariesSql(b, b.sizing ? rowsPerRange(b.sizing, c.rows, rangeBytesFor(spec, b.sizing.bytes)) : c.rows));
   const boundaries = rows.rows.map((x) => JSON.parse(String(x.b)) as string[]);
   if (boundaries.length === 0) return { ...base, lo: [], hi: [], rangeCount: 0 };
   if (boundaries.length > MAX_RANGES_PER_TABLE) tooMany(b, boundaries.length);
@@ -97,7 +97,7 @@ export async function estimatePlan(spec: MigrationSpec, bindings: Binding[]): Pr
     const c = b.chunk;
     const auto = b.sizing ? ' (chosen from the table size)' : '';
     if (c.kind === 'rows') {
-      const per = b.sizing ? rowsPerRange(b.sizing, c.rows) : c.rows;
+      const per = b.sizing ? rowsPerRange(b.sizing, c.rows, rangeBytesFor(spec, b.sizing.bytes)) : c.rows;
       out.push({ table: b.sourceName, ranges: `about ${per.toLocaleString('en-US')} rows each on (${b.key.join(', ')})${auto}`, rangeCount: rows === null ? 1 : Math.max(1, Math.ceil(rows / per)), rows, bytes: size.bytes });
     } else {
       const p = await planSpans(spec, b);
