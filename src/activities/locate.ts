@@ -25,7 +25,7 @@ export const FETCH_ROWS = 4000;
  * Rows (on either side) of a range up to which it is compared whole in the worker: one scan per
  * side of each key and row hash (a few MB), instead of a scan per narrowing level and one to fetch.
  */
-export const DIRECT_ROWS = 150_000;
+export const DIRECT_ROWS = 100_000;
 
 /** BACKFILL_LOCATE_WHOLE_ROWS overrides DIRECT_ROWS (0: always narrow by buckets): worker memory against speed. */
 export function directRows(env: NodeJS.ProcessEnv = process.env): number {
@@ -185,14 +185,16 @@ export async function locateRange(input: RangeInput): Promise<Located> {
   });
 }
 
+/** No per-column hashes yet: one array for every row, not one each (a whole range is held at once). */
+const NO_COLUMN_HASHES: string[] = [];
+
 async function keyHashes(b: Binding, alias: string, access: 'read' | 'write', side: Side, r: KeyRange) {
-  const res = await poolFor(alias, access).query(keyHashesSql(b, side, r));
+  const res = await poolFor(alias, access).query<[string, string]>({ text: keyHashesSql(b, side, r), rowMode: 'array' });
   const rows = new Map<string, FetchedRow>();
   const repeated = new Set<string>();
-  for (const x of res.rows) {
-    const k = String(x.key);
+  for (const [k, h] of res.rows) {
     if (rows.has(k)) repeated.add(k);
-    rows.set(k, { h: String(x.h), ch: [] });
+    rows.set(k, { h, ch: NO_COLUMN_HASHES });
   }
   return { rows, repeated, count: res.rows.length };
 }

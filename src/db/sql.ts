@@ -382,9 +382,12 @@ const INTEGER_TYPES = new Set(['smallint', 'integer', 'bigint']);
 /** Count and checksum per key bucket, inside the buckets still suspect (all, at the first level). */
 export function bucketSql(t: BoundTable, side: Side, r: KeyRange, bits: number, parentBits: number): string {
   const parent = parentBits > 0 ? `${keyBucketExpr(t, side, parentBits)} = ANY ($1::bigint[])` : undefined;
-  return `SELECT ${keyBucketExpr(t, side, bits)}::text AS b, count(*)::text AS n, sum(${rowHashExpr(t, side)})::text AS s
-            FROM ${tableOf(t, side)}${whereClause([rangePredicate(t, side, r), sideFilter(t, side), parent])}
-           GROUP BY 1`;
+  // Grouped on the bucket number over (bucket, hash) pairs computed first (OFFSET 0 keeps the planner
+  // from folding them back): a sort then moves 16 bytes a row, not the whole row to disk.
+  return `SELECT b::text AS b, count(*)::text AS n, sum(h)::text AS s
+            FROM (SELECT ${keyBucketExpr(t, side, bits)} AS b, ${rowHashExpr(t, side)} AS h
+                    FROM ${tableOf(t, side)}${whereClause([rangePredicate(t, side, r), sideFilter(t, side), parent])} OFFSET 0) x
+           GROUP BY b`;
 }
 
 /** Each row's key (JSON text), row hash and per-column hashes: what locating compares. */
