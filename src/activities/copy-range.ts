@@ -56,7 +56,8 @@ function result(status: RangeResult['status'], lo: string, hi: string, s: SidePr
   };
 }
 
-const at = (input: RangeInput) => ({
+/** Where a range's bounds are resolved: its migration, table and index, and the aliases that hold them. */
+export const rangeAt = (input: RangeInput) => ({
   migration: input.migration,
   sourceAlias: input.spec.source,
   controlAlias: controlAlias(input.spec),
@@ -148,7 +149,7 @@ async function copyRangeOnce(input: RangeInput, w: Where): Promise<RangeResult> 
   const sameLedger = controlAlias(input.spec) === input.spec.target;
   return keepingLastError(input, b, (site) =>
     guarded(`copying ${b.sourceName} range ${input.rangeIndex}`, async () => {
-      const { range: r, lo, hi } = await resolveRange(b, input.plan, at(input));
+      const { range: r, lo, hi } = await resolveRange(b, input.plan, rangeAt(input));
       Object.assign(site, { lo, hi });
       const refused = (e: unknown) => refusalOf(e, b);
       // A rerun after the constraints were restored: set them aside again before any row is deleted.
@@ -187,7 +188,7 @@ export async function verifyRange(input: RangeInput): Promise<RangeResult> {
     const b = await bindingFor(input.spec, input.table, input.tableIndex);
     return keepingLastError(input, b, (site) =>
       guarded(`verifying ${b.sourceName} range ${input.rangeIndex}`, async () => {
-        const { range: r, lo, hi } = await resolveRange(b, input.plan, at(input));
+        const { range: r, lo, hi } = await resolveRange(b, input.plan, rangeAt(input));
         Object.assign(site, { lo, hi });
         const started = performance.now();
         const [s, t] = await Promise.all([

@@ -12,7 +12,7 @@ import { bindingFor, type Binding } from './binding';
 import { resolveRange } from './bounds';
 import { compareKeys } from './compare';
 import { heartbeat } from './heartbeat';
-import type { RangeInput } from './copy-range';
+import { rangeAt, type RangeInput } from './copy-range';
 
 export const BITS_PER_LEVEL = 6;
 /** Rows per bucket the first level aims at, and its most bits (buckets travel to the worker). */
@@ -130,13 +130,7 @@ export async function locateRange(input: RangeInput): Promise<Located> {
   const b = await bindingFor(input.spec, input.table, input.tableIndex);
   return guarded(`locating differences in ${b.sourceName} range ${input.rangeIndex}`, async () => {
     const ctl = controlAlias(input.spec);
-    const { range: r } = await resolveRange(b, input.plan, {
-      migration: input.migration,
-      sourceAlias: input.spec.source,
-      controlAlias: ctl,
-      tableIndex: input.tableIndex,
-      rangeIndex: input.rangeIndex,
-    });
+    const { range: r } = await resolveRange(b, input.plan, rangeAt(input));
     const src = input.spec.source;
     const tgt = input.spec.target;
     const counts = (await poolFor(ctl, 'write').query(RANGE_COUNTS, [input.migration, input.tableIndex, input.rangeIndex])).rows[0];
@@ -262,13 +256,7 @@ export async function recheckRange(input: RangeInput): Promise<Located> {
   const b = await bindingFor(input.spec, input.table, input.tableIndex);
   return guarded(`reading the differences of ${b.sourceName} range ${input.rangeIndex} again`, async () => {
     const ctl = controlAlias(input.spec);
-    const { range: r } = await resolveRange(b, input.plan, {
-      migration: input.migration,
-      sourceAlias: input.spec.source,
-      controlAlias: ctl,
-      tableIndex: input.tableIndex,
-      rangeIndex: input.rangeIndex,
-    });
+    const { range: r } = await resolveRange(b, input.plan, rangeAt(input));
     const res = await poolFor(ctl, 'write').query(DIFFERENCE_KEYS, [input.migration, input.tableIndex, input.rangeIndex]);
     const keys = res.rows.map((x) => JSON.parse(String(x.key)) as string[]);
     const [s, t] = await Promise.all([
