@@ -74,7 +74,7 @@ async function scheduled(h: WorkflowHandle): Promise<{ type: string; range?: num
 const timers = async (h: WorkflowHandle) => ((await h.fetchHistory()).events ?? []).filter((e) => e.timerStartedEventAttributes).length;
 
 test('lag: the replica catches up within the grace; only the located keys are read again; the window moves on meanwhile', async () => {
-  const s = spec('lag-caught-up', TARGETS[0], '3 seconds');
+  const s = spec('lag-caught-up', TARGETS[0], '5 seconds');
   const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
   // The replica applies what it was behind on once every range has had its first look (so each
   // fault is seen), well within the grace.
