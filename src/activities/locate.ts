@@ -79,16 +79,24 @@ interface FetchedRow {
   ch: string[];
 }
 
+type Fetched = { rows: Map<string, FetchedRow>; repeated: Set<string>; count: number };
+
+/** Adds rows of (key, h, ch) to what was fetched so far; a key seen again is a duplicate. */
+function addFetched(into: Fetched, found: { key: unknown; h: unknown; ch: unknown }[]): Fetched {
+  for (const x of found) {
+    const k = String(x.key);
+    if (into.rows.has(k)) into.repeated.add(k);
+    into.rows.set(k, { h: String(x.h), ch: JSON.parse(String(x.ch)) as string[] });
+  }
+  into.count += found.length;
+  return into;
+}
+
+const nothingFetched = (): Fetched => ({ rows: new Map(), repeated: new Set(), count: 0 });
+
 async function fetchRows(b: Binding, alias: string, access: 'read' | 'write', side: Side, r: KeyRange, bits: number, suspects: string[]) {
   const res = await poolFor(alias, access).query(bucketRowsSql(b, side, r, bits), bits > 0 ? [suspects] : []);
-  const rows = new Map<string, FetchedRow>();
-  const repeated = new Set<string>();
-  for (const x of res.rows) {
-    const k = String(x.key);
-    if (rows.has(k)) repeated.add(k);
-    rows.set(k, { h: String(x.h), ch: JSON.parse(String(x.ch)) as string[] });
-  }
-  return { rows, repeated, count: res.rows.length };
+  return addFetched(nothingFetched(), res.rows);
 }
 
 /** Pure: the differences between two sides' fetched rows. */
@@ -231,20 +239,12 @@ async function saveDifferences(input: RangeInput, diffs: Difference[], located: 
 const KEYS_PER_READ = 5000;
 
 async function keyedRows(b: Binding, alias: string, access: 'read' | 'write', side: Side, r: KeyRange, keys: string[][]) {
-  const rows = new Map<string, FetchedRow>();
-  const repeated = new Set<string>();
-  let count = 0;
+  const fetched = nothingFetched();
   for (let at = 0; at < keys.length; at += KEYS_PER_READ) {
     const part = keys.slice(at, at + KEYS_PER_READ);
-    const res = await poolFor(alias, access).query(keyedRowsSql(b, side, r), b.key.map((_, i) => part.map((k) => k[i])));
-    for (const x of res.rows) {
-      const k = String(x.key);
-      if (rows.has(k)) repeated.add(k);
-      rows.set(k, { h: String(x.h), ch: JSON.parse(String(x.ch)) as string[] });
-    }
-    count += res.rows.length;
+    addFetched(fetched, (await poolFor(alias, access).query(keyedRowsSql(b, side, r), b.key.map((_, i) => part.map((k) => k[i])))).rows);
   }
-  return { rows, repeated, count };
+  return fetched;
 }
 
 /**
