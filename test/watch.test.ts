@@ -6,7 +6,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { backfillMigration } from '../src/workflows/migration';
-import { approveCutoverUpdate, progressQuery, type Progress } from '../src/workflows/messages';
+import { approveCutoverUpdate, pauseSignal, progressQuery, resumeSignal, type Progress } from '../src/workflows/messages';
 import { gateInstructions } from '../src/report/render';
 import { Rates, etaSeconds, showDuration, showRate } from '../src/cli/rates';
 import { tableFigures } from '../src/cli/progress';
@@ -80,8 +80,16 @@ test('watch: in a terminal, a bar per table with rows/s and ETA, then the gate s
     ],
     { taskQueue: TASK_QUEUE, concurrency: 2, cutover: { approval: 'required', approvers: ['alice'] } },
   );
-  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
-  const cmd = `${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} status --watch watched`;
+  // Paused from its first task until the watch shows its bars, then resumed, and polled every 0.2 s:
+  // the copy is seen running however fast this machine copies.
+  const h = await temporal.env.client.workflow.signalWithStart(backfillMigration, {
+    taskQueue: TASK_QUEUE,
+    workflowId: spec.name,
+    args: [spec],
+    signal: pauseSignal,
+    signalArgs: [],
+  });
+  const cmd = `${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} status --watch --interval 0.2 watched`;
   const tty = spawn('script', ['-qfec', cmd, '/dev/null'], {
     env: { ...process.env, TEMPORAL_ADDRESS: temporal.address, TERM: 'xterm', COLUMNS: '200' },
     stdio: ['pipe', 'pipe', 'pipe'],
@@ -90,6 +98,9 @@ test('watch: in a terminal, a bar per table with rows/s and ETA, then the gate s
   tty.stdout.on('data', (d) => (out += d));
   tty.stderr.on('data', (d) => (out += d));
   try {
+    const shown = Date.now() + 30_000;
+    while (!/public\.items → public\.items/.test(plain(out)) && Date.now() < shown) await new Promise((r) => setTimeout(r, 100));
+    await h.signal(resumeSignal);
     const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
     assert.equal(p.phase, 'awaiting_approval');
     const deadline = Date.now() + 30_000;

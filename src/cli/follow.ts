@@ -7,7 +7,7 @@ import { ProgressDisplay } from './progress';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Follows a migration until it ends (or, with `untilGate`, until it waits for a person). */
-export async function follow(h: WorkflowHandle, o: { quiet?: boolean; untilGate?: boolean } = {}): Promise<Progress> {
+export async function follow(h: WorkflowHandle, o: { quiet?: boolean; untilGate?: boolean; everyMs?: number } = {}): Promise<Progress> {
   const display = o.quiet ? undefined : new ProgressDisplay();
   let last: Progress | undefined;
   let said = '';
@@ -39,7 +39,7 @@ export async function follow(h: WorkflowHandle, o: { quiet?: boolean; untilGate?
       }
       if (TERMINAL.includes(last.phase)) break;
       if (o.untilGate && (last.phase === 'awaiting_approval' || last.phase === 'needs_attention')) break;
-      await sleep(1000);
+      await sleep(o.everyMs ?? 1000);
     }
   } finally {
     display?.stop();

@@ -209,11 +209,14 @@ export function buildProgram(): Command {
     .command('status')
     .argument('<name>', 'the migration name')
     .option('--watch', 'keep showing progress until the migration ends')
+    .option('--interval <seconds>', 'with --watch, how often to ask for progress (0.1 to 60)', '1')
     .description('show the phase and the ranges of a migration')
-    .action(act(async (name: string, o: { watch?: boolean }) => {
+    .action(act(async (name: string, o: { watch?: boolean; interval: string }) => {
+      const every = Number(o.interval);
+      if (!(every >= 0.1 && every <= 60)) throw new BadInput(`--interval must be a number of seconds from 0.1 to 60, not "${o.interval}"`);
       const h = (await connect()).workflow.getHandle(name);
       if (o.watch) {
-        const p = await follow(h);
+        const p = await follow(h, { everyMs: every * 1000 });
         console.log(renderProgress(p));
         return TERMINAL.includes(p.phase) ? exitFor(p) : EXIT.ok;
       }
