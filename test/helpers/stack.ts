@@ -17,6 +17,8 @@ export interface DatabaseOptions {
   serverPerAlias?: boolean;
   /** the connection the workers get for an alias, from the database's own (network: through a proxy) */
   urlFor?: (alias: string, url: string) => string;
+  /** how the servers start (a `walLevel: 'replica'` server has no logical decoding) */
+  server?: Parameters<typeof startPostgres>[0];
 }
 
 /** Tables and rows, before any worker runs: `pg` is the (first) server, `servers` each alias's. */
@@ -47,7 +49,7 @@ export function tempDir(prefix = 'backfill-test-'): { path: string; remove(): vo
 export async function startDatabases(prepare: Prepare = async () => undefined, o: DatabaseOptions = {}): Promise<Databases> {
   const aliases = o.aliases ?? ['src', 'tgt'];
   const tmp = tempDir();
-  const started = await Promise.allSettled(Array.from({ length: o.serverPerAlias ? aliases.length : 1 }, () => startPostgres()));
+  const started = await Promise.allSettled(Array.from({ length: o.serverPerAlias ? aliases.length : 1 }, () => startPostgres(o.server)));
   const all = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
   const stop = async () => {
     await closePools();
