@@ -9,6 +9,7 @@ import { hasUniqueIndexOn, missingPrivileges, naturalKey, resolveTable, tableSiz
 import { hashedColumns, SERVER_VERSION_SQL, SEES_ALL_SESSIONS_SQL, duplicatesSql, hashAs, profileSql, quoteIdent, sourceSelect, type BoundTable } from '../db/sql';
 import { guarded } from '../db/errors';
 import { expressionProblems } from './policy';
+import { captureProblems } from './capture-preflight';
 
 export interface Binding extends BoundTable {
   /** display names, as the report shows them: quoted where a name is not plain lower case */
@@ -19,6 +20,10 @@ export interface Binding extends BoundTable {
   sizing?: TableSizing;
   /** every column of the target table, in its order (how the server prints a failing row) */
   targetColumns: string[];
+  /** the source table as the catalog (and the replication stream) names it */
+  sourceRel: { schema: string; name: string; oid: string };
+  /** per copied column (`columns`): its target type (format_type), for casts of values as text */
+  targetTypes: string[];
   /** a unique index guarantees no duplicate keys on that side; otherwise they are checked */
   sourceKeyUnique: boolean;
   targetKeyUnique: boolean;
@@ -213,6 +218,8 @@ function bind(
     sourceName: showTableName(s.schema, s.name),
     targetName: showTableName(d.schema, d.name),
     targetColumns: d.columns.map((c) => c.name),
+    sourceRel: { schema: s.schema, name: s.name, oid: s.oid },
+    targetTypes: columns.map((c) => dc.get(c)!.type),
     columns,
     sourceExprs,
     key,
@@ -276,7 +283,7 @@ function unbound(problems: string[]): ApplicationFailure {
  * bindings for the activities that follow in this worker. Throws one non-retryable failure that
  * lists every problem found.
  */
-export async function preflight(spec: Pick<MigrationSpec, 'source' | 'target' | 'tables'>): Promise<Binding[]> {
+export async function preflight(spec: Pick<MigrationSpec, 'source' | 'target' | 'tables'> & Partial<Pick<MigrationSpec, 'name' | 'capture'>>): Promise<Binding[]> {
   const problems: string[] = [];
   const bindings: Binding[] = [];
   for (const [i, table] of spec.tables.entries()) {
@@ -284,6 +291,9 @@ export async function preflight(spec: Pick<MigrationSpec, 'source' | 'target' | 
     problems.push(...r.problems);
     if (r.binding) bindings.push(r.binding);
   }
+  // Change capture: the server, the role and every table, before anything is created.
+  if (problems.length === 0 && spec.capture !== undefined && spec.name !== undefined)
+    problems.push(...(await guarded('checking change capture', () => captureProblems({ name: spec.name!, source: spec.source, capture: spec.capture }, bindings))));
   if (problems.length) throw unbound(problems);
   spec.tables.forEach((table, i) => cache.set(cacheId(spec, table), Promise.resolve(bindings[i])));
   return bindings;

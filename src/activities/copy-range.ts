@@ -5,7 +5,8 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { controlAlias, type MigrationSpec, type TableSpec } from '../spec/schema';
 import { poolFor } from '../db/pools';
-import { RECORD_RANGE, RECORD_RANGE_ERROR, RECORD_RANGE_REFUSED } from '../db/ledger';
+import { RECORD_COPY_POINT, RECORD_RANGE, RECORD_RANGE_ERROR, RECORD_RANGE_REFUSED } from '../db/ledger';
+import { atSnapshot, epochOf, type SnapshotRef } from './snapshot';
 import { redact } from '../db/redact';
 import { guarded } from '../db/errors';
 import { bindingFor, type Binding } from './binding';
@@ -30,7 +31,13 @@ export interface RangeInput {
   attempt: number;
   /** the last attempt the spec allows: a mismatch now marks the range failed */
   finalAttempt: boolean;
+  /** change capture: the snapshot epoch the source is read at (its copy point) */
+  epoch?: number;
 }
+
+/** The snapshot a range reads the source at, under change capture. */
+export const snapshotRefOf = (input: Pick<RangeInput, 'migration' | 'spec' | 'epoch'>): SnapshotRef | undefined =>
+  input.epoch === undefined ? undefined : { migration: input.migration, spec: input.spec, epoch: input.epoch };
 
 function statusOf(input: RangeInput, checks: Checks): RangeResult['status'] {
   if (checks.ok) return 'verified';
@@ -155,16 +162,25 @@ async function copyRangeOnce(input: RangeInput, w: Where): Promise<RangeResult> 
       // A rerun after the constraints were restored: set them aside again before any row is deleted.
       if (input.plan.setAside?.length) await ensureSetAside(input.spec, input.migration, b.target);
       return withCopyClients(input.spec, async (src, tgt) => {
-        const { s, t, rows, bytes, copySeconds, verifySeconds } = await replaceAndMeasure(src, tgt, b, r);
+        const at = snapshotRefOf(input);
+        const { s, t, rows, bytes, copySeconds, verifySeconds } = await replaceAndMeasure(src, tgt, b, r, at);
         const checks = compareMeasured(b, s, t);
         const status = statusOf(input, checks);
         const params = ledgerParams(input, b, lo, hi, status, s.profile, t.profile, checks, true);
-        if (sameLedger) await tgt.query(RECORD_RANGE, params);
+        const point = at ? (await epochOf(at))?.point : undefined;
+        const pointParams = [input.migration, input.tableIndex, input.rangeIndex, point];
+        if (sameLedger) {
+          await tgt.query(RECORD_RANGE, params);
+          if (point) await tgt.query(RECORD_COPY_POINT, pointParams);
+        }
         await tgt.query('COMMIT');
         await src.query('COMMIT');
         // Counted once the rows are committed: a rolled-back attempt wrote nothing.
         countCopied(w, rows, bytes);
-        if (!sameLedger) await poolFor(controlAlias(input.spec), 'write').query(RECORD_RANGE, params);
+        if (!sameLedger) {
+          await poolFor(controlAlias(input.spec), 'write').query(RECORD_RANGE, params);
+          if (point) await poolFor(controlAlias(input.spec), 'write').query(RECORD_COPY_POINT, pointParams);
+        }
         countAttempt(w, 'copy', status, { copySeconds, verifySeconds, sourceRows: s.profile.count });
         return result(status, lo, hi, s.profile, t.profile, checks, rows);
       }).catch(async (e: unknown): Promise<RangeResult> => {
@@ -192,7 +208,7 @@ export async function verifyRange(input: RangeInput): Promise<RangeResult> {
         Object.assign(site, { lo, hi });
         const started = performance.now();
         const [s, t] = await Promise.all([
-          measure(poolFor(input.spec.source, 'read'), b, 'source', r),
+          atSnapshot(poolFor(input.spec.source, 'read'), snapshotRefOf(input), (c) => measure(c, b, 'source', r)),
           measure(poolFor(input.spec.target, 'write'), b, 'target', r),
         ]);
         const verifySeconds = secondsSince(started);

@@ -238,7 +238,7 @@ async function saveDifferences(input: RangeInput, diffs: Difference[], located: 
 /** Keys per keyed read: a lookup by the key's index per key, in statements of bounded size. */
 const KEYS_PER_READ = 5000;
 
-async function keyedRows(b: Binding, alias: string, access: 'read' | 'write', side: Side, r: KeyRange, keys: string[][]) {
+export async function keyedRows(b: Binding, alias: string, access: 'read' | 'write', side: Side, r: KeyRange, keys: string[][]) {
   const fetched = nothingFetched();
   for (let at = 0; at < keys.length; at += KEYS_PER_READ) {
     const part = keys.slice(at, at + KEYS_PER_READ);

@@ -7,6 +7,7 @@ import { BEGIN_SNAPSHOT, PREFER_INDEX, copyInSql, copyOutHashedSql, copyOutSql, 
 import type { Binding } from './binding';
 import { CopyMeter, copyPipe } from './copy-pipe';
 import { HashSplitter } from './copy-hash';
+import { beginAtSnapshot, type SnapshotRef } from './snapshot';
 import { secondsSince } from './metrics';
 import { NO_DUPLICATES, compareProfiles, parseDuplicates, parseProfile, type Checks, type DuplicateKeys, type SideProfile } from './compare';
 
@@ -65,8 +66,10 @@ export function compareMeasured(b: Binding, s: Measured, t: Measured): Checks {
  * the source's, and measures both sides there: the snapshot the copy reads is the one the source
  * side of the checks reads. The caller records what it must and commits both.
  */
-export async function replaceAndMeasure(src: pg.PoolClient, tgt: pg.PoolClient, b: Binding, sel: KeyRange | Selection): Promise<Replaced> {
-  await src.query(BEGIN_SNAPSHOT);
+export async function replaceAndMeasure(src: pg.PoolClient, tgt: pg.PoolClient, b: Binding, sel: KeyRange | Selection, at?: SnapshotRef): Promise<Replaced> {
+  // Change capture: the epoch's snapshot, so the rows are consistent with its LSN.
+  if (at) await beginAtSnapshot(src, at);
+  else await src.query(BEGIN_SNAPSHOT);
   await tgt.query('BEGIN');
   if ('outside' in sel) await Promise.all([src.query(PREFER_INDEX), tgt.query(PREFER_INDEX)]);
   const started = performance.now();

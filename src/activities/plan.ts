@@ -12,6 +12,7 @@ import { guarded } from '../db/errors';
 import { preflight, type Binding } from './binding';
 import { foreignKeys, tableSizing, type ForeignKey } from '../db/catalog';
 import { setAsideConstraints } from './constraints';
+import { ensurePublication } from './capture';
 import { rangeBytesFor, rowsPerRange, spanFor, type TablePlan } from './bounds';
 
 export type { TablePlan } from './bounds';
@@ -127,6 +128,8 @@ export async function planMigration(input: { migration: string; spec: MigrationS
     } finally {
       control.release();
     }
+    // Change capture: the publication first (the slot comes with the first snapshot).
+    await ensurePublication(spec, bindings);
     const fks = await setAsideConstraints(spec, migration, bindings.map((b) => b.target));
     const plans: TablePlan[] = [];
     for (const i of spec.tables.keys()) {

@@ -4,12 +4,13 @@
 // 100,000 ranges costs the workflow a few events; it heartbeats its cursor and a retry resumes there.
 import { lagGraceMs, type MigrationSpec } from '../spec/schema';
 import { poolFor } from '../db/pools';
-import type { Selection } from '../db/sql';
+import { PREFER_INDEX, type Selection } from '../db/sql';
 import { guarded } from '../db/errors';
 import { bindingFor } from './binding';
 import { heartbeat, previousDetails } from './heartbeat';
 import { locateRange, recheckRange } from './locate';
-import { copyRange, verifyRange, type RangeInput } from './copy-range';
+import { copyRange, snapshotRefOf, verifyRange, type RangeInput } from './copy-range';
+import { atSnapshot } from './snapshot';
 import { withCopyClients } from './copy-pipe';
 import { ensureSetAside } from './constraints';
 import { compareMeasured, measure, replaceAndMeasure, throughIndex } from './measure';
@@ -24,6 +25,8 @@ export interface SweepInput {
   plan: TablePlan;
   /** copy again the ranges (and the rows outside them) that differ; otherwise only report them */
   repair: boolean;
+  /** change capture: the source is read at this epoch's snapshot (a checkpoint) */
+  epoch?: number;
 }
 
 export interface SweepResult {
@@ -45,7 +48,7 @@ const SWEEP_PARALLEL_MAX = 8;
 export async function sweepTable(input: SweepInput): Promise<SweepResult> {
   const { spec, tableIndex: t, plan } = input;
   const table = spec.tables[t];
-  const base = { migration: input.migration, spec: { source: spec.source, target: spec.target, control: spec.control, mode: spec.mode }, table, tableIndex: t, plan };
+  const base = { migration: input.migration, spec: { source: spec.source, target: spec.target, control: spec.control, mode: spec.mode }, table, tableIndex: t, plan, ...(input.epoch !== undefined ? { epoch: input.epoch } : {}) };
   const args = (i: number, attempt: number, finalAttempt: boolean): RangeInput => ({ ...base, rangeIndex: i, attempt, finalAttempt });
 
   const start = Math.max(0, Math.min(plan.rangeCount, Number(previousDetails().next ?? 0) || 0));
@@ -120,13 +123,19 @@ export async function sweepTable(input: SweepInput): Promise<SweepResult> {
 }
 
 /** The rows outside the planned span (inserted beyond it since planning): compared, and copied if asked. */
-async function sweepOutside(input: SweepInput, repair: boolean): Promise<SweepResult['outside']> {
+export async function sweepOutside(input: SweepInput, repair: boolean): Promise<SweepResult['outside']> {
   const { spec, tableIndex: t } = input;
   const b = await bindingFor(spec, spec.tables[t], t);
   const sel: Selection = { outside: planSpan(input.plan) };
   return guarded(`checking the rows outside the ranges of ${b.sourceName}`, async () => {
+    const at = snapshotRefOf({ migration: input.migration, spec, epoch: input.epoch });
     const [s, d] = await Promise.all([
-      throughIndex(poolFor(spec.source, 'read'), (c) => measure(c, b, 'source', sel)),
+      at
+        ? atSnapshot(poolFor(spec.source, 'read'), at, async (c) => {
+            await c.query(PREFER_INDEX);
+            return measure(c, b, 'source', sel);
+          })
+        : throughIndex(poolFor(spec.source, 'read'), (c) => measure(c, b, 'source', sel)),
       throughIndex(poolFor(spec.target, 'write'), (c) => measure(c, b, 'target', sel)),
     ]);
     const equal = compareMeasured(b, s, d).ok;
@@ -134,7 +143,7 @@ async function sweepOutside(input: SweepInput, repair: boolean): Promise<SweepRe
     // Delete and copy in one target transaction from one source snapshot, then prove it there.
     if (input.plan.setAside?.length) await ensureSetAside(spec, input.migration, b.target);
     return withCopyClients(spec, async (src, tgt) => {
-      const { s: s2, t: d2, rows, bytes } = await replaceAndMeasure(src, tgt, b, sel);
+      const { s: s2, t: d2, rows, bytes } = await replaceAndMeasure(src, tgt, b, sel, at);
       await tgt.query('COMMIT');
       await src.query('COMMIT');
       countCopied({ migration: input.migration, table: input.plan.source }, rows, bytes);

@@ -13,7 +13,8 @@ import { createWorker } from '../worker';
 import { closePools } from '../db/pools';
 import { envNameForAlias } from '../spec/aliases';
 import { MigrationSpec, type MigrationSpecInput } from '../spec/schema';
-import { renderMarkdown } from '../report/render';
+import { captureLine, renderMarkdown } from '../report/render';
+import { FILL_WRITER_TABLE, WRITER_TABLE, startWriter } from '../infra/writer';
 import { approveCutoverUpdate, reportQuery } from '../workflows/messages';
 import { backfillMigration } from '../workflows/migration';
 import { follow } from './follow';
@@ -22,11 +23,48 @@ import { DEMO_ANALYZE, DEMO_SOURCE_DDL, DEMO_SOURCE_FILL, DEMO_TARGET_DDL, INDEP
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 
-export async function runDemo(o: { rows: number; chunk: number; keep: boolean }): Promise<number> {
+/** `--live`: the source's own table for a writer, its role, and how the freeze stops it. */
+const LIVE = {
+  table: 'public.accounts',
+  role: `CREATE ROLE app LOGIN PASSWORD 'app'`,
+  grant: 'GRANT SELECT, INSERT, UPDATE, DELETE ON public.accounts TO app',
+  freeze: 'REVOKE INSERT, UPDATE, DELETE ON public.accounts FROM app',
+  unfreeze: 'GRANT INSERT, UPDATE, DELETE ON public.accounts TO app',
+};
+
+function liveSpec(o: { chunk: number }): MigrationSpecInput {
+  return {
+    name: 'accounts-live',
+    source: 'source',
+    target: 'target',
+    concurrency: 2,
+    capture: 'logical',
+    catchUp: { maxLag: '5 seconds' },
+    tables: [
+      {
+        source: LIVE.table,
+        target: LIVE.table,
+        key: ['id'],
+        chunk: { column: 'id', size: o.chunk },
+        checks: { distribution: ['status'], aggregates: [{ fn: 'sum', column: 'balance' }] },
+      },
+    ],
+    cutover: {
+      approval: 'required',
+      approvers: ['demo'],
+      freeze: { connection: 'source', sql: LIVE.freeze },
+      unfreeze: { connection: 'source', sql: LIVE.unfreeze },
+      switch: { connection: 'target', sql: "COMMENT ON TABLE public.accounts IS 'authoritative since the accounts-live cutover'" },
+    },
+  };
+}
+
+export async function runDemo(o: { rows: number; chunk: number; keep: boolean; live?: { perSecond: number } }): Promise<number> {
   const say = (s: string) => console.log(s);
   // The demo talks to a person: the SDK's own INFO lines would drown the progress.
   Runtime.install({ logger: new DefaultLogger('WARN') });
-  say(`backfill demo: ${o.rows.toLocaleString('en-US')} rows, ranges of ${o.chunk.toLocaleString('en-US')} keys`);
+  const live = o.live;
+  say(`backfill demo${live ? ' --live' : ''}: ${o.rows.toLocaleString('en-US')} rows, ranges of ${o.chunk.toLocaleString('en-US')} keys${live ? `, a writer at ${live.perSecond} writes/s throughout, change capture by logical replication` : ''}`);
   say('starting embedded PostgreSQL (databases "source" and "target") ...');
   const pg = await startPostgres();
   let env: Awaited<ReturnType<typeof startDevServer>> | undefined;
@@ -34,11 +72,21 @@ export async function runDemo(o: { rows: number; chunk: number; keep: boolean })
     await pg.createDatabase('source');
     await pg.createDatabase('target');
     let t0 = Date.now();
-    await pg.query('source', DEMO_SOURCE_DDL);
-    await pg.query('source', DEMO_SOURCE_FILL, [o.rows]);
-    await pg.query('source', DEMO_ANALYZE);
-    await pg.query('target', DEMO_TARGET_DDL);
-    say(`  source table public.orders filled in ${seconds(Date.now() - t0)}`);
+    if (live) {
+      await pg.query('source', LIVE.role);
+      await pg.query('source', WRITER_TABLE(LIVE.table));
+      await pg.query('source', FILL_WRITER_TABLE(LIVE.table, o.rows));
+      await pg.query('source', LIVE.grant);
+      await pg.query('source', `ANALYZE ${LIVE.table}`);
+      await pg.query('target', WRITER_TABLE(LIVE.table));
+      say(`  source table ${LIVE.table} filled in ${seconds(Date.now() - t0)}`);
+    } else {
+      await pg.query('source', DEMO_SOURCE_DDL);
+      await pg.query('source', DEMO_SOURCE_FILL, [o.rows]);
+      await pg.query('source', DEMO_ANALYZE);
+      await pg.query('target', DEMO_TARGET_DDL);
+      say(`  source table public.orders filled in ${seconds(Date.now() - t0)}`);
+    }
 
     say('starting the Temporal dev server ...');
     const uiPort = await freePort();
@@ -49,7 +97,7 @@ export async function runDemo(o: { rows: number; chunk: number; keep: boolean })
     // The worker (in this process) resolves the aliases; the spec only names them.
     process.env[envNameForAlias('source')] = pg.url('source');
     process.env[envNameForAlias('target')] = pg.url('target');
-    const input: MigrationSpecInput = {
+    const input: MigrationSpecInput = live ? liveSpec(o) : {
       name: 'orders-v2',
       source: 'source',
       target: 'target',
@@ -81,40 +129,59 @@ export async function runDemo(o: { rows: number; chunk: number; keep: boolean })
     say(`  spec: ${specFile}`);
 
     const worker = await createWorker({ connection: env.nativeConnection, taskQueue: spec.taskQueue });
+    // The application: writing at a steady rate from before the start until after the switch.
+    const writer = live ? await startWriter(pg.url('source').replace(/\/\/postgres:[^@]*@/, '//app:app@'), LIVE.table, { perSecond: live.perSecond, firstNewId: o.rows + 1, maxId: o.rows }) : undefined;
     const code = await worker.runUntil(async () => {
-      t0 = Date.now();
-      // The summary and details `backfill start` gives: what the UI shows at the top of the migration.
-      const h = await env!.client.workflow.start(backfillMigration, {
-        taskQueue: spec.taskQueue,
-        workflowId: spec.name,
-        args: [spec],
-        staticSummary: startSummary(spec),
-        staticDetails: startDetails(spec),
-      });
-      say(`migration ${spec.name} started: http://127.0.0.1:${uiPort}/namespaces/default/workflows/${spec.name}`);
-      const gate = await follow(h, { untilGate: true });
-      const toGate = Date.now() - t0;
-      if (gate.phase !== 'awaiting_approval') {
-        say(`the migration stopped in phase ${gate.phase}${gate.detail ? `: ${gate.detail}` : ''}`);
-        return 1;
-      }
-      const report = await h.query(reportQuery);
-      say('');
-      say(renderMarkdown(report));
-      say(`copied and verified ${o.rows.toLocaleString('en-US')} rows in ${seconds(toGate)} (${Math.round(o.rows / (toGate / 1000)).toLocaleString('en-US')} rows/s, checks included)`);
-      say(`approving digest ${report.digest} as "demo" (what \`backfill approve ${spec.name} --as demo\` does) ...`);
-      await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'demo', digest: report.digest, comment: 'demo run' }] });
-      const result = await h.result();
-      say(`${result.phase}: authority switched at ${result.switchedAt}`);
+      try {
+        t0 = Date.now();
+        // The summary and details `backfill start` gives: what the UI shows at the top of the migration.
+        const h = await env!.client.workflow.start(backfillMigration, {
+          taskQueue: spec.taskQueue,
+          workflowId: spec.name,
+          args: [spec],
+          staticSummary: startSummary(spec),
+          staticDetails: startDetails(spec),
+        });
+        say(`migration ${spec.name} started: http://127.0.0.1:${uiPort}/namespaces/default/workflows/${spec.name}`);
+        const gate = await follow(h, { untilGate: true });
+        if (gate.capture) say(`at the gate: ${captureLine(gate.capture)}`);
+        const toGate = Date.now() - t0;
+        if (gate.phase !== 'awaiting_approval') {
+          say(`the migration stopped in phase ${gate.phase}${gate.detail ? `: ${gate.detail}` : ''}`);
+          return 1;
+        }
+        const report = await h.query(reportQuery);
+        say('');
+        say(renderMarkdown(report));
+        say(`copied and verified ${o.rows.toLocaleString('en-US')} rows in ${seconds(toGate)} (${Math.round(o.rows / (toGate / 1000)).toLocaleString('en-US')} rows/s, checks included)`);
+        if (writer) say(`the writer has written ${writer.total().toLocaleString('en-US')} times so far; the evidence is the source at checkpoint ${gate.capture?.checkpoint ?? '–'}`);
+        say(`approving digest ${report.digest} as "demo" (what \`backfill approve ${spec.name} --as demo\` does) ...`);
+        const approvedAt = Date.now();
+        await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'demo', digest: report.digest, comment: 'demo run' }] });
+        const result = await h.result();
+        const switchedAt = Date.now();
+        say(`${result.phase}: authority switched at ${result.switchedAt}`);
+        if (writer) {
+          // After the switch the application would write to the target; here it stops.
+          const c = await writer.stop();
+          const refusedFor = c.firstRefusedAt ? switchedAt - c.firstRefusedAt : 0;
+          say(`approval to switch: ${seconds(switchedAt - approvedAt)}; writes were refused for ${seconds(refusedFor)} (from the freeze to the switch: ${c.refused.toLocaleString('en-US')} refused attempts)`);
+          if (result.finalWindow) say(`final window: ${result.finalWindow.rows.toLocaleString('en-US')} row(s), ${seconds(result.finalWindow.ms)} from the freeze to the verdict`);
+          say(`the writer wrote ${(c.updates + c.docUpdates + c.inserts + c.deletes).toLocaleString('en-US')} times: ${c.inserts} inserts, ${c.updates + c.docUpdates} updates, ${c.deletes} deletes`);
+        }
 
-      const [s, t] = await Promise.all([pg.query('source', INDEPENDENT('public.orders')), pg.query('target', INDEPENDENT('public.orders_v2'))]);
-      const same = s.rows[0].n === t.rows[0].n && s.rows[0].h === t.rows[0].h;
-      say(`independent check (md5 of every row): source ${s.rows[0].n} rows / ${s.rows[0].h}, target ${t.rows[0].n} rows / ${t.rows[0].h}: ${same ? 'equal' : 'DIFFERENT'}`);
-      if (o.keep) {
-        say(`servers kept running; the Temporal UI is at http://127.0.0.1:${uiPort} (Ctrl-C to stop)`);
-        await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
+        const [from, to] = live ? [LIVE.table, LIVE.table] : ['public.orders', 'public.orders_v2'];
+        const [s, t] = await Promise.all([pg.query('source', INDEPENDENT(from)), pg.query('target', INDEPENDENT(to))]);
+        const same = s.rows[0].n === t.rows[0].n && s.rows[0].h === t.rows[0].h;
+        say(`independent check (md5 of every row): source ${s.rows[0].n} rows / ${s.rows[0].h}, target ${t.rows[0].n} rows / ${t.rows[0].h}: ${same ? 'equal' : 'DIFFERENT'}`);
+        if (o.keep) {
+          say(`servers kept running; the Temporal UI is at http://127.0.0.1:${uiPort} (Ctrl-C to stop)`);
+          await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
+        }
+        return same && result.phase === 'completed' ? 0 : 1;
+      } finally {
+        await writer?.stop();
       }
-      return same && result.phase === 'completed' ? 0 : 1;
     });
     return code;
   } finally {

@@ -357,12 +357,16 @@ export function buildProgram(): Command {
     .option('--rows <n>', 'rows in the sample source table', '1000000')
     .option('--chunk <n>', 'key span per range', '50000')
     .option('--keep', 'keep the servers (and the Temporal UI) running until Ctrl-C')
-    .action(act(async (o: { rows: string; chunk: string; keep?: boolean }) => {
+    .option('--live', 'a writer runs through the migration; change capture by logical replication, the lag while it catches up, and how long writes were refused')
+    .option('--rate <n>', 'with --live, the writer\'s writes per second', '150')
+    .action(act(async (o: { rows: string; chunk: string; keep?: boolean; live?: boolean; rate: string }) => {
       const rows = Number(o.rows);
       const chunk = Number(o.chunk);
+      const rate = Number(o.rate);
       if (!Number.isInteger(rows) || rows < 1) throw new BadInput(`--rows must be a positive integer, got ${o.rows}`);
       if (!Number.isInteger(chunk) || chunk < 1) throw new BadInput(`--chunk must be a positive integer, got ${o.chunk}`);
-      return runDemo({ rows, chunk, keep: Boolean(o.keep) });
+      if (!(rate > 0 && rate <= 5000)) throw new BadInput(`--rate must be a number of writes per second from 1 to 5000, got ${o.rate}`);
+      return runDemo({ rows, chunk, keep: Boolean(o.keep), ...(o.live ? { live: { perSecond: rate } } : {}) });
     }));
 
   return program;

@@ -28,6 +28,19 @@ CREATE TABLE IF NOT EXISTS backfill.ranges (
 );
 ALTER TABLE backfill.ranges ADD COLUMN IF NOT EXISTS worker text;
 ALTER TABLE backfill.ranges ADD COLUMN IF NOT EXISTS converged bigint NOT NULL DEFAULT 0;
+ALTER TABLE backfill.ranges ADD COLUMN IF NOT EXISTS copy_point pg_lsn;
+CREATE TABLE IF NOT EXISTS backfill.capture_epochs (
+  migration text NOT NULL,
+  epoch int NOT NULL,
+  slot text NOT NULL,
+  temporary boolean NOT NULL,
+  snapshot text NOT NULL,
+  point pg_lsn NOT NULL,
+  worker text,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  released_at timestamptz,
+  PRIMARY KEY (migration, epoch)
+);
 CREATE TABLE IF NOT EXISTS backfill.tables (
   migration text NOT NULL,
   table_index int NOT NULL,
@@ -269,3 +282,15 @@ SELECT count(*)::int AS n,
        coalesce(sum(source_count), 0)::text AS source_count, coalesce(sum(source_checksum), 0)::text AS source_checksum,
        coalesce(sum(target_count), 0)::text AS target_count, coalesce(sum(target_checksum), 0)::text AS target_checksum
   FROM backfill.ranges WHERE migration = $1 AND table_index = $2 AND range_index < $3`;
+
+/** Change capture: a snapshot epoch, recorded by the activity that holds it (names stay out of history). */
+export const RECORD_EPOCH = `
+INSERT INTO backfill.capture_epochs (migration, epoch, slot, temporary, snapshot, point, worker)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (migration, epoch) DO UPDATE
+   SET slot = EXCLUDED.slot, temporary = EXCLUDED.temporary, snapshot = EXCLUDED.snapshot, point = EXCLUDED.point,
+       worker = EXCLUDED.worker, created_at = now(), released_at = NULL`;
+export const EPOCH = `SELECT slot, temporary, snapshot, point::text AS point, released_at IS NOT NULL AS released FROM backfill.capture_epochs WHERE migration = $1 AND epoch = $2`;
+export const RELEASE_EPOCH = `UPDATE backfill.capture_epochs SET released_at = now() WHERE migration = $1 AND epoch = $2`;
+/** The LSN a range's rows are consistent with (change capture). */
+export const RECORD_COPY_POINT = `UPDATE backfill.ranges SET copy_point = $4::pg_lsn WHERE migration = $1 AND table_index = $2 AND range_index = $3`;

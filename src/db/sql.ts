@@ -496,3 +496,65 @@ export function advanceSequenceSql(target: string, column: string): string {
   const c = quoteIdent(column);
   return `SELECT setval($1::regclass, greatest(max(${c})::bigint, coalesce(pg_sequence_last_value($1::regclass), 1))) AS value FROM ${target} HAVING max(${c}) IS NOT NULL`;
 }
+
+// ---- change capture (logical replication) ----
+
+/** What logical change capture needs of the source server and role, in one row. */
+export const CAPTURE_SERVER_SQL = `
+SELECT current_setting('wal_level') AS wal_level,
+       current_setting('max_replication_slots')::int AS max_slots,
+       (SELECT count(*) FROM pg_replication_slots)::int AS slots_used,
+       current_setting('max_wal_senders')::int AS max_senders,
+       (SELECT count(*) FROM pg_stat_replication)::int AS senders_used,
+       current_setting('max_slot_wal_keep_size') AS keep_size,
+       r.rolsuper AS superuser, r.rolreplication AS replication,
+       EXISTS (SELECT 1 FROM pg_roles m WHERE m.rolname = 'rds_replication' AND pg_has_role(current_user, m.oid, 'MEMBER')) AS rds_replication,
+       has_database_privilege(current_database(), 'CREATE') AS can_create
+  FROM pg_roles r WHERE r.rolname = current_user`;
+
+/** Per table (by oid, $1 text[]): its replica identity, whether it has a primary key, whether we own it. */
+export const CAPTURE_TABLES_SQL = `
+SELECT c.oid::text AS oid, c.relreplident AS identity,
+       EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) AS has_pk,
+       pg_has_role(c.relowner, 'USAGE') AS owned
+  FROM pg_class c WHERE c.oid = ANY ($1::text[]::oid[])`;
+
+export const PUBLICATION_SQL = `
+SELECT p.pubname, p.puballtables AS all_tables,
+       coalesce((SELECT array_agg(pt.relid::text) FROM pg_publication_rel pt WHERE pt.prpubid = p.oid), '{}') AS relids
+  FROM pg_publication p WHERE p.pubname = $1`;
+
+export function createPublicationSql(name: string, tables: string[]): string {
+  return `CREATE PUBLICATION ${quoteIdent(name)} FOR TABLE ${tables.join(', ')}`;
+}
+
+export function setPublicationTablesSql(name: string, tables: string[]): string {
+  return `ALTER PUBLICATION ${quoteIdent(name)} SET TABLE ${tables.join(', ')}`;
+}
+
+export function dropPublicationSql(name: string): string {
+  return `DROP PUBLICATION IF EXISTS ${quoteIdent(name)}`;
+}
+
+/** A slot, how much WAL it holds back, and whether something streams it now. */
+export const SLOT_SQL = `
+SELECT slot_name, temporary, active_pid, wal_status,
+       confirmed_flush_lsn::text AS confirmed,
+       greatest(pg_current_wal_lsn() - restart_lsn, 0)::bigint::text AS retained_bytes
+  FROM pg_replication_slots WHERE slot_name = $1`;
+
+export const TERMINATE_SLOT_USER_SQL = `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL`;
+export const DROP_SLOT_SQL = `SELECT pg_drop_replication_slot($1)`;
+
+/**
+ * The sessions holding a migration's temporary slots (the snapshots of epochs and checkpoints, $1 a
+ * LIKE pattern): ended, so their snapshots and slots go at once rather than when the holder hears.
+ */
+export const END_EPOCH_HOLDERS_SQL = `
+SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE temporary AND active_pid IS NOT NULL AND slot_name LIKE $1`;
+export const EPOCH_SLOTS_SQL = `SELECT count(*)::int AS n FROM pg_replication_slots WHERE temporary AND slot_name LIKE $1`;
+
+/** The keys applied by change capture since a point ($3), per table ($2), for the final window. */
+export const CHANGED_KEYS_SQL = `
+SELECT DISTINCT key FROM backfill.capture_keys WHERE migration = $1 AND table_index = $2 AND commit_lsn > $3::pg_lsn`;
+export const FORGET_KEYS_SQL = `DELETE FROM backfill.capture_keys WHERE migration = $1`;

@@ -1,6 +1,6 @@
 // Rendering the report and the progress for people. Pure functions.
 import { auditTrail, type Report, type TableReport } from './model';
-import type { Progress } from '../workflows/messages';
+import type { CaptureProgress, Progress } from '../workflows/messages';
 
 const fmt = (n: number | string) => Number(n).toLocaleString('en-US');
 
@@ -89,10 +89,18 @@ export function renderProgress(p: Progress): string {
       `  ${t.source} → ${t.target}: ${fmt(r.verified)}/${fmt(r.total)} ranges verified, ${fmt(r.inFlight)} in flight, ${fmt(r.failed)} failed, ${fmt(t.rowsCopied)} rows copied`,
     );
   }
-  if (p.delta) lines.push(`  catch-up: watermark ${p.delta.watermark ?? '–'}, ${fmt(p.delta.rowsApplied)} rows applied, ${fmt(p.delta.remaining)} remaining in the last round`);
+  if (p.capture) lines.push(`  ${captureLine(p.capture)}`);
+  else if (p.delta) lines.push(`  catch-up: watermark ${p.delta.watermark ?? '–'}, ${fmt(p.delta.rowsApplied)} rows applied, ${fmt(p.delta.remaining)} remaining in the last round`);
   if (p.digest) lines.push(`  awaiting approval of digest ${p.digest}${p.attention ? ` (${p.attention})` : ''}`);
   if (p.finalWindow) lines.push(`  last final check: ${fmt(p.finalWindow.rows)} rows in the final window, ${(p.finalWindow.ms / 1000).toFixed(1)} s from freeze to verdict`);
   return lines.join('\n');
+}
+
+/** Change capture in one line: what was applied, how far behind, the checkpoint the evidence is at. */
+export function captureLine(c: CaptureProgress): string {
+  const mb = Number(c.lagBytes) / (1024 * 1024);
+  const lag = `lag ${c.lagSeconds.toFixed(1)} s, ${mb >= 1 ? `${mb.toFixed(1)} MB` : `${fmt(Number(c.lagBytes))} bytes`}`;
+  return `change capture: ${fmt(c.transactions)} transaction(s), ${fmt(c.rows)} row(s) applied up to ${c.appliedLsn ?? '–'}; ${lag}; checkpoint ${c.checkpoint ?? '–'}`;
 }
 
 /** What a person does at the gate, for the CLI: the same steps Current Details shows in the UI. */

@@ -133,10 +133,35 @@ export const CutoverSpec = z
   })
   .strict();
 
+/** A replication slot or publication name: lower-case letters, digits and underscores (PostgreSQL's rule for slots). */
+const replicationName = z.string().regex(/^[a-z0-9_]{1,63}$/, 'must be 1-63 lower-case letters, digits or underscores');
+
+/**
+ * Change capture through PostgreSQL logical replication: every change is read from the write-ahead
+ * log (deletes too, no change column). `slot` and `publication` name ones the user manages; by
+ * default the migration creates its own and drops them when it ends.
+ */
+export const CaptureSpec = z.union(
+  [
+    z.literal('logical'),
+    z
+      .object({
+        method: z.literal('logical', { error: 'must be "logical"' }),
+        slot: replicationName.optional(),
+        publication: replicationName.optional(),
+      })
+      .strict(),
+  ],
+  { error: 'must be "logical" or { method: logical, slot?, publication? }' },
+);
+
 /** Catching up with a source that keeps taking writes (used when a table has `delta`, or when given). */
 export const CatchUpSpec = z
   .object({
+    /** with a change column: how long to wait between rounds once caught up */
     interval: durationText.default('30 seconds'),
+    /** the gate opens once the target is at most this far behind the source */
+    maxLag: durationText.default('5 seconds'),
     remaining: z.number({ error: 'must be a non-negative integer' }).int('must be a non-negative integer').min(0, 'must be a non-negative integer').max(1e12).default(1000),
     maxRounds: positiveInt(10_000).default(20),
   })
@@ -167,6 +192,7 @@ export const MigrationSpec = z
     cutover: CutoverSpec.default({ approval: 'required' }),
     catchUp: CatchUpSpec.optional(),
     verify: VerifySpec.optional(),
+    capture: CaptureSpec.optional(),
   })
   .strict()
   .superRefine((spec, ctx) => {
@@ -216,6 +242,14 @@ export const MigrationSpec = z
     });
     if (spec.mode === 'verify' && spec.tables.some((t) => t.delta))
       refuse(['mode'], 'verify mode copies nothing, so it cannot apply a delta: remove tables[].delta or use mode copy');
+    if (spec.capture !== undefined) {
+      if (spec.mode === 'verify') refuse(['capture'], 'verify mode copies nothing, so it captures nothing: remove capture or use mode copy');
+      spec.tables.forEach((t, i) => {
+        if (t.delta) refuse(['tables', i, 'delta'], 'capture: logical reads every change from the log: remove delta');
+        if (t.transform) refuse(['tables', i, 'transform'], 'not with capture: logical yet (changes are applied column for column)');
+        if (t.where) refuse(['tables', i, 'where'], 'not with capture: logical yet (a change could move a row into or out of the filter)');
+      });
+    }
     if (spec.cutover.unfreeze && !spec.cutover.freeze) refuse(['cutover', 'unfreeze'], 'needs cutover.freeze');
     if (spec.cutover.approvalTimeout !== undefined && durationMs(spec.cutover.approvalTimeout) < 1000)
       refuse(['cutover', 'approvalTimeout'], 'must be at least 1 second');
@@ -254,15 +288,15 @@ export function chunkOf(t: Pick<TableSpec, 'chunk'>, key: string[]): Chunking {
  * static, and the evidence at the gate is the final evidence.
  */
 export function isLive(spec: MigrationSpec): boolean {
-  return spec.catchUp !== undefined || spec.cutover.freeze !== undefined || spec.tables.some((t) => t.delta);
+  return spec.capture !== undefined || spec.catchUp !== undefined || spec.cutover.freeze !== undefined || spec.tables.some((t) => t.delta);
 }
 
-/** Catch-up settings with defaults applied. */
 /** The lag grace of verify mode, in milliseconds (0: none). */
 export function lagGraceMs(spec: MigrationSpec): number {
   return spec.mode === 'verify' && spec.verify ? durationMs(spec.verify.lagGrace) : 0;
 }
 
+/** Catch-up settings with defaults applied. */
 export function catchUpOf(spec: MigrationSpec): z.infer<typeof CatchUpSpec> {
   return spec.catchUp ?? CatchUpSpec.parse({});
 }
@@ -296,4 +330,35 @@ export function checkSpec(doc: unknown): SpecCheck {
     return `${formatIssuePath(iss.path)}: ${iss.message}`;
   });
   return { ok: false, problems: [...new Set(problems.flatMap((p) => p.split('\n')))] };
+}
+
+export interface Capture {
+  slot: string;
+  publication: string;
+  /** the user named them: the migration neither creates nor drops them */
+  managed: { slot: boolean; publication: boolean };
+}
+
+/** A short, stable hash of a name (FNV-1a, 32 bits, hex): keeps derived names unique. Pure. */
+function shortHash(s: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h.toString(16).padStart(8, '0');
+}
+
+/** The migration's slot and publication, or undefined without change capture. Pure (the workflow uses it). */
+export function captureOf(spec: Pick<MigrationSpec, 'name' | 'capture'>): Capture | undefined {
+  const c = spec.capture;
+  if (c === undefined) return undefined;
+  const given: { slot?: string; publication?: string } = typeof c === 'string' ? {} : c;
+  // Slot names allow [a-z0-9_] only: the spec name, folded, and a hash of it so that "a.b" and "a_b" differ.
+  const own = `backfill_${spec.name.toLowerCase().replace(/[^a-z0-9_]/g, '_').slice(0, 40)}_${shortHash(spec.name)}`;
+  return {
+    slot: given.slot ?? own,
+    publication: given.publication ?? own,
+    managed: { slot: given.slot !== undefined, publication: given.publication !== undefined },
+  };
 }

@@ -1,5 +1,5 @@
 // The activities as the workflow calls them: one proxy, explicit timeouts.
-import { proxyActivities } from '@temporalio/workflow';
+import { ActivityCancellationType, proxyActivities } from '@temporalio/workflow';
 import type * as activities from '../activities';
 
 const retry = { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 30 };
@@ -17,3 +17,15 @@ export function summarised(summary: string): typeof acts {
 
 /** For cleanup on the way out of a failed migration: a few tries, then the failure stands. */
 export const lastTries = proxyActivities<typeof activities>({ startToCloseTimeout: '1 hour', heartbeatTimeout: '15 seconds', retry: { ...retry, maximumAttempts: 3 } });
+
+/**
+ * The holder of a change-capture snapshot: it runs until cancelled, and is not retried (a new
+ * snapshot is a new epoch, which the workflow opens itself). The workflow lets go without waiting.
+ */
+export const holders = proxyActivities<typeof activities>({
+  startToCloseTimeout: '30 days',
+  heartbeatTimeout: '15 seconds',
+  retry: { maximumAttempts: 1 },
+  cancellationType: ActivityCancellationType.TRY_CANCEL,
+  summary: 'hold the snapshot the ranges are copied at',
+});

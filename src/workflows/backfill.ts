@@ -7,7 +7,7 @@ import { lagGraceMs } from '../spec/schema';
 import { summarised } from './activities';
 import { rangeBounds } from '../policy/range-bounds';
 import type { TablePlan } from '../activities/bounds';
-import { rootCause } from './errors';
+import { isSnapshotGone, rootCause } from './errors';
 import type { MigrationState } from './state';
 import { showRanges } from './metrics';
 import type { backfillMigration } from './migration';
@@ -33,6 +33,8 @@ async function rangeInFlight(s: MigrationState, t: number, i: number): Promise<v
     rangeIndex: i,
     attempt,
     finalAttempt,
+    // Change capture: the source is read at the epoch's snapshot.
+    ...(s.live?.capture?.epoch !== undefined ? { epoch: s.live.capture.epoch } : {}),
   });
   // What the UI's timeline says on each bar: the table, its range and, where the plan has them, the keys.
   const where = `${st.plan.source}${boundsOf(st.plan, i)} range ${i + 1}/${st.plan.rangeCount}`;
@@ -67,7 +69,12 @@ async function rangeInFlight(s: MigrationState, t: number, i: number): Promise<v
       st.failed.set(i, outcome.failure);
     }
   } catch (e) {
-    s.fatal ??= e;
+    const c = s.live?.capture;
+    if (c && isSnapshotGone(e)) {
+      // The epoch's snapshot ended under this range: a new epoch copies it (nothing was committed).
+      c.lost = true;
+      c.again.push({ t, i });
+    } else s.fatal ??= e;
   } finally {
     st.inFlight.delete(i);
     st.released.delete(i);

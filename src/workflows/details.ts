@@ -2,6 +2,7 @@
 // over the state; the workflow sets it on every move (setCurrentDetails: no command, no history).
 import type { MigrationState } from './state';
 import { rerunCommand } from '../report/model';
+import { captureLine } from '../report/render';
 
 const n = (x: number) => x.toLocaleString('en-US');
 
@@ -14,7 +15,9 @@ export function currentDetails(s: MigrationState): string {
       out.push(`| ${t.plan.source} → ${t.plan.target} | ${n(t.verified)} / ${n(t.plan.rangeCount)} | ${n(t.failed.size)} | ${n(t.inFlight.size)} | ${n(t.rowsCopied)} |`);
   }
   const l = s.delta();
-  if (l) out.push('', `**Catch-up:** ${n(l.rowsApplied)} row(s) applied, watermark ${l.watermark ?? '–'}`);
+  const c = s.captureView();
+  if (c) out.push('', `**${captureLine(c).replace(/^change capture:/, 'Change capture:**')}`);
+  else if (l) out.push('', `**Catch-up:** ${n(l.rowsApplied)} row(s) applied, watermark ${l.watermark ?? '–'}`);
   if (s.phase === 'awaiting_approval' && s.digest && s.spec) {
     const who = s.spec.cutover.approvers?.length ? s.spec.cutover.approvers.join(', ') : 'anyone';
     out.push(

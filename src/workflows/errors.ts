@@ -28,3 +28,9 @@ export const ABORTED = 'Aborted';
 export function abortedFailure(result: MigrationResult): ApplicationFailure {
   return plainFailure(ABORTED, `aborted: ${result.reason ?? 'by an operator'}`, [result]);
 }
+
+/** A change-capture range or sweep that found its epoch's snapshot gone (its holder ended). */
+export function isSnapshotGone(e: unknown): boolean {
+  const root = rootCause(e);
+  return root instanceof ApplicationFailure && root.type === 'SnapshotGone';
+}

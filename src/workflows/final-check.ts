@@ -5,6 +5,7 @@ import { acts } from './activities';
 import type { MigrationState } from './state';
 import { oldestMark } from './state';
 import { deltaRound, sweep } from './catchup';
+import { capturedFinalWindow } from './capture';
 import { buildReport, hasConstraints, reconcileAll, restoreConstraints } from './evidence';
 
 /** How long the final check waits for writers that were open when the freeze ran. */
@@ -24,10 +25,18 @@ export async function finalCheck(s: MigrationState, approved: Approval): Promise
     if (w.open > 0) return `${w.open} writing transaction(s) opened before the freeze were still open after ${WRITERS_GRACE_MS / 1000} s`;
   }
   const before = l.rowsApplied;
-  if (s.hasDelta() && !(await deltaRound(s))) return 'the final delta window did not verify';
-  s.detail = 'checking every range again';
-  await sweep(s);
-  if (s.failedCount() > 0) return `${s.failedCount()} range(s) still differ after the final window was copied`;
+  if (l.capture) {
+    // Change capture: the window is the keys changed since the checkpoint, not every range.
+    s.detail = 'applying the stream to the freeze, then comparing every key changed since the checkpoint';
+    s.showDetails();
+    const why = await capturedFinalWindow(s);
+    if (why) return why;
+  } else {
+    if (s.hasDelta() && !(await deltaRound(s))) return 'the final delta window did not verify';
+    s.detail = 'checking every range again';
+    await sweep(s);
+    if (s.failedCount() > 0) return `${s.failedCount()} range(s) still differ after the final window was copied`;
+  }
   if (hasConstraints(s)) {
     const broken = await restoreConstraints(s);
     if (broken.length) return `rows break ${broken.join('; ')}`;
@@ -39,7 +48,7 @@ export async function finalCheck(s: MigrationState, approved: Approval): Promise
   await reconcileAll(s);
   s.setPhase('final_check', 'building the final report');
   await buildReport(s, { final: true });
-  s.finalWindow = { rows: l.rowsApplied - before, ms: Date.now() - started, watermark: oldestMark(l.marks) };
+  s.finalWindow = { rows: l.rowsApplied - before, ms: Date.now() - started, watermark: l.capture ? l.capture.applied : oldestMark(l.marks) };
   if (s.report!.verdict === 'red') return 'the final report is red';
   return undefined;
 }

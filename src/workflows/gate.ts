@@ -13,6 +13,10 @@ import { buildReport } from './evidence';
 import { deltaRound } from './catchup';
 import { needsAttention, stopIfAborted } from './attention';
 import type { backfillMigration } from './migration';
+import { streamWhileWaiting } from './capture';
+
+/** Between two calls of the stream while the gate waits. */
+const CAPTURE_PAUSE_MS = 1000;
 
 export type GateOutcome = { approved: Approval } | { to: Stage } | { end: MigrationResult };
 
@@ -34,7 +38,8 @@ export async function gate(s: MigrationState): Promise<GateOutcome> {
   let red = false;
   for (;;) {
     const decided = () => s.decided();
-    const waits = [s.hasDelta() ? durationMs(c.interval) : undefined, overdueAt && !s.attention ? Math.max(1, overdueAt - Date.now()) : undefined].filter(
+    // Change capture streams on while the gate waits, with a short pause between calls.
+    const waits = [s.hasDelta() ? durationMs(c.interval) : s.live?.capture ? CAPTURE_PAUSE_MS : undefined, overdueAt && !s.attention ? Math.max(1, overdueAt - Date.now()) : undefined].filter(
       (w): w is number => w !== undefined,
     );
     if (waits.length === 0) await condition(decided);
@@ -54,6 +59,7 @@ export async function gate(s: MigrationState): Promise<GateOutcome> {
         break;
       }
     }
+    if (s.live?.capture && !decided()) await streamWhileWaiting(s);
     if (s.historyFull() && !decided()) {
       await condition(allHandlersFinished);
       await continueAsNew<typeof backfillMigration>(spec, s.carry());

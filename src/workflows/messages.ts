@@ -38,6 +38,21 @@ export interface DeltaProgress {
   remaining: number;
 }
 
+/** Change capture (`capture: logical`): how far the stream has applied, and how far behind it is. */
+export interface CaptureProgress {
+  /** the end LSN of the last source transaction applied to the target */
+  appliedLsn: string | null;
+  /** the last green checkpoint's LSN: the evidence at the gate is the source as of it */
+  checkpoint: string | null;
+  lagSeconds: number;
+  /** WAL between the source's position and what the target has applied, in bytes */
+  lagBytes: string;
+  transactions: number;
+  rows: number;
+  /** snapshot epochs opened (the copy's, and one per checkpoint) */
+  epochs: number;
+}
+
 export interface Progress {
   migration: string;
   phase: Phase;
@@ -45,6 +60,7 @@ export interface Progress {
   detail?: string;
   tables: { source: string; target: string; ranges: RangeCounts; rowsCopied: number }[];
   delta?: DeltaProgress;
+  capture?: CaptureProgress;
   digest?: string;
   /** while awaiting approval: who may approve (empty: anyone) */
   approvers?: string[];

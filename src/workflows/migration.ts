@@ -4,7 +4,8 @@
 //   planning here; backfill.ts (the window of ranges); evidence.ts (reconciling, the report);
 //   catchup.ts (a live source); gate.ts (the approval); final-check.ts; switch.ts.
 import { ApplicationFailure, CancellationScope, ContinueAsNew, isCancellation, log, patched, workflowInfo } from '@temporalio/workflow';
-import { checkSpec, isLive } from '../spec/schema';
+import { captureOf, checkSpec, isLive } from '../spec/schema';
+import { capturedBackfill, capturedCatchUp, dropCapture, newCaptureState } from './capture';
 import { acts, lastTries, summarised } from './activities';
 import { needsAttention, stopIfAborted } from './attention';
 import { voidApproval, audit } from './audit';
@@ -48,6 +49,8 @@ export async function backfillMigration(input: unknown, carried?: Carried): Prom
     if (state && state.phase !== 'failed') state.setPhase('failed', root.message);
     // A failed migration leaves no foreign key dropped (best effort: the failure is what counts).
     if (state && hasConstraints(state)) await lastTries.restoreConstraints({ spec: state.spec, migration: state.name }).catch(() => undefined);
+    // Nor a replication slot holding WAL on the source.
+    if (state?.live?.capture) await dropCapture(state, { last: true }).catch(() => undefined);
     if (root instanceof ApplicationFailure && root !== e) throw plainFailure(root.type ?? 'Error', root.message, root.details as unknown[]);
     throw e;
   }
@@ -102,7 +105,15 @@ async function migrate(input: unknown, carried: Carried | undefined, started: (s
     if (isLive(spec)) {
       // Read before the first range is copied: catch-up starts from here.
       const mark = spec.tables.some((t) => t.delta) ? await acts.captureWatermark({ spec }) : null;
-      live = { stage: 'backfill' as Stage, marks: spec.tables.map((t) => (t.delta ? mark : null)), rowsApplied: 0, remaining: 0, evidenceMark: null, finalChecks: 0 };
+      live = {
+        stage: 'backfill' as Stage,
+        marks: spec.tables.map((t) => (t.delta ? mark : null)),
+        rowsApplied: 0,
+        remaining: 0,
+        evidenceMark: null,
+        finalChecks: 0,
+        ...(captureOf(spec) ? { capture: newCaptureState() } : {}),
+      };
     }
     s.planned(plans, live);
   }
@@ -115,7 +126,8 @@ async function migrate(input: unknown, carried: Carried | undefined, started: (s
   };
   for (;;) {
     if (stage === 'backfill') {
-      await backfill(s);
+      if (s.live?.capture) await capturedBackfill(s);
+      else await backfill(s);
       let stop = await stopIfAborted(s);
       if (stop) return stop;
       // Reconciling: the global checks, also when ranges failed (the report needs both).
@@ -137,7 +149,8 @@ async function migrate(input: unknown, carried: Carried | undefined, started: (s
     }
 
     if (stage === 'catchup') {
-      await catchUp(s);
+      if (s.live?.capture) await capturedCatchUp(s);
+      else await catchUp(s);
       const stop = await stopIfAborted(s);
       if (stop) return stop;
       await buildReport(s);

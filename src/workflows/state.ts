@@ -5,7 +5,7 @@ import { setCurrentDetails, upsertSearchAttributes, workflowInfo } from '@tempor
 import type { TablePlan } from '../activities/bounds';
 import type { MigrationSpec } from '../spec/schema';
 import { NO_KEYS, provisionalReport, type Approval, type Report } from '../report/model';
-import type { Phase, Progress } from './messages';
+import type { CaptureProgress, Phase, Progress } from './messages';
 import { migrationKey, phaseKey } from './search-attributes';
 import type { Carried, FinalWindow, LiveState, RangeRef, TableState } from './types';
 import { currentDetails } from './details';
@@ -149,7 +149,14 @@ export class MigrationState {
   // ---- the backfill window ----
 
   hasWork(): boolean {
-    return this.rerunQueue.length > 0 || this.tables.some((st) => st.next < st.plan.rangeCount);
+    // Change capture: no range starts in an epoch whose snapshot is gone (the next epoch takes them).
+    if (this.live?.capture?.lost) return false;
+    return this.workLeft();
+  }
+
+  /** Ranges still to take, whatever the epoch. */
+  workLeft(): boolean {
+    return this.rerunQueue.length > 0 || (this.live?.capture?.again.length ?? 0) > 0 || this.tables.some((st) => st.next < st.plan.rangeCount);
   }
 
   inFlight(): number {
@@ -167,6 +174,9 @@ export class MigrationState {
 
   /** The next range to attempt: a rerun first, else the next planned range of the first table with one. */
   nextRange(): RangeRef | undefined {
+    // A range whose epoch ended under it: it never got a status, so no count changes.
+    const again = this.live?.capture?.again.shift();
+    if (again) return again;
     const r = this.rerunQueue.shift();
     if (r) {
       // Reruns are taken only once every range has a status: take it out of the counts until proven again.
@@ -210,7 +220,14 @@ export class MigrationState {
 
   delta(): Report['delta'] | undefined {
     const l = this.live;
-    return l && { watermark: oldestMark(l.marks), rowsApplied: l.rowsApplied, remaining: l.remaining };
+    // Change capture: the evidence's point is the last green checkpoint's LSN.
+    return l && { watermark: l.capture ? l.capture.checkpoint : oldestMark(l.marks), rowsApplied: l.rowsApplied, remaining: l.remaining };
+  }
+
+  /** Change capture as the progress query and the report show it. */
+  captureView(): CaptureProgress | undefined {
+    const c = this.live?.capture;
+    return c && { appliedLsn: c.applied, checkpoint: c.checkpoint, lagSeconds: c.lagSeconds, lagBytes: c.lagBytes, transactions: c.transactions, rows: c.rows, epochs: c.epochs };
   }
 
   // ---- what the queries show ----
@@ -236,6 +253,7 @@ export class MigrationState {
       digest: this.phase === 'awaiting_approval' ? this.digest : undefined,
       ...(this.phase === 'awaiting_approval' && this.spec ? { approvers: this.spec.cutover.approvers ?? [] } : {}),
       ...(delta ? { delta } : {}),
+      ...(this.live?.capture ? { capture: this.captureView() } : {}),
       ...(this.attention ? { attention: this.attention } : {}),
       ...(this.finalWindow ? { finalWindow: this.finalWindow } : {}),
       paused: this.paused,

@@ -37,6 +37,34 @@ export interface LiveState {
   /** the watermark in the evidence presented at the gate (the digest covers it) */
   evidenceMark: string | null;
   finalChecks: number;
+  /** change capture (`capture: logical`): the stream's state instead of watermarks */
+  capture?: CaptureState;
+}
+
+/** Change capture's state: LSNs and counts only (names and snapshots stay in the ledger). */
+export interface CaptureState {
+  /** snapshot epochs opened so far (ranges, then every checkpoint, each open one) */
+  epochs: number;
+  /** the epoch the ranges read now, while its holder lives */
+  epoch?: number;
+  /** the LSN of that epoch's snapshot */
+  point?: string;
+  /** how far the target has applied the stream (end LSN of the last source transaction applied) */
+  applied: string | null;
+  transactions: number;
+  rows: number;
+  lagBytes: string;
+  lagSeconds: number;
+  /** the last green checkpoint: the evidence at the gate is the source as of this LSN */
+  checkpoint: string | null;
+  /** ranges to take again in a new epoch: their snapshot went away under them */
+  again: RangeRef[];
+  /** a range found its epoch's snapshot gone: take no more ranges in it */
+  lost: boolean;
+  /** the slot and the publication were dropped */
+  dropped: boolean;
+  /** keys compared by the last final window */
+  windowKeys?: number;
 }
 
 /** The last final check: rows in its window, and how long it took from the freeze to the verdict. */

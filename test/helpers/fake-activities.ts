@@ -231,5 +231,12 @@ export class FakeActivities {
     awaitWriters: async () => this.notHere('awaitWriters'),
     restoreConstraints: async () => [],
     changedSince: async () => this.notHere('changedSince'),
+    copyOutside: async () => this.notHere('copyOutside'),
+    holdSnapshot: async () => this.notHere('holdSnapshot'),
+    awaitEpoch: async () => this.notHere('awaitEpoch'),
+    applyCapture: async () => this.notHere('applyCapture'),
+    compareWindow: async () => this.notHere('compareWindow'),
+    slotState: async () => this.notHere('slotState'),
+    dropCapture: async () => this.notHere('dropCapture'),
   };
 }

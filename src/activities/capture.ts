@@ -1,0 +1,284 @@
+// Change capture through logical replication, as activities: the preflight that refuses before
+// anything is created, the publication, the holder of an epoch's exported snapshot, the apply of
+// the slot's stream to the target, the final window's comparison by key, and the cleanup.
+// Connection strings, snapshot names and slot credentials stay here and in the ledger: the
+// workflow sees LSNs, counts and sentences.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
+import { Context } from '@temporalio/activity';
+import { captureOf, controlAlias, type MigrationSpec } from '../spec/schema';
+import { connectionStringFor } from '../spec/aliases';
+import { poolFor } from '../db/pools';
+import { guarded } from '../db/errors';
+import { EPOCH, RECORD_EPOCH, RELEASE_EPOCH } from '../db/ledger';
+import {
+  CHANGED_KEYS_SQL, END_EPOCH_HOLDERS_SQL, EPOCH_SLOTS_SQL, DROP_SLOT_SQL, FORGET_KEYS_SQL, PUBLICATION_SQL, SLOT_SQL,
+  TERMINATE_SLOT_USER_SQL, createPublicationSql, dropPublicationSql, hashedColumns, setPublicationTablesSql,
+} from '../db/sql';
+import { applyChanges, type CaptureTable } from '../capture/apply';
+import { createSlot } from '../capture/replication';
+import { bindingFor, type Binding } from './binding';
+
+export { captureProblems } from './capture-preflight';
+import { heartbeat, WORKER_ID } from './heartbeat';
+import { diffRows, keyedRows } from './locate';
+
+type Spec = MigrationSpec;
+
+/** Creates the migration's publication (or sets its tables), unless the user manages it. */
+export async function ensurePublication(spec: Spec, bindings: Binding[]): Promise<void> {
+  const cap = captureOf(spec);
+  if (!cap || cap.managed.publication) return;
+  const src = poolFor(spec.source, 'write');
+  const names = bindings.map((b) => b.source);
+  const pub = (await src.query(PUBLICATION_SQL, [cap.publication])).rows[0];
+  await src.query(pub ? setPublicationTablesSql(cap.publication, names) : createPublicationSql(cap.publication, names));
+}
+
+// ---- snapshot epochs ----
+
+export interface EpochInput {
+  migration: string;
+  spec: Spec;
+  epoch: number;
+}
+
+/**
+ * Holds an epoch's exported snapshot until cancelled: the first creates the migration's slot with
+ * it (the slot then streams exactly what commits after the snapshot); a later one, or one whose
+ * slot already exists, a temporary slot, which gives an exact new point. The snapshot lives while
+ * this session stays open and idle, so nothing else runs on it.
+ */
+export async function holdSnapshot(input: EpochInput): Promise<void> {
+  const { spec, migration, epoch } = input;
+  const cap = captureOf(spec)!;
+  const ctl = poolFor(controlAlias(spec), 'write');
+  const held = await guarded(`opening snapshot epoch ${epoch}`, async () => {
+    const exists = (await poolFor(spec.source, 'read').query(SLOT_SQL, [cap.slot])).rowCount! > 0;
+    const name = exists ? `${epochSlotPrefix(cap.slot)}${epoch}_${Math.random().toString(36).slice(2, 8)}` : cap.slot;
+    const h = await createSlot(connectionStringFor(spec.source), { slot: name, temporary: exists });
+    await ctl.query(RECORD_EPOCH, [migration, epoch, name, exists, h.snapshot, h.consistentPoint, WORKER_ID]);
+    return h;
+  });
+  heartbeat({ epoch, point: held.consistentPoint });
+  const lost = new Promise<never>((_, reject) => {
+    held.client.once('error', () => reject(lostHolder(epoch)));
+    held.client.once('end', () => reject(lostHolder(epoch)));
+  });
+  try {
+    await Promise.race([Context.current().cancelled, lost]);
+  } catch (e) {
+    if (!(e instanceof CancelledFailure)) throw e;
+  } finally {
+    held.client.removeAllListeners('end');
+    await held.client.end().catch(() => undefined);
+    await ctl.query(RELEASE_EPOCH, [migration, epoch]).catch(() => undefined);
+  }
+}
+
+/** Temporary slots of a migration's epochs are named from its slot: `<slot>_e<epoch>_<random>`. */
+export function epochSlotPrefix(slot: string): string {
+  return `${slot.slice(0, 40)}_e`;
+}
+
+function lostHolder(epoch: number): ApplicationFailure {
+  return ApplicationFailure.create({ type: 'SnapshotGone', message: `the session holding snapshot epoch ${epoch} ended` });
+}
+
+/** Waits until the epoch's holder recorded its snapshot; returns its point and whether its slot was created at it. */
+export async function awaitEpoch(input: EpochInput & { timeoutMs: number }): Promise<{ point: string; slotCreated: boolean }> {
+  const ctl = poolFor(controlAlias(input.spec), 'write');
+  const until = Date.now() + input.timeoutMs;
+  for (;;) {
+    const row = (await ctl.query(EPOCH, [input.migration, input.epoch])).rows[0] as { point: string; temporary: boolean; released: boolean } | undefined;
+    if (row && !row.released) return { point: row.point, slotCreated: !row.temporary };
+    if (row?.released) throw ApplicationFailure.create({ type: 'SnapshotGone', nonRetryable: true, message: `snapshot epoch ${input.epoch} was released before it was used` });
+    if (Date.now() > until) throw ApplicationFailure.create({ type: 'SnapshotTimeout', nonRetryable: true, message: `snapshot epoch ${input.epoch} was not opened within ${Math.round(input.timeoutMs / 1000)} s` });
+    heartbeat({ waiting: input.epoch });
+    await sleep(100);
+  }
+}
+
+// ---- the stream ----
+
+export interface ApplyInput {
+  migration: string;
+  spec: Spec;
+  /** stop before the first transaction that commits at or past this LSN */
+  untilLsn?: string;
+  maxMs: number;
+}
+
+export interface ApplyOutcome {
+  transactions: number;
+  rows: number;
+  /** rows per table index */
+  byTable: number[];
+  skipped: number;
+  /** updates and deletes that found no target row, per table index */
+  missed: number[];
+  appliedLsn: string | null;
+  reached: boolean;
+  lagBytes: string;
+  lagSeconds: number;
+  ms: number;
+}
+
+async function captureTables(spec: Spec): Promise<CaptureTable[]> {
+  const out: CaptureTable[] = [];
+  for (const [i, t] of spec.tables.entries()) {
+    const b = await bindingFor(spec, t, i);
+    out.push({
+      index: i,
+      sourceSchema: b.sourceRel.schema,
+      sourceName: b.sourceRel.name,
+      target: b.target,
+      columns: b.columns.map((c, k) => ({ source: c, target: c, type: b.targetTypes[k] })),
+      key: b.key,
+    });
+  }
+  return out;
+}
+
+/** Applies the slot's stream to the target: to its fence (what was committed when it started), to `untilLsn`, or for `maxMs`. */
+export async function applyCapture(input: ApplyInput): Promise<ApplyOutcome> {
+  const { spec } = input;
+  const cap = captureOf(spec)!;
+  const tables = await captureTables(spec);
+  return guarded('applying captured changes', async () => {
+    const r = await applyChanges({
+      migration: input.migration,
+      slot: cap.slot,
+      publication: cap.publication,
+      source: connectionStringFor(spec.source),
+      target: poolFor(spec.target, 'write'),
+      tables,
+      untilLsn: input.untilLsn,
+      maxMs: input.maxMs,
+      onProgress: (p) => heartbeat({ progress: p }),
+      signal: cancellationSignal(),
+    });
+    const byTable = tables.map((t) => {
+      const x = r.rows[t.index];
+      return x ? x.inserted + x.updated + x.deleted : 0;
+    });
+    return {
+      transactions: r.transactions,
+      rows: byTable.reduce((a, n) => a + n, 0),
+      byTable,
+      skipped: r.skipped,
+      missed: tables.map((t) => r.missed[t.index] ?? 0),
+      appliedLsn: r.position?.endLsn ?? null,
+      reached: r.reached,
+      lagBytes: r.lagBytes,
+      lagSeconds: r.lagSeconds,
+      ms: r.ms,
+    };
+  });
+}
+
+function cancellationSignal(): AbortSignal | undefined {
+  try {
+    return Context.current().cancellationSignal;
+  } catch {
+    return undefined;
+  }
+}
+
+// ---- the final window ----
+
+export interface WindowTable {
+  table: string;
+  keys: number;
+  differing: number;
+  /** up to 20 differing keys, as text */
+  sample: string[][];
+}
+
+/**
+ * Every key applied since `since` (the last green checkpoint), read by key on both sides and
+ * compared row for row: a change the window missed (a delete included) shows as a difference.
+ */
+export async function compareWindow(input: { migration: string; spec: Spec; since: string }): Promise<WindowTable[]> {
+  const { spec } = input;
+  const out: WindowTable[] = [];
+  for (const [i, t] of spec.tables.entries()) {
+    const b = await bindingFor(spec, t, i);
+    const res = await guarded(`comparing the final window of ${b.sourceName}`, async () => {
+      const keys = (await poolFor(spec.target, 'write').query(CHANGED_KEYS_SQL, [input.migration, i, input.since])).rows.map((x) => x.key as string[]);
+      const all = { lo: null, hi: null };
+      const [s, d] = await Promise.all([keyedRows(b, spec.source, 'read', 'source', all, keys), keyedRows(b, spec.target, 'write', 'target', all, keys)]);
+      const diffs = diffRows(hashedColumns(b), s, d);
+      return { table: b.sourceName, keys: keys.length, differing: diffs.length, sample: diffs.slice(0, 20).map((x) => x.key) };
+    });
+    out.push(res);
+    heartbeat({ table: i });
+  }
+  return out;
+}
+
+// ---- the slot's state, and cleanup ----
+
+export interface SlotState {
+  slot: string;
+  exists: boolean;
+  active: boolean;
+  /** WAL the slot holds back on the source, in bytes */
+  retainedBytes: string;
+  walStatus: string | null;
+}
+
+export async function slotState(input: { spec: Spec }): Promise<SlotState> {
+  const cap = captureOf(input.spec)!;
+  return guarded('reading the replication slot', async () => {
+    const row = (await poolFor(input.spec.source, 'read').query(SLOT_SQL, [cap.slot])).rows[0] as { active_pid: number | null; retained_bytes: string | null; wal_status: string | null } | undefined;
+    return { slot: cap.slot, exists: !!row, active: !!row?.active_pid, retainedBytes: row?.retained_bytes ?? '0', walStatus: row?.wal_status ?? null };
+  });
+}
+
+/**
+ * Drops the slot and the publication the migration created (never ones the user named), and the
+ * keys kept for the final window. Idempotent: what is already gone is fine.
+ */
+export async function dropCapture(input: { migration: string; spec: Spec }): Promise<{ slot: boolean; publication: boolean }> {
+  const { spec } = input;
+  const cap = captureOf(spec)!;
+  return guarded('dropping the replication slot and publication', async () => {
+    const src = poolFor(spec.source, 'write');
+    let slot = false;
+    if (!cap.managed.slot) {
+      for (let tries = 0; ; tries++) {
+        const row = (await src.query(SLOT_SQL, [cap.slot])).rows[0] as { active_pid: number | null } | undefined;
+        if (!row) break;
+        // A stream of ours that a dead worker left behind holds it: end that session first.
+        if (row.active_pid) {
+          await src.query(TERMINATE_SLOT_USER_SQL, [cap.slot]);
+          await sleep(200);
+          if (tries < 50) continue;
+        }
+        try {
+          await src.query(DROP_SLOT_SQL, [cap.slot]);
+          slot = true;
+          break;
+        } catch (e) {
+          // 55006: still active (its session is ending); 42704: gone meanwhile.
+          const code = (e as { code?: string }).code;
+          if (code === '42704') break;
+          if (code !== '55006' || tries >= 50) throw e;
+          await sleep(200);
+        }
+      }
+    }
+    // The temporary slots of epochs and checkpoints: their sessions ended, so nothing lingers.
+    const epochSlots = `${epochSlotPrefix(cap.slot).replace(/_/g, '\\_')}%`;
+    await src.query(END_EPOCH_HOLDERS_SQL, [epochSlots]);
+    for (let tries = 0; tries < 50 && (await src.query(EPOCH_SLOTS_SQL, [epochSlots])).rows[0].n > 0; tries++) await sleep(100);
+    let publication = false;
+    if (!cap.managed.publication) {
+      publication = (await src.query(PUBLICATION_SQL, [cap.publication])).rowCount! > 0;
+      await src.query(dropPublicationSql(cap.publication));
+    }
+    await poolFor(spec.target, 'write').query(FORGET_KEYS_SQL, [input.migration]).catch(() => undefined);
+    return { slot, publication };
+  });
+}

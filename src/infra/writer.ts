@@ -1,0 +1,106 @@
+// A steady writer, as an application would be (for `backfill demo --live`, the tests and the bench): its own role, one statement per transaction, at a
+// set rate, mixing updates (most leave a large TOASTed text alone, a few change it), inserts and
+// deletes spread over the table. A freeze (its rights revoked) makes its writes fail; it keeps
+// trying and counts them, as a real application would retry.
+import pg from 'pg';
+
+export const WRITER_TABLE = (name: string) =>
+  `CREATE TABLE ${name} (id bigint PRIMARY KEY, balance numeric(14,2) NOT NULL, status text NOT NULL, doc text, at timestamptz NOT NULL)`;
+
+/** A text that does not compress well: PostgreSQL keeps it out of line (TOASTed). */
+export const BIG_TEXT = (seed: string) => `(SELECT string_agg(md5(${seed} || ':' || i), '') FROM generate_series(1, 400) i)`;
+
+/** `rows` rows; every 50th carries a TOASTed text of about 12.8 kB. */
+export const FILL_WRITER_TABLE = (name: string, rows: number) =>
+  `INSERT INTO ${name} SELECT g, g * 1.25, (ARRAY['new','paid','shipped','void'])[1 + g % 4],
+     CASE WHEN g % 50 = 0 THEN ${BIG_TEXT('g::text')} END, timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second'
+     FROM generate_series(1, ${rows}) g`;
+
+export interface WriterCounts {
+  updates: number;
+  docUpdates: number;
+  inserts: number;
+  deletes: number;
+  refused: number;
+  failed: number;
+  /** when a write was first refused (the freeze), ms since the epoch */
+  firstRefusedAt?: number;
+}
+
+export interface Writer {
+  counts: WriterCounts;
+  /** writes that succeeded so far */
+  total(): number;
+  stop(): Promise<WriterCounts>;
+}
+
+/** Writes to `table` at about `perSecond` statements a second until stopped. */
+export async function startWriter(url: string, table: string, o: { perSecond: number; firstNewId: number; maxId: number }): Promise<Writer> {
+  const c = new pg.Client({ connectionString: url });
+  c.on('error', () => undefined);
+  await c.connect();
+  const counts: WriterCounts = { updates: 0, docUpdates: 0, inserts: 0, deletes: 0, refused: 0, failed: 0 };
+  let nextId = o.firstNewId;
+  let running = true;
+  const some = () => 1 + Math.floor(Math.random() * (nextId - 1));
+  const one = async () => {
+    const r = Math.random();
+    try {
+      if (r < 0.55) {
+        await c.query(`UPDATE ${table} SET balance = balance + 1.01, status = (ARRAY['new','paid','shipped','void'])[1 + (random() * 3)::int] WHERE id = $1`, [some()]);
+        counts.updates++;
+      } else if (r < 0.6) {
+        await c.query(`UPDATE ${table} SET doc = ${BIG_TEXT('$2::text')} WHERE id = $1`, [50 * Math.max(1, Math.floor(some() / 50)), String(Math.random())]);
+        counts.docUpdates++;
+      } else if (r < 0.9) {
+        const id = nextId++;
+        await c.query(`INSERT INTO ${table} (id, balance, status, doc, at) VALUES ($1, $2, 'new', CASE WHEN $1 % 10 = 0 THEN ${BIG_TEXT('$1::text')} END, now())`, [id, (id % 997) / 4]);
+        counts.inserts++;
+      } else {
+        await c.query(`DELETE FROM ${table} WHERE id = $1`, [some()]);
+        counts.deletes++;
+      }
+    } catch (e) {
+      // 42501: frozen (rights revoked); anything else is counted too, never thrown.
+      if ((e as { code?: string }).code === '42501') {
+        counts.refused++;
+        counts.firstRefusedAt ??= Date.now();
+      }
+      else counts.failed++;
+    }
+  };
+  const every = 1000 / o.perSecond;
+  const loop = (async () => {
+    let due = Date.now();
+    while (running) {
+      await one();
+      due += every;
+      const wait = due - Date.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      else if (wait < -1000) due = Date.now();
+    }
+  })();
+  return {
+    counts,
+    total: () => counts.updates + counts.docUpdates + counts.inserts + counts.deletes,
+    async stop() {
+      running = false;
+      await loop;
+      await c.end().catch(() => undefined);
+      return counts;
+    },
+  };
+}
+
+/** An independent fingerprint of a table: row count and the md5 of every row's text in key order. */
+export async function tableFingerprint(url: string, table: string): Promise<{ rows: string; md5: string }> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    await c.query(`SET TimeZone = 'UTC'`);
+    const r = await c.query(`SELECT count(*)::text AS rows, coalesce(md5(string_agg(t::text, '|' ORDER BY id)), '') AS md5 FROM ${table} t`);
+    return r.rows[0] as { rows: string; md5: string };
+  } finally {
+    await c.end();
+  }
+}

@@ -1,0 +1,97 @@
+// Change capture's preflight, as a user meets it in `backfill validate` (the worker's planning runs
+// the same checks before anything is created): a server without logical decoding, a role without
+// the REPLICATION right, a table with neither primary key nor replica identity. Each refusal says
+// what is missing and how to fix it, and nothing is created on the source.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { startPostgres, type PostgresServer } from '../src/infra/postgres';
+import { startDatabases, type Databases } from './helpers/stack';
+import { backfill } from './helpers/cli';
+import { checkSpec } from '../src/spec/schema';
+
+let dbs: Databases;
+let replica: PostgresServer;
+
+before(async () => {
+  dbs = await startDatabases(async (db) => {
+    await db.query('src', 'CREATE TABLE public.items (id bigint PRIMARY KEY, v text)');
+    await db.query('src', 'CREATE TABLE public.nopk (id bigint NOT NULL, v text)');
+    await db.query('src', 'CREATE UNIQUE INDEX nopk_id ON public.nopk (id)');
+    await db.query('src', `CREATE ROLE norepl LOGIN PASSWORD 'norepl'`);
+    await db.query('src', 'CREATE TABLE public.theirs (id bigint PRIMARY KEY, v text)');
+    await db.query('src', 'ALTER TABLE public.theirs OWNER TO norepl');
+    await db.query('src', 'GRANT CREATE ON DATABASE src TO norepl');
+    for (const t of ['items', 'nopk', 'theirs']) await db.query('tgt', `CREATE TABLE public.${t} (id bigint PRIMARY KEY, v text)`);
+  });
+  replica = await startPostgres({ walLevel: 'replica' });
+  await replica.createDatabase('rsrc');
+  await replica.query('rsrc', 'CREATE TABLE public.items (id bigint PRIMARY KEY, v text)');
+});
+
+after(async () => {
+  await replica?.stop();
+  await dbs?.stop();
+});
+
+function specFile(name: string, source: string, table: string): string {
+  const path = join(dbs.dir, `${name}.json`);
+  writeFileSync(path, JSON.stringify({ name, source, target: 'tgt', capture: 'logical', tables: [{ source: `public.${table}`, target: `public.${table}` }] }));
+  return path;
+}
+
+async function nothingCreated(): Promise<void> {
+  const slots = await dbs.pg.query('src', 'SELECT count(*)::int AS n FROM pg_replication_slots');
+  const pubs = await dbs.pg.query('src', 'SELECT count(*)::int AS n FROM pg_publication');
+  assert.deepEqual({ slots: slots.rows[0].n, publications: pubs.rows[0].n }, { slots: 0, publications: 0 });
+}
+
+const env = (src: string) => ({ BACKFILL_DB_SRC: src, BACKFILL_DB_TGT: dbs.pg.url('tgt'), BACKFILL_DB_RSRC: replica.url('rsrc') });
+
+test('capture preflight: wal_level=replica is refused with how to turn logical decoding on', async () => {
+  const r = await backfill(['validate', specFile('on-replica', 'rsrc', 'items')], env(dbs.pg.url('src')));
+  assert.equal(r.code, 2, r.stdout + r.stderr);
+  assert.match(r.stderr, /wal_level=replica; logical capture needs wal_level=logical \(ALTER SYSTEM SET wal_level = logical, then restart/);
+  assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+  const pubs = await replica.query('rsrc', 'SELECT count(*)::int AS n FROM pg_publication');
+  assert.equal(pubs.rows[0].n, 0);
+});
+
+test('capture preflight: a table with no primary key and no replica identity is refused before anything is created; REPLICA IDENTITY USING INDEX makes it fit', async () => {
+  const r = await backfill(['validate', specFile('no-identity', 'src', 'nopk')], env(dbs.pg.url('src')));
+  assert.equal(r.code, 2, r.stdout + r.stderr);
+  assert.match(r.stderr, /tables\[0\]\.source: public\.nopk has no primary key and no replica identity; in a publication, the application's UPDATE and DELETE on it would fail/);
+  await nothingCreated();
+  await dbs.pg.query('src', 'ALTER TABLE public.nopk REPLICA IDENTITY USING INDEX nopk_id');
+  const ok = await backfill(['validate', specFile('no-identity', 'src', 'nopk')], env(dbs.pg.url('src')));
+  assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+  await nothingCreated();
+});
+
+test('capture preflight: a role without REPLICATION is refused, with the grant that fixes it', async () => {
+  const url = dbs.pg.url('src').replace(/\/\/postgres:[^@]*@/, '//norepl:norepl@');
+  const r = await backfill(['validate', specFile('no-replication', 'src', 'theirs')], env(url));
+  assert.equal(r.code, 2, r.stdout + r.stderr);
+  assert.match(r.stderr, /the source role cannot open a replication connection: ALTER ROLE <role> WITH REPLICATION/);
+  await nothingCreated();
+  // With the right, the same role passes (it owns the table and may create a publication).
+  await dbs.pg.query('src', 'ALTER ROLE norepl WITH REPLICATION');
+  const ok = await backfill(['validate', specFile('no-replication', 'src', 'theirs')], env(url));
+  assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+  await nothingCreated();
+});
+
+test('capture spec: refused with a change column, a transform or a filter, and in verify mode', async () => {
+  const base = { name: 'm', source: 'src', target: 'tgt', capture: 'logical' };
+  const t = { source: 'public.a', target: 'public.b' };
+  const problems = (doc: unknown) => {
+    const r = checkSpec(doc);
+    return r.ok ? [] : r.problems;
+  };
+  assert.deepEqual(problems({ ...base, tables: [{ ...t, delta: { column: 'u' } }] }), ['tables[0].delta: capture: logical reads every change from the log: remove delta']);
+  assert.match(problems({ ...base, tables: [{ ...t, where: 'x > 1' }] })[0], /tables\[0\]\.where: not with capture: logical yet/);
+  assert.match(problems({ ...base, mode: 'verify', tables: [t] })[0], /^capture: verify mode copies nothing/);
+  assert.match(problems({ ...base, capture: { method: 'logical', slot: 'Bad-Name' }, tables: [t] })[0], /capture/);
+  assert.deepEqual(problems({ ...base, capture: { method: 'logical', slot: 'mine', publication: 'pub_1' }, tables: [t] }), []);
+});
