@@ -7,7 +7,8 @@ import { connectionStringFor } from '../spec/aliases';
 
 export type Access = 'read' | 'write';
 
-const PINNED: Record<string, string> = {
+/** Settings every session pins (change capture's replication sessions too): values print alike everywhere. */
+export const PINNED: Readonly<Record<string, string>> = {
   TimeZone: 'UTC',
   DateStyle: 'ISO,YMD',
   IntervalStyle: 'iso_8601',

@@ -1,0 +1,174 @@
+// From a source change to the statement that applies it on the target. A Relation message says
+// where each column sits in the stream's tuples; binding it to the spec's table checks once that
+// every copied column and key column is there. Statements are built per table, operation and
+// column shape (an UPDATE leaves out unchanged TOASTed columns), cached, and run as named
+// prepared statements; values always travel as text parameters cast to the target's types.
+import { createHash } from 'node:crypto';
+import { quoteIdent } from '../db/sql';
+import { CaptureError } from './errors';
+import type { ColumnValue, DeleteMessage, InsertMessage, RelationMessage, Tuple, UpdateMessage } from './pgoutput';
+
+export interface CaptureTable {
+  /** the table's index in the spec */
+  index: number;
+  /** as pgoutput's Relation message names it */
+  sourceSchema: string;
+  sourceName: string;
+  /** the target table, already quoted (qualifiedName) */
+  target: string;
+  /** the copied columns; `type` is the target column's catalog type (format_type), used in casts */
+  columns: { source: string; target: string; type: string }[];
+  /** the key columns (source names), a subset of `columns` */
+  key: string[];
+}
+
+export interface BoundRelation {
+  table: CaptureTable;
+  /** for table.columns[i]: its position in the stream's tuples */
+  positions: number[];
+  /** for table.key[j]: its position in table.columns */
+  keyColumns: number[];
+  /** for people: the source table and the target table */
+  source: string;
+  target: string;
+}
+
+/** `"public"."orders"` → public.orders; a name that needs its quotes keeps them, as PostgreSQL prints it. */
+export function readableName(quoted: string): string {
+  // Whole quoted identifiers only ("" inside one is an escaped quote, not its end).
+  return quoted.replace(/"((?:[^"]|"")*)"/g, (whole, inner: string) => (/^[a-z_][a-z0-9_$]*$/.test(inner) ? inner : whole));
+}
+
+export function sourceLabel(t: CaptureTable): string {
+  return readableName(`${quoteIdent(t.sourceSchema)}.${quoteIdent(t.sourceName)}`);
+}
+
+/** Checks a spec table before any stream is opened: a key that is not copied cannot be matched. */
+export function keyColumnsOf(t: CaptureTable): number[] {
+  return t.key.map((k) => {
+    const i = t.columns.findIndex((c) => c.source === k);
+    if (i < 0) throw new CaptureError(`the key column ${k} of ${sourceLabel(t)} is not among its copied columns`, '42703');
+    return i;
+  });
+}
+
+export function bindRelation(rel: RelationMessage, table: CaptureTable): BoundRelation {
+  const source = sourceLabel(table);
+  const keyColumns = keyColumnsOf(table);
+  const at = new Map(rel.columns.map((c, i) => [c.name, i]));
+  const positions = table.columns.map((c) => {
+    const i = at.get(c.source);
+    if (i !== undefined) return i;
+    if (table.key.includes(c.source))
+      throw new CaptureError(`the source's stream describes ${source} without its key column ${c.source}: its changes cannot be matched to target rows`, '42703');
+    throw new CaptureError(
+      `the source's stream describes ${source} without its column ${c.source} (dropped, renamed, or left out of the publication): its changes cannot be applied`,
+      '42703',
+    );
+  });
+  for (const j of keyColumns) {
+    const c = rel.columns[positions[j]];
+    if (!c.key)
+      throw new CaptureError(
+        `the key column ${c.name} of ${source} is not part of its replica identity on the source: an update that changes it could not be matched on the target`,
+        '55000',
+      );
+  }
+  return { table, positions, keyColumns, source, target: readableName(table.target) };
+}
+
+export interface Statement {
+  /** a prepared statement's name: derived from the text, so one name never means two texts */
+  name: string;
+  text: string;
+  values: (string | null)[];
+}
+
+export type Change = InsertMessage | UpdateMessage | DeleteMessage;
+
+/** A change made ready: its statement and the keys it touches (an update that moves a row: both). */
+export interface PreparedChange {
+  statement: Statement;
+  keys: (string | null)[][];
+  kind: 'insert' | 'update' | 'delete';
+}
+
+function valueOf(v: ColumnValue | undefined): string | null {
+  return v?.kind === 'text' ? v.value : null;
+}
+
+export class StatementCache {
+  private readonly texts = new Map<string, { name: string; text: string }>();
+
+  prepare(b: BoundRelation, change: Change): PreparedChange {
+    if (change.tag === 'insert') return this.insert(b, change.tuple);
+    if (change.tag === 'update') return this.update(b, change);
+    return this.delete(b, change);
+  }
+
+  private cached(key: string, build: () => string): { name: string; text: string } {
+    let s = this.texts.get(key);
+    if (!s) {
+      const text = build();
+      s = { name: `backfill_capture_${createHash('sha1').update(text).digest('hex').slice(0, 24)}`, text };
+      this.texts.set(key, s);
+    }
+    return s;
+  }
+
+  private insert(b: BoundRelation, tuple: Tuple): PreparedChange {
+    const t = b.table;
+    const values = b.positions.map((p, i) => {
+      const v = tuple[p];
+      if (v?.kind === 'unchanged') throw new CaptureError(`an insert into ${b.source} came without the value of ${t.columns[i].source}`, 'XX001');
+      return valueOf(v);
+    });
+    const s = this.cached(`${t.index}\0I`, () => {
+      const cols = t.columns.map((c) => quoteIdent(c.target)).join(', ');
+      const params = t.columns.map((c, i) => `$${i + 1}::${c.type}`).join(', ');
+      return `INSERT INTO ${t.target} (${cols}) VALUES (${params})`;
+    });
+    return { statement: { ...s, values }, keys: [b.keyColumns.map((j) => values[j])], kind: 'insert' };
+  }
+
+  /** The key that finds the row: the old tuple's when the message has one, else the new tuple's. */
+  private keyOf(b: BoundRelation, tuple: Tuple, what: string): (string | null)[] {
+    return b.keyColumns.map((j) => {
+      const v = tuple[b.positions[j]];
+      if (v?.kind === 'unchanged') throw new CaptureError(`${what} on ${b.source} came without the value of its key column ${b.table.columns[j].source}`, 'XX001');
+      return valueOf(v);
+    });
+  }
+
+  private update(b: BoundRelation, change: UpdateMessage): PreparedChange {
+    const t = b.table;
+    const set = b.positions.map((p) => change.tuple[p]?.kind !== 'unchanged');
+    const newKey = this.keyOf(b, change.tuple, 'an update');
+    const oldKey = change.old ? this.keyOf(b, change.old.tuple, 'an update') : newKey;
+    const setValues = b.positions.flatMap((p, i) => (set[i] ? [valueOf(change.tuple[p])] : []));
+    const shape = set.map((s) => (s ? '1' : '0')).join('');
+    const s = this.cached(`${t.index}\0U\0${shape}`, () => {
+      const cols = t.columns.filter((_, i) => set[i]);
+      const assignments = cols.map((c, i) => `${quoteIdent(c.target)} = $${i + 1}::${c.type}`).join(', ');
+      return `UPDATE ${t.target} SET ${assignments} WHERE ${this.where(t, b, cols.length)}`;
+    });
+    const moved = oldKey.some((v, j) => v !== newKey[j]);
+    return { statement: { ...s, values: [...setValues, ...oldKey] }, keys: moved ? [oldKey, newKey] : [newKey], kind: 'update' };
+  }
+
+  private delete(b: BoundRelation, change: DeleteMessage): PreparedChange {
+    const t = b.table;
+    const key = this.keyOf(b, change.old.tuple, 'a delete');
+    const s = this.cached(`${t.index}\0D`, () => `DELETE FROM ${t.target} WHERE ${this.where(t, b, 0)}`);
+    return { statement: { ...s, values: key }, keys: [key], kind: 'delete' };
+  }
+
+  private where(t: CaptureTable, b: BoundRelation, offset: number): string {
+    return b.keyColumns
+      .map((j, n) => {
+        const c = t.columns[j];
+        return `${quoteIdent(c.target)} = $${offset + n + 1}::${c.type}`;
+      })
+      .join(' AND ');
+  }
+}
