@@ -84,12 +84,14 @@ test('capture: a writer through the whole migration, no change column; after the
     const r = await h.result();
     assert.equal(r.phase, 'completed', r.reason);
     assert.ok(r.finalWindow, 'the final window is reported');
+    await replayAndMaybeRecord(h, 'capture-writer-gated-switched');
   } finally {
     await writer.stop();
   }
   const counts = writer.counts;
   assert.ok(counts.refused > 0 || counts.updates > 0, 'the writer ran');
   assert.ok(counts.docUpdates > 0 && counts.deletes > 0 && counts.inserts > 0, JSON.stringify(counts));
+  assert.equal(counts.failed, 0, writer.lastError());
   // The target equals the source, by a query of its own.
   const [s, t] = await Promise.all([tableFingerprint(pg.url('src'), 'public.accounts'), tableFingerprint(pg.url('tgt'), 'public.accounts')]);
   assert.deepEqual(t, s);

@@ -18,8 +18,10 @@ export async function captureProblems(spec: Spec, bindings: Binding[]): Promise<
   const out: string[] = [];
   const s = (await src.query(CAPTURE_SERVER_SQL)).rows[0] as {
     wal_level: string; max_slots: number; slots_used: number; max_senders: number; senders_used: number; keep_size: string;
-    superuser: boolean; replication: boolean; rds_replication: boolean; can_create: boolean;
+    superuser: string; replication: string; rds_replication: string; can_create: string;
   };
+  // Every value reads as text in our sessions: booleans are 't' or 'f'.
+  const superuser = s.superuser === 't';
   const at = 'capture';
   if (s.wal_level !== 'logical')
     out.push(`${at}: the source has wal_level=${s.wal_level}; logical capture needs wal_level=logical (ALTER SYSTEM SET wal_level = logical, then restart the server; on Amazon RDS set rds.logical_replication = 1 in the parameter group; on Cloud SQL the flag cloudsql.logical_decoding = on)`);
@@ -30,27 +32,28 @@ export async function captureProblems(spec: Spec, bindings: Binding[]): Promise<
     out.push(`${at}: the source has ${s.max_slots - s.slots_used} free replication slot(s) of max_replication_slots=${s.max_slots}; capture needs ${slotsNeeded} (raise max_replication_slots and restart, or drop unused slots: SELECT slot_name, active FROM pg_replication_slots)`);
   if (s.max_senders - s.senders_used < 2)
     out.push(`${at}: the source has ${s.max_senders - s.senders_used} free WAL sender(s) of max_wal_senders=${s.max_senders}; capture needs 2 (the stream, and a snapshot while it runs): raise max_wal_senders and restart`);
-  if (!s.superuser && !s.replication && !s.rds_replication)
+  if (!superuser && s.replication !== 't' && s.rds_replication !== 't')
     out.push(`${at}: the source role cannot open a replication connection: ALTER ROLE <role> WITH REPLICATION (on Amazon RDS: GRANT rds_replication TO <role>)`);
   if (!cap.managed.publication) {
     const pub = (await src.query(PUBLICATION_SQL, [cap.publication])).rows[0];
-    if (!pub && !s.can_create && !s.superuser) out.push(`${at}: the source role may not create the publication ${cap.publication}: GRANT CREATE ON DATABASE <db> TO <role>, or create it yourself and name it in capture.publication`);
+    if (!pub && s.can_create !== 't' && !superuser) out.push(`${at}: the source role may not create the publication ${cap.publication}: GRANT CREATE ON DATABASE <db> TO <role>, or create it yourself and name it in capture.publication`);
   } else {
-    const pub = (await src.query(PUBLICATION_SQL, [cap.publication])).rows[0] as { all_tables: boolean; relids: string[] } | undefined;
+    const pub = (await src.query(PUBLICATION_SQL, [cap.publication])).rows[0] as { all_tables: string; relids: string } | undefined;
     if (!pub) out.push(`${at}.publication: "${cap.publication}" does not exist on the source (CREATE PUBLICATION ${cap.publication} FOR TABLE ...)`);
-    else if (!pub.all_tables) {
-      const missing = bindings.filter((b) => !pub.relids.includes(b.sourceRel.oid)).map((b) => b.sourceName);
+    else if (pub.all_tables !== 't') {
+      const relids = JSON.parse(pub.relids) as string[];
+      const missing = bindings.filter((b) => !relids.includes(b.sourceRel.oid)).map((b) => b.sourceName);
       if (missing.length) out.push(`${at}.publication: "${cap.publication}" does not publish ${missing.join(', ')} (ALTER PUBLICATION ${cap.publication} ADD TABLE ...)`);
     }
   }
-  const tables = (await src.query(CAPTURE_TABLES_SQL, [bindings.map((b) => b.sourceRel.oid)])).rows as { oid: string; identity: string; has_pk: boolean; owned: boolean }[];
+  const tables = (await src.query(CAPTURE_TABLES_SQL, [bindings.map((b) => b.sourceRel.oid)])).rows as { oid: string; identity: string; has_pk: string; owned: string }[];
   for (const [i, b] of bindings.entries()) {
     const t = tables.find((x) => x.oid === b.sourceRel.oid);
     if (!t) continue;
     // Published without one, the application's own UPDATE and DELETE on it would start failing.
-    if (t.identity === 'n' || (t.identity === 'd' && !t.has_pk))
+    if (t.identity === 'n' || (t.identity === 'd' && t.has_pk !== 't'))
       out.push(`tables[${i}].source: ${b.sourceName} has no primary key and no replica identity; in a publication, the application's UPDATE and DELETE on it would fail: add a primary key, or ALTER TABLE ... REPLICA IDENTITY USING INDEX <unique index> (or FULL)`);
-    if (!cap.managed.publication && !t.owned && !s.superuser)
+    if (!cap.managed.publication && t.owned !== 't' && !superuser)
       out.push(`tables[${i}].source: the source role does not own ${b.sourceName}, which a publication needs: run as its owner, or create the publication yourself and name it in capture.publication`);
   }
   return out;

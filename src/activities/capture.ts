@@ -54,7 +54,7 @@ export async function holdSnapshot(input: EpochInput): Promise<void> {
   const cap = captureOf(spec)!;
   const ctl = poolFor(controlAlias(spec), 'write');
   const held = await guarded(`opening snapshot epoch ${epoch}`, async () => {
-    const exists = (await poolFor(spec.source, 'read').query(SLOT_SQL, [cap.slot])).rowCount! > 0;
+    const exists = ((await poolFor(spec.source, 'read').query(SLOT_SQL, [cap.slot])).rowCount ?? 0) > 0;
     const name = exists ? `${epochSlotPrefix(cap.slot)}${epoch}_${Math.random().toString(36).slice(2, 8)}` : cap.slot;
     const h = await createSlot(connectionStringFor(spec.source), { slot: name, temporary: exists });
     await ctl.query(RECORD_EPOCH, [migration, epoch, name, exists, h.snapshot, h.consistentPoint, WORKER_ID]);
@@ -90,9 +90,9 @@ export async function awaitEpoch(input: EpochInput & { timeoutMs: number }): Pro
   const ctl = poolFor(controlAlias(input.spec), 'write');
   const until = Date.now() + input.timeoutMs;
   for (;;) {
-    const row = (await ctl.query(EPOCH, [input.migration, input.epoch])).rows[0] as { point: string; temporary: boolean; released: boolean } | undefined;
-    if (row && !row.released) return { point: row.point, slotCreated: !row.temporary };
-    if (row?.released) throw ApplicationFailure.create({ type: 'SnapshotGone', nonRetryable: true, message: `snapshot epoch ${input.epoch} was released before it was used` });
+    const row = (await ctl.query(EPOCH, [input.migration, input.epoch])).rows[0] as { point: string; temporary: string; released: string } | undefined;
+    if (row && row.released !== 't') return { point: row.point, slotCreated: row.temporary !== 't' };
+    if (row) throw ApplicationFailure.create({ type: 'SnapshotGone', nonRetryable: true, message: `snapshot epoch ${input.epoch} was released before it was used` });
     if (Date.now() > until) throw ApplicationFailure.create({ type: 'SnapshotTimeout', nonRetryable: true, message: `snapshot epoch ${input.epoch} was not opened within ${Math.round(input.timeoutMs / 1000)} s` });
     heartbeat({ waiting: input.epoch });
     await sleep(100);
@@ -166,9 +166,9 @@ export async function applyCapture(input: ApplyInput): Promise<ApplyOutcome> {
       transactions: r.transactions,
       rows: byTable.reduce((a, n) => a + n, 0),
       byTable,
-      skipped: r.skipped,
-      missed: tables.map((t) => r.missed[t.index] ?? 0),
-      appliedLsn: r.position?.endLsn ?? null,
+      skipped: r.skippedTransactions,
+      missed: tables.map((t) => r.unmatched[t.index] ?? 0),
+      appliedLsn: r.applied.endLsn === '0/0' ? null : r.applied.endLsn,
       reached: r.reached,
       lagBytes: r.lagBytes,
       lagSeconds: r.lagSeconds,
@@ -205,7 +205,7 @@ export async function compareWindow(input: { migration: string; spec: Spec; sinc
   for (const [i, t] of spec.tables.entries()) {
     const b = await bindingFor(spec, t, i);
     const res = await guarded(`comparing the final window of ${b.sourceName}`, async () => {
-      const keys = (await poolFor(spec.target, 'write').query(CHANGED_KEYS_SQL, [input.migration, i, input.since])).rows.map((x) => x.key as string[]);
+      const keys = (await poolFor(spec.target, 'write').query(CHANGED_KEYS_SQL, [input.migration, i, input.since])).rows.map((x) => JSON.parse(String(x.key)) as string[]);
       const all = { lo: null, hi: null };
       const [s, d] = await Promise.all([keyedRows(b, spec.source, 'read', 'source', all, keys), keyedRows(b, spec.target, 'write', 'target', all, keys)]);
       const diffs = diffRows(hashedColumns(b), s, d);
@@ -231,7 +231,7 @@ export interface SlotState {
 export async function slotState(input: { spec: Spec }): Promise<SlotState> {
   const cap = captureOf(input.spec)!;
   return guarded('reading the replication slot', async () => {
-    const row = (await poolFor(input.spec.source, 'read').query(SLOT_SQL, [cap.slot])).rows[0] as { active_pid: number | null; retained_bytes: string | null; wal_status: string | null } | undefined;
+    const row = (await poolFor(input.spec.source, 'read').query(SLOT_SQL, [cap.slot])).rows[0] as { active_pid: string | null; retained_bytes: string | null; wal_status: string | null } | undefined;
     return { slot: cap.slot, exists: !!row, active: !!row?.active_pid, retainedBytes: row?.retained_bytes ?? '0', walStatus: row?.wal_status ?? null };
   });
 }
@@ -248,7 +248,7 @@ export async function dropCapture(input: { migration: string; spec: Spec }): Pro
     let slot = false;
     if (!cap.managed.slot) {
       for (let tries = 0; ; tries++) {
-        const row = (await src.query(SLOT_SQL, [cap.slot])).rows[0] as { active_pid: number | null } | undefined;
+        const row = (await src.query(SLOT_SQL, [cap.slot])).rows[0] as { active_pid: string | null } | undefined;
         if (!row) break;
         // A stream of ours that a dead worker left behind holds it: end that session first.
         if (row.active_pid) {

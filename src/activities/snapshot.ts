@@ -36,8 +36,9 @@ export function snapshotGone(epoch: number, why: string): ApplicationFailure {
 
 export async function epochOf(ref: SnapshotRef): Promise<Epoch | undefined> {
   const r = await poolFor(controlAlias(ref.spec), 'write').query(EPOCH, [ref.migration, ref.epoch]);
-  const row = r.rows[0] as (Epoch & { released: boolean }) | undefined;
-  return row && !row.released ? row : undefined;
+  // Booleans read as 't'/'f' in our sessions.
+  const row = r.rows[0] as { snapshot: string; point: string; slot: string; temporary: string; released: string } | undefined;
+  return row && row.released !== 't' ? { snapshot: row.snapshot, point: row.point, slot: row.slot, temporary: row.temporary === 't' } : undefined;
 }
 
 /**

@@ -499,7 +499,7 @@ export function advanceSequenceSql(target: string, column: string): string {
 
 // ---- change capture (logical replication) ----
 
-/** What logical change capture needs of the source server and role, in one row. */
+/** What logical change capture needs of the source server and role, in one row (sessions read booleans as 't'/'f'). */
 export const CAPTURE_SERVER_SQL = `
 SELECT current_setting('wal_level') AS wal_level,
        current_setting('max_replication_slots')::int AS max_slots,
@@ -521,7 +521,7 @@ SELECT c.oid::text AS oid, c.relreplident AS identity,
 
 export const PUBLICATION_SQL = `
 SELECT p.pubname, p.puballtables AS all_tables,
-       coalesce((SELECT array_agg(pt.relid::text) FROM pg_publication_rel pt WHERE pt.prpubid = p.oid), '{}') AS relids
+       coalesce((SELECT json_agg(pt.prrelid::text) FROM pg_publication_rel pt WHERE pt.prpubid = p.oid), '[]')::text AS relids
   FROM pg_publication p WHERE p.pubname = $1`;
 
 export function createPublicationSql(name: string, tables: string[]): string {
@@ -556,5 +556,5 @@ export const EPOCH_SLOTS_SQL = `SELECT count(*)::int AS n FROM pg_replication_sl
 
 /** The keys applied by change capture since a point ($3), per table ($2), for the final window. */
 export const CHANGED_KEYS_SQL = `
-SELECT DISTINCT key FROM backfill.capture_keys WHERE migration = $1 AND table_index = $2 AND commit_lsn > $3::pg_lsn`;
+SELECT DISTINCT array_to_json(key)::text AS key FROM backfill.capture_keys WHERE migration = $1 AND table_index = $2 AND commit_lsn > $3::pg_lsn`;
 export const FORGET_KEYS_SQL = `DELETE FROM backfill.capture_keys WHERE migration = $1`;

@@ -31,6 +31,8 @@ export interface Writer {
   counts: WriterCounts;
   /** writes that succeeded so far */
   total(): number;
+  /** the last error that was not a refusal (for a test's message) */
+  lastError(): string;
   stop(): Promise<WriterCounts>;
 }
 
@@ -42,6 +44,7 @@ export async function startWriter(url: string, table: string, o: { perSecond: nu
   const counts: WriterCounts = { updates: 0, docUpdates: 0, inserts: 0, deletes: 0, refused: 0, failed: 0 };
   let nextId = o.firstNewId;
   let running = true;
+  let lastError = '';
   const some = () => 1 + Math.floor(Math.random() * (nextId - 1));
   const one = async () => {
     const r = Math.random();
@@ -54,7 +57,7 @@ export async function startWriter(url: string, table: string, o: { perSecond: nu
         counts.docUpdates++;
       } else if (r < 0.9) {
         const id = nextId++;
-        await c.query(`INSERT INTO ${table} (id, balance, status, doc, at) VALUES ($1, $2, 'new', CASE WHEN $1 % 10 = 0 THEN ${BIG_TEXT('$1::text')} END, now())`, [id, (id % 997) / 4]);
+        await c.query(`INSERT INTO ${table} (id, balance, status, doc, at) VALUES ($1::bigint, $2, 'new', CASE WHEN $1::bigint % 10 = 0 THEN ${BIG_TEXT('$1::bigint::text')} END, now())`, [id, (id % 997) / 4]);
         counts.inserts++;
       } else {
         await c.query(`DELETE FROM ${table} WHERE id = $1`, [some()]);
@@ -66,7 +69,10 @@ export async function startWriter(url: string, table: string, o: { perSecond: nu
         counts.refused++;
         counts.firstRefusedAt ??= Date.now();
       }
-      else counts.failed++;
+      else {
+        counts.failed++;
+        lastError = (e as Error).message;
+      }
     }
   };
   const every = 1000 / o.perSecond;
@@ -83,6 +89,7 @@ export async function startWriter(url: string, table: string, o: { perSecond: nu
   return {
     counts,
     total: () => counts.updates + counts.docUpdates + counts.inserts + counts.deletes,
+    lastError: () => lastError,
     async stop() {
       running = false;
       await loop;

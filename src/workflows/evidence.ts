@@ -15,11 +15,17 @@ export async function restoreConstraints(s: MigrationState): Promise<string[]> {
 }
 
 /** Reconciling: the global checks of every table, `concurrency` tables at a time. */
-export async function reconcileAll(s: MigrationState): Promise<void> {
+export async function reconcileAll(s: MigrationState, o: { window?: boolean } = {}): Promise<void> {
   s.setPhase('reconciling');
   const reconcile = (i: number) => {
     const st = s.tables[i];
-    return summarised(`reconcile ${st.plan.source}: totals, the sum of the ranges, rows outside them`).reconcileTable({ migration: s.name, spec: s.spec, tableIndex: i, plan: st.plan });
+    return summarised(`reconcile ${st.plan.source}: totals, the sum of the ranges, rows outside them`).reconcileTable({
+      migration: s.name,
+      spec: s.spec,
+      tableIndex: i,
+      plan: st.plan,
+      ...(o.window ? { window: true } : {}),
+    });
   };
   // (Patched: migrations started before went one table after another.)
   if (!patched('reconcile-tables-in-parallel')) {
