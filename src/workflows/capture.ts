@@ -74,22 +74,33 @@ interface OpenEpoch {
  */
 async function openEpoch(s: MigrationState): Promise<OpenEpoch> {
   const c = cap(s);
-  const epoch = ++c.epochs;
-  const scope = new CancellationScope();
-  let ended = false;
-  const held = scope.run(() => holders.holdSnapshot({ migration: s.name, spec: s.spec, epoch }));
-  held.then(
-    () => (ended = true),
-    () => (ended = true),
-  );
-  // A holder that cannot start fails this step rather than leaving it waiting.
-  const endedEarly = held.then(() => {
-    throw new Error(`the snapshot of epoch ${epoch} ended before it was ready`);
-  });
-  endedEarly.catch(() => undefined);
-  const ready = await Promise.race([acts.awaitEpoch({ migration: s.name, spec: s.spec, epoch, timeoutMs: 120_000 }), endedEarly]);
-  if (!ready.slotCreated) await applyTo(s, ready.point);
-  return { epoch, point: ready.point, ended: () => ended, close: () => scope.cancel() };
+  for (let tries = 1; ; tries++) {
+    const epoch = ++c.epochs;
+    const scope = new CancellationScope();
+    let ended = false;
+    const held = scope.run(() => holders.holdSnapshot({ migration: s.name, spec: s.spec, epoch }));
+    const end = () => {
+      ended = true;
+      // Ranges reading this epoch stop being taken: the next epoch copies them.
+      if (c.epoch === epoch) c.lost = true;
+    };
+    held.then(end, end);
+    // A holder that cannot start (or dies at once) fails this wait rather than leaving it waiting.
+    const endedEarly = held.then(() => {
+      throw new Error(`the snapshot of epoch ${epoch} ended before it was ready`);
+    });
+    endedEarly.catch(() => undefined);
+    let ready;
+    try {
+      ready = await Promise.race([acts.awaitEpoch({ migration: s.name, spec: s.spec, epoch, timeoutMs: 120_000 }), endedEarly]);
+    } catch (e) {
+      // Its worker died while it opened: another epoch, a few times.
+      if (ended && !isCancellation(e) && tries < MAX_FRUITLESS_EPOCHS) continue;
+      throw e;
+    }
+    if (!ready.slotCreated) await applyTo(s, ready.point);
+    return { epoch, point: ready.point, ended: () => ended, close: () => scope.cancel() };
+  }
 }
 
 /**
@@ -105,7 +116,7 @@ export async function capturedBackfill(s: MigrationState): Promise<void> {
     const ep = await openEpoch(s);
     c.epoch = ep.epoch;
     c.point = ep.point;
-    c.lost = false;
+    c.lost = ep.ended();
     const before = s.tables.reduce((a, t) => a + t.verified + t.failed.size, 0);
     try {
       await backfill(s);
@@ -167,7 +178,7 @@ async function checkpoint(s: MigrationState): Promise<void> {
       return;
     } catch (e) {
       // The checkpoint's holder died: take another (the stream never moved past its point).
-      if (!isSnapshotGone(e) || tries >= 3) throw e;
+      if (isCancellation(e) || (!isSnapshotGone(e) && !ep.ended()) || tries >= MAX_FRUITLESS_EPOCHS) throw e;
     } finally {
       ep.close();
     }
