@@ -27,6 +27,7 @@ import { abortSignal, progressQuery, reportQuery } from '../src/workflows/messag
 import { backfillMigration } from '../src/workflows/migration';
 import { peerBench, printPeer, type PeerResults } from './bench-peer';
 import { breakdown, printBreakdown } from './breakdown';
+import { captureBench, printCapture, type CaptureResults } from './bench-capture';
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -49,11 +50,18 @@ if (!SIZES.length || SIZES.some((x) => !Number.isInteger(x) || x < 1000)) {
 }
 /** --only orders | wide: one part of the bench (the orders table and its floors, or the wide table and the peer). */
 const ONLY = option('only');
-if (ONLY !== undefined && ONLY !== 'orders' && ONLY !== 'wide') {
-  console.error('bench: --only must be "orders" or "wide"');
+if (ONLY !== undefined && ONLY !== 'orders' && ONLY !== 'wide' && ONLY !== 'capture') {
+  console.error('bench: --only must be "orders", "wide" or "capture"');
   process.exit(2);
 }
 let ROWS = SIZES[0];
+/** --capture-rows 200000,2000000: the sizes of the change-capture part (a writer through each migration). */
+const CAPTURE_SIZES = (option('capture-rows') ?? '200000,2000000').split(',').map((x) => Number(x.trim()));
+if (!CAPTURE_SIZES.length || CAPTURE_SIZES.some((x) => !Number.isInteger(x) || x < 1000)) {
+  console.error('bench: --capture-rows must be one or more row counts of at least 1000, separated by commas');
+  process.exit(2);
+}
+const WRITES_PER_SECOND = arg('writes', 150);
 const RUNS = arg('runs', 3);
 const CHUNK = arg('chunk', 100_000);
 const CONCURRENCY = arg('concurrency', 2);
@@ -367,8 +375,9 @@ async function main() {
     const worker = await spawnWorker(env.address, 'bench');
     const sizes: { rows: number; orders?: OrdersResults; wide?: PeerResults }[] = [];
     let once: Awaited<ReturnType<typeof onceBench>> | undefined;
+    const capture: CaptureResults[] = [];
     try {
-      for (const rows of SIZES) {
+      for (const rows of ONLY === 'capture' ? [] : SIZES) {
         ROWS = rows;
         console.log(`\n${rows.toLocaleString('en-US')} rows`);
         const entry: (typeof sizes)[number] = { rows };
@@ -376,7 +385,11 @@ async function main() {
         if (ONLY !== 'orders') entry.wide = await peerBench({ src, tgt, client: env.client, taskQueue: 'bench', rows, runs: RUNS, concurrency: CONCURRENCY });
         sizes.push(entry);
       }
-      if (ONLY !== 'wide') once = await onceBench(src, tgt, env, worker);
+      if (ONLY === undefined || ONLY === 'orders') once = await onceBench(src, tgt, env, worker);
+      if (ONLY === undefined || ONLY === 'capture') {
+        console.log(`\nchange capture (capture: logical), ${CAPTURE_SIZES.map((x) => x.toLocaleString('en-US')).join(' and ')} rows`);
+        for (const rows of CAPTURE_SIZES) capture.push(await captureBench({ src, tgt, client: env.client, taskQueue: 'bench', rows, runs: RUNS, concurrency: CONCURRENCY, perSecond: WRITES_PER_SECOND }));
+      }
     } finally {
       await worker.stop();
     }
@@ -393,7 +406,13 @@ async function main() {
       console.log('|---|---|---|');
       printOnce(once);
     }
-    writeFileSync(OUT, JSON.stringify({ runs: RUNS, concurrency: CONCURRENCY, targets, sizes, ...(once ?? {}) }, null, 2) + '\n');
+    if (capture.length) {
+      console.log('');
+      console.log('| capture: measure | median | target |');
+      console.log('|---|---|---|');
+      printCapture(capture);
+    }
+    writeFileSync(OUT, JSON.stringify({ runs: RUNS, concurrency: CONCURRENCY, targets, sizes, ...(once ?? {}), ...(capture.length ? { capture } : {}) }, null, 2) + '\n');
     console.log(`\nwritten to ${OUT}`);
   } finally {
     await closePools();

@@ -7,8 +7,9 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { PostgresServer } from '../src/infra/postgres';
 import { backfillMigration } from '../src/workflows/migration';
-import { abortSignal, approveCutoverUpdate, progressQuery, reportQuery, type Progress } from '../src/workflows/messages';
+import { abortSignal, approveCutoverUpdate, progressQuery, reportQuery, rerunUpdate, type Progress } from '../src/workflows/messages';
 import type { Report } from '../src/report/model';
+import { renderMarkdown } from '../src/report/render';
 import { captureOf } from '../src/spec/schema';
 import { endingOf, replayAndMaybeRecord, waitForPhase, type TemporalHarness } from './helpers/temporal';
 import { startStack } from './helpers/stack';
@@ -25,7 +26,7 @@ const ROWS = 30_000;
 before(async () => {
   ({ pg, temporal, stop } = await startStack(TASK_QUEUE, async (db) => {
     await db.query('src', `CREATE ROLE app LOGIN PASSWORD 'app'`);
-    for (const t of ['accounts', 'ledger_lines']) {
+    for (const t of ['accounts', 'ledger_lines', 'payments', 'refunds']) {
       await db.query('src', WRITER_TABLE(`public.${t}`));
       await db.query('src', FILL_WRITER_TABLE(`public.${t}`, ROWS));
       await db.query('src', `GRANT SELECT, INSERT, UPDATE, DELETE ON public.${t} TO app`);
@@ -69,14 +70,15 @@ test('capture: a writer through the whole migration, no change column; after the
     const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
     assert.equal(p.phase, 'awaiting_approval', p.detail);
     assert.ok(p.capture, 'progress shows change capture');
-    assert.match(p.capture!.checkpoint ?? '', /^[0-9A-F]+\/[0-9A-F]+$/, 'the evidence is at a checkpoint LSN');
-    assert.ok(p.capture!.transactions > 0, 'the stream applied transactions while the writer wrote');
+    assert.match(p.capture.checkpoint ?? '', /^[0-9A-F]+\/[0-9A-F]+$/, 'the evidence is at a checkpoint LSN');
+    assert.ok(p.capture.transactions > 0, 'the stream applied transactions while the writer wrote');
     assert.ok(writer.total() > 100, `the writer wrote through the backfill (${writer.total()})`);
     const report: Report = await h.query(reportQuery);
     assert.equal(report.verdict, 'green');
-    assert.equal(report.delta.watermark, p.capture!.checkpoint, 'the digest covers the checkpoint');
+    assert.equal(report.delta.watermark, p.capture.checkpoint, 'the digest covers the checkpoint');
+    assert.match(renderMarkdown(report), /Change capture \(logical replication\): the evidence is the source at checkpoint [0-9A-F]+\/[0-9A-F]+, every range compared there while writes went on/);
     // The writer goes on while the gate waits: the stream follows it.
-    const before = p.capture!.transactions;
+    const before = p.capture.transactions;
     await new Promise((r) => setTimeout(r, 3000));
     const waiting: Progress = await h.query(progressQuery);
     assert.ok(waiting.capture!.transactions > before, 'the stream goes on at the gate');
@@ -101,6 +103,10 @@ test('capture: a writer through the whole migration, no change column; after the
   assert.ok(dup.rows[0].n > 0);
   assert.equal(dup.rows[0].n, dup.rows[0].d, 'no transaction applied twice');
   assert.deepEqual(await leftOnSource('captured'), { slots: 0, publications: 0 });
+  // Each range recorded the LSN its rows are consistent with.
+  const points = await pg.query('tgt', `SELECT count(*)::int AS n, count(copy_point)::int AS p FROM backfill.ranges WHERE migration = 'captured'`);
+  assert.ok(points.rows[0].n > 0);
+  assert.equal(points.rows[0].p, points.rows[0].n, 'every range has its copy point');
 });
 
 test('capture: an abort mid-way leaves no slot and no publication behind', { timeout: 120_000 }, async () => {
@@ -121,4 +127,57 @@ test('capture: an abort mid-way leaves no slot and no publication behind', { tim
   const pubs = await pg.query('src', 'SELECT count(*)::int AS n FROM pg_publication WHERE pubname = $1', [c.publication]);
   assert.deepEqual({ slots: slots.rows[0].n, publications: pubs.rows[0].n }, { slots: 0, publications: 0 });
   await replayAndMaybeRecord(h, 'capture-aborted');
+});
+
+test('capture: a rerun at the gate copies the range again at a new snapshot while the writer goes on; a new checkpoint and digest, then exact', { timeout: 180_000 }, async () => {
+  const writer = await startWriter(appUrl(), 'public.payments', { perSecond: 100, firstNewId: ROWS + 1, maxId: ROWS });
+  try {
+    const doc = spec('captured-rerun', 'payments');
+    const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+    const first = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
+    assert.equal(first.phase, 'awaiting_approval', first.detail);
+    // A range copied again while the stream goes on: it is read at a new snapshot, the stream
+    // applied exactly to that point first.
+    await h.executeUpdate(rerunUpdate, { args: [{ ranges: [0, 7] }] });
+    const deadline = Date.now() + 60_000;
+    let again: Progress = first;
+    while (Date.now() < deadline) {
+      again = await h.query(progressQuery);
+      if (again.phase === 'awaiting_approval' && again.digest !== first.digest) break;
+      assert.ok(again.phase !== 'needs_attention' && again.phase !== 'failed', again.detail);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    assert.notEqual(again.digest, first.digest, 'a new digest after the rerun');
+    assert.ok(again.capture!.epochs >= first.capture!.epochs + 2, 'a new epoch for the rerun and a new checkpoint');
+    assert.notEqual(again.capture!.checkpoint, first.capture!.checkpoint);
+    const copied = await pg.query('tgt', `SELECT range_index, copy_point::text AS p FROM backfill.ranges WHERE migration = 'captured-rerun' AND range_index IN (0, 1, 7) ORDER BY range_index`);
+    const at = Object.fromEntries(copied.rows.map((r) => [r.range_index, r.p]));
+    assert.notEqual(at[0], at[1], 'range 0 was copied at a later point than range 1');
+    assert.equal(at[0], at[7]);
+    await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: again.digest! }] });
+    assert.equal((await h.result()).phase, 'completed');
+  } finally {
+    await writer.stop();
+  }
+  const [s, t] = await Promise.all([tableFingerprint(pg.url('src'), 'public.payments'), tableFingerprint(pg.url('tgt'), 'public.payments')]);
+  assert.deepEqual(t, s);
+});
+
+test('capture: a TRUNCATE on the source stops the migration with a sentence that names the table, and the slot is dropped', { timeout: 120_000 }, async () => {
+  const doc = spec('captured-truncated', 'refunds');
+  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+  const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
+  assert.equal(p.phase, 'awaiting_approval', p.detail);
+  await pg.query('src', 'TRUNCATE public.refunds');
+  const err = await h.result().then(
+    () => assert.fail('the migration must not complete'),
+    (e: Error) => e,
+  );
+  const why = String((err as { cause?: { message?: string } }).cause?.message ?? err.message);
+  assert.match(why, /TRUNCATE/);
+  assert.match(why, /public\.refunds/);
+  assert.doesNotMatch(why, /postgres(ql)?:\/\/|\n\s+at /, 'no connection string, no stack trace');
+  const c = captureOf(parsed(doc))!;
+  const slots = await pg.query('src', 'SELECT count(*)::int AS n FROM pg_replication_slots WHERE slot_name LIKE $1', [`${c.slot.slice(0, 40)}%`]);
+  assert.equal(slots.rows[0].n, 0, 'the failed migration left no slot');
 });

@@ -60,6 +60,8 @@ export async function buildReport(input: {
   delta?: Report['delta'];
   /** the source still takes writes: judge the ranges, not the totals (see isGreen) */
   live?: boolean;
+  /** change capture: the stream's state (its checkpoint is `delta.watermark`, which the digest covers) */
+  capture?: Report['capture'];
 }): Promise<Report> {
   return guarded('building the report', async () => {
     const ctl = poolFor(controlAlias(input.spec), 'write');
@@ -117,7 +119,7 @@ export async function buildReport(input: {
       constraints: await constraintStates(input.spec, input.migration),
     });
     // The audit so far travels with the evidence, so the report kept in the ledger shows it too.
-    const report: Report = { ...built, audit: await readAudit(ctl, input.migration) };
+    const report: Report = { ...built, ...(input.capture ? { capture: input.capture } : {}), audit: await readAudit(ctl, input.migration) };
     await ctl.query(SAVE_REPORT, [input.migration, report.digest, report.verdict, JSON.stringify(report)]);
     return report;
   });

@@ -301,7 +301,7 @@ class ApplyRun {
             continue;
           }
           throw new CaptureError(
-            `a TRUNCATE of ${relation.source} on the source cannot be applied by change capture: the migration must be rerun for that table`,
+            `a TRUNCATE of ${relation.source} on the source cannot be applied by change capture: start the migration of that table again (a new migration name)`,
             '0A000',
           );
         }

@@ -3,7 +3,7 @@
 // terminal, the caller prints a line per change instead (`progressLines`).
 import { MultiBar, Presets, type SingleBar } from 'cli-progress';
 import type { Progress } from '../workflows/messages';
-import { gateInstructions } from '../report/render';
+import { captureLag, captureLine, gateInstructions } from '../report/render';
 import { Rates, etaSeconds, showDuration, showRate } from './rates';
 
 const fmt = (n: number) => n.toLocaleString('en-US');
@@ -38,7 +38,9 @@ export class ProgressDisplay {
   update(p: Progress, now = Date.now()): void {
     for (const t of p.tables) this.rates.add(tableKey(t), { at: now, rows: t.rowsCopied, done: t.ranges.verified + t.ranges.failed });
     if (!this.interactive) return;
-    const phase = { phase: `${p.migration}: ${p.phase}${p.paused ? ' (paused)' : ''}${p.detail ? ` – ${p.detail}` : ''}` };
+    // Change capture: how far behind the stream is, on the header line.
+    const lag = p.capture ? ` | ${fmt(p.capture.transactions)} transactions applied, ${captureLag(p.capture)}` : '';
+    const phase = { phase: `${p.migration}: ${p.phase}${p.paused ? ' (paused)' : ''}${p.detail ? ` – ${p.detail}` : ''}${lag}` };
     if (!this.bars) {
       this.bars = new MultiBar(
         {
@@ -69,10 +71,11 @@ export class ProgressDisplay {
 
   /** The plain lines for a log (off a terminal): each table's rate and ETA. */
   rateLines(p: Progress): string[] {
-    return p.tables.map((t) => {
+    const lines = p.tables.map((t) => {
       const f = tableFigures(t, this.rates);
       return `  ${f.table}: ${fmt(f.done)}/${fmt(f.total)} ranges, ${f.rate} rows/s, ETA ${f.left}`;
     });
+    return p.capture ? [...lines, `  ${captureLine(p.capture)}`] : lines;
   }
 
   stop(): void {

@@ -10,10 +10,10 @@ export const WRITER_TABLE = (name: string) =>
 /** A text that does not compress well: PostgreSQL keeps it out of line (TOASTed). */
 export const BIG_TEXT = (seed: string) => `(SELECT string_agg(md5(${seed} || ':' || i), '') FROM generate_series(1, 400) i)`;
 
-/** `rows` rows; every 50th carries a TOASTed text of about 12.8 kB. */
-export const FILL_WRITER_TABLE = (name: string, rows: number) =>
+/** `rows` rows; every `bigEvery`-th (default 50th) carries a TOASTed text of about 12.8 kB. */
+export const FILL_WRITER_TABLE = (name: string, rows: number, bigEvery = 50) =>
   `INSERT INTO ${name} SELECT g, g * 1.25, (ARRAY['new','paid','shipped','void'])[1 + g % 4],
-     CASE WHEN g % 50 = 0 THEN ${BIG_TEXT('g::text')} END, timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second'
+     CASE WHEN g % ${Math.max(1, Math.floor(bigEvery))} = 0 THEN ${BIG_TEXT('g::text')} END, timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second'
      FROM generate_series(1, ${rows}) g`;
 
 export interface WriterCounts {

@@ -6,6 +6,7 @@
 // colours of the strip are SVG attributes and every status is also written in words, so the page
 // reads (and prints) without the stylesheet's help.
 import { FAILED_STATUSES, auditTrail, shellWord, type AuditRecord, type RangeReport, type Report, type TableReport } from './model';
+import { captureEvidence } from './render';
 
 const ENTITIES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
 
@@ -426,7 +427,8 @@ export function renderHtml(r: Report, o: HtmlOptions = {}): string {
   head.push('</header>');
   const body: string[] = [];
   if (r.live) body.push('<p class="note">The source was still taking writes: every range is proven; the totals are proven by the final check, after the freeze.</p>');
-  if (r.delta.watermark !== null)
+  if (r.capture) body.push(`<p>${esc(captureEvidence(r.capture))}</p>`);
+  else if (r.delta.watermark !== null)
     body.push(`<p>Catch-up: watermark <code>${esc(r.delta.watermark)}</code>; ${fmt(r.delta.rowsApplied)} rows applied; ${fmt(r.delta.remaining)} in the last round.</p>`);
   if (r.tables.length > 1)
     body.push(`<nav><h2>Tables</h2><ol>${r.tables.map((t, i) => `<li><a href="#t${i}">${esc(t.source)} → ${esc(t.target)}</a>${t.rangeSummary.failed ? ` <span class="bad">(${plural(t.rangeSummary.failed, 'range')} not proven)</span>` : ''}</li>`).join('')}</ol></nav>`);

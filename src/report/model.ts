@@ -109,6 +109,8 @@ export interface Report {
   generatedAt: string;
   tables: TableReport[];
   delta: { watermark: string | null; rowsApplied: number; remaining: number };
+  /** change capture: the stream's state when the report was built; `delta.watermark` is its checkpoint */
+  capture?: { checkpoint: string | null; appliedLsn: string | null; transactions: number; rows: number; lagSeconds: number; lagBytes: string };
   approvals: Approval[];
   switchedAt?: string;
   /** the source was still taking writes: the verdict rests on the ranges, the totals wait for the final check */

@@ -64,7 +64,8 @@ export function renderMarkdown(r: Report): string {
     r.digest ? `Digest: \`${r.digest}\`` : 'Digest: none yet',
     '',
   ];
-  if (r.delta.watermark !== null)
+  if (r.capture) lines.push(captureEvidence(r.capture), '');
+  else if (r.delta.watermark !== null)
     lines.push(`Catch-up: watermark ${r.delta.watermark}; ${fmt(r.delta.rowsApplied)} rows applied; ${fmt(r.delta.remaining)} in the last round.`, '');
   if (r.live) lines.push('The source was still taking writes: every range is proven; the totals are proven by the final check, after the freeze.', '');
   for (const t of r.tables) lines.push(...tableSection(t), '');
@@ -98,9 +99,21 @@ export function renderProgress(p: Progress): string {
 
 /** Change capture in one line: what was applied, how far behind, the checkpoint the evidence is at. */
 export function captureLine(c: CaptureProgress): string {
+  return `change capture: ${fmt(c.transactions)} transaction(s), ${fmt(c.rows)} row(s) applied up to ${c.appliedLsn ?? '–'}; ${captureLag(c)}; checkpoint ${c.checkpoint ?? '–'}`;
+}
+
+/** What change capture's evidence rests on, in the report's words. */
+export function captureEvidence(c: NonNullable<Report['capture']>): string {
+  return (
+    `Change capture (logical replication): the evidence is the source at checkpoint ${c.checkpoint ?? '–'}, every range compared there while writes went on; ` +
+    `${fmt(c.transactions)} source transaction(s), ${fmt(c.rows)} row(s) applied up to ${c.appliedLsn ?? '–'}; ${captureLag(c)} when this was built.`
+  );
+}
+
+/** How far the target is behind the source: `lag 0.4 s, 12,345 bytes` (MB above one). */
+export function captureLag(c: Pick<CaptureProgress, 'lagSeconds' | 'lagBytes'>): string {
   const mb = Number(c.lagBytes) / (1024 * 1024);
-  const lag = `lag ${c.lagSeconds.toFixed(1)} s, ${mb >= 1 ? `${mb.toFixed(1)} MB` : `${fmt(Number(c.lagBytes))} bytes`}`;
-  return `change capture: ${fmt(c.transactions)} transaction(s), ${fmt(c.rows)} row(s) applied up to ${c.appliedLsn ?? '–'}; ${lag}; checkpoint ${c.checkpoint ?? '–'}`;
+  return `lag ${c.lagSeconds.toFixed(1)} s, ${mb >= 1 ? `${mb.toFixed(1)} MB` : `${fmt(Number(c.lagBytes))} bytes`}`;
 }
 
 /** What a person does at the gate, for the CLI: the same steps Current Details shows in the UI. */

@@ -2,6 +2,7 @@
 import type { MigrationState } from './state';
 import { patched } from '@temporalio/workflow';
 import { summarised } from './activities';
+import type { Report } from '../report/model';
 
 /** Foreign keys were set aside at planning (only then is there anything to restore). */
 export function hasConstraints(s: MigrationState): boolean {
@@ -54,6 +55,13 @@ export async function buildReport(s: MigrationState, o: { evidenceMark?: string 
     generatedAt: new Date().toISOString(),
     ...(delta ? { delta: { ...delta, watermark: o.evidenceMark === undefined ? delta.watermark : o.evidenceMark } } : {}),
     ...(s.live && !o.final ? { live: true } : {}),
+    ...(s.live?.capture ? { capture: captureOfReport(s) } : {}),
   });
   s.digest = s.report.digest;
+}
+
+/** Change capture as the report keeps it. */
+function captureOfReport(s: MigrationState): NonNullable<Report['capture']> {
+  const c = s.captureView()!;
+  return { checkpoint: c.checkpoint, appliedLsn: c.appliedLsn, transactions: c.transactions, rows: c.rows, lagSeconds: c.lagSeconds, lagBytes: c.lagBytes };
 }
