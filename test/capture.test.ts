@@ -75,6 +75,8 @@ test('capture: a writer through the whole migration, no change column; after the
     assert.ok(writer.total() > 100, `the writer wrote through the backfill (${writer.total()})`);
     const report: Report = await h.query(reportQuery);
     assert.equal(report.verdict, 'green');
+    // The totals were read at the checkpoint, both sides at one point, while the writer wrote.
+    assert.ok(report.tables[0].totals.match && report.tables[0].totals.sumOfRanges.match, 'the totals at the checkpoint agree');
     assert.equal(report.delta.watermark, p.capture.checkpoint, 'the digest covers the checkpoint');
     assert.match(renderMarkdown(report), /Change capture \(logical replication\): the evidence is the source at checkpoint [0-9A-F]+\/[0-9A-F]+, every range compared there while writes went on/);
     // The writer goes on while the gate waits: the stream follows it.

@@ -187,10 +187,18 @@ function cancellationSignal(): AbortSignal | undefined {
 
 // ---- the final window ----
 
+/** The window's rows on one side: how many of its keys have a row, and the sum of their row hashes. */
+export interface WindowSide {
+  rows: number;
+  checksum: string;
+}
+
 export interface WindowTable {
   table: string;
   keys: number;
   differing: number;
+  source: WindowSide;
+  target: WindowSide;
   /** up to 20 differing keys, as text */
   sample: string[][];
 }
@@ -209,7 +217,8 @@ export async function compareWindow(input: { migration: string; spec: Spec; sinc
       const all = { lo: null, hi: null };
       const [s, d] = await Promise.all([keyedRows(b, spec.source, 'read', 'source', all, keys), keyedRows(b, spec.target, 'write', 'target', all, keys)]);
       const diffs = diffRows(hashedColumns(b), s, d);
-      return { table: b.sourceName, keys: keys.length, differing: diffs.length, sample: diffs.slice(0, 20).map((x) => x.key) };
+      const totals = (f: typeof s): WindowSide => ({ rows: f.rows.size, checksum: [...f.rows.values()].reduce((a, r) => a + BigInt(r.h), 0n).toString() });
+      return { table: b.sourceName, keys: keys.length, differing: diffs.length, source: totals(s), target: totals(d), sample: diffs.slice(0, 20).map((x) => x.key) };
     });
     out.push(res);
     heartbeat({ table: i });

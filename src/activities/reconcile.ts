@@ -8,7 +8,10 @@
 import { controlAlias, type MigrationSpec } from '../spec/schema';
 import { poolFor } from '../db/pools';
 import { RANGE_SUMS, UPSERT_TABLE } from '../db/ledger';
-import { countSql, duplicatesSql, keySampleSql, profileSql, type Selection, type Side } from '../db/sql';
+import type pg from 'pg';
+import { PREFER_INDEX, countSql, duplicatesSql, keySampleSql, profileSql, type Selection, type Side } from '../db/sql';
+import { atSnapshot, type SnapshotRef } from './snapshot';
+import { snapshotRefOf } from './copy-range';
 import { guarded } from '../db/errors';
 import type { SideTotals } from '../report/model';
 import { bindingFor, type Binding } from './binding';
@@ -36,20 +39,32 @@ export interface TableTotals {
   coverage: { ranges: number; ok: boolean };
 }
 
-async function side(b: Binding, alias: string, access: 'read' | 'write', s: Side, span: Selection, sums: { count: string; checksum: string }) {
-  const pool = poolFor(alias, access);
+/** How a side's queries run: on the pool now, or each in a session at a change-capture snapshot. */
+type Run = <T>(fn: (c: pg.ClientBase | pg.Pool) => Promise<T>, throughKeyIndex?: boolean) => Promise<T>;
+
+function runner(pool: pg.Pool, at: SnapshotRef | undefined): Run {
+  if (!at)
+    return (fn, throughKeyIndex) => (throughKeyIndex ? throughIndex(pool, fn) : fn(pool));
+  return (fn, throughKeyIndex) =>
+    atSnapshot(pool, at, async (c) => {
+      if (throughKeyIndex) await c.query(PREFER_INDEX);
+      return fn(c);
+    });
+}
+
+async function side(b: Binding, run: Run, s: Side, span: Selection, sums: { count: string; checksum: string }) {
   const extra = b.checks.distribution.length + b.checks.aggregates.length > 0;
   const unique = s === 'source' ? b.sourceKeyUnique : b.targetKeyUnique;
   const [count, { out, keys }, global, dups] = await Promise.all([
-    pool.query(countSql(b, s)),
-    throughIndex(pool, async (c) => {
+    run((c) => c.query(countSql(b, s))),
+    run(async (c) => {
       const out = await measure(c, b, s, span);
       // Usually nothing is outside; a sorted sample of nothing could still walk the whole index.
       const keys = out.profile.count === '0' ? { rows: [] } : await c.query(keySampleSql(b, s, span, OUTSIDE_SAMPLE));
       return { out, keys };
-    }),
-    extra ? pool.query(profileSql(b, s, undefined, false)) : undefined,
-    unique ? undefined : pool.query(duplicatesSql(b, s, undefined, OUTSIDE_SAMPLE)),
+    }, true),
+    extra ? run((c) => c.query(profileSql(b, s, undefined, false))) : undefined,
+    unique ? undefined : run((c) => c.query(duplicatesSql(b, s, undefined, OUTSIDE_SAMPLE))),
   ]);
   const profile = global ? parseProfile(global.rows, b.checks) : { aggregates: {}, distribution: {} };
   const totals: SideTotals = {
@@ -72,12 +87,8 @@ export async function reconcileTable(input: {
   spec: MigrationSpec;
   tableIndex: number;
   plan: TablePlan;
-  /**
-   * Change capture's final window: the ranges' evidence is as of the checkpoint (equal on both
-   * sides there) and the keys changed since were compared one by one, so the counts are compared
-   * as they are now but not required to add up to the ranges' counts of the checkpoint.
-   */
-  window?: boolean;
+  /** change capture's checkpoint: the source is read at this epoch's snapshot (the target stands at its point) */
+  epoch?: number;
 }): Promise<TableTotals> {
   const { spec, tableIndex: i } = input;
   const b = await bindingFor(spec, spec.tables[i], i);
@@ -86,8 +97,8 @@ export async function reconcileTable(input: {
     const sums = (await ctl.query(RANGE_SUMS, [input.migration, i, input.plan.rangeCount])).rows[0];
     const span: Selection = { outside: planSpan(input.plan) };
     const [s, t] = await Promise.all([
-      side(b, spec.source, 'read', 'source', span, { count: sums.source_count, checksum: sums.source_checksum }),
-      side(b, spec.target, 'write', 'target', span, { count: sums.target_count, checksum: sums.target_checksum }),
+      side(b, runner(poolFor(spec.source, 'read'), snapshotRefOf({ migration: input.migration, spec, epoch: input.epoch })), 'source', span, { count: sums.source_count, checksum: sums.source_checksum }),
+      side(b, runner(poolFor(spec.target, 'write'), undefined), 'target', span, { count: sums.target_count, checksum: sums.target_checksum }),
     ]);
     const checks = compareProfiles(
       { ...s.totals, aggregates: s.totals.aggregates, distribution: s.totals.distribution },
@@ -102,7 +113,7 @@ export async function reconcileTable(input: {
       failed: failedChecks(checks),
       outside: t.outside,
       sourceOutside: s.outside,
-      coverage: { ranges: Number(sums.n), ok: Number(sums.n) === input.plan.rangeCount && (input.window === true || (s.covered && t.covered)) },
+      coverage: { ranges: Number(sums.n), ok: Number(sums.n) === input.plan.rangeCount && s.covered && t.covered },
     };
     await ctl.query(UPSERT_TABLE, [input.migration, i, b.sourceName, b.targetName, null, JSON.stringify(result)]);
     return result;

@@ -116,6 +116,7 @@ export async function buildReport(input: {
       evidence,
       delta: input.delta ?? { watermark: null, rowsApplied: 0, remaining: 0 },
       live: input.live,
+      totalsAtCheckpoint: input.capture !== undefined && input.capture.checkpoint !== null,
       constraints: await constraintStates(input.spec, input.migration),
     });
     // The audit so far travels with the evidence, so the report kept in the ledger shows it too.

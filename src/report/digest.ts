@@ -15,6 +15,11 @@ export function reportFromEvidence(e: {
   delta: Report['delta'];
   /** the source still takes writes: judge the ranges, not the totals (see isGreen) */
   live?: boolean;
+  /**
+   * Change capture: the totals were read at the checkpoint, source and target at one point, so they
+   * are judged even while the source takes writes (the foreign keys still wait for the final check).
+   */
+  totalsAtCheckpoint?: boolean;
   constraints?: ConstraintReport[];
 }): Report {
   const tables = e.evidence.map((t) => buildTableReport(e.migration, t));
@@ -22,7 +27,7 @@ export function reportFromEvidence(e: {
   return {
     migration: e.migration,
     digest: digestOf(evidenceText(e.migration, e.evidence, e.delta.watermark, constraints)),
-    verdict: tables.every((t) => isGreen(t, e.live)) && constraintsGreen(constraints, e.live) ? 'green' : 'red',
+    verdict: tables.every((t) => isGreen(t, e.live && !e.totalsAtCheckpoint)) && constraintsGreen(constraints, e.live) ? 'green' : 'red',
     ...(constraints.length ? { constraints } : {}),
     ...(e.live ? { live: true } : {}),
     complete: true,

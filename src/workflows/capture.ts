@@ -9,6 +9,7 @@ import type { ApplyOutcome } from '../activities/capture';
 import { acts, holders, lastTries, summarised } from './activities';
 import { backfill } from './backfill';
 import { isSnapshotGone } from './errors';
+import { reconcileAll } from './evidence';
 import type { MigrationState } from './state';
 import type { CaptureState } from './types';
 
@@ -110,6 +111,8 @@ async function openEpoch(s: MigrationState): Promise<OpenEpoch> {
  */
 export async function capturedBackfill(s: MigrationState): Promise<void> {
   const c = cap(s);
+  // The ranges change: the next checkpoint is the evidence (and the final window's start).
+  c.checkpoint = null;
   let fruitless = 0;
   for (;;) {
     s.setPhase('backfilling', `opening snapshot epoch ${c.epochs + 1}`);
@@ -174,7 +177,11 @@ async function checkpoint(s: MigrationState): Promise<void> {
         s.touch(t);
       }
       if (!outsideEqual) s.detail = 'rows outside the planned ranges differ at the checkpoint';
-      if (s.failedCount() === 0 && outsideEqual) c.checkpoint = ep.point;
+      if (s.failedCount() === 0 && outsideEqual) {
+        // The whole-table totals at the same point: what the final window builds on.
+        await reconcileAll(s, { epoch: ep.epoch });
+        c.checkpoint = ep.point;
+      }
       return;
     } catch (e) {
       // The checkpoint's holder died: take another (the stream never moved past its point).
@@ -211,7 +218,7 @@ export async function capturedFinalWindow(s: MigrationState): Promise<string | u
   }
   if (!c.checkpoint) return 'no green checkpoint to compare the final window against';
   const w = await summarised(`compare every key changed since the checkpoint ${c.checkpoint}`).compareWindow({ migration: s.name, spec: s.spec, since: c.checkpoint });
-  const red = w.filter((x) => x.differing > 0);
+  const red = w.filter((x) => x.differing > 0 || x.source.rows !== x.target.rows || x.source.checksum !== x.target.checksum);
   c.windowKeys = w.reduce((a, x) => a + x.keys, 0);
   if (red.length) return `the final window differs: ${red.map((x) => `${x.differing} of ${x.keys} changed key(s) in ${x.table}, e.g. (${x.sample[0]?.join(', ')})`).join('; ')}`;
   return undefined;

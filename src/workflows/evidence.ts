@@ -16,7 +16,7 @@ export async function restoreConstraints(s: MigrationState): Promise<string[]> {
 }
 
 /** Reconciling: the global checks of every table, `concurrency` tables at a time. */
-export async function reconcileAll(s: MigrationState, o: { window?: boolean } = {}): Promise<void> {
+export async function reconcileAll(s: MigrationState, o: { epoch?: number } = {}): Promise<void> {
   s.setPhase('reconciling');
   const reconcile = (i: number) => {
     const st = s.tables[i];
@@ -25,7 +25,8 @@ export async function reconcileAll(s: MigrationState, o: { window?: boolean } = 
       spec: s.spec,
       tableIndex: i,
       plan: st.plan,
-      ...(o.window ? { window: true } : {}),
+      // Change capture's checkpoint: the source at its snapshot, the target stopped at its point.
+      ...(o.epoch !== undefined ? { epoch: o.epoch } : {}),
     });
   };
   // (Patched: migrations started before went one table after another.)
