@@ -26,12 +26,14 @@ const ROWS = 30_000;
 before(async () => {
   ({ pg, temporal, stop } = await startStack(TASK_QUEUE, async (db) => {
     await db.query('src', `CREATE ROLE app LOGIN PASSWORD 'app'`);
-    for (const t of ['accounts', 'ledger_lines', 'payments', 'refunds']) {
+    for (const t of ['accounts', 'ledger_lines', 'payments', 'refunds', 'checked']) {
       await db.query('src', WRITER_TABLE(`public.${t}`));
       await db.query('src', FILL_WRITER_TABLE(`public.${t}`, ROWS));
       await db.query('src', `GRANT SELECT, INSERT, UPDATE, DELETE ON public.${t} TO app`);
       await db.query('tgt', WRITER_TABLE(`public.${t}`));
     }
+    // A target that refuses most rows: the migration waits for a person.
+    await db.query('tgt', 'ALTER TABLE public.checked ADD CONSTRAINT small_balance CHECK (balance < 100)');
   }));
 });
 
@@ -182,4 +184,17 @@ test('capture: a TRUNCATE on the source stops the migration with a sentence that
   const c = captureOf(parsed(doc))!;
   const slots = await pg.query('src', 'SELECT count(*)::int AS n FROM pg_replication_slots WHERE slot_name LIKE $1', [`${c.slot.slice(0, 40)}%`]);
   assert.equal(slots.rows[0].n, 0, 'the failed migration left no slot');
+});
+
+test('capture: waiting in needs_attention, the migration says how much WAL its slot retains; abort drops the slot', { timeout: 120_000 }, async () => {
+  const doc = spec('captured-refused', 'checked');
+  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+  const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
+  assert.equal(p.phase, 'needs_attention');
+  assert.match(p.detail ?? '', /replication slot backfill_captured_refused_[0-9a-f]{8} retains [\d.]+ MB of WAL on the source while this waits \(backfill abort drops it\)/);
+  await h.signal(abortSignal, { reason: 'the target refuses the rows' });
+  assert.equal((await endingOf(h)).phase, 'aborted');
+  const c = captureOf(parsed(doc))!;
+  const slots = await pg.query('src', 'SELECT count(*)::int AS n FROM pg_replication_slots WHERE slot_name LIKE $1', [`${c.slot.slice(0, 40)}%`]);
+  assert.equal(slots.rows[0].n, 0);
 });

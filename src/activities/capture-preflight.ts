@@ -17,12 +17,14 @@ export async function captureProblems(spec: Spec, bindings: Binding[]): Promise<
   const src = poolFor(spec.source, 'read');
   const out: string[] = [];
   const s = (await src.query(CAPTURE_SERVER_SQL)).rows[0] as {
-    wal_level: string; max_slots: number; slots_used: number; max_senders: number; senders_used: number; keep_size: string;
+    wal_level: string; version: string; max_slots: number; slots_used: number; max_senders: number; senders_used: number; keep_size: string;
     superuser: string; replication: string; rds_replication: string; can_create: string;
   };
   // Every value reads as text in our sessions: booleans are 't' or 'f'.
   const superuser = s.superuser === 't';
   const at = 'capture';
+  // The stream's `messages` option (our fences) arrived in PostgreSQL 14.
+  if (Number(s.version) < 140000) out.push(`${at}: the source runs PostgreSQL ${Math.floor(Number(s.version) / 10000)}; logical capture needs PostgreSQL 14 or later (use delta, a change column, there)`);
   if (s.wal_level !== 'logical')
     out.push(`${at}: the source has wal_level=${s.wal_level}; logical capture needs wal_level=logical (ALTER SYSTEM SET wal_level = logical, then restart the server; on Amazon RDS set rds.logical_replication = 1 in the parameter group; on Cloud SQL the flag cloudsql.logical_decoding = on)`);
   const slot = (await src.query(SLOT_SQL, [cap.slot])).rows[0] as { slot_name: string } | undefined;

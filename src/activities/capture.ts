@@ -3,6 +3,7 @@
 // the slot's stream to the target, the final window's comparison by key, and the cleanup.
 // Connection strings, snapshot names and slot credentials stay here and in the ledger: the
 // workflow sees LSNs, counts and sentences.
+import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { Context } from '@temporalio/activity';
@@ -76,9 +77,12 @@ export async function holdSnapshot(input: EpochInput): Promise<void> {
   }
 }
 
-/** Temporary slots of a migration's epochs are named from its slot: `<slot>_e<epoch>_<random>`. */
+/**
+ * Temporary slots of a migration's epochs are named from its slot: `<slot, cut>_<hash of it>_e<epoch>_<random>`
+ * (63 bytes at most; the hash keeps two long slot names with one beginning apart).
+ */
 export function epochSlotPrefix(slot: string): string {
-  return `${slot.slice(0, 40)}_e`;
+  return `${slot.slice(0, 40)}_${createHash('md5').update(slot).digest('hex').slice(0, 8)}_e`;
 }
 
 function lostHolder(epoch: number): ApplicationFailure {

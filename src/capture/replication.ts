@@ -78,8 +78,12 @@ export interface CreatedSlot {
 export async function createSlot(connectionString: string, o: { slot: string; temporary: boolean }): Promise<CreatedSlot> {
   const client = await connected(clientFor(connectionString, REPLICATION_SETTINGS, true), 'a replication session');
   try {
+    // Asked before the slot is made: after it, any command would end the exported snapshot.
+    const version = Number((await client.query<{ server_version_num: string }>('SHOW server_version_num')).rows[0].server_version_num);
+    // PostgreSQL 15 took options in parentheses; 14 has the older keyword.
+    const exported = version >= 150000 ? "(SNAPSHOT 'export')" : 'EXPORT_SNAPSHOT';
     const r = await client.query<{ consistent_point: string; snapshot_name: string }>(
-      `CREATE_REPLICATION_SLOT ${quoteIdent(o.slot)} ${o.temporary ? 'TEMPORARY ' : ''}LOGICAL pgoutput (SNAPSHOT 'export')`,
+      `CREATE_REPLICATION_SLOT ${quoteIdent(o.slot)} ${o.temporary ? 'TEMPORARY ' : ''}LOGICAL pgoutput ${exported}`,
     );
     const row = r.rows[0];
     return { client, consistentPoint: row.consistent_point, snapshot: row.snapshot_name };

@@ -502,6 +502,7 @@ export function advanceSequenceSql(target: string, column: string): string {
 /** What logical change capture needs of the source server and role, in one row (sessions read booleans as 't'/'f'). */
 export const CAPTURE_SERVER_SQL = `
 SELECT current_setting('wal_level') AS wal_level,
+       current_setting('server_version_num')::int AS version,
        current_setting('max_replication_slots')::int AS max_slots,
        (SELECT count(*) FROM pg_replication_slots)::int AS slots_used,
        current_setting('max_wal_senders')::int AS max_senders,
