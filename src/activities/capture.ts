@@ -11,7 +11,7 @@ import { captureOf, controlAlias, type MigrationSpec } from '../spec/schema';
 import { connectionStringFor } from '../spec/aliases';
 import { poolFor } from '../db/pools';
 import { guarded } from '../db/errors';
-import { EPOCH, RECORD_EPOCH, RELEASE_EPOCH } from '../db/ledger';
+import { EPOCH, RECORD_EPOCH, RELEASE_EPOCH, RELEASE_EPOCHS } from '../db/ledger';
 import {
   CHANGED_KEYS_SQL, END_EPOCH_HOLDERS_SQL, EPOCH_SLOTS_SQL, DROP_SLOT_SQL, FORGET_KEYS_SQL, PUBLICATION_SQL, SLOT_SQL,
   TERMINATE_SLOT_USER_SQL, createPublicationSql, dropPublicationSql, hashedColumns, setPublicationTablesSql,
@@ -69,7 +69,11 @@ export async function holdSnapshot(input: EpochInput): Promise<void> {
   try {
     await Promise.race([Context.current().cancelled, lost]);
   } catch (e) {
-    if (!(e instanceof CancelledFailure)) throw e;
+    if (e instanceof CancelledFailure) return;
+    // Ended by the cleanup (the migration let go of this epoch): not a failure.
+    const row = (await ctl.query(EPOCH, [migration, epoch]).catch(() => undefined))?.rows[0] as { released?: string } | undefined;
+    if (row?.released === 't') return;
+    throw e;
   } finally {
     held.client.removeAllListeners('end');
     await held.client.end().catch(() => undefined);
@@ -282,7 +286,9 @@ export async function dropCapture(input: { migration: string; spec: Spec }): Pro
         }
       }
     }
-    // The temporary slots of epochs and checkpoints: their sessions ended, so nothing lingers.
+    // The temporary slots of epochs and checkpoints: their sessions ended, so nothing lingers (the
+    // epochs marked released first, so their holders end quietly).
+    await poolFor(controlAlias(spec), 'write').query(RELEASE_EPOCHS, [input.migration]);
     const epochSlots = `${epochSlotPrefix(cap.slot).replace(/_/g, '\\_')}%`;
     await src.query(END_EPOCH_HOLDERS_SQL, [epochSlots]);
     for (let tries = 0; tries < 50 && (await src.query(EPOCH_SLOTS_SQL, [epochSlots])).rows[0].n > 0; tries++) await sleep(100);

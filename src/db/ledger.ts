@@ -292,5 +292,6 @@ ON CONFLICT (migration, epoch) DO UPDATE
        worker = EXCLUDED.worker, created_at = now(), released_at = NULL`;
 export const EPOCH = `SELECT slot, temporary, snapshot, point::text AS point, released_at IS NOT NULL AS released FROM backfill.capture_epochs WHERE migration = $1 AND epoch = $2`;
 export const RELEASE_EPOCH = `UPDATE backfill.capture_epochs SET released_at = now() WHERE migration = $1 AND epoch = $2`;
+export const RELEASE_EPOCHS = `UPDATE backfill.capture_epochs SET released_at = coalesce(released_at, now()) WHERE migration = $1`;
 /** The LSN a range's rows are consistent with (change capture). */
 export const RECORD_COPY_POINT = `UPDATE backfill.ranges SET copy_point = $4::pg_lsn WHERE migration = $1 AND table_index = $2 AND range_index = $3`;

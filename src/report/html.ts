@@ -426,7 +426,7 @@ export function renderHtml(r: Report, o: HtmlOptions = {}): string {
     head.push(`<p>To approve exactly this evidence: <code>${esc(`backfill approve ${shellWord(r.migration)} --as <you> --digest ${r.digest}`)}</code></p>`);
   head.push('</header>');
   const body: string[] = [];
-  if (r.live) body.push('<p class="note">The source was still taking writes: every range is proven; the totals are proven by the final check, after the freeze.</p>');
+  if (r.live && !r.capture) body.push('<p class="note">The source was still taking writes: every range is proven; the totals are proven by the final check, after the freeze.</p>');
   if (r.capture) body.push(`<p>${esc(captureEvidence(r.capture))}</p>`);
   else if (r.delta.watermark !== null)
     body.push(`<p>Catch-up: watermark <code>${esc(r.delta.watermark)}</code>; ${fmt(r.delta.rowsApplied)} rows applied; ${fmt(r.delta.remaining)} in the last round.</p>`);
