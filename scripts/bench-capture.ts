@@ -10,20 +10,13 @@
 import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
-import type { Client } from '@temporalio/client';
-import type { PostgresServer } from '../src/infra/postgres';
+import type { PeerOptions } from './bench-peer';
 import { FILL_WRITER_TABLE, WRITER_TABLE, startWriter, tableFingerprint } from '../src/infra/writer';
 import { approveCutoverUpdate, progressQuery, type Progress } from '../src/workflows/messages';
 import { backfillMigration } from '../src/workflows/migration';
 
-export interface CaptureOptions {
-  src: PostgresServer;
-  tgt: PostgresServer;
-  client: Client;
-  taskQueue: string;
-  rows: number;
-  runs: number;
-  concurrency: number;
+/** The peer bench's options (servers, client, sizes), and the writer's rate. */
+export interface CaptureOptions extends PeerOptions {
   perSecond: number;
 }
 

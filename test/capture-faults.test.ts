@@ -12,7 +12,7 @@ import { backfillMigration } from '../src/workflows/migration';
 import { approveCutoverUpdate, pauseSignal, progressQuery, resumeSignal, type Progress } from '../src/workflows/messages';
 import { spawnWorker, type TemporalHarness, type WorkerProcess } from './helpers/temporal';
 import { startStack } from './helpers/stack';
-import { specFor } from './helpers/spec';
+import { capturedSpecFor } from './helpers/spec';
 import { FILL_WRITER_TABLE, WRITER_TABLE, startWriter, tableFingerprint } from './helpers/writer';
 
 const TASK_QUEUE = 'capture-faults';
@@ -72,17 +72,7 @@ test('capture under kill -9 and a target restart: a second epoch, the stream res
   const writer = await startWriter(appUrl, 'public.accounts', { perSecond: 100, firstNewId: ROWS + 1, maxId: ROWS });
   try {
     let w = await worker();
-    const doc = specFor('captured-faults', { source: 'public.accounts', target: 'public.accounts', chunk: { column: 'id', size: 4_000 } }, {
-      taskQueue: TASK_QUEUE,
-      concurrency: 2,
-      capture: 'logical',
-      catchUp: { maxLag: '3 seconds' },
-      cutover: {
-        approval: 'required',
-        freeze: { connection: 'src', sql: 'REVOKE INSERT, UPDATE, DELETE ON public.accounts FROM app' },
-        unfreeze: { connection: 'src', sql: 'GRANT INSERT, UPDATE, DELETE ON public.accounts TO app' },
-      },
-    });
+    const doc = capturedSpecFor('captured-faults', 'public.accounts', { taskQueue: TASK_QUEUE, chunk: 4_000 });
     const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
 
     // 1. Mid-copy: a few ranges done, the window paused until nothing is in flight, then resumed and

@@ -13,7 +13,7 @@ import { renderMarkdown } from '../src/report/render';
 import { captureOf } from '../src/spec/schema';
 import { endingOf, replayAndMaybeRecord, waitForPhase, type TemporalHarness } from './helpers/temporal';
 import { startStack } from './helpers/stack';
-import { parsed, specFor } from './helpers/spec';
+import { capturedSpecFor, parsed } from './helpers/spec';
 import { FILL_WRITER_TABLE, WRITER_TABLE, startWriter, tableFingerprint } from './helpers/writer';
 
 const TASK_QUEUE = 'capture';
@@ -43,19 +43,7 @@ after(async () => {
 
 const appUrl = () => pg.url('src').replace(/\/\/postgres:[^@]*@/, '//app:app@');
 
-const spec = (name: string, table: string, extra: Record<string, unknown> = {}) =>
-  specFor(name, { source: `public.${table}`, target: `public.${table}`, chunk: { column: 'id', size: 2_000 } }, {
-    taskQueue: TASK_QUEUE,
-    concurrency: 2,
-    capture: 'logical',
-    catchUp: { maxLag: '3 seconds' },
-    cutover: {
-      approval: 'required',
-      freeze: { connection: 'src', sql: `REVOKE INSERT, UPDATE, DELETE ON public.${table} FROM app` },
-      unfreeze: { connection: 'src', sql: `GRANT INSERT, UPDATE, DELETE ON public.${table} TO app` },
-    },
-    ...extra,
-  });
+const spec = (name: string, table: string) => capturedSpecFor(name, `public.${table}`, { taskQueue: TASK_QUEUE, chunk: 2_000 });
 
 async function leftOnSource(name: string): Promise<{ slots: number; publications: number }> {
   const c = captureOf(parsed(spec(name, 'accounts')))!;

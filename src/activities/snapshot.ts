@@ -4,7 +4,7 @@
 import type pg from 'pg';
 import { ApplicationFailure } from '@temporalio/common';
 import { controlAlias, type MigrationSpec } from '../spec/schema';
-import { poolFor } from '../db/pools';
+import { inTransaction, poolFor } from '../db/pools';
 import { BEGIN_SNAPSHOT, quoteLiteral } from '../db/sql';
 import { EPOCH } from '../db/ledger';
 
@@ -64,19 +64,5 @@ export async function beginAtSnapshot(c: pg.ClientBase, ref: SnapshotRef): Promi
 /** `fn` on a source session at the epoch's snapshot, or on the pool as it is now without one. */
 export async function atSnapshot<T>(pool: pg.Pool, ref: SnapshotRef | undefined, fn: (c: pg.ClientBase | pg.Pool) => Promise<T>): Promise<T> {
   if (!ref) return fn(pool);
-  const c = await pool.connect();
-  let broken = false;
-  try {
-    await beginAtSnapshot(c, ref);
-    const out = await fn(c);
-    await c.query('COMMIT');
-    return out;
-  } catch (e) {
-    await c.query('ROLLBACK').catch(() => {
-      broken = true;
-    });
-    throw e;
-  } finally {
-    c.release(broken);
-  }
+  return inTransaction(pool, (c) => beginAtSnapshot(c, ref), fn);
 }

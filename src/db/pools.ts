@@ -148,13 +148,14 @@ export async function closePools(): Promise<void> {
 /** Runs `fn` in a transaction on a client of `pool`; rolls back on any error. */
 export async function inTransaction<T>(
   pool: pg.Pool,
-  begin: string,
+  begin: string | ((c: pg.PoolClient) => Promise<unknown>),
   fn: (c: pg.PoolClient) => Promise<T>,
 ): Promise<T> {
   const c = await pool.connect();
   let broken = false;
   try {
-    await c.query(begin);
+    if (typeof begin === 'string') await c.query(begin);
+    else await begin(c);
     const out = await fn(c);
     await c.query('COMMIT');
     return out;
