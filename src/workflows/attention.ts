@@ -22,10 +22,9 @@ export async function stopIfAborted(s: MigrationState): Promise<MigrationResult 
 
 /** Waits in needs_attention for a rerun (undefined: go on) or an abort (the migration's end). */
 export async function needsAttention(s: MigrationState, why: string): Promise<MigrationResult | undefined> {
-  s.setPhase('needs_attention', why);
-  // A slot keeps WAL on the source while a person looks: say how much.
+  // A slot keeps WAL on the source while a person looks: say how much, in the one detail shown.
   const held = await slotNote(s);
-  if (held) s.setPhase('needs_attention', `${why}${held}`);
+  s.setPhase('needs_attention', `${why}${held}`);
   await condition(() => s.rerunQueue.length > 0 || s.aborted !== undefined);
   return stopIfAborted(s);
 }
