@@ -45,6 +45,7 @@ const appUrl = () => pg.url('src').replace(/\/\/postgres:[^@]*@/, '//app:app@');
 
 const spec = (name: string, table: string) => capturedSpecFor(name, `public.${table}`, { taskQueue: TASK_QUEUE, chunk: 2_000 });
 
+/** The migration's slots (its own and its epochs') and publication still on the source. */
 async function leftOnSource(name: string): Promise<{ slots: number; publications: number }> {
   const c = captureOf(parsed(spec(name, 'accounts')))!;
   const slots = await pg.query('src', 'SELECT count(*)::int AS n FROM pg_replication_slots WHERE slot_name LIKE $1', [`${c.slot.slice(0, 40)}%`]);
@@ -115,9 +116,7 @@ test('capture: an abort mid-way leaves no slot and no publication behind', { tim
   await h.signal(abortSignal, { reason: 'wrong table' });
   const r = await endingOf(h);
   assert.equal(r.phase, 'aborted');
-  const slots = await pg.query('src', 'SELECT count(*)::int AS n FROM pg_replication_slots WHERE slot_name LIKE $1', [`${c.slot.slice(0, 40)}%`]);
-  const pubs = await pg.query('src', 'SELECT count(*)::int AS n FROM pg_publication WHERE pubname = $1', [c.publication]);
-  assert.deepEqual({ slots: slots.rows[0].n, publications: pubs.rows[0].n }, { slots: 0, publications: 0 });
+  assert.deepEqual(await leftOnSource(doc.name), { slots: 0, publications: 0 });
   await replayAndMaybeRecord(h, 'capture-aborted');
 });
 
@@ -169,9 +168,7 @@ test('capture: a TRUNCATE on the source stops the migration with a sentence that
   assert.match(why, /TRUNCATE/);
   assert.match(why, /public\.refunds/);
   assert.doesNotMatch(why, /postgres(ql)?:\/\/|\n\s+at /, 'no connection string, no stack trace');
-  const c = captureOf(parsed(doc))!;
-  const slots = await pg.query('src', 'SELECT count(*)::int AS n FROM pg_replication_slots WHERE slot_name LIKE $1', [`${c.slot.slice(0, 40)}%`]);
-  assert.equal(slots.rows[0].n, 0, 'the failed migration left no slot');
+  assert.equal((await leftOnSource(doc.name)).slots, 0, 'the failed migration left no slot');
 });
 
 test('capture: waiting in needs_attention, the migration says how much WAL its slot retains; abort drops the slot', { timeout: 120_000 }, async () => {
@@ -182,7 +179,5 @@ test('capture: waiting in needs_attention, the migration says how much WAL its s
   assert.match(p.detail ?? '', /replication slot backfill_captured_refused_[0-9a-f]{8} retains [\d.]+ MB of WAL on the source while this waits \(backfill abort drops it\)/);
   await h.signal(abortSignal, { reason: 'the target refuses the rows' });
   assert.equal((await endingOf(h)).phase, 'aborted');
-  const c = captureOf(parsed(doc))!;
-  const slots = await pg.query('src', 'SELECT count(*)::int AS n FROM pg_replication_slots WHERE slot_name LIKE $1', [`${c.slot.slice(0, 40)}%`]);
-  assert.equal(slots.rows[0].n, 0);
+  assert.equal((await leftOnSource(doc.name)).slots, 0);
 });
