@@ -20,6 +20,10 @@ export interface Binding extends BoundTable {
   sizing?: TableSizing;
   /** every column of the target table, in its order (how the server prints a failing row) */
   targetColumns: string[];
+  /** every column of the source table at planning, in its order: copied or named in `omit` */
+  sourceColumns: ColumnInfo[];
+  /** source columns the spec leaves out (`omit`): not copied, listed in the column plan */
+  omitted: string[];
   /** the source table as the catalog (and the replication stream) names it */
   sourceRel: { schema: string; name: string; oid: string };
   /** per copied column (`columns`): its target type (format_type), for casts of values as text */
@@ -218,6 +222,8 @@ function bind(
     sourceName: showTableName(s.schema, s.name),
     targetName: showTableName(d.schema, d.name),
     targetColumns: d.columns.map((c) => c.name),
+    sourceColumns: s.columns,
+    omitted: t.omit ?? [],
     sourceRel: { schema: s.schema, name: s.name, oid: s.oid },
     targetTypes: columns.map((c) => dc.get(c)!.type),
     columns,

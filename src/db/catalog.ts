@@ -6,6 +6,8 @@ import type { NamePart, TableName } from '../spec/names';
 
 export interface ColumnInfo {
   name: string;
+  /** pg_attribute.atttypid: what a replication stream's Relation message names the type by */
+  typeOid: number;
   /** format_type(): the type as SQL spells it, produced by the catalog */
   type: string;
   typeName: string;
@@ -35,7 +37,7 @@ SELECT c.oid::text AS oid, n.nspname AS schema, c.relname AS name
  LIMIT 1`;
 
 const TABLE_COLUMNS = `
-SELECT a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, t.typname AS "typeName",
+SELECT a.attname AS name, a.atttypid::int AS "typeOid", format_type(a.atttypid, a.atttypmod) AS type, t.typname AS "typeName",
        a.attnotnull AS "notNull", (a.atthasdef OR a.attidentity <> '') AS "hasDefault",
        (a.attgenerated <> '') AS generated, (t.typcollation <> 0) AS collatable,
        (t.typnamespace = 'pg_catalog'::regnamespace) AS builtin
@@ -85,6 +87,7 @@ export async function resolveTable(c: pg.ClientBase, ref: TableName): Promise<Ta
         quoted: qualifiedName(row.schema, row.name),
         columns: cols.rows.map((x) => ({
           name: String(x.name),
+          typeOid: Number(x.typeOid),
           type: String(x.type),
           typeName: String(x.typeName),
           notNull: toBool(x.notNull),

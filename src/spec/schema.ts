@@ -107,6 +107,8 @@ export const TableSpec = z
     /** with a pattern: tables of the schema to leave out */
     exclude: z.array(identifier).optional(),
     columns: uniqueList(identifier).optional(),
+    /** columns deliberately left out: source columns not copied, target columns not written */
+    omit: z.array(identifier).refine((xs) => new Set(xs).size === xs.length, 'must not repeat a column').optional(),
     transform: z.record(identifier, z.string().trim().min(1, 'must be an SQL expression').max(10_000)).optional(),
     where: z.string().trim().min(1, 'must not be empty when given').max(10_000).optional(),
     chunk: ChunkSpec.optional(),
@@ -203,7 +205,7 @@ export const MigrationSpec = z
       const at = (...p: (string | number)[]) => ['tables', i, ...p];
       if (parseSchemaPattern(t.source) !== undefined) {
         // Each table of the schema is bound on its own, keyed by its primary key.
-        for (const f of ['key', 'columns', 'transform', 'where', 'chunk', 'checks', 'delta'] as const)
+        for (const f of ['key', 'columns', 'omit', 'transform', 'where', 'chunk', 'checks', 'delta'] as const)
           if (t[f] !== undefined) refuse(at(f), 'not with a schema pattern: list that table on its own (an entry of its own wins over the pattern)');
         if (t.target !== undefined && parseSchemaPattern(t.target) === undefined) refuse(at('target'), 'with a schema pattern, the target is a schema: "schema.*" or { schema }');
         return;
