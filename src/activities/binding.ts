@@ -5,11 +5,12 @@ import { ApplicationFailure } from '@temporalio/common';
 import { DEFAULT_CHUNK_SIZE, chunkOf, type Chunking, type MigrationSpec, type TableSpec } from '../spec/schema';
 import { TABLE_REF_FORMS, parseSchemaPattern, parseTableRef, showTableName, showTableRef, type TableRef } from '../spec/names';
 import { poolFor } from '../db/pools';
-import { hasUniqueIndexOn, missingPrivileges, naturalKey, resolveTable, tableSizing, type ColumnInfo, type TableInfo, type TableSizing } from '../db/catalog';
-import { hashedColumns, SERVER_VERSION_SQL, SEES_ALL_SESSIONS_SQL, duplicatesSql, hashAs, profileSql, quoteIdent, sourceSelect, type BoundTable } from '../db/sql';
+import { hasUniqueIndexOn, leafPartitions, missingPrivileges, naturalKey, resolveTable, tableSizing, type ColumnInfo, type TableInfo, type TableSizing } from '../db/catalog';
+import { columnProbeSql, hashedColumns, SERVER_VERSION_SQL, SEES_ALL_SESSIONS_SQL, duplicatesSql, hashAs, profileSql, quoteIdent, sourceSelect, type BoundTable } from '../db/sql';
 import { guarded } from '../db/errors';
 import { expressionProblems } from './policy';
 import { captureProblems } from './capture-preflight';
+import { describeColumn, type ColumnPlanEntry } from '../report/columns';
 
 export interface Binding extends BoundTable {
   /** display names, as the report shows them: quoted where a name is not plain lower case */
@@ -24,6 +25,10 @@ export interface Binding extends BoundTable {
   sourceColumns: ColumnInfo[];
   /** source columns the spec leaves out (`omit`): not copied, listed in the column plan */
   omitted: string[];
+  /** what becomes of every source and target column (the report lists it, the digest covers it) */
+  columnPlan: ColumnPlanEntry[];
+  /** the leaf partitions that hold each side's rows (none for a plain table) */
+  partitions: { source: string[]; target: string[] };
   /** the source table as the catalog (and the replication stream) names it */
   sourceRel: { schema: string; name: string; oid: string };
   /** per copied column (`columns`): its target type (format_type), for casts of values as text */
@@ -48,6 +53,10 @@ export interface BindInput {
   targetAlias: string;
   table: TableSpec;
   tableIndex: number;
+  /** a dry run (`backfill validate`): evaluate every cast and transform over all the source's rows */
+  probeValues?: boolean;
+  /** the catalog alone (names, columns, types, partitions, privileges): nothing that reads the table's rows */
+  catalogOnly?: boolean;
 }
 
 /**
@@ -106,17 +115,15 @@ export async function checkTable(input: BindInput): Promise<{ binding?: Binding;
     const sCol = new Map(s.columns.map((c) => [c.name, c]));
     const dCol = new Map(d.columns.map((c) => [c.name, c]));
     const transform = t.transform ?? {};
-    const base = t.columns ?? s.columns.filter((c) => dCol.has(c.name) && !dCol.get(c.name)!.generated).map((c) => c.name);
+    const omit = new Set(t.omit ?? []);
+    const base = t.columns ?? s.columns.filter((c) => dCol.has(c.name) && !dCol.get(c.name)!.generated && !omit.has(c.name)).map((c) => c.name);
     const columns = [...base, ...Object.keys(transform).filter((c) => !base.includes(c))];
     for (const c of columns) {
       if (!transform[c] && !sCol.has(c)) problems.push(`${at}.columns: column "${c}" not found in source table ${sName}`);
       if (!dCol.has(c)) problems.push(`${at}.${transform[c] ? `transform.${c}` : 'columns'}: column "${c}" not found in target table ${dName}`);
       else if (dCol.get(c)!.generated) problems.push(`${at}.columns: column "${c}" is generated in the target and cannot be written`);
     }
-    for (const c of d.columns) {
-      if (!columns.includes(c.name) && c.notNull && !c.hasDefault && !c.generated)
-        problems.push(`${at}.columns: target column "${c.name}" is NOT NULL without a default but is not copied`);
-    }
+    problems.push(...coverageProblems({ at, sName, dName, s, d, columns, omit, listed: t.columns !== undefined, transform }));
     for (const k of key) {
       if (!sCol.has(k)) problems.push(`${at}.key: column "${k}" not found in source table ${sName}`);
       else if (!sCol.get(k)!.notNull) problems.push(`${at}.key: column "${k}" must be NOT NULL in the source`);
@@ -155,7 +162,7 @@ export async function checkTable(input: BindInput): Promise<{ binding?: Binding;
 
     // No unique index on the key: it must at least be unique in fact, now (ranges check it again).
     const sourceKeyUnique = key.some((k) => !sCol.has(k)) || (await hasUniqueIndexOn(src, s.oid, key));
-    if (!sourceKeyUnique) {
+    if (!sourceKeyUnique && !input.catalogOnly) {
       const probe: BoundTable = {
         source: s.quoted, target: d.quoted, columns: [], sourceExprs: [], key, keyTypes: [], where: t.where,
         range: { names: [], sourceTypes: [], targetTypes: [], collate: [] }, checks: { distribution: [], aggregates: [] },
@@ -180,22 +187,97 @@ export async function checkTable(input: BindInput): Promise<{ binding?: Binding;
     // Generated on the target: not written (the target computes them), but compared with the
     // source's column of the same name, when there is one and no column list says otherwise.
     if (!t.columns) {
-      const compared = d.columns.filter((c) => c.generated && sCol.has(c.name) && !transform[c.name]).map((c) => c.name);
+      const compared = d.columns.filter((c) => c.generated && sCol.has(c.name) && !transform[c.name] && !omit.has(c.name)).map((c) => c.name);
       if (compared.length) binding.compared = compared;
     }
+    binding.columnPlan = columnPlanOf(s, d, binding, transform, omit);
+    binding.partitions = { source: await leafPartitions(src, s.oid), target: await leafPartitions(tgt, d.oid) };
     binding.sourceKeyUnique = sourceKeyUnique;
     binding.targetKeyUnique = await hasUniqueIndexOn(tgt, d.oid, key);
+    if (input.catalogOnly) return { binding, problems };
     if (chunkOf(t, key).kind === 'auto') binding.sizing = await tableSizing(src, s.oid);
     // hash_record_extended arrived in PostgreSQL 14; both sides must hash the same way.
     if ((await serverVersion(src)) >= 140000 && (await serverVersion(tgt)) >= 140000)
       binding.hashAs = hashedColumns(binding).map((c) => hashAs(dCol.get(c)!));
     problems.push(...(await checkStatements(src, tgt, binding, at)));
     if (problems.length === 0 && (t.where || t.transform)) problems.push(...(await expressionProblems(src, at, s.oid, `${sourceSelect(binding)} LIMIT 0`)));
+    if (problems.length === 0 && input.probeValues) problems.push(...(await valueProblems(src, binding, at)));
     return problems.length ? { problems } : { binding, problems };
   } finally {
     src.release();
     tgt.release();
   }
+}
+
+/**
+ * Nothing is dropped without the spec saying so: every source column is copied (or compared with a
+ * generated target column) or named in `omit`; every target column is written, generated, filled by
+ * its default, or named in `omit` (left NULL).
+ */
+function coverageProblems(o: {
+  at: string;
+  sName: string;
+  dName: string;
+  s: TableInfo;
+  d: TableInfo;
+  columns: string[];
+  omit: Set<string>;
+  listed: boolean;
+  transform: Record<string, string>;
+}): string[] {
+  const { at, sName, dName, s, d, columns, omit } = o;
+  const out: string[] = [];
+  const sCol = new Map(s.columns.map((c) => [c.name, c]));
+  const dCol = new Map(d.columns.map((c) => [c.name, c]));
+  const fix = `name it in ${at}.omit to leave it out`;
+  for (const c of omit) {
+    if (!sCol.has(c) && !dCol.has(c)) out.push(`${at}.omit: column "${c}" is in neither ${sName} nor ${dName}`);
+    else if (columns.includes(c)) out.push(`${at}.omit: column "${c}" is ${o.transform[c] ? 'computed by a transform' : 'listed in columns'}: it cannot also be left out`);
+  }
+  for (const c of s.columns) {
+    if (columns.includes(c.name) || omit.has(c.name)) continue;
+    const there = dCol.get(c.name);
+    if (there?.generated && !o.listed) continue; // compared with the target's generated column
+    if (!there) out.push(`${at}: source column "${c.name}" of ${sName} has no column in ${dName}: its values would be lost; add the column to the target, or ${fix}`);
+    else out.push(`${at}.columns: source column "${c.name}" of ${sName} is not copied; add it to columns, or ${fix}`);
+  }
+  for (const c of d.columns) {
+    if (columns.includes(c.name) || c.generated) continue;
+    if (c.notNull && !c.hasDefault) out.push(`${at}.columns: target column "${c.name}" is NOT NULL without a default but is not copied`);
+    else if (!c.hasDefault && !omit.has(c.name))
+      out.push(
+        `${at}: target column "${c.name}" of ${dName} is not written (${sCol.has(c.name) ? 'not copied' : `${sName} has no such column`}) and has no default: ` +
+          `every row would hold NULL there; copy it, give it a default, or name it in ${at}.omit to leave it NULL`,
+      );
+  }
+  return out;
+}
+
+/** The column plan of a bound table, source columns in their order, then the target's own. */
+function columnPlanOf(s: TableInfo, d: TableInfo, b: Binding, transform: Record<string, string>, omit: Set<string>): ColumnPlanEntry[] {
+  const dCol = new Map(d.columns.map((c) => [c.name, c]));
+  const sCol = new Map(s.columns.map((c) => [c.name, c]));
+  const out: ColumnPlanEntry[] = [];
+  const seen = new Set<string>();
+  const add = (e: ColumnPlanEntry) => {
+    seen.add(e.column);
+    out.push(e);
+  };
+  for (const c of s.columns) {
+    const to = dCol.get(c.name);
+    if (b.columns.includes(c.name) && !transform[c.name]) add(c.type === to!.type ? { column: c.name, fate: 'copied', to: to!.type } : { column: c.name, fate: 'cast', from: c.type, to: to!.type });
+    else if (b.compared?.includes(c.name)) add({ column: c.name, fate: 'generated', to: to!.type, compared: true });
+    else if (!transform[c.name]) add({ column: c.name, fate: 'omitted', side: 'source' });
+  }
+  for (const c of d.columns) {
+    if (seen.has(c.name) && !transform[c.name]) continue;
+    if (transform[c.name]) add({ column: c.name, fate: 'transform', expression: transform[c.name], to: c.type });
+    else if (c.generated) add({ column: c.name, fate: 'generated', to: c.type, compared: sCol.has(c.name) && !!b.compared?.includes(c.name) });
+    else if (b.columns.includes(c.name)) continue;
+    else if (omit.has(c.name)) add({ column: c.name, fate: 'omitted', side: 'target' });
+    else add({ column: c.name, fate: 'default', to: c.type });
+  }
+  return out;
 }
 
 function bind(
@@ -223,7 +305,9 @@ function bind(
     targetName: showTableName(d.schema, d.name),
     targetColumns: d.columns.map((c) => c.name),
     sourceColumns: s.columns,
-    omitted: t.omit ?? [],
+    omitted: (t.omit ?? []).filter((c) => sc.has(c)),
+    columnPlan: [],
+    partitions: { source: [], target: [] },
     sourceRel: { schema: s.schema, name: s.name, oid: s.oid },
     targetTypes: columns.map((c) => dc.get(c)!.type),
     columns,
@@ -269,6 +353,21 @@ async function checkStatements(src: pg.ClientBase, tgt: pg.ClientBase, b: Bindin
   return out;
 }
 
+/** Columns whose source value is cast or computed: every source row's value evaluated (a dry run). */
+async function valueProblems(src: pg.ClientBase, b: Binding, at: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const [i, column] of b.columns.entries()) {
+    if (b.sourceExprs[i] === quoteIdent(column)) continue;
+    const r = await src.query(columnProbeSql(b, i)).catch((e: Error) => e);
+    if (r instanceof Error) {
+      const what = b.columnPlan.find((p) => p.column === column);
+      const how = what?.fate === 'transform' ? `transform.${column}` : 'columns';
+      out.push(`${at}.${how}: "${column}" (${what ? describeColumn(what) : column}) fails on the source's rows: ${r.message}`);
+    }
+  }
+  return out;
+}
+
 async function serverVersion(c: pg.ClientBase): Promise<number> {
   return Number((await c.query<{ v: string }>(SERVER_VERSION_SQL)).rows[0].v);
 }
@@ -289,11 +388,16 @@ function unbound(problems: string[]): ApplicationFailure {
  * bindings for the activities that follow in this worker. Throws one non-retryable failure that
  * lists every problem found.
  */
-export async function preflight(spec: Pick<MigrationSpec, 'source' | 'target' | 'tables'> & Partial<Pick<MigrationSpec, 'name' | 'capture'>>): Promise<Binding[]> {
+export async function preflight(
+  spec: Pick<MigrationSpec, 'source' | 'target' | 'tables'> & Partial<Pick<MigrationSpec, 'name' | 'capture'>>,
+  o: { probeValues?: boolean } = {},
+): Promise<Binding[]> {
   const problems: string[] = [];
   const bindings: Binding[] = [];
   for (const [i, table] of spec.tables.entries()) {
-    const r = await guarded(`checking tables[${i}]`, () => checkTable({ sourceAlias: spec.source, targetAlias: spec.target, table, tableIndex: i }));
+    const r = await guarded(`checking tables[${i}]`, () =>
+      checkTable({ sourceAlias: spec.source, targetAlias: spec.target, table, tableIndex: i, probeValues: o.probeValues }),
+    );
     problems.push(...r.problems);
     if (r.binding) bindings.push(r.binding);
   }

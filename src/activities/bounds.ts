@@ -2,6 +2,7 @@
 // from it (arithmetic for key spans, SQL interval arithmetic for time, the ledger's boundaries for
 // row-count chunks), so neither the workflow nor its history carries a list of ranges.
 import { poolFor } from '../db/pools';
+import type { ColumnPlanEntry } from '../report/columns';
 import { RANGE_BOUNDARIES } from '../db/ledger';
 import { intervalBoundsSql, type KeyRange } from '../db/sql';
 import { rangeBounds, showBound } from '../policy/range-bounds';
@@ -21,6 +22,10 @@ export interface TablePlan {
   rangeCount: number;
   /** foreign keys owned by or referencing this table, set aside while ranges are written */
   setAside?: string[];
+  /** what becomes of every column, as planned: a change on either side after planning is drift */
+  columns?: ColumnPlanEntry[];
+  /** the leaf partitions holding each side's rows, as last proven (planning, or a checkpoint since) */
+  partitions?: { source: string[]; target: string[] };
 }
 
 /** Bytes of table a default range covers: big enough that per-range costs do not show, small enough to share out. */

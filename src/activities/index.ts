@@ -11,6 +11,7 @@ import { sweepOutside, sweepTable as sweep, type SweepInput } from './sweep';
 import { applyCapture as apply, awaitEpoch as epochReady, compareWindow as window, dropCapture as drop, holdSnapshot as hold, slotState as slot } from './capture';
 import { alive } from './heartbeat';
 import { restoreConstraints as restore } from './constraints';
+import { checkSchema as drift } from './schema-drift';
 import type { MigrationSpec } from '../spec/schema';
 
 export const planMigration = alive(plan);
@@ -37,6 +38,7 @@ export const runAction = alive(action);
 export const awaitWriters = alive(writers);
 export const changedSince = alive(since);
 export const restoreConstraints = alive(restore);
+export const checkSchema = alive(drift);
 export const recordAudit = alive(async (input: { spec: MigrationSpec; entry: AuditEntry }): Promise<void> => {
   await appendAudit(input.spec, input.entry);
 });

@@ -135,7 +135,12 @@ export async function planMigration(input: { migration: string; spec: MigrationS
     for (const i of spec.tables.keys()) {
       const b = bindings[i];
       const touching = fks.filter((f) => f.owner === b.target || f.referenced === b.target).map((f) => f.name);
-      const plan = { ...(await planTable(spec, migration, i, b)), ...(touching.length ? { setAside: touching } : {}) };
+      const plan: TablePlan = {
+        ...(await planTable(spec, migration, i, b)),
+        ...(touching.length ? { setAside: touching } : {}),
+        columns: b.columnPlan,
+        partitions: b.partitions,
+      };
       const ctl = poolFor(controlAlias(spec), 'write');
       await ctl.query(UPSERT_TABLE, [migration, i, plan.source, plan.target, JSON.stringify(plan), null]);
       await ctl.query(CLEAR_STALE_RANGES, [migration, i, plan.rangeCount]);

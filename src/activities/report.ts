@@ -5,6 +5,7 @@ import { poolFor } from '../db/pools';
 import type pg from 'pg';
 import { AUDIT_TRAIL, DIFFERENCE_SAMPLE, LAST_REPORT, LEDGER_RANGES, LEDGER_TOTALS, SAVE_REPORT } from '../db/ledger';
 import { guarded } from '../db/errors';
+import type { ColumnPlanEntry } from '../report/columns';
 import { reportFromEvidence } from '../report/digest';
 import {
   AUDIT_SHOWN,
@@ -54,7 +55,7 @@ export async function buildReport(input: {
   migration: string;
   spec: MigrationSpec;
   phase: string;
-  plans: { source: string; target: string; rangeCount: number }[];
+  plans: { source: string; target: string; rangeCount: number; columns?: ColumnPlanEntry[] }[];
   generatedAt: string;
   /** catch-up so far; its watermark is part of the evidence */
   delta?: Report['delta'];
@@ -84,6 +85,7 @@ export async function buildReport(input: {
     const evidence: TableEvidence[] = input.plans.map((p, i) => ({
       source: p.source,
       target: p.target,
+      ...(p.columns ? { columns: p.columns } : {}),
       planned: p.rangeCount,
       totals: totals.get(i) ?? null,
       ranges: rr.rows

@@ -38,6 +38,8 @@ import { backfillMigration } from '../workflows/migration';
 import { follow } from './follow';
 import { constraintsToSetAside, estimatePlan, preflight, type PlanEstimate } from '../activities/plan';
 import type { ForeignKey } from '../db/catalog';
+import type { Binding } from '../activities/binding';
+import { describeColumn, summariseColumns } from '../report/columns';
 import { expandTables } from '../activities/expand';
 import { enforcePolicy } from '../activities/policy';
 import { closePools, poolFor } from '../db/pools';
@@ -142,12 +144,13 @@ export function buildProgram(): Command {
       }
       let plans: PlanEstimate[];
       let fks: ForeignKey[];
+      let bindings: Binding[];
       try {
         // This shell's worker policy (BACKFILL_POLICY…), if any: the worker applies its own.
         enforcePolicy(spec);
         // Schema patterns stand for the tables they select: each is checked on its own.
         const expanded = { ...spec, tables: await expandTables(spec) };
-        const bindings = await preflight(expanded);
+        bindings = await preflight(expanded, { probeValues: true });
         plans = await estimatePlan(expanded, bindings);
         fks = spec.mode === 'copy' ? await constraintsToSetAside(expanded, bindings) : [];
       } catch (e) {
@@ -156,6 +159,11 @@ export function buildProgram(): Command {
         await closePools();
       }
       console.log('the databases match the spec: tables, columns, key, privileges and the source query all check out');
+      console.log('the columns (every source column copied or left out by name; every cast and transform evaluated over all the source\'s rows):');
+      for (const b of bindings) {
+        console.log(`  ${b.sourceName} -> ${b.targetName}: ${summariseColumns(b.columnPlan)}`);
+        for (const c of b.columnPlan) console.log(`    ${describeColumn(c)}`);
+      }
       console.log('the plan (row counts are the planner\'s estimates; nothing was written):');
       for (const p of plans) {
         const rows = p.rows === null ? 'rows unknown (never analyzed)' : `~${p.rows.toLocaleString('en-US')} rows`;

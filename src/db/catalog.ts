@@ -115,6 +115,17 @@ export interface ForeignKey {
 const QUALIFIED = (rel: string) =>
   `(SELECT '"' || replace(n.nspname, '"', '""') || '"."' || replace(c.relname, '"', '""') || '"' FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ${rel})`;
 
+/** The leaf partitions of a partitioned table (none for a plain table), quoted and qualified. */
+const LEAF_PARTITIONS = `
+SELECT ${QUALIFIED('t.relid')} AS name
+  FROM pg_partition_tree($1::oid) t
+ WHERE t.isleaf AND t.relid <> $1::oid`;
+
+/** Where a table's rows live: its leaf partitions (none for a plain table). */
+export async function leafPartitions(c: pg.ClientBase, oid: string): Promise<string[]> {
+  return (await c.query<{ name: string }>(LEAF_PARTITIONS, [oid])).rows.map((r) => r.name).sort();
+}
+
 /** Foreign keys owned by or referencing any of $1 (quoted table names). */
 const FOREIGN_KEYS = `
 SELECT ${QUALIFIED('con.conrelid')} AS owner, con.conname AS name, ${QUALIFIED('con.confrelid')} AS referenced,

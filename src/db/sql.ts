@@ -190,6 +190,15 @@ export function sourceSelect(t: BoundTable, r?: KeyRange | Selection): string {
   return `SELECT ${proj} ${rowsOf(t, 'source', r)}`;
 }
 
+/**
+ * Evaluates one copied column's expression (a cast to the target's type, or a transform) over every
+ * source row the spec selects, so a value the cast cannot take fails here, in a dry run, and not in
+ * the first range. `count(*) FILTER` makes the server evaluate it for each row.
+ */
+export function columnProbeSql(t: BoundTable, i: number): string {
+  return `SELECT count(*) FILTER (WHERE (${t.sourceExprs[i]}) IS NULL) AS nulls ${rowsOf(t, 'source')}`;
+}
+
 export function copyOutSql(t: BoundTable, r: KeyRange | Selection): string {
   return `COPY (${sourceSelect(t, r)}) TO STDOUT (FORMAT binary)`;
 }

@@ -5,6 +5,7 @@
 // `<`, `&` and quotes), and the page's own policy forbids scripts should anything slip through. The
 // colours of the strip are SVG attributes and every status is also written in words, so the page
 // reads (and prints) without the stylesheet's help.
+import { describeColumn, summariseColumns } from './columns';
 import { FAILED_STATUSES, auditTrail, shellWord, type AuditRecord, type RangeReport, type Report, type TableReport } from './model';
 import { captureEvidence } from './render';
 
@@ -270,6 +271,10 @@ function tableSection(ti: number, t: TableReport, r: Report): string {
     `<h3>Ranges: ${fmt(s.total)} planned, ${fmt(s.verified)} verified, <span${s.failed ? ' class="bad"' : ''}>${fmt(s.failed)} not proven</span>, ${fmt(s.pending)} pending</h3>`,
     strip(ti, t, r.migration),
   ];
+  if (t.columns?.length)
+    out.push(
+      `<details class="columns"><summary>Columns: ${esc(summariseColumns(t.columns))} (covered by the digest)</summary><ul>${t.columns.map((c) => `<li>${esc(describeColumn(c))}</li>`).join('')}</ul></details>`,
+    );
   if (bad.length) {
     out.push('<h3>Ranges that are not proven</h3>');
     if (bad.length > 1) {

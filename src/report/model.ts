@@ -2,6 +2,7 @@
 // workflow, the activities and the CLI all build and read it the same way (the digest, which needs
 // a hash function, is in digest.ts).
 import type { FailedRange, Refusal } from '../policy/range-lifecycle';
+import { columnPlanText, type ColumnPlanEntry } from './columns';
 
 export interface SideTotals {
   count: string;
@@ -47,6 +48,8 @@ export interface RangeReport {
 export interface TableReport {
   source: string;
   target: string;
+  /** what becomes of every source and target column; covered by the digest */
+  columns?: ColumnPlanEntry[];
   totals: {
     source: SideTotals | null;
     target: SideTotals | null;
@@ -162,6 +165,8 @@ export interface LedgerRange {
 export interface TableEvidence {
   source: string;
   target: string;
+  /** the column plan the ranges were copied and proven by */
+  columns?: ColumnPlanEntry[];
   planned: number;
   ranges: LedgerRange[];
   totals: {
@@ -244,6 +249,7 @@ export function buildTableReport(migration: string, e: TableEvidence): TableRepo
   return {
     source: e.source,
     target: e.target,
+    ...(e.columns ? { columns: e.columns } : {}),
     totals: {
       source: e.totals?.source ?? null,
       target: e.totals?.target ?? null,
@@ -355,6 +361,8 @@ export function evidenceText(migration: string, tables: TableEvidence[], waterma
     tables: tables.map((t) => ({
       source: t.source,
       target: t.target,
+      // (only when known: a digest presented before column plans existed stays as it was)
+      ...(t.columns ? { columns: columnPlanText(t.columns) } : {}),
       planned: t.planned,
       totals: t.totals && {
         source: [t.totals.source.count, t.totals.source.checksum],

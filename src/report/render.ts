@@ -1,5 +1,6 @@
 // Rendering the report and the progress for people. Pure functions.
 import { auditTrail, type Report, type TableReport } from './model';
+import { describeColumn, summariseColumns } from './columns';
 import type { CaptureProgress, Progress } from '../workflows/messages';
 
 const fmt = (n: number | string) => Number(n).toLocaleString('en-US');
@@ -20,6 +21,7 @@ function tableSection(t: TableReport): string[] {
     '',
     `Ranges: ${fmt(t.rangeSummary.total)} planned, ${fmt(t.rangeSummary.verified)} verified, ${fmt(t.rangeSummary.failed)} failed, ${fmt(t.rangeSummary.pending)} pending.`,
   ];
+  if (t.columns?.length) out.push('', `Columns (${summariseColumns(t.columns)}; covered by the digest):`, '', ...t.columns.map((c) => `- ${describeColumn(c)}`));
   if (t.outside.count !== '0') out.push('', `Target keys outside every planned range (sample): ${t.outside.keys.map((k) => JSON.stringify(k)).join(', ')}`);
   if (t.sourceOutside.count !== '0')
     out.push('', `${fmt(t.sourceOutside.count)} source rows arrived outside the planned ranges (sample): ${t.sourceOutside.keys.map((k) => JSON.stringify(k)).join(', ')}`);

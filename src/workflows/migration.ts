@@ -19,6 +19,7 @@ import { setControlHandlers, setQueryHandlers } from './handlers';
 import type { MigrationResult } from './messages';
 import { MigrationState } from './state';
 import { switchAuthority } from './switch';
+import { SCHEMA_CHANGED, schemaDrift } from './schema-drift';
 import type { Carried, Stage } from './types';
 import type { TablePlan } from '../activities/bounds';
 
@@ -164,6 +165,14 @@ async function migrate(input: unknown, carried: Carried | undefined, started: (s
       enter('gate');
     }
 
+    // The evidence covers the tables as planned: both catalogs compared before it is presented.
+    const drift = await schemaDrift(s);
+    if (drift.kind === 'stop') return stopOnDrift(s, drift.why);
+    if (drift.kind === 'reprove') {
+      log.info('partitions changed: a new checkpoint', { migration: s.name, why: drift.why });
+      enter('catchup');
+      continue;
+    }
     const g = await gate(s);
     if ('end' in g) return g.end;
     if ('to' in g) {
@@ -182,7 +191,13 @@ async function migrate(input: unknown, carried: Carried | undefined, started: (s
     if (s.live) {
       s.setPhase('final_check', 'freezing the source and checking the final window');
       s.live.finalChecks++;
-      const why = await finalCheck(s, g.approved);
+      let why = await finalCheck(s, g.approved);
+      if (!why) {
+        // Under the freeze, before the switch: the tables are still those the evidence covers.
+        const late = await schemaDrift(s);
+        if (late.kind === 'stop') return stopOnDrift(s, late.why);
+        if (late.kind === 'reprove') why = late.why;
+      }
       if (why) {
         await unfreezeAfter(s, why);
         await voidApproval(s, why);
@@ -196,6 +211,17 @@ async function migrate(input: unknown, carried: Carried | undefined, started: (s
       const stop = await stopIfAborted(s);
       if (stop) return stop;
     }
+    if (!s.live) {
+      const late = await schemaDrift(s);
+      if (late.kind !== 'none') return stopOnDrift(s, late.why);
+    }
     return switchAuthority(s, g.approved);
   }
+}
+
+/** A schema change the evidence cannot cover: writes back on the source, then the migration fails with the sentence. */
+async function stopOnDrift(s: MigrationState, why: string): Promise<never> {
+  if (s.frozen) await unfreezeAfter(s, why);
+  s.setPhase('failed', why);
+  throw plainFailure(SCHEMA_CHANGED, why);
 }

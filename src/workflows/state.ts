@@ -97,6 +97,15 @@ export class MigrationState {
     }
   }
 
+  /** The partitions of a table as a proof now covers them (a checkpoint under capture, the final sweep). */
+  partitionsProven(table: number, now: { source: string[]; target: string[] }): void {
+    const plan = this.plans[table];
+    if (!plan) return;
+    plan.partitions = now;
+    const t = this.tables[table];
+    if (t && t.plan !== plan) t.plan.partitions = now;
+  }
+
   /** A fresh run: the plans from planning, and the live state when the source takes writes. */
   planned(plans: TablePlan[], live: LiveState | undefined): void {
     this.plans = plans;

@@ -230,6 +230,7 @@ export class FakeActivities {
     runAction: async () => this.notHere('runAction'),
     awaitWriters: async () => this.notHere('awaitWriters'),
     restoreConstraints: async () => [],
+    checkSchema: async () => ({ columns: [], partitions: [] }),
     changedSince: async () => this.notHere('changedSince'),
     copyOutside: async () => this.notHere('copyOutside'),
     holdSnapshot: async () => this.notHere('holdSnapshot'),

@@ -1,0 +1,79 @@
+// Schema drift: both catalogs read again and compared with the plan. The ranges were copied and
+// proven by the columns and partitions the plan names; a column added, dropped or retyped on either
+// side since, or a partition attached or detached, means the evidence no longer covers the tables as
+// they are. Read from the catalogs alone (no table's rows), so it is cheap enough for the gate and
+// for the final check under the freeze.
+import type { MigrationSpec } from '../spec/schema';
+import { guarded } from '../db/errors';
+import { describeColumn, type ColumnPlanEntry } from '../report/columns';
+import { checkTable } from './binding';
+import type { TablePlan } from './bounds';
+import { readableName } from '../capture/tables';
+
+export interface PartitionDrift {
+  table: number;
+  /** for people: what changed, on which side */
+  sentence: string;
+  /** the leaf partitions now */
+  now: { source: string[]; target: string[] };
+}
+
+export interface SchemaDrift {
+  /** columns (or whole tables) that changed since planning: the evidence cannot cover them */
+  columns: string[];
+  /** tables whose partitions changed since they were last proven */
+  partitions: PartitionDrift[];
+}
+
+/** How the column plan changed: one phrase per column, in the order of the plan now. Pure. */
+export function columnChanges(before: ColumnPlanEntry[], now: ColumnPlanEntry[]): string[] {
+  const was = new Map(before.map((c) => [c.column, c]));
+  const is = new Map(now.map((c) => [c.column, c]));
+  const out: string[] = [];
+  const same = (a: ColumnPlanEntry, b: ColumnPlanEntry) => describeColumn(a) === describeColumn(b);
+  for (const c of now) {
+    const old = was.get(c.column);
+    if (!old) out.push(`"${c.column}" is new (${describeColumn(c)})`);
+    else if (!same(old, c)) out.push(`"${c.column}" was ${describeColumn(old)}, now ${describeColumn(c)}`);
+  }
+  for (const c of before) if (!is.has(c.column)) out.push(`"${c.column}" is gone (was ${describeColumn(c)})`);
+  return out;
+}
+
+function listChange(side: string, before: string[], now: string[]): string[] {
+  const added = now.filter((p) => !before.includes(p)).map(readableName);
+  const removed = before.filter((p) => !now.includes(p)).map(readableName);
+  return [
+    ...(added.length ? [`${added.join(', ')} attached or created on the ${side}`] : []),
+    ...(removed.length ? [`${removed.join(', ')} detached or dropped on the ${side}`] : []),
+  ];
+}
+
+const ADVICE =
+  'the ranges were copied and proven with the columns as planned, so the evidence does not cover the table as it is now: ' +
+  'abort, then start the migration again under a new name with a spec that matches the tables (name a column in omit to leave it out)';
+
+export async function checkSchema(input: { spec: MigrationSpec; plans: TablePlan[] }): Promise<SchemaDrift> {
+  const { spec, plans } = input;
+  return guarded('comparing both catalogs with the plan', async () => {
+    const columns: string[] = [];
+    const partitions: PartitionDrift[] = [];
+    for (const [i, plan] of plans.entries()) {
+      const table = spec.tables[i];
+      if (!table) continue;
+      const r = await checkTable({ sourceAlias: spec.source, targetAlias: spec.target, table, tableIndex: i, catalogOnly: true });
+      if (!r.binding) {
+        columns.push(`${plan.source} → ${plan.target} changed after planning: ${r.problems.join('; ')}; ${ADVICE}`);
+        continue;
+      }
+      const changed = plan.columns ? columnChanges(plan.columns, r.binding.columnPlan) : [];
+      if (changed.length) columns.push(`${plan.source} → ${plan.target}: the columns changed after planning: ${changed.join('; ')}; ${ADVICE}`);
+      if (plan.partitions) {
+        const now = r.binding.partitions;
+        const moved = [...listChange('source', plan.partitions.source, now.source), ...listChange('target', plan.partitions.target, now.target)];
+        if (moved.length) partitions.push({ table: i, sentence: `${plan.source} → ${plan.target}: partitions changed since they were last proven: ${moved.join('; ')}`, now });
+      }
+    }
+    return { columns, partitions };
+  });
+}
