@@ -15,7 +15,7 @@ import { approveCutoverUpdate, pauseSignal, reportQuery, resumeSignal } from '..
 import type { Report, TableEvidence } from '../src/report/model';
 import { reportFromEvidence } from '../src/report/digest';
 import { renderMarkdown } from '../src/report/render';
-import { columnChanges } from '../src/activities/schema-drift';
+import { columnChanges } from '../src/report/columns';
 import { replayAndMaybeRecord, waitForPhase, type TemporalHarness } from './helpers/temporal';
 import { startStack } from './helpers/stack';
 import { specFor } from './helpers/spec';

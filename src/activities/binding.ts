@@ -10,7 +10,7 @@ import { columnProbeSql, hashedColumns, SERVER_VERSION_SQL, SEES_ALL_SESSIONS_SQ
 import { guarded } from '../db/errors';
 import { expressionProblems } from './policy';
 import { captureProblems } from './capture-preflight';
-import { describeColumn, type ColumnPlanEntry } from '../report/columns';
+import { columnChanges, columnPlanText, describeColumn, type ColumnPlanEntry } from '../report/columns';
 
 export interface Binding extends BoundTable {
   /** display names, as the report shows them: quoted where a name is not plain lower case */
@@ -407,6 +407,28 @@ export async function preflight(
   if (problems.length) throw unbound(problems);
   spec.tables.forEach((table, i) => cache.set(cacheId(spec, table), Promise.resolve(bindings[i])));
   return bindings;
+}
+
+/**
+ * The binding of one table, as planned: a worker that binds the table only now (a new worker, a
+ * restart) and finds other columns than the plan names refuses to write or measure by them.
+ */
+export async function plannedBinding(
+  spec: Pick<MigrationSpec, 'source' | 'target'>,
+  table: TableSpec,
+  tableIndex: number,
+  plan: { source: string; target: string; columns?: ColumnPlanEntry[] },
+): Promise<Binding> {
+  const b = await bindingFor(spec, table, tableIndex);
+  if (plan.columns && JSON.stringify(columnPlanText(plan.columns)) !== JSON.stringify(columnPlanText(b.columnPlan)))
+    throw ApplicationFailure.create({
+      type: 'SchemaChanged',
+      nonRetryable: true,
+      message:
+        `${plan.source} → ${plan.target}: the columns changed after planning: ${columnChanges(plan.columns, b.columnPlan).join('; ')}; ` +
+        'the ranges were copied and proven with the columns as planned: abort, then start the migration again under a new name with a spec that matches the tables',
+    });
+  return b;
 }
 
 /** The binding of one table, resolved once per worker process (preflight resolves it first). */

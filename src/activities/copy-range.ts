@@ -9,7 +9,7 @@ import { RECORD_COPY_POINT, RECORD_RANGE, RECORD_RANGE_ERROR, RECORD_RANGE_REFUS
 import { atSnapshot, epochOf, type SnapshotRef } from './snapshot';
 import { redact } from '../db/redact';
 import { guarded } from '../db/errors';
-import { bindingFor, type Binding } from './binding';
+import { plannedBinding, type Binding } from './binding';
 import { WORKER_ID } from './heartbeat';
 import { resolveRange, type TablePlan } from './bounds';
 import { withCopyClients } from './copy-pipe';
@@ -152,7 +152,7 @@ export async function copyRange(input: RangeInput): Promise<RangeResult> {
 }
 
 async function copyRangeOnce(input: RangeInput, w: Where): Promise<RangeResult> {
-  const b = await bindingFor(input.spec, input.table, input.tableIndex);
+  const b = await plannedBinding(input.spec, input.table, input.tableIndex, input.plan);
   const sameLedger = controlAlias(input.spec) === input.spec.target;
   return keepingLastError(input, b, (site) =>
     guarded(`copying ${b.sourceName} range ${input.rangeIndex}`, async () => {
@@ -201,7 +201,7 @@ async function copyRangeOnce(input: RangeInput, w: Where): Promise<RangeResult> 
 export async function verifyRange(input: RangeInput): Promise<RangeResult> {
   const w = whereOf(input);
   return counted(w, 'verify', async () => {
-    const b = await bindingFor(input.spec, input.table, input.tableIndex);
+    const b = await plannedBinding(input.spec, input.table, input.tableIndex, input.plan);
     return keepingLastError(input, b, (site) =>
       guarded(`verifying ${b.sourceName} range ${input.rangeIndex}`, async () => {
         const { range: r, lo, hi } = await resolveRange(b, input.plan, rangeAt(input));

@@ -5,7 +5,7 @@
 // for the final check under the freeze.
 import type { MigrationSpec } from '../spec/schema';
 import { guarded } from '../db/errors';
-import { describeColumn, type ColumnPlanEntry } from '../report/columns';
+import { columnChanges } from '../report/columns';
 import { checkTable } from './binding';
 import type { TablePlan } from './bounds';
 import { readableName } from '../capture/tables';
@@ -23,21 +23,6 @@ export interface SchemaDrift {
   columns: string[];
   /** tables whose partitions changed since they were last proven */
   partitions: PartitionDrift[];
-}
-
-/** How the column plan changed: one phrase per column, in the order of the plan now. Pure. */
-export function columnChanges(before: ColumnPlanEntry[], now: ColumnPlanEntry[]): string[] {
-  const was = new Map(before.map((c) => [c.column, c]));
-  const is = new Map(now.map((c) => [c.column, c]));
-  const out: string[] = [];
-  const same = (a: ColumnPlanEntry, b: ColumnPlanEntry) => describeColumn(a) === describeColumn(b);
-  for (const c of now) {
-    const old = was.get(c.column);
-    if (!old) out.push(`"${c.column}" is new (${describeColumn(c)})`);
-    else if (!same(old, c)) out.push(`"${c.column}" was ${describeColumn(old)}, now ${describeColumn(c)}`);
-  }
-  for (const c of before) if (!is.has(c.column)) out.push(`"${c.column}" is gone (was ${describeColumn(c)})`);
-  return out;
 }
 
 function listChange(side: string, before: string[], now: string[]): string[] {

@@ -6,7 +6,7 @@ import { lagGraceMs, type MigrationSpec } from '../spec/schema';
 import { poolFor } from '../db/pools';
 import { PREFER_INDEX, type Selection } from '../db/sql';
 import { guarded } from '../db/errors';
-import { bindingFor } from './binding';
+import { plannedBinding } from './binding';
 import { heartbeat, previousDetails } from './heartbeat';
 import { locateRange, recheckRange } from './locate';
 import { copyRange, snapshotRefOf, verifyRange, type RangeInput } from './copy-range';
@@ -125,7 +125,7 @@ export async function sweepTable(input: SweepInput): Promise<SweepResult> {
 /** The rows outside the planned span (inserted beyond it since planning): compared, and copied if asked. */
 export async function sweepOutside(input: SweepInput, repair: boolean): Promise<SweepResult['outside']> {
   const { spec, tableIndex: t } = input;
-  const b = await bindingFor(spec, spec.tables[t], t);
+  const b = await plannedBinding(spec, spec.tables[t], t, input.plan);
   const sel: Selection = { outside: planSpan(input.plan) };
   return guarded(`checking the rows outside the ranges of ${b.sourceName}`, async () => {
     const at = snapshotRefOf({ migration: input.migration, spec, epoch: input.epoch });

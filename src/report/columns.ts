@@ -69,3 +69,18 @@ export function summariseColumns(plan: ColumnPlanEntry[]): string {
 export function columnPlanText(plan: ColumnPlanEntry[]): string[][] {
   return plan.map((c) => [c.column, c.fate, c.from ?? '', c.to ?? '', c.expression ?? '', c.side ?? '', c.compared ? 'compared' : '']);
 }
+
+/** How the column plan changed: one phrase per column, in the order of the plan now. Pure. */
+export function columnChanges(before: ColumnPlanEntry[], now: ColumnPlanEntry[]): string[] {
+  const was = new Map(before.map((c) => [c.column, c]));
+  const is = new Map(now.map((c) => [c.column, c]));
+  const out: string[] = [];
+  const same = (a: ColumnPlanEntry, b: ColumnPlanEntry) => describeColumn(a) === describeColumn(b);
+  for (const c of now) {
+    const old = was.get(c.column);
+    if (!old) out.push(`"${c.column}" is new (${describeColumn(c)})`);
+    else if (!same(old, c)) out.push(`"${c.column}" was ${describeColumn(old)}, now ${describeColumn(c)}`);
+  }
+  for (const c of before) if (!is.has(c.column)) out.push(`"${c.column}" is gone (was ${describeColumn(c)})`);
+  return out;
+}
