@@ -4,6 +4,7 @@ import { captureOf, type MigrationSpec } from '../spec/schema';
 import { poolFor } from '../db/pools';
 import type pg from 'pg';
 import { CAPTURE_SERVER_SQL, CAPTURE_TABLES_SQL, PUBLICATION_SQL, PUBLICATION_TABLES_SQL, SLOT_SQL, quoteIdent } from '../db/sql';
+import { readableName } from '../capture/tables';
 import type { Binding } from './binding';
 
 type Spec = Pick<MigrationSpec, 'name' | 'source' | 'capture'>;
@@ -63,7 +64,7 @@ export async function captureProblems(spec: Spec, bindings: Binding[]): Promise<
  */
 async function publicationProblems(src: pg.Pool, publication: string, bindings: Binding[], tables: { oid: string; kind: string }[]): Promise<string[]> {
   const at = 'capture.publication';
-  const name = quoteIdent(publication);
+  const name = readableName(quoteIdent(publication));
   const pub = (await src.query(PUBLICATION_SQL, [publication])).rows[0] as { via_root: string } | undefined;
   if (!pub) return [`${at}: "${publication}" does not exist on the source (CREATE PUBLICATION ${name} FOR TABLE ... WITH (publish_via_partition_root = true))`];
   const out: string[] = [];
@@ -76,7 +77,7 @@ async function publicationProblems(src: pg.Pool, publication: string, bindings: 
   const published = new Map(((await src.query(PUBLICATION_TABLES_SQL, [publication])).rows as { oid: string; rowfilter: string | null }[]).map((r) => [r.oid, r]));
   // A partitioned table without publish_via_partition_root is listed by its partitions: said above.
   const missing = bindings.filter((b) => !published.has(b.sourceRel.oid) && !(pub.via_root !== 't' && partitioned.includes(b)));
-  if (missing.length) out.push(`${at}: "${publication}" does not publish ${missing.map((b) => b.sourceName).join(', ')} (ALTER PUBLICATION ${name} ADD TABLE ${missing.map((b) => b.source).join(', ')})`);
+  if (missing.length) out.push(`${at}: "${publication}" does not publish ${missing.map((b) => b.sourceName).join(', ')} (ALTER PUBLICATION ${name} ADD TABLE ${missing.map((b) => b.sourceName).join(', ')})`);
   const filtered = bindings.filter((b) => published.get(b.sourceRel.oid)?.rowfilter);
   if (filtered.length)
     out.push(`${at}: "${publication}" publishes ${filtered.map((b) => b.sourceName).join(', ')} with a row filter (WHERE), so changes of the rows it leaves out would not reach the target: publish the whole table (ALTER PUBLICATION ${name} SET TABLE ... without WHERE)`);
