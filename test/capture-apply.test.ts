@@ -95,6 +95,9 @@ async function prepare(
     [`public.${name}_v2`],
   );
   const typeOf = new Map(types.rows.map((r) => [r.attname as string, r.type as string]));
+  const planned = await src(`SELECT attname AS name, atttypid::int AS "typeOid" FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`, [
+    `public.${name}`,
+  ]);
   const table: CaptureTable = {
     index: 0,
     sourceSchema: 'public',
@@ -102,6 +105,7 @@ async function prepare(
     target: qualifiedName('public', `${name}_v2`),
     columns: o.copied.map((c) => ({ source: c, target: c, type: typeOf.get(c) as string })),
     key: ['id'],
+    sourceColumns: planned.rows as { name: string; typeOid: number }[],
   };
   const fp = (sql: string) => `SELECT count(*)::text || ':' || coalesce(md5(string_agg(row(${list})::text, ',' ORDER BY id)), '') AS fp FROM ${sql}`;
   return {
@@ -113,6 +117,13 @@ async function prepare(
       source: server.url('src'),
       target,
       tables: [table],
+      // The publication is this test's own: the tables it also publishes are known to be outside.
+      relations: {
+        publication: `${name}_pub`,
+        managed: true,
+        partitions: [],
+        outside: (o.alsoPublished ?? []).map((q) => ({ schema: q.split('.')[0], name: q.split('.')[1] })),
+      },
       maxMs: 20_000,
       ...over,
     }),
@@ -484,6 +495,7 @@ test('statements: identifiers quoted part by part, values as typed parameters, u
       { source: 'at', target: 'at', type: 'timestamp with time zone' },
     ],
     key: ['id'],
+    sourceColumns: ['id', 'extra', 'doc', 'at'].map((name) => ({ name, typeOid: 25 })),
   };
   // The stream's column order differs from the spec's, and it has a column the spec does not copy.
   const relation: RelationMessage = {
@@ -521,4 +533,116 @@ test('statements: identifiers quoted part by part, values as typed parameters, u
     message: `the source's stream describes "Sales"."or""ders" without its key column id: its changes cannot be matched to target rows`,
   });
   assert.throws(() => bindRelation({ ...relation, columns: relation.columns.map((c) => ({ ...c, key: false })) }, table), /not part of its replica identity/);
+});
+
+test('bindRelation: a column added, a copied column dropped or retyped since planning stops with a sentence naming table, column and change; uncopied columns may change', () => {
+  const table: CaptureTable = {
+    index: 0,
+    sourceSchema: 'public',
+    sourceName: 'items',
+    target: qualifiedName('public', 'items'),
+    columns: [
+      { source: 'id', target: 'id', type: 'bigint' },
+      { source: 'qty', target: 'qty', type: 'integer' },
+      { source: 'note', target: 'note', type: 'text' },
+    ],
+    key: ['id'],
+    sourceColumns: [
+      { name: 'id', typeOid: 20 },
+      { name: 'qty', typeOid: 23 },
+      { name: 'note', typeOid: 25 },
+      { name: 'legacy', typeOid: 25 },
+    ],
+  };
+  const col = (name: string, typeOid: number) => ({ name, typeOid, typeModifier: -1, key: name === 'id' });
+  const relation = (columns: RelationMessage['columns']): RelationMessage => ({ tag: 'relation', relid: 7, schema: 'public', name: 'items', replicaIdentity: 'd', columns });
+  const planned = [col('id', 20), col('qty', 23), col('note', 25), col('legacy', 25)];
+  // As planned, in another order: bound.
+  assert.deepEqual(bindRelation(relation([...planned].reverse()), table).positions, [3, 2, 1]);
+  assert.throws(() => bindRelation(relation([...planned, col('priority', 23)]), table), {
+    message:
+      'a column "priority" was added to public.items on the source after planning; its values would not reach the target: abort, then start the migration again with a new name (add the column to the target, or name it in omit)',
+  });
+  assert.throws(() => bindRelation(relation(planned.filter((c) => c.name !== 'note')), table), {
+    message: `the column "note" of public.items was dropped or renamed on the source after planning (or left out of the publication's column list); its changes cannot be applied to the target: abort, then start the migration again with a new name`,
+  });
+  assert.throws(() => bindRelation(relation(planned.map((c) => (c.name === 'qty' ? col('qty', 20) : c))), table), {
+    message:
+      'the column "qty" of public.items changed type on the source after planning (type OID 23 then, 20 now); its values may no longer fit the target as planned: abort, then start the migration again with a new name',
+  });
+  // A renamed column: the old name is gone (said first), the new one unknown.
+  assert.throws(() => bindRelation(relation(planned.map((c) => (c.name === 'note' ? col('remark', 25) : c))), table), /the column "note" of public\.items was dropped or renamed/);
+  // A column that is not copied may be dropped or retyped: nothing of it reaches the target.
+  assert.equal(bindRelation(relation(planned.filter((c) => c.name !== 'legacy')), table).positions.length, 3);
+  assert.equal(bindRelation(relation(planned.map((c) => (c.name === 'legacy' ? col('legacy', 3802) : c))), table).positions.length, 3);
+  // The key keeps its own sentence.
+  assert.throws(() => bindRelation(relation(planned.filter((c) => c.name !== 'id')), table), /without its key column id: its changes cannot be matched/);
+});
+
+test('apply: a partitioned table via its root arrives whole (a row moved between partitions, a partition created later); published under the partitions\' own names, or a relation not known, the stream stops with a sentence', async () => {
+  await src(`CREATE TABLE public.parted (id bigint NOT NULL, at date NOT NULL, v text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at)`);
+  await src(`CREATE TABLE public.parted_a PARTITION OF public.parted FOR VALUES FROM ('2024-01-01') TO ('2024-02-01')`);
+  await src(`CREATE TABLE public.parted_b PARTITION OF public.parted FOR VALUES FROM ('2024-02-01') TO ('2024-03-01')`);
+  await src(`CREATE TABLE public.stray (id bigint PRIMARY KEY)`);
+  for (const t of ['parted', 'parted_s']) await tgt(`CREATE TABLE public.${t} (id bigint NOT NULL, at date NOT NULL, v text, PRIMARY KEY (id, at))`);
+  await src(`CREATE PUBLICATION parted_leaves FOR TABLE public.parted`);
+  await src(`CREATE PUBLICATION parted_root FOR TABLE public.parted WITH (publish_via_partition_root = true)`);
+  await src(`CREATE PUBLICATION parted_stray FOR TABLE public.parted, public.stray WITH (publish_via_partition_root = true)`);
+  for (const slot of ['parted_leaves', 'parted_root', 'parted_stray']) await (await createSlot(server.url('src'), { slot, temporary: false })).client.end();
+  await src(`INSERT INTO public.parted SELECT i, date '2024-01-01' + (i % 59), 'v' || i FROM generate_series(1, 200) i`);
+  await src(`UPDATE public.parted SET at = date '2024-02-15', v = 'moved' WHERE id = 3`);
+  await src(`DELETE FROM public.parted WHERE id = 4`);
+  await src(`CREATE TABLE public.parted_c PARTITION OF public.parted FOR VALUES FROM ('2024-03-01') TO ('2024-04-01')`);
+  await src(`INSERT INTO public.parted SELECT i, date '2024-03-01' + (i % 28), 'c' || i FROM generate_series(201, 260) i`);
+  await src(`UPDATE public.parted SET at = date '2024-03-05' WHERE id = 5`);
+  await src(`INSERT INTO public.stray VALUES (1)`);
+  const planned = await src(`SELECT attname AS name, atttypid::int AS "typeOid" FROM pg_attribute WHERE attrelid = 'public.parted'::regclass AND attnum > 0 AND NOT attisdropped`);
+  const table: CaptureTable = {
+    index: 0,
+    sourceSchema: 'public',
+    sourceName: 'parted',
+    target: qualifiedName('public', 'parted'),
+    columns: [
+      { source: 'id', target: 'id', type: 'bigint' },
+      { source: 'at', target: 'at', type: 'date' },
+      { source: 'v', target: 'v', type: 'text' },
+    ],
+    key: ['id', 'at'],
+    sourceColumns: planned.rows as { name: string; typeOid: number }[],
+  };
+  const partitions = ['parted_a', 'parted_b', 'parted_c'].map((name) => ({ schema: 'public', name, table: 0 }));
+  // Each publication's slot is applied to a target table of its own.
+  const run = (publication: string, managed: boolean, outside: { schema: string; name: string }[] = []) =>
+    applyChanges({
+      migration: publication,
+      slot: publication,
+      publication,
+      source: server.url('src'),
+      target,
+      tables: [publication === 'parted_stray' ? { ...table, target: qualifiedName('public', 'parted_s') } : table],
+      relations: { publication, managed, partitions, outside },
+      maxMs: 20_000,
+    });
+
+  await assert.rejects(run('parted_leaves', true), {
+    message:
+      "the source's stream sends the changes of public.parted_a, a partition of public.parted, under the partition's own name (the publication parted_leaves has publish_via_partition_root off), so they would not reach the target: ALTER PUBLICATION parted_leaves SET (publish_via_partition_root = true), then abort and start the migration again with a new name",
+  });
+  const r = await run('parted_root', false);
+  assert.equal(r.reached, true);
+  assert.deepEqual(r.rows[0], { inserted: 262, updated: 0, deleted: 3 }, 'a row moved between partitions: a delete and an insert');
+  const fp = (sql: (q: string) => Promise<pg.QueryResult>) => sql(`SELECT count(*)::int AS n, md5(string_agg(t::text, ',' ORDER BY id, at)) AS m FROM public.parted t`).then((x) => x.rows[0]);
+  assert.deepEqual(await fp(tgt), await fp(src));
+  assert.equal((await src(`SELECT count(*)::int AS n FROM public.parted_c`)).rows[0].n, 61);
+
+  // Our own publication sends only the spec's tables: another relation is an error, never skipped.
+  await assert.rejects(run('parted_stray', false), (e: Error & { code?: string }) => {
+    assert.match(e.message, /^the source's stream sends the changes of public\.stray, which is not a table of this migration/);
+    assert.equal(e.code, '0A000');
+    return true;
+  });
+  // The user's: one it did not know of is looked up again (retried); one known outside is skipped.
+  await assert.rejects(run('parted_stray', true), (e: Error & { code?: string }) => e.code === '55000' && /did not publish when this call began/.test(e.message));
+  const skipped = await run('parted_stray', true, [{ schema: 'public', name: 'stray' }]);
+  assert.equal(skipped.skippedChanges, 1);
 });

@@ -24,6 +24,10 @@ before(async () => {
     await db.query('src', 'ALTER TABLE public.theirs OWNER TO norepl');
     await db.query('src', 'GRANT CREATE ON DATABASE src TO norepl');
     for (const t of ['items', 'nopk', 'theirs']) await db.query('tgt', `CREATE TABLE public.${t} (id bigint PRIMARY KEY, v text)`);
+    for (const side of ['src', 'tgt']) {
+      await db.query(side, 'CREATE TABLE public.parted (id bigint NOT NULL, at date NOT NULL, PRIMARY KEY (id, at)) PARTITION BY RANGE (at)');
+      await db.query(side, `CREATE TABLE public.parted_2024 PARTITION OF public.parted FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')`);
+    }
   });
   replica = await startPostgres({ walLevel: 'replica' });
   await replica.createDatabase('rsrc');
@@ -80,6 +84,40 @@ test('capture preflight: a role without REPLICATION is refused, with the grant t
   const ok = await backfill(['validate', specFile('no-replication', 'src', 'theirs')], env(url));
   assert.equal(ok.code, 0, ok.stdout + ok.stderr);
   await nothingCreated();
+});
+
+test('capture preflight: a publication of yours must publish every table, and a partitioned one via its root; refused with the ALTER PUBLICATION that fixes it', async () => {
+  const path = join(dbs.dir, 'managed.json');
+  const doc = (publication: string) => ({
+    name: 'managed',
+    source: 'src',
+    target: 'tgt',
+    capture: { method: 'logical', slot: 'mine', publication },
+    tables: [{ source: 'public.parted', target: 'public.parted' }, { source: 'public.items', target: 'public.items' }],
+  });
+  const validate = (publication: string) => {
+    writeFileSync(path, JSON.stringify(doc(publication)));
+    return backfill(['validate', path], env(dbs.pg.url('src')));
+  };
+  await dbs.pg.query('src', 'CREATE PUBLICATION leaves FOR TABLE public.parted');
+  try {
+    const r = await validate('leaves');
+    assert.equal(r.code, 2, r.stdout + r.stderr);
+    assert.match(
+      r.stderr,
+      /capture\.publication: "leaves" has publish_via_partition_root off, so the changes of public\.parted \(partitioned\) would arrive under their partitions' names: ALTER PUBLICATION leaves SET \(publish_via_partition_root = true\)/,
+    );
+    assert.match(r.stderr, /capture\.publication: "leaves" does not publish public\.items \(ALTER PUBLICATION leaves ADD TABLE public\.items\)/);
+    await dbs.pg.query('src', 'ALTER PUBLICATION leaves SET (publish_via_partition_root = true)');
+    await dbs.pg.query('src', 'ALTER PUBLICATION leaves ADD TABLE public.items');
+    const ok = await validate('leaves');
+    assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+    const missing = await validate('nosuch');
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /capture\.publication: "nosuch" does not exist on the source \(CREATE PUBLICATION nosuch FOR TABLE \.\.\. WITH \(publish_via_partition_root = true\)\)/);
+  } finally {
+    await dbs.pg.query('src', 'DROP PUBLICATION leaves');
+  }
 });
 
 test('capture spec: refused with a change column, a transform or a filter, and in verify mode', async () => {

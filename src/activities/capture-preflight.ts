@@ -2,7 +2,9 @@
 // missing piece named, with how to fix it.
 import { captureOf, type MigrationSpec } from '../spec/schema';
 import { poolFor } from '../db/pools';
-import { CAPTURE_SERVER_SQL, CAPTURE_TABLES_SQL, PUBLICATION_SQL, SLOT_SQL } from '../db/sql';
+import type pg from 'pg';
+import { CAPTURE_SERVER_SQL, CAPTURE_TABLES_SQL, PUBLICATION_SQL, PUBLICATION_TABLES_SQL, SLOT_SQL, quoteIdent } from '../db/sql';
+import { readableName } from '../capture/tables';
 import type { Binding } from './binding';
 
 type Spec = Pick<MigrationSpec, 'name' | 'source' | 'capture'>;
@@ -39,16 +41,9 @@ export async function captureProblems(spec: Spec, bindings: Binding[]): Promise<
   if (!cap.managed.publication) {
     const pub = (await src.query(PUBLICATION_SQL, [cap.publication])).rows[0];
     if (!pub && s.can_create !== 't' && !superuser) out.push(`${at}: the source role may not create the publication ${cap.publication}: GRANT CREATE ON DATABASE <db> TO <role>, or create it yourself and name it in capture.publication`);
-  } else {
-    const pub = (await src.query(PUBLICATION_SQL, [cap.publication])).rows[0] as { all_tables: string; relids: string } | undefined;
-    if (!pub) out.push(`${at}.publication: "${cap.publication}" does not exist on the source (CREATE PUBLICATION ${cap.publication} FOR TABLE ...)`);
-    else if (pub.all_tables !== 't') {
-      const relids = JSON.parse(pub.relids) as string[];
-      const missing = bindings.filter((b) => !relids.includes(b.sourceRel.oid)).map((b) => b.sourceName);
-      if (missing.length) out.push(`${at}.publication: "${cap.publication}" does not publish ${missing.join(', ')} (ALTER PUBLICATION ${cap.publication} ADD TABLE ...)`);
-    }
   }
-  const tables = (await src.query(CAPTURE_TABLES_SQL, [bindings.map((b) => b.sourceRel.oid)])).rows as { oid: string; identity: string; has_pk: string; owned: string }[];
+  const tables = (await src.query(CAPTURE_TABLES_SQL, [bindings.map((b) => b.sourceRel.oid)])).rows as { oid: string; identity: string; kind: string; has_pk: string; owned: string }[];
+  if (cap.managed.publication) out.push(...(await publicationProblems(src, cap.publication, bindings, tables)));
   for (const [i, b] of bindings.entries()) {
     const t = tables.find((x) => x.oid === b.sourceRel.oid);
     if (!t) continue;
@@ -58,5 +53,33 @@ export async function captureProblems(spec: Spec, bindings: Binding[]): Promise<
     if (!cap.managed.publication && t.owned !== 't' && !superuser)
       out.push(`tables[${i}].source: the source role does not own ${b.sourceName}, which a publication needs: run as its owner, or create the publication yourself and name it in capture.publication`);
   }
+  return out;
+}
+
+/**
+ * A publication the user manages must send every change of every spec table under that table's
+ * name: each table published (by itself, a schema, or ALL TABLES), with no row filter, and a
+ * partitioned one with publish_via_partition_root (else its partitions' changes arrive under their
+ * own names). Column lists are looked at when the stream describes the table.
+ */
+async function publicationProblems(src: pg.Pool, publication: string, bindings: Binding[], tables: { oid: string; kind: string }[]): Promise<string[]> {
+  const at = 'capture.publication';
+  const name = readableName(quoteIdent(publication));
+  const pub = (await src.query(PUBLICATION_SQL, [publication])).rows[0] as { via_root: string } | undefined;
+  if (!pub) return [`${at}: "${publication}" does not exist on the source (CREATE PUBLICATION ${name} FOR TABLE ... WITH (publish_via_partition_root = true))`];
+  const out: string[] = [];
+  const partitioned = bindings.filter((b) => tables.find((t) => t.oid === b.sourceRel.oid)?.kind === 'p');
+  if (pub.via_root !== 't' && partitioned.length)
+    out.push(
+      `${at}: "${publication}" has publish_via_partition_root off, so the changes of ${partitioned.map((b) => b.sourceName).join(', ')} (partitioned) would arrive under their partitions' names: ` +
+        `ALTER PUBLICATION ${name} SET (publish_via_partition_root = true)`,
+    );
+  const published = new Map(((await src.query(PUBLICATION_TABLES_SQL, [publication])).rows as { oid: string; rowfilter: string | null }[]).map((r) => [r.oid, r]));
+  // A partitioned table without publish_via_partition_root is listed by its partitions: said above.
+  const missing = bindings.filter((b) => !published.has(b.sourceRel.oid) && !(pub.via_root !== 't' && partitioned.includes(b)));
+  if (missing.length) out.push(`${at}: "${publication}" does not publish ${missing.map((b) => b.sourceName).join(', ')} (ALTER PUBLICATION ${name} ADD TABLE ${missing.map((b) => b.sourceName).join(', ')})`);
+  const filtered = bindings.filter((b) => published.get(b.sourceRel.oid)?.rowfilter);
+  if (filtered.length)
+    out.push(`${at}: "${publication}" publishes ${filtered.map((b) => b.sourceName).join(', ')} with a row filter (WHERE), so changes of the rows it leaves out would not reach the target: publish the whole table (ALTER PUBLICATION ${name} SET TABLE ... without WHERE)`);
   return out;
 }

@@ -13,10 +13,10 @@ import { poolFor } from '../db/pools';
 import { guarded } from '../db/errors';
 import { EPOCH, RECORD_EPOCH, RELEASE_EPOCH, RELEASE_EPOCHS } from '../db/ledger';
 import {
-  CHANGED_KEYS_SQL, END_EPOCH_HOLDERS_SQL, EPOCH_SLOTS_SQL, DROP_SLOT_SQL, FORGET_KEYS_SQL, PUBLICATION_SQL, SLOT_SQL,
+  CHANGED_KEYS_SQL, END_EPOCH_HOLDERS_SQL, EPOCH_SLOTS_SQL, DROP_SLOT_SQL, FORGET_KEYS_SQL, PARTITIONS_SQL, PUBLICATION_SQL, PUBLICATION_TABLES_SQL, SLOT_SQL,
   TERMINATE_SLOT_USER_SQL, createPublicationSql, dropPublicationSql, hashedColumns, setPublicationTablesSql,
 } from '../db/sql';
-import { applyChanges, type CaptureTable } from '../capture/apply';
+import { applyChanges, type CaptureTable, type RelationScope } from '../capture/apply';
 import { createSlot } from '../capture/replication';
 import { bindingFor, type Binding } from './binding';
 
@@ -33,7 +33,8 @@ export async function ensurePublication(spec: Spec, bindings: Binding[]): Promis
   const src = poolFor(spec.source, 'write');
   const names = bindings.map((b) => b.source);
   const pub = (await src.query(PUBLICATION_SQL, [cap.publication])).rows[0];
-  await src.query(pub ? setPublicationTablesSql(cap.publication, names) : createPublicationSql(cap.publication, names));
+  if (!pub) await src.query(createPublicationSql(cap.publication, names));
+  else for (const sql of setPublicationTablesSql(cap.publication, names)) await src.query(sql);
 }
 
 // ---- snapshot epochs ----
@@ -143,9 +144,32 @@ async function captureTables(spec: Spec): Promise<CaptureTable[]> {
       target: b.target,
       columns: b.columns.map((c, k) => ({ source: c, target: c, type: b.targetTypes[k] })),
       key: b.key,
+      // The plan the stream's Relation messages are held to (generated columns are not published).
+      sourceColumns: b.sourceColumns.filter((c) => !c.generated).map((c) => ({ name: c.name, typeOid: c.typeOid })),
     });
   }
   return out;
+}
+
+/**
+ * From the source's catalog, as this call begins: the partitions of the spec's tables (their
+ * changes must never arrive under their own names), and, for a publication the user manages, the
+ * relations it publishes that are outside the spec (the only changes the stream may leave out).
+ */
+async function relationScope(spec: Spec, tables: CaptureTable[]): Promise<RelationScope> {
+  const cap = captureOf(spec)!;
+  const src = poolFor(spec.source, 'read');
+  const bindings = await Promise.all(spec.tables.map((t, i) => bindingFor(spec, t, i)));
+  const byOid = new Map(bindings.map((b, i) => [b.sourceRel.oid, tables[i].index]));
+  const parts = (await src.query(PARTITIONS_SQL, [[...byOid.keys()]])).rows as { of: string; schema: string; name: string }[];
+  const partitions = parts.map((p) => ({ schema: p.schema, name: p.name, table: byOid.get(p.of)! }));
+  const outside: RelationScope['outside'] = [];
+  if (cap.managed.publication) {
+    const inSpec = new Set([...tables.map((t) => `${t.sourceSchema}\0${t.sourceName}`), ...partitions.map((p) => `${p.schema}\0${p.name}`)]);
+    for (const r of (await src.query(PUBLICATION_TABLES_SQL, [cap.publication])).rows as { schema: string; name: string }[])
+      if (!inSpec.has(`${r.schema}\0${r.name}`)) outside.push({ schema: r.schema, name: r.name });
+  }
+  return { publication: cap.publication, managed: cap.managed.publication, partitions, outside };
 }
 
 /** Applies the slot's stream to the target: to its fence (what was committed when it started), to `untilLsn`, or for `maxMs`. */
@@ -154,7 +178,9 @@ export async function applyCapture(input: ApplyInput): Promise<ApplyOutcome> {
   const cap = captureOf(spec)!;
   const tables = await captureTables(spec);
   return guarded('applying captured changes', async () => {
+    const relations = await relationScope(spec, tables);
     const r = await applyChanges({
+      relations,
       migration: input.migration,
       slot: cap.slot,
       publication: cap.publication,

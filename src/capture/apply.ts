@@ -11,7 +11,8 @@ import { CAPTURE_DDL, ENSURE_APPLIED_ROW, LOCK_APPLIED, LOG_KEYS, LOG_TRANSACTIO
 import { maxLsn, parseLsn, showLsn } from './lsn';
 import { msFromPgTime, type BeginMessage, type CommitMessage, type PgOutputMessage, type RelationMessage } from './pgoutput';
 import { connectSource, openStream, type ReplicationStream } from './replication';
-import { bindRelation, keyColumnsOf, sourceLabel, StatementCache, type BoundRelation, type CaptureTable, type Change } from './tables';
+import { quoteIdent } from '../db/sql';
+import { bindRelation, keyColumnsOf, readableName, sourceLabel, StatementCache, type BoundRelation, type CaptureTable, type Change } from './tables';
 
 export type { CaptureTable } from './tables';
 
@@ -24,6 +25,11 @@ export interface ApplyOptions {
   /** a write pool on the target */
   target: pg.Pool;
   tables: CaptureTable[];
+  /**
+   * What is known, from the source's catalog when the call began, about relations the stream may
+   * describe that are not `tables`. Nothing else is ignored: a change is never dropped silently.
+   */
+  relations: RelationScope;
   /** stop before the first transaction whose commit LSN (Begin's final LSN) is at or past this */
   untilLsn?: string;
   /** stop when this is spent (a transaction already begun is finished first) */
@@ -32,6 +38,26 @@ export interface ApplyOptions {
   onProgress?: (p: ApplyProgress) => void;
   /** stop soon and cleanly: a target transaction in progress is rolled back */
   signal?: AbortSignal;
+}
+
+/** A relation by the name pgoutput gives it. */
+export interface RelationName {
+  schema: string;
+  name: string;
+}
+
+export interface RelationScope {
+  /** the publication's name, for sentences */
+  publication: string;
+  /**
+   * the user manages the publication: it may publish tables outside the spec (`outside`); a relation
+   * the call did not know of may be one added to it since, and the next call (a retry) looks again
+   */
+  managed: boolean;
+  /** partitions (at any depth) of the spec's tables: changes sent under their own names */
+  partitions: (RelationName & { table: number })[];
+  /** published relations known to be outside the spec (neither a spec table nor a partition of one): ignored */
+  outside: RelationName[];
 }
 
 export interface ApplyProgress {
@@ -64,7 +90,7 @@ export interface ApplyResult {
   rows: Record<number, RowCounts>;
   /** transactions the slot sent again that the target already had */
   skippedTransactions: number;
-  /** changes for relations that are in the publication but not in `tables` */
+  /** changes for relations in the publication known to be outside the spec (`relations.outside`) */
   skippedChanges: number;
   /** per table index: updates and deletes that found no target row */
   unmatched: Record<number, number>;
@@ -140,8 +166,14 @@ class ApplyRun {
   targetBroken = false;
   private readonly deadline: number;
   private readonly byName = new Map<string, CaptureTable>();
-  /** relid → its binding; null: in the publication but not one of ours */
-  private readonly relations = new Map<number, BoundRelation | null>();
+  private readonly partitions = new Map<string, number>();
+  private readonly outside = new Set<string>();
+  /**
+   * relid → its binding; null: known to be outside the spec (its changes are skipped); an error:
+   * thrown at its first change. (Via the root, pgoutput describes a partition too, right after the
+   * root, though its changes come under the root's relid: only a change decides.)
+   */
+  private readonly relations = new Map<number, BoundRelation | null | CaptureError>();
   private readonly statements = new StatementCache();
 
   private appliedCommit = 0n;
@@ -180,6 +212,8 @@ class ApplyRun {
       this.rows[t.index] = { inserted: 0, updated: 0, deleted: 0 };
       this.unmatched[t.index] = 0;
     }
+    for (const p of o.relations.partitions) this.partitions.set(`${p.schema}\0${p.name}`, p.table);
+    for (const r of o.relations.outside) this.outside.add(`${r.schema}\0${r.name}`);
   }
 
   async run(): Promise<ApplyResult> {
@@ -335,14 +369,37 @@ class ApplyRun {
     return this.pending;
   }
 
-  private bind(m: RelationMessage): BoundRelation | null {
-    const table = this.byName.get(`${m.schema}\0${m.name}`);
-    return table ? bindRelation(m, table) : null;
+  /** A spec table's binding; null for a relation known to be outside the spec; else why its changes stop the migration. */
+  private bind(m: RelationMessage): BoundRelation | null | CaptureError {
+    const name = `${m.schema}\0${m.name}`;
+    const table = this.byName.get(name);
+    if (table) return bindRelation(m, table);
+    if (this.outside.has(name)) return null;
+    const { publication, managed } = this.o.relations;
+    const rel = readableName(`${quoteIdent(m.schema)}.${quoteIdent(m.name)}`);
+    const pub = readableName(quoteIdent(publication));
+    const index = this.partitions.get(name);
+    const of = index === undefined ? undefined : this.o.tables.find((t) => t.index === index);
+    if (of)
+      return new CaptureError(
+        `the source's stream sends the changes of ${rel}, a partition of ${sourceLabel(of)}, under the partition's own name (the publication ${pub} has publish_via_partition_root off), so they would not reach the target: ` +
+          `ALTER PUBLICATION ${pub} SET (publish_via_partition_root = true), then abort and start the migration again with a new name`,
+        '0A000',
+      );
+    if (managed)
+      // Added to the user's publication after this call read it: retried, the next call knows it.
+      return new CaptureError(`the source's stream sends the changes of ${rel}, which the publication ${pub} did not publish when this call began; reading the stream again`, '55000');
+    return new CaptureError(
+      `the source's stream sends the changes of ${rel}, which is not a table of this migration, though the publication ${pub} is the migration's own (only its tables): ` +
+        `stopped rather than leave its changes out; abort, check the publication (SELECT * FROM pg_publication_tables WHERE pubname = '${publication.replace(/'/g, "''")}'), then start the migration again with a new name`,
+      '0A000',
+    );
   }
 
   private relationOf(relid: number): BoundRelation | null {
     const r = this.relations.get(relid);
     if (r === undefined) throw new CaptureError(`the replication stream sent a change for relation ${relid} before describing it`, 'XX001');
+    if (r instanceof CaptureError) throw r;
     return r;
   }
 

@@ -20,6 +20,12 @@ export interface CaptureTable {
   columns: { source: string; target: string; type: string }[];
   /** the key columns (source names), a subset of `columns` */
   key: string[];
+  /**
+   * Every column of the source table at planning that a Relation message describes (generated
+   * columns are not published), copied or not, with its type OID (pg_attribute.atttypid): the
+   * stream's description is compared with it, so a column added, dropped or retyped since is seen.
+   */
+  sourceColumns: { name: string; typeOid: number }[];
 }
 
 export interface BoundRelation {
@@ -52,19 +58,55 @@ export function keyColumnsOf(t: CaptureTable): number[] {
   });
 }
 
+const AGAIN = 'abort, then start the migration again with a new name';
+
+/**
+ * The stream's description of a table against the plan: a column added since planning (its values
+ * would reach no target column), a copied column dropped or renamed, or one whose type changed,
+ * stops the migration with a sentence. Columns not copied may be dropped or retyped: nothing of
+ * theirs reaches the target.
+ */
+export function schemaDrift(rel: RelationMessage, table: CaptureTable): CaptureError | undefined {
+  const source = sourceLabel(table);
+  const planned = new Map(table.sourceColumns.map((c) => [c.name, c]));
+  const now = new Map(rel.columns.map((c) => [c.name, c]));
+  for (const c of table.columns) {
+    // The key's own sentence (below) says more for a key column.
+    if (now.has(c.source) || table.key.includes(c.source)) continue;
+    return new CaptureError(
+      `the column ${JSON.stringify(c.source)} of ${source} was dropped or renamed on the source after planning (or left out of the publication's column list); its changes cannot be applied to the target: ${AGAIN}`,
+      '42703',
+    );
+  }
+  for (const c of rel.columns) {
+    if (planned.has(c.name)) continue;
+    return new CaptureError(
+      `a column ${JSON.stringify(c.name)} was added to ${source} on the source after planning; its values would not reach the target: ${AGAIN} (add the column to the target, or name it in omit)`,
+      '42703',
+    );
+  }
+  const copied = new Set(table.columns.map((c) => c.source));
+  for (const c of rel.columns) {
+    const was = planned.get(c.name)!;
+    if (!copied.has(c.name) || was.typeOid === c.typeOid) continue;
+    return new CaptureError(
+      `the column ${JSON.stringify(c.name)} of ${source} changed type on the source after planning (type OID ${was.typeOid} then, ${c.typeOid} now); its values may no longer fit the target as planned: ${AGAIN}`,
+      '42804',
+    );
+  }
+  return undefined;
+}
+
 export function bindRelation(rel: RelationMessage, table: CaptureTable): BoundRelation {
   const source = sourceLabel(table);
   const keyColumns = keyColumnsOf(table);
+  const drift = schemaDrift(rel, table);
+  if (drift) throw drift;
   const at = new Map(rel.columns.map((c, i) => [c.name, i]));
   const positions = table.columns.map((c) => {
     const i = at.get(c.source);
     if (i !== undefined) return i;
-    if (table.key.includes(c.source))
-      throw new CaptureError(`the source's stream describes ${source} without its key column ${c.source}: its changes cannot be matched to target rows`, '42703');
-    throw new CaptureError(
-      `the source's stream describes ${source} without its column ${c.source} (dropped, renamed, or left out of the publication): its changes cannot be applied`,
-      '42703',
-    );
+    throw new CaptureError(`the source's stream describes ${source} without its key column ${c.source}: its changes cannot be matched to target rows`, '42703');
   });
   for (const j of keyColumns) {
     const c = rel.columns[positions[j]];

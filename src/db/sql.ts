@@ -524,22 +524,48 @@ SELECT current_setting('wal_level') AS wal_level,
 
 /** Per table (by oid, $1 text[]): its replica identity, whether it has a primary key, whether we own it. */
 export const CAPTURE_TABLES_SQL = `
-SELECT c.oid::text AS oid, c.relreplident AS identity,
+SELECT c.oid::text AS oid, c.relreplident AS identity, c.relkind AS kind,
        EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) AS has_pk,
        pg_has_role(c.relowner, 'USAGE') AS owned
   FROM pg_class c WHERE c.oid = ANY ($1::text[]::oid[])`;
 
 export const PUBLICATION_SQL = `
-SELECT p.pubname, p.puballtables AS all_tables,
+SELECT p.pubname, p.puballtables AS all_tables, p.pubviaroot AS via_root,
        coalesce((SELECT json_agg(pt.prrelid::text) FROM pg_publication_rel pt WHERE pt.prpubid = p.oid), '[]')::text AS relids
   FROM pg_publication p WHERE p.pubname = $1`;
 
+/**
+ * What a publication sends, by table (PostgreSQL 14 to 17 alike): each relation its changes are
+ * published under (a partition's under its topmost published ancestor when publish_via_partition_root
+ * is on, under its own name when off), with the publication's row filter and column list where the
+ * server has them (15+; `to_jsonb` of the view's row, so older servers simply lack the keys).
+ */
+export const PUBLICATION_TABLES_SQL = `
+SELECT c.oid::text AS oid, pt.schemaname AS schema, pt.tablename AS name,
+       to_jsonb(pt) ->> 'rowfilter' AS rowfilter, (to_jsonb(pt) -> 'attnames')::text AS attnames
+  FROM pg_publication_tables pt
+  JOIN pg_namespace n ON n.nspname = pt.schemaname
+  JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename
+ WHERE pt.pubname = $1`;
+
+/** Every partition (at any depth) of each table: $1 the tables' oids; `of` is the table's oid. */
+export const PARTITIONS_SQL = `
+SELECT r.oid::text AS of, n.nspname AS schema, c.relname AS name
+  FROM unnest($1::text[]::oid[]) AS r(oid)
+  CROSS JOIN LATERAL pg_partition_tree(r.oid) t
+  JOIN pg_class c ON c.oid = t.relid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE t.relid <> r.oid`;
+
+// Changes of every partition (existing, created or attached later) are published under the root's
+// name and columns, which is the table the spec names.
 export function createPublicationSql(name: string, tables: string[]): string {
-  return `CREATE PUBLICATION ${quoteIdent(name)} FOR TABLE ${tables.join(', ')}`;
+  return `CREATE PUBLICATION ${quoteIdent(name)} FOR TABLE ${tables.join(', ')} WITH (publish_via_partition_root = true)`;
 }
 
-export function setPublicationTablesSql(name: string, tables: string[]): string {
-  return `ALTER PUBLICATION ${quoteIdent(name)} SET TABLE ${tables.join(', ')}`;
+/** Two statements: run each on its own. */
+export function setPublicationTablesSql(name: string, tables: string[]): string[] {
+  return [`ALTER PUBLICATION ${quoteIdent(name)} SET TABLE ${tables.join(', ')}`, `ALTER PUBLICATION ${quoteIdent(name)} SET (publish_via_partition_root = true)`];
 }
 
 export function dropPublicationSql(name: string): string {

