@@ -123,7 +123,9 @@ export async function checkTable(input: BindInput): Promise<{ binding?: Binding;
       if (!dCol.has(c)) problems.push(`${at}.${transform[c] ? `transform.${c}` : 'columns'}: column "${c}" not found in target table ${dName}`);
       else if (dCol.get(c)!.generated) problems.push(`${at}.columns: column "${c}" is generated in the target and cannot be written`);
     }
-    problems.push(...coverageProblems({ at, sName, dName, s, d, columns, omit, listed: t.columns !== undefined, transform }));
+    // (Comparing with a plan: a column left out that is gone since is no loss.)
+    const present = input.catalogOnly ? new Set([...omit].filter((c) => sCol.has(c) || dCol.has(c))) : omit;
+    problems.push(...coverageProblems({ at, sName, dName, s, d, columns, omit: present, listed: t.columns !== undefined, transform }));
     for (const k of key) {
       if (!sCol.has(k)) problems.push(`${at}.key: column "${k}" not found in source table ${sName}`);
       else if (!sCol.get(k)!.notNull) problems.push(`${at}.key: column "${k}" must be NOT NULL in the source`);

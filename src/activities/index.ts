@@ -12,6 +12,7 @@ import { applyCapture as apply, awaitEpoch as epochReady, compareWindow as windo
 import { alive } from './heartbeat';
 import { restoreConstraints as restore } from './constraints';
 import { checkSchema as drift } from './schema-drift';
+import { captureBaseline as baseline, captureTripwire as tripwire } from './tripwire';
 import type { MigrationSpec } from '../spec/schema';
 
 export const planMigration = alive(plan);
@@ -39,6 +40,8 @@ export const awaitWriters = alive(writers);
 export const changedSince = alive(since);
 export const restoreConstraints = alive(restore);
 export const checkSchema = alive(drift);
+export const captureBaseline = alive(baseline);
+export const captureTripwire = alive(tripwire);
 export const recordAudit = alive(async (input: { spec: MigrationSpec; entry: AuditEntry }): Promise<void> => {
   await appendAudit(input.spec, input.entry);
 });

@@ -6,7 +6,10 @@
 import type { MigrationSpec } from '../spec/schema';
 import { guarded } from '../db/errors';
 import { columnChanges } from '../report/columns';
-import { checkTable } from './binding';
+import { checkTable, type Binding } from './binding';
+import { captureOf } from '../spec/schema';
+import { poolFor } from '../db/pools';
+import { CAPTURE_COVERAGE_SQL } from '../db/sql';
 import type { TablePlan } from './bounds';
 import { readableName } from '../capture/tables';
 
@@ -38,11 +41,29 @@ const ADVICE =
   'the ranges were copied and proven with the columns as planned, so the evidence does not cover the table as it is now: ' +
   'abort, then start the migration again under a new name with a spec that matches the tables (name a column in omit to leave it out)';
 
+/**
+ * Change capture still sees every write of the table: the publication still sends it (as its root,
+ * where it is partitioned), and no relation under it became UNLOGGED. Sentences of what broke.
+ */
+async function captureCoverage(spec: MigrationSpec, publication: string, b: Binding, plan: TablePlan): Promise<string[]> {
+  const r = (await poolFor(spec.source, 'read').query<{ published: boolean; via_root: boolean; unlogged: string }>(CAPTURE_COVERAGE_SQL, [b.sourceRel.oid, publication])).rows[0];
+  const out: string[] = [];
+  const unlogged = JSON.parse(r.unlogged) as string[];
+  if (!r.published)
+    out.push(`${plan.source}: the publication ${publication} no longer publishes it; writes made since were never sent to the stream; abort, then start the migration again under a new name`);
+  else if (b.partitions.source.length && !r.via_root)
+    out.push(`${plan.source}: the publication ${publication} no longer publishes its partitions via the root (publish_via_partition_root is off); abort, then start the migration again under a new name`);
+  if (unlogged.length)
+    out.push(`${plan.source}: ${unlogged.join(', ')} became UNLOGGED: its writes do not reach the write-ahead log, so change capture cannot see them; abort, then start the migration again under a new name`);
+  return out;
+}
+
 export async function checkSchema(input: { spec: MigrationSpec; plans: TablePlan[] }): Promise<SchemaDrift> {
   const { spec, plans } = input;
   return guarded('comparing both catalogs with the plan', async () => {
     const columns: string[] = [];
     const partitions: PartitionDrift[] = [];
+    const cap = captureOf(spec);
     for (const [i, plan] of plans.entries()) {
       const table = spec.tables[i];
       if (!table) continue;
@@ -51,6 +72,7 @@ export async function checkSchema(input: { spec: MigrationSpec; plans: TablePlan
         columns.push(`${plan.source} → ${plan.target} changed after planning: ${r.problems.join('; ')}; ${ADVICE}`);
         continue;
       }
+      if (cap) columns.push(...(await captureCoverage(spec, cap.publication, r.binding, plan)));
       const changed = plan.columns ? columnChanges(plan.columns, r.binding.columnPlan) : [];
       if (changed.length) columns.push(`${plan.source} → ${plan.target}: the columns changed after planning: ${changed.join('; ')}; ${ADVICE}`);
       if (plan.partitions) {

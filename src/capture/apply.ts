@@ -470,7 +470,9 @@ class ApplyRun {
       }
       const position = [this.o.migration, showLsn(commit.commitLsn)];
       await this.bookkeeping('record', () => q.query(RECORD_APPLIED, [...position, showLsn(commit.endLsn)]));
-      await this.bookkeeping('log', () => q.query(LOG_TRANSACTION, [...position, showLsn(commit.endLsn), tx.begin.xid, tx.changes.length]));
+      const perTable: Record<number, number> = {};
+      for (const { relation } of tx.changes) perTable[relation.table.index] = (perTable[relation.table.index] ?? 0) + 1;
+      await this.bookkeeping('log', () => q.query(LOG_TRANSACTION, [...position, showLsn(commit.endLsn), tx.begin.xid, tx.changes.length, JSON.stringify(perTable)]));
       await this.bookkeeping('keys', () => q.query(LOG_KEYS, [...position, JSON.stringify(keys)]));
       await this.bookkeeping('COMMIT', () => q.query('COMMIT'));
     } catch (e) {

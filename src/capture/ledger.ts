@@ -19,6 +19,9 @@ CREATE TABLE IF NOT EXISTS backfill.capture_log (
   rows bigint NOT NULL,
   applied_at timestamptz NOT NULL DEFAULT now()
 );
+-- Per spec table (its index as the key): the changes of the transaction, as the stream sent them.
+-- The final check's tripwire counts them against the source's own write counters.
+ALTER TABLE backfill.capture_log ADD COLUMN IF NOT EXISTS changes jsonb;
 -- Deliberately not unique: a transaction applied twice must show, not be hidden by a conflict.
 CREATE INDEX IF NOT EXISTS capture_log_position ON backfill.capture_log (migration, commit_lsn);
 CREATE TABLE IF NOT EXISTS backfill.capture_keys (
@@ -49,9 +52,21 @@ UPDATE backfill.capture_applied
    SET commit_lsn = $2::pg_lsn, end_lsn = $3::pg_lsn, transactions = transactions + 1, applied_at = now()
  WHERE migration = $1`;
 
-/** $1 migration, $2 commit LSN, $3 end LSN, $4 xid, $5 rows. */
+/** $1 migration, $2 commit LSN, $3 end LSN, $4 xid, $5 rows, $6 changes per table index (JSON object). */
 export const LOG_TRANSACTION = `
-INSERT INTO backfill.capture_log (migration, commit_lsn, end_lsn, xid, rows) VALUES ($1, $2::pg_lsn, $3::pg_lsn, $4, $5)`;
+INSERT INTO backfill.capture_log (migration, commit_lsn, end_lsn, xid, rows, changes) VALUES ($1, $2::pg_lsn, $3::pg_lsn, $4, $5, $6::jsonb)`;
+
+/**
+ * Changes the stream delivered per table since $2 (an LSN): $1 migration, $3 table indexes (int[]).
+ * `unknown`: transactions logged before the per-table count existed (they cannot be counted).
+ */
+export const DELIVERED_SINCE = `
+SELECT t.i AS table_index,
+       coalesce(sum((l.changes->>(t.i::text))::bigint), 0)::text AS delivered,
+       count(*) FILTER (WHERE l.migration IS NOT NULL AND l.changes IS NULL)::int AS unknown
+  FROM unnest($3::int[]) AS t(i)
+  LEFT JOIN backfill.capture_log l ON l.migration = $1 AND l.commit_lsn > $2::pg_lsn
+ GROUP BY t.i`;
 
 /** $1 migration, $2 commit LSN, $3 a JSON array of [table_index, [key values as text]]. */
 export const LOG_KEYS = `

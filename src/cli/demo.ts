@@ -166,7 +166,7 @@ export async function runDemo(o: { rows: number; chunk: number; keep: boolean; l
           const c = await writer.stop();
           const refusedFor = c.firstRefusedAt ? switchedAt - c.firstRefusedAt : 0;
           say(`approval to switch: ${seconds(switchedAt - approvedAt)}; writes were refused for ${seconds(refusedFor)} (from the freeze to the switch: ${c.refused.toLocaleString('en-US')} refused attempts)`);
-          if (result.finalWindow) say(`final window: ${result.finalWindow.rows.toLocaleString('en-US')} row(s), ${seconds(result.finalWindow.ms)} from the freeze to the verdict`);
+          if (result.finalWindow) say(`final window: ${result.finalWindow.rows.toLocaleString('en-US')} row(s), ${seconds(result.finalWindow.ms)} from the freeze to the verdict${result.finalWindow.proof ? `; ${result.finalWindow.proof}` : ''}`);
           say(`the writer wrote ${(c.updates + c.docUpdates + c.inserts + c.deletes).toLocaleString('en-US')} times: ${c.inserts} inserts, ${c.updates + c.docUpdates} updates, ${c.deletes} deletes`);
         }
 

@@ -548,6 +548,19 @@ SELECT c.oid::text AS oid, pt.schemaname AS schema, pt.tablename AS name,
   JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename
  WHERE pt.pubname = $1`;
 
+/**
+ * What change capture needs to still hold for a table ($1 its oid, $2 the publication): it is
+ * published (under its own name: its partitions via it), and neither it nor a partition is UNLOGGED
+ * or TEMPORARY (their writes never reach the write-ahead log, so no stream carries them).
+ */
+export const CAPTURE_COVERAGE_SQL = `
+SELECT EXISTS (SELECT 1 FROM pg_publication_tables pt JOIN pg_namespace n ON n.nspname = pt.schemaname
+                 JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename
+                WHERE pt.pubname = $2 AND c.oid = $1::oid) AS published,
+       coalesce((SELECT p.pubviaroot FROM pg_publication p WHERE p.pubname = $2), false) AS via_root,
+       coalesce((SELECT json_agg(c.oid::regclass::text) FROM pg_class c
+                  WHERE (c.oid = $1::oid OR c.oid IN (SELECT relid FROM pg_partition_tree($1::oid))) AND c.relpersistence <> 'p'), '[]')::text AS unlogged`;
+
 /** Every partition (at any depth) of each table: $1 the tables' oids; `of` is the table's oid. */
 export const PARTITIONS_SQL = `
 SELECT r.oid::text AS of, n.nspname AS schema, c.relname AS name

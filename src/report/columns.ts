@@ -81,6 +81,7 @@ export function columnChanges(before: ColumnPlanEntry[], now: ColumnPlanEntry[])
     if (!old) out.push(`"${c.column}" is new (${describeColumn(c)})`);
     else if (!same(old, c)) out.push(`"${c.column}" was ${describeColumn(old)}, now ${describeColumn(c)}`);
   }
-  for (const c of before) if (!is.has(c.column)) out.push(`"${c.column}" is gone (was ${describeColumn(c)})`);
+  // A column left out that is gone since: nothing of it was to arrive anyway.
+  for (const c of before) if (!is.has(c.column) && c.fate !== 'omitted') out.push(`"${c.column}" is gone (was ${describeColumn(c)})`);
   return out;
 }

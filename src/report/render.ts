@@ -96,7 +96,7 @@ export function renderProgress(p: Progress): string {
   if (p.capture) lines.push(`  ${captureLine(p.capture)}`);
   else if (p.delta) lines.push(`  catch-up: watermark ${p.delta.watermark ?? '–'}, ${fmt(p.delta.rowsApplied)} rows applied, ${fmt(p.delta.remaining)} remaining in the last round`);
   if (p.digest) lines.push(`  awaiting approval of digest ${p.digest}${p.attention ? ` (${p.attention})` : ''}`);
-  if (p.finalWindow) lines.push(`  last final check: ${fmt(p.finalWindow.rows)} rows in the final window, ${(p.finalWindow.ms / 1000).toFixed(1)} s from freeze to verdict`);
+  if (p.finalWindow) lines.push(`  last final check: ${fmt(p.finalWindow.rows)} rows in the final window, ${(p.finalWindow.ms / 1000).toFixed(1)} s from freeze to verdict${p.finalWindow.proof ? `; ${p.finalWindow.proof}` : ''}`);
   return lines.join('\n');
 }
 

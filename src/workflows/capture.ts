@@ -3,7 +3,7 @@
 // to the target from there; a checkpoint proves every range at a new snapshot while writes go on;
 // the final window proves only the keys changed since that checkpoint. Workflow code sees LSNs and
 // counts; names, snapshots and connections stay in the activities and the ledger.
-import { CancellationScope, isCancellation } from '@temporalio/workflow';
+import { CancellationScope, isCancellation, patched } from '@temporalio/workflow';
 import { catchUpOf, durationMs } from '../spec/schema';
 import type { ApplyOutcome } from '../activities/capture';
 import { acts, holders, lastTries, summarised } from './activities';
@@ -164,6 +164,9 @@ async function checkpoint(s: MigrationState): Promise<void> {
   for (let tries = 1; ; tries++) {
     s.detail = 'checkpoint: a new snapshot, the stream applied exactly to it, every range compared at it';
     s.showDetails();
+    // The source's own counts, before the snapshot: what the final window's tripwire starts from.
+    // (Patched: migrations started before this had no tripwire.)
+    const baseline = patched('capture-tripwire') ? await summarised('read the source\'s write counters before the checkpoint').captureBaseline({ spec: s.spec }) : undefined;
     const ep = await openEpoch(s);
     try {
       let outsideEqual = true;
@@ -181,6 +184,7 @@ async function checkpoint(s: MigrationState): Promise<void> {
         // The whole-table totals at the same point: what the final window builds on.
         await reconcileAll(s, { epoch: ep.epoch });
         c.checkpoint = ep.point;
+        c.baseline = baseline;
       }
       return;
     } catch (e) {
@@ -222,6 +226,27 @@ export async function capturedFinalWindow(s: MigrationState): Promise<string | u
   c.windowKeys = w.reduce((a, x) => a + x.keys, 0);
   if (red.length) return `the final window differs: ${red.map((x) => `${x.differing} of ${x.keys} changed key(s) in ${x.table}, e.g. (${x.sample[0]?.join(', ')})`).join('; ')}`;
   return undefined;
+}
+
+/**
+ * After a green window, on the frozen source: what the stream could not have told. A relation
+ * rewritten or truncated since the checkpoint makes the window red (a new checkpoint proves it);
+ * writes the counters cannot account for exactly make the final check measure every range again.
+ * Returns why it is red, or whether every range must be measured. (Patched with the baseline.)
+ */
+export async function capturedTripwire(s: MigrationState): Promise<{ red?: string; sweep: boolean }> {
+  const c = cap(s);
+  if (!patched('capture-tripwire')) return { sweep: false };
+  const measure = 'every range measured again on the frozen source, and copied again where it changed';
+  if (!c.baseline) {
+    c.tripwire = `no write counters from the checkpoint: ${measure}`;
+    return { sweep: true };
+  }
+  const t = await summarised('account for every write on the source since the checkpoint').captureTripwire({ migration: s.name, spec: s.spec, baseline: c.baseline });
+  if (t.rewritten.length)
+    return { red: `rewritten or truncated on the source since the checkpoint (TRUNCATE, VACUUM FULL, CLUSTER, a type change): ${t.rewritten.join(', ')}; a new checkpoint compares every range again`, sweep: false };
+  c.tripwire = t.accounted ? t.detail : `${t.detail}: ${measure}`;
+  return { sweep: !t.accounted };
 }
 
 /** Drops the slot and publication the migration created (once). `last`: on the way out of a failure. */

@@ -67,7 +67,7 @@ export interface Progress {
   /** set while the gate has waited longer than cutover.approvalTimeout */
   attention?: string;
   /** the last final check: rows in its window, and how long it took from the freeze to the verdict */
-  finalWindow?: { rows: number; ms: number; watermark: string | null };
+  finalWindow?: { rows: number; ms: number; watermark: string | null; proof?: string };
   paused: boolean;
   concurrency: number;
   startedAt: string;
@@ -95,7 +95,7 @@ export interface MigrationResult {
   digest?: string;
   switchedAt?: string;
   reason?: string;
-  finalWindow?: { rows: number; ms: number; watermark: string | null };
+  finalWindow?: { rows: number; ms: number; watermark: string | null; proof?: string };
 }
 
 export const progressQuery = defineQuery<Progress>('progress');

@@ -1,5 +1,6 @@
 // Shapes of the migration workflow's state: what a run keeps, and what it hands to the next run at
 // continue-as-new (counters and cursors, never ranges: the ledger has those).
+import type { CaptureBaseline } from '../activities/tripwire';
 import type { TablePlan } from '../activities/bounds';
 import type { FailedRange } from '../policy/range-lifecycle';
 import type { Approval } from '../report/model';
@@ -65,6 +66,10 @@ export interface CaptureState {
   dropped: boolean;
   /** keys compared by the last final window */
   windowKeys?: number;
+  /** the source's write counters and storage at the last green checkpoint (the final window's tripwire) */
+  baseline?: CaptureBaseline;
+  /** how the last final window's tripwire judged it */
+  tripwire?: string;
 }
 
 /** The last final check: rows in its window, and how long it took from the freeze to the verdict. */
@@ -72,6 +77,8 @@ export interface FinalWindow {
   rows: number;
   ms: number;
   watermark: string | null;
+  /** change capture: how the tripwire judged the window (the counters, or the totals read instead) */
+  proof?: string;
 }
 
 /** What a run hands to the next one at continue-as-new: counters, not ranges. */

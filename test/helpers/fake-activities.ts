@@ -231,6 +231,8 @@ export class FakeActivities {
     awaitWriters: async () => this.notHere('awaitWriters'),
     restoreConstraints: async () => [],
     checkSchema: async () => ({ columns: [], partitions: [] }),
+    captureBaseline: async () => this.notHere('captureBaseline'),
+    captureTripwire: async () => this.notHere('captureTripwire'),
     changedSince: async () => this.notHere('changedSince'),
     copyOutside: async () => this.notHere('copyOutside'),
     holdSnapshot: async () => this.notHere('holdSnapshot'),

@@ -1,0 +1,145 @@
+// The tripwire of change capture's final window, against real servers: the window compares the keys
+// the stream saw change since the checkpoint, so a change the stream never carried must be noticed
+// some other way before the switch. Injected here: an update made while the table was out of the
+// publication (the stream never sends it), and a leaf partition truncated (pgoutput sends nothing for
+// it under publish_via_partition_root). Each is caught before the switch (the first copied again under
+// the freeze, the second located by a new checkpoint); neither switches with a difference. A quiet
+// window is proven by the source's own write counters without reading a whole table.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { WorkflowHandle } from '@temporalio/client';
+import type { PostgresServer } from '../src/infra/postgres';
+import { backfillMigration } from '../src/workflows/migration';
+import { abortSignal, approveCutoverUpdate, progressQuery, reportQuery, type Progress } from '../src/workflows/messages';
+import type { Report } from '../src/report/model';
+import { captureOf } from '../src/spec/schema';
+import { endingOf, replayAndMaybeRecord, waitForPhase, type TemporalHarness } from './helpers/temporal';
+import { startStack } from './helpers/stack';
+import { capturedSpecFor, parsed } from './helpers/spec';
+import { tableFingerprint } from './helpers/writer';
+
+const TASK_QUEUE = 'capture-tripwire';
+let pg: PostgresServer;
+let temporal: TemporalHarness;
+let stop: (() => Promise<void>) | undefined;
+
+const ROWS = 2_000;
+const PLAIN = (t: string) => `CREATE TABLE ${t} (id bigint PRIMARY KEY, qty int NOT NULL, note text)`;
+const PARTED = (t: string) => `
+CREATE TABLE ${t} (id bigint NOT NULL, day date NOT NULL, qty int NOT NULL, PRIMARY KEY (id, day)) PARTITION BY RANGE (day);
+CREATE TABLE ${t}_a PARTITION OF ${t} FOR VALUES FROM ('2024-01-01') TO ('2024-07-01');
+CREATE TABLE ${t}_b PARTITION OF ${t} FOR VALUES FROM ('2024-07-01') TO ('2025-01-01')`;
+
+before(async () => {
+  ({ pg, temporal, stop } = await startStack(TASK_QUEUE, async (db) => {
+    await db.query('src', `CREATE ROLE app LOGIN PASSWORD 'app'`);
+    for (const t of ['quiet', 'sneaky']) {
+      await db.query('src', PLAIN(`public.${t}`));
+      await db.query('src', `INSERT INTO public.${t} SELECT i, i % 7, 'n' || i FROM generate_series(1, ${ROWS}) i`);
+      await db.query('tgt', PLAIN(`public.${t}`));
+    }
+    await db.query('src', PARTED('public.parted'));
+    await db.query('src', `INSERT INTO public.parted SELECT i, date '2024-01-01' + (i % 366), i % 7 FROM generate_series(1, ${ROWS}) i`);
+    await db.query('tgt', PARTED('public.parted'));
+  }));
+});
+
+after(async () => {
+  await stop?.();
+});
+
+const spec = (name: string, table: string) => {
+  const doc = capturedSpecFor(name, `public.${table}`, { taskQueue: TASK_QUEUE, chunk: 500 });
+  return table === 'parted' ? { ...doc, tables: [{ ...doc.tables[0], key: ['id', 'day'], chunk: undefined }] } : doc;
+};
+
+/** The progress once the stream has applied at least `n` more source transactions than `from`. */
+async function streamed(h: WorkflowHandle, from: number, n: number): Promise<Progress> {
+  const end = Date.now() + 30_000;
+  for (;;) {
+    const p: Progress = await h.query(progressQuery);
+    if ((p.capture?.transactions ?? 0) >= from + n) return p;
+    assert.ok(Date.now() < end, `the stream applied ${p.capture?.transactions} transaction(s), waiting for ${from + n}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+/** Activity types scheduled from the freeze on (the first action this migration runs), in order. */
+async function activitiesAfterFreeze(h: WorkflowHandle): Promise<string[]> {
+  const events = (await h.fetchHistory()).events ?? [];
+  const names = events.flatMap((e) => (e.activityTaskScheduledEventAttributes ? [String(e.activityTaskScheduledEventAttributes.activityType?.name)] : []));
+  const freeze = names.indexOf('runAction');
+  return freeze < 0 ? [] : names.slice(freeze);
+}
+
+test('tripwire: a quiet window is proven by the source\'s write counters, without reading a whole table', { timeout: 120_000 }, async () => {
+  const doc = spec('trip-quiet', 'quiet');
+  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+  const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
+  assert.equal(p.phase, 'awaiting_approval', p.detail);
+  // Writes after the checkpoint, applied by the stream while the gate waits.
+  await pg.query('src', 'UPDATE public.quiet SET qty = qty + 1 WHERE id <= 40');
+  await pg.query('src', 'DELETE FROM public.quiet WHERE id BETWEEN 41 AND 45');
+  await pg.query('src', `INSERT INTO public.quiet SELECT i, 1, 'new' FROM generate_series(${ROWS + 1}, ${ROWS + 10}) i`);
+  await streamed(h, p.capture!.transactions, 3);
+  await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: p.digest! }] });
+  const r = await h.result();
+  assert.equal(r.phase, 'completed', r.reason);
+  assert.match(r.finalWindow?.proof ?? '', /the source's write counters account for every change since the checkpoint/);
+  const after = await activitiesAfterFreeze(h);
+  assert.ok(after.includes('captureTripwire'), `the tripwire ran: ${after.join(', ')}`);
+  assert.ok(!after.includes('reconcileTable'), `no whole table was read after the freeze: ${after.join(', ')}`);
+  const [s, t] = await Promise.all([tableFingerprint(pg.url('src'), 'public.quiet'), tableFingerprint(pg.url('tgt'), 'public.quiet')]);
+  assert.deepEqual(t, s);
+});
+
+test('tripwire: an update the stream never carried (made while the table was out of the publication) is caught under the freeze and copied before the switch', { timeout: 180_000 }, async () => {
+  const doc = spec('trip-sneaky', 'sneaky');
+  const pub = captureOf(parsed(doc))!.publication;
+  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+  const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
+  assert.equal(p.phase, 'awaiting_approval', p.detail);
+  await pg.query('src', `ALTER PUBLICATION "${pub}" DROP TABLE public.sneaky`);
+  await pg.query('src', `UPDATE public.sneaky SET note = 'never sent' WHERE id = 777`);
+  await pg.query('src', `ALTER PUBLICATION "${pub}" ADD TABLE public.sneaky`);
+  // A change the stream does carry, so the window is not empty.
+  await pg.query('src', `UPDATE public.sneaky SET qty = 99 WHERE id = 5`);
+  await streamed(h, p.capture!.transactions, 1);
+  // The stream never sent it: the target still has the old value, and the window's keys lack it.
+  assert.equal((await pg.query('tgt', 'SELECT note FROM public.sneaky WHERE id = 777')).rows[0].note, 'n777');
+  await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: p.digest! }] });
+  const r = await h.result();
+  assert.equal(r.phase, 'completed', r.reason);
+  // The counters saw one write more than the stream delivered: every range measured again under
+  // the freeze, and the one that changed copied again before the switch.
+  assert.match(r.finalWindow?.proof ?? '', /^2 row write\(s\) counted on the source since the checkpoint, 1 change\(s\) delivered by the stream .*: every range measured again on the frozen source/);
+  const after = await activitiesAfterFreeze(h);
+  assert.ok(after.includes('sweepTable'), `every range was measured after the freeze: ${after.join(', ')}`);
+  assert.ok(after.indexOf('sweepTable') < after.indexOf('runSwitch'), 'before the switch');
+  assert.equal((await pg.query('tgt', 'SELECT note FROM public.sneaky WHERE id = 777')).rows[0].note, 'never sent');
+  await replayAndMaybeRecord(h, 'capture-tripwire-swept-switched');
+  const [s, t] = await Promise.all([tableFingerprint(pg.url('src'), 'public.sneaky'), tableFingerprint(pg.url('tgt'), 'public.sneaky')]);
+  assert.deepEqual(t, s);
+});
+
+test('tripwire: a leaf partition truncated after the checkpoint (pgoutput sends nothing for it) makes the window red; the next checkpoint finds the rows', { timeout: 180_000 }, async () => {
+  const doc = spec('trip-truncated', 'parted');
+  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+  const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
+  assert.equal(p.phase, 'awaiting_approval', p.detail);
+  const gone = (await pg.query('src', 'SELECT count(*)::int AS n FROM public.parted_b')).rows[0].n as number;
+  assert.ok(gone > 0);
+  await pg.query('src', 'TRUNCATE public.parted_b');
+  await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: p.digest! }] });
+  const red = await waitForPhase(h, ['needs_attention', 'completed', 'failed']);
+  assert.equal(red.phase, 'needs_attention', red.detail);
+  const report: Report = await h.query(reportQuery);
+  assert.equal(report.verdict, 'red');
+  const extra = report.tables[0].ranges.reduce((a, r) => a + (r.extra ?? 0), 0);
+  assert.equal(extra, gone, 'every row of the truncated partition is found on the target only');
+  const voided = await pg.query('tgt', `SELECT detail->>'reason' AS why FROM backfill.audit WHERE migration = $1 AND action = 'approval-void'`, [doc.name]);
+  assert.match(String(voided.rows[0]?.why), /rewritten or truncated on the source since the checkpoint.*parted_b/);
+  await h.signal(abortSignal, { reason: 'test done' });
+  assert.equal((await endingOf(h)).phase, 'aborted');
+  await replayAndMaybeRecord(h, 'capture-leaf-truncated-red-aborted');
+});
