@@ -13,7 +13,7 @@ import { backfillMigration } from '../src/workflows/migration';
 import { abortSignal, approveCutoverUpdate, progressQuery, reportQuery, type Progress } from '../src/workflows/messages';
 import type { Report } from '../src/report/model';
 import { captureOf } from '../src/spec/schema';
-import { endingOf, replayAndMaybeRecord, waitForPhase, type TemporalHarness } from './helpers/temporal';
+import { approveUntilCompleted, endingOf, replayAndMaybeRecord, waitForPhase, type TemporalHarness } from './helpers/temporal';
 import { startStack } from './helpers/stack';
 import { capturedSpecFor, parsed } from './helpers/spec';
 import { tableFingerprint } from './helpers/writer';
@@ -41,6 +41,8 @@ before(async () => {
     await db.query('src', PARTED('public.parted'));
     await db.query('src', `INSERT INTO public.parted SELECT i, date '2024-01-01' + (i % 366), i % 7 FROM generate_series(1, ${ROWS}) i`);
     await db.query('tgt', PARTED('public.parted'));
+    for (const d of ['src', 'tgt']) await db.query(d, PARTED('public.attached'));
+    await db.query('src', `INSERT INTO public.attached SELECT i, date '2024-01-01' + (i % 366), i % 7 FROM generate_series(1, ${ROWS}) i`);
   }));
 });
 
@@ -142,4 +144,24 @@ test('tripwire: a leaf partition truncated after the checkpoint (pgoutput sends 
   await h.signal(abortSignal, { reason: 'test done' });
   assert.equal((await endingOf(h)).phase, 'aborted');
   await replayAndMaybeRecord(h, 'capture-leaf-truncated-red-aborted');
+});
+
+test('tripwire: a partition attached with rows while the gate waits (no row change in the stream) is followed: copied, proven at a new checkpoint, exact', { timeout: 180_000 }, async () => {
+  const doc = spec('trip-attached', 'attached');
+  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+  const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
+  assert.equal(p.phase, 'awaiting_approval', p.detail);
+  // Rows that arrive by ATTACH PARTITION: logical decoding carries none of them.
+  await pg.query('src', 'CREATE TABLE public.attached_c (LIKE public.attached)');
+  await pg.query('src', `INSERT INTO public.attached_c SELECT i, date '2025-03-01', 5 FROM generate_series(${ROWS + 1}, ${ROWS + 300}) i`);
+  await pg.query('src', `ALTER TABLE public.attached ATTACH PARTITION public.attached_c FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')`);
+  await pg.query('tgt', `CREATE TABLE public.attached_c PARTITION OF public.attached FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')`);
+  const approvals = await approveUntilCompleted(h, p.digest!);
+  assert.equal(approvals.length, 2, 'the partition change voided the first approval and a new checkpoint presented new evidence');
+  assert.notEqual(approvals[1], approvals[0]);
+  const voided = await pg.query('tgt', `SELECT detail->>'reason' AS why FROM backfill.audit WHERE migration = $1 AND action = 'approval-void'`, [doc.name]);
+  assert.match(String(voided.rows[0]?.why), /partitions changed since they were last proven: public\.attached_c attached or created on the source.*a new checkpoint/);
+  assert.equal((await pg.query('tgt', 'SELECT count(*)::int AS n FROM public.attached_c')).rows[0].n, 300, 'the attached rows reached the target');
+  const [s, t] = await Promise.all([tableFingerprint(pg.url('src'), 'public.attached'), tableFingerprint(pg.url('tgt'), 'public.attached')]);
+  assert.deepEqual(t, s);
 });

@@ -46,6 +46,7 @@ before(async () => {
     await db.query('src', `INSERT INTO public.customers SELECT g, g::text FROM generate_series(1, 1000) g`);
     await db.query('src', `UPDATE public.customers SET ref = 'cust 1' WHERE id = 777`);
     await db.query('tgt', 'CREATE TABLE public.customers (id bigint PRIMARY KEY, ref integer NOT NULL)');
+    await db.query('src', `CREATE ROLE app LOGIN PASSWORD 'app'`);
     // Drift cases: static copy mode, a change column, partitions.
     for (const t of ['public.static_add', 'public.delta_retype']) {
       await db.query('src', ITEMS(t));
@@ -59,7 +60,12 @@ before(async () => {
       await db.query(d, 'CREATE TABLE public.switched (migration text)');
     }
     await db.query('src', `INSERT INTO public.events SELECT g, DATE '2025-01-01' + (g % 700), 'e' || g FROM generate_series(1, 2000) g`);
-    await db.query('src', `CREATE ROLE app LOGIN PASSWORD 'app'`);
+    for (const d of ['src', 'tgt']) {
+      await db.query(d, `CREATE TABLE public.devents (id bigint NOT NULL, at date NOT NULL, v text, updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (id, at)) PARTITION BY RANGE (at)`);
+      await db.query(d, `CREATE TABLE public.devents_2025 PARTITION OF public.devents FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')`);
+    }
+    await db.query('src', `INSERT INTO public.devents SELECT g, DATE '2025-01-01' + (g % 365), 'e' || g, '2025-06-01' FROM generate_series(1, 2000) g`);
+    await db.query('src', `GRANT SELECT, INSERT, UPDATE, DELETE ON public.devents TO app`);
     await db.query('src', `GRANT SELECT, INSERT, UPDATE, DELETE ON public.delta_retype TO app`);
   }));
 });
@@ -227,4 +233,32 @@ test('drift, change column: a column retyped on the target while the gate waits 
   const rights = await pg.query('src', `SELECT has_table_privilege('app', 'public.delta_retype', 'UPDATE') AS ok`);
   assert.equal(rights.rows[0].ok, true, 'unfrozen');
   await replayAndMaybeRecord(h, 'drift-retyped-in-final-check');
+});
+
+test('drift, change column: a partition attached with rows (old change-column values) while the gate waits is followed by the final sweep; exact', { timeout: 120_000 }, async () => {
+  const name = 'delta-attach';
+  const doc = specFor(name, { source: 'public.devents', target: 'public.devents', key: ['id', 'at'], delta: { column: 'updated_at', overlap: '0 seconds' } }, {
+    taskQueue: TASK_QUEUE,
+    catchUp: { interval: '1 second', maxLag: '10 seconds' },
+    cutover: {
+      ...switchOf(name),
+      freeze: { connection: 'src', sql: 'REVOKE INSERT, UPDATE, DELETE ON public.devents FROM app' },
+      unfreeze: { connection: 'src', sql: 'GRANT INSERT, UPDATE, DELETE ON public.devents TO app' },
+    },
+  });
+  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: name, args: [doc] });
+  const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
+  assert.equal(p.phase, 'awaiting_approval', p.detail);
+  // Rows whose change column is older than every watermark: no delta round would read them.
+  await pg.query('src', 'CREATE TABLE public.devents_2026 (LIKE public.devents INCLUDING DEFAULTS)');
+  await pg.query('src', `INSERT INTO public.devents_2026 SELECT g, DATE '2026-02-01', 'late', '2020-01-01' FROM generate_series(1, 120) g`);
+  await pg.query('src', `ALTER TABLE public.devents ATTACH PARTITION public.devents_2026 FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')`);
+  await pg.query('tgt', `CREATE TABLE public.devents_2026 PARTITION OF public.devents FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')`);
+  await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: p.digest! }] });
+  const r = await h.result();
+  assert.equal(r.phase, 'completed', r.reason);
+  assert.equal(await switched(name), 1);
+  const md5 = async (db: string) => (await pg.query(db, `SELECT count(*)::int AS n, md5(string_agg(t::text, ',' ORDER BY id, at)) AS h FROM public.devents t`)).rows[0];
+  assert.deepEqual(await md5('tgt'), await md5('src'));
+  assert.equal((await md5('src')).n, 2120);
 });

@@ -8,7 +8,7 @@ import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { findTemporalCli, startDevServer } from '../../src/infra/temporal';
 import { createWorker, workflowSource } from '../../src/worker';
-import { progressQuery, type MigrationResult, type Phase, type Progress } from '../../src/workflows/messages';
+import { approveCutoverUpdate, progressQuery, type MigrationResult, type Phase, type Progress } from '../../src/workflows/messages';
 import { ABORTED } from '../../src/workflows/errors';
 import { CLI, ROOT } from './cli';
 
@@ -150,5 +150,29 @@ export async function endingOf(h: WorkflowHandle): Promise<MigrationResult> {
     const status = (await h.describe()).status.name;
     if (status !== 'FAILED') throw new Error(`an aborted migration ended as ${status}`);
     return cause.details![0] as MigrationResult;
+  }
+}
+
+/**
+ * Approves the digest presented, and again each new digest the migration presents after its final
+ * check voided the approval (a partition that changed needs a new checkpoint), until it completes;
+ * at most `max` approvals. Returns the digests approved, in order.
+ */
+export async function approveUntilCompleted(h: WorkflowHandle, digest: string, max = 3): Promise<string[]> {
+  const approved: string[] = [];
+  for (;;) {
+    approved.push(digest);
+    await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest }] });
+    // Through the final check: completed, or back at the gate with new evidence.
+    let next: Progress = await h.query(progressQuery);
+    for (const end = Date.now() + 180_000; Date.now() < end; await new Promise((r) => setTimeout(r, 250))) {
+      next = await h.query(progressQuery);
+      if (['needs_attention', 'completed', 'failed', 'aborted'].includes(next.phase)) break;
+      if (next.phase === 'awaiting_approval' && next.digest && next.digest !== digest) break;
+    }
+    if (next.phase === 'completed') return approved;
+    if (next.phase !== 'awaiting_approval') throw new Error(`after approving ${digest}: ${next.phase}: ${next.detail}`);
+    if (approved.length >= max) throw new Error(`${max} approvals and still not completed: ${next.detail}`);
+    digest = next.digest!;
   }
 }
