@@ -23,7 +23,8 @@ before(async () => {
     await db.query('src', 'CREATE TABLE public.theirs (id bigint PRIMARY KEY, v text)');
     await db.query('src', 'ALTER TABLE public.theirs OWNER TO norepl');
     await db.query('src', 'GRANT CREATE ON DATABASE src TO norepl');
-    for (const t of ['items', 'nopk', 'theirs']) await db.query('tgt', `CREATE TABLE public.${t} (id bigint PRIMARY KEY, v text)`);
+    await db.query('src', 'CREATE UNLOGGED TABLE public.scratch (id bigint PRIMARY KEY, v text)');
+    for (const t of ['items', 'nopk', 'theirs', 'scratch']) await db.query('tgt', `CREATE TABLE public.${t} (id bigint PRIMARY KEY, v text)`);
     for (const side of ['src', 'tgt']) {
       await db.query(side, 'CREATE TABLE public.parted (id bigint NOT NULL, at date NOT NULL, PRIMARY KEY (id, at)) PARTITION BY RANGE (at)');
       await db.query(side, `CREATE TABLE public.parted_2024 PARTITION OF public.parted FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')`);
@@ -71,6 +72,16 @@ test('capture preflight: a table with no primary key and no replica identity is 
   const ok = await backfill(['validate', specFile('no-identity', 'src', 'nopk')], env(dbs.pg.url('src')));
   assert.equal(ok.code, 0, ok.stdout + ok.stderr);
   await nothingCreated();
+});
+
+test('capture preflight: an UNLOGGED table (its writes never reach the WAL) is refused before anything is created; SET LOGGED makes it fit', async () => {
+  const r = await backfill(['validate', specFile('unlogged', 'src', 'scratch')], env(dbs.pg.url('src')));
+  assert.equal(r.code, 2, r.stdout + r.stderr);
+  assert.match(r.stderr, /tables\[0\]\.source: public\.scratch is UNLOGGED: its writes never reach the write-ahead log, so change capture cannot see them: ALTER TABLE \.\.\. SET LOGGED/);
+  await nothingCreated();
+  await dbs.pg.query('src', 'ALTER TABLE public.scratch SET LOGGED');
+  const ok = await backfill(['validate', specFile('unlogged', 'src', 'scratch')], env(dbs.pg.url('src')));
+  assert.equal(ok.code, 0, ok.stdout + ok.stderr);
 });
 
 test('capture preflight: a role without REPLICATION is refused, with the grant that fixes it', async () => {

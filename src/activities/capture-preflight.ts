@@ -42,7 +42,14 @@ export async function captureProblems(spec: Spec, bindings: Binding[]): Promise<
     const pub = (await src.query(PUBLICATION_SQL, [cap.publication])).rows[0];
     if (!pub && s.can_create !== 't' && !superuser) out.push(`${at}: the source role may not create the publication ${cap.publication}: GRANT CREATE ON DATABASE <db> TO <role>, or create it yourself and name it in capture.publication`);
   }
-  const tables = (await src.query(CAPTURE_TABLES_SQL, [bindings.map((b) => b.sourceRel.oid)])).rows as { oid: string; identity: string; kind: string; has_pk: string; owned: string }[];
+  const tables = (await src.query(CAPTURE_TABLES_SQL, [bindings.map((b) => b.sourceRel.oid)])).rows as {
+    oid: string;
+    identity: string;
+    kind: string;
+    has_pk: string;
+    owned: string;
+    unlogged: string;
+  }[];
   if (cap.managed.publication) out.push(...(await publicationProblems(src, cap.publication, bindings, tables)));
   for (const [i, b] of bindings.entries()) {
     const t = tables.find((x) => x.oid === b.sourceRel.oid);
@@ -50,6 +57,9 @@ export async function captureProblems(spec: Spec, bindings: Binding[]): Promise<
     // Published without one, the application's own UPDATE and DELETE on it would start failing.
     if (t.identity === 'n' || (t.identity === 'd' && t.has_pk !== 't'))
       out.push(`tables[${i}].source: ${b.sourceName} has no primary key and no replica identity; in a publication, the application's UPDATE and DELETE on it would fail: add a primary key, or ALTER TABLE ... REPLICA IDENTITY USING INDEX <unique index> (or FULL)`);
+    const unlogged = JSON.parse(t.unlogged) as string[];
+    if (unlogged.length)
+      out.push(`tables[${i}].source: ${unlogged.join(', ')} is UNLOGGED: its writes never reach the write-ahead log, so change capture cannot see them: ALTER TABLE ... SET LOGGED, or migrate it without capture`);
     if (!cap.managed.publication && t.owned !== 't' && !superuser)
       out.push(`tables[${i}].source: the source role does not own ${b.sourceName}, which a publication needs: run as its owner, or create the publication yourself and name it in capture.publication`);
   }

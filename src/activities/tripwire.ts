@@ -39,8 +39,9 @@ export interface TripwireResult {
 /** The table and every partition under it (pg_partition_tree has nothing for a plain table): writes so far, and each relation's storage. */
 const TABLE_STATE = `
 SELECT coalesce(sum(s.n_tup_ins + s.n_tup_upd + s.n_tup_del), 0)::text AS writes,
-       coalesce(json_agg(json_build_array(t.relid::regclass::text, pg_relation_filenode(t.relid)::text) ORDER BY t.relid), '[]')::text AS storage
+       coalesce(json_agg(json_build_array(format('%I.%I', (SELECT nspname FROM pg_namespace WHERE oid = c.relnamespace), c.relname), pg_relation_filenode(t.relid)::text) ORDER BY t.relid), '[]')::text AS storage
   FROM (SELECT $1::regclass AS relid UNION SELECT relid FROM pg_partition_tree($1::oid)) t
+  JOIN pg_class c ON c.oid = t.relid
   LEFT JOIN pg_stat_user_tables s ON s.relid = t.relid`;
 
 const COUNTERS_USABLE = `SELECT current_setting('server_version_num')::int >= 150000 AND current_setting('track_counts')::bool AS usable`;

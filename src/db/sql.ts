@@ -526,7 +526,9 @@ SELECT current_setting('wal_level') AS wal_level,
 export const CAPTURE_TABLES_SQL = `
 SELECT c.oid::text AS oid, c.relreplident AS identity, c.relkind AS kind,
        EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) AS has_pk,
-       pg_has_role(c.relowner, 'USAGE') AS owned
+       pg_has_role(c.relowner, 'USAGE') AS owned,
+       coalesce((SELECT json_agg(format('%I.%I', (SELECT nspname FROM pg_namespace WHERE oid = p.relnamespace), p.relname)) FROM pg_class p
+                  WHERE (p.oid = c.oid OR p.oid IN (SELECT relid FROM pg_partition_tree(c.oid))) AND p.relpersistence <> 'p'), '[]')::text AS unlogged
   FROM pg_class c WHERE c.oid = ANY ($1::text[]::oid[])`;
 
 export const PUBLICATION_SQL = `
@@ -558,7 +560,7 @@ SELECT EXISTS (SELECT 1 FROM pg_publication_tables pt JOIN pg_namespace n ON n.n
                  JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename
                 WHERE pt.pubname = $2 AND c.oid = $1::oid) AS published,
        coalesce((SELECT p.pubviaroot FROM pg_publication p WHERE p.pubname = $2), false) AS via_root,
-       coalesce((SELECT json_agg(c.oid::regclass::text) FROM pg_class c
+       coalesce((SELECT json_agg(format('%I.%I', (SELECT nspname FROM pg_namespace WHERE oid = c.relnamespace), c.relname)) FROM pg_class c
                   WHERE (c.oid = $1::oid OR c.oid IN (SELECT relid FROM pg_partition_tree($1::oid))) AND c.relpersistence <> 'p'), '[]')::text AS unlogged`;
 
 /** Every partition (at any depth) of each table: $1 the tables' oids; `of` is the table's oid. */

@@ -115,15 +115,7 @@ export async function startPostgres(o: PostgresOptions = {}): Promise<PostgresSe
   await bounded(server.initialise(), 'initdb');
   await bounded(server.start(), 'starting the server');
   const url = (db = 'postgres') => `postgresql://postgres:${password}@127.0.0.1:${port}/${db}`;
-  const query = async (db: string, sql: string, values?: unknown[]) => {
-    const c = new pg.Client({ connectionString: url(db) });
-    await c.connect();
-    try {
-      return await c.query(sql, values);
-    } finally {
-      await c.end();
-    }
-  };
+  const query = clientFor(url);
   return {
     port,
     password,
