@@ -127,6 +127,7 @@ async function migrate(o: CaptureOptions, name: string, withWriter: boolean) {
       approvalToDone,
       freezeToVerdict: r.finalWindow?.ms ?? 0,
       finalWindowRows: r.finalWindow?.rows ?? 0,
+      proof: r.finalWindow?.proof ?? '',
       appliedPerSec: (done.capture?.transactions ?? gate.capture?.transactions ?? 0) / seconds,
       writerPerSec: written / (toGate / 1000),
     };
@@ -156,6 +157,7 @@ export async function captureBench(o: CaptureOptions): Promise<CaptureResults> {
       `    run ${run}: COPY ${(r.copyPipe.at(-1)! / 1000).toFixed(2)} s; to the gate ${(quiet.toGate / 1000).toFixed(2)} s quiet, ${(busy.toGate / 1000).toFixed(2)} s with the writer; ` +
         `approval to completion ${(busy.approvalToDone / 1000).toFixed(2)} s (freeze to verdict ${(busy.freezeToVerdict / 1000).toFixed(2)} s, ${busy.finalWindowRows} rows in the window)`,
     );
+    if (busy.proof) console.log(`      the final window's proof: ${busy.proof}`);
   }
   return r;
 }

@@ -45,11 +45,14 @@ SELECT coalesce(sum(s.n_tup_ins + s.n_tup_upd + s.n_tup_del), 0)::text AS writes
   LEFT JOIN pg_stat_user_tables s ON s.relid = t.relid`;
 
 const COUNTERS_USABLE = `SELECT current_setting('server_version_num')::int >= 150000 AND current_setting('track_counts')::bool AS usable`;
-const WAL_NOW = 'SELECT pg_current_wal_lsn()::text AS lsn';
+// The insert position, not pg_current_wal_lsn() (the write position): with asynchronous commit a
+// transaction is committed, and its statistics may be flushed, while its commit record still waits in
+// the WAL buffers, behind the write position.
+const WAL_NOW = 'SELECT pg_current_wal_insert_lsn()::text AS lsn';
 
 /** Counters settle once a second (a backend's stats are flushed at most that often). */
 const SETTLE_MS = 1_100;
-const SETTLE_LIMIT_MS = 6_000;
+const SETTLE_LIMIT_MS = 2_500;
 
 async function tableStates(spec: MigrationSpec): Promise<{ writes: string; storage: [string, string | null][] }[]> {
   const src = poolFor(spec.source, 'read');
