@@ -157,7 +157,7 @@ async function main(): Promise<number> {
       await until(env.client.workflow.getHandle(spec.name), ['awaiting_approval']);
     }
     // One approved and switched, one aborted, one left waiting at the gate.
-    const approve = await backfill(['approve', 'orders-v2-staging', '--as', 'data-lead'], cli);
+    const approve = await backfill(['approve', 'orders-v2-staging', '--as', 'data-lead', '--yes'], cli);
     if (approve.code !== 0) throw new Error(`backfill approve: ${approve.stderr}`);
     await until(env.client.workflow.getHandle('orders-v2-staging'), ['completed']);
     const abort = await backfill(['abort', 'orders-v2-first-try', '--reason', 'wrong target schema'], cli);

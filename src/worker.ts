@@ -5,28 +5,44 @@ import { join } from 'node:path';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import * as activities from './activities';
 import { closePools } from './db/pools';
-import { Connection } from '@temporalio/client';
+import { Client, Connection } from '@temporalio/client';
 import { temporalTarget } from './client';
 import { ensureSearchAttributes } from './infra/temporal';
 import { appendAudit } from './activities/cutover';
-import type { AuditSinks } from './workflows/messages';
+import { auditRecordedSignal, type AuditSinks } from './workflows/messages';
 import type { InjectedSinks } from '@temporalio/worker';
 import { installMetrics } from './metrics/runtime';
 
-/** Refused approvals, recorded in the ledger's audit by the worker (a validator cannot run activities). */
-const sinks: InjectedSinks<AuditSinks> = {
-  audit: {
-    refused: {
-      fn: async (_info, e) => {
-        const { control, reason, ...entry } = e;
-        await appendAudit({ control, target: control }, { ...entry, detail: { reason } }).catch((err: Error) =>
-          console.error(`backfill worker: could not record a refused ${e.action} in the audit: ${err.message}`),
-        );
+/**
+ * Refused approvals and rejections, recorded in the ledger's audit by the worker (a validator cannot
+ * run activities), then told to the migration (the `auditRecorded` signal) so that its report shows
+ * them at once. The ledger is the record; the signal is best effort.
+ */
+function auditSinks(connection: NativeConnection, namespace: string): InjectedSinks<AuditSinks> {
+  const client = new Client({ connection, namespace });
+  return {
+    audit: {
+      refused: {
+        fn: async (info, e) => {
+          const { control, reason, ...entry } = e;
+          let at: string;
+          try {
+            at = await appendAudit({ control, target: control }, { ...entry, detail: { reason } });
+          } catch (err) {
+            console.error(`backfill worker: could not record a refused ${e.action} in the audit: ${(err as Error).message}`);
+            return;
+          }
+          const record = { at, action: e.action, ...(e.actor ? { actor: e.actor } : {}), ...(e.digest ? { digest: e.digest } : {}), note: reason };
+          await client.workflow
+            .getHandle(info.workflowId, info.runId)
+            .signal(auditRecordedSignal, record)
+            .catch((err: Error) => console.error(`backfill worker: the refused ${e.action} is in the audit, but the migration's report will show it only when it is built again: ${err.message}`));
+        },
+        callDuringReplay: false,
       },
-      callDuringReplay: false,
     },
-  },
-};
+  };
+}
 
 export const DEFAULT_TASK_QUEUE = 'backfill';
 
@@ -52,7 +68,7 @@ export async function createWorker(o: WorkerSetup): Promise<Worker> {
     ...(o.identity ? { identity: o.identity } : {}),
     ...workflowSource(),
     activities,
-    sinks,
+    sinks: auditSinks(o.connection, o.namespace ?? 'default'),
     maxConcurrentActivityTaskExecutions: Number(process.env.BACKFILL_MAX_ACTIVITIES ?? 32),
     shutdownGraceTime: '10 seconds',
   });

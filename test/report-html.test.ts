@@ -185,7 +185,7 @@ test('a real red migration: the page shows the verdict, the red range, its locat
   assert.equal((await waitForPhase(h, ['needs_attention', 'failed'])).phase, 'needs_attention');
   assert.equal((await backfill(['rerun', name, '--range', '2'], env)).code, 0);
   assert.equal((await waitForPhase(h, ['awaiting_approval', 'failed'])).phase, 'awaiting_approval');
-  const approve = await backfill(['approve', name, '--as', 'ops', '--comment', 'checked <b>twice</b> & "done"'], env);
+  const approve = await backfill(['approve', name, '--as', 'ops', '--yes', '--comment', 'checked <b>twice</b> & "done"'], env);
   assert.equal(approve.code, 0, approve.stderr);
   assert.equal((await h.result()).phase, 'completed');
 

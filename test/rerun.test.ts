@@ -100,7 +100,7 @@ test('rerun: a failed range waits in needs_attention with its evidence; rerunnin
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /no range 99/);
 
-  const approve = await backfill(['approve', spec.name, '--as', 'ops'], env);
+  const approve = await backfill(['approve', spec.name, '--as', 'ops', '--yes'], env);
   assert.equal(approve.code, 0, approve.stderr);
   assert.match(approve.stdout, /GREEN/);
   const result = (await h.result());

@@ -19,12 +19,14 @@ export interface AuditEntry {
   detail?: unknown;
 }
 
-export async function appendAudit(spec: Pick<MigrationSpec, 'control' | 'target'>, e: AuditEntry): Promise<void> {
-  await guarded('writing the audit', () =>
+/** Appends an audit entry; returns when it was recorded (ISO 8601, UTC). */
+export async function appendAudit(spec: Pick<MigrationSpec, 'control' | 'target'>, e: AuditEntry): Promise<string> {
+  const r = await guarded('writing the audit', () =>
     poolFor(controlAlias(spec), 'write').query(APPEND_AUDIT, [
       e.migration, e.execution, e.action, e.actor ?? null, e.digest ?? null, JSON.stringify(e.detail ?? null),
     ]),
   );
+  return String(r.rows[0].at);
 }
 
 /**

@@ -10,6 +10,7 @@ import { reportFromEvidence } from '../report/digest';
 import {
   AUDIT_SHOWN,
   NO_KEYS,
+  auditNote,
   type AuditRecord,
   type LedgerRange,
   type RangeKeys,
@@ -27,9 +28,7 @@ export async function readAudit(ctl: pg.Pool, migration: string): Promise<NonNul
   const rows = (await ctl.query(AUDIT_TRAIL, [migration, AUDIT_SHOWN])).rows;
   const entries = rows.map((r): AuditRecord => {
     const d = (r.detail ? JSON.parse(String(r.detail)) : null) as { reason?: unknown; comment?: unknown; connection?: unknown } | null;
-    const note = [d?.reason ?? d?.comment, d?.connection === undefined ? undefined : `on connection ${String(d.connection)}`]
-      .filter((x) => typeof x === 'string' && x !== '')
-      .join('; ');
+    const note = auditNote(d);
     return { at: r.at, action: r.action, ...(r.actor ? { actor: r.actor } : {}), ...(r.digest ? { digest: r.digest } : {}), ...(note ? { note } : {}) };
   });
   return { entries, total: rows.length ? Number(rows[0].total) : 0 };
@@ -47,8 +46,11 @@ export async function lastKeptReport(ctl: pg.Pool, migration: string): Promise<R
   // The phase the report was built in, unless the audit tells how the migration ended since.
   const switched = audit.entries.find((e) => e.action === 'switch');
   const last = audit.entries.at(-1)?.action;
-  const phase = switched ? 'completed' : last === 'abort' ? 'aborted' : report.phase;
-  return { ...report, phase, audit, ...(switched && !report.switchedAt ? { switchedAt: switched.at } : {}) };
+  const abort = last === 'abort' ? audit.entries.at(-1) : undefined;
+  const phase = switched ? 'completed' : abort ? 'aborted' : report.phase;
+  // An aborted migration's report says so (never the green of the evidence it stopped at).
+  const ending = !switched && abort ? { ending: { phase: 'aborted' as const, reason: abort.note ?? '' }, verdict: 'red' as const } : {};
+  return { ...report, phase, audit, ...ending, ...(switched && !report.switchedAt ? { switchedAt: switched.at } : {}) };
 }
 
 export async function buildReport(input: {

@@ -155,7 +155,7 @@ export async function runDemo(o: { rows: number; chunk: number; keep: boolean; l
         say(renderMarkdown(report));
         say(`copied and verified ${o.rows.toLocaleString('en-US')} rows in ${seconds(toGate)} (${Math.round(o.rows / (toGate / 1000)).toLocaleString('en-US')} rows/s, checks included)`);
         if (writer) say(`the writer has written ${writer.total().toLocaleString('en-US')} times so far; the evidence is the source at checkpoint ${gate.capture?.checkpoint ?? '–'}`);
-        say(`approving digest ${report.digest} as "demo" (what \`backfill approve ${spec.name} --as demo\` does) ...`);
+        say(`approving digest ${report.digest} as "demo" (what \`backfill approve ${spec.name} --as demo --yes\` does) ...`);
         const approvedAt = Date.now();
         await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'demo', digest: report.digest, comment: 'demo run' }] });
         const result = await h.result();

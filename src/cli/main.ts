@@ -15,10 +15,10 @@ import { aliasIsConfigured, envNameForAlias } from '../spec/aliases';
 import { controlAlias, type MigrationSpec } from '../spec/schema';
 import { redact } from '../db/redact';
 import { temporalTarget } from '../client';
-import { renderMarkdown, renderProgress } from '../report/render';
+import { approvalSummary, renderMarkdown, renderProgress } from '../report/render';
 import { renderHtml } from '../report/html';
 import { lastKeptReport } from '../activities/report';
-import type { Report } from '../report/model';
+import { endingOf, verdictLine, type Ending, type Report } from '../report/model';
 import {
   TERMINAL,
   abortSignal,
@@ -48,6 +48,7 @@ import { runDemo } from './demo';
 import { startDetails, startSummary } from './summary';
 import { initSpec } from './init';
 import { writeFileSync } from 'node:fs';
+import { createInterface } from 'node:readline/promises';
 
 export const EXIT = { ok: 0, red: 1, badInput: 2 } as const;
 
@@ -78,10 +79,28 @@ async function finalResult(h: WorkflowHandle): Promise<MigrationResult | { phase
   }
 }
 
+/**
+ * How a closed workflow ended, when that is not a completed migration: an abort (a failure of type
+ * Aborted, its result in the details; Canceled before that was patched), a failure, a termination.
+ */
+async function endingInTemporal(h: WorkflowHandle): Promise<Ending | undefined> {
+  const status = (await h.describe()).status.name;
+  if (!['COMPLETED', 'FAILED', 'CANCELLED', 'TERMINATED', 'TIMED_OUT'].includes(status)) return undefined;
+  if (status === 'TERMINATED') return { phase: 'failed', reason: 'terminated in Temporal, with nothing cleaned up' };
+  if (status === 'TIMED_OUT') return { phase: 'failed', reason: 'timed out in Temporal' };
+  if (status === 'CANCELLED') return { phase: 'aborted', reason: 'cancelled through Temporal' };
+  const r = await finalResult(h);
+  if (r.phase === 'aborted') return { phase: 'aborted', reason: r.reason ?? 'by an operator' };
+  if (r.phase === 'completed') return undefined;
+  return { phase: 'failed', reason: r.reason ?? 'the migration failed' };
+}
+
 async function reportFromTemporal(name: string): Promise<Report> {
   const h = (await connect()).workflow.getHandle(name);
   try {
-    return await h.query(reportQuery);
+    const [r, ending] = await Promise.all([h.query(reportQuery), endingInTemporal(h)]);
+    // A migration that stopped reads as its ending, never as the green of the evidence it stopped at.
+    return ending ? { ...r, phase: ending.phase, verdict: 'red', ending } : r;
   } catch (e) {
     if (e instanceof WorkflowNotFoundError)
       throw new BadInput(
@@ -105,6 +124,16 @@ async function reportFromLedger(alias: string, name: string): Promise<Report> {
   }
   if (!r) throw new BadInput(`the ledger on ${alias} keeps no report of migration "${name}"`);
   return r;
+}
+
+/** A yes-or-no question on the terminal; only "y" or "yes" is a yes. */
+async function confirm(question: string): Promise<boolean> {
+  const rl = createInterface({ input: process.stdin, output: process.stdout });
+  try {
+    return /^(y|yes)$/i.test((await rl.question(question)).trim());
+  } finally {
+    rl.close();
+  }
 }
 
 function exitFor(r: { phase: string }): number {
@@ -250,26 +279,42 @@ export function buildProgram(): Command {
           const code = (e as NodeJS.ErrnoException).code;
           throw new BadInput(`cannot write ${o.output}: ${code === 'ENOENT' ? 'its folder does not exist' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a folder' : (e as Error).message}`);
         }
-        console.error(`wrote the ${r.verdict} report of ${name} to ${o.output}`);
+        console.error(`wrote the report of ${name} (${verdictLine(r)}) to ${o.output}`);
       } else process.stdout.write(text);
-      return r.verdict === 'green' ? EXIT.ok : EXIT.red;
+      return r.verdict === 'green' && !endingOf(r) ? EXIT.ok : EXIT.red;
     }));
 
   program
     .command('approve')
     .argument('<name>', 'the migration name')
     .requiredOption('--as <who>', 'who approves (checked against cutover.approvers)')
-    .option('--digest <digest>', 'the digest you reviewed; refused unless it is the evidence presented now')
+    .option('--digest <digest>', 'the digest you reviewed (backfill report <name>); refused unless it is the evidence presented now')
     .option('--comment <text>', 'a note kept with the approval')
-    .description('approve the cutover: shows the report summary and approves exactly the digest it showed')
-    .action(act(async (name: string, o: { as: string; digest?: string; comment?: string }) => {
+    .option('--yes', 'without --digest: approve the digest presented now without asking (needed when standard input is not a terminal)')
+    .description('approve the cutover: with --digest, exactly that evidence; without it, shows the digest and summary presented now and asks before approving them')
+    .action(act(async (name: string, o: { as: string; digest?: string; comment?: string; yes?: boolean }) => {
       const h = (await connect()).workflow.getHandle(name);
-      const r: Report = await h.query(reportQuery);
-      console.log(renderMarkdown(r));
-      if (o.digest && o.digest !== r.digest)
-        throw new BadInput(`the digest you gave (${o.digest}) is not the evidence presented now (${r.digest || 'none'}); review the report again`);
-      const res = await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: o.as, digest: r.digest, comment: o.comment }] });
-      console.log(`approved digest ${r.digest} as ${o.as} at ${res.approvedAt}`);
+      let digest = o.digest;
+      if (digest === undefined) {
+        // Approving what is presented, unseen, must be asked for: a question on a terminal, or --yes.
+        if (!o.yes && !process.stdin.isTTY)
+          throw new BadInput(
+            `approve needs --digest <the digest you reviewed> (read the report: backfill report ${name}), or --yes to approve whatever evidence is presented now; standard input is not a terminal, so it cannot ask`,
+          );
+        const r: Report = await h.query(reportQuery);
+        digest = r.digest;
+        // Nothing presented: the workflow says why (and audits the attempt); nothing to ask about.
+        if (r.phase === 'awaiting_approval' && r.digest) {
+          console.log(approvalSummary(r));
+          if (!o.yes && !(await confirm(`approve digest ${r.digest} as ${o.as}? [y/N] `))) {
+            console.log('not approved');
+            return EXIT.red;
+          }
+        }
+      }
+      // Every attempt goes to the workflow: its validator decides, and a refusal is audited.
+      const res = await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: o.as, digest, comment: o.comment }] });
+      console.log(`approved digest ${digest} as ${o.as} at ${res.approvedAt}`);
       return EXIT.ok;
     }));
 

@@ -176,7 +176,8 @@ DELETE FROM backfill.ranges WHERE migration = $1 AND table_index = $2 AND range_
 
 export const APPEND_AUDIT = `
 INSERT INTO backfill.audit (migration, execution, action, actor, digest, detail)
-VALUES ($1, $2, $3, $4, $5, $6)`;
+VALUES ($1, $2, $3, $4, $5, $6)
+RETURNING to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS at`;
 
 export const SAVE_REPORT = `
 INSERT INTO backfill.reports (migration, digest, verdict, report) VALUES ($1, $2, $3, $4)

@@ -6,7 +6,7 @@
 // colours of the strip are SVG attributes and every status is also written in words, so the page
 // reads (and prints) without the stylesheet's help.
 import { describeColumn, summariseColumns } from './columns';
-import { FAILED_STATUSES, auditTrail, shellWord, type AuditRecord, type RangeReport, type Report, type TableReport } from './model';
+import { FAILED_STATUSES, auditTrail, endingOf, shellWord, verdictLine, type AuditRecord, type RangeReport, type Report, type TableReport } from './model';
 import { captureEvidence } from './render';
 
 const ENTITIES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
@@ -327,7 +327,7 @@ const ACTIONS: Record<string, string> = {
 
 function auditSection(r: Report, trail: AuditRecord[]): string {
   const out = ['<section id="audit">', '<h2>Audit trail</h2>'];
-  if (!trail.length) out.push('<p>Nothing recorded yet: no approval, rejection, refused attempt, freeze or switch.</p>');
+  if (!trail.length) out.push('<p>Nothing recorded yet: no approval, rejection, refused attempt, freeze, abort or switch.</p>');
   else {
     out.push(
       '<table class="audit"><thead><tr><th scope="col">when (UTC)</th><th scope="col">what</th><th scope="col">who</th><th scope="col">digest</th><th scope="col">note</th></tr></thead><tbody>',
@@ -410,7 +410,10 @@ export interface HtmlOptions {
 }
 
 export function renderHtml(r: Report, o: HtmlOptions = {}): string {
-  const verdict = r.verdict === 'green' ? 'green' : 'red';
+  const ending = endingOf(r);
+  // A migration that stopped is never green: the banner is red and says how it ended.
+  const verdict = r.verdict === 'green' && !ending ? 'green' : 'red';
+  const word = ending ? ending.phase.toUpperCase() : verdict.toUpperCase();
   const ranges = r.tables.reduce(
     (a, t) => ({ total: a.total + t.rangeSummary.total, verified: a.verified + t.rangeSummary.verified, failed: a.failed + t.rangeSummary.failed, pending: a.pending + t.rangeSummary.pending }),
     { total: 0, verified: 0, failed: 0, pending: 0 },
@@ -420,14 +423,15 @@ export function renderHtml(r: Report, o: HtmlOptions = {}): string {
   const trail = auditTrail(r);
   const head = [
     `<header class="verdict ${verdict}" id="verdict">`,
-    `<h1>Migration ${esc(r.migration)}: <span class="verdict-word">${verdict.toUpperCase()}</span></h1>`,
+    `<h1>Migration ${esc(r.migration)}: <span class="verdict-word">${word}</span></h1>`,
+    ...(ending ? [`<p class="ending" id="ending"><strong>${esc(verdictLine(r))}</strong>. Nothing was switched; the evidence below is as it stood when the migration stopped.</p>`] : []),
     `<p>Phase <strong>${esc(r.phase)}</strong>${o.from === 'ledger' ? ' (as the ledger knows it)' : ''}. Generated ${esc(r.generatedAt)}.${r.switchedAt ? ` Authority switched at ${esc(r.switchedAt)}.` : ''}</p>`,
     `<p>Digest: ${r.digest ? `<code class="digest" id="digest">${esc(r.digest)}</code>` : 'none yet'}</p>`,
     `<p>${plural(r.tables.length, 'table')}, ${fmt(rows.toString())} source rows; ${plural(ranges.total, 'range')}: ${fmt(ranges.verified)} verified, ${fmt(ranges.failed)} not proven, ${fmt(ranges.pending)} pending.</p>`,
   ];
   if (why.length) head.push(`<ul class="findings">${why.map((w) => `<li>${w}</li>`).join('')}</ul>`);
   else if (verdict === 'green') head.push('<p>Every range is proven, and the totals agree with each other and with the sum of the ranges.</p>');
-  if (r.phase === 'awaiting_approval' && r.digest)
+  if (r.phase === 'awaiting_approval' && r.digest && !ending)
     head.push(`<p>To approve exactly this evidence: <code>${esc(`backfill approve ${shellWord(r.migration)} --as <you> --digest ${r.digest}`)}</code></p>`);
   head.push('</header>');
   const body: string[] = [];
@@ -451,7 +455,7 @@ export function renderHtml(r: Report, o: HtmlOptions = {}): string {
     // No script may run, no asset may load: the page is only what it says.
     `<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">`,
     '<meta name="viewport" content="width=device-width, initial-scale=1">',
-    `<title>backfill ${esc(r.migration)}: ${verdict.toUpperCase()}</title>`,
+    `<title>backfill ${esc(r.migration)}: ${word}</title>`,
     `<style>${CSS}</style>`,
     '</head>',
     '<body>',

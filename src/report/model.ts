@@ -122,6 +122,53 @@ export interface Report {
   constraints?: ConstraintReport[];
   /** the ledger's audit as it stood when the report was built: the latest entries, and how many there are */
   audit?: { entries: AuditRecord[]; total: number };
+  /** how the migration ended when it did not complete: aborted or failed, and why (the report says so, never green) */
+  ending?: Ending;
+}
+
+/** A migration that stopped without switching: the abort (signal or Temporal's cancellation) or a failure. */
+export interface Ending {
+  phase: 'aborted' | 'failed';
+  reason: string;
+}
+
+/** How the report's migration ended, when it ended without completing: from `ending`, else its phase. */
+export function endingOf(r: Pick<Report, 'phase' | 'ending'>): Ending | undefined {
+  if (r.ending) return r.ending;
+  if (r.phase === 'aborted' || r.phase === 'failed') return { phase: r.phase, reason: '' };
+  return undefined;
+}
+
+/** The verdict as a person reads it first: ABORTED: <reason>, FAILED: <reason>, GREEN or RED. */
+export function verdictLine(r: Pick<Report, 'phase' | 'ending' | 'verdict'>): string {
+  const e = endingOf(r);
+  if (e) return `${e.phase.toUpperCase()}${e.reason ? `: ${e.reason}` : ''}`;
+  return r.verdict.toUpperCase();
+}
+
+/** The note an audit entry shows, from its detail: the reason or the comment, and where the action ran. */
+export function auditNote(d: { reason?: unknown; comment?: unknown; connection?: unknown } | null | undefined): string {
+  return [d?.reason ?? d?.comment, d?.connection === undefined ? undefined : `on connection ${String(d.connection)}`]
+    .filter((x) => typeof x === 'string' && x !== '')
+    .join('; ');
+}
+
+/**
+ * The report's audit with the entries recorded since it was built (the workflow's own, and refused
+ * attempts the worker told it of). `raced`: recorded while the report was being built, so the ledger
+ * read may already hold it; such an entry is added only when the audit lacks it.
+ */
+export function withAuditSince(r: Report, since: { entry: AuditRecord; raced?: boolean }[]): Report {
+  if (!since.length) return r;
+  const entries = [...(r.audit?.entries ?? [])];
+  const same = (x: AuditRecord, y: AuditRecord) => x.action === y.action && x.actor === y.actor && x.digest === y.digest && (x.note ?? '') === (y.note ?? '');
+  let added = 0;
+  for (const s of since) {
+    if (s.raced && entries.some((e) => same(e, s.entry))) continue;
+    entries.push(s.entry);
+    added++;
+  }
+  return { ...r, audit: { entries, total: (r.audit?.total ?? r.audit?.entries.length ?? 0) + added } };
 }
 
 /** Audit entries a report carries at most (the ledger keeps them all). */

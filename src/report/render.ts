@@ -1,5 +1,5 @@
 // Rendering the report and the progress for people. Pure functions.
-import { auditTrail, type Report, type TableReport } from './model';
+import { auditTrail, endingOf, verdictLine, type Report, type TableReport } from './model';
 import { describeColumn, summariseColumns } from './columns';
 import type { CaptureProgress, Progress } from '../workflows/messages';
 
@@ -60,20 +60,23 @@ function tableSection(t: TableReport): string[] {
 }
 
 export function renderMarkdown(r: Report): string {
-  const lines = [
-    `# Migration ${r.migration}: ${r.verdict.toUpperCase()}`,
-    '',
+  const ending = endingOf(r);
+  const lines = [`# Migration ${r.migration}: ${ending ? ending.phase.toUpperCase() : r.verdict.toUpperCase()}`, ''];
+  // A migration that stopped reads as its ending first; the evidence below is as it stood then.
+  if (ending) lines.push(`**${verdictLine(r)}**`, '', `Nothing was switched. The evidence below is as it stood when the migration stopped; the audit trail says who did what.`, '');
+  lines.push(
     `Phase: ${r.phase}. Generated ${r.generatedAt}.${r.complete ? '' : ' The evidence is not complete yet.'}`,
-    r.digest ? `Digest: \`${r.digest}\`` : 'Digest: none yet',
+    r.digest ? `Digest: \`${r.digest}\`${ending ? ' (no longer awaiting approval)' : ''}` : 'Digest: none yet',
     '',
-  ];
+  );
   if (r.capture) lines.push(captureEvidence(r.capture), '');
   else if (r.delta.watermark !== null)
     lines.push(`Catch-up: watermark ${r.delta.watermark}; ${fmt(r.delta.rowsApplied)} rows applied; ${fmt(r.delta.remaining)} in the last round.`, '');
   if (r.live && !r.capture) lines.push('The source was still taking writes: every range is proven; the totals are proven by the final check, after the freeze.', '');
   for (const t of r.tables) lines.push(...tableSection(t), '');
   const trail = auditTrail(r);
-  if (trail.length) {
+  if (!trail.length) lines.push('## Audit trail', '', 'Nothing recorded yet: no approval, rejection, refused attempt, freeze, abort or switch.', '');
+  else {
     // Approvals, rejections, refused attempts, freeze, switch: the ledger's audit as of the report.
     lines.push('## Audit trail', '');
     for (const e of trail)
@@ -82,6 +85,19 @@ export function renderMarkdown(r: Report): string {
     lines.push('');
   }
   if (r.switchedAt) lines.push(`Authority switched at ${r.switchedAt}.`, '');
+  return lines.join('\n');
+}
+
+/** What `backfill approve` shows before it asks: the verdict, the digest, and each table in a line. */
+export function approvalSummary(r: Report): string {
+  const lines = [`${r.migration}: ${verdictLine(r)}, phase ${r.phase}; digest presented for approval: ${r.digest || 'none'}`];
+  for (const t of r.tables) {
+    const s = t.totals.source;
+    const d = t.totals.target;
+    const rows = s && d ? `; rows ${fmt(s.count)} in the source, ${fmt(d.count)} in the target${t.totals.match ? ', totals match' : ', totals **differ**'}` : '';
+    lines.push(`  ${t.source} → ${t.target}: ${fmt(t.rangeSummary.verified)}/${fmt(t.rangeSummary.total)} ranges verified, ${fmt(t.rangeSummary.failed)} failed${rows}`);
+  }
+  lines.push(`  the whole report: backfill report ${r.migration}`);
   return lines.join('\n');
 }
 

@@ -48,6 +48,9 @@ export async function reconcileAll(s: MigrationState, o: { epoch?: number } = {}
  */
 export async function buildReport(s: MigrationState, o: { evidenceMark?: string | null; final?: boolean } = {}): Promise<void> {
   const delta = s.delta();
+  // Entries recorded before the build are in the ledger it reads; those recorded during it may be.
+  const before = s.auditSince.length;
+  s.buildingReport = true;
   s.report = await summarised('build the report and its digest from the ledger').buildReport({
     migration: s.name,
     spec: s.spec,
@@ -57,7 +60,8 @@ export async function buildReport(s: MigrationState, o: { evidenceMark?: string 
     ...(delta ? { delta: { ...delta, watermark: o.evidenceMark === undefined ? delta.watermark : o.evidenceMark } } : {}),
     ...(s.live && !o.final ? { live: true } : {}),
     ...(s.live?.capture ? { capture: captureOfReport(s) } : {}),
-  });
+  }).finally(() => (s.buildingReport = false));
+  s.auditSince.splice(0, before);
   s.digest = s.report.digest;
 }
 

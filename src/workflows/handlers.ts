@@ -7,6 +7,7 @@ import { controlAlias } from '../spec/schema';
 import {
   abortSignal,
   approveCutoverUpdate,
+  auditRecordedSignal,
   pauseSignal,
   progressQuery,
   rejectCutoverUpdate,
@@ -141,6 +142,19 @@ export function setControlHandlers(s: MigrationState): void {
       s.touch();
     },
     { description: 'Ranges in flight at once: { value } from 1 to 64.' },
+  );
+
+  setHandler(
+    auditRecordedSignal,
+    (e) => {
+      // From the worker: an entry it wrote to the ledger's audit (a refused approval or rejection).
+      if (!e || typeof e.at !== 'string' || typeof e.action !== 'string') return;
+      const str = (v: unknown) => (typeof v === 'string' && v !== '' ? v : undefined);
+      const [actor, digest, note] = [str(e.actor), str(e.digest), str(e.note)];
+      s.audited({ at: e.at, action: e.action, ...(actor ? { actor } : {}), ...(digest ? { digest } : {}), ...(note ? { note } : {}) });
+      s.touch();
+    },
+    { description: 'The worker recorded an audit entry for this migration (a refused approval or rejection): { at, action, actor?, digest?, note? }. The report shows it.' },
   );
 
   // The approval is an Update so that it can be refused.

@@ -1,7 +1,7 @@
 // The Temporal surface of a migration: what the Temporal CLI and UI, and our own CLI, use to watch
 // and steer it. Names here are the public contract (README, "Temporal surface").
 import { defineQuery, defineSignal, defineUpdate, type Sinks } from '@temporalio/workflow';
-import type { Report } from '../report/model';
+import type { AuditRecord, Report } from '../report/model';
 
 export const WORKFLOW_TYPE = 'backfillMigration';
 
@@ -109,6 +109,11 @@ export const pauseSignal = defineSignal('pause');
 export const resumeSignal = defineSignal('resume');
 export const abortSignal = defineSignal<[{ reason?: string }]>('abort');
 export const setConcurrencySignal = defineSignal<[{ value: number }]>('setConcurrency');
+/**
+ * The worker tells the migration of an audit entry it recorded itself (a refused approval or
+ * rejection: a validator cannot run an activity), so that the report carries it at once.
+ */
+export const auditRecordedSignal = defineSignal<[AuditRecord]>('auditRecorded');
 
 export { SEARCH_ATTRIBUTES, ATTENTION } from './search-attributes';
 

@@ -4,7 +4,7 @@
 import { setCurrentDetails, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import type { TablePlan } from '../activities/bounds';
 import type { MigrationSpec } from '../spec/schema';
-import { NO_KEYS, provisionalReport, type Approval, type Report } from '../report/model';
+import { NO_KEYS, provisionalReport, withAuditSince, type Approval, type AuditRecord, type Report } from '../report/model';
 import type { CaptureProgress, Phase, Progress } from './messages';
 import { migrationKey, phaseKey } from './search-attributes';
 import type { Carried, FinalWindow, LiveState, RangeRef, TableState } from './types';
@@ -37,6 +37,13 @@ export class MigrationState {
   tables: TableState[] = [];
   report?: Report;
   digest?: string;
+  /**
+   * Audit entries recorded since the report was built (the workflow's own, and refused attempts the
+   * worker signalled), shown with it; `raced`: recorded while a report was being built.
+   */
+  auditSince: { entry: AuditRecord; raced?: boolean }[] = [];
+  /** a report is being built (its ledger read may or may not see an entry recorded now) */
+  buildingReport = false;
   paused = false;
   aborted?: string;
   approval?: Approval;
@@ -273,6 +280,11 @@ export class MigrationState {
   }
 
   /** The last report built, or a provisional one while the evidence is still being gathered. */
+  /** An audit entry recorded now, for the report until it is built again. */
+  audited(entry: AuditRecord): void {
+    this.auditSince.push({ entry, ...(this.buildingReport ? { raced: true } : {}) });
+  }
+
   reportView(): Report {
     const base =
       this.report ??
@@ -281,6 +293,6 @@ export class MigrationState {
         this.tables.map((st) => ({ source: st.plan.source, target: st.plan.target, rangeCount: st.plan.rangeCount, verified: st.verified, failed: [...st.failed.values()] })),
         now(),
       );
-    return { ...base, phase: this.phase, approvals: [...this.approvals] };
+    return { ...withAuditSince(base, this.auditSince), phase: this.phase, approvals: [...this.approvals] };
   }
 }
