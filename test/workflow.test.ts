@@ -456,7 +456,7 @@ test('the UI: current details say the phase, the progress, the digest awaiting a
   // Ours (the SDK lists its own built-in queries too, prefixed __).
   const described = (xs: Described | undefined) => Object.fromEntries((xs ?? []).filter((x) => !x.name.startsWith('__')).map((x) => [x.name, Boolean(x.description)]));
   assert.deepEqual(described(meta.definition?.queryDefinitions), { progress: true, report: true });
-  assert.deepEqual(described(meta.definition?.signalDefinitions), { pause: true, resume: true, abort: true, setConcurrency: true });
+  assert.deepEqual(described(meta.definition?.signalDefinitions), { pause: true, resume: true, abort: true, setConcurrency: true, auditRecorded: true });
   assert.deepEqual(described(meta.definition?.updateDefinitions), { approveCutover: true, rejectCutover: true, rerun: true });
   await h.signal(abortSignal, { reason: 'end of test' });
   await endingOf(h);
