@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import type { PostgresServer } from '../src/infra/postgres';
 import { backfillMigration } from '../src/workflows/migration';
 import type { Report } from '../src/report/model';
+import { pauseSignal } from '../src/workflows/messages';
 import { backfill } from './helpers/cli';
 import { endingOf, replayAndMaybeRecord, waitForPhase, type TemporalHarness } from './helpers/temporal';
 import { startStack } from './helpers/stack';
@@ -24,7 +25,7 @@ before(async () => {
   ({ pg, temporal, dir, stop } = await startStack(TASK_QUEUE, async (db) => {
     await db.query('src', 'CREATE TABLE public.items (id bigint PRIMARY KEY, qty int NOT NULL, label text)');
     await db.query('src', `INSERT INTO public.items SELECT g, g % 7, 'item ' || g FROM generate_series(1, 4000) g`);
-    for (const t of ['items_a', 'items_b', 'items_c']) await db.query('tgt', `CREATE TABLE public.${t} (id bigint PRIMARY KEY, qty int NOT NULL, label text)`);
+    for (const t of ['items_a', 'items_b', 'items_c', 'items_d']) await db.query('tgt', `CREATE TABLE public.${t} (id bigint PRIMARY KEY, qty int NOT NULL, label text)`);
   }));
 });
 
@@ -97,6 +98,25 @@ test('an aborted migration reads as ABORTED with its reason and its audit, in md
   assert.equal(ledger.code, 1);
   assert.ok(ledger.stdout.includes(`**ABORTED: ${reason}**`), ledger.stdout);
   await replayAndMaybeRecord(h, 'ended-aborted-at-gate');
+});
+
+test('aborted mid-way (paused in backfilling, before any report was built): ABORTED with the abort in its audit, exit 1', async () => {
+  const spec = itemsSpec('ended-midway', 'public.items_d');
+  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
+  await h.signal(pauseSignal);
+  const p = await waitForPhase(h, ['backfilling', 'awaiting_approval', 'failed']);
+  assert.equal(p.phase, 'backfilling', JSON.stringify(p));
+  assert.equal((await backfill(['abort', spec.name, '--reason', 'stop it halfway'], cli())).code, 0);
+  assert.equal((await endingOf(h)).phase, 'aborted');
+
+  const md = await backfill(['report', spec.name], cli());
+  assert.equal(md.code, 1);
+  assert.ok(md.stdout.includes('**ABORTED: stop it halfway**'), md.stdout);
+  assert.match(md.stdout, /## Audit trail\n\n- \S+ abort: stop it halfway\n/);
+  assert.doesNotMatch(md.stdout, /Nothing recorded yet|GREEN/);
+  const r = JSON.parse((await backfill(['report', spec.name, '--format', 'json'], cli())).stdout) as Report;
+  assert.deepEqual([r.ending, r.verdict], [{ phase: 'aborted', reason: 'stop it halfway' }, 'red']);
+  assert.deepEqual(r.audit?.entries.map((e) => e.action), ['abort']);
 });
 
 test('approve --digest wrong goes to the workflow: refused without the digest to approve, audited in the ledger and the report', async () => {
