@@ -9,8 +9,10 @@ import { join } from 'node:path';
 import type { PostgresServer } from '../src/infra/postgres';
 import { backfillMigration } from '../src/workflows/migration';
 import type { Report } from '../src/report/model';
-import { pauseSignal } from '../src/workflows/messages';
-import { backfill } from './helpers/cli';
+import { pauseSignal, progressQuery } from '../src/workflows/messages';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { CLI, backfill, type Run } from './helpers/cli';
 import { endingOf, replayAndMaybeRecord, waitForPhase, type TemporalHarness } from './helpers/temporal';
 import { startStack } from './helpers/stack';
 import { specFor } from './helpers/spec';
@@ -45,6 +47,24 @@ async function atGate(name: string, target: string) {
   assert.equal(p.phase, 'awaiting_approval', JSON.stringify(p));
   assert.ok(p.digest);
   return { h, digest: p.digest };
+}
+
+/** A command run on a pseudo-terminal (util-linux `script`), `input` typed into it. */
+function onTerminal(command: string, input: string): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const p = spawn('/usr/bin/script', ['-qec', command, '/dev/null'], { env: { ...process.env, ...cli() }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d) => (stdout += d));
+    p.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => p.kill('SIGKILL'), 30_000);
+    p.on('error', reject);
+    p.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? -1, stdout, stderr });
+    });
+    p.stdin.end(input);
+  });
 }
 
 /** Polls until `f` holds (the worker tells the migration of a refusal just after the CLI hears it). */
@@ -144,7 +164,7 @@ test('approve --digest wrong goes to the workflow: refused without the digest to
   await h.terminate('test done');
 });
 
-test('approve without --digest off a terminal exits 2 asking for --digest or --yes; with --yes it approves the digest presented', async () => {
+test('approve without --digest: off a terminal exits 2 asking for --digest or --yes; on one it shows the digest and asks (n: nothing approved); with --yes it approves the digest presented', async () => {
   const name = 'ended-unasked';
   const { h, digest } = await atGate(name, 'public.items_c');
   const unasked = await backfill(['approve', name, '--as', 'ops'], cli());
@@ -155,6 +175,16 @@ test('approve without --digest off a terminal exits 2 asking for --digest or --y
   );
   assert.ok(!unasked.stdout.includes(digest));
   assert.equal((await pg.query('tgt', `SELECT count(*)::int AS n FROM backfill.audit WHERE migration = $1 AND action = 'approve'`, [name])).rows[0].n, 0);
+
+  // On a terminal (util-linux `script` gives it one): the digest and summary, then a question; "n" approves nothing.
+  if (existsSync('/usr/bin/script')) {
+    const asked = await onTerminal(`${process.execPath} ${CLI} approve ${name} --as ops`, 'n\n');
+    assert.equal(asked.code, 1, asked.stdout);
+    assert.ok(asked.stdout.includes(`digest presented for approval: ${digest}`), asked.stdout);
+    assert.ok(asked.stdout.includes(`approve digest ${digest} as ops? [y/N]`), asked.stdout);
+    assert.match(asked.stdout, /not approved/);
+    assert.equal((await h.query(progressQuery)).phase, 'awaiting_approval');
+  }
 
   const yes = await backfill(['approve', name, '--as', 'ops', '--yes'], cli());
   assert.equal(yes.code, 0, yes.stderr);
