@@ -279,12 +279,12 @@ export class MigrationState {
     };
   }
 
-  /** The last report built, or a provisional one while the evidence is still being gathered. */
   /** An audit entry recorded now, for the report until it is built again. */
   audited(entry: AuditRecord): void {
     this.auditSince.push({ entry, ...(this.buildingReport ? { raced: true } : {}) });
   }
 
+  /** The last report built, or a provisional one while the evidence is still being gathered. */
   reportView(): Report {
     const base =
       this.report ??
