@@ -103,12 +103,14 @@ test('a real red migration: the page shows the verdict, the red range, its locat
   assert.equal((await waitForPhase(h, ['needs_attention', 'awaiting_approval', 'failed'])).phase, 'needs_attention');
   // An approval while red is refused; the worker records the refusal in the ledger's audit.
   await assert.rejects(h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'ops', digest: 'not-this' }] }));
+  // The worker tells the workflow once it is in the ledger: the report shows it from then on.
+  for (let i = 0; i < 100 && !(await h.query<Report>(reportQuery)).audit?.entries.length; i++) await new Promise((r) => setTimeout(r, 100));
 
   const env = { TEMPORAL_ADDRESS: temporal.address };
   const file = join(dir, 'red.html');
   const cli = await backfill(['report', name, '--format', 'html', '-o', file], env);
   assert.equal(cli.code, 1, `a red report exits 1: ${cli.stderr}`);
-  assert.match(cli.stderr, /wrote the red report of accounts-html to /);
+  assert.match(cli.stderr, /wrote the report of accounts-html \(RED\) to /);
   assert.equal(cli.stdout, '');
   const html = readFileSync(file, 'utf8');
   const toStdout = await backfill(['report', name, '--format', 'html'], env);
@@ -150,12 +152,14 @@ test('a real red migration: the page shows the verdict, the red range, its locat
   await page.close();
 
   // The ledger keeps it: the page is a rendering of the report in backfill.reports under its
-  // digest, with the phase and approvals the workflow adds when it is asked.
+  // digest, with the phase, the approvals and the audit entries recorded since (the refused
+  // approval, told to the workflow by the worker) that the workflow adds when it is asked.
   const kept = JSON.parse(
     (await pg.query('tgt', 'SELECT report::text AS r FROM backfill.reports WHERE migration = $1 AND digest = $2', [name, q.digest])).rows[0].r,
   ) as Report;
-  assert.deepEqual({ ...kept, phase: q.phase, approvals: q.approvals }, q);
-  assert.equal(renderHtml({ ...kept, phase: q.phase, approvals: q.approvals }), html);
+  assert.deepEqual(q.audit?.entries.map((e) => [e.action, e.actor, e.digest]), [['approve-refused', 'ops', 'not-this']], 'the running report shows the refusal at once');
+  assert.deepEqual({ ...kept, phase: q.phase, approvals: q.approvals, audit: q.audit }, q);
+  assert.equal(renderHtml({ ...kept, phase: q.phase, approvals: q.approvals, audit: q.audit }), html);
 
   // Read from the ledger instead of Temporal (a migration past retention): the same evidence, and
   // the audit as it stands now, with the refused approval.
