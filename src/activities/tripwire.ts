@@ -15,6 +15,7 @@ import type { MigrationSpec } from '../spec/schema';
 import { poolFor } from '../db/pools';
 import { guarded } from '../db/errors';
 import { DELIVERED_SINCE } from '../capture/ledger';
+import { COUNTERS_USABLE_SQL, WAL_INSERT_SQL, WRITES_AND_STORAGE_SQL } from '../db/sql';
 import { bindingFor } from './binding';
 import { heartbeat } from './heartbeat';
 
@@ -36,20 +37,6 @@ export interface TripwireResult {
   detail: string;
 }
 
-/** The table and every partition under it (pg_partition_tree has nothing for a plain table): writes so far, and each relation's storage. */
-const TABLE_STATE = `
-SELECT coalesce(sum(s.n_tup_ins + s.n_tup_upd + s.n_tup_del), 0)::text AS writes,
-       coalesce(json_agg(json_build_array(format('%I.%I', (SELECT nspname FROM pg_namespace WHERE oid = c.relnamespace), c.relname), pg_relation_filenode(t.relid)::text) ORDER BY t.relid), '[]')::text AS storage
-  FROM (SELECT $1::regclass AS relid UNION SELECT relid FROM pg_partition_tree($1::oid)) t
-  JOIN pg_class c ON c.oid = t.relid
-  LEFT JOIN pg_stat_user_tables s ON s.relid = t.relid`;
-
-const COUNTERS_USABLE = `SELECT current_setting('server_version_num')::int >= 150000 AND current_setting('track_counts')::bool AS usable`;
-// The insert position, not pg_current_wal_lsn() (the write position): with asynchronous commit a
-// transaction is committed, and its statistics may be flushed, while its commit record still waits in
-// the WAL buffers, behind the write position.
-const WAL_NOW = 'SELECT pg_current_wal_insert_lsn()::text AS lsn';
-
 /** Counters settle once a second (a backend's stats are flushed at most that often). */
 const SETTLE_MS = 1_100;
 const SETTLE_LIMIT_MS = 2_500;
@@ -59,7 +46,7 @@ async function tableStates(spec: MigrationSpec): Promise<{ writes: string; stora
   const out = [];
   for (const [i, t] of spec.tables.entries()) {
     const b = await bindingFor(spec, t, i);
-    const r = (await src.query<{ writes: string; storage: string }>(TABLE_STATE, [b.sourceRel.oid])).rows[0];
+    const r = (await src.query<{ writes: string; storage: string }>(WRITES_AND_STORAGE_SQL, [b.sourceRel.oid])).rows[0];
     out.push({ writes: r.writes, storage: JSON.parse(r.storage) as [string, string | null][] });
   }
   return out;
@@ -69,9 +56,9 @@ async function tableStates(spec: MigrationSpec): Promise<{ writes: string; stora
 export async function captureBaseline(input: { spec: MigrationSpec }): Promise<CaptureBaseline> {
   return guarded('reading the source\'s write counters', async () => {
     const src = poolFor(input.spec.source, 'read');
-    const usable = Boolean((await src.query<{ usable: boolean }>(COUNTERS_USABLE)).rows[0].usable);
+    const usable = Boolean((await src.query<{ usable: boolean }>(COUNTERS_USABLE_SQL)).rows[0].usable);
     const tables = await tableStates(input.spec);
-    const lsn = (await src.query<{ lsn: string }>(WAL_NOW)).rows[0].lsn;
+    const lsn = (await src.query<{ lsn: string }>(WAL_INSERT_SQL)).rows[0].lsn;
     return { lsn, usable, tables };
   });
 }

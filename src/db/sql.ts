@@ -490,10 +490,22 @@ export function explainJsonSql(query: string): string {
   return `EXPLAIN (VERBOSE, FORMAT JSON) ${query}`;
 }
 
+/** `rel` (an oid) is the table `table` or a partition under it, at any depth (pg_partition_tree has nothing for a plain table). */
+function underTable(rel: string, table: string): string {
+  return `(${rel} = ${table} OR ${rel} IN (SELECT relid FROM pg_partition_tree(${table})))`;
+}
+
+/** The name of pg_class row `c`, schema-qualified, each part quoted where it must be. */
+const relationName = (c: string) => `format('%I.%I', (SELECT nspname FROM pg_namespace WHERE oid = ${c}.relnamespace), ${c}.relname)`;
+
+/** The relations under `table` (it, its partitions) that are UNLOGGED or temporary: a JSON array of names. */
+const unloggedUnder = (table: string) =>
+  `coalesce((SELECT json_agg(${relationName('u')}) FROM pg_class u WHERE ${underTable('u.oid', table)} AND u.relpersistence <> 'p'), '[]')::text`;
+
 /** $1 a table (regclass text): it and its partitions, as schema.name (as EXPLAIN VERBOSE names them). */
 export const PARTITION_TREE_SQL = `
 SELECT n.nspname || '.' || c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE c.oid = $1::regclass OR c.oid IN (SELECT relid FROM pg_partition_tree($1::regclass))`;
+ WHERE ${underTable('c.oid', '$1::regclass')}`;
 
 /** For the embedded servers of the demo, tests and bench. */
 export function createDatabaseSql(name: string): string {
@@ -526,9 +538,7 @@ SELECT current_setting('wal_level') AS wal_level,
 export const CAPTURE_TABLES_SQL = `
 SELECT c.oid::text AS oid, c.relreplident AS identity, c.relkind AS kind,
        EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) AS has_pk,
-       pg_has_role(c.relowner, 'USAGE') AS owned,
-       coalesce((SELECT json_agg(format('%I.%I', (SELECT nspname FROM pg_namespace WHERE oid = p.relnamespace), p.relname)) FROM pg_class p
-                  WHERE (p.oid = c.oid OR p.oid IN (SELECT relid FROM pg_partition_tree(c.oid))) AND p.relpersistence <> 'p'), '[]')::text AS unlogged
+       pg_has_role(c.relowner, 'USAGE') AS owned, ${unloggedUnder('c.oid')} AS unlogged
   FROM pg_class c WHERE c.oid = ANY ($1::text[]::oid[])`;
 
 export const PUBLICATION_SQL = `
@@ -560,8 +570,22 @@ SELECT EXISTS (SELECT 1 FROM pg_publication_tables pt JOIN pg_namespace n ON n.n
                  JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename
                 WHERE pt.pubname = $2 AND c.oid = $1::oid) AS published,
        coalesce((SELECT p.pubviaroot FROM pg_publication p WHERE p.pubname = $2), false) AS via_root,
-       coalesce((SELECT json_agg(format('%I.%I', (SELECT nspname FROM pg_namespace WHERE oid = c.relnamespace), c.relname)) FROM pg_class c
-                  WHERE (c.oid = $1::oid OR c.oid IN (SELECT relid FROM pg_partition_tree($1::oid))) AND c.relpersistence <> 'p'), '[]')::text AS unlogged`;
+       ${unloggedUnder('$1::oid')} AS unlogged`;
+
+/** $1 a table's oid: the rows written to it and every partition under it so far, and each relation's storage. */
+export const WRITES_AND_STORAGE_SQL = `
+SELECT coalesce(sum(s.n_tup_ins + s.n_tup_upd + s.n_tup_del), 0)::text AS writes,
+       coalesce(json_agg(json_build_array(${relationName('c')}, pg_relation_filenode(c.oid)::text) ORDER BY c.oid), '[]')::text AS storage
+  FROM pg_class c LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
+ WHERE ${underTable('c.oid', '$1::oid')}`;
+
+/** The write counters can prove a window: PostgreSQL 15 or later (statistics in shared memory), track_counts on. */
+export const COUNTERS_USABLE_SQL = `SELECT current_setting('server_version_num')::int >= 150000 AND current_setting('track_counts')::bool AS usable`;
+
+// The insert position, not pg_current_wal_lsn() (the write position): with asynchronous commit a
+// transaction is committed, and its statistics may be flushed, while its commit record still waits in
+// the WAL buffers, behind the write position.
+export const WAL_INSERT_SQL = 'SELECT pg_current_wal_insert_lsn()::text AS lsn';
 
 /** Every partition (at any depth) of each table: $1 the tables' oids; `of` is the table's oid. */
 export const PARTITIONS_SQL = `

@@ -114,6 +114,21 @@ export async function startPostgres(o: PostgresOptions = {}): Promise<PostgresSe
   let server = make();
   await bounded(server.initialise(), 'initdb');
   await bounded(server.start(), 'starting the server');
+  return serverOn(port, password, {
+    async restart() {
+      await server.stop();
+      server = make();
+      await bounded(server.start(), 'restarting the server');
+    },
+    async stop() {
+      await server.stop().catch(() => undefined);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  });
+}
+
+/** A running server on 127.0.0.1:`port` as the tests use it, whichever binaries run it. */
+function serverOn(port: number, password: string, life: Pick<PostgresServer, 'restart' | 'stop'>): PostgresServer {
   const url = (db = 'postgres') => `postgresql://postgres:${password}@127.0.0.1:${port}/${db}`;
   const query = clientFor(url);
   return {
@@ -124,15 +139,7 @@ export async function startPostgres(o: PostgresOptions = {}): Promise<PostgresSe
     async createDatabase(name) {
       await query('postgres', createDatabaseSql(name));
     },
-    async restart() {
-      await server.stop();
-      server = make();
-      await bounded(server.start(), 'restarting the server');
-    },
-    async stop() {
-      await server.stop().catch(() => undefined);
-      rmSync(dir, { recursive: true, force: true });
-    },
+    ...life,
   };
 }
 
@@ -189,16 +196,7 @@ async function startSystemPostgres(version: number, o: PostgresOptions): Promise
     const err = e as { stderr?: string; message?: string };
     throw new Error(`PostgreSQL ${version} did not start: ${err.stderr?.trim() || err.message}`);
   }
-  const url = (db = 'postgres') => `postgresql://postgres:${password}@127.0.0.1:${port}/${db}`;
-  const query = clientFor(url);
-  return {
-    port,
-    password,
-    url,
-    query,
-    async createDatabase(name) {
-      await query('postgres', createDatabaseSql(name));
-    },
+  return serverOn(port, password, {
     async restart() {
       // As the embedded one: a fast shutdown (SIGINT), so what was committed is there after it.
       await halt('fast');
@@ -208,5 +206,5 @@ async function startSystemPostgres(version: number, o: PostgresOptions): Promise
       await halt('immediate').catch(() => undefined);
       rmSync(dir, { recursive: true, force: true });
     },
-  };
+  });
 }
