@@ -12,6 +12,7 @@ import { appendAudit } from './activities/cutover';
 import { auditRecordedSignal, type AuditSinks } from './workflows/messages';
 import type { InjectedSinks } from '@temporalio/worker';
 import { installMetrics } from './metrics/runtime';
+import { PlainFailures } from './activities/failures';
 
 /**
  * Refused approvals and rejections, recorded in the ledger's audit by the worker (a validator cannot
@@ -69,6 +70,7 @@ export async function createWorker(o: WorkerSetup): Promise<Worker> {
     ...workflowSource(),
     activities,
     sinks: auditSinks(o.connection, o.namespace ?? 'default'),
+    interceptors: { activity: [(ctx) => ({ inbound: new PlainFailures(ctx.info.activityType) })] },
     maxConcurrentActivityTaskExecutions: Number(process.env.BACKFILL_MAX_ACTIVITIES ?? 32),
     shutdownGraceTime: '10 seconds',
   });

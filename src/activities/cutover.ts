@@ -3,7 +3,7 @@
 // after a crash finds the record and does not run the switch again.
 import { controlAlias, type MigrationSpec } from '../spec/schema';
 import { poolFor, inTransaction } from '../db/pools';
-import { APPEND_AUDIT, RECORD_SWITCH, SWITCH_DDL, SWITCH_DONE, SWITCH_LOCK, ensureSchema } from '../db/ledger';
+import { APPEND_AUDIT, LEDGER_DDL, RECORD_SWITCH, SWITCH_DDL, SWITCH_DONE, SWITCH_LOCK, ensureSchema } from '../db/ledger';
 import { guarded } from '../db/errors';
 import { CLOCK_SQL, OPEN_WRITERS_SQL, SERIAL_SEQUENCE_SQL, advanceSequenceSql, changedSinceSql } from '../db/sql';
 import { bindingFor } from './binding';
@@ -21,11 +21,23 @@ export interface AuditEntry {
 
 /** Appends an audit entry; returns when it was recorded (ISO 8601, UTC). */
 export async function appendAudit(spec: Pick<MigrationSpec, 'control' | 'target'>, e: AuditEntry): Promise<string> {
-  const r = await guarded('writing the audit', () =>
-    poolFor(controlAlias(spec), 'write').query(APPEND_AUDIT, [
-      e.migration, e.execution, e.action, e.actor ?? null, e.digest ?? null, JSON.stringify(e.detail ?? null),
-    ]),
-  );
+  const pool = poolFor(controlAlias(spec), 'write');
+  const append = () => pool.query(APPEND_AUDIT, [e.migration, e.execution, e.action, e.actor ?? null, e.digest ?? null, JSON.stringify(e.detail ?? null)]);
+  const r = await guarded('writing the audit', async () => {
+    try {
+      return await append();
+    } catch (err) {
+      // Before planning made the ledger (an abort while a database could not be reached): make it now.
+      if (!['42P01', '3F000'].includes((err as { code?: string }).code ?? '')) throw err;
+      const c = await pool.connect();
+      try {
+        await ensureSchema(c, LEDGER_DDL);
+      } finally {
+        c.release();
+      }
+      return append();
+    }
+  });
   return String(r.rows[0].at);
 }
 

@@ -9,6 +9,7 @@ import pg from 'pg';
 import { parse } from 'pg-connection-string';
 import { both } from 'pg-copy-streams';
 import { PINNED } from '../db/pools';
+import { markUnreachable } from '../db/reach';
 import { quoteIdent, quoteLiteral } from '../db/sql';
 import { CaptureError, codeOf, explain, reasonOf } from './errors';
 import { FrameQueue } from './frame-queue';
@@ -51,7 +52,9 @@ async function connected(client: pg.Client, what: string): Promise<pg.Client> {
     return client;
   } catch (e) {
     await client.end().catch(() => undefined);
-    throw explain(`could not open ${what} on the source`, e);
+    // A source that cannot be reached is said as such (the migration waits in sight for it).
+    const at = client.host?.startsWith('/') ? client.host : `${client.host}:${client.port}`;
+    throw markUnreachable(explain(`could not open ${what} on the source`, e), 'the source', at);
   }
 }
 

@@ -110,6 +110,41 @@ async function reportFromTemporal(name: string): Promise<Report> {
   }
 }
 
+/** A worker counts as polling when it asked for work within this (workers poll about once a minute). */
+const POLLED_WITHIN_MS = 90_000;
+
+/**
+ * When no worker polls the migration's task queue (a running migration cannot answer a query, and
+ * moves no further), the sentence that says so with the phase Temporal's search attributes keep;
+ * undefined when a worker polls, or the migration has ended (its last state answers from history).
+ */
+async function noWorkerPolls(client: Client, h: WorkflowHandle): Promise<string | undefined> {
+  let d;
+  try {
+    d = await h.describe();
+  } catch (e) {
+    if (e instanceof WorkflowNotFoundError) throw new BadInput(`no such migration in Temporal: ${h.workflowId}`);
+    throw e;
+  }
+  if (d.status.name !== 'RUNNING') return undefined;
+  const { pollers } = await client.workflowService.describeTaskQueue({
+    namespace: client.options.namespace,
+    taskQueue: { name: d.taskQueue },
+    taskQueueType: 1, // workflow tasks: the ones a query needs
+  });
+  const now = Date.now();
+  const alive = (pollers ?? []).some((p) => {
+    const at = p.lastAccessTime?.seconds;
+    return at != null && now - Number(at) * 1000 < POLLED_WITHIN_MS;
+  });
+  if (alive) return undefined;
+  const phase = d.typedSearchAttributes.get(phaseKey);
+  return [
+    `${h.workflowId}: running in Temporal${phase ? `, last phase ${String(phase)}` : ''}; no worker polls its task queue "${d.taskQueue}" (namespace ${client.options.namespace}), so it cannot answer and does not move on.`,
+    `  start one where the BACKFILL_DB_<ALIAS> connections are set: backfill worker (with BACKFILL_TASK_QUEUE=${d.taskQueue} if that is not the default)`,
+  ].join('\n');
+}
+
 /** The CLI reads a database only when told to, and only through a connection this shell has. */
 async function reportFromLedger(alias: string, name: string): Promise<Report> {
   if (!aliasIsConfigured(alias)) throw new BadInput(`${envNameForAlias(alias)} is not set: --ledger ${alias} reads the report from that connection's ledger`);
@@ -251,7 +286,14 @@ export function buildProgram(): Command {
     .action(act(async (name: string, o: { watch?: boolean; interval: string }) => {
       const every = Number(o.interval);
       if (!(every >= 0.1 && every <= 60)) throw new BadInput(`--interval must be a number of seconds from 0.1 to 60, not "${o.interval}"`);
-      const h = (await connect()).workflow.getHandle(name);
+      const client = await connect();
+      const h = client.workflow.getHandle(name);
+      // A query needs a worker: without one, say so, and what Temporal itself knows.
+      const idle = await noWorkerPolls(client, h);
+      if (idle) {
+        console.log(idle);
+        return EXIT.red;
+      }
       if (o.watch) {
         const p = await follow(h, { everyMs: every * 1000 });
         console.log(renderProgress(p));

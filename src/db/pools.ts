@@ -4,6 +4,7 @@ import type { Socket } from 'node:net';
 import pg from 'pg';
 import { parse } from 'pg-connection-string';
 import { connectionStringFor } from '../spec/aliases';
+import { hostOf, markUnreachable } from './reach';
 
 export type Access = 'read' | 'write';
 
@@ -38,7 +39,8 @@ export function poolFor(alias: string, access: Access, env: NodeJS.ProcessEnv = 
   const id = `${alias}\0${access}`;
   let pool = pools.get(id);
   if (pool) return pool;
-  const cfg = parse(connectionStringFor(alias, env));
+  const url = connectionStringFor(alias, env);
+  const cfg = parse(url);
   const opts = Object.entries(settings(access, env))
     .map(([k, v]) => `-c ${k}=${v}`)
     .join(' ');
@@ -59,12 +61,29 @@ export function poolFor(alias: string, access: Access, env: NodeJS.ProcessEnv = 
   // out between two queries: the client emits 'error' with no listener, which would throw; the
   // next query on it fails instead, and the activity retries on a fresh connection.
   pool.on('error', () => undefined);
+  markConnectFailures(pool, alias, hostOf(url));
   pool.on('connect', (client) => {
     client.on('error', () => undefined);
     if (silentMs) failSilentConnections(client, silentMs + SILENCE_GRACE_MS);
   });
   pools.set(id, pool);
   return pool;
+}
+
+/**
+ * A connection the pool cannot open carries which database it was (alias and host): the activity
+ * fails as DatabaseUnreachable with them, and the migration says so at once (pool.query opens its
+ * connections through connect too).
+ */
+function markConnectFailures(pool: pg.Pool, alias: string, host: string): void {
+  type Done = (err: Error | undefined, client: pg.PoolClient | undefined, release: (e?: Error | boolean) => void) => void;
+  const connect = pool.connect.bind(pool) as (cb?: Done) => Promise<pg.PoolClient> | undefined;
+  (pool as unknown as { connect: (cb?: Done) => unknown }).connect = (cb?: Done) => {
+    if (cb) return connect((err, client, release) => cb(err ? markUnreachable(err, alias, host) : err, client, release));
+    return connect()!.catch((e: unknown) => {
+      throw markUnreachable(e, alias, host);
+    });
+  };
 }
 
 /** PostgreSQL's duration syntax for statement_timeout ('30min', '10s', '250ms', '5000' = ms); 0: none. */

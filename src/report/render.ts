@@ -1,4 +1,5 @@
 // Rendering the report and the progress for people. Pure functions.
+import { waitingLine } from '../policy/waits';
 import { auditTrail, endingOf, verdictLine, type Report, type TableReport } from './model';
 import { describeColumn, summariseColumns } from './columns';
 import type { CaptureProgress, Progress } from '../workflows/messages';
@@ -103,6 +104,7 @@ export function approvalSummary(r: Report): string {
 
 export function renderProgress(p: Progress): string {
   const lines = [`${p.migration}: ${p.phase}${p.paused ? ' (paused)' : ''}${p.detail ? ` – ${p.detail}` : ''}`];
+  for (const w of p.waiting ?? []) lines.push(`  waiting: ${waitingLine(w, Date.now())}`);
   for (const t of p.tables) {
     const r = t.ranges;
     lines.push(

@@ -1,5 +1,6 @@
 // The migration spec, as a zod schema: the public contract (README, "The spec"); types come from it.
 // This module is imported by the workflow too, so it must stay pure (no Node built-ins, no I/O).
+import { DEFAULT_WAIT_BOUND } from '../policy/waits';
 import { z } from 'zod';
 import { type TableRef, SCHEMA_PATTERN_FORMS, TABLE_REF_FORMS, namePartProblem, parseSchemaPattern, parseTableRef, showTableRef, tableRefKey } from './names';
 
@@ -189,7 +190,15 @@ export const MigrationSpec = z
     control: alias.optional(),
     mode: z.enum(['copy', 'verify'], { error: 'must be "copy" or "verify"' }).default('copy'),
     concurrency: positiveInt(64).default(4),
-    retries: z.object({ rangeAttempts: positiveInt(100).default(3) }).strict().default({ rangeAttempts: 3 }),
+    retries: z
+      .object({
+        rangeAttempts: positiveInt(100).default(3),
+        // How long a database may be unreachable (or an activity keep failing) before the
+        // migration stops trying by itself and waits in needs_attention for resume or abort.
+        unreachable: durationText.optional(),
+      })
+      .strict()
+      .default({ rangeAttempts: 3 }),
     tables: z.array(TableSpec).min(1, 'must list at least one table'),
     cutover: CutoverSpec.default({ approval: 'required' }),
     catchUp: CatchUpSpec.optional(),
@@ -291,6 +300,12 @@ export function chunkOf(t: Pick<TableSpec, 'chunk'>, key: string[]): Chunking {
  */
 export function isLive(spec: MigrationSpec): boolean {
   return spec.capture !== undefined || spec.catchUp !== undefined || spec.cutover.freeze !== undefined || spec.tables.some((t) => t.delta);
+}
+
+/** How long the migration tries again by itself before it waits for a person (`retries.unreachable`), as text and in milliseconds. */
+export function waitBound(spec: MigrationSpec): { text: string; ms: number } {
+  const text = spec.retries.unreachable ?? DEFAULT_WAIT_BOUND;
+  return { text, ms: durationMs(text) };
 }
 
 /** The lag grace of verify mode, in milliseconds (0: none). */

@@ -1,18 +1,21 @@
 // The activities as the workflow calls them: one proxy, explicit timeouts.
 import { ActivityCancellationType, proxyActivities } from '@temporalio/workflow';
 import type * as activities from '../activities';
+import { waitingInSight } from './waits';
 
-const retry = { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 30 };
+// A few quick tries here (a blip, a worker that died); beyond them the migration waits in sight
+// (waits.ts): it says what fails, tries again on its own timer, and asks a person after a while.
+const retry = { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 5 };
 
 // Every activity heartbeats while it runs: the heartbeat timeout is what notices a dead worker, so
 // the start-to-close timeout can leave room for a range, a plan or a reconciliation of any size.
 const OPTIONS = { startToCloseTimeout: '24 hours', heartbeatTimeout: '15 seconds', retry } as const;
 
-export const acts = proxyActivities<typeof activities>(OPTIONS);
+export const acts = waitingInSight(proxyActivities<typeof activities>(OPTIONS));
 
 /** The same activities, each scheduled with a one-line summary the Temporal UI shows on its bar. */
 export function summarised(summary: string): typeof acts {
-  return proxyActivities<typeof activities>({ ...OPTIONS, summary });
+  return waitingInSight(proxyActivities<typeof activities>({ ...OPTIONS, summary }));
 }
 
 /** For cleanup on the way out of a failed migration: a few tries, then the failure stands. */

@@ -1,6 +1,6 @@
 // Backfilling: a sliding window of ranges in flight, each run by the range life cycle (attempts,
 // then locating), and the window's stops: an abort, a fatal error, a full history.
-import { allHandlersFinished, condition, continueAsNew, patched, sleep } from '@temporalio/workflow';
+import { allHandlersFinished, condition, continueAsNew, isCancellation, patched, sleep } from '@temporalio/workflow';
 import type { RangeInput } from '../activities/copy-range';
 import { locateFirstPolicy, rangePolicy, runRange } from '../policy/range-lifecycle';
 import { lagGraceMs } from '../spec/schema';
@@ -74,7 +74,8 @@ async function rangeInFlight(s: MigrationState, t: number, i: number): Promise<v
       // The epoch's snapshot ended under this range: a new epoch copies it (nothing was committed).
       c.lost = true;
       c.again.push({ t, i });
-    } else s.fatal ??= e;
+    } else if (!(isCancellation(e) && s.aborted !== undefined)) s.fatal ??= e;
+    // (An abort that ended a range's wait for a database: the abort ends the migration.)
   } finally {
     st.inFlight.delete(i);
     st.released.delete(i);

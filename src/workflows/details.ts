@@ -3,12 +3,15 @@
 import type { MigrationState } from './state';
 import { rerunCommand } from '../report/model';
 import { captureLine } from '../report/render';
+import { waitingLine } from '../policy/waits';
 
 const n = (x: number) => x.toLocaleString('en-US');
 
 export function currentDetails(s: MigrationState): string {
   const out: string[] = [`**Phase:** \`${s.phase}\`${s.detail ? ` (${s.detail})` : ''}${s.paused ? ' **(paused)**' : ''}`];
   if (s.attention) out.push(`**Attention:** ${s.attention}`);
+  // What it waits for, said at once: which connection, where, why, the tries and the next one.
+  for (const w of s.waits.values()) out.push(`**Waiting:** ${waitingLine(w, Date.now())}`);
   if (s.tables.length) {
     out.push('', '| table | ranges verified | failed | in flight | rows copied |', '|---|---|---|---|---|');
     for (const t of s.tables)

@@ -120,9 +120,10 @@ export function setControlHandlers(s: MigrationState): void {
     resumeSignal,
     () => {
       s.paused = false;
+      s.resumes++;
       s.touch();
     },
-    { description: 'Start ranges again after pause.' },
+    { description: 'Start ranges again after pause; after waiting too long for a database (needs_attention), try again.' },
   );
   setHandler(
     abortSignal,

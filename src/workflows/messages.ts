@@ -2,6 +2,7 @@
 // and steer it. Names here are the public contract (README, "Temporal surface").
 import { defineQuery, defineSignal, defineUpdate, type Sinks } from '@temporalio/workflow';
 import type { AuditRecord, Report } from '../report/model';
+import type { Waiting } from '../policy/waits';
 
 export const WORKFLOW_TYPE = 'backfillMigration';
 
@@ -68,6 +69,8 @@ export interface Progress {
   attention?: string;
   /** the last final check: rows in its window, and how long it took from the freeze to the verdict */
   finalWindow?: { rows: number; ms: number; watermark: string | null; proof?: string };
+  /** what the migration waits for now: a database that cannot be reached, an activity that keeps failing */
+  waiting?: Waiting[];
   paused: boolean;
   concurrency: number;
   startedAt: string;

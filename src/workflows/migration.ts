@@ -16,6 +16,7 @@ import { buildReport, hasConstraints, reconcileAll, restoreConstraints } from '.
 import { finalCheck, unfreezeAfter } from './final-check';
 import { gate } from './gate';
 import { setControlHandlers, setQueryHandlers } from './handlers';
+import { waitInSight } from './waits';
 import type { MigrationResult } from './messages';
 import { MigrationState } from './state';
 import { switchAuthority } from './switch';
@@ -80,6 +81,7 @@ async function migrate(input: unknown, carried: Carried | undefined, started: (s
   const parsed = checkSpec(input);
   const s = new MigrationState(parsed.ok ? parsed.spec.name : info.workflowId, parsed.ok ? parsed.spec.concurrency : 1, carried);
   setQueryHandlers(s);
+  waitInSight(s);
   started(s);
   s.setPhase('planning');
   if (!parsed.ok) {

@@ -10,6 +10,7 @@ import { migrationKey, phaseKey } from './search-attributes';
 import type { Carried, FinalWindow, LiveState, RangeRef, TableState } from './types';
 import { currentDetails } from './details';
 import { showMetrics } from './metrics';
+import type { Waiting } from '../policy/waits';
 
 /** Below the 10,240-event warning with room for the completions of ranges still in flight. */
 export const HISTORY_BUDGET = 5000;
@@ -58,6 +59,12 @@ export class MigrationState {
   fatal?: unknown;
   /** the freeze action ran and no unfreeze or switch has followed: an abort must unfreeze */
   frozen = false;
+  /** what activities wait for now (a database that cannot be reached, retries that ran out), by key */
+  readonly waits = new Map<string, Waiting>();
+  /** while the migration waits for a person after waiting too long: the phase to go back to */
+  stranded?: { phase: Phase; detail?: string };
+  /** resume signals received: a wait for a person ends at the next one */
+  resumes = 0;
   private readonly runs: number;
 
   constructor(
@@ -246,6 +253,41 @@ export class MigrationState {
     return c && { appliedLsn: c.applied, checkpoint: c.checkpoint, lagSeconds: c.lagSeconds, lagBytes: c.lagBytes, transactions: c.transactions, rows: c.rows, epochs: c.epochs };
   }
 
+  // ---- waiting in sight (waits.ts) ----
+
+  /** One more failed try of something the migration waits for; the first one starts the clock. */
+  failedTry(key: string, what: string, error: string): Waiting {
+    let w = this.waits.get(key);
+    if (!w) {
+      w = { what, error, since: now(), tries: 0 };
+      this.waits.set(key, w);
+    }
+    w.error = error;
+    w.tries++;
+    return w;
+  }
+
+  /** It answered again: no longer waited for. */
+  reached(key: string): void {
+    if (this.waits.delete(key)) this.touch();
+  }
+
+  /** Waited too long: needs_attention, with why, until a person resumes (the first waiter to give up says so). */
+  strand(why: string): void {
+    if (this.stranded) return;
+    this.stranded = { phase: this.phase, detail: this.detail };
+    this.setPhase('needs_attention', why);
+  }
+
+  /** A person resumed: back to the phase the wait interrupted, trying again. */
+  unstrand(): void {
+    const back = this.stranded;
+    if (!back) return;
+    this.stranded = undefined;
+    for (const w of this.waits.values()) w.since = now();
+    this.setPhase(back.phase, back.detail);
+  }
+
   // ---- what the queries show ----
 
   progress(): Progress {
@@ -272,6 +314,7 @@ export class MigrationState {
       ...(this.live?.capture ? { capture: this.captureView() } : {}),
       ...(this.attention ? { attention: this.attention } : {}),
       ...(this.finalWindow ? { finalWindow: this.finalWindow } : {}),
+      ...(this.waits.size ? { waiting: [...this.waits.values()].map((w) => ({ ...w })) } : {}),
       paused: this.paused,
       concurrency: this.concurrency,
       startedAt: this.startedAt,

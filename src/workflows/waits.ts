@@ -1,0 +1,92 @@
+// Waiting in sight. An activity that cannot reach a database fails at once (DatabaseUnreachable, not
+// retried by Temporal out of sight), and one whose quick retries ran out fails too; the migration
+// then says what it waits for in the progress, the UI's current details and `status`, tries again
+// with a growing pause on a workflow timer (which an abort or a cancellation ends at once), and
+// after `retries.unreachable` waits in needs_attention for a person: resume tries again, abort ends.
+// Every other failure goes to its caller unchanged.
+import { ActivityFailure, ApplicationFailure, CancelledFailure, condition, patched } from '@temporalio/workflow';
+import { UNREACHABLE, pauseAfter, strandedWhy } from '../policy/waits';
+import { waitBound } from '../spec/schema';
+import type { MigrationState } from './state';
+
+/** The migration whose activities wait in sight (one per workflow execution: modules are per execution). */
+let owner: MigrationState | undefined;
+
+export function waitInSight(s: MigrationState): void {
+  owner = s;
+}
+
+interface Trouble {
+  key: string;
+  what: string;
+  error: string;
+}
+
+/** What a failed activity waits for, or undefined when its failure goes to the caller. */
+function troubleOf(e: unknown, activity: string): Trouble | undefined {
+  if (!(e instanceof ActivityFailure)) return undefined;
+  const cause = e.cause;
+  if (cause instanceof ApplicationFailure && cause.type === UNREACHABLE) {
+    const d = (cause.details?.[0] ?? {}) as { alias?: string; host?: string; error?: string };
+    const alias = d.alias ?? 'a database';
+    return { key: `database ${alias}`, what: `${alias}${d.host ? ` (${d.host})` : ''}`, error: `cannot be reached: ${d.error ?? cause.message}` };
+  }
+  // Quick retries that ran out on something retryable (a refusal, a snapshot gone, are the caller's).
+  if (e.retryState !== 'MAXIMUM_ATTEMPTS_REACHED') return undefined;
+  if (cause instanceof CancelledFailure) return undefined;
+  if (cause instanceof ApplicationFailure && (cause.nonRetryable || cause.type === 'SnapshotGone')) return undefined;
+  return { key: `activity ${activity}`, what: `the activity ${activity}`, error: `keeps failing: ${cause?.message ?? e.message}` };
+}
+
+/** Ends a wait when the migration is aborted: the caller sees a cancellation, and the abort is what ends it. */
+function abortedWhileWaiting(s: MigrationState, t: Trouble): CancelledFailure {
+  return new CancelledFailure(`aborted while waiting for ${t.what}: ${s.aborted}`);
+}
+
+async function waitOut(s: MigrationState, t: Trouble, attempt: number): Promise<void> {
+  const w = s.failedTry(t.key, t.what, t.error);
+  const bound = waitBound(s.spec);
+  if (Date.now() - Date.parse(w.since) < bound.ms) {
+    const ms = pauseAfter(attempt);
+    w.nextTryAt = new Date(Date.now() + ms).toISOString();
+    s.touch();
+    if (await condition(() => s.aborted !== undefined, ms)) throw abortedWhileWaiting(s, t);
+    return;
+  }
+  w.nextTryAt = undefined;
+  s.strand(strandedWhy(w, s.name, bound.text));
+  const resumes = s.resumes;
+  await condition(() => s.aborted !== undefined || s.resumes !== resumes);
+  if (s.aborted !== undefined) throw abortedWhileWaiting(s, t);
+  s.unstrand();
+}
+
+async function inSight<R>(activity: string, run: () => Promise<R>): Promise<R> {
+  let seen: Trouble | undefined;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const out = await run();
+      if (seen) owner?.reached(seen.key);
+      return out;
+    } catch (e) {
+      const s = owner;
+      // An abort asked for: nothing more is waited for (cleanup calls fail as they are).
+      const trouble = s && s.spec && s.aborted === undefined ? troubleOf(e, activity) : undefined;
+      // (Patched: migrations started before this let Temporal retry out of sight.)
+      if (!s || !trouble || !patched('waits-in-sight')) throw e;
+      seen = trouble;
+      await waitOut(s, trouble, attempt);
+    }
+  }
+}
+
+/** The same activities, each waiting in sight for what it cannot reach. */
+export function waitingInSight<T extends object>(activities: T): T {
+  return new Proxy(activities, {
+    get(target, prop) {
+      const fn = (target as Record<string | symbol, unknown>)[prop];
+      if (typeof fn !== 'function') return fn;
+      return (...args: unknown[]) => inSight(String(prop), () => (fn as (...a: unknown[]) => Promise<unknown>)(...args));
+    },
+  });
+}
