@@ -8,7 +8,7 @@ import { catchUpOf, durationMs } from '../spec/schema';
 import type { ApplyOutcome } from '../activities/capture';
 import { acts, holders, lastTries, summarised } from './activities';
 import { backfill } from './backfill';
-import { isSnapshotGone } from './errors';
+import { isSnapshotGone, plainFailure } from './errors';
 import { reconcileAll } from './evidence';
 import type { MigrationState } from './state';
 import type { CaptureState } from './types';
@@ -88,7 +88,8 @@ async function openEpoch(s: MigrationState): Promise<OpenEpoch> {
     held.then(end, end);
     // A holder that cannot start (or dies at once) fails this wait rather than leaving it waiting.
     const endedEarly = held.then(() => {
-      throw new Error(`the snapshot of epoch ${epoch} ended before it was ready`);
+      // A failure of the migration, not of the workflow task (a plain Error would retry the task forever).
+      throw plainFailure('SnapshotLost', `the snapshot of epoch ${epoch} ended before it was ready`);
     });
     endedEarly.catch(() => undefined);
     let ready;
@@ -139,7 +140,10 @@ export async function capturedBackfill(s: MigrationState): Promise<void> {
     if (!lostIt || s.aborted !== undefined) return;
     const after = s.tables.reduce((a, t) => a + t.verified + t.failed.size, 0);
     fruitless = after > before ? 0 : fruitless + 1;
-    if (fruitless >= MAX_FRUITLESS_EPOCHS) throw new Error(`${MAX_FRUITLESS_EPOCHS} snapshot epochs in a row ended before a range was copied`);
+    if (fruitless >= MAX_FRUITLESS_EPOCHS) {
+      // A failure of the migration, with its reason (a plain Error would retry the workflow task forever).
+      throw plainFailure('SnapshotLost', `${MAX_FRUITLESS_EPOCHS} snapshot epochs in a row ended before a range was copied`);
+    }
   }
 }
 
