@@ -15,6 +15,7 @@ import { backfill } from './helpers/cli';
 import { endingOf, replayAndMaybeRecord, waitForPhase, type TemporalHarness } from './helpers/temporal';
 import { startStack } from './helpers/stack';
 import { specFor } from './helpers/spec';
+import { FILL_WRITER_TABLE, WRITER_TABLE } from '../src/infra/writer';
 
 const TASK_QUEUE = 'unreachable';
 let pg: PostgresServer;
@@ -31,6 +32,9 @@ before(async () => {
       await db.query('src', 'CREATE TABLE public.items (id bigint PRIMARY KEY, qty int NOT NULL)');
       await db.query('src', 'INSERT INTO public.items SELECT g, g % 7 FROM generate_series(1, 3000) g');
       for (const t of ['items_a', 'items_b', 'items_c', 'items_d']) await db.query('tgt', `CREATE TABLE public.${t} (id bigint PRIMARY KEY, qty int NOT NULL)`);
+      await db.query('src', WRITER_TABLE('public.accounts'));
+      await db.query('src', FILL_WRITER_TABLE('public.accounts', 6000));
+      await db.query('tgt', WRITER_TABLE('public.accounts'));
     },
     // The worker reaches the source through a port where, for now, nothing listens.
     { urlFor: (alias, url) => (alias === 'src' ? url.replace(/:(\d+)\//, `:${port}/`) : url) },
@@ -184,7 +188,9 @@ test('a source that goes away mid-backfill: the range waits in sight, and abort 
   const gate = await openGate();
   let open = true;
   try {
-    const spec = { ...itemsSpec('unreachable-mid-backfill', 'public.items_c'), concurrency: 1 };
+    // 30 small ranges, one at a time: the pause lands with most of them still to copy.
+    const base = itemsSpec('unreachable-mid-backfill', 'public.items_c');
+    const spec = { ...base, concurrency: 1, tables: [{ ...base.tables[0], chunk: { column: 'id', size: 100 } }] };
     const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
     await waitUntil(h, (p) => p.phase === 'backfilling' && p.tables[0].ranges.verified >= 1, 30_000);
     await h.signal('pause');
@@ -204,6 +210,42 @@ test('a source that goes away mid-backfill: the range waits in sight, and abort 
     const end = await endingOf(h);
     assert.equal(end.phase, 'aborted');
     assert.ok(Date.now() - t0 < 10_000, `ended ${Date.now() - t0} ms after the abort`);
+  } finally {
+    if (open) await gate.close();
+  }
+});
+
+test('under change capture, a source that goes away mid-backfill is waited for in sight; once it is back the migration goes on by itself to the gate', { timeout: 120_000 }, async () => {
+  let gate = await openGate();
+  let open = true;
+  try {
+    const spec = specFor('unreachable-captured', { source: 'public.accounts', target: 'public.accounts', chunk: { column: 'id', size: 1000 } }, {
+      taskQueue: TASK_QUEUE,
+      concurrency: 1,
+      capture: 'logical',
+      catchUp: { maxLag: '3 seconds' },
+      cutover: { approval: 'required' },
+    });
+    const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
+    await waitUntil(h, (p) => p.phase === 'backfilling' && p.tables.length > 0 && p.tables[0].ranges.verified >= 1, 60_000);
+    await h.signal('pause');
+    await waitUntil(h, (p) => p.tables[0].ranges.inFlight === 0, 30_000);
+    // The source goes away: the snapshot's holder, the ranges' sessions, all of it.
+    await gate.close();
+    open = false;
+    await h.signal('resume');
+    const seen = await waitUntil(h, (p) => (p.waiting ?? []).length > 0, 30_000);
+    assert.match(seen.p.waiting![0].error, /cannot be reached/);
+    assert.notEqual(seen.p.phase, 'failed');
+    // Back: the next try finds it, and the migration goes on without a person.
+    gate = await openGate();
+    open = true;
+    const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed', 'aborted'], 90_000);
+    assert.equal(p.phase, 'awaiting_approval', JSON.stringify(p));
+    assert.equal(p.waiting, undefined, 'nothing is waited for any more');
+    await h.signal('abort', { reason: 'test done' });
+    assert.equal((await endingOf(h)).phase, 'aborted');
+    await replayAndMaybeRecord(h, 'unreachable-captured-came-back-aborted');
   } finally {
     if (open) await gate.close();
   }

@@ -9,6 +9,7 @@ import type { ApplyOutcome } from '../activities/capture';
 import { acts, holders, lastTries, summarised } from './activities';
 import { backfill } from './backfill';
 import { isSnapshotGone, plainFailure } from './errors';
+import { reachedAgain, waitedInSight } from './waits';
 import { reconcileAll } from './evidence';
 import type { MigrationState } from './state';
 import type { CaptureState } from './types';
@@ -75,17 +76,24 @@ interface OpenEpoch {
  */
 async function openEpoch(s: MigrationState): Promise<OpenEpoch> {
   const c = cap(s);
+  // Waits for a source that cannot be reached: not fruitless epochs, each one said (waits.ts).
+  let waited = 0;
+  let lastWait: unknown;
   for (let tries = 1; ; tries++) {
     const epoch = ++c.epochs;
     const scope = new CancellationScope();
     let ended = false;
+    let holderFailure: unknown;
     const held = scope.run(() => holders.holdSnapshot({ migration: s.name, spec: s.spec, epoch }));
     const end = () => {
       ended = true;
       // Ranges reading this epoch stop being taken: the next epoch copies them.
       if (c.epoch === epoch) c.lost = true;
     };
-    held.then(end, end);
+    held.then(end, (e: unknown) => {
+      holderFailure = e;
+      end();
+    });
     // A holder that cannot start (or dies at once) fails this wait rather than leaving it waiting.
     const endedEarly = held.then(() => {
       // A failure of the migration, not of the workflow task (a plain Error would retry the task forever).
@@ -96,10 +104,17 @@ async function openEpoch(s: MigrationState): Promise<OpenEpoch> {
     try {
       ready = await Promise.race([acts.awaitEpoch({ migration: s.name, spec: s.spec, epoch, timeoutMs: 120_000 }), endedEarly]);
     } catch (e) {
+      // The source cannot be reached: said, waited for in sight, then another epoch.
+      if (ended && !isCancellation(e) && (await waitedInSight(holderFailure, 'holdSnapshot', ++waited))) {
+        lastWait = holderFailure;
+        tries--;
+        continue;
+      }
       // Its worker died while it opened: another epoch, a few times.
       if (ended && !isCancellation(e) && tries < MAX_FRUITLESS_EPOCHS) continue;
       throw e;
     }
+    if (lastWait) reachedAgain(lastWait, 'holdSnapshot');
     if (!ready.slotCreated) await applyTo(s, ready.point);
     return { epoch, point: ready.point, ended: () => ended, close: () => scope.cancel() };
   }

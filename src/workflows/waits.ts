@@ -73,11 +73,34 @@ async function inSight<R>(activity: string, run: () => Promise<R>): Promise<R> {
       // An abort asked for: nothing more is waited for (cleanup calls fail as they are).
       const trouble = s && s.spec && s.aborted === undefined ? troubleOf(e, activity) : undefined;
       // (Patched: migrations started before this let Temporal retry out of sight.)
-      if (!s || !trouble || !patched('waits-in-sight')) throw e;
+      if (!s || !trouble || !patched('waits-in-sight')) {
+        // It failed otherwise after a wait: what it waited for answered (the caller has the rest).
+        if (seen && (!trouble || trouble.key !== seen.key)) s?.reached(seen.key);
+        throw e;
+      }
       seen = trouble;
       await waitOut(s, trouble, attempt);
     }
   }
+}
+
+/**
+ * For a failure that did not come through `waitingInSight` (the snapshot holder, which the caller
+ * starts again itself): waits in sight when it says a database cannot be reached, then returns true
+ * (try again); false when it is anything else, or before this was patched.
+ */
+export async function waitedInSight(e: unknown, activity: string, attempt: number): Promise<boolean> {
+  const s = owner;
+  const trouble = s && s.spec && s.aborted === undefined ? troubleOf(e, activity) : undefined;
+  if (!s || !trouble || !trouble.key.startsWith('database ') || !patched('waits-in-sight')) return false;
+  await waitOut(s, trouble, attempt);
+  return true;
+}
+
+/** It answered: whatever `waitedInSight` waited for is no longer waited for. */
+export function reachedAgain(e: unknown, activity: string): void {
+  const trouble = troubleOf(e, activity);
+  if (trouble) owner?.reached(trouble.key);
 }
 
 /** The same activities, each waiting in sight for what it cannot reach. */
