@@ -12,6 +12,8 @@ import { appendAudit } from './activities/cutover';
 import { auditRecordedSignal, type AuditSinks } from './workflows/messages';
 import type { InjectedSinks } from '@temporalio/worker';
 import { installMetrics } from './metrics/runtime';
+import { metricSinks } from './metrics/meter';
+import { attemptMetrics } from './metrics/attempts';
 
 /**
  * Refused approvals and rejections, recorded in the ledger's audit by the worker (a validator cannot
@@ -68,7 +70,8 @@ export async function createWorker(o: WorkerSetup): Promise<Worker> {
     ...(o.identity ? { identity: o.identity } : {}),
     ...workflowSource(),
     activities,
-    sinks: auditSinks(o.connection, o.namespace ?? 'default'),
+    sinks: { ...auditSinks(o.connection, o.namespace ?? 'default'), ...metricSinks() },
+    interceptors: { activity: [attemptMetrics] },
     maxConcurrentActivityTaskExecutions: Number(process.env.BACKFILL_MAX_ACTIVITIES ?? 32),
     shutdownGraceTime: '10 seconds',
   });
