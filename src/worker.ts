@@ -13,6 +13,8 @@ import { auditRecordedSignal, type AuditSinks } from './workflows/messages';
 import type { InjectedSinks } from '@temporalio/worker';
 import { installMetrics } from './metrics/runtime';
 import { PlainFailures } from './activities/failures';
+import { metricSinks } from './metrics/meter';
+import { attemptMetrics } from './metrics/attempts';
 
 /**
  * Refused approvals and rejections, recorded in the ledger's audit by the worker (a validator cannot
@@ -69,8 +71,9 @@ export async function createWorker(o: WorkerSetup): Promise<Worker> {
     ...(o.identity ? { identity: o.identity } : {}),
     ...workflowSource(),
     activities,
-    sinks: auditSinks(o.connection, o.namespace ?? 'default'),
-    interceptors: { activity: [(ctx) => ({ inbound: new PlainFailures(ctx.info.activityType) })] },
+    sinks: { ...auditSinks(o.connection, o.namespace ?? 'default'), ...metricSinks() },
+    // Outermost first: the attempt metrics count the failure as it leaves (plain, classified).
+    interceptors: { activity: [attemptMetrics, (ctx) => ({ inbound: new PlainFailures(ctx.info.activityType) })] },
     maxConcurrentActivityTaskExecutions: Number(process.env.BACKFILL_MAX_ACTIVITIES ?? 32),
     shutdownGraceTime: '10 seconds',
   });

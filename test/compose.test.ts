@@ -118,7 +118,11 @@ test('the dashboard: valid JSON, a migration variable, and every query names met
       used.add(n);
       assert.ok(ours.has(n) || sdk.includes(n), `panel "${q.panel}" queries ${n}: not a metric of ours (src/metrics/catalog.ts) nor a known SDK metric`);
       if (ours.get(n)?.kind === 'histogram') assert.match(q.expr, new RegExp(`${n}_bucket`), `${n} is a histogram: query its buckets`);
-      if (n.startsWith('backfill_') && !q.panel.startsWith('variable ')) assert.match(q.expr, /migration=~"\$migration"/, `panel "${q.panel}" follows the migration variable`);
+      // A metric of a migration follows the migration variable; one of the worker's activities, the task queue's.
+      if (ours.has(n) && !q.panel.startsWith('variable ')) {
+        if (ours.get(n)!.labels.includes('migration')) assert.match(q.expr, /migration=~"\$migration"/, `panel "${q.panel}" follows the migration variable`);
+        else assert.match(q.expr, /task_queue=~"\$task_queue"/, `panel "${q.panel}" follows the task queue variable`);
+      }
     }
   }
   for (const m of METRIC_DEFS) assert.ok(used.has(m.name), `the dashboard shows no ${m.name}`);

@@ -2,27 +2,43 @@
 // with BACKFILL_METRICS_ADDRESS; the SDK's runtime can be installed once per process) while real
 // migrations run: a static one and a live one, paused in the middle of its backfill and written to
 // while paused so that catch-up has rows to apply. What the endpoint says must be what the
-// migrations did: rows copied and verified, ranges by status, the phase, catch-up, durations; and
-// the Temporal SDK's own runtime metrics are on the same endpoint.
+// migrations did: rows copied and verified, ranges by status, the phase, catch-up, durations; a copy
+// that fails once (its target raises a serialization failure, for real) shows as a failed and a
+// retried copyRange, and runs without a failure show none. The Temporal SDK's own runtime metrics
+// are on the same endpoint, and ours follow Prometheus's naming and label as the SDK's do.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
+import { ActivityCancellationDetails, ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import type { PostgresServer } from '../src/infra/postgres';
 import { backfillMigration } from '../src/workflows/migration';
 import { PHASES, pauseSignal, progressQuery, resumeSignal, type Progress } from '../src/workflows/messages';
-import { DURATION_BUCKETS, METRIC_DEFS, METRICS, PHASE_CODES, RANGE_STATUSES } from '../src/metrics/catalog';
+import { DURATION_BUCKETS, METRIC_DEFS, METRICS, PHASE_CODES, RANGE_STATUSES, SDK_LABELS } from '../src/metrics/catalog';
 import { METRICS_ADDRESS_ENV, metricsAddress } from '../src/metrics/runtime';
+import { errorTypeOf } from '../src/metrics/attempts';
 import { envNameForAlias } from '../src/spec/aliases';
 import { spawnWorker, type TemporalHarness, type WorkerProcess } from './helpers/temporal';
 import { startStack } from './helpers/stack';
 import { specFor } from './helpers/spec';
-import { dashboardQueries, metricNamesIn, parseScrape, select, total, type Scrape } from './helpers/prometheus';
+import { dashboardQueries, metricNamesIn, namingProblems, parseScrape, select, SNAKE_CASE, total, type Scrape } from './helpers/prometheus';
 
 const TASK_QUEUE = 'metrics';
 const ROWS = 30_000;
 const CHUNK = 1_000;
 const RANGES = ROWS / CHUNK;
 const TABLE = '(id bigint PRIMARY KEY, amount numeric(12,2) NOT NULL, note text, updated_at timestamptz NOT NULL)';
+const FLAKY_ROWS = 3 * CHUNK;
+/** The target refuses the first copy of row 1500 with a transient error (the sequence outlives the rollback). */
+const FAIL_ONCE = `
+CREATE SEQUENCE public.flaky_failures;
+CREATE FUNCTION public.fail_once() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.id = 1500 AND nextval('public.flaky_failures') = 1 THEN
+    RAISE EXCEPTION 'could not serialize access (injected by the test)' USING ERRCODE = 'serialization_failure';
+  END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER fail_once BEFORE INSERT ON public.flaky FOR EACH ROW EXECUTE FUNCTION public.fail_once();`;
 
 let db: PostgresServer;
 let temporal: TemporalHarness;
@@ -74,6 +90,10 @@ before(async () => {
         await server.query('tgt', `CREATE TABLE public.${t} ${TABLE}`);
       }
       await server.query('src', 'CREATE INDEX ON public.events (updated_at)');
+      await server.query('src', `CREATE TABLE public.flaky ${TABLE}`);
+      await server.query('src', `INSERT INTO public.flaky SELECT g, g, NULL, now() FROM generate_series(1, ${FLAKY_ROWS}) g`);
+      await server.query('tgt', `CREATE TABLE public.flaky ${TABLE}`);
+      await server.query('tgt', FAIL_ONCE);
     },
     { worker: 'none' },
   );
@@ -101,6 +121,13 @@ function assertRanges(s: Scrape, name: string, table: string, want: Record<(type
   for (const status of RANGE_STATUSES) assert.equal(total(s, METRICS.ranges.name, { migration: name, table, status }), want[status], `${METRICS.ranges.name}{status="${status}"}`);
 }
 
+/** A run without a failure: no activity attempt failed, none was retried (the counters are absent or 0). */
+function assertNoFailure(s: Scrape): void {
+  const failed = select(s, METRICS.activityFailures.name).filter((x) => x.value > 0);
+  assert.deepEqual(failed, [], 'failed activity attempts in a run without a failure');
+  assert.equal(total(s, METRICS.activityRetries.name), 0, 'retried activities in a run without a failure');
+}
+
 test('the worker says where it serves metrics, and the SDK runtime metrics are there before any migration', async () => {
   assert.match(worker.log(), new RegExp(`Prometheus metrics on http://${address.replace(/\./g, '\\.')}/metrics`));
   const s = await scrapeUntil((x) => x.types.has('temporal_num_pollers'), 'the SDK poller gauge');
@@ -126,12 +153,18 @@ test('a static migration: rows copied and verified equal the table, every planne
   // Binary COPY: at least 2 bytes of field count, 4 of length and 8 of value (the bigint id) per row.
   const bytes = total(s, METRICS.bytesCopied.name, at);
   assert.ok(bytes >= ROWS * 14, `bytes copied: ${bytes}`);
-  // The rows were counted where they were copied: by the copyRange activity of this task queue.
+  // The rows were counted where they were copied: by the copyRange activity of this task queue,
+  // labelled as the SDK labels its own metrics.
   const rows = select(s, METRICS.rowsCopied.name, at);
   assert.deepEqual(
-    rows.map((r) => [r.labels.activityType, r.labels.taskQueue, r.labels.namespace]),
+    rows.map((r) => [r.labels.activity_type, r.labels.task_queue, r.labels.namespace]),
     [['copyRange', TASK_QUEUE, 'default']],
   );
+  assert.deepEqual(
+    select(s, METRICS.phaseCode.name, { migration: name }).map((r) => [r.labels.workflow_type, r.labels.task_queue, r.labels.namespace]),
+    [['backfillMigration', TASK_QUEUE, 'default']],
+  );
+  assertNoFailure(s);
 
   // Histograms in seconds, with our buckets: one observation per range, each within the run.
   for (const h of [METRICS.copyDuration, METRICS.verifyDuration]) {
@@ -202,16 +235,82 @@ test('a live migration: the gauges match the progress query while paused, and ca
   // A sweep's checks are attempts too (verify mode within the sweep activity), all verified.
   assert.equal(total(s, METRICS.rangeAttempts.name, { migration: name, outcome: 'mismatch' }), 0);
   assert.ok(total(s, METRICS.rangeAttempts.name, { migration: name, mode: 'verify', outcome: 'verified' }) >= RANGES);
+  assertNoFailure(s);
 });
 
-test('every metric of the catalog is exported with its type and labels, the dashboard queries only exported metrics, no secret is in a label', async () => {
+test('an activity that fails once: the failed attempt by activity and error type, its retry, and the SDK counts the same failure', async () => {
+  const name = 'flaky-metrics';
+  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: name, args: [migration(name, 'flaky')] });
+  const result = await h.result();
+  assert.equal(result.phase, 'completed', JSON.stringify(result));
+
+  const s = await scrapeUntil((x) => total(x, METRICS.phase.name, { migration: name, phase: 'completed' }) === 1, 'the completed phase');
+  const failures = select(s, METRICS.activityFailures.name).filter((x) => x.value > 0);
+  assert.deepEqual(
+    failures.map((x) => ({ ...x.labels, value: x.value })),
+    [{ namespace: 'default', task_queue: TASK_QUEUE, activity_type: 'copyRange', error_type: 'PG40001', value: 1 }],
+  );
+  assert.deepEqual(
+    select(s, METRICS.activityRetries.name).map((x) => ({ ...x.labels, value: x.value })),
+    [{ namespace: 'default', task_queue: TASK_QUEUE, activity_type: 'copyRange', value: 1 }],
+  );
+  // The failed attempt rolled back: the rows were copied once, by the retry; the attempt is an error.
+  const at = { migration: name, table: 'public.flaky' };
+  assert.equal(total(s, METRICS.rowsCopied.name, at), FLAKY_ROWS);
+  assert.equal(total(s, METRICS.rangeAttempts.name, { ...at, outcome: 'error' }), 1);
+  assert.equal(total(s, METRICS.rangeAttempts.name, { ...at, outcome: 'verified' }), FLAKY_ROWS / CHUNK);
+  assert.equal(total(s, 'temporal_activity_execution_failed', { activity_type: 'copyRange' }), 1, "the SDK's own count of failed executions");
+});
+
+test('naming: the convention check flags a name or label that breaks it', () => {
+  const ok = { name: 'backfill_copied_bytes_total', kind: 'counter', unit: 'By', labels: ['migration', 'table'] };
+  assert.deepEqual(namingProblems(ok, SDK_LABELS.activity), []);
+  const bad: [Partial<typeof ok>, RegExp][] = [
+    [{ name: 'backfill_bytes_copied_total' }, /the unit bytes goes last, before _total/],
+    [{ name: 'backfill_copied_bytes' }, /a counter ends in _total/],
+    [{ name: 'backfill_copied_bytes_total', kind: 'gauge' }, /only a counter ends in _total/],
+    [{ name: 'backfill_copied_bytes_total', unit: undefined }, /names bytes but does not declare unit By/],
+    [{ name: 'backfill_copy_ms_total', unit: undefined }, /"ms" is not a base unit/],
+    [{ name: 'backfillCopiedBytes_total' }, /not snake_case/],
+    [{ name: 'copied_bytes_total' }, /not prefixed backfill_/],
+    [{ labels: ['migration', 'taskQueue'] }, /label taskQueue is not snake_case/],
+    [{ labels: ['activity_type'] }, /label activity_type is added by the worker/],
+    [{ labels: ['le'] }, /label le is reserved/],
+  ];
+  for (const [change, problem] of bad) assert.match(namingProblems({ ...ok, ...change }, SDK_LABELS.activity).join('\n'), problem, JSON.stringify(change));
+});
+
+test('error_type: the failure\'s type, the timeout or shutdown that cut an attempt short; an attempt cancelled on purpose is no failure', () => {
+  const db = ApplicationFailure.create({ type: 'PG40001', message: 'could not serialize access' });
+  assert.equal(errorTypeOf(db, undefined), 'PG40001');
+  assert.equal(errorTypeOf(new TypeError('x is undefined'), undefined), 'TypeError');
+  assert.equal(errorTypeOf('a string', undefined), 'Unknown');
+  assert.equal(errorTypeOf(ApplicationFailure.create({ type: 'X'.repeat(200) }), undefined), 'X'.repeat(64));
+  const cancelled = (o: ConstructorParameters<typeof ActivityCancellationDetails>[0]) => new ActivityCancellationDetails(o);
+  assert.equal(errorTypeOf(new CancelledFailure('TIMED_OUT'), cancelled({ timedOut: true })), 'TimedOut');
+  assert.equal(errorTypeOf(new CancelledFailure('WORKER_SHUTDOWN'), cancelled({ workerShutdown: true })), 'WorkerShutdown');
+  for (const why of ['cancelRequested', 'paused', 'reset'] as const) assert.equal(errorTypeOf(new CancelledFailure(why), cancelled({ [why]: true })), undefined, why);
+});
+
+test('every metric of the catalog follows Prometheus naming and is exported with its type and exactly its labels, named as the SDK names its own; the dashboard queries only exported metrics; no secret is in a label', async () => {
   const s = await scrape();
+  for (const d of METRIC_DEFS) assert.deepEqual(namingProblems(d, SDK_LABELS[d.from]), [], d.name);
   for (const d of METRIC_DEFS) {
     assert.equal(s.types.get(d.name), d.kind, `${d.name} is a ${d.kind}`);
     const family = select(s, d.kind === 'histogram' ? `${d.name}_count` : d.name);
     assert.ok(family.length > 0, `${d.name} has samples`);
-    for (const x of family) for (const l of d.labels) assert.ok(l in x.labels, `${d.name} has label ${l}`);
+    const want = [...d.labels, ...SDK_LABELS[d.from]].sort();
+    for (const x of family) assert.deepEqual(Object.keys(x.labels).sort(), want, `${d.name}'s labels`);
   }
+  // What the endpoint serves, ours and the SDK's: only snake_case labels; ours of the catalog only.
+  const ours = new Set(METRIC_DEFS.map((d) => d.name));
+  for (const x of s.samples) {
+    for (const l of Object.keys(x.labels)) assert.match(l, SNAKE_CASE, `${x.name} has label ${l}`);
+    if (x.name.startsWith('backfill_')) assert.ok(ours.has(x.name.replace(/_(bucket|sum|count)$/, '')), `${x.name} is not in the catalog`);
+  }
+  // The SDK's own metrics carry the labels ours share with them.
+  assert.deepEqual(Object.keys(select(s, 'temporal_workflow_completed')[0].labels).filter((l) => (SDK_LABELS.workflow as readonly string[]).includes(l)).sort(), [...SDK_LABELS.workflow].sort());
+  assert.deepEqual(Object.keys(select(s, 'temporal_activity_execution_latency_count')[0].labels).filter((l) => (SDK_LABELS.activity as readonly string[]).includes(l)).sort(), [...SDK_LABELS.activity].sort());
   for (const q of dashboardQueries()) for (const n of metricNamesIn(q.expr)) assert.ok(s.types.has(n), `dashboard panel "${q.panel}" queries ${n}, which the worker does not export`);
   for (const alias of ['src', 'tgt']) {
     const url = process.env[envNameForAlias(alias)]!;

@@ -1,7 +1,8 @@
 // Every metric of ours, by name: what the worker exports next to the Temporal SDK's own, what the
 // README's table documents and what the Grafana dashboard may query. Pure data (the workflow bundle
-// imports it): the workflow emits some of these through the SDK's workflow metric meter, the
-// activities the rest, and the tests check the docs and the dashboard against this list.
+// imports it): the workflow keeps some of these from its state, the activities and the worker's
+// activity interceptor count the rest, and the tests check the names and labels against Prometheus's
+// naming convention, and the docs and the dashboard against this list.
 import { PHASES } from '../workflows/messages';
 
 export type MetricKind = 'counter' | 'gauge' | 'histogram';
@@ -9,14 +10,25 @@ export type MetricKind = 'counter' | 'gauge' | 'histogram';
 export interface MetricDef {
   name: string;
   kind: MetricKind;
-  /** our labels (the SDK adds namespace, taskQueue and workflowType or activityType) */
+  /** the metric's own labels; every metric also has the `SDK_LABELS` of where it is `from` */
   labels: readonly string[];
   help: string;
   /** 'workflow': kept by the workflow from its state; 'activity': counted where the work is done */
   from: 'workflow' | 'activity';
+  /** UCUM, as the SDK takes it: 's' (the name ends in `_seconds`), 'By' (`_bytes`, before `_total`) */
   unit?: string;
   float?: boolean;
 }
+
+/**
+ * The labels every metric of ours has, by where it is counted: the worker's namespace and task queue
+ * and the workflow or activity type, named as the SDK's own `temporal_*` metrics name them, so that
+ * one query can join ours with theirs.
+ */
+export const SDK_LABELS = {
+  workflow: ['namespace', 'task_queue', 'workflow_type'],
+  activity: ['namespace', 'task_queue', 'activity_type'],
+} as const satisfies Record<MetricDef['from'], readonly string[]>;
 
 /** Seconds: a range takes from milliseconds (tiny ranges) to many minutes (a huge one). */
 export const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800];
@@ -86,7 +98,7 @@ export const METRICS = {
     from: 'activity',
   },
   bytesCopied: {
-    name: 'backfill_bytes_copied_total',
+    name: 'backfill_copied_bytes_total',
     kind: 'counter',
     labels: ['migration', 'table'],
     help: 'bytes of binary COPY data streamed from the source to the target (range copies, repairs, catch-up)',
@@ -124,6 +136,20 @@ export const METRICS = {
     from: 'activity',
     unit: 's',
     float: true,
+  },
+  activityFailures: {
+    name: 'backfill_activity_failures_total',
+    kind: 'counter',
+    labels: ['error_type'],
+    help: 'activity attempts that failed, by activity type and error type (a database error is PG and its SQLSTATE); Temporal retries the retryable ones',
+    from: 'activity',
+  },
+  activityRetries: {
+    name: 'backfill_activity_retries_total',
+    kind: 'counter',
+    labels: [],
+    help: 'activity attempts started after an earlier attempt of the same activity failed or timed out (Temporal retries)',
+    from: 'activity',
   },
 } as const satisfies Record<string, MetricDef>;
 

@@ -1,15 +1,28 @@
-// The migration's state as Prometheus gauges, through the SDK's workflow metric meter: a sink call,
-// not a command (the history does not change) and skipped while replaying. Only the workflow knows
-// which phase a migration is in and how many ranges wait, so these come from here; the work itself
-// (rows, bytes, durations) is counted by the activities (src/activities/metrics.ts).
-import type { MetricGauge } from '@temporalio/common';
-import { metricMeter } from '@temporalio/workflow';
+// The migration's state as Prometheus gauges, through the `metrics` sink: a sink call, not a command
+// (the history does not change), and not made while replaying. The worker sets them on its endpoint
+// with the workflow's namespace, task queue and type (src/metrics/meter.ts: the SDK's workflow
+// metric meter would label them `taskQueue` and `workflowType`, beside its own `task_queue`). Only the
+// workflow knows which phase a migration is in and how many ranges wait, so these come from here;
+// the work itself (rows, bytes, durations) is counted by the activities (src/activities/metrics.ts).
+import { proxySinks, workflowInfo, type Sinks } from '@temporalio/workflow';
 import { METRICS, PHASE_CODES, RANGE_STATUSES } from '../metrics/catalog';
 import { PHASES } from './messages';
 import type { MigrationState } from './state';
 
-const gauge = (d: { name: string; help: string; float?: boolean; unit?: string }): MetricGauge =>
-  metricMeter.createGauge(d.name, d.float ? 'float' : 'int', d.unit, d.help);
+export interface MetricSinks extends Sinks {
+  metrics: {
+    /** sets the gauge `name` of the catalog (src/metrics/catalog.ts) */
+    gauge(name: string, value: number, labels: Record<string, string>): void;
+  };
+}
+
+const { metrics } = proxySinks<MetricSinks>();
+
+const gauge = (d: { name: string }) => ({
+  set(value: number, labels: Record<string, string>): void {
+    if (!workflowInfo().unsafe.isReplaying) metrics.gauge(d.name, value, labels);
+  },
+});
 
 /** The oldest watermark as Unix seconds, when it reads as a timestamp. */
 function markSeconds(marks: (string | null)[]): number | undefined {

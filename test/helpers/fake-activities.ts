@@ -20,6 +20,8 @@ import type { LedgerRange } from '../../src/report/model';
 import { NO_KEYS } from '../../src/report/model';
 import { reportFromEvidence } from '../../src/report/digest';
 import type { AuditSinks } from '../../src/workflows/messages';
+import type { MetricSinks } from '../../src/workflows/metrics';
+import { metricSinks } from '../../src/metrics/meter';
 
 export type Activities = typeof real;
 export type RefusedEntry = Parameters<AuditSinks['audit']['refused']>[0];
@@ -137,9 +139,10 @@ export class FakeActivities {
     },
   };
 
-  /** The worker's sinks: refused approvals recorded in the scenario (the real worker writes the ledger's audit). */
-  readonly sinks: InjectedSinks<AuditSinks> = {
+  /** The worker's sinks: refused approvals recorded in the scenario (the real worker writes the ledger's audit); the workflow's gauges. */
+  readonly sinks: InjectedSinks<AuditSinks & MetricSinks> = {
     audit: { refused: { fn: (_info, e) => this.sinkFns.refused(e), callDuringReplay: false } },
+    ...metricSinks(),
   };
 
   private notHere(what: string): never {
