@@ -14,6 +14,7 @@ import { copyRange } from '../src/activities/copy-range';
 import { reconcileTable } from '../src/activities/reconcile';
 import { advanceSequences, appendAudit, runSwitch } from '../src/activities/cutover';
 import { buildReport } from '../src/activities/report';
+import { restoreConstraints } from '../src/activities/constraints';
 import { envNameForAlias } from '../src/spec/aliases';
 import { startDatabases, type Databases } from './helpers/stack';
 import { parsed, specFor } from './helpers/spec';
@@ -26,8 +27,8 @@ const ORDERS = 'id bigint PRIMARY KEY, amount numeric(12,2) NOT NULL, note text'
 const ORDERS_V2 = 'id bigserial PRIMARY KEY, amount numeric(12,2) NOT NULL, note text';
 
 /** Each role's own connections: alias `<db>_<role>` is database <db> as <role>. */
-const ROLES = ['mover', 'nocreate', 'peeker', 'looker', 'backfill'];
-const DATABASES = ['src', 'tgt', 'ctl', 'tgtb'];
+const ROLES = ['mover', 'nocreate', 'peeker', 'looker', 'backfill', 'keeper'];
+const DATABASES = ['src', 'tgt', 'ctl', 'tgtb', 'ctlk'];
 const aliasOf = (db: string, role: string) => `${db}_${role}`;
 /** Not the role's name: a password is redacted wherever it appears. */
 const password = (role: string) => `pw-${role}-secret`;
@@ -58,6 +59,17 @@ before(async () => {
       // As if the role had made it with an unqualified name: in its own schema, and its own.
       await db.query('tgtb', 'ALTER TABLE backfill.orders_v2 OWNER TO backfill');
       await db.query('tgtb', `GRANT SELECT, INSERT, DELETE ON public.orders_v2 TO backfill; GRANT SELECT, UPDATE ON SEQUENCE public.orders_v2_id_seq TO backfill`);
+      // A target table with a foreign key, owned by another role.
+      await db.query('src', 'CREATE TABLE public.lines (id bigint PRIMARY KEY, order_id bigint NOT NULL)');
+      await db.query('src', 'INSERT INTO public.lines SELECT g, g FROM generate_series(1, 300) g; GRANT SELECT ON public.lines TO keeper');
+      await db.query('tgt', 'CREATE TABLE public.parents (id bigint PRIMARY KEY); INSERT INTO public.parents SELECT generate_series(1, 300)');
+      await db.query('tgt', 'CREATE TABLE public.lines (id bigint PRIMARY KEY, order_id bigint NOT NULL REFERENCES public.parents (id))');
+      await db.query('tgt', 'GRANT SELECT, INSERT, DELETE ON public.lines TO keeper');
+      await db.query('ctlk', 'GRANT CREATE ON DATABASE ctlk TO keeper');
+      // A source table whose row-level security hides rows from looker.
+      await db.query('src', 'CREATE TABLE public.secrets (id bigint PRIMARY KEY, v text); INSERT INTO public.secrets SELECT g, g::text FROM generate_series(1, 100) g');
+      await db.query('src', 'ALTER TABLE public.secrets ENABLE ROW LEVEL SECURITY; CREATE POLICY few ON public.secrets USING (id <= 10); GRANT SELECT ON public.secrets TO looker');
+      await db.query('tgt', 'CREATE TABLE public.secrets (id bigint PRIMARY KEY, v text); GRANT SELECT ON public.secrets TO looker');
     },
     { aliases: DATABASES },
   );
@@ -138,6 +150,10 @@ test('privileges: a role that may not read a source column is refused with that 
   // Column privileges are enough for the columns that are read.
   const ok = await validate('peek-omit', specDoc('peek-omit', 'peeker', { target: 'public.orders_peek', omit: ['note'] }));
   assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+  // A filter that reads the column is run once, and says what it may not read.
+  const filtered = await validate('peek-where', specDoc('peek-where', 'peeker', { target: 'public.orders_peek', omit: ['note'], where: "note <> 'x'" }));
+  assert.equal(filtered.code, 2, filtered.stdout + filtered.stderr);
+  assert.match(filtered.stderr, /tables\[0\]\.where or \.transform: the source role may not run the source query: permission denied for table orders \(a column, table or function the expression reads/);
   assert.equal(await count('tgt', 'SELECT count(*) AS n FROM public.orders_peek'), 0);
 });
 
@@ -210,4 +226,40 @@ test('privileges: a non-superuser with exactly the documented rights passes; val
   assert.deepEqual(await advanceSequences({ spec }), [{ sequence: 'public.orders_v2_id_seq', value: '2000' }]);
   assert.equal((await runSwitch({ migration: spec.name, execution: 'e1', spec, digest: report.digest, approver: 'test' })).applied, true);
   assert.equal(await count('tgt', 'SELECT count(*) AS n FROM public.orders_v2'), 2000);
+});
+
+test('privileges: row-level security that hides source rows from the role is refused (the evidence would agree on the rows it sees)', async () => {
+  const doc = specDoc('rls', 'looker', { source: 'public.secrets', target: 'public.secrets' }, { mode: 'verify' });
+  const r = await validate('rls', doc);
+  assert.equal(r.code, 2, r.stdout + r.stderr);
+  assert.ok(
+    r.stderr.includes(
+      'tables[0].source: role looker on connection "src_looker" is subject to row-level security on public.secrets, which hides rows from it ' +
+        '(rows its policies hide would be neither copied nor compared, and both sides would still agree); fix: ALTER ROLE looker BYPASSRLS (or connect as the table\'s owner, postgres)',
+    ),
+    r.stderr,
+  );
+});
+
+test('privileges: foreign keys on the target need their table owned and the referenced key REFERENCES; with both, planning sets them aside and restores them as that role', async () => {
+  const doc = specDoc('keeper', 'keeper', { source: 'public.lines', target: 'public.lines' }, { control: aliasOf('ctlk', 'keeper') });
+  const r = await validate('keeper', doc);
+  assert.equal(r.code, 2, r.stdout + r.stderr);
+  const why = '(planning sets aside the foreign key lines_order_id_fkey of public.lines (drops it, kept in the ledger) and re-creates it once the data is proven)';
+  assert.ok(r.stderr.includes(`target: role keeper on connection "tgt_keeper" does not own public.lines ${why}; fix: ALTER TABLE public.lines OWNER TO keeper (its owner now: postgres)`), r.stderr);
+  assert.ok(r.stderr.includes(`target: role keeper on connection "tgt_keeper" has no REFERENCES on column "id" of public.parents ${why}; fix: GRANT REFERENCES ("id") ON public.parents TO keeper`), r.stderr);
+  assert.ok((await planningRefusal(doc)).includes('does not own public.lines'));
+  assert.equal(await count('tgt', `SELECT count(*) AS n FROM pg_constraint WHERE conname = 'lines_order_id_fkey'`), 1, 'nothing set aside');
+
+  await pg.query('tgt', 'ALTER TABLE public.lines OWNER TO keeper; GRANT REFERENCES ON public.parents TO keeper');
+  const ok = await validate('keeper', doc);
+  assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+  assert.match(ok.stdout, /target: role keeper on connection "tgt_keeper": .*ownership of public\.lines; REFERENCES on public\.parents/);
+  const spec = parsed(doc);
+  const { plans } = await planMigration({ migration: spec.name, spec });
+  assert.deepEqual(plans[0].setAside, ['lines_order_id_fkey']);
+  for (let i = 0; i < plans[0].rangeCount; i++)
+    assert.equal((await copyRange({ migration: spec.name, spec, table: spec.tables[0], tableIndex: 0, plan: plans[0], rangeIndex: i, attempt: 1, finalAttempt: true })).status, 'verified');
+  const restored = await restoreConstraints({ spec, migration: spec.name });
+  assert.deepEqual(restored.map((c) => [c.name, c.valid]), [['lines_order_id_fkey', true]]);
 });

@@ -375,7 +375,10 @@ async function checkStatements(src: pg.ClientBase, tgt: pg.ClientBase, b: Bindin
     await probe(src, sourceSelect(b));
     await probe(src, profileSql(b, 'source'));
   } catch (e) {
-    out.push(`${at}.where, .transform or column types: the source query is not valid: ${(e as Error).message}`);
+    // The columns the copy reads were checked already: what is denied here is what a where or transform reads.
+    if ((e as { code?: string }).code === INSUFFICIENT_PRIVILEGE)
+      out.push(`${at}.where or .transform: the source role may not run the source query: ${(e as Error).message} (a column, table or function the expression reads; grant it, or leave it out of the expression)`);
+    else out.push(`${at}.where, .transform or column types: the source query is not valid: ${(e as Error).message}`);
   }
   try {
     await probe(tgt, profileSql(b, 'target'));

@@ -224,7 +224,7 @@ async function ledgerRights(s: Session, at: string, tables: LedgerTable[], what:
       const o = await relationOwner(s.c, oid);
       out.push(right(s, at, {
         privilege: 'ownership', object: name, why: `${what}: its definition is brought up to date with ALTER TABLE and CREATE INDEX IF NOT EXISTS, which only its owner may run`, ok: o.owns,
-        lacks: `does not own ${name} (${showName(o.owner)} does)`, fix: `ALTER TABLE ${name} OWNER TO ${role(s)}`,
+        lacks: `does not own ${name}`, fix: `ALTER TABLE ${name} OWNER TO ${role(s)} (its owner now: ${showName(o.owner)})`,
       }));
       continue;
     }
@@ -251,7 +251,7 @@ async function foreignKeyNeeds(s: Session, bindings: Binding[]): Promise<Right[]
     const why = `planning sets aside the foreign key ${showName(f.name)} of ${owner} (drops it, kept in the ledger) and re-creates it once the data is proven`;
     out.push(right(s, 'target', {
       privilege: 'ownership', object: owner, why, ok: f.owns,
-      lacks: `does not own ${owner} (${showName(f.owner.role)} does)`, fix: `ALTER TABLE ${owner} OWNER TO ${role(s)}`,
+      lacks: `does not own ${owner}`, fix: `ALTER TABLE ${owner} OWNER TO ${role(s)} (its owner now: ${showName(f.owner.role)})`,
     }));
     out.push(right(s, 'target', {
       privilege: 'REFERENCES', object: referenced, why, ok: f.noReferences.length === 0,
@@ -284,13 +284,13 @@ async function captureNeeds(s: Session, spec: MigrationSpec, bindings: Binding[]
   else
     out.push(right(s, 'capture', {
       privilege: 'ownership', object: `publication ${showName(cap.publication)}`, why: 'change capture sets its tables, and drops it when the migration ends', ok: pub.owns,
-      lacks: `does not own the publication ${showName(cap.publication)} (${showName(pub.owner)} does)`, fix: `ALTER PUBLICATION ${showName(cap.publication)} OWNER TO ${role(s)}`,
+      lacks: `does not own the publication ${showName(cap.publication)}`, fix: `ALTER PUBLICATION ${showName(cap.publication)} OWNER TO ${role(s)} (its owner now: ${showName(pub.owner)})`,
     }));
   for (const [i, b] of bindings.entries()) {
     const o = await relationOwner(s.c, b.sourceRel.oid);
     out.push(right(s, `tables[${i}].source`, {
       privilege: 'ownership', object: b.sourceName, why: `only a table's owner may publish it (the publication ${cap.publication})`, ok: o.owns,
-      lacks: `does not own ${b.sourceName} (${showName(o.owner)} does)`, fix: `ALTER TABLE ${b.sourceName} OWNER TO ${role(s)}${yours}`,
+      lacks: `does not own ${b.sourceName}`, fix: `ALTER TABLE ${b.sourceName} OWNER TO ${role(s)} (its owner now: ${showName(o.owner)})${yours}`,
     }));
   }
   return out;
