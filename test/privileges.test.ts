@@ -66,6 +66,10 @@ before(async () => {
       await db.query('tgt', 'CREATE TABLE public.lines (id bigint PRIMARY KEY, order_id bigint NOT NULL REFERENCES public.parents (id))');
       await db.query('tgt', 'GRANT SELECT, INSERT, DELETE ON public.lines TO keeper');
       await db.query('ctlk', 'GRANT CREATE ON DATABASE ctlk TO keeper');
+      // A table with a change column (catch-up by delta).
+      for (const d of ['src', 'tgt']) await db.query(d, 'CREATE TABLE public.events (id bigint PRIMARY KEY, updated_at timestamptz NOT NULL DEFAULT now())');
+      await db.query('src', 'INSERT INTO public.events (id) SELECT generate_series(1, 100); GRANT SELECT ON public.events TO mover');
+      await db.query('tgt', 'GRANT SELECT, INSERT, DELETE ON public.events TO mover');
       // A source table whose row-level security hides rows from looker.
       await db.query('src', 'CREATE TABLE public.secrets (id bigint PRIMARY KEY, v text); INSERT INTO public.secrets SELECT g, g::text FROM generate_series(1, 100) g');
       await db.query('src', 'ALTER TABLE public.secrets ENABLE ROW LEVEL SECURITY; CREATE POLICY few ON public.secrets USING (id <= 10); GRANT SELECT ON public.secrets TO looker');
@@ -163,7 +167,7 @@ test('privileges: a role that may only read the target is refused in copy mode (
   assert.equal(r.code, 2, r.stdout + r.stderr);
   assert.ok(
     r.stderr.includes(
-      'tables[0].target: role looker on connection "tgt_looker" has no INSERT on public.orders_look (each range is copied into these columns (COPY)); fix: GRANT INSERT ON public.orders_look TO looker',
+      'tables[0].target: role looker on connection "tgt_looker" has no INSERT on public.orders_look (each range is copied into these columns by COPY); fix: GRANT INSERT ON public.orders_look TO looker',
     ),
     r.stderr,
   );
@@ -262,4 +266,22 @@ test('privileges: foreign keys on the target need their table owned and the refe
     assert.equal((await copyRange({ migration: spec.name, spec, table: spec.tables[0], tableIndex: 0, plan: plans[0], rangeIndex: i, attempt: 1, finalAttempt: true })).status, 'verified');
   const restored = await restoreConstraints({ spec, migration: spec.name });
   assert.deepEqual(restored.map((c) => [c.name, c.valid]), [['lines_order_id_fkey', true]]);
+});
+
+test('privileges: catch-up by a change column needs a source role that sees other sessions (pg_read_all_stats); granted, it passes', async () => {
+  const doc = specDoc('events', 'mover', { source: 'public.events', target: 'public.events', delta: { column: 'updated_at' } });
+  const r = await validate('events', doc);
+  assert.equal(r.code, 2, r.stdout + r.stderr);
+  assert.ok(
+    r.stderr.includes(
+      'tables[0].delta: role mover on connection "src_mover" cannot see the transactions of other sessions (the watermark must never pass the oldest open writing transaction, ' +
+        "which only a role that sees other sessions' transactions can find); fix: GRANT pg_read_all_stats TO mover",
+    ),
+    r.stderr,
+  );
+  await pg.query('src', 'GRANT pg_read_all_stats TO mover');
+  const ok = await validate('events', doc);
+  assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+  assert.match(ok.stdout, /source: role mover on connection "src_mover": .*; member of pg_read_all_stats\n/);
+  assert.match(ok.stdout, /target: role mover on connection "tgt_mover": .*; TEMPORARY on database tgt\n/);
 });

@@ -174,17 +174,12 @@ export async function tableRights(spec: MigrationSpec, i: number, b: Binding, si
     ...(await columnRights(src, `${at}.source`, sides.s.oid, b.sourceName, sourceColumnsRead(b, t), ['SELECT'], 'every range reads these columns')),
     await allRowsVisible(src, `${at}.source`, sides.s, b.sourceName, 'rows its policies hide would be neither copied nor compared, and both sides would still agree'),
   ];
-  if (t.delta)
-    out.push(right(src, `${at}.delta`, {
-      privilege: 'member of pg_read_all_stats', object: '', why: "the watermark must never pass the oldest open writing transaction, which only a role that sees other sessions' transactions can find",
-      ok: src.role.superuser || src.role.readAllStats, lacks: 'cannot see the transactions of other sessions', fix: `GRANT pg_read_all_stats TO ${role(src)}`,
-    }));
   out.push(
     await schemaUsage(tgt, sides.d.schema, 'the target tables there are written and read'),
-    ...(await columnRights(tgt, `${at}.target`, sides.d.oid, b.targetName, targetColumnsRead(b), ['SELECT'], 'each range is measured there after it is written')),
+    ...(await columnRights(tgt, `${at}.target`, sides.d.oid, b.targetName, targetColumnsRead(b), ['SELECT'], 'each range is measured there')),
   );
   if (writesTarget(spec)) {
-    out.push(...(await columnRights(tgt, `${at}.target`, sides.d.oid, b.targetName, b.columns, ['INSERT'], 'each range is copied into these columns (COPY)')));
+    out.push(...(await columnRights(tgt, `${at}.target`, sides.d.oid, b.targetName, b.columns, ['INSERT'], 'each range is copied into these columns by COPY')));
     out.push(await tableRight(tgt, `${at}.target`, sides.d.oid, b.targetName, 'DELETE', 'each range is deleted before it is copied, so a retry leaves it as once'));
   }
   if (spec.capture !== undefined) out.push(...(await columnRights(tgt, `${at}.target`, sides.d.oid, b.targetName, b.columns, ['UPDATE'], "change capture applies the source's updates")));
@@ -330,7 +325,13 @@ export async function migrationRights(spec: MigrationSpec, bindings: Binding[]):
   for (const [alias, l] of ledgers) rights.push(...(await ledgerRights(await session(roles, l.purpose, alias), l.at, l.tables, l.what)));
   const tgt = await session(roles, 'target', spec.target);
   rights.push(...(await foreignKeyNeeds(tgt, bindings)));
-  if (spec.tables.some((t) => t.delta)) {
+  const delta = spec.tables.findIndex((t) => t.delta);
+  if (delta >= 0) {
+    const src = await session(roles, 'source', spec.source);
+    rights.push(right(src, `tables[${delta}].delta`, {
+      privilege: 'member of pg_read_all_stats', object: '', why: "the watermark must never pass the oldest open writing transaction, which only a role that sees other sessions' transactions can find",
+      ok: src.role.superuser || src.role.readAllStats, lacks: 'cannot see the transactions of other sessions', fix: `GRANT pg_read_all_stats TO ${role(src)}`,
+    }));
     const db = showName(tgt.role.db);
     rights.push(right(tgt, 'target', {
       privilege: 'TEMPORARY', object: `database ${db}`, why: 'each catch-up window is staged in a temporary table', ok: tgt.role.dbTemporary,
@@ -375,7 +376,7 @@ export function checkedLines(report: PrivilegeReport): string[] {
       const what = [...byPrivilege].map(([priv, objects]) => {
         const named = objects.filter(Boolean);
         if (named.length === 0) return priv;
-        const list = named.length <= 3 ? named.join(', ') : `${named.length} objects`;
+        const list = named.length <= 4 ? named.join(', ') : `${named.slice(0, 3).join(', ')} and ${named.length - 3} more`;
         return `${priv} ${priv === 'ownership' ? 'of' : 'on'} ${list}`;
       });
       out.push(`${p}: role ${showName(mine[0].role)} on connection "${alias}": ${what.join('; ')}`);
