@@ -144,8 +144,9 @@ export const LEDGER_TABLES: LedgerTable[] = [
 /** The table SWITCH_DDL makes. */
 export const SWITCH_TABLES: LedgerTable[] = [{ table: 'switches', rights: ['SELECT', 'INSERT'] }];
 
-/** The ledger schema, when it exists. */
-export const LEDGER_SCHEMA_EXISTS = `SELECT 1 FROM pg_namespace WHERE nspname = '${LEDGER_SCHEMA}'`;
+/** $1 a schema, when it exists. */
+export const SCHEMA_EXISTS = `SELECT 1 FROM pg_namespace WHERE nspname = $1`;
+export const CREATE_LEDGER_SCHEMA = 'CREATE SCHEMA backfill';
 
 /**
  * Concurrent workers may create the ledger at once: serialise on an advisory lock. The schema is
@@ -157,7 +158,7 @@ export async function ensureSchema(c: pg.ClientBase, ddl: string): Promise<void>
   await c.query('BEGIN');
   try {
     await c.query(LEDGER_LOCK);
-    if ((await c.query(LEDGER_SCHEMA_EXISTS)).rows.length === 0) await c.query(`CREATE SCHEMA ${LEDGER_SCHEMA}`);
+    if ((await c.query(SCHEMA_EXISTS, [LEDGER_SCHEMA])).rows.length === 0) await c.query(CREATE_LEDGER_SCHEMA);
     await c.query(ddl);
     await c.query('COMMIT');
   } catch (e) {
