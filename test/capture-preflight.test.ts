@@ -19,7 +19,7 @@ before(async () => {
     await db.query('src', 'CREATE TABLE public.items (id bigint PRIMARY KEY, v text)');
     await db.query('src', 'CREATE TABLE public.nopk (id bigint NOT NULL, v text)');
     await db.query('src', 'CREATE UNIQUE INDEX nopk_id ON public.nopk (id)');
-    await db.query('src', `CREATE ROLE norepl LOGIN PASSWORD 'norepl'`);
+    await db.query('src', `CREATE ROLE norepl LOGIN PASSWORD 'norepl-pw'`);
     await db.query('src', 'CREATE TABLE public.theirs (id bigint PRIMARY KEY, v text)');
     await db.query('src', 'ALTER TABLE public.theirs OWNER TO norepl');
     await db.query('src', 'GRANT CREATE ON DATABASE src TO norepl');
@@ -85,10 +85,10 @@ test('capture preflight: an UNLOGGED table (its writes never reach the WAL) is r
 });
 
 test('capture preflight: a role without REPLICATION is refused, with the grant that fixes it', async () => {
-  const url = dbs.pg.url('src').replace(/\/\/postgres:[^@]*@/, '//norepl:norepl@');
+  const url = dbs.pg.url('src').replace(/\/\/postgres:[^@]*@/, '//norepl:norepl-pw@');
   const r = await backfill(['validate', specFile('no-replication', 'src', 'theirs')], env(url));
   assert.equal(r.code, 2, r.stdout + r.stderr);
-  assert.match(r.stderr, /the source role cannot open a replication connection: ALTER ROLE <role> WITH REPLICATION/);
+  assert.match(r.stderr, /capture: role norepl on connection "src" lacks the REPLICATION attribute \(change capture creates a replication slot and reads the write-ahead log through it\); fix: ALTER ROLE norepl WITH REPLICATION \(on Amazon RDS: GRANT rds_replication TO norepl\)/);
   await nothingCreated();
   // With the right, the same role passes (it owns the table and may create a publication).
   await dbs.pg.query('src', 'ALTER ROLE norepl WITH REPLICATION');

@@ -210,7 +210,7 @@ test('preflight: a missing table, column, unique key or privilege is named befor
 
   process.env.BACKFILL_DB_READER = `postgresql://reader:reader-pw@127.0.0.1:${pg.port}/src`;
   const m5 = await problems(specOf({ source: 'reader' }));
-  assert.match(m5, /tables\[0\]\.source: no SELECT privilege on public\.items/);
+  assert.match(m5, /tables\[0\]\.source: role reader on connection "reader" has no SELECT on public\.items \(every range reads these columns\); fix: GRANT SELECT ON public\.items TO reader/);
   assert.doesNotMatch(m5, /reader-pw/);
 
   const m6 = await problems(specOf({}, { chunk: { column: 'ref', size: 10 }, key: ['ref'] }));

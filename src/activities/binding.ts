@@ -3,13 +3,15 @@
 import type pg from 'pg';
 import { ApplicationFailure } from '@temporalio/common';
 import { DEFAULT_CHUNK_SIZE, chunkOf, type Chunking, type MigrationSpec, type TableSpec } from '../spec/schema';
-import { TABLE_REF_FORMS, parseSchemaPattern, parseTableRef, showTableName, showTableRef, type TableRef } from '../spec/names';
+import { TABLE_REF_FORMS, parseSchemaPattern, parseTableRef, showName, showTableName, showTableRef, type TableRef } from '../spec/names';
 import { poolFor } from '../db/pools';
-import { hasUniqueIndexOn, leafPartitions, missingPrivileges, naturalKey, resolveTable, tableSizing, type ColumnInfo, type TableInfo, type TableSizing } from '../db/catalog';
-import { columnProbeSql, hashedColumns, SERVER_VERSION_SQL, SEES_ALL_SESSIONS_SQL, duplicatesSql, hashAs, profileSql, quoteIdent, sourceSelect, type BoundTable } from '../db/sql';
+import { hasUniqueIndexOn, leafPartitions, naturalKey, otherSchemaWith, resolveTable, roleRights, tableSizing, type ColumnInfo, type TableInfo, type TableSizing } from '../db/catalog';
+import { columnProbeSql, hashedColumns, SERVER_VERSION_SQL, duplicatesSql, hashAs, profileSql, quoteIdent, sourceSelect, type BoundTable } from '../db/sql';
+import { LEDGER_SCHEMA } from '../db/ledger';
 import { guarded } from '../db/errors';
 import { expressionProblems } from './policy';
 import { captureProblems } from './capture-preflight';
+import { migrationRights, refusals, tableRights, type PrivilegeReport, type Right, type TableSides } from './privileges';
 import { columnChanges, columnPlanText, describeColumn, type ColumnPlanEntry } from '../report/columns';
 
 export interface Binding extends BoundTable {
@@ -43,6 +45,9 @@ export interface Binding extends BoundTable {
   tolerance: Record<string, number>;
 }
 
+/** SQLSTATE 42501: the role lacks a privilege. */
+const INSUFFICIENT_PRIVILEGE = '42501';
+
 const INTEGER_TYPES = new Set(['int2', 'int4', 'int8']);
 const TIME_TYPES = new Set(['timestamptz', 'timestamp']);
 const FLOAT_TYPES = new Set(['float4', 'float8']);
@@ -55,8 +60,13 @@ export interface BindInput {
   tableIndex: number;
   /** a dry run (`backfill validate`): evaluate every cast and transform over all the source's rows */
   probeValues?: boolean;
-  /** the catalog alone (names, columns, types, partitions, privileges): nothing that reads the table's rows */
+  /** the catalog alone (names, columns, types, partitions): nothing that reads the table's rows */
   catalogOnly?: boolean;
+  /**
+   * Preflight: the privileges the table needs of each role, asked once it is bound; what it returns
+   * refuses the table before anything reads its rows (which would fail on the missing privilege).
+   */
+  privileges?: (b: Binding, sides: TableSides) => Promise<string[]>;
 }
 
 /**
@@ -99,6 +109,10 @@ export async function checkTable(input: BindInput): Promise<{ binding?: Binding;
     if (!s) problems.push(`${at}.source: table "${showTableRef(sourceRef)}" not found on connection "${sourceAlias}"`);
     if (!d) problems.push(`${at}.target: table "${showTableRef(targetRef)}" not found on connection "${targetAlias}"`);
     if (!s || !d) return { problems };
+    // A name without a schema found in our own ledger schema (a role named backfill has "$user" = backfill).
+    for (const [side, name, info, c, alias] of [['source', sourceName, s, src, sourceAlias], ['target', targetName, d, tgt, targetAlias]] as const)
+      if (!name.schema && info.schema === LEDGER_SCHEMA) problems.push(await inLedgerSchema(`${at}.${side}`, info, c, alias));
+    if (problems.length) return { problems };
     const sName = showTableName(s.schema, s.name);
     const dName = showTableName(d.schema, d.name);
     // No key in the spec: the source's primary key, else a unique index on NOT NULL columns.
@@ -153,9 +167,6 @@ export async function checkTable(input: BindInput): Promise<{ binding?: Binding;
       else if (!TIME_TYPES.has(c.typeName))
         problems.push(`${at}.delta.column: "${t.delta.column}" is ${c.type}; the change column must be a timestamptz or timestamp that every write sets (updated_at)`);
       if (!columns.includes(t.delta.column)) problems.push(`${at}.delta.column: "${t.delta.column}" is not a copied column`);
-      const sees = await src.query(SEES_ALL_SESSIONS_SQL);
-      if (!sees.rows[0]?.ok)
-        problems.push(`${at}.delta: the source role cannot see other sessions' transactions; grant it pg_read_all_stats (the watermark must never pass the oldest open writing transaction)`);
     }
     const checks = t.checks ?? {};
     for (const c of [...(checks.distribution ?? []), ...(checks.aggregates ?? []).map((a) => a.column)]) {
@@ -171,18 +182,16 @@ export async function checkTable(input: BindInput): Promise<{ binding?: Binding;
       };
       // A probe that cannot finish (a timeout, a lock) proves nothing: say so, never assume unique.
       const dup = await src.query(duplicatesSql(probe, 'source', undefined, 5)).catch((e: Error) => e);
-      if (dup instanceof Error)
+      // A role that may not read the key: the privilege check names it (and a range would fail on it).
+      const denied = dup instanceof Error && (dup as { code?: string }).code === INSUFFICIENT_PRIVILEGE;
+      if (dup instanceof Error && !denied)
         problems.push(
           `${at}.key: (${key.join(', ')}) has no unique index in the source, and checking it for duplicates failed: ${dup.message}; ` +
             'add a unique index on the key, or let the check finish (BACKFILL_STATEMENT_TIMEOUT, BACKFILL_LOCK_TIMEOUT)',
         );
-      else if (dup.rows.length)
+      else if (!(dup instanceof Error) && dup.rows.length)
         problems.push(`${at}.key: (${key.join(', ')}) is not unique in the source: ${dup.rows[0].keys} key(s) repeat, e.g. ${dup.rows.map((r) => r.key).join(', ')}`);
     }
-    problems.push(
-      ...(await missingPrivileges(src, s.oid, ['SELECT'])).map((p) => `${at}.source: no ${p} privilege on ${sName}`),
-      ...(await missingPrivileges(tgt, d.oid, ['SELECT', 'INSERT', 'DELETE'])).map((p) => `${at}.target: no ${p} privilege on ${dName}`),
-    );
     if (problems.length) return { problems };
 
     const binding = bind(s, d, columns, t, key, chunk, rangeNames, transform);
@@ -196,6 +205,10 @@ export async function checkTable(input: BindInput): Promise<{ binding?: Binding;
     binding.partitions = { source: await leafPartitions(src, s.oid), target: await leafPartitions(tgt, d.oid) };
     binding.sourceKeyUnique = sourceKeyUnique;
     binding.targetKeyUnique = await hasUniqueIndexOn(tgt, d.oid, key);
+    if (input.privileges) {
+      const missing = await input.privileges(binding, { src, tgt, s, d });
+      if (missing.length) return { problems: missing };
+    }
     if (input.catalogOnly) return { binding, problems };
     if (chunkOf(t, key).kind === 'auto') binding.sizing = await tableSizing(src, s.oid);
     // hash_record_extended arrived in PostgreSQL 14; both sides must hash the same way.
@@ -209,6 +222,23 @@ export async function checkTable(input: BindInput): Promise<{ binding?: Binding;
     src.release();
     tgt.release();
   }
+}
+
+/**
+ * A name without a schema that the search path found in the ledger schema: refused, with the
+ * schema-qualified name to use. (A role named like the schema has "$user" resolve to it first.)
+ */
+async function inLedgerSchema(at: string, t: TableInfo, c: pg.ClientBase, alias: string): Promise<string> {
+  const r = await roleRights(c);
+  const elsewhere = await otherSchemaWith(c, t.name, LEDGER_SCHEMA);
+  const user = r.role === LEDGER_SCHEMA && r.searchPath.includes('$user') ? `; the role is named ${LEDGER_SCHEMA}, so "$user" there is that schema` : '';
+  const fix = elsewhere
+    ? `name the table with its schema: ${showTableName(elsewhere, t.name)}`
+    : `move the table out of it (ALTER TABLE ${showTableName(t.schema, t.name)} SET SCHEMA <schema>) and name it with that schema`;
+  return (
+    `${at}: "${t.name}" names no schema, and the search path of role ${showName(r.role)} on connection "${alias}" (${r.searchPath}${user}) ` +
+    `finds it in schema ${LEDGER_SCHEMA}, where this tool keeps its own ledger; ${fix}`
+  );
 }
 
 /**
@@ -345,7 +375,10 @@ async function checkStatements(src: pg.ClientBase, tgt: pg.ClientBase, b: Bindin
     await probe(src, sourceSelect(b));
     await probe(src, profileSql(b, 'source'));
   } catch (e) {
-    out.push(`${at}.where, .transform or column types: the source query is not valid: ${(e as Error).message}`);
+    // The columns the copy reads were checked already: what is denied here is what a where or transform reads.
+    if ((e as { code?: string }).code === INSUFFICIENT_PRIVILEGE)
+      out.push(`${at}.where or .transform: the source role may not run the source query: ${(e as Error).message} (a column, table or function the expression reads; grant it, or leave it out of the expression)`);
+    else out.push(`${at}.where, .transform or column types: the source query is not valid: ${(e as Error).message}`);
   }
   try {
     await probe(tgt, profileSql(b, 'target'));
@@ -386,27 +419,39 @@ function unbound(problems: string[]): ApplicationFailure {
 }
 
 /**
- * Checks every table of the spec once, against the databases as they are now, and keeps the
- * bindings for the activities that follow in this worker. Throws one non-retryable failure that
- * lists every problem found.
+ * Checks every table of the spec once, against the databases as they are now, with every privilege
+ * each role needs, and keeps the bindings for the activities that follow in this worker. Throws one
+ * non-retryable failure that lists every problem found. `privileges` receives what the privilege
+ * check asked and what it could not (validate prints it).
  */
-export async function preflight(
-  spec: Pick<MigrationSpec, 'source' | 'target' | 'tables'> & Partial<Pick<MigrationSpec, 'name' | 'capture'>>,
-  o: { probeValues?: boolean } = {},
-): Promise<Binding[]> {
+export async function preflight(spec: MigrationSpec, o: { probeValues?: boolean; privileges?: (r: PrivilegeReport) => void } = {}): Promise<Binding[]> {
   const problems: string[] = [];
   const bindings: Binding[] = [];
+  // Tables whose roles lack a right are bound all the same, for the migration's own rights.
+  const bound: Binding[] = [];
+  const rights: Right[] = [];
   for (const [i, table] of spec.tables.entries()) {
+    const privileges = async (b: Binding, sides: TableSides) => {
+      bound.push(b);
+      const found = await tableRights(spec, i, b, sides);
+      rights.push(...found);
+      return refusals(found);
+    };
     const r = await guarded(`checking tables[${i}]`, () =>
-      checkTable({ sourceAlias: spec.source, targetAlias: spec.target, table, tableIndex: i, probeValues: o.probeValues }),
+      checkTable({ sourceAlias: spec.source, targetAlias: spec.target, table, tableIndex: i, probeValues: o.probeValues, privileges }),
     );
     problems.push(...r.problems);
     if (r.binding) bindings.push(r.binding);
   }
-  // Change capture: the server, the role and every table, before anything is created.
-  if (problems.length === 0 && spec.capture !== undefined && spec.name !== undefined)
-    problems.push(...(await guarded('checking change capture', () => captureProblems({ name: spec.name!, source: spec.source, capture: spec.capture }, bindings))));
-  if (problems.length) throw unbound(problems);
+  // The ledger, change capture's role, the switch's record, the foreign keys: for every table that bound.
+  const report = await guarded('checking privileges', () => migrationRights(spec, bound));
+  report.rights.unshift(...rights);
+  problems.push(...refusals(report.rights).filter((p) => !problems.includes(p)));
+  o.privileges?.(report);
+  // Change capture: the server and every table, before anything is created.
+  if (problems.length === 0 && spec.capture !== undefined)
+    problems.push(...(await guarded('checking change capture', () => captureProblems({ name: spec.name, source: spec.source, capture: spec.capture }, bindings))));
+  if (problems.length) throw unbound([...new Set(problems)]);
   spec.tables.forEach((table, i) => cache.set(cacheId(spec, table), Promise.resolve(bindings[i])));
   return bindings;
 }

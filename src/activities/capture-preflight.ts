@@ -1,5 +1,6 @@
-// What logical change capture needs of the source, checked before anything is created there: each
-// missing piece named, with how to fix it.
+// What logical change capture needs of the source server and tables, checked before anything is
+// created there: each missing piece named, with how to fix it. (What it needs of the role, REPLICATION
+// and the rights a publication takes, is checked with every other privilege: privileges.ts.)
 import { captureOf, type MigrationSpec } from '../spec/schema';
 import { poolFor } from '../db/pools';
 import type pg from 'pg';
@@ -20,10 +21,7 @@ export async function captureProblems(spec: Spec, bindings: Binding[]): Promise<
   const out: string[] = [];
   const s = (await src.query(CAPTURE_SERVER_SQL)).rows[0] as {
     wal_level: string; version: string; max_slots: number; slots_used: number; max_senders: number; senders_used: number; keep_size: string;
-    superuser: string; replication: string; rds_replication: string; can_create: string;
   };
-  // Every value reads as text in our sessions: booleans are 't' or 'f'.
-  const superuser = s.superuser === 't';
   const at = 'capture';
   // The stream's `messages` option (our fences) arrived in PostgreSQL 14.
   if (Number(s.version) < 140000) out.push(`${at}: the source runs PostgreSQL ${Math.floor(Number(s.version) / 10000)}; logical capture needs PostgreSQL 14 or later (use delta, a change column, there)`);
@@ -36,18 +34,11 @@ export async function captureProblems(spec: Spec, bindings: Binding[]): Promise<
     out.push(`${at}: the source has ${s.max_slots - s.slots_used} free replication slot(s) of max_replication_slots=${s.max_slots}; capture needs ${slotsNeeded} (raise max_replication_slots and restart, or drop unused slots: SELECT slot_name, active FROM pg_replication_slots)`);
   if (s.max_senders - s.senders_used < 2)
     out.push(`${at}: the source has ${s.max_senders - s.senders_used} free WAL sender(s) of max_wal_senders=${s.max_senders}; capture needs 2 (the stream, and a snapshot while it runs): raise max_wal_senders and restart`);
-  if (!superuser && s.replication !== 't' && s.rds_replication !== 't')
-    out.push(`${at}: the source role cannot open a replication connection: ALTER ROLE <role> WITH REPLICATION (on Amazon RDS: GRANT rds_replication TO <role>)`);
-  if (!cap.managed.publication) {
-    const pub = (await src.query(PUBLICATION_SQL, [cap.publication])).rows[0];
-    if (!pub && s.can_create !== 't' && !superuser) out.push(`${at}: the source role may not create the publication ${cap.publication}: GRANT CREATE ON DATABASE <db> TO <role>, or create it yourself and name it in capture.publication`);
-  }
   const tables = (await src.query(CAPTURE_TABLES_SQL, [bindings.map((b) => b.sourceRel.oid)])).rows as {
     oid: string;
     identity: string;
     kind: string;
     has_pk: string;
-    owned: string;
     unlogged: string;
   }[];
   if (cap.managed.publication) out.push(...(await publicationProblems(src, cap.publication, bindings, tables)));
@@ -60,8 +51,6 @@ export async function captureProblems(spec: Spec, bindings: Binding[]): Promise<
     const unlogged = JSON.parse(t.unlogged) as string[];
     if (unlogged.length)
       out.push(`tables[${i}].source: ${unlogged.join(', ')} is UNLOGGED: its writes never reach the write-ahead log, so change capture cannot see them: ALTER TABLE ... SET LOGGED, or migrate it without capture`);
-    if (!cap.managed.publication && t.owned !== 't' && !superuser)
-      out.push(`tables[${i}].source: the source role does not own ${b.sourceName}, which a publication needs: run as its owner, or create the publication yourself and name it in capture.publication`);
   }
   return out;
 }

@@ -1,9 +1,10 @@
 // Change capture's bookkeeping on the target, in schema "backfill": where each migration's apply
 // stands, a log of every applied source transaction, and the keys each one touched. All three are
 // written in the same target transaction as the rows they describe, so they never disagree.
+import type { LedgerTable } from '../db/ledger';
 
+/** Run by ensureSchema (db/ledger.ts), which creates the schema when it is missing. */
 export const CAPTURE_DDL = `
-CREATE SCHEMA IF NOT EXISTS backfill;
 CREATE TABLE IF NOT EXISTS backfill.capture_applied (
   migration text PRIMARY KEY,
   commit_lsn pg_lsn NOT NULL,
@@ -31,6 +32,13 @@ CREATE TABLE IF NOT EXISTS backfill.capture_keys (
   commit_lsn pg_lsn NOT NULL
 );
 CREATE INDEX IF NOT EXISTS capture_keys_position ON backfill.capture_keys (migration, commit_lsn);`;
+
+/** The tables CAPTURE_DDL makes on the target, and what the apply does to each (see LedgerTable). */
+export const CAPTURE_TABLES: LedgerTable[] = [
+  { table: 'capture_applied', rights: ['SELECT', 'INSERT', 'UPDATE'] },
+  { table: 'capture_log', own: true },
+  { table: 'capture_keys', own: true },
+];
 
 /** The row every later statement locks; 0/0: nothing applied yet. */
 export const ENSURE_APPLIED_ROW = `

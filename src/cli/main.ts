@@ -12,7 +12,7 @@ import {
 } from '@temporalio/client';
 import { BadInput, loadSpecFile } from '../spec/load';
 import { aliasIsConfigured, envNameForAlias } from '../spec/aliases';
-import { controlAlias, type MigrationSpec } from '../spec/schema';
+import { controlAlias, type MigrationSpec, type TableSpec } from '../spec/schema';
 import { redact } from '../db/redact';
 import { temporalTarget } from '../client';
 import { approvalSummary, renderMarkdown, renderProgress } from '../report/render';
@@ -40,6 +40,8 @@ import { constraintsToSetAside, estimatePlan, preflight, type PlanEstimate } fro
 import type { ForeignKey } from '../db/catalog';
 import type { Binding } from '../activities/binding';
 import { describeColumn, summariseColumns } from '../report/columns';
+import { checkedLines, checkedRoles, type PrivilegeReport } from '../activities/privileges';
+import { parseTableRef, showName, type TableRef } from '../spec/names';
 import { expandTables } from '../activities/expand';
 import { enforcePolicy } from '../activities/policy';
 import { closePools, poolFor } from '../db/pools';
@@ -183,6 +185,15 @@ const act =
     exitCode = await fn(...a);
   };
 
+/** The names of a table entry that had no schema, found through the search path: said next to what they resolved to. */
+function searchPathNote(t: TableSpec): string {
+  const bare = [t.source, t.target].flatMap((r) => {
+    const n = parseTableRef(r as TableRef);
+    return n && !n.schema ? [showName(n.table.name)] : [];
+  });
+  return bare.length ? ` (${bare.join(' and ')} found through the search path)` : '';
+}
+
 const megabytes = (b: number) => `${(b / 1024 / 1024).toFixed(1)} MB`;
 
 export function buildProgram(): Command {
@@ -209,12 +220,15 @@ export function buildProgram(): Command {
       let plans: PlanEstimate[];
       let fks: ForeignKey[];
       let bindings: Binding[];
+      let privileges: PrivilegeReport | undefined;
+      let tables: TableSpec[];
       try {
         // This shell's worker policy (BACKFILL_POLICY…), if any: the worker applies its own.
         enforcePolicy(spec);
         // Schema patterns stand for the tables they select: each is checked on its own.
-        const expanded = { ...spec, tables: await expandTables(spec) };
-        bindings = await preflight(expanded, { probeValues: true });
+        tables = await expandTables(spec);
+        const expanded = { ...spec, tables };
+        bindings = await preflight(expanded, { probeValues: true, privileges: (r) => (privileges = r) });
         plans = await estimatePlan(expanded, bindings);
         fks = spec.mode === 'copy' ? await constraintsToSetAside(expanded, bindings) : [];
       } catch (e) {
@@ -223,6 +237,16 @@ export function buildProgram(): Command {
         await closePools();
       }
       console.log('the databases match the spec: tables, columns, key, privileges and the source query all check out');
+      console.log('the tables, as the databases resolve their names:');
+      for (const [i, b] of bindings.entries()) console.log(`  ${b.sourceName} → ${b.targetName}${searchPathNote(tables[i])}`);
+      if (privileges) {
+        console.log(`privileges: checked for ${checkedRoles(privileges)}; each right the migration uses, asked of the server:`);
+        for (const l of checkedLines(privileges)) console.log(`  ${l}`);
+        if (privileges.unchecked.length) {
+          console.log('not checked:');
+          for (const u of privileges.unchecked) console.log(`  ${u}`);
+        }
+      }
       console.log('the columns (every source column copied or left out by name; every cast and transform evaluated over all the source\'s rows):');
       for (const b of bindings) {
         console.log(`  ${b.sourceName} -> ${b.targetName}: ${summariseColumns(b.columnPlan)}`);

@@ -229,11 +229,193 @@ export async function hasUniqueIndexOn(c: pg.ClientBase, oid: string, cols: stri
   return r.rows.some((row) => textArray(row.cols).join('\0') === want);
 }
 
-export async function missingPrivileges(c: pg.ClientBase, oid: string, privs: string[]): Promise<string[]> {
-  const out: string[] = [];
-  for (const p of privs) {
-    const r = await c.query('SELECT has_table_privilege($1::oid, $2::text) AS ok', [oid, p]);
-    if (!toBool(r.rows[0].ok)) out.push(p);
+// ---- privileges: what the session's role may do, asked of the server (has_*_privilege), never guessed ----
+
+/** The session's role, its database, the role's attributes and its rights on the database. */
+const ROLE_RIGHTS = `
+SELECT current_user AS role, current_database() AS db, r.rolsuper AS superuser, r.rolreplication AS replication,
+       r.rolbypassrls AS bypassrls, current_setting('search_path') AS search_path,
+       EXISTS (SELECT 1 FROM pg_roles m WHERE m.rolname = 'rds_replication' AND pg_has_role(current_user, m.oid, 'MEMBER')) AS rds_replication,
+       pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER') AS read_all_stats,
+       has_database_privilege(current_database(), 'CREATE') AS db_create,
+       has_database_privilege(current_database(), 'TEMPORARY') AS db_temporary
+  FROM pg_roles r WHERE r.rolname = current_user`;
+
+export interface RoleRights {
+  role: string;
+  db: string;
+  superuser: boolean;
+  /** REPLICATION, or Amazon RDS's rds_replication */
+  replication: boolean;
+  bypassrls: boolean;
+  searchPath: string;
+  readAllStats: boolean;
+  dbCreate: boolean;
+  dbTemporary: boolean;
+}
+
+export async function roleRights(c: pg.ClientBase | pg.Pool): Promise<RoleRights> {
+  const r = (await c.query(ROLE_RIGHTS)).rows[0];
+  return {
+    role: String(r.role),
+    db: String(r.db),
+    superuser: toBool(r.superuser),
+    replication: toBool(r.replication) || toBool(r.rds_replication),
+    bypassrls: toBool(r.bypassrls),
+    searchPath: String(r.search_path),
+    readAllStats: toBool(r.read_all_stats),
+    dbCreate: toBool(r.db_create),
+    dbTemporary: toBool(r.db_temporary),
+  };
+}
+
+const SCHEMA_RIGHTS = `
+SELECT has_schema_privilege(n.oid, 'USAGE') AS usage, has_schema_privilege(n.oid, 'CREATE') AS "create", pg_get_userbyid(n.nspowner) AS owner
+  FROM pg_namespace n WHERE n.nspname = $1`;
+
+/** The role's USAGE and CREATE on schema `name`, or undefined when there is no such schema. */
+export async function schemaRights(c: pg.ClientBase | pg.Pool, name: string): Promise<{ usage: boolean; create: boolean; owner: string } | undefined> {
+  const r = (await c.query(SCHEMA_RIGHTS, [name])).rows[0];
+  return r ? { usage: toBool(r.usage), create: toBool(r.create), owner: String(r.owner) } : undefined;
+}
+
+/** $1 a relation's oid, $2 privileges: those the role lacks on it, as a whole. */
+const MISSING_TABLE_RIGHTS = `SELECT p AS privilege FROM unnest($2::text[]) WITH ORDINALITY AS x(p, i) WHERE NOT has_table_privilege($1::oid, p) ORDER BY i`;
+
+export async function missingTableRights(c: pg.ClientBase | pg.Pool, oid: string, privileges: string[]): Promise<string[]> {
+  if (privileges.length === 0) return [];
+  return (await c.query(MISSING_TABLE_RIGHTS, [oid, privileges])).rows.map((r) => String(r.privilege));
+}
+
+/** $1 a table's oid, $2 columns, $3 privileges: each (privilege, column) the role lacks (its table's grant counts). */
+const MISSING_COLUMN_RIGHTS = `
+SELECT p AS privilege, c AS column FROM unnest($3::text[]) WITH ORDINALITY AS x(p, i) CROSS JOIN unnest($2::text[]) WITH ORDINALITY AS y(c, j)
+ WHERE NOT has_column_privilege($1::oid, c, p) ORDER BY i, j`;
+
+/** Per privilege, the columns the role may not use so (a privilege it has on all of them is left out). */
+export async function missingColumnRights(c: pg.ClientBase | pg.Pool, oid: string, columns: string[], privileges: string[]): Promise<Map<string, string[]>> {
+  const out = new Map<string, string[]>();
+  if (columns.length === 0 || privileges.length === 0) return out;
+  for (const r of (await c.query(MISSING_COLUMN_RIGHTS, [oid, columns, privileges])).rows) {
+    const p = String(r.privilege);
+    out.set(p, [...(out.get(p) ?? []), String(r.column)]);
   }
   return out;
+}
+
+const RELATION_OWNER = `
+SELECT pg_get_userbyid(c.relowner) AS owner, pg_has_role(c.relowner, 'USAGE') AS owns, row_security_active(c.oid) AS rls
+  FROM pg_class c WHERE c.oid = $1::oid`;
+
+/**
+ * A relation's owner, whether the role may act as it (ALTER needs that), and whether row-level
+ * security filters what the role sees of it (rows hidden from it would be neither copied nor compared).
+ */
+export async function relationOwner(c: pg.ClientBase | pg.Pool, oid: string): Promise<{ owner: string; owns: boolean; rls: boolean }> {
+  const r = (await c.query(RELATION_OWNER, [oid])).rows[0];
+  return { owner: String(r.owner), owns: toBool(r.owns), rls: toBool(r.rls) };
+}
+
+/** $1 a schema, $2 table names: those that exist there, by name. */
+const SCHEMA_RELATIONS = `
+SELECT c.relname AS name, c.oid::text AS oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = ANY ($2::text[])`;
+
+export async function relationsIn(c: pg.ClientBase | pg.Pool, schema: string, names: string[]): Promise<Map<string, string>> {
+  return new Map((await c.query(SCHEMA_RELATIONS, [schema, names])).rows.map((r) => [String(r.name), String(r.oid)]));
+}
+
+/**
+ * $1 a table's oid, $2 column names: the serial or identity sequence of each (as pg_get_serial_sequence
+ * finds it, by its dependency), by oid so no schema lookup can fail, with the role's rights on it.
+ */
+const SEQUENCE_RIGHTS = `
+SELECT a.attname AS column, n.nspname AS schema, s.relname AS name,
+       has_sequence_privilege(s.oid, 'UPDATE') AS "update",
+       has_sequence_privilege(s.oid, 'SELECT') OR has_sequence_privilege(s.oid, 'USAGE') AS read,
+       has_sequence_privilege(s.oid, 'USAGE') AS usage,
+       has_schema_privilege(s.relnamespace, 'USAGE') AS schema_usage
+  FROM pg_depend d
+  JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+  JOIN pg_namespace n ON n.oid = s.relnamespace
+  JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+ WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
+   AND d.refobjid = $1::oid AND a.attname = ANY ($2::text[])
+ ORDER BY array_position($2::text[], a.attname::text)`;
+
+export interface SequenceRights {
+  column: string;
+  schema: string;
+  name: string;
+  /** setval */
+  update: boolean;
+  /** pg_sequence_last_value: SELECT or USAGE */
+  read: boolean;
+  /** nextval: USAGE (or UPDATE) */
+  usage: boolean;
+  schemaUsage: boolean;
+}
+
+export async function sequenceRights(c: pg.ClientBase | pg.Pool, oid: string, columns: string[]): Promise<SequenceRights[]> {
+  return (await c.query(SEQUENCE_RIGHTS, [oid, columns])).rows.map((r) => ({
+    column: String(r.column),
+    schema: String(r.schema),
+    name: String(r.name),
+    update: toBool(r.update),
+    read: toBool(r.read),
+    usage: toBool(r.usage),
+    schemaUsage: toBool(r.schema_usage),
+  }));
+}
+
+/** $1 tables (quoted names): every foreign key owned by or referencing one, and what the role may do to set it aside and re-create it. */
+const FOREIGN_KEY_RIGHTS = `
+SELECT con.conname AS name, os.nspname AS owner_schema, oc.relname AS owner_table, pg_get_userbyid(oc.relowner) AS owner_role,
+       pg_has_role(oc.relowner, 'USAGE') AS owns, rs.nspname AS ref_schema, rc.relname AS ref_table,
+       coalesce((SELECT json_agg(a.attname ORDER BY k.i) FROM unnest(con.confkey) WITH ORDINALITY AS k(attnum, i)
+                   JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum
+                  WHERE NOT has_column_privilege(con.confrelid, k.attnum, 'REFERENCES')), '[]')::text AS no_references
+  FROM pg_constraint con
+  JOIN pg_class oc ON oc.oid = con.conrelid JOIN pg_namespace os ON os.oid = oc.relnamespace
+  JOIN pg_class rc ON rc.oid = con.confrelid JOIN pg_namespace rs ON rs.oid = rc.relnamespace
+ WHERE con.contype = 'f' AND (con.conrelid = ANY ($1::regclass[]) OR con.confrelid = ANY ($1::regclass[]))
+ ORDER BY 2, 3, 1`;
+
+export interface ForeignKeyRights {
+  name: string;
+  owner: { schema: string; table: string; role: string };
+  owns: boolean;
+  referenced: { schema: string; table: string };
+  /** referenced columns without the REFERENCES privilege */
+  noReferences: string[];
+}
+
+export async function foreignKeyRights(c: pg.ClientBase | pg.Pool, tables: string[]): Promise<ForeignKeyRights[]> {
+  return (await c.query(FOREIGN_KEY_RIGHTS, [tables])).rows.map((r) => ({
+    name: String(r.name),
+    owner: { schema: String(r.owner_schema), table: String(r.owner_table), role: String(r.owner_role) },
+    owns: toBool(r.owns),
+    referenced: { schema: String(r.ref_schema), table: String(r.ref_table) },
+    noReferences: JSON.parse(String(r.no_references)) as string[],
+  }));
+}
+
+const PUBLICATION_OWNER = `SELECT pg_get_userbyid(p.pubowner) AS owner, pg_has_role(p.pubowner, 'USAGE') AS owns FROM pg_publication p WHERE p.pubname = $1`;
+
+/** A publication's owner and whether the role may act as it (ALTER and DROP PUBLICATION), or undefined when there is none. */
+export async function publicationOwner(c: pg.ClientBase | pg.Pool, name: string): Promise<{ owner: string; owns: boolean } | undefined> {
+  const r = (await c.query(PUBLICATION_OWNER, [name])).rows[0];
+  return r ? { owner: String(r.owner), owns: toBool(r.owns) } : undefined;
+}
+
+/** $1 a table name, $2 a schema to leave out: the schemas of the search path that have a table of that name, in its order. */
+const OTHER_SCHEMAS_WITH = `
+SELECT n.nspname AS schema FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p') AND c.relname = $1 AND n.nspname <> $2
+ ORDER BY array_position(current_schemas(false), n.nspname::text) NULLS LAST, n.nspname
+ LIMIT 1`;
+
+/** Another schema with a table of this name (on the search path first), if any. */
+export async function otherSchemaWith(c: pg.ClientBase | pg.Pool, table: string, except: string): Promise<string | undefined> {
+  const r = (await c.query(OTHER_SCHEMAS_WITH, [table, except])).rows[0];
+  return r ? String(r.schema) : undefined;
 }

@@ -2,8 +2,11 @@
 // audit. It outlives Temporal's retention and makes reruns idempotent.
 import type pg from 'pg';
 
+/** The schema of the ledger (and of change capture's bookkeeping on the target, and of the switch's record). */
+export const LEDGER_SCHEMA = 'backfill';
+
+/** Run by ensureSchema after the schema exists (created when missing, by the role that runs it). */
 export const LEDGER_DDL = `
-CREATE SCHEMA IF NOT EXISTS backfill;
 CREATE TABLE IF NOT EXISTS backfill.ranges (
   migration text NOT NULL,
   table_index int NOT NULL,
@@ -102,7 +105,6 @@ CREATE TABLE IF NOT EXISTS backfill.audit (
 
 /** Lives on the switch connection's own database, so the switch and its record commit together. */
 export const SWITCH_DDL = `
-CREATE SCHEMA IF NOT EXISTS backfill;
 CREATE TABLE IF NOT EXISTS backfill.switches (
   migration text NOT NULL,
   execution text NOT NULL,
@@ -112,11 +114,51 @@ CREATE TABLE IF NOT EXISTS backfill.switches (
   PRIMARY KEY (migration, execution)
 );`;
 
-/** Concurrent workers may create the ledger at once: serialise on an advisory lock. */
+/**
+ * What each statement against a ledger table needs once the table exists (before, the role that
+ * creates it owns it): `own` where the DDL alters it (ADD COLUMN IF NOT EXISTS, CREATE INDEX IF
+ * NOT EXISTS: only its owner may, even when there is nothing to do), else the rights its
+ * statements use; `serial`: a column whose sequence an INSERT advances. `capture`: used only
+ * under change capture. `backfill validate` and planning check exactly these.
+ */
+export interface LedgerTable {
+  table: string;
+  own?: boolean;
+  rights?: ('SELECT' | 'INSERT' | 'UPDATE' | 'DELETE')[];
+  serial?: string;
+  capture?: boolean;
+}
+
+/** The tables LEDGER_DDL makes, and what the product does to each. */
+export const LEDGER_TABLES: LedgerTable[] = [
+  { table: 'ranges', own: true },
+  { table: 'capture_epochs', rights: ['SELECT', 'INSERT', 'UPDATE'], capture: true },
+  { table: 'tables', rights: ['SELECT', 'INSERT', 'UPDATE'] },
+  { table: 'reports', rights: ['SELECT', 'INSERT', 'UPDATE'] },
+  { table: 'boundaries', rights: ['SELECT', 'INSERT', 'DELETE'] },
+  { table: 'differences', own: true },
+  { table: 'constraints', rights: ['SELECT', 'INSERT', 'UPDATE'] },
+  { table: 'audit', rights: ['SELECT', 'INSERT'], serial: 'id' },
+];
+
+/** The table SWITCH_DDL makes. */
+export const SWITCH_TABLES: LedgerTable[] = [{ table: 'switches', rights: ['SELECT', 'INSERT'] }];
+
+/** $1 a schema, when it exists. */
+export const SCHEMA_EXISTS = `SELECT 1 FROM pg_namespace WHERE nspname = $1`;
+export const CREATE_LEDGER_SCHEMA = 'CREATE SCHEMA backfill';
+
+/**
+ * Concurrent workers may create the ledger at once: serialise on an advisory lock. The schema is
+ * created only when it is missing: `CREATE SCHEMA IF NOT EXISTS` needs CREATE on the database even
+ * when the schema is there, and a schema made for the role beforehand (`CREATE SCHEMA backfill
+ * AUTHORIZATION <role>`) must be enough.
+ */
 export async function ensureSchema(c: pg.ClientBase, ddl: string): Promise<void> {
   await c.query('BEGIN');
   try {
     await c.query(LEDGER_LOCK);
+    if ((await c.query(SCHEMA_EXISTS, [LEDGER_SCHEMA])).rows.length === 0) await c.query(CREATE_LEDGER_SCHEMA);
     await c.query(ddl);
     await c.query('COMMIT');
   } catch (e) {

@@ -237,10 +237,6 @@ export const OPEN_WRITERS_SQL = `
 SELECT count(*)::int AS n FROM pg_stat_activity
  WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() AND datname = current_database() AND xact_start < $1::timestamptz`;
 
-/** Can this session see other sessions' transactions (needed for the watermark rule)? */
-export const SEES_ALL_SESSIONS_SQL = `
-SELECT rolsuper OR pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER') AS ok FROM pg_roles WHERE rolname = current_user`;
-
 export const STAGE = 'backfill_stage';
 export const GONE = 'backfill_gone';
 
@@ -520,7 +516,7 @@ export function advanceSequenceSql(target: string, column: string): string {
 
 // ---- change capture (logical replication) ----
 
-/** What logical change capture needs of the source server and role, in one row (sessions read booleans as 't'/'f'). */
+/** What logical change capture needs of the source server, in one row. */
 export const CAPTURE_SERVER_SQL = `
 SELECT current_setting('wal_level') AS wal_level,
        current_setting('server_version_num')::int AS version,
@@ -528,17 +524,13 @@ SELECT current_setting('wal_level') AS wal_level,
        (SELECT count(*) FROM pg_replication_slots)::int AS slots_used,
        current_setting('max_wal_senders')::int AS max_senders,
        (SELECT count(*) FROM pg_stat_replication)::int AS senders_used,
-       current_setting('max_slot_wal_keep_size') AS keep_size,
-       r.rolsuper AS superuser, r.rolreplication AS replication,
-       EXISTS (SELECT 1 FROM pg_roles m WHERE m.rolname = 'rds_replication' AND pg_has_role(current_user, m.oid, 'MEMBER')) AS rds_replication,
-       has_database_privilege(current_database(), 'CREATE') AS can_create
-  FROM pg_roles r WHERE r.rolname = current_user`;
+       current_setting('max_slot_wal_keep_size') AS keep_size`;
 
-/** Per table (by oid, $1 text[]): its replica identity, whether it has a primary key, whether we own it. */
+/** Per table (by oid, $1 text[]): its replica identity, whether it has a primary key. */
 export const CAPTURE_TABLES_SQL = `
 SELECT c.oid::text AS oid, c.relreplident AS identity, c.relkind AS kind,
        EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary) AS has_pk,
-       pg_has_role(c.relowner, 'USAGE') AS owned, ${unloggedUnder('c.oid')} AS unlogged
+       ${unloggedUnder('c.oid')} AS unlogged
   FROM pg_class c WHERE c.oid = ANY ($1::text[]::oid[])`;
 
 export const PUBLICATION_SQL = `
