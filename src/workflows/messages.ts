@@ -2,6 +2,7 @@
 // and steer it. Names here are the public contract (README, "Temporal surface").
 import { defineQuery, defineSignal, defineUpdate, type Sinks } from '@temporalio/workflow';
 import type { AuditRecord, Report } from '../report/model';
+import type { ResumeSummary } from '../policy/resume';
 
 export const WORKFLOW_TYPE = 'backfillMigration';
 
@@ -68,6 +69,12 @@ export interface Progress {
   attention?: string;
   /** the last final check: rows in its window, and how long it took from the freeze to the verdict */
   finalWindow?: { rows: number; ms: number; watermark: string | null; proof?: string };
+  /**
+   * started again after an abort or failure of an earlier run of this name: per table, the ranges its
+   * ledger had verified (`reusable`), those verified again without a copy (`reused`), those that no
+   * longer verified and were copied again (`differed`), and every range this run copied (`copied`)
+   */
+  resume?: ResumeSummary;
   paused: boolean;
   concurrency: number;
   startedAt: string;

@@ -10,6 +10,7 @@ import { migrationKey, phaseKey } from './search-attributes';
 import type { Carried, FinalWindow, LiveState, RangeRef, TableState } from './types';
 import { currentDetails } from './details';
 import { showMetrics } from './metrics';
+import { resumeSummary, type ResumeState } from '../policy/resume';
 
 /** Below the 10,240-event warning with room for the completions of ranges still in flight. */
 export const HISTORY_BUDGET = 5000;
@@ -58,6 +59,8 @@ export class MigrationState {
   fatal?: unknown;
   /** the freeze action ran and no unfreeze or switch has followed: an abort must unfreeze */
   frozen = false;
+  /** started again after an earlier run of this name: what its ledger offered, and what was reused (resume.ts) */
+  resume?: ResumeState;
   private readonly runs: number;
 
   constructor(
@@ -134,6 +137,7 @@ export class MigrationState {
     this.paused = c.paused;
     this.rerunQueue.push(...c.rerunQueue);
     this.live = c.live;
+    this.resume = c.resume;
     return true;
   }
 
@@ -154,6 +158,7 @@ export class MigrationState {
       rerunQueue: this.rerunQueue,
       runs: this.runs + 1,
       ...(this.live ? { live: this.live } : {}),
+      ...(this.resume ? { resume: this.resume } : {}),
     };
   }
 
@@ -272,6 +277,7 @@ export class MigrationState {
       ...(this.live?.capture ? { capture: this.captureView() } : {}),
       ...(this.attention ? { attention: this.attention } : {}),
       ...(this.finalWindow ? { finalWindow: this.finalWindow } : {}),
+      ...(this.resume ? { resume: resumeSummary(this.resume, this.plans) } : {}),
       paused: this.paused,
       concurrency: this.concurrency,
       startedAt: this.startedAt,
