@@ -18,6 +18,8 @@ import { compareMeasured, measure, replaceAndMeasure } from './measure';
 import { failedChecks, type Checks, type SideProfile } from './compare';
 import { refusedCheck, type RangeResult, type Refusal } from '../policy/range-lifecycle';
 import { countAttempt, countCopied, secondsSince, type RangeMode, type Where } from './metrics';
+import { reusable } from './resume';
+import type { KeyRange } from '../db/sql';
 
 export type { RangeResult, SideEvidence } from '../policy/range-lifecycle';
 
@@ -33,6 +35,12 @@ export interface RangeInput {
   finalAttempt: boolean;
   /** change capture: the snapshot epoch the source is read at (its copy point) */
   epoch?: number;
+  /**
+   * copyRange, a resumed migration's first attempt at the range: where the ledger has it verified by
+   * the earlier run (src/policy/resume.ts), both sides are measured first and the copy happens only
+   * if they differ
+   */
+  reuse?: boolean;
 }
 
 /** The snapshot a range reads the source at, under change capture. */
@@ -134,7 +142,7 @@ export function refusalOf(e: unknown, b: Binding): Refusal | undefined {
 const NO_EVIDENCE = { count: '0', checksum: '0' };
 
 /** An attempt that threw (a lost connection, a dropped column) still counts, as an error. */
-async function counted(w: Where, mode: RangeMode, fn: () => Promise<RangeResult>): Promise<RangeResult> {
+async function counted<T>(w: Where, mode: RangeMode, fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (e) {
@@ -148,7 +156,45 @@ const whereOf = (input: RangeInput): Where => ({ migration: input.migration, tab
 /** Copy one range and verify it, in one target transaction and one source snapshot. */
 export async function copyRange(input: RangeInput): Promise<RangeResult> {
   const w = whereOf(input);
+  if (input.reuse) {
+    const look = await counted(w, 'verify', () => verifyReusable(input, w));
+    if (look?.reuse === 'reused') return look;
+    const copied = await counted(w, 'copy', () => copyRangeOnce(input, w));
+    return look ? { ...copied, reuse: 'differed' } : copied;
+  }
   return counted(w, 'copy', () => copyRangeOnce(input, w));
+}
+
+/**
+ * A resumed migration's range that the earlier run verified: both sides measured as they are now.
+ * Equal: verified again, nothing copied (reuse `reused`). Not equal: recorded as a mismatch, and
+ * the caller copies it (`differed`). Undefined: the ledger does not have it verified.
+ */
+async function verifyReusable(input: RangeInput, w: Where): Promise<RangeResult | undefined> {
+  const b = await plannedBinding(input.spec, input.table, input.tableIndex, input.plan);
+  return keepingLastError(input, b, (site) =>
+    guarded(`verifying ${b.sourceName} range ${input.rangeIndex}`, async () => {
+      const { range: r, lo, hi } = await resolveRange(b, input.plan, rangeAt(input));
+      Object.assign(site, { lo, hi });
+      if (!(await reusable(poolFor(controlAlias(input.spec), 'write'), input.migration, input.tableIndex, input.rangeIndex, lo, hi))) return undefined;
+      const { s, t, checks, verifySeconds } = await measureBoth(input, b, r);
+      // A range that differs is copied next, in this attempt: a mismatch, never the range's verdict.
+      const status = checks.ok ? 'verified' : 'mismatch';
+      await poolFor(controlAlias(input.spec), 'write').query(RECORD_RANGE, ledgerParams(input, b, lo, hi, status, s.profile, t.profile, checks, false));
+      countAttempt(w, 'verify', status, { verifySeconds, sourceRows: s.profile.count });
+      return { ...result(status, lo, hi, s.profile, t.profile, checks, 0), reuse: checks.ok ? 'reused' : 'differed' };
+    }),
+  );
+}
+
+/** Both sides of a range measured as they are now, at the same time, and compared. */
+async function measureBoth(input: RangeInput, b: Binding, r: KeyRange) {
+  const started = performance.now();
+  const [s, t] = await Promise.all([
+    atSnapshot(poolFor(input.spec.source, 'read'), snapshotRefOf(input), (c) => measure(c, b, 'source', r)),
+    measure(poolFor(input.spec.target, 'write'), b, 'target', r),
+  ]);
+  return { s, t, checks: compareMeasured(b, s, t), verifySeconds: secondsSince(started) };
 }
 
 async function copyRangeOnce(input: RangeInput, w: Where): Promise<RangeResult> {
@@ -206,13 +252,7 @@ export async function verifyRange(input: RangeInput): Promise<RangeResult> {
       guarded(`verifying ${b.sourceName} range ${input.rangeIndex}`, async () => {
         const { range: r, lo, hi } = await resolveRange(b, input.plan, rangeAt(input));
         Object.assign(site, { lo, hi });
-        const started = performance.now();
-        const [s, t] = await Promise.all([
-          atSnapshot(poolFor(input.spec.source, 'read'), snapshotRefOf(input), (c) => measure(c, b, 'source', r)),
-          measure(poolFor(input.spec.target, 'write'), b, 'target', r),
-        ]);
-        const verifySeconds = secondsSince(started);
-        const checks = compareMeasured(b, s, t);
+        const { s, t, checks, verifySeconds } = await measureBoth(input, b, r);
         const status = statusOf(input, checks);
         await poolFor(controlAlias(input.spec), 'write').query(RECORD_RANGE, ledgerParams(input, b, lo, hi, status, s.profile, t.profile, checks, false));
         countAttempt(w, 'verify', status, { verifySeconds, sourceRows: s.profile.count });

@@ -6,7 +6,7 @@ import { controlAlias, type MigrationSpec, type TableSpec } from '../spec/schema
 import { expandTables } from './expand';
 import { enforcePolicy } from './policy';
 import { poolFor, inTransaction } from '../db/pools';
-import { CLEAR_BOUNDARIES, CLEAR_STALE_RANGES, LEDGER_DDL, SAVE_BOUNDARIES, UPSERT_TABLE, ensureSchema } from '../db/ledger';
+import { CLEAR_BOUNDARIES, CLEAR_STALE_RANGES, CLEAR_TABLE_RANGES, LEDGER_DDL, SAVE_BOUNDARIES, SET_PLAN_HASH, UPSERT_TABLE, ensureSchema } from '../db/ledger';
 import { intervalBoundsSql, intervalPlanSql, rowBoundariesSql, sourceBoundsSql } from '../db/sql';
 import { guarded } from '../db/errors';
 import { preflight, type Binding } from './binding';
@@ -14,6 +14,8 @@ import { foreignKeys, tableSizing, type ForeignKey } from '../db/catalog';
 import { setAsideConstraints } from './constraints';
 import { ensurePublication } from './capture';
 import { rangeBytesFor, rowsPerRange, spanFor, type TablePlan } from './bounds';
+import { planHash, priorTable } from './resume';
+import { decideResume, type TableResume } from '../policy/resume';
 
 export type { TablePlan } from './bounds';
 export { preflight } from './binding';
@@ -109,10 +111,14 @@ export async function estimatePlan(spec: MigrationSpec, bindings: Binding[]): Pr
   return out;
 }
 
-/** What planning hands the workflow: a plan per table, and the tables (schema patterns expanded). */
+/**
+ * What planning hands the workflow: a plan per table, the tables (schema patterns expanded), and per
+ * table what an earlier run of the same name left in the ledger to reuse (src/policy/resume.ts).
+ */
 export interface PlannedMigration {
   plans: TablePlan[];
   tables: TableSpec[];
+  resume?: TableResume[];
 }
 
 export async function planMigration(input: { migration: string; spec: MigrationSpec }): Promise<PlannedMigration> {
@@ -132,8 +138,12 @@ export async function planMigration(input: { migration: string; spec: MigrationS
     await ensurePublication(spec, bindings);
     const fks = await setAsideConstraints(spec, migration, bindings.map((b) => b.target));
     const plans: TablePlan[] = [];
+    const resume: TableResume[] = [];
     for (const i of spec.tables.keys()) {
       const b = bindings[i];
+      const ctl = poolFor(controlAlias(spec), 'write');
+      // What an earlier run of this name left, before this plan is recorded over it.
+      const prior = await priorTable(ctl, migration, i);
       const touching = fks.filter((f) => f.owner === b.target || f.referenced === b.target).map((f) => f.name);
       const plan: TablePlan = {
         ...(await planTable(spec, migration, i, b)),
@@ -141,11 +151,16 @@ export async function planMigration(input: { migration: string; spec: MigrationS
         columns: b.columnPlan,
         partitions: b.partitions,
       };
-      const ctl = poolFor(controlAlias(spec), 'write');
+      const hash = await planHash(ctl, migration, i, spec, spec.tables[i], plan);
+      const reuse = decideResume(prior, hash, spec.mode);
+      // Another plan's ranges are not this one's (nor evidence a retry of planning could take for its own).
+      if (reuse.fresh === 'plan-changed') await ctl.query(CLEAR_TABLE_RANGES, [migration, i]);
       await ctl.query(UPSERT_TABLE, [migration, i, plan.source, plan.target, JSON.stringify(plan), null]);
+      await ctl.query(SET_PLAN_HASH, [migration, i, hash]);
       await ctl.query(CLEAR_STALE_RANGES, [migration, i, plan.rangeCount]);
       plans.push(plan);
+      resume.push(reuse);
     }
-    return { plans, tables: spec.tables };
+    return { plans, tables: spec.tables, resume };
   });
 }

@@ -65,6 +65,8 @@ export async function buildReport(input: {
   live?: boolean;
   /** change capture: the stream's state (its checkpoint is `delta.watermark`, which the digest covers) */
   capture?: Report['capture'];
+  /** started again after an earlier run: the ranges reused and copied (not evidence: the digest leaves it out) */
+  resume?: Report['resume'];
 }): Promise<Report> {
   return guarded('building the report', async () => {
     const ctl = poolFor(controlAlias(input.spec), 'write');
@@ -124,7 +126,12 @@ export async function buildReport(input: {
       constraints: await constraintStates(input.spec, input.migration),
     });
     // The audit so far travels with the evidence, so the report kept in the ledger shows it too.
-    const report: Report = { ...built, ...(input.capture ? { capture: input.capture } : {}), audit: await readAudit(ctl, input.migration) };
+    const report: Report = {
+      ...built,
+      ...(input.capture ? { capture: input.capture } : {}),
+      ...(input.resume ? { resume: input.resume } : {}),
+      audit: await readAudit(ctl, input.migration),
+    };
     await ctl.query(SAVE_REPORT, [input.migration, report.digest, report.verdict, JSON.stringify(report)]);
     return report;
   });

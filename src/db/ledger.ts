@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS backfill.tables (
   updated_at timestamptz NOT NULL DEFAULT now(),
   PRIMARY KEY (migration, table_index)
 );
+ALTER TABLE backfill.tables ADD COLUMN IF NOT EXISTS plan_hash text;
 CREATE TABLE IF NOT EXISTS backfill.reports (
   migration text NOT NULL,
   digest text NOT NULL,
@@ -212,6 +213,39 @@ ON CONFLICT (migration, table_index) DO UPDATE
    SET source_table = EXCLUDED.source_table, target_table = EXCLUDED.target_table,
        plan = coalesce(EXCLUDED.plan, backfill.tables.plan),
        totals = coalesce(EXCLUDED.totals, backfill.tables.totals), updated_at = now()`;
+
+// ---- starting a migration again (src/policy/resume.ts) ----
+
+/** Range rows recorded since the migration's last switch ($1): a completed migration's are not reused. */
+const SINCE_LAST_SWITCH = `r.updated_at > coalesce((SELECT max(at) FROM backfill.audit WHERE migration = $1 AND action = 'switch'), '-infinity')`;
+
+/** What an earlier run of this migration ($1) left of table $2: its plan hash, its ranges since the last switch, and whether it switched. */
+export const PRIOR_TABLE = `
+SELECT t.plan_hash,
+       (count(r.range_index))::int AS ranges,
+       (count(r.range_index) FILTER (WHERE r.status = 'verified'))::int AS verified,
+       EXISTS (SELECT 1 FROM backfill.audit WHERE migration = $1 AND action = 'switch') AS switched
+  FROM backfill.tables t
+  LEFT JOIN backfill.ranges r ON r.migration = t.migration AND r.table_index = t.table_index AND ${SINCE_LAST_SWITCH}
+ WHERE t.migration = $1 AND t.table_index = $2
+ GROUP BY t.plan_hash`;
+
+/** A row-count plan's boundaries, as one digest (they are part of its plan hash). */
+export const BOUNDARIES_DIGEST = `
+SELECT md5(coalesce(string_agg(lo::text, ',' ORDER BY range_index), '')) AS digest FROM backfill.boundaries WHERE migration = $1 AND table_index = $2`;
+
+/** A table's ranges and located keys, when its plan changed: they belong to the earlier plan. */
+export const CLEAR_TABLE_RANGES = `
+WITH d AS (DELETE FROM backfill.differences WHERE migration = $1 AND table_index = $2)
+DELETE FROM backfill.ranges WHERE migration = $1 AND table_index = $2`;
+
+export const SET_PLAN_HASH = `UPDATE backfill.tables SET plan_hash = $3 WHERE migration = $1 AND table_index = $2`;
+
+/** Range $3 of table $2 is verified in the ledger with these bounds ($4, $5), since the last switch. */
+export const REUSABLE_RANGE = `
+SELECT 1 FROM backfill.ranges r
+ WHERE r.migration = $1 AND r.table_index = $2 AND r.range_index = $3 AND r.status = 'verified' AND r.lo = $4 AND r.hi = $5
+   AND ${SINCE_LAST_SWITCH}`;
 
 export const CLEAR_STALE_RANGES = `
 DELETE FROM backfill.ranges WHERE migration = $1 AND table_index = $2 AND range_index >= $3`;

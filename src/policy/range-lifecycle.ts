@@ -3,6 +3,7 @@
 // workflow runs it with activities and workflow timers; the sweep runs it in-process with the same
 // functions called directly. Pure: the steps are passed in, so this module does no I/O itself.
 import type { Located } from '../activities/locate';
+import type { Reuse } from './resume';
 
 export interface SideEvidence {
   count: string;
@@ -33,6 +34,8 @@ export interface RangeResult {
   failed: string[];
   rowsCopied: number;
   refused?: Refusal;
+  /** a resumed migration's range the earlier run verified: verified again without a copy, or copied because it differed */
+  reuse?: Reuse;
 }
 
 /** A range that still differs after its attempts, with what locating found. */

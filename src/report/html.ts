@@ -7,7 +7,7 @@
 // reads (and prints) without the stylesheet's help.
 import { describeColumn, summariseColumns } from './columns';
 import { FAILED_STATUSES, auditTrail, endingOf, shellWord, verdictLine, type AuditRecord, type RangeReport, type Report, type TableReport } from './model';
-import { captureEvidence } from './render';
+import { captureEvidence, resumeEvidence } from './render';
 
 const ENTITIES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
 
@@ -439,6 +439,7 @@ export function renderHtml(r: Report, o: HtmlOptions = {}): string {
   if (r.capture) body.push(`<p>${esc(captureEvidence(r.capture))}</p>`);
   else if (r.delta.watermark !== null)
     body.push(`<p>Catch-up: watermark <code>${esc(r.delta.watermark)}</code>; ${fmt(r.delta.rowsApplied)} rows applied; ${fmt(r.delta.remaining)} in the last round.</p>`);
+  if (r.resume) body.push(`<p class="note">${esc(resumeEvidence(r.resume))}</p>`);
   if (r.tables.length > 1)
     body.push(`<nav><h2>Tables</h2><ol>${r.tables.map((t, i) => `<li><a href="#t${i}">${esc(t.source)} → ${esc(t.target)}</a>${t.rangeSummary.failed ? ` <span class="bad">(${plural(t.rangeSummary.failed, 'range')} not proven)</span>` : ''}</li>`).join('')}</ol></nav>`);
   body.push(...r.tables.map((t, i) => tableSection(i, t, r)), constraintsSection(r), auditSection(r, trail));

@@ -2,6 +2,7 @@
 // workflow, the activities and the CLI all build and read it the same way (the digest, which needs
 // a hash function, is in digest.ts).
 import type { FailedRange, Refusal } from '../policy/range-lifecycle';
+import type { ResumeSummary } from '../policy/resume';
 import { columnPlanText, type ColumnPlanEntry } from './columns';
 
 export interface SideTotals {
@@ -124,6 +125,8 @@ export interface Report {
   audit?: { entries: AuditRecord[]; total: number };
   /** how the migration ended when it did not complete: aborted or failed, and why (the report says so, never green) */
   ending?: Ending;
+  /** started again after an abort or failure of an earlier run of this name: the ranges reused and copied */
+  resume?: ResumeSummary;
 }
 
 /** A migration that stopped without switching: the abort (signal or Temporal's cancellation) or a failure. */

@@ -3,6 +3,7 @@ import { waitingLine } from '../policy/waits';
 import { auditTrail, endingOf, verdictLine, type Report, type TableReport } from './model';
 import { describeColumn, summariseColumns } from './columns';
 import type { CaptureProgress, Progress } from '../workflows/messages';
+import type { ResumeSummary } from '../policy/resume';
 
 const fmt = (n: number | string) => Number(n).toLocaleString('en-US');
 
@@ -74,6 +75,7 @@ export function renderMarkdown(r: Report): string {
   else if (r.delta.watermark !== null)
     lines.push(`Catch-up: watermark ${r.delta.watermark}; ${fmt(r.delta.rowsApplied)} rows applied; ${fmt(r.delta.remaining)} in the last round.`, '');
   if (r.live && !r.capture) lines.push('The source was still taking writes: every range is proven; the totals are proven by the final check, after the freeze.', '');
+  if (r.resume) lines.push(resumeEvidence(r.resume), '');
   for (const t of r.tables) lines.push(...tableSection(t), '');
   const trail = auditTrail(r);
   if (!trail.length) lines.push('## Audit trail', '', 'Nothing recorded yet: no approval, rejection, refused attempt, freeze, abort or switch.', '');
@@ -113,9 +115,26 @@ export function renderProgress(p: Progress): string {
   }
   if (p.capture) lines.push(`  ${captureLine(p.capture)}`);
   else if (p.delta) lines.push(`  catch-up: watermark ${p.delta.watermark ?? '–'}, ${fmt(p.delta.rowsApplied)} rows applied, ${fmt(p.delta.remaining)} remaining in the last round`);
+  if (p.resume) lines.push(`  ${resumeLine(p.resume)}`);
   if (p.digest) lines.push(`  awaiting approval of digest ${p.digest}${p.attention ? ` (${p.attention})` : ''}`);
   if (p.finalWindow) lines.push(`  last final check: ${fmt(p.finalWindow.rows)} rows in the final window, ${(p.finalWindow.ms / 1000).toFixed(1)} s from freeze to verdict${p.finalWindow.proof ? `; ${p.finalWindow.proof}` : ''}`);
   return lines.join('\n');
+}
+
+/** A migration started again after an earlier run: the sentence, then what each table reused and copied. */
+export function resumeEvidence(r: ResumeSummary): string {
+  const tables = r.tables.map(
+    (t) =>
+      `${t.source} → ${t.target}: ${fmt(t.reused)} of the ${fmt(t.reusable)} range(s) the earlier run verified were verified again without a copy` +
+      `${t.differed ? `, ${fmt(t.differed)} differed and were copied again` : ''}; ${fmt(t.copied)} range(s) copied`,
+  );
+  return `Started again: ${r.note}. ${tables.join('. ')}.`;
+}
+
+/** The same in one line of progress: ranges reused and copied so far, over every table. */
+export function resumeLine(r: ResumeSummary): string {
+  const sum = (k: 'reusable' | 'reused' | 'differed' | 'copied') => fmt(r.tables.reduce((a, t) => a + t[k], 0));
+  return `started again: ${sum('reused')} of ${sum('reusable')} range(s) the earlier run verified reused without a copy, ${sum('differed')} differed; ${sum('copied')} range(s) copied`;
 }
 
 /** Change capture in one line: what was applied, how far behind, the checkpoint the evidence is at. */

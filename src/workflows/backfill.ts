@@ -11,6 +11,8 @@ import { isSnapshotGone, rootCause } from './errors';
 import type { MigrationState } from './state';
 import { showRanges } from './metrics';
 import type { backfillMigration } from './migration';
+import { asksReuse, firstAttemptOf, tally } from './resume';
+import type { ResumeTable } from '../policy/resume';
 
 /** ` [lo, hi)` for a key-span plan (arithmetic); '' where the bounds live in the ledger or need SQL. */
 function boundsOf(p: TablePlan, i: number): string {
@@ -19,7 +21,8 @@ function boundsOf(p: TablePlan, i: number): string {
   return ` [${b.lo}, ${b.hi})`;
 }
 
-async function rangeInFlight(s: MigrationState, t: number, i: number): Promise<void> {
+/** `resumed`: the range's first pass in a migration started again after an earlier run (resume.ts). */
+async function rangeInFlight(s: MigrationState, t: number, i: number, resumed?: ResumeTable): Promise<void> {
   const { spec } = s;
   const st = s.tables[t];
   st.inFlight.add(i);
@@ -36,9 +39,12 @@ async function rangeInFlight(s: MigrationState, t: number, i: number): Promise<v
     // Change capture: the source is read at the epoch's snapshot.
     ...(s.live?.capture?.epoch !== undefined ? { epoch: s.live.capture.epoch } : {}),
   });
+  // Verified by the earlier run: measured first, copied only if it differs.
+  const copyArgs = (attempt: number, finalAttempt: boolean): RangeInput => (asksReuse(resumed, attempt) ? { ...args(attempt, finalAttempt), reuse: true } : args(attempt, finalAttempt));
+  let first = true;
   // What the UI's timeline says on each bar: the table, its range and, where the plan has them, the keys.
   const where = `${st.plan.source}${boundsOf(st.plan, i)} range ${i + 1}/${st.plan.rangeCount}`;
-  const copying = summarised(`${spec.mode === 'verify' ? 'verify' : 'copy'} ${where}`);
+  const copying = summarised(`${spec.mode === 'verify' ? 'verify' : asksReuse(resumed, 1) ? 'copy or reuse' : 'copy'} ${where}`);
   const locating = summarised(`locate differences in ${where}`);
   const rechecking = summarised(`read the differing keys of ${where} again`);
   const stopping = () => s.aborted !== undefined;
@@ -50,9 +56,11 @@ async function rangeInFlight(s: MigrationState, t: number, i: number): Promise<v
   try {
     // Each step hands back its activity's promise itself (see RangeSteps: the command order).
     const outcome = await runRange(i, policy, {
-      attempt: (n, final) => (spec.mode === 'verify' ? copying.verifyRange(args(n, final)) : copying.copyRange(args(n, final))),
+      attempt: (n, final) => (spec.mode === 'verify' ? copying.verifyRange(args(n, final)) : copying.copyRange(copyArgs(n, final))),
       attempted: (r) => {
         st.rowsCopied += r.rowsCopied;
+        if (first) tally(resumed, r);
+        first = false;
       },
       // (Patched: migrations started before locating existed go on without it.)
       locate: (n) => (patched('locate-failed-ranges') ? locating.locateRange(args(n, true)) : Promise.resolve(undefined)),
@@ -105,8 +113,10 @@ export async function backfill(s: MigrationState): Promise<void> {
       }
       break;
     }
+    // A planned range's first pass (not a rerun, nor a range a lost snapshot gives back).
+    const firstPass = s.rerunQueue.length === 0 && !s.live?.capture?.again.length;
     const next = s.nextRange()!;
-    void rangeInFlight(s, next.t, next.i);
+    void rangeInFlight(s, next.t, next.i, firstPass ? firstAttemptOf(s, next.t) : undefined);
   }
   await condition(() => s.inFlight() === 0);
   if (s.fatal !== undefined) {

@@ -3,6 +3,7 @@ import type { MigrationState } from './state';
 import { patched } from '@temporalio/workflow';
 import { summarised } from './activities';
 import type { Report } from '../report/model';
+import { resumeSummary } from '../policy/resume';
 
 /** Foreign keys were set aside at planning (only then is there anything to restore). */
 export function hasConstraints(s: MigrationState): boolean {
@@ -60,6 +61,7 @@ export async function buildReport(s: MigrationState, o: { evidenceMark?: string 
     ...(delta ? { delta: { ...delta, watermark: o.evidenceMark === undefined ? delta.watermark : o.evidenceMark } } : {}),
     ...(s.live && !o.final ? { live: true } : {}),
     ...(s.live?.capture ? { capture: captureOfReport(s) } : {}),
+    ...(s.resume ? { resume: resumeSummary(s.resume, s.plans) } : {}),
   }).finally(() => (s.buildingReport = false));
   s.auditSince.splice(0, before);
   s.digest = s.report.digest;

@@ -120,7 +120,7 @@ export function setControlHandlers(s: MigrationState): void {
     resumeSignal,
     () => {
       s.paused = false;
-      s.resumes++;
+      s.resumeSignals++;
       s.touch();
     },
     { description: 'Start ranges again after pause; after waiting too long for a database (needs_attention), try again.' },

@@ -3,6 +3,7 @@
 import { defineQuery, defineSignal, defineUpdate, type Sinks } from '@temporalio/workflow';
 import type { AuditRecord, Report } from '../report/model';
 import type { Waiting } from '../policy/waits';
+import type { ResumeSummary } from '../policy/resume';
 
 export const WORKFLOW_TYPE = 'backfillMigration';
 
@@ -71,6 +72,12 @@ export interface Progress {
   finalWindow?: { rows: number; ms: number; watermark: string | null; proof?: string };
   /** what the migration waits for now: a database that cannot be reached, an activity that keeps failing */
   waiting?: Waiting[];
+  /**
+   * started again after an abort or failure of an earlier run of this name: per table, the ranges its
+   * ledger had verified (`reusable`), those verified again without a copy (`reused`), those that no
+   * longer verified and were copied again (`differed`), and every range this run copied (`copied`)
+   */
+  resume?: ResumeSummary;
   paused: boolean;
   concurrency: number;
   startedAt: string;

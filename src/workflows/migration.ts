@@ -23,6 +23,7 @@ import { switchAuthority } from './switch';
 import { SCHEMA_CHANGED, schemaDrift } from './schema-drift';
 import type { Carried, Stage } from './types';
 import type { TablePlan } from '../activities/bounds';
+import { resumeFromLedger } from './resume';
 
 export { HISTORY_BUDGET } from './state';
 export type { Carried, LiveState } from './types';
@@ -119,6 +120,8 @@ async function migrate(input: unknown, carried: Carried | undefined, started: (s
       };
     }
     s.planned(plans, live);
+    // Started again after an abort or a failure: the ranges the earlier run verified are verified, not copied.
+    if (!Array.isArray(planned)) await resumeFromLedger(s, planned.resume);
   }
 
   let stage: Stage = s.live?.stage ?? 'backfill';

@@ -11,6 +11,7 @@ import type { Carried, FinalWindow, LiveState, RangeRef, TableState } from './ty
 import { currentDetails } from './details';
 import { showMetrics } from './metrics';
 import type { Waiting } from '../policy/waits';
+import { resumeSummary, type ResumeState } from '../policy/resume';
 
 /** Below the 10,240-event warning with room for the completions of ranges still in flight. */
 export const HISTORY_BUDGET = 5000;
@@ -64,7 +65,9 @@ export class MigrationState {
   /** while the migration waits for a person after waiting too long: the phase to go back to */
   stranded?: { phase: Phase; detail?: string };
   /** resume signals received: a wait for a person ends at the next one */
-  resumes = 0;
+  resumeSignals = 0;
+  /** started again after an earlier run of this name: what its ledger offered, and what was reused (resume.ts) */
+  resume?: ResumeState;
   private readonly runs: number;
 
   constructor(
@@ -141,6 +144,7 @@ export class MigrationState {
     this.paused = c.paused;
     this.rerunQueue.push(...c.rerunQueue);
     this.live = c.live;
+    this.resume = c.resume;
     return true;
   }
 
@@ -161,6 +165,7 @@ export class MigrationState {
       rerunQueue: this.rerunQueue,
       runs: this.runs + 1,
       ...(this.live ? { live: this.live } : {}),
+      ...(this.resume ? { resume: this.resume } : {}),
     };
   }
 
@@ -315,6 +320,7 @@ export class MigrationState {
       ...(this.attention ? { attention: this.attention } : {}),
       ...(this.finalWindow ? { finalWindow: this.finalWindow } : {}),
       ...(this.waits.size ? { waiting: [...this.waits.values()].map((w) => ({ ...w })) } : {}),
+      ...(this.resume ? { resume: resumeSummary(this.resume, this.plans) } : {}),
       paused: this.paused,
       concurrency: this.concurrency,
       startedAt: this.startedAt,

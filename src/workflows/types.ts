@@ -4,6 +4,7 @@ import type { CaptureBaseline } from '../activities/tripwire';
 import type { TablePlan } from '../activities/bounds';
 import type { FailedRange } from '../policy/range-lifecycle';
 import type { Approval } from '../report/model';
+import type { ResumeState } from '../policy/resume';
 
 export type { FailedRange } from '../policy/range-lifecycle';
 
@@ -93,4 +94,6 @@ export interface Carried {
   runs: number;
   /** a live source: where the migration stood and what catch-up has done */
   live?: LiveState;
+  /** started again after an earlier run: the ranges reused and copied so far */
+  resume?: ResumeState;
 }

@@ -55,8 +55,8 @@ async function waitOut(s: MigrationState, t: Trouble, attempt: number): Promise<
   }
   w.nextTryAt = undefined;
   s.strand(strandedWhy(w, s.name, bound.text));
-  const resumes = s.resumes;
-  await condition(() => s.aborted !== undefined || s.resumes !== resumes);
+  const resumes = s.resumeSignals;
+  await condition(() => s.aborted !== undefined || s.resumeSignals !== resumes);
   if (s.aborted !== undefined) throw abortedWhileWaiting(s, t);
   s.unstrand();
 }
