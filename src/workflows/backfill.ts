@@ -19,7 +19,8 @@ function boundsOf(p: TablePlan, i: number): string {
   return ` [${b.lo}, ${b.hi})`;
 }
 
-async function rangeInFlight(s: MigrationState, t: number, i: number): Promise<void> {
+/** `copiedBefore`: a rerun, so even its first attempt now is a re-copy. */
+async function rangeInFlight(s: MigrationState, t: number, i: number, copiedBefore: boolean): Promise<void> {
   const { spec } = s;
   const st = s.tables[t];
   st.inFlight.add(i);
@@ -36,8 +37,9 @@ async function rangeInFlight(s: MigrationState, t: number, i: number): Promise<v
     // Change capture: the source is read at the epoch's snapshot.
     ...(s.live?.capture?.epoch !== undefined ? { epoch: s.live.capture.epoch } : {}),
   });
-  // What the UI's timeline says on each bar: the table, its range and, where the plan has them, the keys.
-  const where = `${st.plan.source}${boundsOf(st.plan, i)} range ${i + 1}/${st.plan.rangeCount}`;
+  // What the UI's timeline says on each bar: the table, its range and, where the plan has them, the
+  // keys. The range by its index, as the report, Current Details and `backfill rerun --range` name it.
+  const where = `${st.plan.source} range ${i} of ${st.plan.rangeCount}${boundsOf(st.plan, i)}`;
   const copying = summarised(`${spec.mode === 'verify' ? 'verify' : 'copy'} ${where}`);
   const locating = summarised(`locate differences in ${where}`);
   const rechecking = summarised(`read the differing keys of ${where} again`);
@@ -51,8 +53,9 @@ async function rangeInFlight(s: MigrationState, t: number, i: number): Promise<v
     // Each step hands back its activity's promise itself (see RangeSteps: the command order).
     const outcome = await runRange(i, policy, {
       attempt: (n, final) => (spec.mode === 'verify' ? copying.verifyRange(args(n, final)) : copying.copyRange(args(n, final))),
-      attempted: (r) => {
+      attempted: (r, n) => {
         st.rowsCopied += r.rowsCopied;
+        if (copiedBefore || n > 1) st.rowsRecopied += r.rowsCopied;
       },
       // (Patched: migrations started before locating existed go on without it.)
       locate: (n) => (patched('locate-failed-ranges') ? locating.locateRange(args(n, true)) : Promise.resolve(undefined)),
@@ -73,7 +76,7 @@ async function rangeInFlight(s: MigrationState, t: number, i: number): Promise<v
     if (c && isSnapshotGone(e)) {
       // The epoch's snapshot ended under this range: a new epoch copies it (nothing was committed).
       c.lost = true;
-      c.again.push({ t, i });
+      c.again.push({ t, i, ...(copiedBefore ? { copiedBefore: true as const } : {}) });
     } else s.fatal ??= e;
   } finally {
     st.inFlight.delete(i);
@@ -105,7 +108,7 @@ export async function backfill(s: MigrationState): Promise<void> {
       break;
     }
     const next = s.nextRange()!;
-    void rangeInFlight(s, next.t, next.i);
+    void rangeInFlight(s, next.t, next.i, next.copiedBefore === true);
   }
   await condition(() => s.inFlight() === 0);
   if (s.fatal !== undefined) {
