@@ -72,7 +72,7 @@ function onTerminal(command: string, input: string): Promise<Run> {
  * ended and how, never "no such migration".
  */
 async function refusedAsEnded(name: string, how: string, why: string[] = []) {
-  for (const [args, cannotBe] of [
+  const commands = [
     [['abort', name, '--reason', 'again'], 'aborted'],
     [['pause', name], 'paused'],
     [['resume', name], 'resumed'],
@@ -80,8 +80,11 @@ async function refusedAsEnded(name: string, how: string, why: string[] = []) {
     [['approve', name, '--as', 'ops', '--digest', 'f'.repeat(32)], 'approved'],
     [['approve', name, '--as', 'ops', '--yes'], 'approved'],
     [['reject', name, '--as', 'ops', '--reason', 'late'], 'rejected'],
-  ] as const) {
-    const r = await backfill([...args], cli());
+  ] as const;
+  // At once: each is a process of its own, and none changes what the others see.
+  const runs = await Promise.all(commands.map(([args]) => backfill([...args], cli())));
+  for (const [k, [args, cannotBe]] of commands.entries()) {
+    const r = runs[k];
     assert.equal(r.code, 2, `${args.join(' ')}: ${r.stdout}${r.stderr}`);
     const said = `backfill: ${name} has ended (${how}); it cannot be ${cannotBe} any more. What it left: backfill report ${name}`;
     assert.equal(r.stderr.trimEnd(), [said, ...why.map((l) => `  ${l}`)].join('\n'), args.join(' '));

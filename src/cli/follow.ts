@@ -9,11 +9,12 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Ctrl-C (SIGINT) while following a migration: the watch ends, the migration goes on in Temporal. */
 export class Interrupted extends Error {
-  constructor(readonly migration: string) {
-    super(
-      `stopped watching ${migration}; the migration goes on in Temporal. Follow it again: backfill status ${migration} --watch; ` +
-        `read its report: backfill report ${migration}; stop it: backfill abort ${migration}`,
-    );
+  constructor(
+    readonly migration: string,
+    said = `stopped watching ${migration}; the migration goes on in Temporal. Follow it again: backfill status ${migration} --watch; ` +
+      `read its report: backfill report ${migration}; stop it: backfill abort ${migration}`,
+  ) {
+    super(said);
   }
 }
 

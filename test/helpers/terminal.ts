@@ -14,6 +14,7 @@ export function tmuxMissing(): string | false {
   return `${TMUX} is missing (apt-get install tmux)`;
 }
 
+const GONE = '(the terminal is gone: the program took its shell with it)';
 const sh = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 export class Terminal {
@@ -42,9 +43,16 @@ export class Terminal {
     return this.tmux(['capture-pane', '-p', '-t', 't']).replace(/\n$/, '').split('\n').map((r) => r.trimEnd());
   }
 
-  /** The screen as text: rows the terminal wrapped are joined back into their lines. */
+  /**
+   * The screen as text: rows the terminal wrapped are joined back into their lines. Once the pane
+   * is gone (a signal that ended the program ended its shell too), a sentence saying so.
+   */
   text(): string {
-    return this.tmux(['capture-pane', '-p', '-J', '-t', 't']).replace(/[ \t]+$/gm, '');
+    try {
+      return this.tmux(['capture-pane', '-p', '-J', '-t', 't']).replace(/[ \t]+$/gm, '');
+    } catch {
+      return GONE;
+    }
   }
 
   /** A tmux format of the pane: `#{cursor_flag}` (1: the cursor is shown). */
@@ -73,12 +81,15 @@ export class Terminal {
 
   /**
    * Polls until the program has ended; its exit status (128 + the signal's number when a signal
-   * ended it; undefined when the shell around it was ended too, or it still runs).
+   * ended it; undefined when it still runs, or when the signal ended the shell around it too and
+   * with it the pane and its server).
    */
   async ended(ms = 15_000): Promise<number | undefined> {
     const end = Date.now() + ms;
     for (;;) {
-      const m = /^\[exit (\d+)\]$/m.exec(this.text());
+      const text = this.text();
+      if (text === GONE) return undefined;
+      const m = /^\[exit (\d+)\]$/m.exec(text);
       if (m || Date.now() > end) return m ? Number(m[1]) : undefined;
       await new Promise((r) => setTimeout(r, 100));
     }
