@@ -241,6 +241,31 @@ test('rejectCutover sends the migration to needs_attention; rerun copies exactly
   assert.deepEqual(s.actions(), ['reject', 'approve']);
 });
 
+test('rows re-copied are counted apart from rows copied once; a run continued from one before they were counted starts them at 0', async () => {
+  const s = fakes.scenario('recopied-carried', { ranges: 3 });
+  const spec = specOf(s.name);
+  // What a run before rowsRecopied handed to the next at continue-as-new: no such field.
+  const carried = {
+    plans: [{ source: TABLE, target: 'public.t_new', kind: 'size', lo: ['0'], hi: ['30'], size: '10', rangeCount: 3 }],
+    tables: [{ next: 0, verified: 0, rowsCopied: 0, failed: [] }],
+    startedAt: new Date().toISOString(),
+    approvals: [],
+    concurrency: 2,
+    paused: false,
+    rerunQueue: [],
+    runs: 1,
+  };
+  const h = await env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [spec, carried as never] });
+  const gate = await phase(h, 'awaiting_approval');
+  assert.deepEqual([gate.tables[0].rowsCopied, gate.tables[0].rowsRecopied], [30, 0]);
+  await h.executeUpdate(rerunUpdate, { args: [{ ranges: [1] }] });
+  await until('the rerun copied', () => (s.copyCounts()[1] === 2 ? true : undefined));
+  const again = await phase(h, 'awaiting_approval');
+  assert.deepEqual([again.tables[0].rowsCopied, again.tables[0].rowsRecopied], [40, 10], 'a rerun copies again');
+  await h.signal(abortSignal, { reason: 'end of test' });
+  await endingOf(h);
+});
+
 test('a range that mismatches on every attempt: rangeAttempts attempts, located once, failed, needs_attention; a rerun once it passes makes it green', async () => {
   const s = fakes.scenario('range-fails', { ranges: 3, broken: [1] });
   const h = await start(specOf(s.name, { retries: { rangeAttempts: 3 } }));
