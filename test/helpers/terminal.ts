@@ -1,4 +1,4 @@
-// A real terminal for the CLI: a tmux pane of a given size (its own server, on a socket of its own).
+// A real terminal for the CLI: a tmux pane of a given size (its own server, its socket in the test's folder).
 // `screen()` is what a person sees there now; `raw()` every byte the program wrote; `info()` reads
 // tmux's own view of the pane (the cursor shown or hidden, the exit status once the program ended).
 import { execFileSync } from 'node:child_process';
@@ -18,13 +18,15 @@ const GONE = '(the terminal is gone: the program took its shell with it)';
 const sh = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 export class Terminal {
-  private readonly socket = `backfill-test-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+  private readonly name = `tmux-${Math.random().toString(36).slice(2, 8)}`;
+  private readonly socket: string;
   private readonly rawFile: string;
 
   /** Runs `argv` in a pane of `columns` × `rows`, with `env` added to this process's environment. */
   constructor(dir: string, argv: string[], o: { columns: number; rows: number; env?: NodeJS.ProcessEnv }) {
-    this.rawFile = join(dir, `${this.socket}.raw`);
-    const go = join(dir, `${this.socket}.go`);
+    this.socket = join(dir, this.name);
+    this.rawFile = join(dir, `${this.name}.raw`);
+    const go = join(dir, `${this.name}.go`);
     // The program waits until its bytes are recorded (pipe-pane), then starts. Once it ends, the
     // pane stays as it left it (tmux would reset a dead pane's cursor), with its exit status.
     const command = `while [ ! -e ${sh(go)} ]; do sleep 0.05; done; ${argv.map(sh).join(' ')}; echo "[exit $?]"; exec sleep 600`;
@@ -35,7 +37,7 @@ export class Terminal {
   }
 
   private tmux(args: string[], env: NodeJS.ProcessEnv = process.env): string {
-    return execFileSync(TMUX, ['-L', this.socket, '-f', '/dev/null', ...args], { env, encoding: 'utf8' });
+    return execFileSync(TMUX, ['-S', this.socket, '-f', '/dev/null', ...args], { env, encoding: 'utf8' });
   }
 
   /** The pane as it looks now, a string per row (trailing spaces dropped). */
