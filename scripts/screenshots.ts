@@ -94,9 +94,9 @@ async function photograph(page: Page, ui: string, client: Client): Promise<void>
 
   // The timeline: one bar per activity, each with its summary.
   await page.goto(`${ui}/workflows/orders-v2/${runId}/history`);
-  const first = page.getByText(/^copyRange • copy public\.orders \[\d+, \d+\) range 1\/\d+$/).first();
+  const first = page.getByText(/^copyRange • copy public\.orders range 0 of \d+ \[\d+, \d+\)$/).first();
   await first.waitFor();
-  // Oldest first (the plan, then range 1, 2, …), the section at the top of the page's scrolling pane.
+  // Oldest first (the plan, then range 0, 1, …), the section at the top of the page's scrolling pane.
   await page.getByRole('button', { name: 'Descending' }).click();
   await page.getByRole('button', { name: 'Ascending' }).waitFor();
   await page.getByRole('heading', { name: 'Event History' }).evaluate((h) => {

@@ -67,6 +67,30 @@ function onTerminal(command: string, input: string): Promise<Run> {
   });
 }
 
+/**
+ * Every command that steers a migration, on one that has ended: bad input (exit 2) naming it as
+ * ended and how, never "no such migration".
+ */
+async function refusedAsEnded(name: string, how: string, why: string[] = []) {
+  const commands = [
+    [['abort', name, '--reason', 'again'], 'aborted'],
+    [['pause', name], 'paused'],
+    [['resume', name], 'resumed'],
+    [['rerun', name, '--range', '0'], 'rerun'],
+    [['approve', name, '--as', 'ops', '--digest', 'f'.repeat(32)], 'approved'],
+    [['approve', name, '--as', 'ops', '--yes'], 'approved'],
+    [['reject', name, '--as', 'ops', '--reason', 'late'], 'rejected'],
+  ] as const;
+  // At once: each is a process of its own, and none changes what the others see.
+  const runs = await Promise.all(commands.map(([args]) => backfill([...args], cli())));
+  for (const [k, [args, cannotBe]] of commands.entries()) {
+    const r = runs[k];
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stdout}${r.stderr}`);
+    const said = `backfill: ${name} has ended (${how}); it cannot be ${cannotBe} any more. What it left: backfill report ${name}`;
+    assert.equal(r.stderr.trimEnd(), [said, ...why.map((l) => `  ${l}`)].join('\n'), args.join(' '));
+  }
+}
+
 /** Polls until `f` holds (the worker tells the migration of a refusal just after the CLI hears it). */
 async function eventually<T>(f: () => Promise<T>, ok: (v: T) => boolean, ms = 10_000): Promise<T> {
   const end = Date.now() + ms;
@@ -85,6 +109,7 @@ test('an aborted migration reads as ABORTED with its reason and its audit, in md
   const abort = await backfill(['abort', name, '--reason', reason], cli());
   assert.equal(abort.code, 0, abort.stderr);
   assert.equal((await endingOf(h)).phase, 'aborted');
+  await refusedAsEnded(name, `aborted: ${reason}`);
 
   const md = await backfill(['report', name], cli());
   assert.equal(md.code, 1, `an aborted migration's report exits 1\n${md.stdout}${md.stderr}`);
@@ -139,6 +164,18 @@ test('aborted mid-way (paused in backfilling, before any report was built): ABOR
   assert.deepEqual(r.audit?.entries.map((e) => e.action), ['abort']);
 });
 
+test('a failed migration (its source table does not exist) is named as failed, with the reason, by every command that steers it', async () => {
+  const spec = itemsSpec('ended-failed', 'public.items_a');
+  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [{ ...spec, tables: [{ ...spec.tables[0], source: 'public.no_such_table' }] }] });
+  const failure = (await h.result().then(() => undefined, (e: unknown) => e)) as { cause?: { message?: string } } | undefined;
+  const reason = failure?.cause?.message ?? '';
+  assert.match(reason, /public\.no_such_table/);
+  // The reason is several lines (the spec's problems): the sentence names the ending, the reason follows.
+  await refusedAsEnded(spec.name, 'failed', reason.split('\n'));
+  const unknown = await backfill(['abort', 'no-such-migration'], cli());
+  assert.deepEqual([unknown.code, unknown.stderr.trim()], [2, 'backfill: no such migration: no-such-migration']);
+});
+
 test('approve --digest wrong goes to the workflow: refused without the digest to approve, audited in the ledger and the report', async () => {
   const name = 'ended-refused';
   const { h, digest } = await atGate(name, 'public.items_b');
@@ -190,7 +227,9 @@ test('approve without --digest: off a terminal exits 2 asking for --digest or --
   assert.equal(yes.code, 0, yes.stderr);
   assert.ok(yes.stdout.includes(`digest presented for approval: ${digest}`), yes.stdout);
   assert.match(yes.stdout, new RegExp(`approved digest ${digest} as ops at `));
-  assert.equal((await endingOf(h)).phase, 'completed');
+  const ended = await endingOf(h);
+  assert.equal(ended.phase, 'completed');
+  await refusedAsEnded(name, `completed, switched at ${ended.switchedAt}`);
 
   const done = await backfill(['report', name, '--format', 'json'], cli());
   assert.equal(done.code, 0, done.stderr);

@@ -5,7 +5,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { PostgresServer } from '../src/infra/postgres';
 import { backfillMigration } from '../src/workflows/migration';
-import { reportQuery } from '../src/workflows/messages';
+import { progressQuery, reportQuery, type Progress } from '../src/workflows/messages';
 import type { Report } from '../src/report/model';
 import { backfill } from './helpers/cli';
 import { writeFileSync } from 'node:fs';
@@ -99,6 +99,33 @@ test('rerun: a failed range waits in needs_attention with its evidence; rerunnin
   const bad = await backfill(['rerun', spec.name, '--range', '99'], env);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /no range 99/);
+  // A table the migration does not have: the refusal lists the tables it has, with their ranges.
+  const table = await backfill(['rerun', spec.name, '--table', 'public.acounts', '--range', '2'], env);
+  assert.equal(table.code, 2, table.stdout + table.stderr);
+  assert.match(table.stderr, /^backfill: refused: no table "public\.acounts" in this migration\. The tables of accounts \(--table takes the source or the target name; without it, every table\):\n {2}public\.accounts → public\.accounts_v2: --range 0 to 3$/m);
+  assert.match(bad.stderr, /public\.accounts → public\.accounts_v2: --range 0 to 3/);
+
+  // Range 2 was copied three times (two attempts, then the rerun): 20,000 rows copied once, 10,000 again.
+  const progress: Progress = await h.query(progressQuery);
+  assert.deepEqual([progress.tables[0].rowsCopied, progress.tables[0].rowsRecopied], [30_000, 10_000]);
+  const status = await backfill(['status', spec.name], env);
+  assert.match(status.stdout, /4\/4 ranges verified, 0 in flight, 0 failed, 20,000 rows copied \(\+10,000 re-copied\)$/m);
+  const meta = await h.query<{ currentDetails?: string }>('__temporal_workflow_metadata');
+  assert.match(meta.currentDetails ?? '', /\| 20,000 \(\+10,000 re-copied\) \|/);
+
+  // The UI names each copy of that range as the report and the rerun do: range 2, [10001, 15001).
+  const copies = (await h.fetchHistory()).events!.flatMap((e) => {
+    const a = e.activityTaskScheduledEventAttributes;
+    if (a?.activityType?.name !== 'copyRange') return [];
+    const summary = JSON.parse(Buffer.from(e.userMetadata!.summary!.data!).toString('utf8')) as string;
+    const input = JSON.parse(Buffer.from(a.input!.payloads![0].data!).toString('utf8')) as { rangeIndex: number; attempt: number };
+    return [{ summary, index: input.rangeIndex, attempt: input.attempt }];
+  });
+  assert.deepEqual(
+    copies.filter((c) => c.index === 2).map((c) => [c.summary, c.attempt]),
+    [['copy public.accounts range 2 of 4 [10001, 15001)', 1], ['copy public.accounts range 2 of 4 [10001, 15001)', 2], ['copy public.accounts range 2 of 4 [10001, 15001)', 1]],
+  );
+  for (const c of copies) assert.equal(/ range (\d+) of 4 /.exec(c.summary)?.[1], String(c.index), c.summary);
 
   const approve = await backfill(['approve', spec.name, '--as', 'ops', '--yes'], env);
   assert.equal(approve.code, 0, approve.stderr);

@@ -33,7 +33,7 @@ const cutover = {
   approvers: ['dba-oncall', 'data-lead'],
   switch: { connection: 'tgt', sql: "COMMENT ON TABLE public.orders_v2 IS 'authoritative'" },
 };
-// Keys 0 … 99,999 in ranges of 5,000: range 1/20 is [0, 5000).
+// Keys 0 … 99,999 in ranges of 5,000: range 0 of 20 is [0, 5000).
 const gated = specFor('ui-gated', { source: 'public.orders', target: 'public.orders_v2', chunk: { column: 'id', size: 5000 } }, { taskQueue: TASK_QUEUE, cutover });
 const aborted = specFor('ui-aborted', { source: 'public.orders', target: 'public.orders_a', chunk: { column: 'id', size: 50_000 } }, { taskQueue: TASK_QUEUE, cutover });
 const cancelled = specFor('ui-cancelled', { source: 'public.orders', target: 'public.orders_c', chunk: { column: 'id', size: 50_000 } }, { taskQueue: TASK_QUEUE, cutover });
@@ -107,7 +107,7 @@ test('the Temporal UI shows an operator the migration: list, timeline, summary, 
     await page.goto(`${ui}/workflows/${gated.name}/${runId}/history`);
     await page.getByText('Running', { exact: true }).first().waitFor();
     // Each activity's bar reads `<type> • <summary>`: the table, the key range, its place.
-    for (const s of ['copyRange • copy public.orders [0, 5000) range 1/20', 'copyRange • copy public.orders [95000, 100000) range 20/20'])
+    for (const s of ['copyRange • copy public.orders range 0 of 20 [0, 5000)', 'copyRange • copy public.orders range 19 of 20 [95000, 100000)'])
       await page.getByText(s, { exact: true }).first().waitFor();
     await page.getByText('reconcileTable • reconcile public.orders: totals, the sum of the ranges, rows outside them').first().waitFor();
     await page.getByText('buildReport • build the report and its digest from the ledger').first().waitFor();
@@ -131,7 +131,7 @@ test('the Temporal UI shows an operator the migration: list, timeline, summary, 
     await steps.filter({ hasText: /More Actions → Send an Update.*approveCutover/ }).waitFor();
     await steps.filter({ hasText: `backfill reject ${gated.name} --as <you> --reason <why>` }).waitFor();
     // The same place lists every activity by its summary.
-    await page.getByText('copy public.orders [0, 5000) range 1/20', { exact: true }).first().waitFor();
+    await page.getByText('copy public.orders range 0 of 20 [0, 5000)', { exact: true }).first().waitFor();
     return shown;
   });
 

@@ -17,7 +17,7 @@ import { captureLine, renderMarkdown } from '../report/render';
 import { FILL_WRITER_TABLE, WRITER_TABLE, startWriter } from '../infra/writer';
 import { approveCutoverUpdate, reportQuery } from '../workflows/messages';
 import { backfillMigration } from '../workflows/migration';
-import { follow } from './follow';
+import { Interrupted, follow } from './follow';
 import { startDetails, startSummary } from './summary';
 import { DEMO_ANALYZE, DEMO_SOURCE_DDL, DEMO_SOURCE_FILL, DEMO_TARGET_DDL, INDEPENDENT } from '../db/demo';
 
@@ -143,7 +143,10 @@ export async function runDemo(o: { rows: number; chunk: number; keep: boolean; l
           staticDetails: startDetails(spec),
         });
         say(`migration ${spec.name} started: http://127.0.0.1:${uiPort}/namespaces/default/workflows/${spec.name}`);
-        const gate = await follow(h, { untilGate: true });
+        const gate = await follow(h, { untilGate: true }).catch((e: unknown) => {
+          // The demo's Temporal server stops with it: nothing goes on.
+          throw e instanceof Interrupted ? new Interrupted(spec.name, 'demo stopped (Ctrl-C); its servers and its migration stop with it') : e;
+        });
         if (gate.capture) say(`at the gate: ${captureLine(gate.capture)}`);
         const toGate = Date.now() - t0;
         if (gate.phase !== 'awaiting_approval') {

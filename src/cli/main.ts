@@ -1,5 +1,6 @@
 // The `backfill` command: a Temporal client for operators. Exit codes: 0 done, 1 the migration is
-// red or failed, 2 bad input. A user mistake prints a message, never a stack trace.
+// red or failed, 2 bad input, 130 a watch stopped with Ctrl-C. A user mistake prints a message, never
+// a stack trace.
 import { Command, CommanderError, Option } from 'commander';
 import {
   Client,
@@ -35,7 +36,7 @@ import {
 import { migrationKey, phaseKey } from '../workflows/search-attributes';
 import { ABORTED } from '../workflows/errors';
 import { backfillMigration } from '../workflows/migration';
-import { follow } from './follow';
+import { Interrupted, follow } from './follow';
 import { constraintsToSetAside, estimatePlan, preflight, type PlanEstimate } from '../activities/plan';
 import type { ForeignKey } from '../db/catalog';
 import type { Binding } from '../activities/binding';
@@ -52,7 +53,7 @@ import { initSpec } from './init';
 import { writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline/promises';
 
-export const EXIT = { ok: 0, red: 1, badInput: 2 } as const;
+export const EXIT = { ok: 0, red: 1, badInput: 2, interrupted: 130 } as const;
 
 async function connect(): Promise<Client> {
   const t = temporalTarget();
@@ -81,11 +82,14 @@ async function finalResult(h: WorkflowHandle): Promise<MigrationResult | { phase
   }
 }
 
+/** How a closed workflow ended: completed, or an Ending. */
+type Closed = Ending | { phase: 'completed'; switchedAt?: string };
+
 /**
- * How a closed workflow ended, when that is not a completed migration: an abort (a failure of type
+ * How a closed workflow ended, or undefined while it runs: completed, an abort (a failure of type
  * Aborted, its result in the details; Canceled before that was patched), a failure, a termination.
  */
-async function endingInTemporal(h: WorkflowHandle): Promise<Ending | undefined> {
+async function closedAs(h: WorkflowHandle): Promise<Closed | undefined> {
   const status = (await h.describe()).status.name;
   if (!['COMPLETED', 'FAILED', 'CANCELLED', 'TERMINATED', 'TIMED_OUT'].includes(status)) return undefined;
   if (status === 'TERMINATED') return { phase: 'failed', reason: 'terminated in Temporal, with nothing cleaned up' };
@@ -93,8 +97,50 @@ async function endingInTemporal(h: WorkflowHandle): Promise<Ending | undefined> 
   if (status === 'CANCELLED') return { phase: 'aborted', reason: 'cancelled through Temporal' };
   const r = await finalResult(h);
   if (r.phase === 'aborted') return { phase: 'aborted', reason: r.reason ?? 'by an operator' };
-  if (r.phase === 'completed') return undefined;
+  if (r.phase === 'completed') return { phase: 'completed', switchedAt: 'switchedAt' in r ? r.switchedAt : undefined };
   return { phase: 'failed', reason: r.reason ?? 'the migration failed' };
+}
+
+/** How a closed workflow ended, when that is not a completed migration. */
+async function endingInTemporal(h: WorkflowHandle): Promise<Ending | undefined> {
+  const c = await closedAs(h);
+  return c && c.phase !== 'completed' ? c : undefined;
+}
+
+/** A migration that has ended cannot be told anything: bad input, saying how it ended. */
+async function refuseIfEnded(h: WorkflowHandle, cannotBe: string): Promise<void> {
+  const c = await closedAs(h);
+  if (!c) return;
+  // A reason of several lines (a spec that does not match the databases, problem by problem) follows the sentence.
+  const why = c.phase === 'completed' ? [] : c.reason.split('\n').map((l) => l.trimEnd());
+  const how = c.phase === 'completed' ? `completed${c.switchedAt ? `, switched at ${c.switchedAt}` : ''}` : why.length === 1 ? `${c.phase}: ${why[0]}` : c.phase;
+  throw new BadInput(`${h.workflowId} has ended (${how}); it cannot be ${cannotBe} any more. What it left: backfill report ${h.workflowId}`, why.length > 1 ? why : []);
+}
+
+/**
+ * Sends a signal or an update to a migration that runs; one that has ended (before, or while this
+ * was sent: Temporal then says "not found") is named as ended, with how it ended.
+ */
+async function whileRunning<T>(h: WorkflowHandle, cannotBe: string, send: () => Promise<T>): Promise<T> {
+  await refuseIfEnded(h, cannotBe);
+  try {
+    return await send();
+  } catch (e) {
+    if (e instanceof WorkflowNotFoundError) await refuseIfEnded(h, cannotBe);
+    throw e;
+  }
+}
+
+/** A rerun refused for its table or ranges: the refusal, and the tables with the ranges each has. */
+async function rerunRefused(h: WorkflowHandle, e: unknown): Promise<never> {
+  const why = e instanceof WorkflowUpdateFailedError ? (e.cause?.message ?? e.message) : undefined;
+  if (why === undefined || !/^no (table|range) /.test(why)) throw e;
+  const p: Progress = await h.query(progressQuery);
+  const ranges = (n: number) => (n === 0 ? 'no ranges' : n === 1 ? '--range 0' : `--range 0 to ${n - 1}`);
+  throw new BadInput(
+    `refused: ${why}. The tables of ${h.workflowId} (--table takes the source or the target name; without it, every table):`,
+    p.tables.map((t) => `${t.source} → ${t.target}: ${ranges(t.ranges.total)}`),
+  );
 }
 
 async function reportFromTemporal(name: string): Promise<Report> {
@@ -360,6 +406,7 @@ export function buildProgram(): Command {
     .description('approve the cutover: with --digest, exactly that evidence; without it, shows the digest and summary presented now and asks before approving them')
     .action(act(async (name: string, o: { as: string; digest?: string; comment?: string; yes?: boolean }) => {
       const h = (await connect()).workflow.getHandle(name);
+      await refuseIfEnded(h, 'approved');
       let digest = o.digest;
       if (digest === undefined) {
         // Approving what is presented, unseen, must be asked for: a question on a terminal, or --yes.
@@ -379,7 +426,7 @@ export function buildProgram(): Command {
         }
       }
       // Every attempt goes to the workflow: its validator decides, and a refusal is audited.
-      const res = await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: o.as, digest, comment: o.comment }] });
+      const res = await whileRunning(h, 'approved', () => h.executeUpdate(approveCutoverUpdate, { args: [{ approver: o.as, digest, comment: o.comment }] }));
       console.log(`approved digest ${digest} as ${o.as} at ${res.approvedAt}`);
       return EXIT.ok;
     }));
@@ -392,7 +439,7 @@ export function buildProgram(): Command {
     .description('reject the evidence presented for cutover; the migration waits for a rerun or an abort')
     .action(act(async (name: string, o: { as: string; reason: string }) => {
       const h = (await connect()).workflow.getHandle(name);
-      const res = await h.executeUpdate(rejectCutoverUpdate, { args: [{ approver: o.as, reason: o.reason }] });
+      const res = await whileRunning(h, 'rejected', () => h.executeUpdate(rejectCutoverUpdate, { args: [{ approver: o.as, reason: o.reason }] }));
       console.log(`rejected at ${res.rejectedAt}`);
       return EXIT.ok;
     }));
@@ -407,7 +454,7 @@ export function buildProgram(): Command {
       const ranges = o.range.flatMap((s) => s.split(',')).map((s) => Number(s));
       if (ranges.some((n) => !Number.isInteger(n) || n < 0)) throw new BadInput(`--range takes range indexes (non-negative integers), got ${o.range.join(' ')}`);
       const h = (await connect()).workflow.getHandle(name);
-      const res = await h.executeUpdate(rerunUpdate, { args: [{ table: o.table, ranges }] });
+      const res = await whileRunning(h, 'rerun', () => h.executeUpdate(rerunUpdate, { args: [{ table: o.table, ranges }] })).catch((e: unknown) => rerunRefused(h, e));
       console.log(`${res.ranges} range(s) queued to be copied and verified again`);
       return EXIT.ok;
     }));
@@ -421,7 +468,8 @@ export function buildProgram(): Command {
       .argument('<name>', 'the migration name')
       .description(what)
       .action(act(async (name: string) => {
-        await (await connect()).workflow.getHandle(name).signal(cmd === 'pause' ? pauseSignal : resumeSignal);
+        const h = (await connect()).workflow.getHandle(name);
+        await whileRunning(h, cmd === 'pause' ? 'paused' : 'resumed', () => h.signal(cmd === 'pause' ? pauseSignal : resumeSignal));
         console.log(`${cmd} sent to ${name}`);
         return EXIT.ok;
       }));
@@ -433,7 +481,8 @@ export function buildProgram(): Command {
     .option('--reason <text>', 'why', 'aborted by an operator')
     .description('stop the migration: ranges in flight finish, nothing is switched')
     .action(act(async (name: string, o: { reason: string }) => {
-      await (await connect()).workflow.getHandle(name).signal(abortSignal, { reason: o.reason });
+      const h = (await connect()).workflow.getHandle(name);
+      await whileRunning(h, 'aborted', () => h.signal(abortSignal, { reason: o.reason }));
       console.log(`abort sent to ${name}`);
       return EXIT.ok;
     }));
@@ -493,6 +542,7 @@ export function buildProgram(): Command {
 
 function explain(e: unknown): { code: number; text: string } {
   if (e instanceof BadInput) return { code: EXIT.badInput, text: [e.message, ...e.problems.map((p) => `  ${p}`)].join('\n') };
+  if (e instanceof Interrupted) return { code: EXIT.interrupted, text: e.message };
   if (e instanceof WorkflowNotFoundError) return { code: EXIT.badInput, text: `no such migration: ${e.workflowId ?? ''}`.trim() };
   if (e instanceof WorkflowUpdateFailedError) {
     const why = e.cause?.message ?? e.message;

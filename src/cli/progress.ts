@@ -1,15 +1,17 @@
 // Progress for long work: a bar per table with rows/s and an ETA measured from the progress query's
-// counts over time (cli-progress: well kept, handles terminal redraws, several bars at once). Off a
-// terminal, the caller prints a line per change instead (`progressLines`).
-import { MultiBar, Presets, type SingleBar } from 'cli-progress';
+// counts over time, drawn in one region of the terminal (region.ts) that is redrawn in place; the
+// bars' glyphs are cli-progress's. At the gate, its steps are printed once above the region. Off a
+// terminal, the caller prints a line per change instead.
+import { Format, Presets } from 'cli-progress';
 import type { Progress } from '../workflows/messages';
-import { captureLag, captureLine, gateInstructions } from '../report/render';
+import { captureLag, captureLine, copiedRows, gateInstructions } from '../report/render';
 import { Rates, etaSeconds, showDuration, showRate } from './rates';
+import { Region } from './region';
 
 const fmt = (n: number) => n.toLocaleString('en-US');
 const tableKey = (t: Progress['tables'][number]) => `${t.source}→${t.target}`;
 
-/** Each table's counts, rate and ETA as the bar's payload (and the plain line off a terminal). */
+/** Each table's counts, rate and ETA (for its bar, and the plain line off a terminal). */
 export function tableFigures(t: Progress['tables'][number], rates: Rates) {
   const r = t.ranges;
   const rate = rates.rate(tableKey(t));
@@ -19,53 +21,55 @@ export function tableFigures(t: Progress['tables'][number], rates: Rates) {
     table: `${t.source} → ${t.target}`,
     done: r.verified + r.failed,
     total: Math.max(r.total, 1),
-    rows: fmt(t.rowsCopied),
+    rows: copiedRows(t, ' rows'),
     rate: rate ? showRate(Math.max(0, rate.rowsPerSec)) : '–',
     left: remaining <= 0 ? 'done' : eta === undefined ? '–' : showDuration(eta),
     failed: r.failed ? ` | ${fmt(r.failed)} failed` : '',
   };
 }
 
+const BAR_MAX = 40;
+const BAR_MIN = 10;
+const glyphs = Presets.shades_classic;
+
+/** A bar of `size` glyphs for `done` of `total`, as cli-progress draws it. */
+function bar(done: number, total: number, size: number): string {
+  return Format.BarFormat(Math.min(1, done / total), {
+    barsize: size,
+    barGlue: '',
+    barCompleteString: glyphs.barCompleteChar.repeat(size + 1),
+    barIncompleteString: glyphs.barIncompleteChar.repeat(size + 1),
+  });
+}
+
 export class ProgressDisplay {
   readonly interactive = Boolean(process.stderr.isTTY);
   private readonly rates = new Rates();
-  private bars?: MultiBar;
-  private header?: SingleBar;
-  private readonly tables = new Map<string, SingleBar>();
+  private region?: Region;
   private shownGate = '';
 
   /** Records the counts (for rates) and redraws; `now` is the time the query answered. */
   update(p: Progress, now = Date.now()): void {
     for (const t of p.tables) this.rates.add(tableKey(t), { at: now, rows: t.rowsCopied, done: t.ranges.verified + t.ranges.failed });
     if (!this.interactive) return;
+    this.region ??= new Region(process.stderr);
+    const columns = this.region.columns();
     // Change capture: how far behind the stream is, on the header line.
     const lag = p.capture ? ` | ${fmt(p.capture.transactions)} transactions applied, ${captureLag(p.capture)}` : '';
-    const phase = { phase: `${p.migration}: ${p.phase}${p.paused ? ' (paused)' : ''}${p.detail ? ` – ${p.detail}` : ''}${lag}` };
-    if (!this.bars) {
-      this.bars = new MultiBar(
-        {
-          format: ' {table} {bar} {done}/{total} ranges | {rows} rows | {rate} rows/s | ETA {left}{failed}',
-          hideCursor: true,
-          stream: process.stderr,
-          clearOnComplete: false,
-          stopOnComplete: false,
-          autopadding: true,
-        },
-        Presets.shades_classic,
-      );
-      this.header = this.bars.create(1, 0, phase, { format: '{phase}' });
-    }
-    this.header!.update(0, phase);
-    for (const t of p.tables) {
-      const f = tableFigures(t, this.rates);
-      const bar = this.tables.get(tableKey(t));
-      if (bar) {
-        bar.setTotal(f.total);
-        bar.update(f.done, f);
-      } else this.tables.set(tableKey(t), this.bars.create(f.total, f.done, f));
+    const lines = [`${p.migration}: ${p.phase}${p.paused ? ' (paused)' : ''}${p.detail ? ` – ${p.detail}` : ''}${lag}`];
+    const figures = p.tables.map((t) => tableFigures(t, this.rates));
+    const label = Math.max(0, ...figures.map((f) => [...f.table].length));
+    for (const f of figures) {
+      const head = ` ${f.table.padEnd(label)} `;
+      const tail = `${f.done}/${f.total} ranges | ${f.rows} | ${f.rate} rows/s | ETA ${f.left}${f.failed}`;
+      // The bar takes what the row has left; where even a short one leaves no room, the figures go
+      // on a row of their own under it (and wrap at their words if they must).
+      const room = columns - 1 - [...head].length - 1;
+      if (room - [...tail].length >= BAR_MIN) lines.push(`${head}${bar(f.done, f.total, Math.min(BAR_MAX, room - [...tail].length))} ${tail}`);
+      else lines.push(`${head}${bar(f.done, f.total, Math.max(BAR_MIN, Math.min(BAR_MAX, room + 1)))}`, `   ${tail}`);
     }
     const gate = gateInstructions(p);
-    if (gate && gate !== this.shownGate) this.bars.log(`${gate}\n`);
+    this.region.draw(lines, gate && gate !== this.shownGate ? gate : undefined);
     this.shownGate = gate;
   }
 
@@ -78,10 +82,9 @@ export class ProgressDisplay {
     return p.capture ? [...lines, `  ${captureLine(p.capture)}`] : lines;
   }
 
+  /** Leaves the last picture on the terminal and shows the cursor again. */
   stop(): void {
-    this.bars?.stop();
-    this.bars = undefined;
-    this.header = undefined;
-    this.tables.clear();
+    this.region?.close();
+    this.region = undefined;
   }
 }

@@ -90,8 +90,8 @@ export function locateFirstPolicy(rangeAttempts: number, graceMs: number, stoppi
 export interface RangeSteps {
   /** attempt `n`; `final`: a mismatch now is the range's verdict */
   attempt(n: number, final: boolean): Promise<RangeResult>;
-  /** what every attempt found, as soon as it is known (counters) */
-  attempted?(r: RangeResult): void;
+  /** what attempt `n` found, as soon as it is known (counters) */
+  attempted?(r: RangeResult, n: number): void;
   /** narrow a failed range down to its keys after its final attempt `n` (undefined: not located) */
   locate(n: number): Promise<Located | undefined>;
   wait(ms: number): Promise<void>;
@@ -113,7 +113,7 @@ export async function runRange(index: number, policy: RangePolicy, steps: RangeS
     // Decided before the attempt: a stop requested while it runs leaves it as it started.
     const final = n >= policy.attempts || (policy.stopping?.() ?? false);
     const r = await steps.attempt(n, final);
-    steps.attempted?.(r);
+    steps.attempted?.(r, n);
     if (r.status === 'verified') return { verified: true, attempts: n, last: r };
     if (r.status === 'refused') {
       // Nothing to locate and no use trying again: the target's own rule stops it.
@@ -139,7 +139,7 @@ export async function runRange(index: number, policy: RangePolicy, steps: RangeS
 async function locateFirst(index: number, policy: RangePolicy, graceMs: number, steps: RangeSteps): Promise<RangeOutcome> {
   let look = 1;
   let r = await steps.attempt(look, true);
-  steps.attempted?.(r);
+  steps.attempted?.(r, look);
   if (r.status === 'verified') return { verified: true, attempts: look, last: r };
   const fail = (located?: Located): RangeOutcome => ({
     verified: false,
@@ -159,7 +159,7 @@ async function locateFirst(index: number, policy: RangePolicy, graceMs: number, 
     if (differing(again) > 0) continue;
     // No located key differs any more: the whole range again, as the proof.
     r = await steps.attempt(look, true);
-    steps.attempted?.(r);
+    steps.attempted?.(r, look);
     if (r.status === 'verified') return { verified: true, attempts: look, last: r, converged };
     if (r.status === 'refused') return fail();
     const found = await steps.locate(look);

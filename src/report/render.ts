@@ -104,13 +104,23 @@ export function approvalSummary(r: Report): string {
   return lines.join('\n');
 }
 
+/**
+ * A table's rows copied, with the re-copies apart (ranges copied again: further attempts at a
+ * mismatched range, reruns, repairs), so the figure is not read as rows of the table:
+ * `200,000 rows copied (+260,000 re-copied)` with `noun` ' rows copied'.
+ */
+export function copiedRows(t: { rowsCopied: number; rowsRecopied?: number }, noun: string): string {
+  const again = t.rowsRecopied ?? 0;
+  return `${fmt(t.rowsCopied - again)}${noun}${again ? ` (+${fmt(again)} re-copied)` : ''}`;
+}
+
 export function renderProgress(p: Progress): string {
   const lines = [`${p.migration}: ${p.phase}${p.paused ? ' (paused)' : ''}${p.detail ? ` – ${p.detail}` : ''}`];
   for (const w of p.waiting ?? []) lines.push(`  waiting: ${waitingLine(w, Date.now())}`);
   for (const t of p.tables) {
     const r = t.ranges;
     lines.push(
-      `  ${t.source} → ${t.target}: ${fmt(r.verified)}/${fmt(r.total)} ranges verified, ${fmt(r.inFlight)} in flight, ${fmt(r.failed)} failed, ${fmt(t.rowsCopied)} rows copied`,
+      `  ${t.source} → ${t.target}: ${fmt(r.verified)}/${fmt(r.total)} ranges verified, ${fmt(r.inFlight)} in flight, ${fmt(r.failed)} failed, ${copiedRows(t, ' rows copied')}`,
     );
   }
   if (p.capture) lines.push(`  ${captureLine(p.capture)}`);
@@ -156,15 +166,22 @@ export function captureLag(c: Pick<CaptureProgress, 'lagSeconds' | 'lagBytes'>):
   return `lag ${c.lagSeconds.toFixed(1)} s, ${mb >= 1 ? `${mb.toFixed(1)} MB` : `${fmt(Number(c.lagBytes))} bytes`}`;
 }
 
-/** What a person does at the gate, for the CLI: the same steps Current Details shows in the UI. */
+/**
+ * What a person does at the gate, for the CLI: the same steps Current Details shows in the UI. Each
+ * command on a line of its own, so that a narrow terminal wraps it whole (the digest never cut).
+ */
 export function gateInstructions(p: Progress): string {
   if (p.phase !== 'awaiting_approval' || !p.digest) return '';
   const who = p.approvers?.length ? p.approvers.join(', ') : 'anyone';
   return [
     `${p.migration} awaits approval of digest ${p.digest}; who may approve: ${who}.${p.attention ? ` ${p.attention}.` : ''}`,
-    `  read the evidence:   backfill report ${p.migration}`,
-    `  approve that digest: backfill approve ${p.migration} --as <you> --digest ${p.digest}`,
-    `  or reject it:        backfill reject ${p.migration} --as <you> --reason <why>`,
-    `  in the Temporal UI:  Send an Update "approveCutover" with {"approver": "<you>", "digest": "<the digest you read>"}`,
+    '  read the evidence:',
+    `    backfill report ${p.migration}`,
+    '  approve that digest:',
+    `    backfill approve ${p.migration} --as <you> --digest ${p.digest}`,
+    '  or reject it:',
+    `    backfill reject ${p.migration} --as <you> --reason <why>`,
+    '  in the Temporal UI: Send an Update "approveCutover" with',
+    '    {"approver": "<you>", "digest": "<the digest you read>"}',
   ].join('\n');
 }

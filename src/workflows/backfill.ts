@@ -21,8 +21,11 @@ function boundsOf(p: TablePlan, i: number): string {
   return ` [${b.lo}, ${b.hi})`;
 }
 
-/** `resumed`: the range's first pass in a migration started again after an earlier run (resume.ts). */
-async function rangeInFlight(s: MigrationState, t: number, i: number, resumed?: ResumeTable): Promise<void> {
+/**
+ * `copiedBefore`: a rerun, so even its first attempt now is a re-copy. `resumed`: the range's first
+ * pass in a migration started again after an earlier run (resume.ts).
+ */
+async function rangeInFlight(s: MigrationState, t: number, i: number, copiedBefore: boolean, resumed?: ResumeTable): Promise<void> {
   const { spec } = s;
   const st = s.tables[t];
   st.inFlight.add(i);
@@ -42,8 +45,9 @@ async function rangeInFlight(s: MigrationState, t: number, i: number, resumed?: 
   // Verified by the earlier run: measured first, copied only if it differs.
   const copyArgs = (attempt: number, finalAttempt: boolean): RangeInput => (asksReuse(resumed, attempt) ? { ...args(attempt, finalAttempt), reuse: true } : args(attempt, finalAttempt));
   let first = true;
-  // What the UI's timeline says on each bar: the table, its range and, where the plan has them, the keys.
-  const where = `${st.plan.source}${boundsOf(st.plan, i)} range ${i + 1}/${st.plan.rangeCount}`;
+  // What the UI's timeline says on each bar: the table, its range and, where the plan has them, the
+  // keys. The range by its index, as the report, Current Details and `backfill rerun --range` name it.
+  const where = `${st.plan.source} range ${i} of ${st.plan.rangeCount}${boundsOf(st.plan, i)}`;
   const copying = summarised(`${spec.mode === 'verify' ? 'verify' : asksReuse(resumed, 1) ? 'copy or reuse' : 'copy'} ${where}`);
   const locating = summarised(`locate differences in ${where}`);
   const rechecking = summarised(`read the differing keys of ${where} again`);
@@ -57,8 +61,9 @@ async function rangeInFlight(s: MigrationState, t: number, i: number, resumed?: 
     // Each step hands back its activity's promise itself (see RangeSteps: the command order).
     const outcome = await runRange(i, policy, {
       attempt: (n, final) => (spec.mode === 'verify' ? copying.verifyRange(args(n, final)) : copying.copyRange(copyArgs(n, final))),
-      attempted: (r) => {
+      attempted: (r, n) => {
         st.rowsCopied += r.rowsCopied;
+        if (copiedBefore || n > 1) st.rowsRecopied += r.rowsCopied;
         if (first) tally(resumed, r);
         first = false;
       },
@@ -81,7 +86,7 @@ async function rangeInFlight(s: MigrationState, t: number, i: number, resumed?: 
     if (c && isSnapshotGone(e)) {
       // The epoch's snapshot ended under this range: a new epoch copies it (nothing was committed).
       c.lost = true;
-      c.again.push({ t, i });
+      c.again.push({ t, i, ...(copiedBefore ? { copiedBefore: true as const } : {}) });
     } else if (!(isCancellation(e) && s.aborted !== undefined)) s.fatal ??= e;
     // (An abort that ended a range's wait for a database: the abort ends the migration.)
   } finally {
@@ -116,7 +121,7 @@ export async function backfill(s: MigrationState): Promise<void> {
     // A planned range's first pass (not a rerun, nor a range a lost snapshot gives back).
     const firstPass = s.rerunQueue.length === 0 && !s.live?.capture?.again.length;
     const next = s.nextRange()!;
-    void rangeInFlight(s, next.t, next.i, firstPass ? firstAttemptOf(s, next.t) : undefined);
+    void rangeInFlight(s, next.t, next.i, next.copiedBefore === true, firstPass ? firstAttemptOf(s, next.t) : undefined);
   }
   await condition(() => s.inFlight() === 0);
   if (s.fatal !== undefined) {

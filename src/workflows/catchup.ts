@@ -36,6 +36,8 @@ export async function sweep(s: MigrationState, o: { epoch?: number } = {}): Prom
     const at = o.epoch !== undefined ? { epoch: o.epoch, repair: false } : { repair: true };
     const r = await summarised(`measure every range of ${st.plan.source} again (${st.plan.rangeCount})`).sweepTable({ migration: s.name, spec: s.spec, tableIndex: t, plan: st.plan, ...at });
     st.rowsCopied += r.rowsCopied;
+    // A sweep copies only ranges that were copied before and changed since: re-copies.
+    st.rowsRecopied += r.rowsCopied;
     const still = new Map(r.failed.map((f) => [f.index, f]));
     for (const i of st.failed.keys()) if (!still.has(i)) st.verified++;
     for (const f of r.failed) if (!st.failed.has(f.index)) st.verified--;

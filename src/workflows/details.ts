@@ -2,7 +2,7 @@
 // over the state; the workflow sets it on every move (setCurrentDetails: no command, no history).
 import type { MigrationState } from './state';
 import { rerunCommand } from '../report/model';
-import { captureLine } from '../report/render';
+import { captureLine, copiedRows } from '../report/render';
 import { waitingLine } from '../policy/waits';
 
 const n = (x: number) => x.toLocaleString('en-US');
@@ -15,7 +15,7 @@ export function currentDetails(s: MigrationState): string {
   if (s.tables.length) {
     out.push('', '| table | ranges verified | failed | in flight | rows copied |', '|---|---|---|---|---|');
     for (const t of s.tables)
-      out.push(`| ${t.plan.source} → ${t.plan.target} | ${n(t.verified)} / ${n(t.plan.rangeCount)} | ${n(t.failed.size)} | ${n(t.inFlight.size)} | ${n(t.rowsCopied)} |`);
+      out.push(`| ${t.plan.source} → ${t.plan.target} | ${n(t.verified)} / ${n(t.plan.rangeCount)} | ${n(t.failed.size)} | ${n(t.inFlight.size)} | ${copiedRows(t, '')} |`);
   }
   const l = s.delta();
   const c = s.captureView();

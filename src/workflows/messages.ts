@@ -60,7 +60,12 @@ export interface Progress {
   phase: Phase;
   /** why the migration waits or stopped, in a sentence */
   detail?: string;
-  tables: { source: string; target: string; ranges: RangeCounts; rowsCopied: number }[];
+  /**
+   * rowsCopied: rows written into the target by copies (every attempt, reruns, repairs, catch-up);
+   * rowsRecopied: of those, the rows of ranges copied again (further attempts at a mismatched range,
+   * reruns, a sweep's repairs); absent from a worker that predates it.
+   */
+  tables: { source: string; target: string; ranges: RangeCounts; rowsCopied: number; rowsRecopied?: number }[];
   delta?: DeltaProgress;
   capture?: CaptureProgress;
   digest?: string;

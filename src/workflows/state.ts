@@ -126,7 +126,7 @@ export class MigrationState {
   /** A fresh run: the plans from planning, and the live state when the source takes writes. */
   planned(plans: TablePlan[], live: LiveState | undefined): void {
     this.plans = plans;
-    this.tables = plans.map((plan) => ({ plan, next: 0, verified: 0, inFlight: new Set(), released: new Set(), failed: new Map(), rowsCopied: 0 }));
+    this.tables = plans.map((plan) => ({ plan, next: 0, verified: 0, inFlight: new Set(), released: new Set(), failed: new Map(), rowsCopied: 0, rowsRecopied: 0 }));
     this.live = live;
   }
 
@@ -137,7 +137,17 @@ export class MigrationState {
     this.plans = c.plans;
     this.tables = c.plans.map((plan, i) => {
       const t = c.tables[i];
-      return { plan, next: t.next, verified: t.verified, inFlight: new Set(), released: new Set(), failed: new Map(t.failed.map((f) => [f.index, f])), rowsCopied: t.rowsCopied };
+      return {
+        plan,
+        next: t.next,
+        verified: t.verified,
+        inFlight: new Set(),
+        released: new Set(),
+        failed: new Map(t.failed.map((f) => [f.index, f])),
+        rowsCopied: t.rowsCopied,
+        // A run carried from before re-copies were counted apart: its copies read as first copies.
+        rowsRecopied: t.rowsRecopied ?? 0,
+      };
     });
     this.approvals.push(...c.approvals);
     this.concurrency = c.concurrency;
@@ -156,6 +166,7 @@ export class MigrationState {
         next: st.next,
         verified: st.verified,
         rowsCopied: st.rowsCopied,
+        rowsRecopied: st.rowsRecopied,
         failed: [...st.failed.values()].map((f, k) => (k < CARRIED_KEYS || !f.located ? f : { ...f, located: { ...f.located, keys: NO_KEYS } })),
       })),
       startedAt: this.startedAt,
@@ -210,7 +221,7 @@ export class MigrationState {
       // Reruns are taken only once every range has a status: take it out of the counts until proven again.
       const st = this.tables[r.t];
       if (!st.failed.delete(r.i)) st.verified--;
-      return r;
+      return { ...r, copiedBefore: true };
     }
     for (const [t, st] of this.tables.entries()) if (st.next < st.plan.rangeCount) return { t, i: st.next++ };
     return undefined;
@@ -312,6 +323,7 @@ export class MigrationState {
           failed: t.failed.size,
         },
         rowsCopied: t.rowsCopied,
+        rowsRecopied: t.rowsRecopied,
       })),
       digest: this.phase === 'awaiting_approval' ? this.digest : undefined,
       ...(this.phase === 'awaiting_approval' && this.spec ? { approvers: this.spec.cutover.approvers ?? [] } : {}),

@@ -15,6 +15,8 @@ export type Stage = 'backfill' | 'catchup' | 'gate';
 export interface RangeRef {
   t: number;
   i: number;
+  /** the range was copied before (a rerun): what it copies now counts as re-copied */
+  copiedBefore?: true;
 }
 
 export interface TableState {
@@ -26,7 +28,10 @@ export interface TableState {
   /** ranges in flight that wait out verify.lagGrace: they hold no slot of the window */
   released: Set<number>;
   failed: Map<number, FailedRange>;
+  /** rows written into the target by copies: first copies, re-copies and catch-up's writes */
   rowsCopied: number;
+  /** of rowsCopied, the rows of ranges copied again: further attempts at a mismatched range, reruns, a sweep's repairs */
+  rowsRecopied: number;
 }
 
 /** Catch-up state of a migration whose source keeps taking writes (compact: a few values per table). */
@@ -85,7 +90,8 @@ export interface FinalWindow {
 /** What a run hands to the next one at continue-as-new: counters, not ranges. */
 export interface Carried {
   plans: TablePlan[];
-  tables: { next: number; verified: number; rowsCopied: number; failed: FailedRange[] }[];
+  /** rowsRecopied: absent from runs before it was counted (read as 0) */
+  tables: { next: number; verified: number; rowsCopied: number; rowsRecopied?: number; failed: FailedRange[] }[];
   startedAt: string;
   approvals: Approval[];
   concurrency: number;
