@@ -11,7 +11,7 @@ import type { WorkflowHandle } from '@temporalio/client';
 import { freePort, type PostgresServer } from '../src/infra/postgres';
 import { backfillMigration } from '../src/workflows/migration';
 import { progressQuery, type Progress } from '../src/workflows/messages';
-import { backfill } from './helpers/cli';
+import { CLI, backfill, run } from './helpers/cli';
 import { endingOf, replayAndMaybeRecord, waitForPhase, type TemporalHarness } from './helpers/temporal';
 import { startStack } from './helpers/stack';
 import { specFor } from './helpers/spec';
@@ -131,6 +131,9 @@ test('a source on a closed port is said at once with alias, host and error; afte
   const status = await backfill(['status', spec.name], cli());
   assert.match(status.stdout, new RegExp(`waiting: src \\(127\\.0\\.0\\.1:${port}\\) cannot be reached: .*ECONNREFUSED.*failed tr(y|ies) since .*next try at`), status.stdout);
   assert.doesNotMatch(status.stdout + status.stderr, /dist\/|\.js:\d+|\n\s+at /);
+  // So does `status --watch` (off a terminal: a block per change), watched for 3 s.
+  const watched = await run(process.execPath, [CLI, 'status', spec.name, '--watch', '--interval', '0.2'], cli(), 3000);
+  assert.match(watched.stderr, new RegExp(`waiting: src \\(127\\.0\\.0\\.1:${port}\\) cannot be reached: .*ECONNREFUSED`), watched.stderr);
 
   // Past retries.unreachable: it waits for a person, and says how to go on.
   const stranded = await waitUntil(h, (p) => p.phase === 'needs_attention', 20_000);

@@ -43,7 +43,9 @@ export async function follow(h: WorkflowHandle, o: { quiet?: boolean; untilGate?
         throw e;
       }
       display?.update(last);
-      const line = `${last.phase}${last.detail ? ` – ${last.detail}` : ''}${last.digest ?? ''}`;
+      // A new block when the phase, its reason, the digest or what it waits for changes.
+      const waits = (last.waiting ?? []).map((w) => `${w.what} ${w.error}`).join('; ');
+      const line = `${last.phase}${last.detail ? ` – ${last.detail}` : ''}${last.digest ?? ''}${waits}`;
       if (display && !display.interactive) {
         // A log gets a line per change, the gate's steps once, and each table's rate now and then.
         if (line !== said) {

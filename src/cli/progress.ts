@@ -2,6 +2,7 @@
 // counts over time, drawn in one region of the terminal (region.ts) that is redrawn in place; the
 // bars' glyphs are cli-progress's. At the gate, its steps are printed once above the region. Off a
 // terminal, the caller prints a line per change instead.
+import { waitingLine } from '../policy/waits';
 import { Format, Presets } from 'cli-progress';
 import type { Progress } from '../workflows/messages';
 import { captureLag, captureLine, copiedRows, gateInstructions } from '../report/render';
@@ -57,6 +58,8 @@ export class ProgressDisplay {
     // Change capture: how far behind the stream is, on the header line.
     const lag = p.capture ? ` | ${fmt(p.capture.transactions)} transactions applied, ${captureLag(p.capture)}` : '';
     const lines = [`${p.migration}: ${p.phase}${p.paused ? ' (paused)' : ''}${p.detail ? ` – ${p.detail}` : ''}${lag}`];
+    // What it waits for (a database that cannot be reached), under the header, while it lasts.
+    for (const w of p.waiting ?? []) lines.push(` waiting: ${waitingLine(w, now)}`);
     const figures = p.tables.map((t) => tableFigures(t, this.rates));
     const label = Math.max(0, ...figures.map((f) => [...f.table].length));
     for (const f of figures) {
