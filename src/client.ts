@@ -1,5 +1,6 @@
 // Connecting to Temporal from the CLI and the worker: TEMPORAL_ADDRESS / TEMPORAL_NAMESPACE and the
 // TLS / API key variables, read by the SDK's own envconfig (profiles in its config file work too).
+import { setting } from './settings';
 import { loadClientConnectConfig } from '@temporalio/envconfig';
 
 export interface TemporalTarget {
@@ -19,8 +20,8 @@ export function temporalTarget(env: NodeJS.ProcessEnv = process.env): TemporalTa
   }
   const o = (cfg?.connectionOptions ?? {}) as { address?: string; tls?: unknown; apiKey?: string; metadata?: Record<string, string> };
   return {
-    address: env.TEMPORAL_ADDRESS ?? o.address ?? 'localhost:7233',
-    namespace: env.TEMPORAL_NAMESPACE ?? cfg?.namespace ?? 'default',
+    address: setting('temporalAddress', env) ?? o.address ?? 'localhost:7233',
+    namespace: setting('temporalNamespace', env) ?? cfg?.namespace ?? 'default',
     tls: o.tls,
     apiKey: o.apiKey,
     metadata: o.metadata,

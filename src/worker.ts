@@ -1,5 +1,7 @@
 // The worker: polls the task queue, runs the migration workflow and its activities. Connection
 // strings come from BACKFILL_DB_<ALIAS> here and nowhere else.
+import { setting, settingProblems } from './settings';
+import { BadInput } from './spec/load';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
@@ -52,7 +54,7 @@ export const DEFAULT_TASK_QUEUE = 'backfill';
 /** The workflow code: the bundle `npm run build` made, else bundled now from the sources. */
 export function workflowSource(): Pick<WorkerOptions, 'workflowBundle' | 'workflowsPath'> {
   const bundle = join(__dirname, '..', 'workflow-bundle.js');
-  if (existsSync(bundle) && !process.env.BACKFILL_BUNDLE_AT_START) return { workflowBundle: { codePath: bundle } };
+  if (existsSync(bundle) && !setting('bundleAtStart')) return { workflowBundle: { codePath: bundle } };
   return { workflowsPath: require.resolve('./workflows') };
 }
 
@@ -67,20 +69,23 @@ export async function createWorker(o: WorkerSetup): Promise<Worker> {
   return Worker.create({
     connection: o.connection,
     namespace: o.namespace ?? 'default',
-    taskQueue: o.taskQueue ?? process.env.BACKFILL_TASK_QUEUE ?? DEFAULT_TASK_QUEUE,
+    taskQueue: o.taskQueue ?? setting('taskQueue'),
     ...(o.identity ? { identity: o.identity } : {}),
     ...workflowSource(),
     activities,
     sinks: { ...auditSinks(o.connection, o.namespace ?? 'default'), ...metricSinks() },
     // Outermost first: the attempt metrics count the failure as it leaves (plain, classified).
     interceptors: { activity: [attemptMetrics, (ctx) => ({ inbound: new PlainFailures(ctx.info.activityType) })] },
-    maxConcurrentActivityTaskExecutions: Number(process.env.BACKFILL_MAX_ACTIVITIES ?? 32),
+    maxConcurrentActivityTaskExecutions: setting('maxActivities'),
     shutdownGraceTime: '10 seconds',
   });
 }
 
 /** `backfill worker` and `node dist/src/worker.js`: run until SIGINT/SIGTERM. */
 export async function runWorker(): Promise<void> {
+  // Every setting checked before anything starts: a value that will not do is said, all of them at once.
+  const problems = settingProblems();
+  if (problems.length) throw new BadInput(`the worker's environment will not do (${problems.length} setting${problems.length === 1 ? '' : 's'})`, problems);
   // Before any connection: the SDK's runtime is created once per process, with its exporter.
   const metrics = installMetrics();
   if (metrics) console.error(`backfill worker: Prometheus metrics on http://${metrics}/metrics`);
@@ -108,7 +113,8 @@ export async function runWorker(): Promise<void> {
 
 if (require.main === module) {
   runWorker().catch((e) => {
-    console.error(`backfill worker: ${(e as Error).message}`);
-    process.exit(1);
+    const problems = e instanceof BadInput ? e.problems.map((p) => `\n  ${p}`).join('') : '';
+    console.error(`backfill worker: ${(e as Error).message}${problems}`);
+    process.exit(e instanceof BadInput ? 2 : 1);
   });
 }

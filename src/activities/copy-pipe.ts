@@ -1,5 +1,6 @@
 // The COPY pipeline: source COPY TO -> a byte meter -> target COPY FROM, and the client pair it
 // runs on. Shared by the range copy, catch-up and the sweep's repair of the rows outside the ranges.
+import { setting } from '../settings';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
@@ -10,8 +11,7 @@ import { heartbeat } from './heartbeat';
 
 /** No byte through the COPY pipe for this long: the connection is dead or stuck; abort and retry. */
 export function stallTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
-  const s = Number(env.BACKFILL_STALL_TIMEOUT ?? 120);
-  return Number.isFinite(s) && s > 0 ? s * 1000 : 120_000;
+  return setting('stallTimeout', env) * 1000;
 }
 
 /**

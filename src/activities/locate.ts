@@ -3,6 +3,7 @@
 // both sides); only the buckets that disagree are split again, with more bits. When the suspect
 // buckets hold few rows, their keys and row hashes (and per-column hashes, to name the columns that
 // differ) travel to the worker and are compared there. Counts are exact; the ledger keeps every key.
+import { setting } from '../settings';
 import { controlAlias } from '../spec/schema';
 import { poolFor, inTransaction } from '../db/pools';
 import { RECORD_RECHECK, CLEAR_DIFFERENCES, DIFFERENCE_KEYS, MARK_LOCATED, RANGE_COUNTS, SAVE_DIFFERENCES } from '../db/ledger';
@@ -31,11 +32,7 @@ export const DIRECT_ROWS = 20_000;
 
 /** BACKFILL_LOCATE_WHOLE_ROWS overrides DIRECT_ROWS (0: always narrow by buckets): worker memory against speed. */
 export function directRows(env: NodeJS.ProcessEnv = process.env): number {
-  const v = env.BACKFILL_LOCATE_WHOLE_ROWS;
-  if (v === undefined || v === '') return DIRECT_ROWS;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`BACKFILL_LOCATE_WHOLE_ROWS must be a non-negative integer (rows), not "${v}"`);
-  return n;
+  return setting('locateWholeRows', env);
 }
 /** Keys per kind kept in the workflow and shown in the report; the ledger has all of them. */
 export const KEY_SAMPLE = 20;

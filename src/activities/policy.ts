@@ -8,6 +8,7 @@
 //   BACKFILL_POLICY_WRITABLE=<alias>[,<alias>…]                       aliases that may be written
 //   BACKFILL_POLICY_EXPRESSIONS=any|source-table
 // Nothing set: today's behaviour (everything allowed), which the README's examples rely on.
+import { setting } from '../settings';
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { ApplicationFailure } from '@temporalio/common';
@@ -23,16 +24,11 @@ export interface WorkerPolicy {
   expressions: 'any' | 'source-table';
 }
 
-const list = (v: string | undefined) => (v ?? '').split(',').map((x) => x.trim()).filter(Boolean);
-
 export function workerPolicy(env: NodeJS.ProcessEnv = process.env): WorkerPolicy {
-  const strict = env.BACKFILL_POLICY === 'strict';
-  const a = env.BACKFILL_POLICY_ACTIONS?.trim();
-  const actions: WorkerPolicy['actions'] =
-    a === 'allow' || a === 'deny' ? a : a ? list(a).map((h) => h.replace(/^sha256:/i, '').toLowerCase()) : strict ? 'deny' : 'allow';
-  const writable = env.BACKFILL_POLICY_WRITABLE ? list(env.BACKFILL_POLICY_WRITABLE) : undefined;
-  const e = env.BACKFILL_POLICY_EXPRESSIONS?.trim();
-  const expressions = e === 'any' || e === 'source-table' ? e : strict ? 'source-table' : 'any';
+  const strict = setting('policy', env) === 'strict';
+  const actions = setting('policyActions', env) ?? (strict ? 'deny' : 'allow');
+  const writable = setting('policyWritable', env);
+  const expressions = setting('policyExpressions', env) ?? (strict ? 'source-table' : 'any');
   return { actions, writable, expressions };
 }
 

@@ -1,6 +1,7 @@
 // The `backfill` command: a Temporal client for operators. Exit codes: 0 done, 1 the migration is
 // red or failed, 2 bad input, 130 a watch stopped with Ctrl-C. A user mistake prints a message, never
 // a stack trace.
+import { setting } from '../settings';
 import { Command, CommanderError, Option } from 'commander';
 import {
   Client,
@@ -566,7 +567,7 @@ export async function main(argv: string[]): Promise<void> {
     } else {
       const { code: c, text } = explain(e);
       console.error(`backfill: ${text}`);
-      if (process.env.BACKFILL_DEBUG) console.error(e);
+      if (setting('debug')) console.error(e);
       code = c;
     }
   }

@@ -3,6 +3,10 @@
 // beside a shorter line. Lines are wrapped at spaces to the terminal's width, never cut: a word
 // longer than a row (a digest at 30 columns) keeps its row(s) whole and the terminal wraps it.
 // Text printed once above the region (`above`) scrolls up with the terminal's history.
+import { setting } from '../settings';
+
+/** COLUMNS, where the terminal does not say its width. */
+const terminalColumns = (): number => Math.max(20, setting('columns'));
 
 const HIDE_CURSOR = '\u001b[?25l';
 export const SHOW_CURSOR = '\u001b[?25h';
@@ -46,7 +50,7 @@ export class Region {
 
   /** Columns of the terminal (its own size; COLUMNS when it reports none; else 80). */
   columns(): number {
-    return this.out.columns || Number(process.env.COLUMNS) || 80;
+    return this.out.columns || terminalColumns();
   }
 
   /** Draws `lines` in place of the region's last picture, with `above` printed once over it, to stay. */

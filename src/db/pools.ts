@@ -1,5 +1,6 @@
 // One pool per (alias, access). Every session is pinned so that equal values print equally on both
 // sides (the checksums hash text), and the source is read-only with statement and lock timeouts.
+import { setting } from '../settings';
 import type { Socket } from 'node:net';
 import pg from 'pg';
 import { parse } from 'pg-connection-string';
@@ -22,8 +23,8 @@ export const PINNED: Readonly<Record<string, string>> = {
 function settings(access: Access, env: NodeJS.ProcessEnv): Record<string, string> {
   const s: Record<string, string> = {
     ...PINNED,
-    statement_timeout: env.BACKFILL_STATEMENT_TIMEOUT ?? '30min',
-    lock_timeout: env.BACKFILL_LOCK_TIMEOUT ?? '10s',
+    statement_timeout: setting('statementTimeout', env),
+    lock_timeout: setting('lockTimeout', env),
     idle_in_transaction_session_timeout: '10min',
   };
   if (access === 'read') s.default_transaction_read_only = 'on';
@@ -48,7 +49,7 @@ export function poolFor(alias: string, access: Access, env: NodeJS.ProcessEnv = 
     ...(cfg as pg.PoolConfig),
     options: [cfg.options, opts].filter(Boolean).join(' '),
     types: asText,
-    max: Number(env.BACKFILL_POOL_MAX ?? 12),
+    max: setting('poolMax', env),
     connectionTimeoutMillis: 15_000,
     // No client-side query_timeout: pg arms it for COPY streams too and never clears it there.
     // A stuck COPY is caught by the stall guard; a stuck query by the server's statement_timeout,

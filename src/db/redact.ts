@@ -1,11 +1,11 @@
 // Secrets never reach workflow history, logs or errors: every message that leaves an activity or
 // the CLI goes through `redact`.
 import { parse } from 'pg-connection-string';
+import { connectionStrings } from '../spec/aliases';
 
 function secretsFromEnv(env: NodeJS.ProcessEnv): string[] {
   const out: string[] = [];
-  for (const [k, v] of Object.entries(env)) {
-    if (!v || !/^BACKFILL_DB_/.test(k)) continue;
+  for (const v of connectionStrings(env)) {
     out.push(v);
     try {
       const p = parse(v);

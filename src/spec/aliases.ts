@@ -21,3 +21,8 @@ export function connectionStringFor(alias: string, env: NodeJS.ProcessEnv = proc
 export function aliasIsConfigured(alias: string, env: NodeJS.ProcessEnv = process.env): boolean {
   return Boolean(env[envNameForAlias(alias)]);
 }
+
+/** Every connection string this process has (BACKFILL_DB_*): what `redact` takes out of every message. */
+export function connectionStrings(env: NodeJS.ProcessEnv = process.env): string[] {
+  return Object.entries(env).flatMap(([k, v]) => (v && /^BACKFILL_DB_/.test(k) ? [v] : []));
+}
