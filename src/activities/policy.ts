@@ -10,7 +10,7 @@
 // Nothing set: today's behaviour (everything allowed), which the README's examples rely on.
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
-import { ApplicationFailure } from '@temporalio/common';
+import { failure } from '../domain/failures';
 import { controlAlias, type MigrationSpec } from '../spec/schema';
 import { PARTITION_TREE_SQL, explainJsonSql } from '../db/sql';
 
@@ -64,7 +64,7 @@ export function policyProblems(spec: MigrationSpec, p: WorkerPolicy = workerPoli
 export function enforcePolicy(spec: MigrationSpec): void {
   const problems = policyProblems(spec);
   if (problems.length)
-    throw ApplicationFailure.create({ type: 'PolicyRefused', nonRetryable: true, message: `this worker's policy refuses the spec:\n${problems.map((x) => `  ${x}`).join('\n')}` });
+    throw failure('PolicyRefused', `this worker's policy refuses the spec:\n${problems.map((x) => `  ${x}`).join('\n')}`);
 }
 
 /** The relations a query reads, from the planner (qualified): what `where` and `transform` may reach. */
