@@ -2,10 +2,15 @@
 // change column and a writer (inserts, updates that leave a TOASTed text alone or change it,
 // deletes) running through the whole migration; the gate's evidence taken at a checkpoint while
 // the writer goes on; the freeze, the final window, the switch; the target equal to the source by
-// an independent query, and nothing left behind on the source. Also: an abort mid-way cleans up.
+// an independent query, and nothing left behind on the source. Also: an abort mid-way cleans up;
+// snapshot epochs that keep ending fail the migration with its reason (SnapshotLost).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import pgClient from 'pg';
+import { WorkflowFailedError } from '@temporalio/client';
 import type { PostgresServer } from '../src/infra/postgres';
+import { ensureSchema, LEDGER_DDL } from '../src/db/ledger';
+import { failureTypeOf, isFailure } from '../src/domain/failures';
 import { backfillMigration } from '../src/workflows/migration';
 import { abortSignal, approveCutoverUpdate, progressQuery, reportQuery, rerunUpdate, type Progress } from '../src/workflows/messages';
 import type { Report } from '../src/report/model';
@@ -180,4 +185,44 @@ test('capture: waiting in needs_attention, the migration says how much WAL its s
   await h.signal(abortSignal, { reason: 'the target refuses the rows' });
   assert.equal((await endingOf(h)).phase, 'aborted');
   assert.equal((await leftOnSource(doc.name)).slots, 0);
+});
+
+test('capture: snapshot epochs that keep ending before a range is copied fail the migration with its reason (SnapshotLost), not a workflow task retried forever', { timeout: 90_000 }, async () => {
+  const doc = spec('captured-snapshot-lost', 'epochs_lost');
+  await pg.query('src', WRITER_TABLE('public.epochs_lost'));
+  await pg.query('src', FILL_WRITER_TABLE('public.epochs_lost', 4_000));
+  await pg.query('tgt', WRITER_TABLE('public.epochs_lost'));
+  // Every epoch's exported snapshot, as its holder records it in the ledger, one no session can
+  // import: each range reads "invalid snapshot identifier" (SnapshotGone), its epoch ends, and the
+  // next one fares the same. (Only this migration's epochs.)
+  const ledger = new pgClient.Client({ connectionString: pg.url('tgt') });
+  await ledger.connect();
+  try {
+    await ensureSchema(ledger, LEDGER_DDL);
+    await ledger.query(`CREATE OR REPLACE FUNCTION public.unimportable_snapshot() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.snapshot := 'not-a-snapshot'; RETURN NEW; END $$`);
+    await ledger.query(`CREATE TRIGGER unimportable_snapshot BEFORE INSERT OR UPDATE ON backfill.capture_epochs FOR EACH ROW WHEN (NEW.migration = '${doc.name}') EXECUTE FUNCTION public.unimportable_snapshot()`);
+  } finally {
+    await ledger.end();
+  }
+  const started = Date.now();
+  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+  try {
+    // Five fruitless epochs take seconds; a workflow task that fails is retried forever (it never closes).
+    let timer: NodeJS.Timeout | undefined;
+    const running = new Promise<'running'>((r) => (timer = setTimeout(() => r('running'), 25_000)));
+    const closed = await Promise.race([h.result().then(() => 'completed', (e: unknown) => e), running]).finally(() => clearTimeout(timer));
+    assert.ok(closed instanceof WorkflowFailedError, `the migration ends as a failure, not ${String(closed)}`);
+    assert.equal((await h.describe()).status.name, 'FAILED');
+    assert.ok(isFailure(closed.cause, 'SnapshotLost'), `SnapshotLost, not ${failureTypeOf(closed.cause)}: ${closed.cause?.message}`);
+    assert.match(closed.cause!.message, /^5 snapshot epochs in a row ended before a range was copied/);
+    assert.equal(closed.cause!.stack, '', 'no stack trace');
+    const p = await h.query(progressQuery);
+    assert.equal(p.phase, 'failed');
+    assert.match(p.detail ?? '', /snapshot epochs in a row ended before a range was copied/);
+    assert.equal((await leftOnSource(doc.name)).slots, 0, 'the failed migration left no slot');
+    assert.ok(Date.now() - started < 25_000);
+  } finally {
+    if ((await h.describe()).status.name === 'RUNNING') await h.terminate('the test is over');
+    await pg.query('tgt', 'DROP TRIGGER unimportable_snapshot ON backfill.capture_epochs');
+  }
 });

@@ -1,7 +1,8 @@
 // Binding a spec table to the real tables: resolve names through the catalog, pick the columns,
 // map types and transforms, and check everything a copy needs before any row is written.
 import type pg from 'pg';
-import { ApplicationFailure } from '@temporalio/common';
+import type { ApplicationFailure } from '@temporalio/common';
+import { failure } from '../domain/failures';
 import { DEFAULT_CHUNK_SIZE, chunkOf, type Chunking, type MigrationSpec, type TableSpec } from '../spec/schema';
 import { TABLE_REF_FORMS, parseSchemaPattern, parseTableRef, showName, showTableName, showTableRef, type TableRef } from '../spec/names';
 import { poolFor } from '../db/pools';
@@ -411,11 +412,7 @@ const cache = new Map<string, Promise<Binding>>();
 const cacheId = (spec: Pick<MigrationSpec, 'source' | 'target'>, table: TableSpec) => JSON.stringify([spec.source, spec.target, table]);
 
 function unbound(problems: string[]): ApplicationFailure {
-  return ApplicationFailure.create({
-    type: 'PreflightError',
-    nonRetryable: true,
-    message: `the spec does not match the databases:\n${problems.map((p) => `  ${p}`).join('\n')}`,
-  });
+  return failure('PreflightError', `the spec does not match the databases:\n${problems.map((p) => `  ${p}`).join('\n')}`);
 }
 
 /**
@@ -468,13 +465,11 @@ export async function plannedBinding(
 ): Promise<Binding> {
   const b = await bindingFor(spec, table, tableIndex);
   if (plan.columns && JSON.stringify(columnPlanText(plan.columns)) !== JSON.stringify(columnPlanText(b.columnPlan)))
-    throw ApplicationFailure.create({
-      type: 'SchemaChanged',
-      nonRetryable: true,
-      message:
-        `${plan.source} → ${plan.target}: the columns changed after planning: ${columnChanges(plan.columns, b.columnPlan).join('; ')}; ` +
+    throw failure(
+      'SchemaChanged',
+      `${plan.source} → ${plan.target}: the columns changed after planning: ${columnChanges(plan.columns, b.columnPlan).join('; ')}; ` +
         'the ranges were copied and proven with the columns as planned: abort, then start the migration again under a new name with a spec that matches the tables',
-    });
+    );
   return b;
 }
 

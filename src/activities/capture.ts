@@ -5,8 +5,9 @@
 // workflow sees LSNs, counts and sentences.
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
-import { Context } from '@temporalio/activity';
+import { CancelledFailure, type ApplicationFailure } from '@temporalio/common';
+import { failure } from '../domain/failures';
+import { Context, log } from '@temporalio/activity';
 import { captureOf, controlAlias, type MigrationSpec } from '../spec/schema';
 import { connectionStringFor } from '../spec/aliases';
 import { poolFor } from '../db/pools';
@@ -71,14 +72,17 @@ export async function holdSnapshot(input: EpochInput): Promise<void> {
     await Promise.race([Context.current().cancelled, lost]);
   } catch (e) {
     if (e instanceof CancelledFailure) return;
-    // Ended by the cleanup (the migration let go of this epoch): not a failure.
+    // Ended by the cleanup (the migration let go of this epoch): not a failure. A ledger that
+    // cannot be read says nothing: the holder's loss is the failure then.
     const row = (await ctl.query(EPOCH, [migration, epoch]).catch(() => undefined))?.rows[0] as { released?: string } | undefined;
     if (row?.released === 't') return;
     throw e;
   } finally {
     held.client.removeAllListeners('end');
+    // Its session is over either way (a failure to close it says no more than its loss).
     await held.client.end().catch(() => undefined);
-    await ctl.query(RELEASE_EPOCH, [migration, epoch]).catch(() => undefined);
+    // An epoch left unreleased is released with all the others when the capture is dropped; said.
+    await ctl.query(RELEASE_EPOCH, [migration, epoch]).catch((e: unknown) => log.warn('could not mark the snapshot epoch released in the ledger', { migration, epoch, error: String((e as Error)?.message ?? e) }));
   }
 }
 
@@ -91,7 +95,7 @@ export function epochSlotPrefix(slot: string): string {
 }
 
 function lostHolder(epoch: number): ApplicationFailure {
-  return ApplicationFailure.create({ type: 'SnapshotGone', message: `the session holding snapshot epoch ${epoch} ended` });
+  return failure('SnapshotGone', `the session holding snapshot epoch ${epoch} ended`);
 }
 
 /** Waits until the epoch's holder recorded its snapshot; returns its point and whether its slot was created at it. */
@@ -101,8 +105,8 @@ export async function awaitEpoch(input: EpochInput & { timeoutMs: number }): Pro
   for (;;) {
     const row = (await ctl.query(EPOCH, [input.migration, input.epoch])).rows[0] as { point: string; temporary: string; released: string } | undefined;
     if (row && row.released !== 't') return { point: row.point, slotCreated: row.temporary !== 't' };
-    if (row) throw ApplicationFailure.create({ type: 'SnapshotGone', nonRetryable: true, message: `snapshot epoch ${input.epoch} was released before it was used` });
-    if (Date.now() > until) throw ApplicationFailure.create({ type: 'SnapshotTimeout', nonRetryable: true, message: `snapshot epoch ${input.epoch} was not opened within ${Math.round(input.timeoutMs / 1000)} s` });
+    if (row) throw failure('SnapshotGone', `snapshot epoch ${input.epoch} was released before it was used`);
+    if (Date.now() > until) throw failure('SnapshotTimeout', `snapshot epoch ${input.epoch} was not opened within ${Math.round(input.timeoutMs / 1000)} s`);
     heartbeat({ waiting: input.epoch });
     await sleep(100);
   }
@@ -323,7 +327,11 @@ export async function dropCapture(input: { migration: string; spec: Spec }): Pro
       publication = (await src.query(PUBLICATION_SQL, [cap.publication])).rowCount! > 0;
       await src.query(dropPublicationSql(cap.publication));
     }
-    await poolFor(spec.target, 'write').query(FORGET_KEYS_SQL, [input.migration]).catch(() => undefined);
+    // The keys the stream logged on the target are only the final window's: left behind, they are
+    // harmless, but said.
+    await poolFor(spec.target, 'write')
+      .query(FORGET_KEYS_SQL, [input.migration])
+      .catch((e: unknown) => log.warn("could not delete the captured keys from the target's ledger", { migration: input.migration, error: String((e as Error)?.message ?? e) }));
     return { slot, publication };
   });
 }

@@ -66,6 +66,7 @@ export async function copyPipe(streams: [NodeJS.ReadableStream, ...Transform[], 
     for (const s of streams) (s as unknown as NodeJS.EventEmitter).once('error', reject);
   });
   const done = pipeline(streams, { signal: cancellation() });
+  // Both reach the race below; these only keep the one that loses it from being unhandled.
   done.catch(() => undefined);
   failed.catch(() => undefined);
   await Promise.race([done, failed]);

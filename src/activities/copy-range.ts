@@ -3,6 +3,7 @@
 // both sides, recorded in the ledger in the same transaction. Running it twice leaves the target
 // identical: the range is deleted before it is copied. verifyRange: the same proof, no copy.
 import { ApplicationFailure } from '@temporalio/common';
+import { log } from '@temporalio/activity';
 import { controlAlias, type MigrationSpec, type TableSpec } from '../spec/schema';
 import { poolFor } from '../db/pools';
 import { RECORD_COPY_POINT, RECORD_RANGE, RECORD_RANGE_ERROR, RECORD_RANGE_REFUSED } from '../db/ledger';
@@ -100,7 +101,8 @@ async function keepingLastError<T>(input: RangeInput, b: Binding, fn: (site: Err
     if (e instanceof ApplicationFailure && e.nonRetryable) {
       await poolFor(controlAlias(input.spec), 'write')
         .query(RECORD_RANGE_ERROR, [input.migration, input.tableIndex, input.rangeIndex, b.sourceName, b.targetName, site.lo, site.hi, e.message])
-        .catch(() => undefined);
+        // The failure itself goes on to the workflow; only the ledger's copy of it is lost: said.
+        .catch((le: unknown) => log.warn("could not record a range's last error in the ledger", { migration: input.migration, range: input.rangeIndex, error: String((le as Error)?.message ?? le) }));
     }
     throw e;
   }

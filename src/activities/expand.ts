@@ -1,7 +1,7 @@
 // Whole schemas: a table entry whose source is "schema.*" (or { schema, exclude }) stands for every
 // table of that schema, each mapped to the same name in the target schema and keyed by its primary
 // key. A table listed on its own wins over a pattern that also takes it.
-import { ApplicationFailure } from '@temporalio/common';
+import { failure } from '../domain/failures';
 import type { MigrationSpec, TableSpec } from '../spec/schema';
 import { parseSchemaPattern, showName, tableRefKey, type TableRef } from '../spec/names';
 import { poolFor } from '../db/pools';
@@ -41,7 +41,7 @@ export async function expandTables(spec: Pick<MigrationSpec, 'source' | 'tables'
       if (added === 0 && names.length === 0) problems.push(`tables[${i}].source: schema ${showName(schema)} has no tables to migrate`);
     }
     if (problems.length)
-      throw ApplicationFailure.create({ type: 'PreflightError', nonRetryable: true, message: `the spec does not match the databases:\n${problems.map((x) => `  ${x}`).join('\n')}` });
+      throw failure('PreflightError', `the spec does not match the databases:\n${problems.map((x) => `  ${x}`).join('\n')}`);
     return out;
   });
 }

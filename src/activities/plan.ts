@@ -1,7 +1,7 @@
 // Planning: check every table against the databases once (nothing is written before this passes),
 // create the ledger, and read the bounds. Key spans and time intervals are arithmetic on the
 // bounds; row-count chunks take their boundaries from the data and keep them in the ledger.
-import { ApplicationFailure } from '@temporalio/common';
+import { failure } from '../domain/failures';
 import { controlAlias, type MigrationSpec, type TableSpec } from '../spec/schema';
 import { expandTables } from './expand';
 import { enforcePolicy } from './policy';
@@ -24,11 +24,7 @@ export { preflight } from './binding';
 export const MAX_RANGES_PER_TABLE = 1_000_000;
 
 function tooMany(b: Binding, n: number): never {
-  throw ApplicationFailure.create({
-    type: 'PreflightError',
-    nonRetryable: true,
-    message: `${b.sourceName}: the chunking makes ${n.toLocaleString('en-US')} ranges (at most ${MAX_RANGES_PER_TABLE.toLocaleString('en-US')}); choose a larger chunk`,
-  });
+  throw failure('PreflightError', `${b.sourceName}: the chunking makes ${n.toLocaleString('en-US')} ranges (at most ${MAX_RANGES_PER_TABLE.toLocaleString('en-US')}); choose a larger chunk`);
 }
 
 /** Key spans and time intervals: arithmetic on the bounds, nothing written. */

@@ -11,7 +11,7 @@
 import { setting } from '../settings';
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
-import { ApplicationFailure } from '@temporalio/common';
+import { failure } from '../domain/failures';
 import { controlAlias, type MigrationSpec } from '../spec/schema';
 import { PARTITION_TREE_SQL, explainJsonSql } from '../db/sql';
 
@@ -60,7 +60,7 @@ export function policyProblems(spec: MigrationSpec, p: WorkerPolicy = workerPoli
 export function enforcePolicy(spec: MigrationSpec): void {
   const problems = policyProblems(spec);
   if (problems.length)
-    throw ApplicationFailure.create({ type: 'PolicyRefused', nonRetryable: true, message: `this worker's policy refuses the spec:\n${problems.map((x) => `  ${x}`).join('\n')}` });
+    throw failure('PolicyRefused', `this worker's policy refuses the spec:\n${problems.map((x) => `  ${x}`).join('\n')}`);
 }
 
 /** The relations a query reads, from the planner (qualified): what `where` and `transform` may reach. */

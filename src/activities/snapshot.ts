@@ -2,7 +2,8 @@
 // epoch's holder exported, so its rows are consistent with one LSN (its copy point) and the slot
 // streams exactly what commits after it. The snapshot's name lives in the ledger, never in history.
 import type pg from 'pg';
-import { ApplicationFailure } from '@temporalio/common';
+import type { ApplicationFailure } from '@temporalio/common';
+import { failure } from '../domain/failures';
 import { controlAlias, type MigrationSpec } from '../spec/schema';
 import { inTransaction, poolFor } from '../db/pools';
 import { BEGIN_SNAPSHOT, quoteLiteral } from '../db/sql';
@@ -24,14 +25,8 @@ export interface Epoch {
 }
 
 /** The failure a range reports when its epoch's snapshot is gone (its holder died or let go). */
-export const SNAPSHOT_GONE = 'SnapshotGone';
-
 export function snapshotGone(epoch: number, why: string): ApplicationFailure {
-  return ApplicationFailure.create({
-    type: SNAPSHOT_GONE,
-    nonRetryable: true,
-    message: `the snapshot of epoch ${epoch} is gone (${why}): the ranges not yet copied continue in a new epoch`,
-  });
+  return failure('SnapshotGone', `the snapshot of epoch ${epoch} is gone (${why}): the ranges not yet copied continue in a new epoch`);
 }
 
 export async function epochOf(ref: SnapshotRef): Promise<Epoch | undefined> {
@@ -52,6 +47,7 @@ export async function beginAtSnapshot(c: pg.ClientBase, ref: SnapshotRef): Promi
   try {
     await c.query(`SET TRANSACTION SNAPSHOT ${quoteLiteral(e.snapshot)}`);
   } catch (err) {
+    // The transaction is void either way; the import's error is the one that counts.
     await c.query('ROLLBACK').catch(() => undefined);
     const code = (err as { code?: string }).code;
     // 22023: invalid snapshot identifier (its session ended); 42704: it does not exist.

@@ -6,7 +6,8 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { ensureSchema } from '../db/ledger';
-import { CaptureError, explain, isConnectionLoss } from './errors';
+import { CaptureError, explain } from './errors';
+import { isConnectionLoss } from '../db/sqlstate';
 import { CAPTURE_DDL, ENSURE_APPLIED_ROW, LOCK_APPLIED, LOG_KEYS, LOG_TRANSACTION, READ_APPLIED, RECORD_APPLIED } from './ledger';
 import { maxLsn, parseLsn, showLsn } from './lsn';
 import { msFromPgTime, type BeginMessage, type CommitMessage, type PgOutputMessage, type RelationMessage } from './pgoutput';
@@ -282,6 +283,7 @@ class ApplyRun {
     } catch (e) {
       throw explain('could not mark the current position on the source (pg_logical_emit_message)', e);
     } finally {
+      // A session that cannot close cleanly is gone anyway; the work's own errors are reported.
       await session.end().catch(() => undefined);
     }
   }
@@ -547,6 +549,7 @@ class ApplyRun {
     } catch (e) {
       throw explain('could not read the source\'s WAL position', e);
     } finally {
+      // A session that cannot close cleanly is gone anyway; the work's own errors are reported.
       await session.end().catch(() => undefined);
     }
   }

@@ -2,6 +2,7 @@
 // that names a connection (no URL, no password, no stack). `code` keeps the SQLSTATE so the
 // activity layer can tell a refusal (do not retry) from a lost connection (retry).
 import { redact } from '../db/redact';
+import { codeOf } from '../db/sqlstate';
 
 export class CaptureError extends Error {
   constructor(
@@ -18,21 +19,6 @@ export function reasonOf(e: unknown): string {
   const err = e as { message?: unknown; detail?: unknown };
   const message = typeof err?.message === 'string' && err.message ? err.message : String(e);
   return typeof err?.detail === 'string' && err.detail ? `${message} (${err.detail})` : message;
-}
-
-export function codeOf(e: unknown): string | undefined {
-  const code = (e as { code?: unknown })?.code;
-  return typeof code === 'string' ? code : undefined;
-}
-
-/** pg's own words for a connection that is gone (its errors carry no SQLSTATE). */
-const CLIENT_LOSS = /^(Connection terminated|Client has encountered a connection error|Client was closed)|presumed dead/;
-
-/** A connection that died (class 08, an administrator's or a shutdown's termination, a socket error). */
-export function isConnectionLoss(e: unknown): boolean {
-  const code = codeOf(e);
-  if (code) return code.startsWith('08') || code.startsWith('57P') || /^E[A-Z]+$/.test(code);
-  return CLIENT_LOSS.test(reasonOf(e));
 }
 
 /** `prefix: reason`, as a CaptureError that keeps the original SQLSTATE. */

@@ -11,7 +11,8 @@ import { both } from 'pg-copy-streams';
 import { PINNED } from '../db/pools';
 import { markUnreachable } from '../db/reach';
 import { quoteIdent, quoteLiteral } from '../db/sql';
-import { CaptureError, codeOf, explain, reasonOf } from './errors';
+import { CaptureError, explain, reasonOf } from './errors';
+import { codeOf } from '../db/sqlstate';
 import { FrameQueue } from './frame-queue';
 import { parseLsn, showLsn } from './lsn';
 import { decodeCopyData, decodePgOutput, standbyStatusUpdate, type PgOutputMessage, type PrimaryKeepalive, type XLogData } from './pgoutput';
@@ -51,6 +52,7 @@ async function connected(client: pg.Client, what: string): Promise<pg.Client> {
     await client.connect();
     return client;
   } catch (e) {
+    // Closing what failed: the error that made it fail is the one reported.
     await client.end().catch(() => undefined);
     // A source that cannot be reached is said as such (the migration waits in sight for it).
     const at = client.host?.startsWith('/') ? client.host : `${client.host}:${client.port}`;
@@ -91,6 +93,7 @@ export async function createSlot(connectionString: string, o: { slot: string; te
     const row = r.rows[0];
     return { client, consistentPoint: row.consistent_point, snapshot: row.snapshot_name };
   } catch (e) {
+    // Closing what failed: the error that made it fail is the one reported.
     await client.end().catch(() => undefined);
     throw explain(`could not create the replication slot ${o.slot} on the source`, e);
   }
@@ -159,6 +162,7 @@ async function freeSlot(connectionString: string, slot: string): Promise<bigint>
   } catch (e) {
     throw explain(`could not take over the replication slot ${slot}`, e);
   } finally {
+    // A session that cannot close cleanly is gone anyway; the work's own errors are reported.
     await session.end().catch(() => undefined);
   }
 }
@@ -228,6 +232,7 @@ async function startStreaming(connectionString: string, o: StreamOptions, slotCo
   } catch (e) {
     closing = true;
     socket.destroy();
+    // Closing what failed: the error that made it fail is the one reported.
     await client.end().catch(() => undefined);
     throw explain(`could not start streaming the replication slot ${o.slot}`, e);
   }

@@ -189,6 +189,7 @@ export async function runDemo(o: { rows: number; chunk: number; keep: boolean; l
     return code;
   } finally {
     await closePools();
+    // The demo is over: its Temporal server is a child of this process and ends with it.
     await env?.teardown().catch(() => undefined);
     await pg.stop();
   }

@@ -28,6 +28,7 @@ export async function follow(h: WorkflowHandle, o: { quiet?: boolean; untilGate?
   // Ctrl-C ends whatever the loop waits for (a query, the pause between two).
   let interrupt: (e: Interrupted) => void = () => undefined;
   const interrupted = new Promise<never>((_, reject) => (interrupt = reject));
+  // Read through `until` (a race); unhandled only when nothing waits at the moment of Ctrl-C.
   interrupted.catch(() => undefined);
   const onSigint = () => interrupt(new Interrupted(h.workflowId));
   const until = <T>(p: Promise<T>): Promise<T> => Promise.race([p, interrupted]);

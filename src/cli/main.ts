@@ -35,7 +35,7 @@ import {
   type Progress,
 } from '../workflows/messages';
 import { migrationKey, phaseKey } from '../workflows/search-attributes';
-import { ABORTED } from '../workflows/errors';
+import { isFailure } from '../domain/failures';
 import { backfillMigration } from '../workflows/migration';
 import { Interrupted, follow } from './follow';
 import { constraintsToSetAside, estimatePlan, preflight, type PlanEstimate } from '../activities/plan';
@@ -78,7 +78,7 @@ async function finalResult(h: WorkflowHandle): Promise<MigrationResult | { phase
   } catch (e) {
     const cause = (e as { cause?: { message?: string; type?: string; details?: unknown[] } }).cause;
     // An aborted migration ends as a failure of type Aborted, its result in the details.
-    if (cause?.type === ABORTED && cause.details?.[0]) return cause.details[0] as MigrationResult;
+    if (isFailure(cause, 'Aborted') && cause?.details?.[0]) return cause.details[0] as MigrationResult;
     return { phase: 'failed', reason: redact(cause?.message ?? (e as Error).message) };
   }
 }

@@ -1,15 +1,10 @@
 // Turning database and network errors into Temporal failures: user errors (a missing column, a
 // revoked privilege, bad SQL in the spec) are non-retryable; transient ones retry with backoff.
 import { ApplicationFailure } from '@temporalio/common';
+import { databaseFailure, failure, isSqlstate, otherFailure } from '../domain/failures';
 import { redact } from './redact';
 import { unreachableMessage, unreachableOf } from './reach';
-import { UNREACHABLE } from '../policy/waits';
-
-const NON_RETRYABLE_CLASSES = ['22', '23', '28', '3D', '3F', '42', '0A', '2B', '44'];
-
-export function isUserError(code: string | undefined): boolean {
-  return Boolean(code && NON_RETRYABLE_CLASSES.some((c) => code.startsWith(c)));
-}
+import { codeOf, isUserError } from './sqlstate';
 
 /**
  * A database that cannot be reached: not retried here, out of sight, but handed to the migration at
@@ -18,32 +13,20 @@ export function isUserError(code: string | undefined): boolean {
 export function unreachableFailure(e: unknown, context: string): ApplicationFailure | undefined {
   const u = unreachableOf(e);
   if (!u) return undefined;
-  const f = ApplicationFailure.create({
-    type: UNREACHABLE,
-    message: redact(`${unreachableMessage(u)} (${context})`),
-    nonRetryable: true,
-    details: [{ ...u, error: redact(u.error) }],
-  });
-  f.stack = '';
-  return f;
+  return failure('DatabaseUnreachable', redact(`${unreachableMessage(u)} (${context})`), [{ ...u, error: redact(u.error) }]);
 }
 
 export function toFailure(e: unknown, context: string): ApplicationFailure {
   if (e instanceof ApplicationFailure) return e;
   const unreachable = unreachableFailure(e, context);
   if (unreachable) return unreachable;
-  const err = e as { code?: string; message?: string; detail?: string };
-  const code = typeof err?.code === 'string' ? err.code : undefined;
+  const err = e as { message?: string; detail?: string };
+  const code = codeOf(e);
   const detail = err?.detail ? ` (${err.detail})` : '';
   const message = redact(`${context}: ${err?.message ?? String(e)}${detail}`);
-  const f = ApplicationFailure.create({
-    type: code && /^[0-9A-Z]{5}$/.test(code) ? `PG${code}` : code ?? 'Error',
-    message,
-    nonRetryable: isUserError(code),
-  });
-  // Its stack would name this file: what a person reads (Pending Activities too) is the message.
-  f.stack = '';
-  return f;
+  // No stack (the catalog's constructors): what a person reads (Pending Activities too) is the message.
+  if (code && isSqlstate(code)) return databaseFailure(code, message, isUserError(code));
+  return otherFailure(message, code);
 }
 
 /** Wraps an async function so that whatever it throws leaves as a redacted, classified failure. */

@@ -163,6 +163,7 @@ export async function ensureSchema(c: pg.ClientBase, ddl: string): Promise<void>
     await c.query(ddl);
     await c.query('COMMIT');
   } catch (e) {
+    // The DDL's error is the one that counts; a failed ROLLBACK ends the session, which voids it too.
     await c.query('ROLLBACK').catch(() => undefined);
     throw e;
   }

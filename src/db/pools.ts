@@ -162,6 +162,7 @@ function failSilentConnections(client: pg.PoolClient, silentMs: number): void {
 export async function closePools(): Promise<void> {
   const all = [...pools.values()];
   pools.clear();
+  // On the way out: a pool that cannot close has nothing left to lose.
   await Promise.all(all.map((p) => p.end().catch(() => undefined)));
 }
 

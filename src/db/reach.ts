@@ -2,8 +2,7 @@
 // told apart from every other error where the connection is opened, so that the migration can say
 // at once which connection, where, and why, and wait in sight instead of retrying out of sight.
 import { parse } from 'pg-connection-string';
-
-export { UNREACHABLE } from '../policy/waits';
+import { isUnreachableError } from './sqlstate';
 
 /** What the operator is told: which connection, where (never the user or the password), and why. */
 export interface Unreachable {
@@ -13,23 +12,6 @@ export interface Unreachable {
   host: string;
   /** the driver's or the server's words */
   error: string;
-}
-
-const NETWORK_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET', 'EPIPE', 'ECONNABORTED']);
-
-/** SQLSTATEs that mean the server is not there to talk to: connection exceptions, shutting down, starting up. */
-function serverGone(code: string): boolean {
-  return code.startsWith('08') || ['57P01', '57P02', '57P03'].includes(code);
-}
-
-/** True for an error opening a connection that says the database cannot be reached (not a refusal by it, such as a wrong password). */
-export function isUnreachableError(e: unknown): boolean {
-  const err = e as { code?: unknown; message?: unknown } | undefined;
-  const code = typeof err?.code === 'string' ? err.code : '';
-  if (NETWORK_CODES.has(code) || serverGone(code)) return true;
-  const message = typeof err?.message === 'string' ? err.message : '';
-  // pg's own words for a connect timeout and for a socket closed before the server answered.
-  return /timeout exceeded when trying to connect|Connection terminated (due to connection timeout|unexpectedly)/i.test(message);
 }
 
 /** host:port of a connection string, without anything secret in it. */

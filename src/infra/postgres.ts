@@ -122,6 +122,7 @@ export async function startPostgres(o: PostgresOptions = {}): Promise<PostgresSe
       await bounded(server.start(), 'restarting the server');
     },
     async stop() {
+      // Stopping for good: its data directory is removed next, whatever the stop said.
       await server.stop().catch(() => undefined);
       rmSync(dir, { recursive: true, force: true });
     },
@@ -204,6 +205,7 @@ async function startSystemPostgres(version: number, o: PostgresOptions): Promise
       await start();
     },
     async stop() {
+      // Stopping for good: its data directory is removed next, whatever the stop said.
       await halt('immediate').catch(() => undefined);
       rmSync(dir, { recursive: true, force: true });
     },

@@ -93,6 +93,7 @@ export async function startWriter(url: string, table: string, o: { perSecond: nu
     async stop() {
       running = false;
       await loop;
+      // The writer's counts are what it returns; a connection that cannot close changes none.
       await c.end().catch(() => undefined);
       return counts;
     },

@@ -3,9 +3,6 @@
 // the operator looks, tries again with a growing pause, and after a bounded time waits for a person
 // in needs_attention. Pure: the workflow keeps the waits, the renderers print them.
 
-/** The failure type of an activity that could not reach a database (set where the connection is opened). */
-export const UNREACHABLE = 'DatabaseUnreachable';
-
 /** How long the migration tries again by itself before it waits for a person (`retries.unreachable`). */
 export const DEFAULT_WAIT_BOUND = '5 minutes';
 

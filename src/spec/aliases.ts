@@ -1,6 +1,6 @@
 // Connection aliases are resolved on the worker only: the spec names an alias, the worker's
 // environment holds the connection string. Nothing here may reach a workflow or an error message.
-import { ApplicationFailure } from '@temporalio/common';
+import { failure } from '../domain/failures';
 
 export function envNameForAlias(alias: string): string {
   return `BACKFILL_DB_${alias.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
@@ -9,11 +9,7 @@ export function envNameForAlias(alias: string): string {
 export function connectionStringFor(alias: string, env: NodeJS.ProcessEnv = process.env): string {
   const value = env[envNameForAlias(alias)];
   if (!value) {
-    throw ApplicationFailure.create({
-      type: 'ConfigError',
-      nonRetryable: true,
-      message: `connection alias "${alias}" is not configured on the worker: set ${envNameForAlias(alias)}`,
-    });
+    throw failure('ConfigError', `connection alias "${alias}" is not configured on the worker: set ${envNameForAlias(alias)}`);
   }
   return value;
 }

@@ -8,7 +8,8 @@ import { catchUpOf, durationMs } from '../spec/schema';
 import type { ApplyOutcome } from '../activities/capture';
 import { acts, holders, lastTries, summarised } from './activities';
 import { backfill } from './backfill';
-import { isSnapshotGone, plainFailure } from './errors';
+import { failure } from '../domain/failures';
+import { isSnapshotGone } from './errors';
 import { reachedAgain, waitedInSight } from './waits';
 import { reconcileAll } from './evidence';
 import type { MigrationState } from './state';
@@ -97,8 +98,9 @@ async function openEpoch(s: MigrationState): Promise<OpenEpoch> {
     // A holder that cannot start (or dies at once) fails this wait rather than leaving it waiting.
     const endedEarly = held.then(() => {
       // A failure of the migration, not of the workflow task (a plain Error would retry the task forever).
-      throw plainFailure('SnapshotLost', `the snapshot of epoch ${epoch} ended before it was ready`);
+      throw failure('SnapshotLost', `the snapshot of epoch ${epoch} ended before it was ready`);
     });
+    // Its failure reaches the race below; this only keeps it from being unhandled once the epoch was ready.
     endedEarly.catch(() => undefined);
     let ready;
     try {
@@ -157,7 +159,7 @@ export async function capturedBackfill(s: MigrationState): Promise<void> {
     fruitless = after > before ? 0 : fruitless + 1;
     if (fruitless >= MAX_FRUITLESS_EPOCHS) {
       // A failure of the migration, with its reason (a plain Error would retry the workflow task forever).
-      throw plainFailure('SnapshotLost', `${MAX_FRUITLESS_EPOCHS} snapshot epochs in a row ended before a range was copied`);
+      throw failure('SnapshotLost', `${MAX_FRUITLESS_EPOCHS} snapshot epochs in a row ended before a range was copied`);
     }
   }
 }

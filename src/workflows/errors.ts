@@ -1,24 +1,21 @@
 // What a person reads when a migration stops or refuses: the root cause of an activity failure (a
 // preflight message, a dropped column), not "Activity task failed"; and no stack trace, whose worker
-// source paths mean nothing in the Temporal UI or CLI.
-import { ActivityFailure, ApplicationFailure } from '@temporalio/workflow';
+// source paths mean nothing in the Temporal UI or CLI. The failure types are the catalog's
+// (src/domain/failures.ts).
+import { ApplicationFailure } from '@temporalio/workflow';
+import { failure, isFailure, rootFailure } from '../domain/failures';
 import type { MigrationResult } from './messages';
 
 export function rootCause(e: unknown): Error {
-  let cur = e as Error & { cause?: unknown };
-  while (cur instanceof ActivityFailure && cur.cause instanceof Error) cur = cur.cause;
-  return cur;
+  return rootFailure(e) as Error;
 }
 
-/** A non-retryable failure carrying its message alone. */
-export function plainFailure(type: string, message: string, details?: unknown[]): ApplicationFailure {
-  const f = ApplicationFailure.create({ type, message, nonRetryable: true, details });
+/** The failure a migration ends with for a root cause of any type: its type and message, not retried, no stack. */
+export function endingFailure(root: ApplicationFailure, message = root.message): ApplicationFailure {
+  const f = ApplicationFailure.create({ type: root.type ?? 'Error', message, nonRetryable: true, details: root.details as unknown[] });
   f.stack = '';
   return f;
 }
-
-/** The failure type of an aborted migration (the `abort` signal, or Temporal's cancellation). */
-export const ABORTED = 'Aborted';
 
 /**
  * How an aborted migration ends: Failed, type Aborted, its result in the details. Not Completed
@@ -26,11 +23,10 @@ export const ABORTED = 'Aborted';
  * cancellation request can end a workflow as Canceled, a signal cannot.
  */
 export function abortedFailure(result: MigrationResult): ApplicationFailure {
-  return plainFailure(ABORTED, `aborted: ${result.reason ?? 'by an operator'}`, [result]);
+  return failure('Aborted', `aborted: ${result.reason ?? 'by an operator'}`, [result]);
 }
 
 /** A change-capture range or sweep that found its epoch's snapshot gone (its holder ended). */
 export function isSnapshotGone(e: unknown): boolean {
-  const root = rootCause(e);
-  return root instanceof ApplicationFailure && root.type === 'SnapshotGone';
+  return isFailure(e, 'SnapshotGone');
 }

@@ -19,7 +19,7 @@ import {
   type Phase,
 } from './messages';
 import type { MigrationState } from './state';
-import { plainFailure } from './errors';
+import { failure } from '../domain/failures';
 
 const { audit: auditSink } = proxySinks<AuditSinks>();
 
@@ -80,7 +80,7 @@ export function rerunRefusal(
 }
 
 /** A validator's refusal: its reason alone, no stack trace (the caller reads it in the UI or a CLI). */
-const refusal = (why: string) => plainFailure('Refused', why);
+const refusal = (why: string) => failure('Refused', why);
 
 /** What the gate has decided so far for the evidence presented now. */
 const decisions = (s: MigrationState) => ({ approved: s.approval !== undefined, rejected: s.rejection !== undefined });

@@ -11,7 +11,8 @@ import { needsAttention, stopIfAborted } from './attention';
 import { voidApproval, audit } from './audit';
 import { backfill } from './backfill';
 import { catchUp } from './catchup';
-import { abortedFailure, plainFailure, rootCause } from './errors';
+import { failure } from '../domain/failures';
+import { abortedFailure, endingFailure, rootCause } from './errors';
 import { buildReport, hasConstraints, reconcileAll, restoreConstraints } from './evidence';
 import { finalCheck, unfreezeAfter } from './final-check';
 import { gate } from './gate';
@@ -20,7 +21,7 @@ import { waitInSight } from './waits';
 import type { MigrationResult } from './messages';
 import { MigrationState } from './state';
 import { switchAuthority } from './switch';
-import { SCHEMA_CHANGED, schemaDrift } from './schema-drift';
+import { schemaDrift } from './schema-drift';
 import type { Carried, Stage } from './types';
 import type { TablePlan } from '../activities/bounds';
 import { resumeFromLedger } from './resume';
@@ -50,11 +51,19 @@ export async function backfillMigration(input: unknown, carried?: Carried): Prom
     // Show the root cause at the top of the failure; the phase says failed.
     const root = rootCause(e);
     if (state && state.phase !== 'failed') state.setPhase('failed', root.message);
-    // A failed migration leaves no foreign key dropped (best effort: the failure is what counts).
-    if (state && hasConstraints(state)) await lastTries.restoreConstraints({ spec: state.spec, migration: state.name }).catch(() => undefined);
-    // Nor a replication slot holding WAL on the source.
-    if (state?.live?.capture) await dropCapture(state, { last: true }).catch(() => undefined);
-    if (root instanceof ApplicationFailure && root !== e) throw plainFailure(root.type ?? 'Error', root.message, root.details as unknown[]);
+    // A failed migration leaves no foreign key dropped, nor a replication slot holding WAL on the
+    // source. Best effort (the failure is what counts), but what could not be undone is said: in
+    // the worker's log and at the end of the failure's message.
+    const left: string[] = [];
+    const undone = (what: string) => (c: unknown) => {
+      left.push(`${what}: ${rootCause(c).message}`);
+    };
+    if (state && hasConstraints(state))
+      await lastTries.restoreConstraints({ spec: state.spec, migration: state.name }).catch(undone('the foreign keys set aside could not be restored'));
+    if (state?.live?.capture) await dropCapture(state, { last: true }).catch(undone('the replication slot and publication could not be dropped'));
+    if (left.length) log.warn('a failed migration could not undo everything', { migration: state?.name, left: left.join('; ') });
+    const message = left.length ? `${root.message}\n(and ${left.join('; ')})` : root.message;
+    if (root instanceof ApplicationFailure && (root !== e || left.length)) throw endingFailure(root, message);
     throw e;
   }
   // (Patched: migrations started before this ended an abort as Completed.)
@@ -87,11 +96,11 @@ async function migrate(input: unknown, carried: Carried | undefined, started: (s
   s.setPhase('planning');
   if (!parsed.ok) {
     s.setPhase('failed', 'the spec is not valid');
-    throw plainFailure('InvalidSpec', `invalid spec:\n${parsed.problems.join('\n')}`);
+    throw failure('InvalidSpec', `invalid spec:\n${parsed.problems.join('\n')}`);
   }
   if (parsed.spec.name !== info.workflowId) {
     s.setPhase('failed', 'the workflow id is not the spec name');
-    throw plainFailure('InvalidSpec', `the workflow id "${info.workflowId}" must equal the spec name "${parsed.spec.name}"`);
+    throw failure('InvalidSpec', `the workflow id "${info.workflowId}" must equal the spec name "${parsed.spec.name}"`);
   }
   s.spec = parsed.spec;
   setControlHandlers(s);
@@ -228,5 +237,5 @@ async function migrate(input: unknown, carried: Carried | undefined, started: (s
 async function stopOnDrift(s: MigrationState, why: string): Promise<never> {
   if (s.frozen) await unfreezeAfter(s, why);
   s.setPhase('failed', why);
-  throw plainFailure(SCHEMA_CHANGED, why);
+  throw failure('SchemaChanged', why);
 }

@@ -15,8 +15,6 @@ export type Drift =
   /** partitions changed under change capture: a new checkpoint must prove them */
   | { kind: 'reprove'; why: string };
 
-export const SCHEMA_CHANGED = 'SchemaChanged';
-
 /**
  * Compares both catalogs with the plan. (Patched: migrations started before this never compared
  * them.)

@@ -5,7 +5,8 @@
 // after `retries.unreachable` waits in needs_attention for a person: resume tries again, abort ends.
 // Every other failure goes to its caller unchanged.
 import { ActivityFailure, ApplicationFailure, CancelledFailure, condition, patched } from '@temporalio/workflow';
-import { UNREACHABLE, pauseAfter, strandedWhy } from '../policy/waits';
+import { isFailure } from '../domain/failures';
+import { pauseAfter, strandedWhy } from '../policy/waits';
 import { waitBound } from '../spec/schema';
 import type { MigrationState } from './state';
 
@@ -26,7 +27,7 @@ interface Trouble {
 function troubleOf(e: unknown, activity: string): Trouble | undefined {
   if (!(e instanceof ActivityFailure)) return undefined;
   const cause = e.cause;
-  if (cause instanceof ApplicationFailure && cause.type === UNREACHABLE) {
+  if (cause instanceof ApplicationFailure && isFailure(cause, 'DatabaseUnreachable')) {
     const d = (cause.details?.[0] ?? {}) as { alias?: string; host?: string; error?: string };
     const alias = d.alias ?? 'a database';
     return { key: `database ${alias}`, what: `${alias}${d.host ? ` (${d.host})` : ''}`, error: `cannot be reached: ${d.error ?? cause.message}` };
@@ -34,7 +35,7 @@ function troubleOf(e: unknown, activity: string): Trouble | undefined {
   // Quick retries that ran out on something retryable (a refusal, a snapshot gone, are the caller's).
   if (e.retryState !== 'MAXIMUM_ATTEMPTS_REACHED') return undefined;
   if (cause instanceof CancelledFailure) return undefined;
-  if (cause instanceof ApplicationFailure && (cause.nonRetryable || cause.type === 'SnapshotGone')) return undefined;
+  if (cause instanceof ApplicationFailure && (cause.nonRetryable || isFailure(cause, 'SnapshotGone'))) return undefined;
   return { key: `activity ${activity}`, what: `the activity ${activity}`, error: `keeps failing: ${cause?.message ?? e.message}` };
 }
 

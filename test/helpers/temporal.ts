@@ -9,7 +9,7 @@ import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { findTemporalCli, startDevServer } from '../../src/infra/temporal';
 import { createWorker, workflowSource } from '../../src/worker';
 import { approveCutoverUpdate, progressQuery, type MigrationResult, type Phase, type Progress } from '../../src/workflows/messages';
-import { ABORTED } from '../../src/workflows/errors';
+import { isFailure } from '../../src/domain/failures';
 import { CLI, ROOT } from './cli';
 
 export function temporalCli(): string {
@@ -146,10 +146,10 @@ export async function endingOf(h: WorkflowHandle): Promise<MigrationResult> {
     return (await h.result()) as MigrationResult;
   } catch (e) {
     const cause = (e as { cause?: { type?: string; details?: unknown[] } }).cause;
-    if (!(e instanceof WorkflowFailedError) || cause?.type !== ABORTED) throw e;
+    if (!(e instanceof WorkflowFailedError) || !isFailure(cause, 'Aborted')) throw e;
     const status = (await h.describe()).status.name;
     if (status !== 'FAILED') throw new Error(`an aborted migration ended as ${status}`);
-    return cause.details![0] as MigrationResult;
+    return cause!.details![0] as MigrationResult;
   }
 }
 
