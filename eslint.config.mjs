@@ -28,9 +28,7 @@ export default defineConfig(
       '@typescript-eslint/no-floating-promises': [
         'error',
         {
-          allowForKnownSafeCalls: [
-            { from: 'package', package: 'node:test', name: ['test', 'it', 'describe', 'suite', 'before', 'after'] },
-          ],
+          allowForKnownSafeCalls: [{ from: 'package', package: 'node:test', name: ['test', 'it', 'describe', 'suite', 'before', 'after'] }],
         },
       ],
       // A promise where a boolean or a void callback is expected: `if (promise)` is always true,
@@ -68,13 +66,11 @@ export default defineConfig(
               name,
               message: 'Node built-ins are not available in workflow code (Temporal sandbox).',
             })),
-            ...['@temporalio/activity', '@temporalio/client', '@temporalio/worker', 'pg', 'pg-copy-streams'].map(
-              (name) => ({
-                name,
-                message: 'Not for workflow code: it belongs on the activity / client side.',
-                allowTypeImports: true,
-              }),
-            ),
+            ...['@temporalio/activity', '@temporalio/client', '@temporalio/worker', 'pg', 'pg-copy-streams'].map((name) => ({
+              name,
+              message: 'Not for workflow code: it belongs on the activity / client side.',
+              allowTypeImports: true,
+            })),
           ],
           patterns: [
             {

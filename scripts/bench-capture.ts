@@ -140,7 +140,19 @@ export async function captureBench(o: CaptureOptions): Promise<CaptureResults> {
   await prepare(o);
   const size = (await o.src.query('bench', `SELECT pg_size_pretty(pg_total_relation_size('${TABLE}')) AS s`)).rows[0].s;
   console.log(`  capture: ${o.rows.toLocaleString('en-US')} rows of the writer's table (${size}), a writer at ${o.perSecond} writes/s`);
-  const r: CaptureResults = { rows: o.rows, perSecond: o.perSecond, copyPipe: [], copiedQuiet: [], toGateQuiet: [], toGateWriter: [], approvalToDone: [], freezeToVerdict: [], finalWindowRows: [], appliedPerSec: [], writerPerSec: [] };
+  const r: CaptureResults = {
+    rows: o.rows,
+    perSecond: o.perSecond,
+    copyPipe: [],
+    copiedQuiet: [],
+    toGateQuiet: [],
+    toGateWriter: [],
+    approvalToDone: [],
+    freezeToVerdict: [],
+    finalWindowRows: [],
+    appliedPerSec: [],
+    writerPerSec: [],
+  };
   for (let run = 1; run <= o.runs; run++) {
     r.copyPipe.push(await copyPipeMs(o));
     const quiet = await migrate(o, `capture-${o.rows}-${run}-quiet`, false);
@@ -167,14 +179,24 @@ const ratios = (a: number[], b: number[]) => a.map((x, i) => x / b[i]);
 export function printCapture(all: CaptureResults[]): void {
   for (const r of all) {
     const n = r.rows.toLocaleString('en-US');
-    console.log(`| ${n}: capture, start to the gate with the writer vs without | ${(median(r.toGateWriter) / 1000).toFixed(2)} s vs ${(median(r.toGateQuiet) / 1000).toFixed(2)} s (${median(ratios(r.toGateWriter, r.toGateQuiet)).toFixed(2)}×) | ≤ 1.5× + a few s |`);
+    console.log(
+      `| ${n}: capture, start to the gate with the writer vs without | ${(median(r.toGateWriter) / 1000).toFixed(2)} s vs ${(median(r.toGateQuiet) / 1000).toFixed(2)} s (${median(ratios(r.toGateWriter, r.toGateQuiet)).toFixed(2)}×) | ≤ 1.5× + a few s |`,
+    );
     console.log(`| ${n}: capture, approval to completion (freeze, final window, switch) | ${(median(r.approvalToDone) / 1000).toFixed(2)} s | ≤ 2 s |`);
-    console.log(`| ${n}: capture, freeze to verdict (the final check) | ${(median(r.freezeToVerdict) / 1000).toFixed(2)} s (${median(r.finalWindowRows)} rows in the window) | |`);
-    console.log(`| ${n}: capture, transactions applied/s vs the writer's writes/s | ${median(r.appliedPerSec).toFixed(0)} vs ${median(r.writerPerSec).toFixed(0)} | keeps up |`);
-    console.log(`| ${n}: capture, the backfill (every range copied and proven at the snapshot, no writes) vs bare COPY | ${median(ratios(r.copiedQuiet, r.copyPipe)).toFixed(2)}× (${(median(r.copiedQuiet) / 1000).toFixed(2)} s vs ${(median(r.copyPipe) / 1000).toFixed(2)} s) | ≤ 1.3× |`);
+    console.log(
+      `| ${n}: capture, freeze to verdict (the final check) | ${(median(r.freezeToVerdict) / 1000).toFixed(2)} s (${median(r.finalWindowRows)} rows in the window) | |`,
+    );
+    console.log(
+      `| ${n}: capture, transactions applied/s vs the writer's writes/s | ${median(r.appliedPerSec).toFixed(0)} vs ${median(r.writerPerSec).toFixed(0)} | keeps up |`,
+    );
+    console.log(
+      `| ${n}: capture, the backfill (every range copied and proven at the snapshot, no writes) vs bare COPY | ${median(ratios(r.copiedQuiet, r.copyPipe)).toFixed(2)}× (${(median(r.copiedQuiet) / 1000).toFixed(2)} s vs ${(median(r.copyPipe) / 1000).toFixed(2)} s) | ≤ 1.3× |`,
+    );
   }
   if (all.length >= 2) {
     const [small, large] = [all[0], all[all.length - 1]];
-    console.log(`| capture, approval to completion ${large.rows.toLocaleString('en-US')} / ${small.rows.toLocaleString('en-US')} | ${(median(large.approvalToDone) / median(small.approvalToDone)).toFixed(2)} | ≤ 1.5 |`);
+    console.log(
+      `| capture, approval to completion ${large.rows.toLocaleString('en-US')} / ${small.rows.toLocaleString('en-US')} | ${(median(large.approvalToDone) / median(small.approvalToDone)).toFixed(2)} | ≤ 1.5 |`,
+    );
   }
 }

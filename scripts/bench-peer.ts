@@ -92,7 +92,19 @@ export function reladiffVersion(): { ok: true; version: string } | { ok: false; 
 /** One reladiff run over the two tables: the distinct keys it reports as differing. */
 async function reladiff(src: PostgresServer, tgt: PostgresServer, threads: number): Promise<Set<string>> {
   const url = (s: PostgresServer) => s.url('bench').replace(/^postgres(ql)?:/, 'postgresql:');
-  const args = [url(src), 'public.wide', url(tgt), 'public.wide', '-k', 'id', ...WIDE_COLUMNS.flatMap((c) => ['-c', c]), '--json', '--skip-sort-results', '-j', String(threads)];
+  const args = [
+    url(src),
+    'public.wide',
+    url(tgt),
+    'public.wide',
+    '-k',
+    'id',
+    ...WIDE_COLUMNS.flatMap((c) => ['-c', c]),
+    '--json',
+    '--skip-sort-results',
+    '-j',
+    String(threads),
+  ];
   // A wide COLUMNS keeps each --json line unbroken; --skip-sort-results: its sort fails on NULLs.
   const p = spawn('reladiff', args, { env: { ...process.env, COLUMNS: '100000' }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
@@ -136,7 +148,12 @@ let n = 0;
 /** Our verify mode over public.wide: ms to a verdict; with faults, to needs_attention with all located. */
 async function oursVerify(o: PeerOptions, expectFaults: number): Promise<{ ms: number; found: number }> {
   const spec = {
-    name: `bench-wide-verify-${++n}`, taskQueue: o.taskQueue, source: 'src', target: 'tgt', mode: 'verify', concurrency: o.concurrency,
+    name: `bench-wide-verify-${++n}`,
+    taskQueue: o.taskQueue,
+    source: 'src',
+    target: 'tgt',
+    mode: 'verify',
+    concurrency: o.concurrency,
     tables: [{ source: 'public.wide', target: 'public.wide' }],
     cutover: { approval: 'auto' },
   };
@@ -166,7 +183,11 @@ async function oursVerify(o: PeerOptions, expectFaults: number): Promise<{ ms: n
 
 async function oursBackfill(o: PeerOptions): Promise<number> {
   const spec = {
-    name: `bench-wide-copy-${++n}`, taskQueue: o.taskQueue, source: 'src', target: 'tgt', concurrency: o.concurrency,
+    name: `bench-wide-copy-${++n}`,
+    taskQueue: o.taskQueue,
+    source: 'src',
+    target: 'tgt',
+    concurrency: o.concurrency,
     tables: [{ source: 'public.wide', target: 'public.wide_copy' }],
     cutover: { approval: 'auto' },
   };
@@ -194,10 +215,23 @@ export async function peerBench(o: PeerOptions): Promise<PeerResults> {
   console.log(`  wide table: ${rows.toLocaleString('en-US')} rows of ten mixed-type columns (${size}); reladiff: ${peer.ok ? peer.version : peer.why}`);
 
   const f = faults(rows);
-  const r: Record<string, number[]> = { hashFloor: [], oursIdentical: [], reladiffIdentical: [], oursFaults: [], reladiffFaults: [], copyPipe: [], backfill: [] };
+  const r: Record<string, number[]> = {
+    hashFloor: [],
+    oursIdentical: [],
+    reladiffIdentical: [],
+    oursFaults: [],
+    reladiffFaults: [],
+    copyPipe: [],
+    backfill: [],
+  };
   // The floor under any exact verification of this table: one full-table aggregate of our row hash
   // per side, both at once (PostgreSQL's parallel scans).
-  const bound = await checkTable({ sourceAlias: 'src', targetAlias: 'tgt', table: { source: 'public.wide', target: 'public.wide', key: ['id'] }, tableIndex: 0 });
+  const bound = await checkTable({
+    sourceAlias: 'src',
+    targetAlias: 'tgt',
+    table: { source: 'public.wide', target: 'public.wide', key: ['id'] },
+    tableIndex: 0,
+  });
   if (!bound.binding) throw new Error(bound.problems.join('\n'));
   const floorSql = (side: 'source' | 'target') => `SELECT count(*), sum(${rowHashExpr(bound.binding!, side)}) FROM public.wide`;
   const found: PeerResults['found'] = { ours: 0 };
@@ -241,13 +275,19 @@ export async function peerBench(o: PeerOptions): Promise<PeerResults> {
     );
   }
   const paired = (a: string, b: string) => median(r[a].map((x, i) => x / r[b][i]));
-  const m = Object.fromEntries(Object.entries(r).filter(([, v]) => v.length).map(([k, v]) => [k, median(v)]));
+  const m = Object.fromEntries(
+    Object.entries(r)
+      .filter(([, v]) => v.length)
+      .map(([k, v]) => [k, median(v)]),
+  );
   return {
     rows,
     reladiff: peer.ok ? peer.version : peer.why,
     mediansMs: m,
     ratios: {
-      ...(peer.ok ? { reladiffOverOursIdentical: paired('reladiffIdentical', 'oursIdentical'), reladiffOverOursFaults: paired('reladiffFaults', 'oursFaults') } : {}),
+      ...(peer.ok
+        ? { reladiffOverOursIdentical: paired('reladiffIdentical', 'oursIdentical'), reladiffOverOursFaults: paired('reladiffFaults', 'oursFaults') }
+        : {}),
       backfillOverCopyPipe: paired('backfill', 'copyPipe'),
       oursIdenticalOverHashFloor: paired('oursIdentical', 'hashFloor'),
       ...(peer.ok ? { reladiffIdenticalOverHashFloor: paired('reladiffIdentical', 'hashFloor') } : {}),
@@ -259,8 +299,14 @@ export async function peerBench(o: PeerOptions): Promise<PeerResults> {
 export function printPeer(p: PeerResults): void {
   const m = p.mediansMs;
   const x = (v: number | undefined) => (v === undefined ? '–' : `${v.toFixed(2)}×`);
-  console.log(`| wide table, ${p.rows.toLocaleString('en-US')} rows: ours verify, identical | ${secs(m.oursIdentical)} s${m.reladiffIdentical ? `; reladiff ${secs(m.reladiffIdentical)} s: ours ${x(p.ratios.reladiffOverOursIdentical)} faster` : ` (reladiff ${p.reladiff})`} | ≥ 5× |`);
-  console.log(`| wide table: ours verify, 10 faults (found ${p.found.ours}${p.found.reladiff !== undefined ? `; reladiff found ${p.found.reladiff}` : ''}) | ${secs(m.oursFaults)} s${m.reladiffFaults ? `; reladiff ${secs(m.reladiffFaults)} s: ours ${x(p.ratios.reladiffOverOursFaults)} faster` : ''} | ≥ 5× |`);
-  console.log(`| wide table: hash floor (our row hash, full table, both sides at once) | ${secs(m.hashFloor)} s; ours identical = ${x(p.ratios.oursIdenticalOverHashFloor)} it${m.reladiffIdentical ? `, reladiff = ${x(p.ratios.reladiffIdenticalOverHashFloor)} it` : ''} | ≤ 1.3× |`);
+  console.log(
+    `| wide table, ${p.rows.toLocaleString('en-US')} rows: ours verify, identical | ${secs(m.oursIdentical)} s${m.reladiffIdentical ? `; reladiff ${secs(m.reladiffIdentical)} s: ours ${x(p.ratios.reladiffOverOursIdentical)} faster` : ` (reladiff ${p.reladiff})`} | ≥ 5× |`,
+  );
+  console.log(
+    `| wide table: ours verify, 10 faults (found ${p.found.ours}${p.found.reladiff !== undefined ? `; reladiff found ${p.found.reladiff}` : ''}) | ${secs(m.oursFaults)} s${m.reladiffFaults ? `; reladiff ${secs(m.reladiffFaults)} s: ours ${x(p.ratios.reladiffOverOursFaults)} faster` : ''} | ≥ 5× |`,
+  );
+  console.log(
+    `| wide table: hash floor (our row hash, full table, both sides at once) | ${secs(m.hashFloor)} s; ours identical = ${x(p.ratios.oursIdenticalOverHashFloor)} it${m.reladiffIdentical ? `, reladiff = ${x(p.ratios.reladiffIdenticalOverHashFloor)} it` : ''} | ≤ 1.3× |`,
+  );
   console.log(`| wide table: verified backfill | ${secs(m.backfill)} s = ${x(p.ratios.backfillOverCopyPipe)} the COPY pipe (${secs(m.copyPipe)} s) | ≤ 1.3× |`);
 }

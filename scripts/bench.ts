@@ -177,7 +177,18 @@ async function ordersBench(src: PostgresServer, tgt: PostgresServer, env: Awaite
   if (!bound.binding) throw new Error(bound.problems.join('\n'));
   const rowHash = rowHashExpr(bound.binding, 'target');
   const textRowHash = rowHashExpr({ ...bound.binding, hashAs: undefined }, 'target');
-  const results: Record<string, number[]> = { copyFloor: [], rangeCopyFloor: [], pgcopydb: [], backfill: [], hashFloor: [], textHashFloor: [], rangeFloor: [], verifyOnly: [], verifyLargeRanges: [], verifyAndLocate: [] };
+  const results: Record<string, number[]> = {
+    copyFloor: [],
+    rangeCopyFloor: [],
+    pgcopydb: [],
+    backfill: [],
+    hashFloor: [],
+    textHashFloor: [],
+    rangeFloor: [],
+    verifyOnly: [],
+    verifyLargeRanges: [],
+    verifyAndLocate: [],
+  };
   let pgcopydbNote = 'not installed (apt-get install pgcopydb)';
 
   let n = 0;
@@ -220,7 +231,25 @@ async function ordersBench(src: PostgresServer, tgt: PostgresServer, env: Awaite
       await tgt.query('bench', 'DROP TABLE public.orders');
       results.pgcopydb.push(
         await timed(async () => {
-          const r = spawnSync('pgcopydb', ['clone', '--source', src.url('bench'), '--target', tgt.url('bench'), '--table-jobs', '2', '--index-jobs', '2', '--no-owner', '--no-acl', '--dir', `/tmp/pgcopydb-bench-${run}`], { encoding: 'utf8' });
+          const r = spawnSync(
+            'pgcopydb',
+            [
+              'clone',
+              '--source',
+              src.url('bench'),
+              '--target',
+              tgt.url('bench'),
+              '--table-jobs',
+              '2',
+              '--index-jobs',
+              '2',
+              '--no-owner',
+              '--no-acl',
+              '--dir',
+              `/tmp/pgcopydb-bench-${run}`,
+            ],
+            { encoding: 'utf8' },
+          );
           if (r.status !== 0) throw new Error(`pgcopydb: ${r.stderr}`);
         }),
       );
@@ -240,7 +269,12 @@ async function ordersBench(src: PostgresServer, tgt: PostgresServer, env: Awaite
     results.verifyAndLocate.push(
       await timed(async () => {
         const spec = {
-          name: `bench-locate-${run}`, taskQueue: 'bench', source: 'src', target: 'tgt', mode: 'verify', concurrency: CONCURRENCY,
+          name: `bench-locate-${run}`,
+          taskQueue: 'bench',
+          source: 'src',
+          target: 'tgt',
+          mode: 'verify',
+          concurrency: CONCURRENCY,
           retries: { rangeAttempts: 1 },
           tables: [{ source: 'public.orders', target: 'public.orders', key: ['id'], chunk: { column: 'id', size: CHUNK } }],
         };
@@ -265,7 +299,11 @@ async function ordersBench(src: PostgresServer, tgt: PostgresServer, env: Awaite
     printBreakdown('verify-only', lastBreakdown.verify!);
   }
 
-  const m = Object.fromEntries(Object.entries(results).filter(([, v]) => v.length).map(([k, v]) => [k, median(v)]));
+  const m = Object.fromEntries(
+    Object.entries(results)
+      .filter(([, v]) => v.length)
+      .map(([k, v]) => [k, median(v)]),
+  );
   // Ratios are paired: each run's measure over the same run's floor, then the median of those,
   // so a slow moment of the machine weighs on both sides of a ratio.
   const paired = (a: string, b: string) => median(results[a].map((x, i) => x / results[b][i]));
@@ -302,16 +340,32 @@ type OrdersResults = Awaited<ReturnType<typeof ordersBench>>;
 
 function printOrders(o: OrdersResults): void {
   console.log(`| bare binary COPY pipe | ${secs(o.mediansMs.copyFloor)} s | floor |`);
-  console.log(`| (range copy floor: the same ranges by a plain loop, ${CONCURRENCY} in flight, no checks) | ${secs(o.mediansMs.rangeCopyFloor)} s = ${o.ratios.rangeCopyFloorOverCopyFloor.toFixed(2)}× the COPY pipe; backfill = ${o.ratios.backfillOverRangeCopyFloor.toFixed(2)}× it | |`);
+  console.log(
+    `| (range copy floor: the same ranges by a plain loop, ${CONCURRENCY} in flight, no checks) | ${secs(o.mediansMs.rangeCopyFloor)} s = ${o.ratios.rangeCopyFloorOverCopyFloor.toFixed(2)}× the COPY pipe; backfill = ${o.ratios.backfillOverRangeCopyFloor.toFixed(2)}× it | |`,
+  );
   if (o.mediansMs.pgcopydb) console.log(`| pgcopydb clone | ${secs(o.mediansMs.pgcopydb)} s | |`);
-  console.log(`| verified backfill | ${secs(o.mediansMs.backfill)} s = ${o.ratios.backfillOverCopyFloor.toFixed(2)}× the COPY pipe | ≤ ${targets.backfillOverCopyFloor}× |`);
-  console.log(`| (copy floor + hash floor, one after the other) | ${secs(o.mediansMs.copyFloor + o.mediansMs.hashFloor)} s; backfill = ${o.ratios.backfillOverCopyPlusHashFloors.toFixed(2)}× that | |`);
+  console.log(
+    `| verified backfill | ${secs(o.mediansMs.backfill)} s = ${o.ratios.backfillOverCopyFloor.toFixed(2)}× the COPY pipe | ≤ ${targets.backfillOverCopyFloor}× |`,
+  );
+  console.log(
+    `| (copy floor + hash floor, one after the other) | ${secs(o.mediansMs.copyFloor + o.mediansMs.hashFloor)} s; backfill = ${o.ratios.backfillOverCopyPlusHashFloors.toFixed(2)}× that | |`,
+  );
   console.log(`| hash floor (both sides at once) | ${secs(o.mediansMs.hashFloor)} s | floor |`);
-  console.log(`| (hash floor over each row's text, as servers before 14 get) | ${secs(o.mediansMs.textHashFloor)} s; verify-only = ${o.ratios.verifyOnlyOverTextHashFloor.toFixed(2)}× that | |`);
-  console.log(`| (range scan floor: our check query per range, plain loop, ${CONCURRENCY} in flight) | ${secs(o.mediansMs.rangeFloor)} s = ${o.ratios.rangeFloorOverHashFloor.toFixed(2)}× the hash floor; verify-only = ${o.ratios.verifyOnlyOverRangeFloor.toFixed(2)}× it | |`);
-  console.log(`| verify-only | ${secs(o.mediansMs.verifyOnly)} s = ${o.ratios.verifyOnlyOverHashFloor.toFixed(2)}× the hash floor | ≤ ${targets.verifyOnlyOverHashFloor}× |`);
-  console.log(`| (verify-only with ranges 5× as large: ${(CHUNK * 5).toLocaleString('en-US')} keys) | ${secs(o.mediansMs.verifyLargeRanges)} s = ${o.ratios.verifyLargeRangesOverHashFloor.toFixed(2)}× the hash floor | |`);
-  console.log(`| verify + locate 5 faults | ${secs(o.mediansMs.verifyAndLocate)} s = ${o.ratios.verifyAndLocateOverVerifyOnly.toFixed(2)}× verify-only | ≤ 2× |`);
+  console.log(
+    `| (hash floor over each row's text, as servers before 14 get) | ${secs(o.mediansMs.textHashFloor)} s; verify-only = ${o.ratios.verifyOnlyOverTextHashFloor.toFixed(2)}× that | |`,
+  );
+  console.log(
+    `| (range scan floor: our check query per range, plain loop, ${CONCURRENCY} in flight) | ${secs(o.mediansMs.rangeFloor)} s = ${o.ratios.rangeFloorOverHashFloor.toFixed(2)}× the hash floor; verify-only = ${o.ratios.verifyOnlyOverRangeFloor.toFixed(2)}× it | |`,
+  );
+  console.log(
+    `| verify-only | ${secs(o.mediansMs.verifyOnly)} s = ${o.ratios.verifyOnlyOverHashFloor.toFixed(2)}× the hash floor | ≤ ${targets.verifyOnlyOverHashFloor}× |`,
+  );
+  console.log(
+    `| (verify-only with ranges 5× as large: ${(CHUNK * 5).toLocaleString('en-US')} keys) | ${secs(o.mediansMs.verifyLargeRanges)} s = ${o.ratios.verifyLargeRangesOverHashFloor.toFixed(2)}× the hash floor | |`,
+  );
+  console.log(
+    `| verify + locate 5 faults | ${secs(o.mediansMs.verifyAndLocate)} s = ${o.ratios.verifyAndLocateOverVerifyOnly.toFixed(2)}× verify-only | ≤ 2× |`,
+  );
 }
 
 /** Orchestration: thousands of tiny ranges, where the database work is negligible; and the worker's memory. */
@@ -353,7 +407,13 @@ async function onceBench(src: PostgresServer, tgt: PostgresServer, env: Awaited<
     await plainWorker.stop();
     await plain.teardown().catch(() => undefined);
   }
-  return { msPerRange: overheadMs, msPerRangeWithoutEagerActivities: overheadNoEagerMs, tinyRanges: TINY_RANGES, workerPeakRssMB: workerPeakMB, harnessPeakRssMB: peakRssMB(process.pid) };
+  return {
+    msPerRange: overheadMs,
+    msPerRangeWithoutEagerActivities: overheadNoEagerMs,
+    tinyRanges: TINY_RANGES,
+    workerPeakRssMB: workerPeakMB,
+    harnessPeakRssMB: peakRssMB(process.pid),
+  };
 }
 
 function printOnce(once: Awaited<ReturnType<typeof onceBench>>): void {
@@ -365,7 +425,9 @@ function printOnce(once: Awaited<ReturnType<typeof onceBench>>): void {
 
 async function main() {
   Runtime.install({ logger: new DefaultLogger('WARN') });
-  console.log(`bench: ${SIZES.map((x) => x.toLocaleString('en-US')).join(' and ')} rows, ${RUNS} run(s) each, ranges of ${CHUNK.toLocaleString('en-US')} keys (orders), ${CONCURRENCY} in flight${ONLY ? `, only ${ONLY}` : ''}`);
+  console.log(
+    `bench: ${SIZES.map((x) => x.toLocaleString('en-US')).join(' and ')} rows, ${RUNS} run(s) each, ranges of ${CHUNK.toLocaleString('en-US')} keys (orders), ${CONCURRENCY} in flight${ONLY ? `, only ${ONLY}` : ''}`,
+  );
   const [src, tgt] = await Promise.all([startPostgres(), startPostgres()]);
   const env = await startDevServer();
   try {
@@ -388,7 +450,10 @@ async function main() {
       if (ONLY === undefined || ONLY === 'orders') once = await onceBench(src, tgt, env, worker);
       if (ONLY === undefined || ONLY === 'capture') {
         console.log(`\nchange capture (capture: logical), ${CAPTURE_SIZES.map((x) => x.toLocaleString('en-US')).join(' and ')} rows`);
-        for (const rows of CAPTURE_SIZES) capture.push(await captureBench({ src, tgt, client: env.client, taskQueue: 'bench', rows, runs: RUNS, concurrency: CONCURRENCY, perSecond: WRITES_PER_SECOND }));
+        for (const rows of CAPTURE_SIZES)
+          capture.push(
+            await captureBench({ src, tgt, client: env.client, taskQueue: 'bench', rows, runs: RUNS, concurrency: CONCURRENCY, perSecond: WRITES_PER_SECOND }),
+          );
       }
     } finally {
       await worker.stop();
@@ -412,7 +477,10 @@ async function main() {
       console.log('|---|---|---|');
       printCapture(capture);
     }
-    writeFileSync(OUT, JSON.stringify({ runs: RUNS, concurrency: CONCURRENCY, targets, sizes, ...(once ?? {}), ...(capture.length ? { capture } : {}) }, null, 2) + '\n');
+    writeFileSync(
+      OUT,
+      JSON.stringify({ runs: RUNS, concurrency: CONCURRENCY, targets, sizes, ...(once ?? {}), ...(capture.length ? { capture } : {}) }, null, 2) + '\n',
+    );
     console.log(`\nwritten to ${OUT}`);
   } finally {
     await closePools();

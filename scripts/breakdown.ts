@@ -40,9 +40,6 @@ export function breakdown(h: History): { totalMs: number; byType: Record<string,
 }
 
 export function printBreakdown(label: string, b: ReturnType<typeof breakdown>): void {
-  const parts = Object.entries(b.byType).map(
-    ([k, v]) => `${k} ×${v.n}: span ${secs(v.spanMs)} s, run ${secs(v.runMs)} s, queued ${secs(v.waitMs)} s`,
-  );
+  const parts = Object.entries(b.byType).map(([k, v]) => `${k} ×${v.n}: span ${secs(v.spanMs)} s, run ${secs(v.runMs)} s, queued ${secs(v.waitMs)} s`);
   console.log(`    ${label} in the history: ${secs(b.totalMs)} s; ${parts.join('; ')}`);
 }
-

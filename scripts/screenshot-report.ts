@@ -71,7 +71,13 @@ async function main(): Promise<void> {
           target: 'public.orders_v2',
           key: ['id'],
           chunk: { column: 'id', size: 500 },
-          checks: { distribution: ['status'], aggregates: [{ fn: 'sum', column: 'amount' }, { fn: 'max', column: 'created_at' }] },
+          checks: {
+            distribution: ['status'],
+            aggregates: [
+              { fn: 'sum', column: 'amount' },
+              { fn: 'max', column: 'created_at' },
+            ],
+          },
         },
       ],
       cutover: { approval: 'required', approvers: ['dba-oncall'] },
@@ -79,7 +85,7 @@ async function main(): Promise<void> {
     const worker = await createWorker({ connection: env.nativeConnection, taskQueue: TASK_QUEUE });
     const html = await worker.runUntil(async () => {
       const h = await env!.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
-      for (const end = Date.now() + 300_000; ; ) {
+      for (const end = Date.now() + 300_000; ;) {
         const p = await h.query(progressQuery).catch(() => undefined);
         if (p && ['needs_attention', 'awaiting_approval', 'failed', 'aborted', 'completed'].includes(p.phase)) {
           if (p.phase !== 'needs_attention') throw new Error(`the sample migration ended up in ${p.phase}, not needs_attention`);

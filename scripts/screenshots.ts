@@ -45,7 +45,13 @@ function specOf(name: string, target: string) {
         target,
         key: ['id'],
         chunk: { column: 'id', size: CHUNK },
-        checks: { distribution: ['status'], aggregates: [{ fn: 'sum', column: 'amount' }, { fn: 'max', column: 'updated_at' }] },
+        checks: {
+          distribution: ['status'],
+          aggregates: [
+            { fn: 'sum', column: 'amount' },
+            { fn: 'max', column: 'updated_at' },
+          ],
+        },
       },
     ],
     cutover: {
@@ -113,7 +119,13 @@ async function photograph(page: Page, ui: string, client: Client): Promise<void>
   // Approving from the UI, as Current Details says: More Actions → Send an Update → approveCutover.
   // The digest, as the operator reads it off Current Details (the report shows the same).
   await page.goto(`${ui}/workflows/orders-v2/${runId}/user-metadata`);
-  const digest = (await current.locator('code').filter({ hasText: /^[0-9a-f]{32}$/ }).first().innerText()).trim();
+  const digest = (
+    await current
+      .locator('code')
+      .filter({ hasText: /^[0-9a-f]{32}$/ })
+      .first()
+      .innerText()
+  ).trim();
   await fillUpdate(page, 'approveCutover', /Approve the cutover/, { approver: 'dba-oncall', digest, comment: 'evidence read: report green' });
   await shoot(page, 'ui-approve.png');
 }
@@ -137,8 +149,7 @@ async function main(): Promise<number> {
     await pg.query('source', DEMO_SOURCE_DDL);
     await pg.query('source', DEMO_SOURCE_FILL, [ROWS]);
     await pg.query('source', DEMO_ANALYZE);
-    for (const t of ['orders_v2', 'orders_v2_staging', 'orders_v2_try'])
-      await pg.query('target', DEMO_TARGET_DDL.replace('public.orders_v2', `public.${t}`));
+    for (const t of ['orders_v2', 'orders_v2_staging', 'orders_v2_try']) await pg.query('target', DEMO_TARGET_DDL.replace('public.orders_v2', `public.${t}`));
     process.env[envNameForAlias('source')] = pg.url('source');
     process.env[envNameForAlias('target')] = pg.url('target');
 
@@ -148,7 +159,11 @@ async function main(): Promise<number> {
     worker = await spawnWorker(env.address, 'backfill');
     say(`  Temporal UI at http://127.0.0.1:${uiPort}`);
 
-    const specs = [specOf('orders-v2-staging', 'public.orders_v2_staging'), specOf('orders-v2-first-try', 'public.orders_v2_try'), specOf('orders-v2', 'public.orders_v2')];
+    const specs = [
+      specOf('orders-v2-staging', 'public.orders_v2_staging'),
+      specOf('orders-v2-first-try', 'public.orders_v2_try'),
+      specOf('orders-v2', 'public.orders_v2'),
+    ];
     for (const spec of specs) {
       const file = join(dir, `${spec.name}.json`);
       writeFileSync(file, JSON.stringify(spec));

@@ -65,37 +65,170 @@ function hostPort(raw: string, env: string): string {
 function actionsPolicy(raw: string, env: string): 'allow' | 'deny' | string[] {
   const v = raw.trim();
   if (v === 'allow' || v === 'deny') return v;
-  const hashes = v.split(',').map((x) => x.trim()).filter(Boolean);
+  const hashes = v
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean);
   const bad = hashes.find((h) => !/^(sha256:)?[0-9a-fA-F]{64}$/.test(h));
   if (bad !== undefined || hashes.length === 0) refuse(env, raw, '"allow", "deny" or a list of sha256:<64 hex digits> separated by commas');
   return hashes.map((h) => h.replace(/^sha256:/i, '').toLowerCase());
 }
 
-const list = (raw: string) => raw.split(',').map((x) => x.trim()).filter(Boolean);
+const list = (raw: string) =>
+  raw
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean);
 
 const def = <T>(d: Def<T>) => d;
 
 /** The table. Keys are how the code asks for a setting; `env` is the variable. */
 export const SETTINGS = {
-  temporalAddress: def({ env: 'TEMPORAL_ADDRESS', takes: 'host:port', shown: 'localhost:7233', doc: 'the Temporal frontend (the CLI and the worker); `TEMPORAL_API_KEY`, `TEMPORAL_TLS*` and profiles as the SDK\'s envconfig reads them', parse: text, fallback: () => undefined as string | undefined }),
-  temporalNamespace: def({ env: 'TEMPORAL_NAMESPACE', takes: 'a namespace', shown: 'default', doc: 'the Temporal namespace', parse: text, fallback: () => undefined as string | undefined }),
-  taskQueue: def({ env: 'BACKFILL_TASK_QUEUE', takes: 'a task queue name', shown: 'backfill', doc: 'the task queue the worker polls', parse: text, fallback: () => 'backfill' }),
-  temporalCliPath: def({ env: 'TEMPORAL_CLI_PATH', takes: 'a file path', shown: '', doc: 'an existing `temporal` binary for the dev server (demo, tests, bench)', parse: text, fallback: () => undefined as string | undefined }),
-  cacheDir: def({ env: 'BACKFILL_CACHE_DIR', takes: 'a folder', shown: '~/.cache/backfill', doc: 'where the Temporal CLI is built and kept', parse: text, fallback: () => join(homedir(), '.cache', 'backfill') }),
-  statementTimeout: def({ env: 'BACKFILL_STATEMENT_TIMEOUT', takes: 'a PostgreSQL duration', shown: '30min', doc: "every session's `statement_timeout`; a connection silent both ways for longer than this (plus 5 s) while a statement is outstanding is presumed dead", parse: pgDuration, fallback: () => '30min' }),
-  lockTimeout: def({ env: 'BACKFILL_LOCK_TIMEOUT', takes: 'a PostgreSQL duration', shown: '10s', doc: "every session's `lock_timeout`", parse: pgDuration, fallback: () => '10s' }),
-  stallTimeout: def({ env: 'BACKFILL_STALL_TIMEOUT', takes: 'seconds, 1 to 86400', shown: '120', doc: "seconds a range's COPY may go without a byte before the attempt is abandoned and retried", parse: int(1, 86_400), fallback: () => 120 }),
-  poolMax: def({ env: 'BACKFILL_POOL_MAX', takes: 'an integer, 1 to 1000', shown: '12', doc: 'connections per pool (one pool per connection alias and access)', parse: int(1, 1000), fallback: () => 12 }),
-  maxActivities: def({ env: 'BACKFILL_MAX_ACTIVITIES', takes: 'an integer, 1 to 10000', shown: '32', doc: 'activities one worker runs at once', parse: int(1, 10_000), fallback: () => 32 }),
-  locateWholeRows: def({ env: 'BACKFILL_LOCATE_WHOLE_ROWS', takes: 'rows, 0 or more', shown: '20000', doc: 'rows (on either side) up to which a range that differs is compared whole in the worker when locating: one scan per side of its keys and row hashes (past that, parsing the rows in the worker costs more than a second scan in the databases); larger ranges are narrowed by key buckets in the databases; `0`: always by buckets', parse: int(0, 100_000_000), fallback: () => 20_000 }),
-  metricsAddress: def({ env: 'BACKFILL_METRICS_ADDRESS', takes: 'host:port', shown: '', doc: 'where the worker serves Prometheus metrics at `/metrics` (`0.0.0.0:9464`; `:9464` binds every interface); unset: no endpoint. See [Metrics](#metrics)', parse: hostPort, fallback: () => undefined as string | undefined }),
+  temporalAddress: def({
+    env: 'TEMPORAL_ADDRESS',
+    takes: 'host:port',
+    shown: 'localhost:7233',
+    doc: "the Temporal frontend (the CLI and the worker); `TEMPORAL_API_KEY`, `TEMPORAL_TLS*` and profiles as the SDK's envconfig reads them",
+    parse: text,
+    fallback: () => undefined as string | undefined,
+  }),
+  temporalNamespace: def({
+    env: 'TEMPORAL_NAMESPACE',
+    takes: 'a namespace',
+    shown: 'default',
+    doc: 'the Temporal namespace',
+    parse: text,
+    fallback: () => undefined as string | undefined,
+  }),
+  taskQueue: def({
+    env: 'BACKFILL_TASK_QUEUE',
+    takes: 'a task queue name',
+    shown: 'backfill',
+    doc: 'the task queue the worker polls',
+    parse: text,
+    fallback: () => 'backfill',
+  }),
+  temporalCliPath: def({
+    env: 'TEMPORAL_CLI_PATH',
+    takes: 'a file path',
+    shown: '',
+    doc: 'an existing `temporal` binary for the dev server (demo, tests, bench)',
+    parse: text,
+    fallback: () => undefined as string | undefined,
+  }),
+  cacheDir: def({
+    env: 'BACKFILL_CACHE_DIR',
+    takes: 'a folder',
+    shown: '~/.cache/backfill',
+    doc: 'where the Temporal CLI is built and kept',
+    parse: text,
+    fallback: () => join(homedir(), '.cache', 'backfill'),
+  }),
+  statementTimeout: def({
+    env: 'BACKFILL_STATEMENT_TIMEOUT',
+    takes: 'a PostgreSQL duration',
+    shown: '30min',
+    doc: "every session's `statement_timeout`; a connection silent both ways for longer than this (plus 5 s) while a statement is outstanding is presumed dead",
+    parse: pgDuration,
+    fallback: () => '30min',
+  }),
+  lockTimeout: def({
+    env: 'BACKFILL_LOCK_TIMEOUT',
+    takes: 'a PostgreSQL duration',
+    shown: '10s',
+    doc: "every session's `lock_timeout`",
+    parse: pgDuration,
+    fallback: () => '10s',
+  }),
+  stallTimeout: def({
+    env: 'BACKFILL_STALL_TIMEOUT',
+    takes: 'seconds, 1 to 86400',
+    shown: '120',
+    doc: "seconds a range's COPY may go without a byte before the attempt is abandoned and retried",
+    parse: int(1, 86_400),
+    fallback: () => 120,
+  }),
+  poolMax: def({
+    env: 'BACKFILL_POOL_MAX',
+    takes: 'an integer, 1 to 1000',
+    shown: '12',
+    doc: 'connections per pool (one pool per connection alias and access)',
+    parse: int(1, 1000),
+    fallback: () => 12,
+  }),
+  maxActivities: def({
+    env: 'BACKFILL_MAX_ACTIVITIES',
+    takes: 'an integer, 1 to 10000',
+    shown: '32',
+    doc: 'activities one worker runs at once',
+    parse: int(1, 10_000),
+    fallback: () => 32,
+  }),
+  locateWholeRows: def({
+    env: 'BACKFILL_LOCATE_WHOLE_ROWS',
+    takes: 'rows, 0 or more',
+    shown: '20000',
+    doc: 'rows (on either side) up to which a range that differs is compared whole in the worker when locating: one scan per side of its keys and row hashes (past that, parsing the rows in the worker costs more than a second scan in the databases); larger ranges are narrowed by key buckets in the databases; `0`: always by buckets',
+    parse: int(0, 100_000_000),
+    fallback: () => 20_000,
+  }),
+  metricsAddress: def({
+    env: 'BACKFILL_METRICS_ADDRESS',
+    takes: 'host:port',
+    shown: '',
+    doc: 'where the worker serves Prometheus metrics at `/metrics` (`0.0.0.0:9464`; `:9464` binds every interface); unset: no endpoint. See [Metrics](#metrics)',
+    parse: hostPort,
+    fallback: () => undefined as string | undefined,
+  }),
   debug: def({ env: 'BACKFILL_DEBUG', takes: 'anything', shown: '', doc: 'print stack traces of CLI errors', parse: flag, fallback: () => false }),
-  policy: def({ env: 'BACKFILL_POLICY', takes: '`strict`', shown: '', doc: "`strict`: the worker's own trust policy below, at its safe setting (no inline action SQL, expressions over the source table only). Unset: everything allowed, as the examples here use it", parse: oneOf(['strict'] as const), fallback: () => undefined as 'strict' | undefined }),
-  policyActions: def({ env: 'BACKFILL_POLICY_ACTIONS', takes: '`allow`, `deny` or `sha256:<hex>,…`', shown: '', doc: 'whether `cutover.freeze`, `unfreeze` and `switch` SQL may run, or only the statements of these hashes (a refusal prints the hash of the one refused); unset: `deny` under `strict`, else `allow`', parse: actionsPolicy, fallback: () => undefined as 'allow' | 'deny' | string[] | undefined }),
-  policyWritable: def({ env: 'BACKFILL_POLICY_WRITABLE', takes: '`alias,…`', shown: '', doc: 'the only aliases the worker writes through (target, control, action connections); unset: any', parse: list, fallback: () => undefined as string[] | undefined }),
-  policyExpressions: def({ env: 'BACKFILL_POLICY_EXPRESSIONS', takes: '`any` or `source-table`', shown: '', doc: 'whether `where` and `transform` may read relations other than the source table (and its partitions), judged by the planner; a function that reads a table is not seen; unset: `source-table` under `strict`, else `any`', parse: oneOf(['any', 'source-table'] as const), fallback: () => undefined as 'any' | 'source-table' | undefined }),
-  bundleAtStart: def({ env: 'BACKFILL_BUNDLE_AT_START', takes: 'anything', shown: '', doc: 'development: bundle the workflow code from the sources when the worker starts instead of using the bundle `npm run build` made', parse: flag, fallback: () => false }),
-  columns: def({ env: 'COLUMNS', takes: 'an integer', shown: '80', doc: "the terminal's width for `status --watch` when the terminal does not say it (the shell's; anything else: 80)", parse: (raw) => (Number.isInteger(Number(raw)) && Number(raw) > 0 ? Number(raw) : 80), fallback: () => 80 }),
+  policy: def({
+    env: 'BACKFILL_POLICY',
+    takes: '`strict`',
+    shown: '',
+    doc: "`strict`: the worker's own trust policy below, at its safe setting (no inline action SQL, expressions over the source table only). Unset: everything allowed, as the examples here use it",
+    parse: oneOf(['strict'] as const),
+    fallback: () => undefined as 'strict' | undefined,
+  }),
+  policyActions: def({
+    env: 'BACKFILL_POLICY_ACTIONS',
+    takes: '`allow`, `deny` or `sha256:<hex>,…`',
+    shown: '',
+    doc: 'whether `cutover.freeze`, `unfreeze` and `switch` SQL may run, or only the statements of these hashes (a refusal prints the hash of the one refused); unset: `deny` under `strict`, else `allow`',
+    parse: actionsPolicy,
+    fallback: () => undefined as 'allow' | 'deny' | string[] | undefined,
+  }),
+  policyWritable: def({
+    env: 'BACKFILL_POLICY_WRITABLE',
+    takes: '`alias,…`',
+    shown: '',
+    doc: 'the only aliases the worker writes through (target, control, action connections); unset: any',
+    parse: list,
+    fallback: () => undefined as string[] | undefined,
+  }),
+  policyExpressions: def({
+    env: 'BACKFILL_POLICY_EXPRESSIONS',
+    takes: '`any` or `source-table`',
+    shown: '',
+    doc: 'whether `where` and `transform` may read relations other than the source table (and its partitions), judged by the planner; a function that reads a table is not seen; unset: `source-table` under `strict`, else `any`',
+    parse: oneOf(['any', 'source-table'] as const),
+    fallback: () => undefined as 'any' | 'source-table' | undefined,
+  }),
+  bundleAtStart: def({
+    env: 'BACKFILL_BUNDLE_AT_START',
+    takes: 'anything',
+    shown: '',
+    doc: 'development: bundle the workflow code from the sources when the worker starts instead of using the bundle `npm run build` made',
+    parse: flag,
+    fallback: () => false,
+  }),
+  columns: def({
+    env: 'COLUMNS',
+    takes: 'an integer',
+    shown: '80',
+    doc: "the terminal's width for `status --watch` when the terminal does not say it (the shell's; anything else: 80)",
+    parse: (raw) => (Number.isInteger(Number(raw)) && Number(raw) > 0 ? Number(raw) : 80),
+    fallback: () => 80,
+  }),
 } as const;
 
 export type SettingKey = keyof typeof SETTINGS;

@@ -41,7 +41,11 @@ function auditSinks(connection: NativeConnection, namespace: string): InjectedSi
           await client.workflow
             .getHandle(info.workflowId, info.runId)
             .signal(auditRecordedSignal, record)
-            .catch((err: Error) => console.error(`backfill worker: the refused ${e.action} is in the audit, but the migration's report will show it only when it is built again: ${err.message}`));
+            .catch((err: Error) =>
+              console.error(
+                `backfill worker: the refused ${e.action} is in the audit, but the migration's report will show it only when it is built again: ${err.message}`,
+              ),
+            );
         },
         callDuringReplay: false,
       },
@@ -101,7 +105,10 @@ export async function runWorker(): Promise<void> {
     const admin = await Connection.connect({ address: t.address, tls: t.tls as never, apiKey: t.apiKey, metadata: t.metadata });
     const warning = await ensureSearchAttributes(admin, t.namespace);
     await admin.close();
-    if (warning) console.error(`backfill worker: ${warning}; add them once with: temporal operator search-attribute create --name BackfillMigration --type Keyword (and BackfillPhase, BackfillAttention)`);
+    if (warning)
+      console.error(
+        `backfill worker: ${warning}; add them once with: temporal operator search-attribute create --name BackfillMigration --type Keyword (and BackfillPhase, BackfillAttention)`,
+      );
     const worker = await createWorker({ connection, namespace: t.namespace });
     console.error(`backfill worker: polling task queue "${worker.options.taskQueue}" on ${t.address} (namespace ${t.namespace})`);
     await worker.run();

@@ -82,7 +82,10 @@ async function prepare(
   try {
     await reader.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     await reader.query(`SET TRANSACTION SNAPSHOT ${quoteLiteral(slot.snapshot)}`);
-    await pipeline(reader.query(copyTo(`COPY (SELECT ${list} FROM public.${name}) TO STDOUT`)), writer.query(copyFrom(`COPY public.${name}_v2 (${list}) FROM STDIN`)));
+    await pipeline(
+      reader.query(copyTo(`COPY (SELECT ${list} FROM public.${name}) TO STDOUT`)),
+      writer.query(copyFrom(`COPY public.${name}_v2 (${list}) FROM STDIN`)),
+    );
     await reader.query('COMMIT');
   } finally {
     await Promise.all([reader.end(), writer.end()]);
@@ -95,9 +98,10 @@ async function prepare(
     [`public.${name}_v2`],
   );
   const typeOf = new Map(types.rows.map((r) => [r.attname as string, r.type as string]));
-  const planned = await src(`SELECT attname AS name, atttypid::int AS "typeOid" FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`, [
-    `public.${name}`,
-  ]);
+  const planned = await src(
+    `SELECT attname AS name, atttypid::int AS "typeOid" FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum`,
+    [`public.${name}`],
+  );
   const table: CaptureTable = {
     index: 0,
     sourceSchema: 'public',
@@ -134,11 +138,15 @@ async function prepare(
   };
 }
 
-const confirmedFlush = async (slot: string) => (await src(`SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1`, [slot])).rows[0].lsn as string;
+const confirmedFlush = async (slot: string) =>
+  (await src(`SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1`, [slot])).rows[0].lsn as string;
 
 const logDuplicates = async (migration: string) =>
-  (await tgt(`SELECT count(*)::int AS n FROM (SELECT commit_lsn FROM backfill.capture_log WHERE migration = $1 GROUP BY commit_lsn HAVING count(*) > 1) d`, [migration])).rows[0]
-    .n as number;
+  (
+    await tgt(`SELECT count(*)::int AS n FROM (SELECT commit_lsn FROM backfill.capture_log WHERE migration = $1 GROUP BY commit_lsn HAVING count(*) > 1) d`, [
+      migration,
+    ])
+  ).rows[0].n as number;
 
 /** A small deterministic generator: the workload is the same on every run. */
 function rng(seed: number) {
@@ -165,9 +173,17 @@ function mixedRow(id: number, r: () => number): unknown[] {
     maybe(pick(FLOATS)),
     maybe(`2024-0${1 + Math.floor(r() * 9)}-1${Math.floor(r() * 9)} 0${Math.floor(r() * 9)}:34:56.${micros}+0${Math.floor(r() * 9)}`),
     maybe(`19${10 + Math.floor(r() * 89)}-12-3${Math.floor(r() * 2)}`),
-    maybe(`${Math.floor(r() * 0xffffffff).toString(16).padStart(8, '0')}-1234-4abc-8def-0123456789ab`),
+    maybe(
+      `${Math.floor(r() * 0xffffffff)
+        .toString(16)
+        .padStart(8, '0')}-1234-4abc-8def-0123456789ab`,
+    ),
     maybe(JSON.stringify({ n: r(), s: pick(AWKWARD_TEXTS), deep: { a: [1, 'two', null] } })),
-    maybe(`\\x${Math.floor(r() * 0xffffff).toString(16).padStart(6, '0')}00ff`),
+    maybe(
+      `\\x${Math.floor(r() * 0xffffff)
+        .toString(16)
+        .padStart(6, '0')}00ff`,
+    ),
     maybe(pick(AWKWARD_TEXTS) + id),
     maybe(r() < 0.5),
     maybe(`{${Math.floor(r() * 100)},-7,${Math.floor(r() * 1e6)}}`),
@@ -196,7 +212,10 @@ test('inserts, updates, deletes and key changes of exact mixed types arrive equa
           if (p < 0.35 || ids.size < 5) ops.push(insertRow());
           else if (p < 0.7) {
             const id = anyId();
-            ops.push([`UPDATE public.mixed SET amount = $2, ratio = $3, note = $4, tags = $5, src_only = 'changed' WHERE id = $1`, [id, ...[1, 2, 8, 10].map((i) => mixedRow(id, r)[i])]]);
+            ops.push([
+              `UPDATE public.mixed SET amount = $2, ratio = $3, note = $4, tags = $5, src_only = 'changed' WHERE id = $1`,
+              [id, ...[1, 2, 8, 10].map((i) => mixedRow(id, r)[i])],
+            ]);
           } else if (p < 0.85) {
             const id = anyId();
             ids.delete(id);
@@ -299,10 +318,18 @@ test('an unchanged TOASTed value is left out of the UPDATE (the target keeps its
 });
 
 test('untilLsn stops exactly before the first transaction at or past it; the next call continues', async () => {
-  const s = await prepare('until', { columns: 'id int PRIMARY KEY, v text', copied: ['id', 'v'], fill: `INSERT INTO public.until SELECT g, 'v' || g FROM generate_series(1, 10) g` });
+  const s = await prepare('until', {
+    columns: 'id int PRIMARY KEY, v text',
+    copied: ['id', 'v'],
+    fill: `INSERT INTO public.until SELECT g, 'v' || g FROM generate_series(1, 10) g`,
+  });
   const batch = (from: number) =>
     sourceSession(async (c) => {
-      for (let i = 0; i < 6; i++) await inTx(c, [[`INSERT INTO public.until VALUES ($1, 'new')`, [from + i]], [`UPDATE public.until SET v = v || '+' WHERE id = $1`, [1 + i]]]);
+      for (let i = 0; i < 6; i++)
+        await inTx(c, [
+          [`INSERT INTO public.until VALUES ($1, 'new')`, [from + i]],
+          [`UPDATE public.until SET v = v || '+' WHERE id = $1`, [1 + i]],
+        ]);
     });
   await batch(100);
   // The insert position: a commit made before it has its record before it (the write position may lag).
@@ -331,7 +358,11 @@ test('untilLsn stops exactly before the first transaction at or past it; the nex
 });
 
 test('killed mid-apply (target session, stream, or the caller aborting): nothing lost, nothing applied twice', async () => {
-  const s = await prepare('killed', { columns: 'id int PRIMARY KEY, v text', copied: ['id', 'v'], fill: `INSERT INTO public.killed SELECT g, 'v' FROM generate_series(1, 10) g` });
+  const s = await prepare('killed', {
+    columns: 'id int PRIMARY KEY, v text',
+    copied: ['id', 'v'],
+    fill: `INSERT INTO public.killed SELECT g, 'v' FROM generate_series(1, 10) g`,
+  });
   // Deterministic faults inside the apply: a session that kills itself once (a sequence survives the
   // rollback), and two slow rows, so that a progress report comes while they are applied.
   await tgt(`CREATE SEQUENCE killed_once;
@@ -354,7 +385,9 @@ test('killed mid-apply (target session, stream, or the caller aborting): nothing
     assert.doesNotMatch(e.message, /postgres(ql)?:\/\/|\n\s+at /);
     return true;
   });
-  const kept = await tgt(`SELECT count(*) FILTER (WHERE id > 1000)::int AS big, string_agg(v, ',' ORDER BY id) FILTER (WHERE id <= 2) AS small FROM public.killed_v2`);
+  const kept = await tgt(
+    `SELECT count(*) FILTER (WHERE id > 1000)::int AS big, string_agg(v, ',' ORDER BY id) FILTER (WHERE id <= 2) AS small FROM public.killed_v2`,
+  );
   assert.deepEqual(kept.rows[0], { big: 0, small: 'v+,v' }, 'only the first small transaction');
   const resumed = await applyChanges(s.options());
   assert.equal(resumed.reached, true);
@@ -448,13 +481,18 @@ test('feedback: the slot is acknowledged only after the target committed, and en
 });
 
 test('a TRUNCATE is refused with a sentence and nothing of its transaction is applied; a missing row is counted, not an error', async () => {
-  const s = await prepare('trunc', { columns: 'id int PRIMARY KEY, v text', copied: ['id', 'v'], fill: `INSERT INTO public.trunc SELECT g, 'v' FROM generate_series(1, 5) g` });
+  const s = await prepare('trunc', {
+    columns: 'id int PRIMARY KEY, v text',
+    copied: ['id', 'v'],
+    fill: `INSERT INTO public.trunc SELECT g, 'v' FROM generate_series(1, 5) g`,
+  });
   await tgt(`DELETE FROM public.trunc_v2 WHERE id = 2`);
   await sourceSession(async (c) => {
     await inTx(c, [[`INSERT INTO public.trunc VALUES (6, 'six')`], [`UPDATE public.trunc SET v = 'gone on the target' WHERE id = 2`]]);
     await inTx(c, [[`INSERT INTO public.trunc VALUES (7, 'seven')`], [`TRUNCATE public.trunc`], [`INSERT INTO public.trunc VALUES (8, 'eight')`]]);
   });
-  const sentence = /^a TRUNCATE of public\.trunc on the source cannot be applied by change capture: start the migration of that table again \(a new migration name\)$/;
+  const sentence =
+    /^a TRUNCATE of public\.trunc on the source cannot be applied by change capture: start the migration of that table again \(a new migration name\)$/;
   const refusal = (e: Error) => sentence.test(e.message);
   await assert.rejects(applyChanges(s.options()), refusal);
   const rows = (await tgt(`SELECT id FROM public.trunc_v2 ORDER BY id`)).rows.map((r) => r.id);
@@ -464,7 +502,11 @@ test('a TRUNCATE is refused with a sentence and nothing of its transaction is ap
   await assert.rejects(applyChanges(s.options()), refusal, 'refused again on the next call');
 
   // The missed update of row 2, seen on a table without the truncation.
-  const t = await prepare('unmatched', { columns: 'id int PRIMARY KEY, v text', copied: ['id', 'v'], fill: `INSERT INTO public.unmatched VALUES (1, 'a'), (2, 'b')` });
+  const t = await prepare('unmatched', {
+    columns: 'id int PRIMARY KEY, v text',
+    copied: ['id', 'v'],
+    fill: `INSERT INTO public.unmatched VALUES (1, 'a'), (2, 'b')`,
+  });
   await tgt(`DELETE FROM public.unmatched_v2 WHERE id = 2`);
   await src(`UPDATE public.unmatched SET v = 'c'`);
   await src(`DELETE FROM public.unmatched WHERE id = 2`);
@@ -555,7 +597,14 @@ test('bindRelation: a column added, a copied column dropped or retyped since pla
     ],
   };
   const col = (name: string, typeOid: number) => ({ name, typeOid, typeModifier: -1, key: name === 'id' });
-  const relation = (columns: RelationMessage['columns']): RelationMessage => ({ tag: 'relation', relid: 7, schema: 'public', name: 'items', replicaIdentity: 'd', columns });
+  const relation = (columns: RelationMessage['columns']): RelationMessage => ({
+    tag: 'relation',
+    relid: 7,
+    schema: 'public',
+    name: 'items',
+    replicaIdentity: 'd',
+    columns,
+  });
   const planned = [col('id', 20), col('qty', 23), col('note', 25), col('legacy', 25)];
   // As planned, in another order: bound.
   assert.deepEqual(bindRelation(relation([...planned].reverse()), table).positions, [3, 2, 1]);
@@ -571,7 +620,10 @@ test('bindRelation: a column added, a copied column dropped or retyped since pla
       'the column "qty" of public.items changed type on the source after planning (type OID 23 then, 20 now); its values may no longer fit the target as planned: abort, then start the migration again with a new name',
   });
   // A renamed column: the old name is gone (said first), the new one unknown.
-  assert.throws(() => bindRelation(relation(planned.map((c) => (c.name === 'note' ? col('remark', 25) : c))), table), /the column "note" of public\.items was dropped or renamed/);
+  assert.throws(
+    () => bindRelation(relation(planned.map((c) => (c.name === 'note' ? col('remark', 25) : c))), table),
+    /the column "note" of public\.items was dropped or renamed/,
+  );
   // A column that is not copied may be dropped or retyped: nothing of it reaches the target.
   assert.equal(bindRelation(relation(planned.filter((c) => c.name !== 'legacy')), table).positions.length, 3);
   assert.equal(bindRelation(relation(planned.map((c) => (c.name === 'legacy' ? col('legacy', 3802) : c))), table).positions.length, 3);
@@ -579,7 +631,7 @@ test('bindRelation: a column added, a copied column dropped or retyped since pla
   assert.throws(() => bindRelation(relation(planned.filter((c) => c.name !== 'id')), table), /without its key column id: its changes cannot be matched/);
 });
 
-test('apply: a partitioned table via its root arrives whole (a row moved between partitions, a partition created later); published under the partitions\' own names, or a relation not known, the stream stops with a sentence', async () => {
+test("apply: a partitioned table via its root arrives whole (a row moved between partitions, a partition created later); published under the partitions' own names, or a relation not known, the stream stops with a sentence", async () => {
   await src(`CREATE TABLE public.parted (id bigint NOT NULL, at date NOT NULL, v text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at)`);
   await src(`CREATE TABLE public.parted_a PARTITION OF public.parted FOR VALUES FROM ('2024-01-01') TO ('2024-02-01')`);
   await src(`CREATE TABLE public.parted_b PARTITION OF public.parted FOR VALUES FROM ('2024-02-01') TO ('2024-03-01')`);
@@ -596,7 +648,9 @@ test('apply: a partitioned table via its root arrives whole (a row moved between
   await src(`INSERT INTO public.parted SELECT i, date '2024-03-01' + (i % 28), 'c' || i FROM generate_series(201, 260) i`);
   await src(`UPDATE public.parted SET at = date '2024-03-05' WHERE id = 5`);
   await src(`INSERT INTO public.stray VALUES (1)`);
-  const planned = await src(`SELECT attname AS name, atttypid::int AS "typeOid" FROM pg_attribute WHERE attrelid = 'public.parted'::regclass AND attnum > 0 AND NOT attisdropped`);
+  const planned = await src(
+    `SELECT attname AS name, atttypid::int AS "typeOid" FROM pg_attribute WHERE attrelid = 'public.parted'::regclass AND attnum > 0 AND NOT attisdropped`,
+  );
   const table: CaptureTable = {
     index: 0,
     sourceSchema: 'public',
@@ -631,7 +685,8 @@ test('apply: a partitioned table via its root arrives whole (a row moved between
   const r = await run('parted_root', false);
   assert.equal(r.reached, true);
   assert.deepEqual(r.rows[0], { inserted: 262, updated: 0, deleted: 3 }, 'a row moved between partitions: a delete and an insert');
-  const fp = (sql: (q: string) => Promise<pg.QueryResult>) => sql(`SELECT count(*)::int AS n, md5(string_agg(t::text, ',' ORDER BY id, at)) AS m FROM public.parted t`).then((x) => x.rows[0]);
+  const fp = (sql: (q: string) => Promise<pg.QueryResult>) =>
+    sql(`SELECT count(*)::int AS n, md5(string_agg(t::text, ',' ORDER BY id, at)) AS m FROM public.parted t`).then((x) => x.rows[0]);
   assert.deepEqual(await fp(tgt), await fp(src));
   assert.equal((await src(`SELECT count(*)::int AS n FROM public.parted_c`)).rows[0].n, 61);
 
@@ -642,7 +697,10 @@ test('apply: a partitioned table via its root arrives whole (a row moved between
     return true;
   });
   // The user's: one it did not know of is looked up again (retried); one known outside is skipped.
-  await assert.rejects(run('parted_stray', true), (e: Error & { code?: string }) => e.code === '55000' && /did not publish when this call began/.test(e.message));
+  await assert.rejects(
+    run('parted_stray', true),
+    (e: Error & { code?: string }) => e.code === '55000' && /did not publish when this call began/.test(e.message),
+  );
   const skipped = await run('parted_stray', true, [{ schema: 'public', name: 'stray' }]);
   assert.equal(skipped.skippedChanges, 1);
 });

@@ -67,60 +67,70 @@ async function until(h: WorkflowHandle, what: string, ok: (p: Progress) => boole
 
 const done = (p: Progress) => p.tables.reduce((a, t) => a + t.ranges.verified + t.ranges.failed, 0);
 
-test('capture under kill -9 and a target restart: a second epoch, the stream resumed, exact at the end, nothing applied twice', { timeout: 420_000 }, async () => {
-  const appUrl = servers.src.url('src').replace(/\/\/postgres:[^@]*@/, '//app:app@');
-  const writer = await startWriter(appUrl, 'public.accounts', { perSecond: 100, firstNewId: ROWS + 1, maxId: ROWS });
-  try {
-    let w = await worker();
-    const doc = capturedSpecFor('captured-faults', 'public.accounts', { taskQueue: TASK_QUEUE, chunk: 4_000 });
-    const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+test(
+  'capture under kill -9 and a target restart: a second epoch, the stream resumed, exact at the end, nothing applied twice',
+  { timeout: 420_000 },
+  async () => {
+    const appUrl = servers.src.url('src').replace(/\/\/postgres:[^@]*@/, '//app:app@');
+    const writer = await startWriter(appUrl, 'public.accounts', { perSecond: 100, firstNewId: ROWS + 1, maxId: ROWS });
+    try {
+      let w = await worker();
+      const doc = capturedSpecFor('captured-faults', 'public.accounts', { taskQueue: TASK_QUEUE, chunk: 4_000 });
+      const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
 
-    // 1. Mid-copy: a few ranges done, the window paused until nothing is in flight, then resumed and
-    // the worker killed at once (its new ranges in flight, the snapshot's holder with it).
-    await until(h, 'a few ranges copied', (p) => done(p) >= 4);
-    await h.signal(pauseSignal);
-    const paused = await until(h, 'nothing in flight', (p) => p.tables[0].ranges.inFlight === 0);
-    assert.ok(done(paused) < paused.tables[0].ranges.total, 'ranges are left for a second epoch');
-    await h.signal(resumeSignal);
-    await until(h, 'ranges in flight again', (p) => p.tables[0].ranges.inFlight > 0);
-    await w.kill();
-    w = await worker();
-    const copied = await until(h, 'the copy finished in a new epoch', (p) => p.phase === 'catching_up' || p.phase === 'awaiting_approval');
-    assert.ok((copied.capture?.epochs ?? 0) >= 2, `a second snapshot epoch (${JSON.stringify(copied.capture)})`);
+      // 1. Mid-copy: a few ranges done, the window paused until nothing is in flight, then resumed and
+      // the worker killed at once (its new ranges in flight, the snapshot's holder with it).
+      await until(h, 'a few ranges copied', (p) => done(p) >= 4);
+      await h.signal(pauseSignal);
+      const paused = await until(h, 'nothing in flight', (p) => p.tables[0].ranges.inFlight === 0);
+      assert.ok(done(paused) < paused.tables[0].ranges.total, 'ranges are left for a second epoch');
+      await h.signal(resumeSignal);
+      await until(h, 'ranges in flight again', (p) => p.tables[0].ranges.inFlight > 0);
+      await w.kill();
+      w = await worker();
+      const copied = await until(h, 'the copy finished in a new epoch', (p) => p.phase === 'catching_up' || p.phase === 'awaiting_approval');
+      assert.ok((copied.capture?.epochs ?? 0) >= 2, `a second snapshot epoch (${JSON.stringify(copied.capture)})`);
 
-    // 2. Mid-apply: one source transaction of 20,000 rows, the worker killed while it is applied.
-    await servers.src.query('src', 'UPDATE public.accounts SET balance = balance + 0.01 WHERE id <= 20000');
-    await new Promise((r) => setTimeout(r, 300));
-    await w.kill();
-    w = await worker();
-    await until(h, 'the stream applied again', (p) => (p.capture?.transactions ?? 0) > (copied.capture?.transactions ?? 0) + 1);
+      // 2. Mid-apply: one source transaction of 20,000 rows, the worker killed while it is applied.
+      await servers.src.query('src', 'UPDATE public.accounts SET balance = balance + 0.01 WHERE id <= 20000');
+      await new Promise((r) => setTimeout(r, 300));
+      await w.kill();
+      w = await worker();
+      await until(h, 'the stream applied again', (p) => (p.capture?.transactions ?? 0) > (copied.capture?.transactions ?? 0) + 1);
 
-    // 3. The target restarted while the stream applies.
-    await servers.tgt.restart();
-    const resumed = await until(h, 'the stream past the restart', (p) => p.phase === 'awaiting_approval' || (p.detail ?? '').startsWith('checkpoint'));
+      // 3. The target restarted while the stream applies.
+      await servers.tgt.restart();
+      const resumed = await until(h, 'the stream past the restart', (p) => p.phase === 'awaiting_approval' || (p.detail ?? '').startsWith('checkpoint'));
 
-    // 4. At a checkpoint (if one is running now), or at the gate: killed again.
-    void resumed;
-    await w.kill();
-    w = await worker();
-    const gate = await until(h, 'the gate', (p) => p.phase === 'awaiting_approval' || p.phase === 'needs_attention' || p.phase === 'failed');
-    assert.equal(gate.phase, 'awaiting_approval', gate.detail);
+      // 4. At a checkpoint (if one is running now), or at the gate: killed again.
+      void resumed;
+      await w.kill();
+      w = await worker();
+      const gate = await until(h, 'the gate', (p) => p.phase === 'awaiting_approval' || p.phase === 'needs_attention' || p.phase === 'failed');
+      assert.equal(gate.phase, 'awaiting_approval', gate.detail);
 
-    // 5. In the final window: approved, then killed while it runs.
-    await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: gate.digest! }] });
-    await until(h, 'the final check', (p) => p.phase === 'final_check' || p.phase === 'completed', 60_000);
-    await w.kill();
-    await worker();
-    const r = await h.result();
-    assert.equal(r.phase, 'completed', r.reason);
-  } finally {
-    await writer.stop();
-  }
-  const [s, t] = await Promise.all([tableFingerprint(servers.src.url('src'), 'public.accounts'), tableFingerprint(servers.tgt.url('tgt'), 'public.accounts')]);
-  assert.deepEqual(t, s, 'the target equals the source');
-  const log = await servers.tgt.query('tgt', `SELECT count(*)::int AS n, count(DISTINCT commit_lsn)::int AS d FROM backfill.capture_log WHERE migration = 'captured-faults'`);
-  assert.ok(log.rows[0].n > 0);
-  assert.equal(log.rows[0].n, log.rows[0].d, 'no source transaction applied twice');
-  const slots = await servers.src.query('src', 'SELECT count(*)::int AS n FROM pg_replication_slots');
-  assert.equal(slots.rows[0].n, 0, 'no slot left on the source');
-});
+      // 5. In the final window: approved, then killed while it runs.
+      await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: gate.digest! }] });
+      await until(h, 'the final check', (p) => p.phase === 'final_check' || p.phase === 'completed', 60_000);
+      await w.kill();
+      await worker();
+      const r = await h.result();
+      assert.equal(r.phase, 'completed', r.reason);
+    } finally {
+      await writer.stop();
+    }
+    const [s, t] = await Promise.all([
+      tableFingerprint(servers.src.url('src'), 'public.accounts'),
+      tableFingerprint(servers.tgt.url('tgt'), 'public.accounts'),
+    ]);
+    assert.deepEqual(t, s, 'the target equals the source');
+    const log = await servers.tgt.query(
+      'tgt',
+      `SELECT count(*)::int AS n, count(DISTINCT commit_lsn)::int AS d FROM backfill.capture_log WHERE migration = 'captured-faults'`,
+    );
+    assert.ok(log.rows[0].n > 0);
+    assert.equal(log.rows[0].n, log.rows[0].d, 'no source transaction applied twice');
+    const slots = await servers.src.query('src', 'SELECT count(*)::int AS n FROM pg_replication_slots');
+    assert.equal(slots.rows[0].n, 0, 'no slot left on the source');
+  },
+);

@@ -66,7 +66,10 @@ test('capture preflight: wal_level=replica is refused with how to turn logical d
 test('capture preflight: a table with no primary key and no replica identity is refused before anything is created; REPLICA IDENTITY USING INDEX makes it fit', async () => {
   const r = await backfill(['validate', specFile('no-identity', 'src', 'nopk')], env(dbs.pg.url('src')));
   assert.equal(r.code, 2, r.stdout + r.stderr);
-  assert.match(r.stderr, /tables\[0\]\.source: public\.nopk has no primary key and no replica identity; in a publication, the application's UPDATE and DELETE on it would fail/);
+  assert.match(
+    r.stderr,
+    /tables\[0\]\.source: public\.nopk has no primary key and no replica identity; in a publication, the application's UPDATE and DELETE on it would fail/,
+  );
   await nothingCreated();
   await dbs.pg.query('src', 'ALTER TABLE public.nopk REPLICA IDENTITY USING INDEX nopk_id');
   const ok = await backfill(['validate', specFile('no-identity', 'src', 'nopk')], env(dbs.pg.url('src')));
@@ -77,7 +80,10 @@ test('capture preflight: a table with no primary key and no replica identity is 
 test('capture preflight: an UNLOGGED table (its writes never reach the WAL) is refused before anything is created; SET LOGGED makes it fit', async () => {
   const r = await backfill(['validate', specFile('unlogged', 'src', 'scratch')], env(dbs.pg.url('src')));
   assert.equal(r.code, 2, r.stdout + r.stderr);
-  assert.match(r.stderr, /tables\[0\]\.source: public\.scratch is UNLOGGED: its writes never reach the write-ahead log, so change capture cannot see them: ALTER TABLE \.\.\. SET LOGGED/);
+  assert.match(
+    r.stderr,
+    /tables\[0\]\.source: public\.scratch is UNLOGGED: its writes never reach the write-ahead log, so change capture cannot see them: ALTER TABLE \.\.\. SET LOGGED/,
+  );
   await nothingCreated();
   await dbs.pg.query('src', 'ALTER TABLE public.scratch SET LOGGED');
   const ok = await backfill(['validate', specFile('unlogged', 'src', 'scratch')], env(dbs.pg.url('src')));
@@ -88,7 +94,10 @@ test('capture preflight: a role without REPLICATION is refused, with the grant t
   const url = dbs.pg.url('src').replace(/\/\/postgres:[^@]*@/, '//norepl:norepl-pw@');
   const r = await backfill(['validate', specFile('no-replication', 'src', 'theirs')], env(url));
   assert.equal(r.code, 2, r.stdout + r.stderr);
-  assert.match(r.stderr, /capture: role norepl on connection "src" lacks the REPLICATION attribute \(change capture creates a replication slot and reads the write-ahead log through it\); fix: ALTER ROLE norepl WITH REPLICATION \(on Amazon RDS: GRANT rds_replication TO norepl\)/);
+  assert.match(
+    r.stderr,
+    /capture: role norepl on connection "src" lacks the REPLICATION attribute \(change capture creates a replication slot and reads the write-ahead log through it\); fix: ALTER ROLE norepl WITH REPLICATION \(on Amazon RDS: GRANT rds_replication TO norepl\)/,
+  );
   await nothingCreated();
   // With the right, the same role passes (it owns the table and may create a publication).
   await dbs.pg.query('src', 'ALTER ROLE norepl WITH REPLICATION');
@@ -104,7 +113,10 @@ test('capture preflight: a publication of yours must publish every table, and a 
     source: 'src',
     target: 'tgt',
     capture: { method: 'logical', slot: 'mine', publication },
-    tables: [{ source: 'public.parted', target: 'public.parted' }, { source: 'public.items', target: 'public.items' }],
+    tables: [
+      { source: 'public.parted', target: 'public.parted' },
+      { source: 'public.items', target: 'public.items' },
+    ],
   });
   const validate = (publication: string) => {
     writeFileSync(path, JSON.stringify(doc(publication)));
@@ -125,7 +137,10 @@ test('capture preflight: a publication of yours must publish every table, and a 
     assert.equal(ok.code, 0, ok.stdout + ok.stderr);
     const missing = await validate('nosuch');
     assert.equal(missing.code, 2);
-    assert.match(missing.stderr, /capture\.publication: "nosuch" does not exist on the source \(CREATE PUBLICATION nosuch FOR TABLE \.\.\. WITH \(publish_via_partition_root = true\)\)/);
+    assert.match(
+      missing.stderr,
+      /capture\.publication: "nosuch" does not exist on the source \(CREATE PUBLICATION nosuch FOR TABLE \.\.\. WITH \(publish_via_partition_root = true\)\)/,
+    );
   } finally {
     await dbs.pg.query('src', 'DROP PUBLICATION leaves');
   }
@@ -138,7 +153,9 @@ test('capture spec: refused with a change column, a transform or a filter, and i
     const r = checkSpec(doc);
     return r.ok ? [] : r.problems;
   };
-  assert.deepEqual(problems({ ...base, tables: [{ ...t, delta: { column: 'u' } }] }), ['tables[0].delta: capture: logical reads every change from the log: remove delta']);
+  assert.deepEqual(problems({ ...base, tables: [{ ...t, delta: { column: 'u' } }] }), [
+    'tables[0].delta: capture: logical reads every change from the log: remove delta',
+  ]);
   assert.match(problems({ ...base, tables: [{ ...t, where: 'x > 1' }] })[0], /tables\[0\]\.where: not with capture: logical yet/);
   assert.match(problems({ ...base, mode: 'verify', tables: [t] })[0], /^capture: verify mode copies nothing/);
   assert.match(problems({ ...base, capture: { method: 'logical', slot: 'Bad-Name' }, tables: [t] })[0], /capture/);

@@ -46,7 +46,11 @@ async function preparePartitioned(server: PostgresServer, src: string, tgt: stri
 }
 
 before(async () => {
-  ({ pg: pg17, temporal, stop } = await startStack(TASK_QUEUE, async (db) => {
+  ({
+    pg: pg17,
+    temporal,
+    stop,
+  } = await startStack(TASK_QUEUE, async (db) => {
     await preparePartitioned(db, 'src', 'tgt');
     for (const t of ['drift_add', 'drift_drop', 'drift_type']) {
       await db.query('src', PLAIN(`public.${t}`));
@@ -70,15 +74,19 @@ after(async () => {
 });
 
 function spec(name: string, table: TableDoc, o: { source?: string; target?: string } = {}) {
-  return specFor(name, { chunk: { column: 'id', size: 1000 }, ...table }, {
-    source: o.source ?? 'src',
-    target: o.target ?? 'tgt',
-    taskQueue: TASK_QUEUE,
-    concurrency: 2,
-    capture: 'logical',
-    catchUp: { maxLag: '3 seconds', interval: '1 second' },
-    cutover: { approval: 'required' },
-  });
+  return specFor(
+    name,
+    { chunk: { column: 'id', size: 1000 }, ...table },
+    {
+      source: o.source ?? 'src',
+      target: o.target ?? 'tgt',
+      taskQueue: TASK_QUEUE,
+      concurrency: 2,
+      capture: 'logical',
+      catchUp: { maxLag: '3 seconds', interval: '1 second' },
+      cutover: { approval: 'required' },
+    },
+  );
 }
 
 /** The migration's slots (its own and its epochs') and publication still on the source. */
@@ -108,7 +116,9 @@ function partitionWriter(url: string, firstId: number) {
           counts.updates += (await c.query(`UPDATE public.items SET qty = qty + 1, note = note || '+' WHERE id = $1`, [pick()])).rowCount ?? 0;
         } else if (r < 0.85) {
           // 31 days on, within the three partitions: mostly into the next one.
-          const moved = await c.query(`UPDATE public.items SET created_on = date '2024-01-01' + ((created_on - date '2024-01-01' + 31) % 91) WHERE id = $1`, [pick()]);
+          const moved = await c.query(`UPDATE public.items SET created_on = date '2024-01-01' + ((created_on - date '2024-01-01' + 31) % 91) WHERE id = $1`, [
+            pick(),
+          ]);
           counts.moves += moved.rowCount ?? 0;
         } else {
           counts.deletes += (await c.query(`DELETE FROM public.items WHERE id = $1`, [pick()])).rowCount ?? 0;
@@ -149,13 +159,23 @@ async function partitionedMigration(server: PostgresServer, name: string, src: s
     await server.query(tgt, april);
     await server.query(src, april);
     const first = writer.nextId() + 10_000;
-    await server.query(src, `INSERT INTO public.items SELECT i, date '2024-04-01' + (i % 30)::int, 7, 'april' FROM generate_series($1::bigint, $1::bigint + 199) i`, [first]);
-    const moved = await server.query(src, `UPDATE public.items SET created_on = date '2024-04-15', qty = qty + 100 WHERE id IN (SELECT id FROM public.items WHERE created_on < '2024-04-01' ORDER BY id LIMIT 5)`);
+    await server.query(
+      src,
+      `INSERT INTO public.items SELECT i, date '2024-04-01' + (i % 30)::int, 7, 'april' FROM generate_series($1::bigint, $1::bigint + 199) i`,
+      [first],
+    );
+    const moved = await server.query(
+      src,
+      `UPDATE public.items SET created_on = date '2024-04-15', qty = qty + 100 WHERE id IN (SELECT id FROM public.items WHERE created_on < '2024-04-01' ORDER BY id LIMIT 5)`,
+    );
     assert.equal(moved.rowCount, 5);
     // The last writes applied at the gate, then the evidence as it is now is approved.
     const deadline = Date.now() + 60_000;
     let now: Progress = await h.query(progressQuery);
-    while (Date.now() < deadline && !(now.phase === 'awaiting_approval' && (now.capture?.lagSeconds ?? 1) === 0 && now.capture!.transactions > p.capture!.transactions)) {
+    while (
+      Date.now() < deadline &&
+      !(now.phase === 'awaiting_approval' && (now.capture?.lagSeconds ?? 1) === 0 && now.capture!.transactions > p.capture!.transactions)
+    ) {
       assert.ok(now.phase !== 'failed' && now.phase !== 'needs_attention', now.detail);
       await sleep(250);
       now = await h.query(progressQuery);
@@ -181,9 +201,13 @@ async function partitionedMigration(server: PostgresServer, name: string, src: s
   assert.equal(april.rows[0].n, 205, 'the rows inserted into and moved into the partition created mid-migration');
 }
 
-test('capture, partitioned: writes before and after the checkpoint, rows moved between partitions, a partition created mid-migration; completed and exact (PostgreSQL 17)', { timeout: 180_000 }, async () => {
-  await partitionedMigration(pg17, 'parted-17', 'src', 'tgt');
-});
+test(
+  'capture, partitioned: writes before and after the checkpoint, rows moved between partitions, a partition created mid-migration; completed and exact (PostgreSQL 17)',
+  { timeout: 180_000 },
+  async () => {
+    await partitionedMigration(pg17, 'parted-17', 'src', 'tgt');
+  },
+);
 
 test(
   'capture, partitioned, on PostgreSQL 15: the same, completed and exact',
@@ -205,47 +229,51 @@ async function failure(h: { result(): Promise<unknown> }): Promise<string> {
   return String((err as { cause?: { message?: string } }).cause?.message ?? err.message);
 }
 
-test('capture, schema drift: a column added (and filled) on the source at the gate, one dropped, one retyped: each migration stops with a sentence naming table and column, and leaves no slot', { timeout: 180_000 }, async () => {
-  const cases = [
-    {
-      table: 'drift_add',
-      change: async () => {
-        await pg17.query('tgt', 'ALTER TABLE public.drift_add ADD COLUMN priority int');
-        await pg17.query('src', 'ALTER TABLE public.drift_add ADD COLUMN priority int');
-        await pg17.query('src', 'UPDATE public.drift_add SET priority = id % 3 WHERE id <= 500');
+test(
+  'capture, schema drift: a column added (and filled) on the source at the gate, one dropped, one retyped: each migration stops with a sentence naming table and column, and leaves no slot',
+  { timeout: 180_000 },
+  async () => {
+    const cases = [
+      {
+        table: 'drift_add',
+        change: async () => {
+          await pg17.query('tgt', 'ALTER TABLE public.drift_add ADD COLUMN priority int');
+          await pg17.query('src', 'ALTER TABLE public.drift_add ADD COLUMN priority int');
+          await pg17.query('src', 'UPDATE public.drift_add SET priority = id % 3 WHERE id <= 500');
+        },
+        says: /a column "priority" was added to public\.drift_add on the source after planning; its values would not reach the target: abort, then start the migration again with a new name \(add the column to the target, or name it in omit\)/,
       },
-      says: /a column "priority" was added to public\.drift_add on the source after planning; its values would not reach the target: abort, then start the migration again with a new name \(add the column to the target, or name it in omit\)/,
-    },
-    {
-      table: 'drift_drop',
-      change: async () => {
-        await pg17.query('src', 'ALTER TABLE public.drift_drop DROP COLUMN note');
-        await pg17.query('src', 'UPDATE public.drift_drop SET qty = qty + 1 WHERE id <= 10');
+      {
+        table: 'drift_drop',
+        change: async () => {
+          await pg17.query('src', 'ALTER TABLE public.drift_drop DROP COLUMN note');
+          await pg17.query('src', 'UPDATE public.drift_drop SET qty = qty + 1 WHERE id <= 10');
+        },
+        says: /the column "note" of public\.drift_drop was dropped or renamed on the source after planning/,
       },
-      says: /the column "note" of public\.drift_drop was dropped or renamed on the source after planning/,
-    },
-    {
-      table: 'drift_type',
-      change: async () => {
-        await pg17.query('src', 'ALTER TABLE public.drift_type ALTER COLUMN qty TYPE bigint');
-        await pg17.query('src', 'UPDATE public.drift_type SET qty = qty + 1 WHERE id <= 10');
+      {
+        table: 'drift_type',
+        change: async () => {
+          await pg17.query('src', 'ALTER TABLE public.drift_type ALTER COLUMN qty TYPE bigint');
+          await pg17.query('src', 'UPDATE public.drift_type SET qty = qty + 1 WHERE id <= 10');
+        },
+        says: /the column "qty" of public\.drift_type changed type on the source after planning \(type OID 23 then, 20 now\)/,
       },
-      says: /the column "qty" of public\.drift_type changed type on the source after planning \(type OID 23 then, 20 now\)/,
-    },
-  ];
-  // The three at once: each on its own table, slot and publication.
-  await Promise.all(
-    cases.map(async (c) => {
-      const doc = spec(c.table.replace('_', '-'), { source: `public.${c.table}`, target: `public.${c.table}` });
-      const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
-      const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed'], 120_000);
-      assert.equal(p.phase, 'awaiting_approval', p.detail);
-      await c.change();
-      const why = await failure(h);
-      if (process.env.BACKFILL_SHOW_MESSAGES) console.log(`${c.table}: ${why}`);
-      assert.match(why, c.says);
-      assert.doesNotMatch(why, /postgres(ql)?:\/\/|\n\s+at /, 'no connection string, no stack trace');
-      assert.deepEqual(await leftOnSource(pg17, 'src', doc), { slots: 0, publications: 0 }, 'the failed migration left nothing on the source');
-    }),
-  );
-});
+    ];
+    // The three at once: each on its own table, slot and publication.
+    await Promise.all(
+      cases.map(async (c) => {
+        const doc = spec(c.table.replace('_', '-'), { source: `public.${c.table}`, target: `public.${c.table}` });
+        const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+        const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed'], 120_000);
+        assert.equal(p.phase, 'awaiting_approval', p.detail);
+        await c.change();
+        const why = await failure(h);
+        if (process.env.BACKFILL_SHOW_MESSAGES) console.log(`${c.table}: ${why}`);
+        assert.match(why, c.says);
+        assert.doesNotMatch(why, /postgres(ql)?:\/\/|\n\s+at /, 'no connection string, no stack trace');
+        assert.deepEqual(await leftOnSource(pg17, 'src', doc), { slots: 0, publications: 0 }, 'the failed migration left nothing on the source');
+      }),
+    );
+  },
+);

@@ -74,7 +74,7 @@ async function activitiesAfterFreeze(h: WorkflowHandle): Promise<string[]> {
   return freeze < 0 ? [] : names.slice(freeze);
 }
 
-test('tripwire: a quiet window is proven by the source\'s write counters, without reading a whole table', { timeout: 120_000 }, async () => {
+test("tripwire: a quiet window is proven by the source's write counters, without reading a whole table", { timeout: 120_000 }, async () => {
   const doc = spec('trip-quiet', 'quiet');
   const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
   const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
@@ -95,73 +95,91 @@ test('tripwire: a quiet window is proven by the source\'s write counters, withou
   assert.deepEqual(t, s);
 });
 
-test('tripwire: an update the stream never carried (made while the table was out of the publication) is caught under the freeze and copied before the switch', { timeout: 180_000 }, async () => {
-  const doc = spec('trip-sneaky', 'sneaky');
-  const pub = captureOf(parsed(doc))!.publication;
-  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
-  const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
-  assert.equal(p.phase, 'awaiting_approval', p.detail);
-  await pg.query('src', `ALTER PUBLICATION "${pub}" DROP TABLE public.sneaky`);
-  await pg.query('src', `UPDATE public.sneaky SET note = 'never sent' WHERE id = 777`);
-  await pg.query('src', `ALTER PUBLICATION "${pub}" ADD TABLE public.sneaky`);
-  // A change the stream does carry, so the window is not empty.
-  await pg.query('src', `UPDATE public.sneaky SET qty = 99 WHERE id = 5`);
-  await streamed(h, p.capture!.transactions, 1);
-  // The stream never sent it: the target still has the old value, and the window's keys lack it.
-  assert.equal((await pg.query('tgt', 'SELECT note FROM public.sneaky WHERE id = 777')).rows[0].note, 'n777');
-  await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: p.digest! }] });
-  const r = await h.result();
-  assert.equal(r.phase, 'completed', r.reason);
-  // The counters saw one write more than the stream delivered: every range measured again under
-  // the freeze, and the one that changed copied again before the switch.
-  assert.match(r.finalWindow?.proof ?? '', /^2 row write\(s\) counted on the source since the checkpoint, 1 change\(s\) delivered by the stream .*: every range measured again on the frozen source/);
-  const after = await activitiesAfterFreeze(h);
-  assert.ok(after.includes('sweepTable'), `every range was measured after the freeze: ${after.join(', ')}`);
-  assert.ok(after.indexOf('sweepTable') < after.indexOf('runSwitch'), 'before the switch');
-  assert.equal((await pg.query('tgt', 'SELECT note FROM public.sneaky WHERE id = 777')).rows[0].note, 'never sent');
-  await replayAndMaybeRecord(h, 'capture-tripwire-swept-switched');
-  const [s, t] = await Promise.all([tableFingerprint(pg.url('src'), 'public.sneaky'), tableFingerprint(pg.url('tgt'), 'public.sneaky')]);
-  assert.deepEqual(t, s);
-});
+test(
+  'tripwire: an update the stream never carried (made while the table was out of the publication) is caught under the freeze and copied before the switch',
+  { timeout: 180_000 },
+  async () => {
+    const doc = spec('trip-sneaky', 'sneaky');
+    const pub = captureOf(parsed(doc))!.publication;
+    const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+    const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
+    assert.equal(p.phase, 'awaiting_approval', p.detail);
+    await pg.query('src', `ALTER PUBLICATION "${pub}" DROP TABLE public.sneaky`);
+    await pg.query('src', `UPDATE public.sneaky SET note = 'never sent' WHERE id = 777`);
+    await pg.query('src', `ALTER PUBLICATION "${pub}" ADD TABLE public.sneaky`);
+    // A change the stream does carry, so the window is not empty.
+    await pg.query('src', `UPDATE public.sneaky SET qty = 99 WHERE id = 5`);
+    await streamed(h, p.capture!.transactions, 1);
+    // The stream never sent it: the target still has the old value, and the window's keys lack it.
+    assert.equal((await pg.query('tgt', 'SELECT note FROM public.sneaky WHERE id = 777')).rows[0].note, 'n777');
+    await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: p.digest! }] });
+    const r = await h.result();
+    assert.equal(r.phase, 'completed', r.reason);
+    // The counters saw one write more than the stream delivered: every range measured again under
+    // the freeze, and the one that changed copied again before the switch.
+    assert.match(
+      r.finalWindow?.proof ?? '',
+      /^2 row write\(s\) counted on the source since the checkpoint, 1 change\(s\) delivered by the stream .*: every range measured again on the frozen source/,
+    );
+    const after = await activitiesAfterFreeze(h);
+    assert.ok(after.includes('sweepTable'), `every range was measured after the freeze: ${after.join(', ')}`);
+    assert.ok(after.indexOf('sweepTable') < after.indexOf('runSwitch'), 'before the switch');
+    assert.equal((await pg.query('tgt', 'SELECT note FROM public.sneaky WHERE id = 777')).rows[0].note, 'never sent');
+    await replayAndMaybeRecord(h, 'capture-tripwire-swept-switched');
+    const [s, t] = await Promise.all([tableFingerprint(pg.url('src'), 'public.sneaky'), tableFingerprint(pg.url('tgt'), 'public.sneaky')]);
+    assert.deepEqual(t, s);
+  },
+);
 
-test('tripwire: a leaf partition truncated after the checkpoint (pgoutput sends nothing for it) makes the window red; the next checkpoint finds the rows', { timeout: 180_000 }, async () => {
-  const doc = spec('trip-truncated', 'parted');
-  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
-  const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
-  assert.equal(p.phase, 'awaiting_approval', p.detail);
-  const gone = (await pg.query('src', 'SELECT count(*)::int AS n FROM public.parted_b')).rows[0].n as number;
-  assert.ok(gone > 0);
-  await pg.query('src', 'TRUNCATE public.parted_b');
-  await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: p.digest! }] });
-  const red = await waitForPhase(h, ['needs_attention', 'completed', 'failed']);
-  assert.equal(red.phase, 'needs_attention', red.detail);
-  const report: Report = await h.query(reportQuery);
-  assert.equal(report.verdict, 'red');
-  const extra = report.tables[0].ranges.reduce((a, r) => a + (r.extra ?? 0), 0);
-  assert.equal(extra, gone, 'every row of the truncated partition is found on the target only');
-  const voided = await pg.query('tgt', `SELECT detail->>'reason' AS why FROM backfill.audit WHERE migration = $1 AND action = 'approval-void'`, [doc.name]);
-  assert.match(String(voided.rows[0]?.why), /rewritten or truncated on the source since the checkpoint.*parted_b/);
-  await h.signal(abortSignal, { reason: 'test done' });
-  assert.equal((await endingOf(h)).phase, 'aborted');
-  await replayAndMaybeRecord(h, 'capture-leaf-truncated-red-aborted');
-});
+test(
+  'tripwire: a leaf partition truncated after the checkpoint (pgoutput sends nothing for it) makes the window red; the next checkpoint finds the rows',
+  { timeout: 180_000 },
+  async () => {
+    const doc = spec('trip-truncated', 'parted');
+    const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+    const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
+    assert.equal(p.phase, 'awaiting_approval', p.detail);
+    const gone = (await pg.query('src', 'SELECT count(*)::int AS n FROM public.parted_b')).rows[0].n as number;
+    assert.ok(gone > 0);
+    await pg.query('src', 'TRUNCATE public.parted_b');
+    await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: p.digest! }] });
+    const red = await waitForPhase(h, ['needs_attention', 'completed', 'failed']);
+    assert.equal(red.phase, 'needs_attention', red.detail);
+    const report: Report = await h.query(reportQuery);
+    assert.equal(report.verdict, 'red');
+    const extra = report.tables[0].ranges.reduce((a, r) => a + (r.extra ?? 0), 0);
+    assert.equal(extra, gone, 'every row of the truncated partition is found on the target only');
+    const voided = await pg.query('tgt', `SELECT detail->>'reason' AS why FROM backfill.audit WHERE migration = $1 AND action = 'approval-void'`, [doc.name]);
+    assert.match(String(voided.rows[0]?.why), /rewritten or truncated on the source since the checkpoint.*parted_b/);
+    await h.signal(abortSignal, { reason: 'test done' });
+    assert.equal((await endingOf(h)).phase, 'aborted');
+    await replayAndMaybeRecord(h, 'capture-leaf-truncated-red-aborted');
+  },
+);
 
-test('tripwire: a partition attached with rows while the gate waits (no row change in the stream) is followed: copied, proven at a new checkpoint, exact', { timeout: 180_000 }, async () => {
-  const doc = spec('trip-attached', 'attached');
-  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
-  const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
-  assert.equal(p.phase, 'awaiting_approval', p.detail);
-  // Rows that arrive by ATTACH PARTITION: logical decoding carries none of them.
-  await pg.query('src', 'CREATE TABLE public.attached_c (LIKE public.attached)');
-  await pg.query('src', `INSERT INTO public.attached_c SELECT i, date '2025-03-01', 5 FROM generate_series(${ROWS + 1}, ${ROWS + 300}) i`);
-  await pg.query('src', `ALTER TABLE public.attached ATTACH PARTITION public.attached_c FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')`);
-  await pg.query('tgt', `CREATE TABLE public.attached_c PARTITION OF public.attached FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')`);
-  const approvals = await approveUntilCompleted(h, p.digest!);
-  assert.equal(approvals.length, 2, 'the partition change voided the first approval and a new checkpoint presented new evidence');
-  assert.notEqual(approvals[1], approvals[0]);
-  const voided = await pg.query('tgt', `SELECT detail->>'reason' AS why FROM backfill.audit WHERE migration = $1 AND action = 'approval-void'`, [doc.name]);
-  assert.match(String(voided.rows[0]?.why), /partitions changed since they were last proven: public\.attached_c attached or created on the source.*a new checkpoint/);
-  assert.equal((await pg.query('tgt', 'SELECT count(*)::int AS n FROM public.attached_c')).rows[0].n, 300, 'the attached rows reached the target');
-  const [s, t] = await Promise.all([tableFingerprint(pg.url('src'), 'public.attached'), tableFingerprint(pg.url('tgt'), 'public.attached')]);
-  assert.deepEqual(t, s);
-});
+test(
+  'tripwire: a partition attached with rows while the gate waits (no row change in the stream) is followed: copied, proven at a new checkpoint, exact',
+  { timeout: 180_000 },
+  async () => {
+    const doc = spec('trip-attached', 'attached');
+    const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+    const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
+    assert.equal(p.phase, 'awaiting_approval', p.detail);
+    // Rows that arrive by ATTACH PARTITION: logical decoding carries none of them.
+    await pg.query('src', 'CREATE TABLE public.attached_c (LIKE public.attached)');
+    await pg.query('src', `INSERT INTO public.attached_c SELECT i, date '2025-03-01', 5 FROM generate_series(${ROWS + 1}, ${ROWS + 300}) i`);
+    await pg.query('src', `ALTER TABLE public.attached ATTACH PARTITION public.attached_c FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')`);
+    await pg.query('tgt', `CREATE TABLE public.attached_c PARTITION OF public.attached FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')`);
+    const approvals = await approveUntilCompleted(h, p.digest!);
+    assert.equal(approvals.length, 2, 'the partition change voided the first approval and a new checkpoint presented new evidence');
+    assert.notEqual(approvals[1], approvals[0]);
+    const voided = await pg.query('tgt', `SELECT detail->>'reason' AS why FROM backfill.audit WHERE migration = $1 AND action = 'approval-void'`, [doc.name]);
+    assert.match(
+      String(voided.rows[0]?.why),
+      /partitions changed since they were last proven: public\.attached_c attached or created on the source.*a new checkpoint/,
+    );
+    assert.equal((await pg.query('tgt', 'SELECT count(*)::int AS n FROM public.attached_c')).rows[0].n, 300, 'the attached rows reached the target');
+    const [s, t] = await Promise.all([tableFingerprint(pg.url('src'), 'public.attached'), tableFingerprint(pg.url('tgt'), 'public.attached')]);
+    assert.deepEqual(t, s);
+  },
+);

@@ -58,54 +58,61 @@ async function leftOnSource(name: string): Promise<{ slots: number; publications
   return { slots: slots.rows[0].n, publications: pubs.rows[0].n };
 }
 
-test('capture: a writer through the whole migration, no change column; after the switch the target equals the source, nothing left on the source', { timeout: 240_000 }, async () => {
-  const writer = await startWriter(appUrl(), 'public.accounts', { perSecond: 150, firstNewId: ROWS + 1, maxId: ROWS });
-  try {
-    const doc = spec('captured', 'accounts');
-    const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
-    const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
-    assert.equal(p.phase, 'awaiting_approval', p.detail);
-    assert.ok(p.capture, 'progress shows change capture');
-    assert.match(p.capture.checkpoint ?? '', /^[0-9A-F]+\/[0-9A-F]+$/, 'the evidence is at a checkpoint LSN');
-    assert.ok(p.capture.transactions > 0, 'the stream applied transactions while the writer wrote');
-    assert.ok(writer.total() > 100, `the writer wrote through the backfill (${writer.total()})`);
-    const report: Report = await h.query(reportQuery);
-    assert.equal(report.verdict, 'green');
-    // The totals were read at the checkpoint, both sides at one point, while the writer wrote.
-    assert.ok(report.tables[0].totals.match && report.tables[0].totals.sumOfRanges.match, 'the totals at the checkpoint agree');
-    assert.equal(report.delta.watermark, p.capture.checkpoint, 'the digest covers the checkpoint');
-    assert.match(renderMarkdown(report), /Change capture \(logical replication\): the evidence is the source at checkpoint [0-9A-F]+\/[0-9A-F]+, every range compared there while writes went on/);
-    // The writer goes on while the gate waits: the stream follows it.
-    const before = p.capture.transactions;
-    await new Promise((r) => setTimeout(r, 3000));
-    const waiting: Progress = await h.query(progressQuery);
-    assert.ok(waiting.capture!.transactions > before, 'the stream goes on at the gate');
-    await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: p.digest! }] });
-    const r = await h.result();
-    assert.equal(r.phase, 'completed', r.reason);
-    assert.ok(r.finalWindow, 'the final window is reported');
-    await replayAndMaybeRecord(h, 'capture-writer-gated-switched');
-  } finally {
-    await writer.stop();
-  }
-  const counts = writer.counts;
-  assert.ok(counts.refused > 0 || counts.updates > 0, 'the writer ran');
-  assert.ok(counts.docUpdates > 0 && counts.deletes > 0 && counts.inserts > 0, JSON.stringify(counts));
-  assert.equal(counts.failed, 0, writer.lastError());
-  // The target equals the source, by a query of its own.
-  const [s, t] = await Promise.all([tableFingerprint(pg.url('src'), 'public.accounts'), tableFingerprint(pg.url('tgt'), 'public.accounts')]);
-  assert.deepEqual(t, s);
-  // A TOASTed text that an update left alone kept its value on the target (part of the md5), and
-  // no source transaction was applied twice.
-  const dup = await pg.query('tgt', `SELECT count(*)::int AS n, count(DISTINCT commit_lsn)::int AS d FROM backfill.capture_log WHERE migration = 'captured'`);
-  assert.ok(dup.rows[0].n > 0);
-  assert.equal(dup.rows[0].n, dup.rows[0].d, 'no transaction applied twice');
-  assert.deepEqual(await leftOnSource('captured'), { slots: 0, publications: 0 });
-  // Each range recorded the LSN its rows are consistent with.
-  const points = await pg.query('tgt', `SELECT count(*)::int AS n, count(copy_point)::int AS p FROM backfill.ranges WHERE migration = 'captured'`);
-  assert.ok(points.rows[0].n > 0);
-  assert.equal(points.rows[0].p, points.rows[0].n, 'every range has its copy point');
-});
+test(
+  'capture: a writer through the whole migration, no change column; after the switch the target equals the source, nothing left on the source',
+  { timeout: 240_000 },
+  async () => {
+    const writer = await startWriter(appUrl(), 'public.accounts', { perSecond: 150, firstNewId: ROWS + 1, maxId: ROWS });
+    try {
+      const doc = spec('captured', 'accounts');
+      const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+      const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
+      assert.equal(p.phase, 'awaiting_approval', p.detail);
+      assert.ok(p.capture, 'progress shows change capture');
+      assert.match(p.capture.checkpoint ?? '', /^[0-9A-F]+\/[0-9A-F]+$/, 'the evidence is at a checkpoint LSN');
+      assert.ok(p.capture.transactions > 0, 'the stream applied transactions while the writer wrote');
+      assert.ok(writer.total() > 100, `the writer wrote through the backfill (${writer.total()})`);
+      const report: Report = await h.query(reportQuery);
+      assert.equal(report.verdict, 'green');
+      // The totals were read at the checkpoint, both sides at one point, while the writer wrote.
+      assert.ok(report.tables[0].totals.match && report.tables[0].totals.sumOfRanges.match, 'the totals at the checkpoint agree');
+      assert.equal(report.delta.watermark, p.capture.checkpoint, 'the digest covers the checkpoint');
+      assert.match(
+        renderMarkdown(report),
+        /Change capture \(logical replication\): the evidence is the source at checkpoint [0-9A-F]+\/[0-9A-F]+, every range compared there while writes went on/,
+      );
+      // The writer goes on while the gate waits: the stream follows it.
+      const before = p.capture.transactions;
+      await new Promise((r) => setTimeout(r, 3000));
+      const waiting: Progress = await h.query(progressQuery);
+      assert.ok(waiting.capture!.transactions > before, 'the stream goes on at the gate');
+      await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: p.digest! }] });
+      const r = await h.result();
+      assert.equal(r.phase, 'completed', r.reason);
+      assert.ok(r.finalWindow, 'the final window is reported');
+      await replayAndMaybeRecord(h, 'capture-writer-gated-switched');
+    } finally {
+      await writer.stop();
+    }
+    const counts = writer.counts;
+    assert.ok(counts.refused > 0 || counts.updates > 0, 'the writer ran');
+    assert.ok(counts.docUpdates > 0 && counts.deletes > 0 && counts.inserts > 0, JSON.stringify(counts));
+    assert.equal(counts.failed, 0, writer.lastError());
+    // The target equals the source, by a query of its own.
+    const [s, t] = await Promise.all([tableFingerprint(pg.url('src'), 'public.accounts'), tableFingerprint(pg.url('tgt'), 'public.accounts')]);
+    assert.deepEqual(t, s);
+    // A TOASTed text that an update left alone kept its value on the target (part of the md5), and
+    // no source transaction was applied twice.
+    const dup = await pg.query('tgt', `SELECT count(*)::int AS n, count(DISTINCT commit_lsn)::int AS d FROM backfill.capture_log WHERE migration = 'captured'`);
+    assert.ok(dup.rows[0].n > 0);
+    assert.equal(dup.rows[0].n, dup.rows[0].d, 'no transaction applied twice');
+    assert.deepEqual(await leftOnSource('captured'), { slots: 0, publications: 0 });
+    // Each range recorded the LSN its rows are consistent with.
+    const points = await pg.query('tgt', `SELECT count(*)::int AS n, count(copy_point)::int AS p FROM backfill.ranges WHERE migration = 'captured'`);
+    assert.ok(points.rows[0].n > 0);
+    assert.equal(points.rows[0].p, points.rows[0].n, 'every range has its copy point');
+  },
+);
 
 test('capture: an abort mid-way leaves no slot and no publication behind', { timeout: 120_000 }, async () => {
   const doc = spec('captured-aborted', 'ledger_lines');
@@ -125,39 +132,46 @@ test('capture: an abort mid-way leaves no slot and no publication behind', { tim
   await replayAndMaybeRecord(h, 'capture-aborted');
 });
 
-test('capture: a rerun at the gate copies the range again at a new snapshot while the writer goes on; a new checkpoint and digest, then exact', { timeout: 180_000 }, async () => {
-  const writer = await startWriter(appUrl(), 'public.payments', { perSecond: 100, firstNewId: ROWS + 1, maxId: ROWS });
-  try {
-    const doc = spec('captured-rerun', 'payments');
-    const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
-    const first = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
-    assert.equal(first.phase, 'awaiting_approval', first.detail);
-    // A range copied again while the stream goes on: it is read at a new snapshot, the stream
-    // applied exactly to that point first.
-    await h.executeUpdate(rerunUpdate, { args: [{ ranges: [0, 7] }] });
-    const deadline = Date.now() + 60_000;
-    let again: Progress = first;
-    while (Date.now() < deadline) {
-      again = await h.query(progressQuery);
-      if (again.phase === 'awaiting_approval' && again.digest !== first.digest) break;
-      assert.ok(again.phase !== 'needs_attention' && again.phase !== 'failed', again.detail);
-      await new Promise((r) => setTimeout(r, 200));
+test(
+  'capture: a rerun at the gate copies the range again at a new snapshot while the writer goes on; a new checkpoint and digest, then exact',
+  { timeout: 180_000 },
+  async () => {
+    const writer = await startWriter(appUrl(), 'public.payments', { perSecond: 100, firstNewId: ROWS + 1, maxId: ROWS });
+    try {
+      const doc = spec('captured-rerun', 'payments');
+      const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+      const first = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
+      assert.equal(first.phase, 'awaiting_approval', first.detail);
+      // A range copied again while the stream goes on: it is read at a new snapshot, the stream
+      // applied exactly to that point first.
+      await h.executeUpdate(rerunUpdate, { args: [{ ranges: [0, 7] }] });
+      const deadline = Date.now() + 60_000;
+      let again: Progress = first;
+      while (Date.now() < deadline) {
+        again = await h.query(progressQuery);
+        if (again.phase === 'awaiting_approval' && again.digest !== first.digest) break;
+        assert.ok(again.phase !== 'needs_attention' && again.phase !== 'failed', again.detail);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      assert.notEqual(again.digest, first.digest, 'a new digest after the rerun');
+      assert.ok(again.capture!.epochs >= first.capture!.epochs + 2, 'a new epoch for the rerun and a new checkpoint');
+      assert.notEqual(again.capture!.checkpoint, first.capture!.checkpoint);
+      const copied = await pg.query(
+        'tgt',
+        `SELECT range_index, copy_point::text AS p FROM backfill.ranges WHERE migration = 'captured-rerun' AND range_index IN (0, 1, 7) ORDER BY range_index`,
+      );
+      const at = Object.fromEntries(copied.rows.map((r) => [r.range_index, r.p]));
+      assert.notEqual(at[0], at[1], 'range 0 was copied at a later point than range 1');
+      assert.equal(at[0], at[7]);
+      await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: again.digest! }] });
+      assert.equal((await h.result()).phase, 'completed');
+    } finally {
+      await writer.stop();
     }
-    assert.notEqual(again.digest, first.digest, 'a new digest after the rerun');
-    assert.ok(again.capture!.epochs >= first.capture!.epochs + 2, 'a new epoch for the rerun and a new checkpoint');
-    assert.notEqual(again.capture!.checkpoint, first.capture!.checkpoint);
-    const copied = await pg.query('tgt', `SELECT range_index, copy_point::text AS p FROM backfill.ranges WHERE migration = 'captured-rerun' AND range_index IN (0, 1, 7) ORDER BY range_index`);
-    const at = Object.fromEntries(copied.rows.map((r) => [r.range_index, r.p]));
-    assert.notEqual(at[0], at[1], 'range 0 was copied at a later point than range 1');
-    assert.equal(at[0], at[7]);
-    await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: again.digest! }] });
-    assert.equal((await h.result()).phase, 'completed');
-  } finally {
-    await writer.stop();
-  }
-  const [s, t] = await Promise.all([tableFingerprint(pg.url('src'), 'public.payments'), tableFingerprint(pg.url('tgt'), 'public.payments')]);
-  assert.deepEqual(t, s);
-});
+    const [s, t] = await Promise.all([tableFingerprint(pg.url('src'), 'public.payments'), tableFingerprint(pg.url('tgt'), 'public.payments')]);
+    assert.deepEqual(t, s);
+  },
+);
 
 test('capture: a TRUNCATE on the source stops the migration with a sentence that names the table, and the slot is dropped', { timeout: 120_000 }, async () => {
   const doc = spec('captured-truncated', 'refunds');
@@ -181,48 +195,65 @@ test('capture: waiting in needs_attention, the migration says how much WAL its s
   const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
   const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
   assert.equal(p.phase, 'needs_attention');
-  assert.match(p.detail ?? '', /replication slot backfill_captured_refused_[0-9a-f]{8} retains [\d.]+ MB of WAL on the source while this waits \(backfill abort drops it\)/);
+  assert.match(
+    p.detail ?? '',
+    /replication slot backfill_captured_refused_[0-9a-f]{8} retains [\d.]+ MB of WAL on the source while this waits \(backfill abort drops it\)/,
+  );
   await h.signal(abortSignal, { reason: 'the target refuses the rows' });
   assert.equal((await endingOf(h)).phase, 'aborted');
   assert.equal((await leftOnSource(doc.name)).slots, 0);
 });
 
-test('capture: snapshot epochs that keep ending before a range is copied fail the migration with its reason (SnapshotLost), not a workflow task retried forever', { timeout: 90_000 }, async () => {
-  const doc = spec('captured-snapshot-lost', 'epochs_lost');
-  await pg.query('src', WRITER_TABLE('public.epochs_lost'));
-  await pg.query('src', FILL_WRITER_TABLE('public.epochs_lost', 4_000));
-  await pg.query('tgt', WRITER_TABLE('public.epochs_lost'));
-  // Every epoch's exported snapshot, as its holder records it in the ledger, one no session can
-  // import: each range reads "invalid snapshot identifier" (SnapshotGone), its epoch ends, and the
-  // next one fares the same. (Only this migration's epochs.)
-  const ledger = new pgClient.Client({ connectionString: pg.url('tgt') });
-  await ledger.connect();
-  try {
-    await ensureSchema(ledger, LEDGER_DDL);
-    await ledger.query(`CREATE OR REPLACE FUNCTION public.unimportable_snapshot() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.snapshot := 'not-a-snapshot'; RETURN NEW; END $$`);
-    await ledger.query(`CREATE TRIGGER unimportable_snapshot BEFORE INSERT OR UPDATE ON backfill.capture_epochs FOR EACH ROW WHEN (NEW.migration = '${doc.name}') EXECUTE FUNCTION public.unimportable_snapshot()`);
-  } finally {
-    await ledger.end();
-  }
-  const started = Date.now();
-  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
-  try {
-    // Five fruitless epochs take seconds; a workflow task that fails is retried forever (it never closes).
-    let timer: NodeJS.Timeout | undefined;
-    const running = new Promise<'running'>((r) => (timer = setTimeout(() => r('running'), 25_000)));
-    const closed = await Promise.race([h.result().then(() => 'completed', (e: unknown) => e), running]).finally(() => clearTimeout(timer));
-    assert.ok(closed instanceof WorkflowFailedError, `the migration ends as a failure, not ${String(closed)}`);
-    assert.equal((await h.describe()).status.name, 'FAILED');
-    assert.ok(isFailure(closed.cause, 'SnapshotLost'), `SnapshotLost, not ${failureTypeOf(closed.cause)}: ${closed.cause?.message}`);
-    assert.match(closed.cause!.message, /^5 snapshot epochs in a row ended before a range was copied/);
-    assert.equal(closed.cause!.stack, '', 'no stack trace');
-    const p = await h.query(progressQuery);
-    assert.equal(p.phase, 'failed');
-    assert.match(p.detail ?? '', /snapshot epochs in a row ended before a range was copied/);
-    assert.equal((await leftOnSource(doc.name)).slots, 0, 'the failed migration left no slot');
-    assert.ok(Date.now() - started < 25_000);
-  } finally {
-    if ((await h.describe()).status.name === 'RUNNING') await h.terminate('the test is over');
-    await pg.query('tgt', 'DROP TRIGGER unimportable_snapshot ON backfill.capture_epochs');
-  }
-});
+test(
+  'capture: snapshot epochs that keep ending before a range is copied fail the migration with its reason (SnapshotLost), not a workflow task retried forever',
+  { timeout: 90_000 },
+  async () => {
+    const doc = spec('captured-snapshot-lost', 'epochs_lost');
+    await pg.query('src', WRITER_TABLE('public.epochs_lost'));
+    await pg.query('src', FILL_WRITER_TABLE('public.epochs_lost', 4_000));
+    await pg.query('tgt', WRITER_TABLE('public.epochs_lost'));
+    // Every epoch's exported snapshot, as its holder records it in the ledger, one no session can
+    // import: each range reads "invalid snapshot identifier" (SnapshotGone), its epoch ends, and the
+    // next one fares the same. (Only this migration's epochs.)
+    const ledger = new pgClient.Client({ connectionString: pg.url('tgt') });
+    await ledger.connect();
+    try {
+      await ensureSchema(ledger, LEDGER_DDL);
+      await ledger.query(
+        `CREATE OR REPLACE FUNCTION public.unimportable_snapshot() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.snapshot := 'not-a-snapshot'; RETURN NEW; END $$`,
+      );
+      await ledger.query(
+        `CREATE TRIGGER unimportable_snapshot BEFORE INSERT OR UPDATE ON backfill.capture_epochs FOR EACH ROW WHEN (NEW.migration = '${doc.name}') EXECUTE FUNCTION public.unimportable_snapshot()`,
+      );
+    } finally {
+      await ledger.end();
+    }
+    const started = Date.now();
+    const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+    try {
+      // Five fruitless epochs take seconds; a workflow task that fails is retried forever (it never closes).
+      let timer: NodeJS.Timeout | undefined;
+      const running = new Promise<'running'>((r) => (timer = setTimeout(() => r('running'), 25_000)));
+      const closed = await Promise.race([
+        h.result().then(
+          () => 'completed',
+          (e: unknown) => e,
+        ),
+        running,
+      ]).finally(() => clearTimeout(timer));
+      assert.ok(closed instanceof WorkflowFailedError, `the migration ends as a failure, not ${String(closed)}`);
+      assert.equal((await h.describe()).status.name, 'FAILED');
+      assert.ok(isFailure(closed.cause, 'SnapshotLost'), `SnapshotLost, not ${failureTypeOf(closed.cause)}: ${closed.cause?.message}`);
+      assert.match(closed.cause!.message, /^5 snapshot epochs in a row ended before a range was copied/);
+      assert.equal(closed.cause!.stack, '', 'no stack trace');
+      const p = await h.query(progressQuery);
+      assert.equal(p.phase, 'failed');
+      assert.match(p.detail ?? '', /snapshot epochs in a row ended before a range was copied/);
+      assert.equal((await leftOnSource(doc.name)).slots, 0, 'the failed migration left no slot');
+      assert.ok(Date.now() - started < 25_000);
+    } finally {
+      if ((await h.describe()).status.name === 'RUNNING') await h.terminate('the test is over');
+      await pg.query('tgt', 'DROP TRIGGER unimportable_snapshot ON backfill.capture_epochs');
+    }
+  },
+);

@@ -27,7 +27,8 @@ let dir: string;
 let temporal: TemporalHarness;
 let stop: (() => Promise<void>) | undefined;
 
-const ITEMS = (t: string, extra = '') => `CREATE TABLE ${t} (id bigint PRIMARY KEY, name text NOT NULL, amount numeric(12,2), updated_at timestamptz NOT NULL DEFAULT now()${extra})`;
+const ITEMS = (t: string, extra = '') =>
+  `CREATE TABLE ${t} (id bigint PRIMARY KEY, name text NOT NULL, amount numeric(12,2), updated_at timestamptz NOT NULL DEFAULT now()${extra})`;
 const FILL = (t: string, n: number) =>
   `INSERT INTO ${t} (id, name, amount, updated_at) SELECT g, 'item ' || g, g * 1.25, '2026-01-01'::timestamptz + g * interval '1 second' FROM generate_series(1, ${n}) g`;
 
@@ -40,7 +41,7 @@ before(async () => {
     // A target column the source lacks: nullable, no default.
     await db.query('src', ITEMS('public.thin'));
     await db.query('src', FILL('public.thin', 500));
-    await db.query('tgt', ITEMS('public.thin', ', region text, note text DEFAULT \'none\''));
+    await db.query('tgt', ITEMS('public.thin', ", region text, note text DEFAULT 'none'"));
     // A cast the source's data cannot take: text holding 'cust 1' into an integer.
     await db.query('src', 'CREATE TABLE public.customers (id bigint PRIMARY KEY, ref text NOT NULL)');
     await db.query('src', `INSERT INTO public.customers SELECT g, g::text FROM generate_series(1, 1000) g`);
@@ -61,7 +62,10 @@ before(async () => {
     }
     await db.query('src', `INSERT INTO public.events SELECT g, DATE '2025-01-01' + (g % 700), 'e' || g FROM generate_series(1, 2000) g`);
     for (const d of ['src', 'tgt']) {
-      await db.query(d, `CREATE TABLE public.devents (id bigint NOT NULL, at date NOT NULL, v text, updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (id, at)) PARTITION BY RANGE (at)`);
+      await db.query(
+        d,
+        `CREATE TABLE public.devents (id bigint NOT NULL, at date NOT NULL, v text, updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (id, at)) PARTITION BY RANGE (at)`,
+      );
       await db.query(d, `CREATE TABLE public.devents_2025 PARTITION OF public.devents FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')`);
     }
     await db.query('src', `INSERT INTO public.devents SELECT g, DATE '2025-01-01' + (g % 365), 'e' || g, '2025-06-01' FROM generate_series(1, 2000) g`);
@@ -94,13 +98,17 @@ async function failureOf(h: WorkflowHandle): Promise<{ type?: string; message: s
 }
 
 const switchOf = (name: string) => ({ approval: 'required', switch: { connection: 'tgt', sql: `INSERT INTO public.switched VALUES ('${name}')` } });
-const switched = async (name: string) => (await pg.query('tgt', 'SELECT count(*)::int AS n FROM public.switched WHERE migration = $1', [name])).rows[0].n as number;
+const switched = async (name: string) =>
+  (await pg.query('tgt', 'SELECT count(*)::int AS n FROM public.switched WHERE migration = $1', [name])).rows[0].n as number;
 
 test('columns: a source column the target lacks is refused by validate and by planning, until the spec names it in omit', { timeout: 120_000 }, async () => {
   const table = { source: 'public.lossy', target: 'public.lossy', chunk: { column: 'id', size: 500 } };
   const refused = await backfill(['validate', write('lossy.json', specFor('lossy', table))], env());
   assert.equal(refused.code, 2, refused.stdout);
-  assert.match(refused.stderr, /tables\[0\]: source column "legacy_code" of public\.lossy has no column in public\.lossy: its values would be lost; add the column to the target, or name it in tables\[0\]\.omit/);
+  assert.match(
+    refused.stderr,
+    /tables\[0\]: source column "legacy_code" of public\.lossy has no column in public\.lossy: its values would be lost; add the column to the target, or name it in tables\[0\]\.omit/,
+  );
   assert.doesNotMatch(refused.stdout, /the databases match the spec/);
 
   // Started anyway: it fails in planning with the same sentence, before any row is written.
@@ -122,7 +130,13 @@ test('columns: a source column the target lacks is refused by validate and by pl
   const report: Report = await h2.query(reportQuery);
   assert.deepEqual(
     report.tables[0].columns?.map((c) => [c.column, c.fate]),
-    [['id', 'copied'], ['name', 'copied'], ['amount', 'copied'], ['updated_at', 'copied'], ['legacy_code', 'omitted']],
+    [
+      ['id', 'copied'],
+      ['name', 'copied'],
+      ['amount', 'copied'],
+      ['updated_at', 'copied'],
+      ['legacy_code', 'omitted'],
+    ],
   );
   assert.match(renderMarkdown(report), /legacy_code: source column left out \(omit\)/);
 });
@@ -131,7 +145,10 @@ test('columns: a target column no source column writes needs a default or omit; 
   const table = { source: 'public.thin', target: 'public.thin' };
   const refused = await backfill(['validate', write('thin.json', specFor('thin', table))], env());
   assert.equal(refused.code, 2, refused.stdout);
-  assert.match(refused.stderr, /tables\[0\]: target column "region" of public\.thin is not written \(public\.thin has no such column\) and has no default: every row would hold NULL there/);
+  assert.match(
+    refused.stderr,
+    /tables\[0\]: target column "region" of public\.thin is not written \(public\.thin has no such column\) and has no default: every row would hold NULL there/,
+  );
   assert.doesNotMatch(refused.stderr, /"note"/, 'a column with a default is filled by it');
   const ok = await backfill(['validate', write('thin-omit.json', specFor('thin', { ...table, omit: ['region'] }))], env());
   assert.equal(ok.code, 0, ok.stderr);
@@ -146,7 +163,10 @@ test('columns: validate evaluates a cast over every source row and names the val
   const doc = specFor('customers', { source: 'public.customers', target: 'public.customers' });
   const refused = await backfill(['validate', write('customers.json', doc)], env());
   assert.equal(refused.code, 2, refused.stdout);
-  assert.match(refused.stderr, /tables\[0\]\.columns: "ref" \(ref: cast text → integer\) fails on the source's rows: invalid input syntax for type integer: "cust 1"/);
+  assert.match(
+    refused.stderr,
+    /tables\[0\]\.columns: "ref" \(ref: cast text → integer\) fails on the source's rows: invalid input syntax for type integer: "cust 1"/,
+  );
   await pg.query('src', `UPDATE public.customers SET ref = '777' WHERE id = 777`);
   const ok = await backfill(['validate', write('customers-ok.json', doc)], env());
   assert.equal(ok.code, 0, ok.stderr);
@@ -165,32 +185,54 @@ test('columns: the digest covers the column plan: the same ranges with another c
     ranges: [],
     totals: null,
   });
-  const digest = (e: TableEvidence) => reportFromEvidence({ migration: 'm', phase: 'awaiting_approval', generatedAt: '', evidence: [e], delta: { watermark: null, rowsApplied: 0, remaining: 0 } }).digest;
+  const digest = (e: TableEvidence) =>
+    reportFromEvidence({ migration: 'm', phase: 'awaiting_approval', generatedAt: '', evidence: [e], delta: { watermark: null, rowsApplied: 0, remaining: 0 } })
+      .digest;
   assert.notEqual(digest(evidence('a')), digest(evidence('b')));
   assert.equal(digest(evidence('a')), digest(evidence('a')));
-  assert.deepEqual(columnChanges([{ column: 'id', fate: 'copied', to: 'bigint' }], [{ column: 'id', fate: 'cast', from: 'integer', to: 'bigint' }, { column: 'p', fate: 'copied', to: 'integer' }]), [
-    '"id" was id: copied (bigint), now id: cast integer → bigint',
-    '"p" is new (p: copied (integer))',
-  ]);
+  assert.deepEqual(
+    columnChanges(
+      [{ column: 'id', fate: 'copied', to: 'bigint' }],
+      [
+        { column: 'id', fate: 'cast', from: 'integer', to: 'bigint' },
+        { column: 'p', fate: 'copied', to: 'integer' },
+      ],
+    ),
+    ['"id" was id: copied (bigint), now id: cast integer → bigint', '"p" is new (p: copied (integer))'],
+  );
 });
 
-test('drift, copy mode: a column added on both sides between the copy and the gate stops the migration with a sentence, nothing switched', { timeout: 120_000 }, async () => {
-  const name = 'static-add';
-  const doc = specFor(name, { source: 'public.static_add', target: 'public.static_add', chunk: { column: 'id', size: 200 } }, { taskQueue: TASK_QUEUE, concurrency: 1, cutover: switchOf(name) });
-  // Paused from its start: the column is added while ranges are still to be copied.
-  const h = await temporal.env.client.workflow.signalWithStart(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: name, args: [doc], signal: pauseSignal, signalArgs: [] });
-  await waitForPhase(h, ['backfilling']);
-  for (const d of ['src', 'tgt']) await pg.query(d, 'ALTER TABLE public.static_add ADD COLUMN priority int');
-  await pg.query('src', 'UPDATE public.static_add SET priority = id % 5');
-  await h.signal(resumeSignal);
-  const f = await failureOf(h);
-  assert.equal(f.type, 'SchemaChanged');
-  assert.match(f.message, /public\.static_add → public\.static_add: the columns changed after planning: "priority" is new \(priority: copied \(integer\)\)/);
-  assert.match(f.message, /abort, then start the migration again under a new name/);
-  assert.doesNotMatch(f.message, /\.js|\bat \w+ \(/, 'no stack, no source path');
-  assert.equal(await switched(name), 0, 'nothing switched');
-  await replayAndMaybeRecord(h, 'drift-column-added-before-gate');
-});
+test(
+  'drift, copy mode: a column added on both sides between the copy and the gate stops the migration with a sentence, nothing switched',
+  { timeout: 120_000 },
+  async () => {
+    const name = 'static-add';
+    const doc = specFor(
+      name,
+      { source: 'public.static_add', target: 'public.static_add', chunk: { column: 'id', size: 200 } },
+      { taskQueue: TASK_QUEUE, concurrency: 1, cutover: switchOf(name) },
+    );
+    // Paused from its start: the column is added while ranges are still to be copied.
+    const h = await temporal.env.client.workflow.signalWithStart(backfillMigration, {
+      taskQueue: TASK_QUEUE,
+      workflowId: name,
+      args: [doc],
+      signal: pauseSignal,
+      signalArgs: [],
+    });
+    await waitForPhase(h, ['backfilling']);
+    for (const d of ['src', 'tgt']) await pg.query(d, 'ALTER TABLE public.static_add ADD COLUMN priority int');
+    await pg.query('src', 'UPDATE public.static_add SET priority = id % 5');
+    await h.signal(resumeSignal);
+    const f = await failureOf(h);
+    assert.equal(f.type, 'SchemaChanged');
+    assert.match(f.message, /public\.static_add → public\.static_add: the columns changed after planning: "priority" is new \(priority: copied \(integer\)\)/);
+    assert.match(f.message, /abort, then start the migration again under a new name/);
+    assert.doesNotMatch(f.message, /\.js|\bat \w+ \(/, 'no stack, no source path');
+    assert.equal(await switched(name), 0, 'nothing switched');
+    await replayAndMaybeRecord(h, 'drift-column-added-before-gate');
+  },
+);
 
 test('drift, copy mode: a partition attached with rows while the gate waits is seen after the approval; nothing switched', { timeout: 120_000 }, async () => {
   const name = 'events-attach';
@@ -205,60 +247,88 @@ test('drift, copy mode: a partition attached with rows while the gate waits is s
   await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: p.digest! }] });
   const f = await failureOf(h);
   assert.equal(f.type, 'SchemaChanged');
-  assert.match(f.message, /public\.events → public\.events: partitions changed since they were last proven: public\.events_2027 attached or created on the source/);
+  assert.match(
+    f.message,
+    /public\.events → public\.events: partitions changed since they were last proven: public\.events_2027 attached or created on the source/,
+  );
   assert.equal(await switched(name), 0, 'nothing switched');
 });
 
-test('drift, change column: a column retyped on the target while the gate waits stops the final check, unfrozen, nothing switched', { timeout: 120_000 }, async () => {
-  const name = 'delta-retype';
-  const doc = specFor(name, { source: 'public.delta_retype', target: 'public.delta_retype', chunk: { column: 'id', size: 1_000 }, delta: { column: 'updated_at', overlap: '0 seconds' } }, {
-    taskQueue: TASK_QUEUE,
-    catchUp: { interval: '1 second', maxLag: '10 seconds' },
-    cutover: {
-      ...switchOf(name),
-      freeze: { connection: 'src', sql: 'REVOKE INSERT, UPDATE, DELETE ON public.delta_retype FROM app' },
-      unfreeze: { connection: 'src', sql: 'GRANT INSERT, UPDATE, DELETE ON public.delta_retype TO app' },
-    },
-  });
-  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: name, args: [doc] });
-  const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
-  assert.equal(p.phase, 'awaiting_approval', p.detail);
-  await pg.query('tgt', 'ALTER TABLE public.delta_retype ALTER COLUMN amount TYPE numeric(14,4)');
-  await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: p.digest! }] });
-  const f = await failureOf(h);
-  assert.equal(f.type, 'SchemaChanged');
-  assert.match(f.message, /public\.delta_retype → public\.delta_retype: the columns changed after planning: "amount" was amount: copied \(numeric\(12,2\)\), now amount: cast numeric\(12,2\) → numeric\(14,4\)/);
-  assert.equal(await switched(name), 0, 'nothing switched');
-  // The freeze was taken back: the application may write again.
-  const rights = await pg.query('src', `SELECT has_table_privilege('app', 'public.delta_retype', 'UPDATE') AS ok`);
-  assert.equal(rights.rows[0].ok, true, 'unfrozen');
-  await replayAndMaybeRecord(h, 'drift-retyped-in-final-check');
-});
+test(
+  'drift, change column: a column retyped on the target while the gate waits stops the final check, unfrozen, nothing switched',
+  { timeout: 120_000 },
+  async () => {
+    const name = 'delta-retype';
+    const doc = specFor(
+      name,
+      {
+        source: 'public.delta_retype',
+        target: 'public.delta_retype',
+        chunk: { column: 'id', size: 1_000 },
+        delta: { column: 'updated_at', overlap: '0 seconds' },
+      },
+      {
+        taskQueue: TASK_QUEUE,
+        catchUp: { interval: '1 second', maxLag: '10 seconds' },
+        cutover: {
+          ...switchOf(name),
+          freeze: { connection: 'src', sql: 'REVOKE INSERT, UPDATE, DELETE ON public.delta_retype FROM app' },
+          unfreeze: { connection: 'src', sql: 'GRANT INSERT, UPDATE, DELETE ON public.delta_retype TO app' },
+        },
+      },
+    );
+    const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: name, args: [doc] });
+    const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
+    assert.equal(p.phase, 'awaiting_approval', p.detail);
+    await pg.query('tgt', 'ALTER TABLE public.delta_retype ALTER COLUMN amount TYPE numeric(14,4)');
+    await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: p.digest! }] });
+    const f = await failureOf(h);
+    assert.equal(f.type, 'SchemaChanged');
+    assert.match(
+      f.message,
+      /public\.delta_retype → public\.delta_retype: the columns changed after planning: "amount" was amount: copied \(numeric\(12,2\)\), now amount: cast numeric\(12,2\) → numeric\(14,4\)/,
+    );
+    assert.equal(await switched(name), 0, 'nothing switched');
+    // The freeze was taken back: the application may write again.
+    const rights = await pg.query('src', `SELECT has_table_privilege('app', 'public.delta_retype', 'UPDATE') AS ok`);
+    assert.equal(rights.rows[0].ok, true, 'unfrozen');
+    await replayAndMaybeRecord(h, 'drift-retyped-in-final-check');
+  },
+);
 
-test('drift, change column: a partition attached with rows (old change-column values) while the gate waits is followed by the final sweep; exact', { timeout: 120_000 }, async () => {
-  const name = 'delta-attach';
-  const doc = specFor(name, { source: 'public.devents', target: 'public.devents', key: ['id', 'at'], delta: { column: 'updated_at', overlap: '0 seconds' } }, {
-    taskQueue: TASK_QUEUE,
-    catchUp: { interval: '1 second', maxLag: '10 seconds' },
-    cutover: {
-      ...switchOf(name),
-      freeze: { connection: 'src', sql: 'REVOKE INSERT, UPDATE, DELETE ON public.devents FROM app' },
-      unfreeze: { connection: 'src', sql: 'GRANT INSERT, UPDATE, DELETE ON public.devents TO app' },
-    },
-  });
-  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: name, args: [doc] });
-  const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
-  assert.equal(p.phase, 'awaiting_approval', p.detail);
-  // Rows whose change column is older than every watermark: no delta round would read them.
-  await pg.query('src', 'CREATE TABLE public.devents_2026 (LIKE public.devents INCLUDING DEFAULTS)');
-  await pg.query('src', `INSERT INTO public.devents_2026 SELECT g, DATE '2026-02-01', 'late', '2020-01-01' FROM generate_series(1, 120) g`);
-  await pg.query('src', `ALTER TABLE public.devents ATTACH PARTITION public.devents_2026 FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')`);
-  await pg.query('tgt', `CREATE TABLE public.devents_2026 PARTITION OF public.devents FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')`);
-  await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: p.digest! }] });
-  const r = await h.result();
-  assert.equal(r.phase, 'completed', r.reason);
-  assert.equal(await switched(name), 1);
-  const md5 = async (db: string) => (await pg.query(db, `SELECT count(*)::int AS n, md5(string_agg(t::text, ',' ORDER BY id, at)) AS h FROM public.devents t`)).rows[0];
-  assert.deepEqual(await md5('tgt'), await md5('src'));
-  assert.equal((await md5('src')).n, 2120);
-});
+test(
+  'drift, change column: a partition attached with rows (old change-column values) while the gate waits is followed by the final sweep; exact',
+  { timeout: 120_000 },
+  async () => {
+    const name = 'delta-attach';
+    const doc = specFor(
+      name,
+      { source: 'public.devents', target: 'public.devents', key: ['id', 'at'], delta: { column: 'updated_at', overlap: '0 seconds' } },
+      {
+        taskQueue: TASK_QUEUE,
+        catchUp: { interval: '1 second', maxLag: '10 seconds' },
+        cutover: {
+          ...switchOf(name),
+          freeze: { connection: 'src', sql: 'REVOKE INSERT, UPDATE, DELETE ON public.devents FROM app' },
+          unfreeze: { connection: 'src', sql: 'GRANT INSERT, UPDATE, DELETE ON public.devents TO app' },
+        },
+      },
+    );
+    const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: name, args: [doc] });
+    const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
+    assert.equal(p.phase, 'awaiting_approval', p.detail);
+    // Rows whose change column is older than every watermark: no delta round would read them.
+    await pg.query('src', 'CREATE TABLE public.devents_2026 (LIKE public.devents INCLUDING DEFAULTS)');
+    await pg.query('src', `INSERT INTO public.devents_2026 SELECT g, DATE '2026-02-01', 'late', '2020-01-01' FROM generate_series(1, 120) g`);
+    await pg.query('src', `ALTER TABLE public.devents ATTACH PARTITION public.devents_2026 FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')`);
+    await pg.query('tgt', `CREATE TABLE public.devents_2026 PARTITION OF public.devents FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')`);
+    await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: p.digest! }] });
+    const r = await h.result();
+    assert.equal(r.phase, 'completed', r.reason);
+    assert.equal(await switched(name), 1);
+    const md5 = async (db: string) =>
+      (await pg.query(db, `SELECT count(*)::int AS n, md5(string_agg(t::text, ',' ORDER BY id, at)) AS h FROM public.devents t`)).rows[0];
+    assert.deepEqual(await md5('tgt'), await md5('src'));
+    assert.equal((await md5('src')).n, 2120);
+  },
+);

@@ -28,7 +28,13 @@ const profile = (over: Partial<SideProfile> = {}): SideProfile => ({
 });
 
 const opts = (over: Partial<CompareOptions> = {}): CompareOptions => ({
-  checks: { aggregates: [{ fn: 'sum', column: 'amount' }, { fn: 'max', column: 'price' }], distribution: ['status'] },
+  checks: {
+    aggregates: [
+      { fn: 'sum', column: 'amount' },
+      { fn: 'max', column: 'price' },
+    ],
+    distribution: ['status'],
+  },
   tolerance: {},
   floatColumns: [],
   ...over,
@@ -67,7 +73,11 @@ test('compareProfiles: a count or a checksum that differs fails that check alone
 
 test('compareProfiles: aggregates agree within the column tolerance, and float columns within a relative 1e-9', () => {
   const amount = (s: string, t: string, o: Partial<CompareOptions> = {}) =>
-    compareProfiles(profile({ aggregates: { 'sum(amount)': s, 'max(price)': '9.5' } }), profile({ aggregates: { 'sum(amount)': t, 'max(price)': '9.5' } }), opts(o));
+    compareProfiles(
+      profile({ aggregates: { 'sum(amount)': s, 'max(price)': '9.5' } }),
+      profile({ aggregates: { 'sum(amount)': t, 'max(price)': '9.5' } }),
+      opts(o),
+    );
   assert.equal(amount('5050.00', '5050.01').ok, false, 'no tolerance: a cent is a difference');
   assert.deepEqual(amount('5050.00', '5050.01').aggregates['sum(amount)'], { source: '5050.00', target: '5050.01', ok: false });
   assert.deepEqual(failedChecks(amount('5050.00', '5050.01')), ['sum(amount)']);
@@ -233,9 +243,22 @@ test('diffRows: missing, extra and changed rows (with the columns that differ), 
 });
 
 test('diffRows: composite keys sort column by column', () => {
-  const s = side([[k('1', 'b'), 'x', []], [k('1', 'a'), 'x', []], [k('10', 'a'), 'x', []], [k('9', 'z'), 'x', []]]);
+  const s = side([
+    [k('1', 'b'), 'x', []],
+    [k('1', 'a'), 'x', []],
+    [k('10', 'a'), 'x', []],
+    [k('9', 'z'), 'x', []],
+  ]);
   const d = diffRows([], s, side([]));
-  assert.deepEqual(d.map((x) => x.key), [['1', 'a'], ['1', 'b'], ['9', 'z'], ['10', 'a']]);
+  assert.deepEqual(
+    d.map((x) => x.key),
+    [
+      ['1', 'a'],
+      ['1', 'b'],
+      ['9', 'z'],
+      ['10', 'a'],
+    ],
+  );
   assert.ok(d.every((x) => x.kind === 'missing'));
 });
 
@@ -258,13 +281,26 @@ test('summarise: counts per kind, changed rows per column, key samples capped at
   assert.equal(l.duplicates, 2);
   assert.deepEqual(l.columns, { amount: 2, note: 1 });
   assert.equal(l.keys.missing.length, KEY_SAMPLE);
-  assert.deepEqual(l.keys.missing, missing.slice(0, KEY_SAMPLE).map((d) => d.key), 'the first keys, in order');
+  assert.deepEqual(
+    l.keys.missing,
+    missing.slice(0, KEY_SAMPLE).map((d) => d.key),
+    'the first keys, in order',
+  );
   assert.deepEqual(l.keys.extra, [['100']]);
   assert.deepEqual(l.keys.changed, [['200'], ['201'], ['202']]);
   assert.deepEqual(l.keys.duplicates, [['300'], ['301']]);
   assert.equal(l.levels, 3);
   assert.equal(l.rowsFetched, 1234);
-  assert.deepEqual(summarise([], 1, 0), { missing: 0, extra: 0, changed: 0, duplicates: 0, keys: { missing: [], extra: [], changed: [], duplicates: [] }, columns: {}, levels: 1, rowsFetched: 0 });
+  assert.deepEqual(summarise([], 1, 0), {
+    missing: 0,
+    extra: 0,
+    changed: 0,
+    duplicates: 0,
+    keys: { missing: [], extra: [], changed: [], duplicates: [] },
+    columns: {},
+    levels: 1,
+    rowsFetched: 0,
+  });
 });
 
 // ---- runRange, rangePolicy ----
@@ -279,7 +315,16 @@ const result = (status: RangeResult['status'], n: number): RangeResult => ({
   rowsCopied: 10 + n,
 });
 
-const LOCATED: Located = { missing: 1, extra: 0, changed: 0, duplicates: 0, keys: { missing: [['5']], extra: [], changed: [], duplicates: [] }, columns: {}, levels: 1, rowsFetched: 19 };
+const LOCATED: Located = {
+  missing: 1,
+  extra: 0,
+  changed: 0,
+  duplicates: 0,
+  keys: { missing: [['5']], extra: [], changed: [], duplicates: [] },
+  columns: {},
+  levels: 1,
+  rowsFetched: 19,
+};
 
 /** Steps that verify from attempt `passAt` on (never when undefined), recording every call. */
 function fakeSteps(passAt?: number, o: { onAttempt?: (n: number) => void } = {}) {
@@ -310,10 +355,16 @@ function fakeSteps(passAt?: number, o: { onAttempt?: (n: number) => void } = {})
 test('rangePolicy: copy mode attempts again at once; verify mode waits 2 s per attempt made, at most a minute', () => {
   const copy = rangePolicy('copy', 3);
   assert.equal(copy.attempts, 3);
-  assert.deepEqual([1, 2, 10, 100].map((n) => copy.waitMs(n)), [0, 0, 0, 0]);
+  assert.deepEqual(
+    [1, 2, 10, 100].map((n) => copy.waitMs(n)),
+    [0, 0, 0, 0],
+  );
   const verify = rangePolicy('verify', 5);
   assert.equal(verify.attempts, 5);
-  assert.deepEqual([1, 2, 3, 29, 30, 31, 100].map((n) => verify.waitMs(n)), [2000, 4000, 6000, 58_000, 60_000, 60_000, 60_000]);
+  assert.deepEqual(
+    [1, 2, 3, 29, 30, 31, 100].map((n) => verify.waitMs(n)),
+    [2000, 4000, 6000, 58_000, 60_000, 60_000, 60_000],
+  );
   const stop = () => true;
   assert.equal(rangePolicy('copy', 2, stop).stopping, stop);
   assert.equal(rangePolicy('copy', 2).stopping, undefined);
@@ -334,18 +385,30 @@ test('runRange: verified at the first attempt: one attempt, not final, nothing l
 test('runRange: verified at a later attempt: the attempts made, the last result, every attempt reported', async () => {
   const { steps, log } = fakeSteps(3);
   const out = await runRange(0, rangePolicy('copy', 5), steps);
-  assert.deepEqual(log.attempts, [[1, false], [2, false], [3, false]]);
+  assert.deepEqual(log.attempts, [
+    [1, false],
+    [2, false],
+    [3, false],
+  ]);
   assert.ok(out.verified);
   assert.equal(out.attempts, 3);
   assert.equal(out.last.source.checksum, 's3');
-  assert.deepEqual(log.attempted.map((r) => r.rowsCopied), [11, 12, 13], 'attempted() sees every attempt, the mismatches too');
+  assert.deepEqual(
+    log.attempted.map((r) => r.rowsCopied),
+    [11, 12, 13],
+    'attempted() sees every attempt, the mismatches too',
+  );
   assert.deepEqual(log.locates, []);
 });
 
 test('runRange: a range that always differs: exactly `attempts` attempts, final only on the last, located once with its number', async () => {
   const { steps, log } = fakeSteps(undefined);
   const out = await runRange(7, rangePolicy('copy', 3), steps);
-  assert.deepEqual(log.attempts, [[1, false], [2, false], [3, true]]);
+  assert.deepEqual(log.attempts, [
+    [1, false],
+    [2, false],
+    [3, true],
+  ]);
   assert.deepEqual(log.locates, [3]);
   assert.deepEqual(log.waits, [], 'copy mode does not wait');
   assert.deepEqual(log.order, ['attempt 1', 'attempt 2', 'attempt 3', 'locate 3']);
@@ -384,19 +447,34 @@ test('runRange: stopping makes the attempt under way final, decided before it st
   // A stop asked during attempt 1: attempt 1 stays as it started (not final); attempt 2 is the last.
   let stop = false;
   const a = fakeSteps(undefined, { onAttempt: (n) => n === 1 && (stop = true) });
-  const out = await runRange(2, rangePolicy('verify', 5, () => stop), a.steps);
-  assert.deepEqual(a.log.attempts, [[1, false], [2, true]]);
+  const out = await runRange(
+    2,
+    rangePolicy('verify', 5, () => stop),
+    a.steps,
+  );
+  assert.deepEqual(a.log.attempts, [
+    [1, false],
+    [2, true],
+  ]);
   assert.deepEqual(a.log.locates, [2]);
   assert.deepEqual(a.log.waits, [2000]);
   assert.ok(!out.verified && out.failure.attempts === 2);
   // Stopping from the start: the first attempt is final, located with 1.
   const b = fakeSteps(undefined);
-  await runRange(0, rangePolicy('copy', 5, () => true), b.steps);
+  await runRange(
+    0,
+    rangePolicy('copy', 5, () => true),
+    b.steps,
+  );
   assert.deepEqual(b.log.attempts, [[1, true]]);
   assert.deepEqual(b.log.locates, [1]);
   // Stopping does not turn a verified range into a failure.
   const c = fakeSteps(1);
-  const oc = await runRange(0, rangePolicy('copy', 5, () => true), c.steps);
+  const oc = await runRange(
+    0,
+    rangePolicy('copy', 5, () => true),
+    c.steps,
+  );
   assert.ok(oc.verified);
   assert.deepEqual(c.log.locates, []);
 });
@@ -405,15 +483,29 @@ test('runRange: a step that throws ends the life cycle with that error (the call
   const { steps, log } = fakeSteps(undefined);
   const boom = new Error('lost the connection');
   await assert.rejects(runRange(0, rangePolicy('copy', 3), { ...steps, locate: async () => Promise.reject(boom) }), boom);
-  assert.deepEqual(log.attempts, [[1, false], [2, false], [3, true]]);
+  assert.deepEqual(log.attempts, [
+    [1, false],
+    [2, false],
+    [3, true],
+  ]);
 });
 
 test('aggregates: numbers compare as numbers (scale, tolerance at its edge), text as text', () => {
-  const o = (over: Partial<CompareOptions> = {}): CompareOptions => ({ checks: { distribution: [], aggregates: [] }, tolerance: {}, floatColumns: [], numericColumns: ['amount'], ...over });
+  const o = (over: Partial<CompareOptions> = {}): CompareOptions => ({
+    checks: { distribution: [], aggregates: [] },
+    tolerance: {},
+    floatColumns: [],
+    numericColumns: ['amount'],
+    ...over,
+  });
   assert.equal(aggregateAgrees('5050.00', '5050.00000', 'amount', o()), true, 'numeric(12,2) against numeric(14,5)');
   assert.equal(aggregateAgrees('-0.50', '-0.5', 'amount', o()), true);
   assert.equal(aggregateAgrees('5050.00', '5050.00001', 'amount', o()), false, 'a real difference stays one');
-  assert.equal(aggregateAgrees('100.00', '100.01', 'amount', o({ tolerance: { amount: 0.01 } })), true, 'exactly at the tolerance (float subtraction said 0.010000000000005116)');
+  assert.equal(
+    aggregateAgrees('100.00', '100.01', 'amount', o({ tolerance: { amount: 0.01 } })),
+    true,
+    'exactly at the tolerance (float subtraction said 0.010000000000005116)',
+  );
   assert.equal(aggregateAgrees('100.00', '100.011', 'amount', o({ tolerance: { amount: 0.01 } })), false, 'just beyond it');
   assert.equal(aggregateAgrees('007', '7', 'code', o()), false, 'max(code) of a text column: two values');
 });
@@ -437,7 +529,17 @@ test('locate-first (verify mode): located at once; with a grace, only the keys a
   // A grace of 1 s; the located key matches at the second re-read: waits 1 s then 2 s, then the whole range once more.
   const rechecks: number[] = [];
   const still = { ...LOCATED, converged: 0 };
-  const gone: Located = { missing: 0, extra: 0, changed: 0, duplicates: 0, keys: { missing: [], extra: [], changed: [], duplicates: [] }, columns: {}, levels: 0, rowsFetched: 1, converged: 1 };
+  const gone: Located = {
+    missing: 0,
+    extra: 0,
+    changed: 0,
+    duplicates: 0,
+    keys: { missing: [], extra: [], changed: [], duplicates: [] },
+    columns: {},
+    levels: 0,
+    rowsFetched: 1,
+    converged: 1,
+  };
   const g = fakeSteps(3);
   const o1 = await runRange(5, locateFirstPolicy(5, 1000), {
     ...g.steps,
@@ -460,7 +562,11 @@ test('locate-first (verify mode): located at once; with a grace, only the keys a
 
   // A stop asked: no more waiting.
   const t = fakeSteps(undefined);
-  const o3 = await runRange(1, locateFirstPolicy(9, 500, () => true), { ...t.steps, recheck: async () => still });
+  const o3 = await runRange(
+    1,
+    locateFirstPolicy(9, 500, () => true),
+    { ...t.steps, recheck: async () => still },
+  );
   assert.deepEqual(t.log.order, ['attempt 1', 'locate 1']);
   assert.ok(!o3.verified && o3.failure.attempts === 1);
 });

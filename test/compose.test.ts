@@ -16,7 +16,15 @@ import { METRIC_DEFS } from '../src/metrics/catalog';
 import { METRICS_ADDRESS_ENV, metricsAddress } from '../src/metrics/runtime';
 import { DASHBOARD, dashboardQueries, metricNamesIn } from './helpers/prometheus';
 
-type Service = { image?: string; build?: string; command?: string[]; environment?: Record<string, string>; depends_on?: string[]; ports?: string[]; volumes?: string[] };
+type Service = {
+  image?: string;
+  build?: string;
+  command?: string[];
+  environment?: Record<string, string>;
+  depends_on?: string[];
+  ports?: string[];
+  volumes?: string[];
+};
 
 const compose = parse(readFileSync(join(ROOT, 'docker-compose.yml'), 'utf8'), { uniqueKeys: true }) as {
   services: Record<string, Service>;
@@ -96,19 +104,29 @@ test('compose: Grafana gets Prometheus as its data source and the dashboard from
   const provisioning = fileAt('grafana', '/etc/grafana/provisioning');
   const ds = yamlFile<{ datasources: { type: string; url: string; uid: string }[] }>(join(provisioning, 'datasources', 'prometheus.yml')).datasources;
   const promPort = compose.services.prometheus.ports![0].split(':')[1];
-  assert.deepEqual(ds.map((d) => [d.type, d.url]), [['prometheus', `http://prometheus:${promPort}`]]);
+  assert.deepEqual(
+    ds.map((d) => [d.type, d.url]),
+    [['prometheus', `http://prometheus:${promPort}`]],
+  );
   const providers = yamlFile<{ providers: { type: string; options: { path: string } }[] }>(join(provisioning, 'dashboards', 'backfill.yml')).providers;
   for (const p of providers) assert.ok(existsSync(join(fileAt('grafana', p.options.path), 'backfill.json')), `no dashboard at ${p.options.path}`);
   assert.equal(fileAt('grafana', g.environment!.GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH), DASHBOARD);
 });
 
-test('the dashboard: valid JSON, a migration variable, and every query names metrics the worker exports (ours, all of them, and the SDK\'s)', () => {
-  const d = JSON.parse(readFileSync(DASHBOARD, 'utf8')) as { uid: string; panels: { id: number; type: string; datasource?: { uid: string } }[]; templating: { list: { name: string }[] } };
+test("the dashboard: valid JSON, a migration variable, and every query names metrics the worker exports (ours, all of them, and the SDK's)", () => {
+  const d = JSON.parse(readFileSync(DASHBOARD, 'utf8')) as {
+    uid: string;
+    panels: { id: number; type: string; datasource?: { uid: string } }[];
+    templating: { list: { name: string }[] };
+  };
   assert.ok(d.uid);
   const ids = d.panels.map((p) => p.id);
   assert.equal(new Set(ids).size, ids.length, 'panel ids are unique');
   for (const p of d.panels) if (p.type !== 'row') assert.equal(p.datasource?.uid, '${datasource}', `panel ${p.id} uses the dashboard's data source`);
-  assert.deepEqual(d.templating.list.map((v) => v.name), ['datasource', 'migration', 'task_queue']);
+  assert.deepEqual(
+    d.templating.list.map((v) => v.name),
+    ['datasource', 'migration', 'task_queue'],
+  );
   const ours = new Map(METRIC_DEFS.map((m) => [m.name, m]));
   // The SDK's runtime metrics the dashboard shows (test/metrics.test.ts sees them in a real scrape).
   const sdk = ['temporal_activity_schedule_to_start_latency', 'temporal_activity_execution_latency', 'temporal_worker_task_slots_used', 'temporal_num_pollers'];

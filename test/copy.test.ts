@@ -56,7 +56,8 @@ const rangeInput = (spec: MigrationSpec, plan: TablePlan, i: number, attempt = 1
 });
 
 const versions = async (where: string) =>
-  (await pg.query('tgt', `SELECT string_agg(id || ':' || xmin::text || ':' || ctid::text, ',' ORDER BY id) AS v FROM public.items_v2 WHERE ${where}`)).rows[0].v as string;
+  (await pg.query('tgt', `SELECT string_agg(id || ':' || xmin::text || ':' || ctid::text, ',' ORDER BY id) AS v FROM public.items_v2 WHERE ${where}`)).rows[0]
+    .v as string;
 
 const rangeFingerprint = async (db: 'src' | 'tgt', lo: string, hi: string) => {
   const table = db === 'src' ? 'public.items' : 'public.items_v2';
@@ -70,7 +71,9 @@ const rangeFingerprint = async (db: 'src' | 'tgt', lo: string, hi: string) => {
 
 test('copy: the same range copied twice leaves the target identical, and nothing outside it is touched', async () => {
   const spec = specOf();
-  const { plans: [plan] } = await planMigration({ migration: spec.name, spec });
+  const {
+    plans: [plan],
+  } = await planMigration({ migration: spec.name, spec });
   assert.equal(plan.rangeCount, 3);
   assert.deepEqual(plan.lo, ['1']);
   assert.deepEqual(plan.hi, [String(ROWS + 1)]);
@@ -90,7 +93,10 @@ test('copy: the same range copied twice leaves the target identical, and nothing
   assert.equal(await versions('id < 10001 OR id >= 20001'), outside, 'rows outside the range were rewritten');
   assert.deepEqual(await fingerprint(pg, 'tgt', 'public.items_v2'), await fingerprint(pg, 'src', 'public.items'));
 
-  const ledger = await pg.query('tgt', `SELECT range_index, status, attempts, source_count::text FROM backfill.ranges WHERE migration = 'items' ORDER BY range_index`);
+  const ledger = await pg.query(
+    'tgt',
+    `SELECT range_index, status, attempts, source_count::text FROM backfill.ranges WHERE migration = 'items' ORDER BY range_index`,
+  );
   assert.deepEqual(
     ledger.rows.map((r) => [r.range_index, r.status, r.attempts, r.source_count]),
     [
@@ -99,13 +105,18 @@ test('copy: the same range copied twice leaves the target identical, and nothing
       [2, 'verified', 1, '10000'],
     ],
   );
-  const stamped = await pg.query('tgt', `SELECT count(*)::int AS n FROM backfill.ranges WHERE migration = 'items' AND copied_at IS NOT NULL AND last_error IS NULL`);
+  const stamped = await pg.query(
+    'tgt',
+    `SELECT count(*)::int AS n FROM backfill.ranges WHERE migration = 'items' AND copied_at IS NOT NULL AND last_error IS NULL`,
+  );
   assert.equal(stamped.rows[0].n, 3, 'each copied range records when it was copied');
 });
 
 test('verify: one changed value, a missing row and an extra row are each found; a copy repairs them', async () => {
   const spec = specOf();
-  const { plans: [plan] } = await planMigration({ migration: spec.name, spec });
+  const {
+    plans: [plan],
+  } = await planMigration({ migration: spec.name, spec });
   for (let i = 0; i < plan.rangeCount; i++) await copyRange(rangeInput(spec, plan, i));
   const faults = [
     `UPDATE public.items_v2 SET amount = amount + 0.000001 WHERE id = 5`,
@@ -133,7 +144,9 @@ test('verify: one changed value, a missing row and an extra row are each found; 
 
 test('verify: values swapped between two rows, and a change only the text shows, are each found', async () => {
   const spec = specOf();
-  const { plans: [plan] } = await planMigration({ migration: spec.name, spec });
+  const {
+    plans: [plan],
+  } = await planMigration({ migration: spec.name, spec });
   for (let i = 0; i < plan.rangeCount; i++) await copyRange(rangeInput(spec, plan, i));
   const swap = (col: string, a: number, b: number) =>
     `UPDATE public.items_v2 t SET ${col} = o.${col} FROM public.items_v2 o WHERE (t.id, o.id) IN ((${a}, ${b}), (${b}, ${a}))`;
@@ -210,7 +223,10 @@ test('preflight: a missing table, column, unique key or privilege is named befor
 
   process.env.BACKFILL_DB_READER = `postgresql://reader:reader-pw@127.0.0.1:${pg.port}/src`;
   const m5 = await problems(specOf({ source: 'reader' }));
-  assert.match(m5, /tables\[0\]\.source: role reader on connection "reader" has no SELECT on public\.items \(every range reads these columns\); fix: GRANT SELECT ON public\.items TO reader/);
+  assert.match(
+    m5,
+    /tables\[0\]\.source: role reader on connection "reader" has no SELECT on public\.items \(every range reads these columns\); fix: GRANT SELECT ON public\.items TO reader/,
+  );
   assert.doesNotMatch(m5, /reader-pw/);
 
   const m6 = await problems(specOf({}, { chunk: { column: 'ref', size: 10 }, key: ['ref'] }));
@@ -225,11 +241,13 @@ test('copy: a source column of another type is cast to the target type, in binar
   await pg.query('src', `INSERT INTO public.narrow SELECT g, g * 2, 'v' || g FROM generate_series(1, 500) g`);
   await pg.query('tgt', 'CREATE TABLE public.wide (id bigint PRIMARY KEY, n numeric, t text)');
   const spec = specOf({}, { source: 'public.narrow', target: 'public.wide', chunk: { column: 'id', size: 200 } });
-  const { plans: [plan] } = await planMigration({ migration: 'narrow', spec });
+  const {
+    plans: [plan],
+  } = await planMigration({ migration: 'narrow', spec });
   assert.equal(plan.rangeCount, 3);
   for (let i = 0; i < plan.rangeCount; i++) assert.equal((await copyRange({ ...rangeInput(spec, plan, i), migration: 'narrow' })).status, 'verified');
   const r = await pg.query('tgt', 'SELECT count(*)::int AS n, sum(n)::text AS s FROM public.wide');
-  assert.deepEqual(r.rows[0], { n: 500, s: String(2 * (500 * 501) / 2) });
+  assert.deepEqual(r.rows[0], { n: 500, s: String((2 * (500 * 501)) / 2) });
 });
 
 test('cli validate: checks the databases when this shell has the connections, and names what is wrong', async () => {
@@ -257,7 +275,9 @@ test('cli validate: checks the databases when this shell has the connections, an
 test('reconcile: totals are the ranges plus the rows outside them; rows arriving beyond the plan are found on each side', async () => {
   const spec = specOf({ name: 'items-reconcile' }, { target: 'public.items_rc' });
   await pg.query('tgt', `CREATE TABLE public.items_rc (${AWKWARD_COLUMNS})`);
-  const { plans: [plan] } = await planMigration({ migration: spec.name, spec });
+  const {
+    plans: [plan],
+  } = await planMigration({ migration: spec.name, spec });
   for (let i = 0; i < plan.rangeCount; i++) assert.equal((await copyRange(rangeInput(spec, plan, i))).status, 'verified');
   const green = await reconcileTable({ migration: spec.name, spec, tableIndex: 0, plan });
   assert.equal(green.checks.ok, true);
@@ -282,12 +302,17 @@ test('reconcile: on a freshly loaded target without statistics, the rows outside
   // favour scanning (and hashing) the whole table, and a sorted sample of nothing walks the whole index.
   const spec = specOf({ name: 'items-fresh' }, { target: 'public.items_fresh' });
   await pg.query('tgt', `CREATE TABLE public.items_fresh (${AWKWARD_COLUMNS}) WITH (autovacuum_enabled = off)`);
-  const { plans: [plan] } = await planMigration({ migration: spec.name, spec });
+  const {
+    plans: [plan],
+  } = await planMigration({ migration: spec.name, spec });
   for (let i = 0; i < plan.rangeCount; i++) assert.equal((await copyRange(rangeInput(spec, plan, i))).status, 'verified');
   const stats = async () => {
-    const r = await pg.query('tgt', `SELECT seq_tup_read::int AS seq, (SELECT sum(idx_tup_read)::int FROM pg_stat_user_indexes i WHERE i.relid = t.relid) AS idx,
+    const r = await pg.query(
+      'tgt',
+      `SELECT seq_tup_read::int AS seq, (SELECT sum(idx_tup_read)::int FROM pg_stat_user_indexes i WHERE i.relid = t.relid) AS idx,
                                             (SELECT reltuples FROM pg_class WHERE oid = relid) AS reltuples
-                                       FROM pg_stat_user_tables t WHERE relid = 'public.items_fresh'::regclass`);
+                                       FROM pg_stat_user_tables t WHERE relid = 'public.items_fresh'::regclass`,
+    );
     return r.rows[0] as { seq: number; idx: number; reltuples: number };
   };
   await closePools(); // a backend's table statistics are flushed when it ends
@@ -324,7 +349,9 @@ test('preflight: a key without a unique index whose duplicate check cannot finis
     const r = await checkTable({ sourceAlias: 'lockprobe', targetAlias: 'tgt', table, tableIndex: 0 });
     assert.equal(r.binding, undefined);
     assert.ok(
-      r.problems.some((p) => /tables\[0\]\.key: \(id\) has no unique index in the source, and checking it for duplicates failed: canceling statement due to lock timeout/.test(p)),
+      r.problems.some((p) =>
+        /tables\[0\]\.key: \(id\) has no unique index in the source, and checking it for duplicates failed: canceling statement due to lock timeout/.test(p),
+      ),
       r.problems.join('\n'),
     );
   } finally {
@@ -348,7 +375,9 @@ test('planning checks each table once: one duplicate scan of a key without a uni
   };
   const spec = parsed(specFor('scanned', { source: 'public.scanned', target: 'public.scanned', chunk: { column: 'id', size: 1000 } }));
   const before = await scans();
-  const { plans: [plan] } = await planMigration({ migration: spec.name, spec });
+  const {
+    plans: [plan],
+  } = await planMigration({ migration: spec.name, spec });
   assert.equal(plan.rangeCount, 5);
   // The duplicate check (preflight) and the bounds (planning); checking the table twice made three.
   assert.equal((await scans()) - before, 2, 'full scans of the table while planning');
@@ -358,7 +387,14 @@ test('worker policy: a strict worker refuses a spec whose freeze drops a table, 
   const saved = { ...process.env };
   const drop = 'DROP TABLE public.canary';
   const freezing = (over: Record<string, unknown> = {}, table: Record<string, unknown> = {}) =>
-    specOf({ name: 'policy', cutover: { approval: 'required', freeze: { connection: 'src', sql: drop }, unfreeze: { connection: 'src', sql: 'SELECT 1' } }, ...over }, table);
+    specOf(
+      {
+        name: 'policy',
+        cutover: { approval: 'required', freeze: { connection: 'src', sql: drop }, unfreeze: { connection: 'src', sql: 'SELECT 1' } },
+        ...over,
+      },
+      table,
+    );
   const refusal = async (f: () => Promise<unknown>) => {
     try {
       await f();
@@ -379,7 +415,9 @@ test('worker policy: a strict worker refuses a spec whose freeze drops a table, 
     assert.equal(planned.rows[0].n, 0, 'nothing was planned');
 
     // Expressions over the source table only: a filter that reads another table is refused.
-    const reads = await refusal(() => planMigration({ migration: 'policy-x', spec: specOf({ name: 'policy-x' }, { where: 'id IN (SELECT x FROM public.canary)' }) }));
+    const reads = await refusal(() =>
+      planMigration({ migration: 'policy-x', spec: specOf({ name: 'policy-x' }, { where: 'id IN (SELECT x FROM public.canary)' }) }),
+    );
     assert.match(reads, /tables\[0\]\.where or \.transform: reads public\.canary; this worker allows expressions over the source table only/);
     const own = await refusal(() => planMigration({ migration: 'policy-own', spec: specOf({ name: 'policy-own' }, { where: 'id > 5' }) }));
     assert.equal(own, '', 'a filter over the source table itself is fine');
@@ -402,7 +440,12 @@ test('worker policy: a strict worker refuses a spec whose freeze drops a table, 
 });
 
 test('copy: the source checksum travels in its COPY; taken off each row byte-exact at any chunk boundary', async () => {
-  const bound = await checkTable({ sourceAlias: 'src', targetAlias: 'tgt', table: { source: 'public.items', target: 'public.items_v2', key: ['id'] }, tableIndex: 0 });
+  const bound = await checkTable({
+    sourceAlias: 'src',
+    targetAlias: 'tgt',
+    table: { source: 'public.items', target: 'public.items_v2', key: ['id'] },
+    tableIndex: 0,
+  });
   const b = bound.binding!;
   const range = { lo: ['101'], hi: ['5101'] };
   const c = new pg_.Client({ connectionString: pg.url('src') });

@@ -20,7 +20,11 @@ let temporal: TemporalHarness;
 let stop: (() => Promise<void>) | undefined;
 
 before(async () => {
-  ({ pg: server, temporal, stop } = await startStack(TASK_QUEUE, async (db) => {
+  ({
+    pg: server,
+    temporal,
+    stop,
+  } = await startStack(TASK_QUEUE, async (db) => {
     await db.query('src', `CREATE ROLE app LOGIN PASSWORD 'app'`);
     await db.query(
       'src',
@@ -36,7 +40,10 @@ before(async () => {
     await db.query('src', `SELECT setval(pg_get_serial_sequence('public.orders', 'id'), ${ROWS})`);
     await db.query('src', 'GRANT SELECT, INSERT, UPDATE, DELETE ON public.orders TO app; GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO app');
     for (const t of ['orders_a', 'orders_b', 'orders_c'])
-      await db.query('tgt', `CREATE TABLE public.${t} (id bigint PRIMARY KEY, status text NOT NULL, amount numeric(12,2) NOT NULL, updated_at timestamptz NOT NULL)`);
+      await db.query(
+        'tgt',
+        `CREATE TABLE public.${t} (id bigint PRIMARY KEY, status text NOT NULL, amount numeric(12,2) NOT NULL, updated_at timestamptz NOT NULL)`,
+      );
     await db.query('tgt', 'CREATE TABLE public.cutover_log (migration text, at timestamptz DEFAULT now())');
   }));
 });
@@ -128,56 +135,66 @@ async function audit(migration: string): Promise<{ action: string; actor: string
   return (await server.query('tgt', 'SELECT action, actor, digest, detail FROM backfill.audit WHERE migration = $1 ORDER BY id', [migration])).rows;
 }
 
-test('a writer through the whole migration: caught up, refused approvals, freeze, final window, switch; the target equals the source', { timeout: 240_000 }, async () => {
-  const writer = startWriter(150);
-  const s = spec('live', 'public.orders_a');
-  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
+test(
+  'a writer through the whole migration: caught up, refused approvals, freeze, final window, switch; the target equals the source',
+  { timeout: 240_000 },
+  async () => {
+    const writer = startWriter(150);
+    const s = spec('live', 'public.orders_a');
+    const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
 
-  // Before the gate: refused, and the refusal is in the audit.
-  await waitForPhase(h, ['backfilling', 'catching_up']);
-  assert.match(await refusal(h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'dba-oncall', digest: 'x' }] })), /not awaiting_approval/);
+    // Before the gate: refused, and the refusal is in the audit.
+    await waitForPhase(h, ['backfilling', 'catching_up']);
+    assert.match(await refusal(h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'dba-oncall', digest: 'x' }] })), /not awaiting_approval/);
 
-  const gate = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed'], 180_000);
-  assert.equal(gate.phase, 'awaiting_approval', JSON.stringify(gate));
-  assert.ok(gate.delta && gate.delta.rowsApplied > 0, `catch-up applied the writer's rows: ${JSON.stringify(gate.delta)}`);
-  const report: Report = await h.query(reportQuery);
-  assert.equal(report.verdict, 'green');
-  assert.equal(report.live, true);
-  assert.ok(report.delta.watermark, 'the evidence carries the watermark');
+    const gate = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed'], 180_000);
+    assert.equal(gate.phase, 'awaiting_approval', JSON.stringify(gate));
+    assert.ok(gate.delta && gate.delta.rowsApplied > 0, `catch-up applied the writer's rows: ${JSON.stringify(gate.delta)}`);
+    const report: Report = await h.query(reportQuery);
+    assert.equal(report.verdict, 'green');
+    assert.equal(report.live, true);
+    assert.ok(report.delta.watermark, 'the evidence carries the watermark');
 
-  // A stale digest and an approver outside the list: refused, each with its reason.
-  assert.match(await refusal(h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'dba-oncall', digest: '0'.repeat(32) }] })), /not the evidence presented now/);
-  assert.match(await refusal(h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'mallory', digest: report.digest }] })), /not an allowed approver/);
+    // A stale digest and an approver outside the list: refused, each with its reason.
+    assert.match(
+      await refusal(h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'dba-oncall', digest: '0'.repeat(32) }] })),
+      /not the evidence presented now/,
+    );
+    assert.match(await refusal(h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'mallory', digest: report.digest }] })), /not an allowed approver/);
 
-  // The gate keeps catching up while it waits (the writer goes on).
-  const applied = gate.delta.rowsApplied;
-  for (let i = 0; i < 60 && (await h.query(progressQuery)).delta!.rowsApplied <= applied; i++) await new Promise((r) => setTimeout(r, 250));
-  const during = await h.query(progressQuery);
-  assert.equal(during.phase, 'awaiting_approval');
-  assert.ok(during.delta!.rowsApplied > applied, 'catch-up went on during the gate');
+    // The gate keeps catching up while it waits (the writer goes on).
+    const applied = gate.delta.rowsApplied;
+    for (let i = 0; i < 60 && (await h.query(progressQuery)).delta!.rowsApplied <= applied; i++) await new Promise((r) => setTimeout(r, 250));
+    const during = await h.query(progressQuery);
+    assert.equal(during.phase, 'awaiting_approval');
+    assert.ok(during.delta!.rowsApplied > applied, 'catch-up went on during the gate');
 
-  await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'dba-oncall', digest: report.digest, comment: 'checked' }] });
-  const result = (await h.result());
-  await writer.stop();
-  assert.equal(result.phase, 'completed');
-  assert.ok(writer.stats.refused > 0, 'the freeze took the writer\'s rights away');
-  assert.ok(writer.stats.deletes > 50 && writer.stats.inserts > 50, JSON.stringify(writer.stats));
-  assert.deepEqual(await fingerprint(server, 'tgt', 'public.orders_a'), await fingerprint(server, 'src', 'public.orders'));
-  const n = await server.query('tgt', `SELECT count(*)::int AS n FROM public.cutover_log WHERE migration = 'live'`);
-  assert.equal(n.rows[0].n, 1);
+    await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'dba-oncall', digest: report.digest, comment: 'checked' }] });
+    const result = await h.result();
+    await writer.stop();
+    assert.equal(result.phase, 'completed');
+    assert.ok(writer.stats.refused > 0, "the freeze took the writer's rights away");
+    assert.ok(writer.stats.deletes > 50 && writer.stats.inserts > 50, JSON.stringify(writer.stats));
+    assert.deepEqual(await fingerprint(server, 'tgt', 'public.orders_a'), await fingerprint(server, 'src', 'public.orders'));
+    const n = await server.query('tgt', `SELECT count(*)::int AS n FROM public.cutover_log WHERE migration = 'live'`);
+    assert.equal(n.rows[0].n, 1);
 
-  const actions = (await audit('live')).map((a) => a.action);
-  assert.equal(actions.filter((a) => a === 'approve-refused').length, 3, actions.join(','));
-  assert.deepEqual(actions.filter((a) => !a.endsWith('-refused')), ['approve', 'freeze', 'switch']);
-  const refusedReasons = (await audit('live')).filter((a) => a.action === 'approve-refused').map((a) => a.detail?.reason ?? '');
-  assert.ok(refusedReasons.some((r) => /not an allowed approver/.test(r)));
-  assert.ok(result.finalWindow, 'the final window was measured');
-  console.log(
-    `final delta window at ~150 writes/s: ${result.finalWindow.rows} rows applied, ${(result.finalWindow.ms / 1000).toFixed(2)} s from freeze to verdict; writer ${JSON.stringify(writer.stats)}`,
-  );
-  await replayAndMaybeRecord(h, 'live-caught-up-frozen-switched');
-  await server.query('src', UNFREEZE.sql);
-});
+    const actions = (await audit('live')).map((a) => a.action);
+    assert.equal(actions.filter((a) => a === 'approve-refused').length, 3, actions.join(','));
+    assert.deepEqual(
+      actions.filter((a) => !a.endsWith('-refused')),
+      ['approve', 'freeze', 'switch'],
+    );
+    const refusedReasons = (await audit('live')).filter((a) => a.action === 'approve-refused').map((a) => a.detail?.reason ?? '');
+    assert.ok(refusedReasons.some((r) => /not an allowed approver/.test(r)));
+    assert.ok(result.finalWindow, 'the final window was measured');
+    console.log(
+      `final delta window at ~150 writes/s: ${result.finalWindow.rows} rows applied, ${(result.finalWindow.ms / 1000).toFixed(2)} s from freeze to verdict; writer ${JSON.stringify(writer.stats)}`,
+    );
+    await replayAndMaybeRecord(h, 'live-caught-up-frozen-switched');
+    await server.query('src', UNFREEZE.sql);
+  },
+);
 
 test('a write that slips in after the freeze: the final check is red, the approval is void, a second approval switches', { timeout: 240_000 }, async () => {
   const writer = startWriter(100);
@@ -204,7 +221,10 @@ test('a write that slips in after the freeze: the final check is red, the approv
   const second = await waitForPhase(h, ['awaiting_approval'], 120_000);
   const report: Report = await h.query(reportQuery);
   assert.notEqual(report.digest, first.digest, 'a new digest is presented');
-  assert.match(await refusal(h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'dba-oncall', digest: first.digest }] })), /not the evidence presented now/);
+  assert.match(
+    await refusal(h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'dba-oncall', digest: first.digest }] })),
+    /not the evidence presented now/,
+  );
   const events = await audit('slipped');
   const voided = events.find((a) => a.action === 'approval-void');
   assert.ok(voided, events.map((a) => a.action).join(','));
@@ -213,12 +233,15 @@ test('a write that slips in after the freeze: the final check is red, the approv
   assert.equal(second.phase, 'awaiting_approval');
 
   await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'dba-oncall', digest: report.digest }] });
-  const result = (await h.result());
+  const result = await h.result();
   await writer.stop();
   assert.equal(result.phase, 'completed');
   assert.deepEqual(await fingerprint(server, 'tgt', 'public.orders_b'), await fingerprint(server, 'src', 'public.orders'));
   const row = await server.query('tgt', 'SELECT status, amount::text FROM public.orders_b WHERE id IN (7, 11) ORDER BY id');
-  assert.deepEqual(row.rows, [{ status: 'held', amount: row.rows[0].amount }, { status: row.rows[1].status, amount: '-1.00' }]);
+  assert.deepEqual(row.rows, [
+    { status: 'held', amount: row.rows[0].amount },
+    { status: row.rows[1].status, amount: '-1.00' },
+  ]);
   assert.deepEqual(
     (await audit('slipped')).map((a) => a.action).filter((a) => ['approve', 'freeze', 'unfreeze', 'approval-void', 'switch'].includes(a)),
     ['approve', 'freeze', 'unfreeze', 'approval-void', 'approve', 'freeze', 'switch'],
@@ -267,7 +290,7 @@ test('a writer transaction held open across the watermark is not missed; waiting
 
   const report: Report = await h.query(reportQuery);
   await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'dba-oncall', digest: report.digest }] });
-  const result = (await h.result());
+  const result = await h.result();
   assert.equal(result.phase, 'completed');
   assert.deepEqual(await fingerprint(server, 'tgt', 'public.orders_c'), await fingerprint(server, 'src', 'public.orders'));
   await replayAndMaybeRecord(h, 'held-transaction-overdue-approved');
@@ -293,7 +316,7 @@ test('kill -9 of the worker while catching up and during the final check: a new 
     await waitForPhase(h, ['final_check'], 30_000);
     await workers[1].kill();
     workers.push(await spawnWorker(temporal.address, queue));
-    const result = (await h.result());
+    const result = await h.result();
     await writer.stop();
     assert.equal(result.phase, 'completed');
     assert.deepEqual(await fingerprint(server, 'tgt', 'public.orders_a'), await fingerprint(server, 'src', 'public.orders'));

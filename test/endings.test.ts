@@ -27,7 +27,8 @@ before(async () => {
   ({ pg, temporal, dir, stop } = await startStack(TASK_QUEUE, async (db) => {
     await db.query('src', 'CREATE TABLE public.items (id bigint PRIMARY KEY, qty int NOT NULL, label text)');
     await db.query('src', `INSERT INTO public.items SELECT g, g % 7, 'item ' || g FROM generate_series(1, 4000) g`);
-    for (const t of ['items_a', 'items_b', 'items_c', 'items_d']) await db.query('tgt', `CREATE TABLE public.${t} (id bigint PRIMARY KEY, qty int NOT NULL, label text)`);
+    for (const t of ['items_a', 'items_b', 'items_c', 'items_d'])
+      await db.query('tgt', `CREATE TABLE public.${t} (id bigint PRIMARY KEY, qty int NOT NULL, label text)`);
   }));
 });
 
@@ -36,7 +37,11 @@ after(async () => {
 });
 
 const itemsSpec = (name: string, target: string) =>
-  specFor(name, { source: 'public.items', target, chunk: { column: 'id', size: 1000 } }, { taskQueue: TASK_QUEUE, concurrency: 2, cutover: { approval: 'required' } });
+  specFor(
+    name,
+    { source: 'public.items', target, chunk: { column: 'id', size: 1000 } },
+    { taskQueue: TASK_QUEUE, concurrency: 2, cutover: { approval: 'required' } },
+  );
 
 const cli = () => ({ TEMPORAL_ADDRESS: temporal.address });
 
@@ -125,7 +130,10 @@ test('an aborted migration reads as ABORTED with its reason and its audit, in md
   assert.deepEqual(r.ending, { phase: 'aborted', reason });
   assert.equal(r.verdict, 'red');
   assert.equal(r.phase, 'aborted');
-  assert.deepEqual(r.audit?.entries.map((e) => [e.action, e.note]), [['abort', reason]]);
+  assert.deepEqual(
+    r.audit?.entries.map((e) => [e.action, e.note]),
+    [['abort', reason]],
+  );
 
   const file = join(dir, 'aborted.html');
   const html = await backfill(['report', name, '--format', 'html', '-o', file], cli());
@@ -161,13 +169,23 @@ test('aborted mid-way (paused in backfilling, before any report was built): ABOR
   assert.doesNotMatch(md.stdout, /Nothing recorded yet|GREEN/);
   const r = JSON.parse((await backfill(['report', spec.name, '--format', 'json'], cli())).stdout) as Report;
   assert.deepEqual([r.ending, r.verdict], [{ phase: 'aborted', reason: 'stop it halfway' }, 'red']);
-  assert.deepEqual(r.audit?.entries.map((e) => e.action), ['abort']);
+  assert.deepEqual(
+    r.audit?.entries.map((e) => e.action),
+    ['abort'],
+  );
 });
 
 test('a failed migration (its source table does not exist) is named as failed, with the reason, by every command that steers it', async () => {
   const spec = itemsSpec('ended-failed', 'public.items_a');
-  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [{ ...spec, tables: [{ ...spec.tables[0], source: 'public.no_such_table' }] }] });
-  const failure = (await h.result().then(() => undefined, (e: unknown) => e)) as { cause?: { message?: string } } | undefined;
+  const h = await temporal.env.client.workflow.start(backfillMigration, {
+    taskQueue: TASK_QUEUE,
+    workflowId: spec.name,
+    args: [{ ...spec, tables: [{ ...spec.tables[0], source: 'public.no_such_table' }] }],
+  });
+  const failure = (await h.result().then(
+    () => undefined,
+    (e: unknown) => e,
+  )) as { cause?: { message?: string } } | undefined;
   const reason = failure?.cause?.message ?? '';
   assert.match(reason, /public\.no_such_table/);
   // The reason is several lines (the spec's problems): the sentence names the ending, the reason follows.
@@ -186,14 +204,21 @@ test('approve --digest wrong goes to the workflow: refused without the digest to
   assert.ok(!(refused.stdout + refused.stderr).includes(digest), 'the refusal shows the digest to approve');
 
   const audited = await eventually(
-    async () => (await pg.query('tgt', `SELECT action, actor, digest, detail->>'reason' AS reason FROM backfill.audit WHERE migration = $1 ORDER BY id`, [name])).rows,
+    async () =>
+      (await pg.query('tgt', `SELECT action, actor, digest, detail->>'reason' AS reason FROM backfill.audit WHERE migration = $1 ORDER BY id`, [name])).rows,
     (rows) => rows.length > 0,
   );
-  assert.deepEqual(audited.map((a) => [a.action, a.actor, a.digest]), [['approve-refused', 'ops', wrong]]);
+  assert.deepEqual(
+    audited.map((a) => [a.action, a.actor, a.digest]),
+    [['approve-refused', 'ops', wrong]],
+  );
   assert.match(audited[0].reason, /is not the evidence presented now/);
 
   // The report (the workflow's, still at the gate) carries the refused attempt.
-  const md = await eventually(() => backfill(['report', name], cli()), (m) => /approve-refused by ops/.test(m.stdout));
+  const md = await eventually(
+    () => backfill(['report', name], cli()),
+    (m) => /approve-refused by ops/.test(m.stdout),
+  );
   assert.equal(md.code, 0, md.stderr);
   assert.match(md.stdout, /- \S+ approve-refused by ops \(digest `f{32}`\): digest f{32} is not the evidence presented now/);
 
@@ -236,5 +261,8 @@ test('approve without --digest: off a terminal exits 2 asking for --digest or --
   const r = JSON.parse(done.stdout) as Report;
   assert.equal(r.ending, undefined);
   assert.equal(r.verdict, 'green');
-  assert.deepEqual(r.audit?.entries.map((e) => [e.action, e.actor]).filter(([a]) => a !== 'switch'), [['approve', 'ops']]);
+  assert.deepEqual(
+    r.audit?.entries.map((e) => [e.action, e.actor]).filter(([a]) => a !== 'switch'),
+    [['approve', 'ops']],
+  );
 });

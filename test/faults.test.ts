@@ -32,7 +32,7 @@ SELECT 2 * g, (g * 1.2345)::numeric(14,4), g / 1000.0, timestamptz '2024-05-01 0
 /** Each fault in its own range of 2000 keys: [2 + 2000 i, 2002 + 2000 i). */
 const FAULTS: { range: number; sql: string; kind: keyof RangeReport['keys']; key: string; column?: string }[] = [
   { range: 0, sql: 'DELETE FROM public.facts WHERE id = 150', kind: 'missing', key: '150' },
-  { range: 1, sql: 'INSERT INTO public.facts (id, status) VALUES (2501, \'new\')', kind: 'extra', key: '2501' },
+  { range: 1, sql: "INSERT INTO public.facts (id, status) VALUES (2501, 'new')", kind: 'extra', key: '2501' },
   { range: 2, sql: 'INSERT INTO public.facts SELECT * FROM public.facts WHERE id = 4100', kind: 'duplicates', key: '4100' },
   { range: 3, sql: 'UPDATE public.facts SET amount = amount + 0.0001 WHERE id = 6100', kind: 'changed', key: '6100', column: 'amount' },
   { range: 4, sql: 'UPDATE public.facts SET ratio = ratio + 1e-12 WHERE id = 8100', kind: 'changed', key: '8100', column: 'ratio' },
@@ -90,7 +90,11 @@ async function verifyFinds(name: string): Promise<void> {
   const report: Report = await h.query(reportQuery);
   const t = report.tables[0];
   const red = t.ranges.filter((r) => r.status !== 'verified');
-  assert.deepEqual(red.map((r) => r.index), FAULTS.map((f) => f.range), 'no false positives, no misses');
+  assert.deepEqual(
+    red.map((r) => r.index),
+    FAULTS.map((f) => f.range),
+    'no false positives, no misses',
+  );
   for (const f of FAULTS) {
     const r = red.find((x) => x.index === f.range)!;
     const found = (Object.keys(r.keys) as (keyof RangeReport['keys'])[]).flatMap((k) => r.keys[k].map((key) => `${k}:${key.join(',')}`));
@@ -122,7 +126,9 @@ async function verifyFinds(name: string): Promise<void> {
   assert.match(md.stdout, /Target keys outside every planned range \(sample\): \["-5"\], \["100001"\]/);
 
   // The ledger keeps every difference.
-  const ledger = await pg.query('tgt', `SELECT range_index, kind, key::text AS key FROM backfill.differences WHERE migration = $1 ORDER BY range_index`, [s.name]);
+  const ledger = await pg.query('tgt', `SELECT range_index, kind, key::text AS key FROM backfill.differences WHERE migration = $1 ORDER BY range_index`, [
+    s.name,
+  ]);
   assert.equal(ledger.rows.length, FAULTS.length);
   await h.signal('abort', { reason: 'seen' });
   assert.equal((await endingOf(h)).phase, 'aborted');

@@ -53,7 +53,13 @@ const tables = [
   { source: 'public.devices', target: 'public.devices', key: ['id'], chunk: { column: 'id', rows: 250 } },
   { source: 'public.tags', target: 'public.tags', key: ['slug'], chunk: { column: 'slug', rows: 200 } },
   { source: 'public.events', target: 'public.events', key: ['id'], chunk: { column: 'happened_at', interval: '1 day' } },
-  { source: 'public.prices', target: 'public.prices_v2', key: ['id'], transform: { amount_cents: 'round(amount * 100)::bigint' }, checks: { aggregates: [{ fn: 'sum', column: 'amount_cents' }] } },
+  {
+    source: 'public.prices',
+    target: 'public.prices_v2',
+    key: ['id'],
+    transform: { amount_cents: 'round(amount * 100)::bigint' },
+    checks: { aggregates: [{ fn: 'sum', column: 'amount_cents' }] },
+  },
 ];
 
 const rowText = async (db: string, sql: string) => (await pg.query(db, sql)).rows.map((r) => JSON.stringify(r)).join('\n');
@@ -61,7 +67,7 @@ const rowText = async (db: string, sql: string) => (await pg.query(db, sql)).row
 test('keys: composite, uuid, text, time-chunked and transformed tables copy and prove equal', async () => {
   const spec = specFor('keys-copy', tables, { taskQueue: TASK_QUEUE, concurrency: 3, cutover: { approval: 'auto' } });
   const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
-  const result = (await h.result());
+  const result = await h.result();
   assert.equal(result.phase, 'completed');
   const report: Report = await h.query(reportQuery);
   const byTable = Object.fromEntries(report.tables.map((t) => [t.source, t]));
@@ -79,7 +85,12 @@ test('keys: composite, uuid, text, time-chunked and transformed tables copy and 
     assert.equal(t.outside.count, '0', t.source);
   }
 
-  for (const [t, order] of [['regional', 'region, id'], ['devices', 'id'], ['tags', 'slug'], ['events', 'id']]) {
+  for (const [t, order] of [
+    ['regional', 'region, id'],
+    ['devices', 'id'],
+    ['tags', 'slug'],
+    ['events', 'id'],
+  ]) {
     const q = `SELECT * FROM public.${t} ORDER BY ${order}`;
     assert.equal(await rowText('tgt', q), await rowText('src', q), t);
   }
@@ -110,15 +121,34 @@ test('keys: one fault per table is located with its exact key, in verify mode', 
       .map((r) => ({ index: r.index, lo: r.lo, missing: r.keys.missing, changed: r.keys.changed, columns: r.changedColumns }));
   };
   const regional = found('public.regional');
-  assert.deepEqual(regional.flatMap((r) => r.changed), [["x'q", '7']]);
-  assert.deepEqual(regional.flatMap((r) => r.missing), [['Ap', '3']]);
+  assert.deepEqual(
+    regional.flatMap((r) => r.changed),
+    [["x'q", '7']],
+  );
+  assert.deepEqual(
+    regional.flatMap((r) => r.missing),
+    [['Ap', '3']],
+  );
   const devices = await pg.query('src', `SELECT md5('d700')::uuid::text AS id`);
-  assert.deepEqual(found('public.devices').flatMap((r) => r.changed), [[devices.rows[0].id]]);
-  assert.deepEqual(found('public.tags').flatMap((r) => r.changed), [["quote's"]]);
+  assert.deepEqual(
+    found('public.devices').flatMap((r) => r.changed),
+    [[devices.rows[0].id]],
+  );
+  assert.deepEqual(
+    found('public.tags').flatMap((r) => r.changed),
+    [["quote's"]],
+  );
   const events = found('public.events');
-  assert.deepEqual(events.map((r) => [r.index, r.lo, r.changed]), [[1, '2024-01-02 00:00:00+00', [['100001']]]], 'midnight belongs to the day it starts');
+  assert.deepEqual(
+    events.map((r) => [r.index, r.lo, r.changed]),
+    [[1, '2024-01-02 00:00:00+00', [['100001']]]],
+    'midnight belongs to the day it starts',
+  );
   const prices = found('public.prices');
-  assert.deepEqual(prices.map((r) => [r.changed, r.columns]), [[[['42']], { amount_cents: 1 }]]);
+  assert.deepEqual(
+    prices.map((r) => [r.changed, r.columns]),
+    [[[['42']], { amount_cents: 1 }]],
+  );
   const pricesTable = report.tables.find((x) => x.source === 'public.prices')!;
   assert.ok(pricesTable.totals.failedChecks.includes('sum(amount_cents)'));
   await h.signal('abort', { reason: 'done' });

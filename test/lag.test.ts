@@ -50,14 +50,18 @@ after(async () => {
 });
 
 const spec = (name: string, target: string, grace?: string) =>
-  specFor(name, { source: 'public.items', target: `public.${target}`, chunk: { column: 'id', size: 5000 } }, {
-    taskQueue: TASK_QUEUE,
-    mode: 'verify',
-    concurrency: 1,
-    retries: { rangeAttempts: 3 },
-    cutover: { approval: 'auto' },
-    ...(grace ? { verify: { lagGrace: grace } } : {}),
-  });
+  specFor(
+    name,
+    { source: 'public.items', target: `public.${target}`, chunk: { column: 'id', size: 5000 } },
+    {
+      taskQueue: TASK_QUEUE,
+      mode: 'verify',
+      concurrency: 1,
+      retries: { rangeAttempts: 3 },
+      cutover: { approval: 'auto' },
+      ...(grace ? { verify: { lagGrace: grace } } : {}),
+    },
+  );
 
 /** Each scheduled activity of the history: its type and the range it names, in order. */
 async function scheduled(h: WorkflowHandle): Promise<{ type: string; range?: number }[]> {
@@ -90,7 +94,14 @@ test('lag: the replica catches up within the grace; only the located keys are re
   assert.equal(report.verdict, 'green');
   assert.equal(t.rangeSummary.verified, 4);
   assert.equal(t.converged, 5, 'three missing rows, one value, one extra row caught up');
-  assert.deepEqual(t.ranges.filter((x) => x.converged).map((x) => [x.index, x.converged, x.attempts]), [[0, 3, 2], [1, 1, 2], [2, 1, 2]]);
+  assert.deepEqual(
+    t.ranges.filter((x) => x.converged).map((x) => [x.index, x.converged, x.attempts]),
+    [
+      [0, 3, 2],
+      [1, 1, 2],
+      [2, 1, 2],
+    ],
+  );
   assert.match(renderMarkdown(report), /5 key\(s\) differed at first and matched when read again after the lag grace/);
 
   const acts = await scheduled(h);
@@ -99,7 +110,10 @@ test('lag: the replica catches up within the grace; only the located keys are re
     const mine = acts.filter((a) => a.range === i).map((a) => a.type);
     assert.deepEqual(mine, ['verifyRange', 'locateRange', 'recheckRange', 'verifyRange'], `range ${i}`);
   }
-  assert.deepEqual(acts.filter((a) => a.range === 3).map((a) => a.type), ['verifyRange']);
+  assert.deepEqual(
+    acts.filter((a) => a.range === 3).map((a) => a.type),
+    ['verifyRange'],
+  );
   // With one slot, ranges 1 to 3 were measured while range 0 waited out its grace: no slot was held.
   const at = (type: string, range: number) => acts.findIndex((a) => a.type === type && a.range === range);
   assert.ok(at('verifyRange', 3) < at('recheckRange', 0), JSON.stringify(acts));
@@ -114,15 +128,26 @@ test('lag: keys that stay different after the looks are the verdict, with the co
   assert.equal(p.phase, 'needs_attention', JSON.stringify(p));
   const report: Report = await h.query(reportQuery);
   const red = report.tables[0].ranges.filter((r) => r.status !== 'verified');
-  assert.deepEqual(red.map((r) => r.index), [1, 2]);
+  assert.deepEqual(
+    red.map((r) => r.index),
+    [1, 2],
+  );
   assert.deepEqual(red[0].keys.changed, [['5001']]);
   assert.deepEqual(red[0].changedColumns, { v: 1 });
   assert.deepEqual(red[1].keys.extra, [['15000']]);
   // Measured once, then read again twice (the grace, then twice the grace): three looks.
-  assert.deepEqual(red.map((r) => r.attempts), [3, 3]);
+  assert.deepEqual(
+    red.map((r) => r.attempts),
+    [3, 3],
+  );
   assert.equal(report.tables[0].converged, undefined, 'nothing converged');
-  const ledger = await pg.query('tgt', `SELECT range_index, kind, key::text AS key FROM backfill.differences WHERE migration = $1 ORDER BY range_index`, [s.name]);
-  assert.deepEqual(ledger.rows.map((x) => `${x.range_index}:${x.kind}:${x.key}`), ['1:changed:["5001"]', '2:extra:["15000"]']);
+  const ledger = await pg.query('tgt', `SELECT range_index, kind, key::text AS key FROM backfill.differences WHERE migration = $1 ORDER BY range_index`, [
+    s.name,
+  ]);
+  assert.deepEqual(
+    ledger.rows.map((x) => `${x.range_index}:${x.kind}:${x.key}`),
+    ['1:changed:["5001"]', '2:extra:["15000"]'],
+  );
   await h.signal('abort', { reason: 'seen' });
   assert.equal((await endingOf(h)).phase, 'aborted');
 });
@@ -134,7 +159,14 @@ test('lag: without a grace (the default) a range that differs is located at once
   assert.equal(p.phase, 'needs_attention');
   const report: Report = await h.query(reportQuery);
   const red = report.tables[0].ranges.filter((r) => r.status !== 'verified');
-  assert.deepEqual(red.map((r) => [r.index, r.attempts, r.missing, r.changed, r.extra]), [[0, 1, 3, 0, 0], [1, 1, 0, 1, 0], [2, 1, 0, 0, 1]]);
+  assert.deepEqual(
+    red.map((r) => [r.index, r.attempts, r.missing, r.changed, r.extra]),
+    [
+      [0, 1, 3, 0, 0],
+      [1, 1, 0, 1, 0],
+      [2, 1, 0, 0, 1],
+    ],
+  );
   const acts = await scheduled(h);
   assert.equal(acts.filter((a) => a.type === 'recheckRange').length, 0);
   assert.equal(acts.filter((a) => a.type === 'verifyRange').length, 4, 'each range measured once');

@@ -69,7 +69,13 @@ async function scrapeUntil(ok: (s: Scrape) => boolean, what: string, ms = 15_000
   const end = Date.now() + ms;
   let last = await scrape();
   while (!ok(last)) {
-    if (Date.now() > end) throw new Error(`the scrape never showed ${what}:\n${last.text.split('\n').filter((l) => l.startsWith('backfill_')).join('\n')}`);
+    if (Date.now() > end)
+      throw new Error(
+        `the scrape never showed ${what}:\n${last.text
+          .split('\n')
+          .filter((l) => l.startsWith('backfill_'))
+          .join('\n')}`,
+      );
     await sleep(200);
     last = await scrape();
   }
@@ -110,7 +116,11 @@ after(async () => {
 });
 
 const migration = (name: string, table: string, over: Record<string, unknown> = {}) =>
-  specFor(name, { source: `public.${table}`, target: `public.${table}`, chunk: { column: 'id', size: CHUNK }, ...over }, { taskQueue: TASK_QUEUE, concurrency: 2, cutover: { approval: 'auto' } });
+  specFor(
+    name,
+    { source: `public.${table}`, target: `public.${table}`, chunk: { column: 'id', size: CHUNK }, ...over },
+    { taskQueue: TASK_QUEUE, concurrency: 2, cutover: { approval: 'auto' } },
+  );
 
 function assertPhase(s: Scrape, name: string, phase: (typeof PHASES)[number]): void {
   for (const p of PHASES) assert.equal(total(s, METRICS.phase.name, { migration: name, phase: p }), p === phase ? 1 : 0, `${METRICS.phase.name}{phase="${p}"}`);
@@ -118,7 +128,8 @@ function assertPhase(s: Scrape, name: string, phase: (typeof PHASES)[number]): v
 }
 
 function assertRanges(s: Scrape, name: string, table: string, want: Record<(typeof RANGE_STATUSES)[number], number>): void {
-  for (const status of RANGE_STATUSES) assert.equal(total(s, METRICS.ranges.name, { migration: name, table, status }), want[status], `${METRICS.ranges.name}{status="${status}"}`);
+  for (const status of RANGE_STATUSES)
+    assert.equal(total(s, METRICS.ranges.name, { migration: name, table, status }), want[status], `${METRICS.ranges.name}{status="${status}"}`);
 }
 
 /** A run without a failure: no activity attempt failed, none was retried (the counters are absent or 0). */
@@ -138,7 +149,7 @@ test('a static migration: rows copied and verified equal the table, every planne
   const name = 'orders-metrics';
   const started = Date.now();
   const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: name, args: [migration(name, 'orders')] });
-  const result = (await h.result());
+  const result = await h.result();
   assert.equal(result.phase, 'completed', JSON.stringify(result));
   const seconds = (Date.now() - started) / 1000;
 
@@ -188,7 +199,11 @@ test('a static migration: rows copied and verified equal the table, every planne
 
 test('a live migration: the gauges match the progress query while paused, and catch-up applies what was written meanwhile', async () => {
   const name = 'events-metrics';
-  const spec = { ...migration(name, 'events', { delta: { column: 'updated_at', overlap: '1 second' } }), concurrency: 1, catchUp: { interval: '1 second', remaining: 100 } };
+  const spec = {
+    ...migration(name, 'events', { delta: { column: 'updated_at', overlap: '1 second' } }),
+    concurrency: 1,
+    catchUp: { interval: '1 second', remaining: 100 },
+  };
   const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: name, args: [spec] });
   // Paused after its first ranges: what is copied by then is stale once every source row is updated.
   let p: Progress | undefined;
@@ -206,7 +221,9 @@ test('a live migration: the gauges match the progress query while paused, and ca
   assert.ok(r.verified < RANGES, 'paused before the last range');
 
   const mid = await scrapeUntil(
-    (x) => total(x, METRICS.ranges.name, { migration: name, status: 'verified' }) === r.verified && total(x, METRICS.ranges.name, { migration: name, status: 'in_flight' }) === 0,
+    (x) =>
+      total(x, METRICS.ranges.name, { migration: name, status: 'verified' }) === r.verified &&
+      total(x, METRICS.ranges.name, { migration: name, status: 'in_flight' }) === 0,
     `${r.verified} verified ranges`,
   );
   assertPhase(mid, name, 'backfilling');
@@ -216,7 +233,7 @@ test('a live migration: the gauges match the progress query while paused, and ca
 
   await db.query('src', `UPDATE public.events SET amount = amount + 1, updated_at = now()`);
   await h.signal(resumeSignal);
-  const result = (await h.result());
+  const result = await h.result();
   assert.equal(result.phase, 'completed', JSON.stringify(result));
   const end = await h.query(progressQuery);
 
@@ -280,7 +297,7 @@ test('naming: the convention check flags a name or label that breaks it', () => 
   for (const [change, problem] of bad) assert.match(namingProblems({ ...ok, ...change }, SDK_LABELS.activity).join('\n'), problem, JSON.stringify(change));
 });
 
-test('error_type: the failure\'s type, the timeout or shutdown that cut an attempt short; an attempt cancelled on purpose is no failure', () => {
+test("error_type: the failure's type, the timeout or shutdown that cut an attempt short; an attempt cancelled on purpose is no failure", () => {
   const db = ApplicationFailure.create({ type: 'PG40001', message: 'could not serialize access' });
   assert.equal(errorTypeOf(db, undefined), 'PG40001');
   assert.equal(errorTypeOf(new TypeError('x is undefined'), undefined), 'TypeError');
@@ -289,7 +306,8 @@ test('error_type: the failure\'s type, the timeout or shutdown that cut an attem
   const cancelled = (o: ConstructorParameters<typeof ActivityCancellationDetails>[0]) => new ActivityCancellationDetails(o);
   assert.equal(errorTypeOf(new CancelledFailure('TIMED_OUT'), cancelled({ timedOut: true })), 'TimedOut');
   assert.equal(errorTypeOf(new CancelledFailure('WORKER_SHUTDOWN'), cancelled({ workerShutdown: true })), 'WorkerShutdown');
-  for (const why of ['cancelRequested', 'paused', 'reset'] as const) assert.equal(errorTypeOf(new CancelledFailure(why), cancelled({ [why]: true })), undefined, why);
+  for (const why of ['cancelRequested', 'paused', 'reset'] as const)
+    assert.equal(errorTypeOf(new CancelledFailure(why), cancelled({ [why]: true })), undefined, why);
 });
 
 test('every metric of the catalog follows Prometheus naming and is exported with its type and exactly its labels, named as the SDK names its own; the dashboard queries only exported metrics; no secret is in a label', async () => {
@@ -309,9 +327,20 @@ test('every metric of the catalog follows Prometheus naming and is exported with
     if (x.name.startsWith('backfill_')) assert.ok(ours.has(x.name.replace(/_(bucket|sum|count)$/, '')), `${x.name} is not in the catalog`);
   }
   // The SDK's own metrics carry the labels ours share with them.
-  assert.deepEqual(Object.keys(select(s, 'temporal_workflow_completed')[0].labels).filter((l) => (SDK_LABELS.workflow as readonly string[]).includes(l)).sort(), [...SDK_LABELS.workflow].sort());
-  assert.deepEqual(Object.keys(select(s, 'temporal_activity_execution_latency_count')[0].labels).filter((l) => (SDK_LABELS.activity as readonly string[]).includes(l)).sort(), [...SDK_LABELS.activity].sort());
-  for (const q of dashboardQueries()) for (const n of metricNamesIn(q.expr)) assert.ok(s.types.has(n), `dashboard panel "${q.panel}" queries ${n}, which the worker does not export`);
+  assert.deepEqual(
+    Object.keys(select(s, 'temporal_workflow_completed')[0].labels)
+      .filter((l) => (SDK_LABELS.workflow as readonly string[]).includes(l))
+      .sort(),
+    [...SDK_LABELS.workflow].sort(),
+  );
+  assert.deepEqual(
+    Object.keys(select(s, 'temporal_activity_execution_latency_count')[0].labels)
+      .filter((l) => (SDK_LABELS.activity as readonly string[]).includes(l))
+      .sort(),
+    [...SDK_LABELS.activity].sort(),
+  );
+  for (const q of dashboardQueries())
+    for (const n of metricNamesIn(q.expr)) assert.ok(s.types.has(n), `dashboard panel "${q.panel}" queries ${n}, which the worker does not export`);
   for (const alias of ['src', 'tgt']) {
     const url = process.env[envNameForAlias(alias)]!;
     assert.ok(!s.text.includes(url) && !s.text.includes(new URL(url).password || '\u0000'), 'a connection string in the metrics');
@@ -325,7 +354,8 @@ test('BACKFILL_METRICS_ADDRESS: host:port, a bare :port binds every interface; a
   assert.equal(metricsAddress({ [METRICS_ADDRESS_ENV]: '0.0.0.0:9464' }), '0.0.0.0:9464');
   assert.equal(metricsAddress({ [METRICS_ADDRESS_ENV]: ':9464' }), '0.0.0.0:9464');
   assert.equal(metricsAddress({ [METRICS_ADDRESS_ENV]: '[::]:9464' }), '[::]:9464');
-  for (const bad of ['9464', 'localhost', 'host:0', 'host:65536', 'http://host:9464']) assert.throws(() => metricsAddress({ [METRICS_ADDRESS_ENV]: bad }), /must be host:port/, bad);
+  for (const bad of ['9464', 'localhost', 'host:0', 'host:65536', 'http://host:9464'])
+    assert.throws(() => metricsAddress({ [METRICS_ADDRESS_ENV]: bad }), /must be host:port/, bad);
   process.env[METRICS_ADDRESS_ENV] = 'nowhere';
   try {
     await assert.rejects(spawnWorker(temporal.address, 'metrics-bad'), /backfill worker exited: .*BACKFILL_METRICS_ADDRESS must be host:port/s);

@@ -20,7 +20,11 @@ test('names: display quotes what is not plain lower case, and reads back as the 
   assert.equal(showTableName('public', 'orders'), 'public.orders');
   assert.equal(showTableName('public', 'User'), 'public."User"');
   assert.equal(showTableName('Odd .Schema', 'Order "Items"'), '"Odd .Schema"."Order ""Items"""');
-  for (const [schema, table] of [['public', 'User'], ['Odd .Schema', 'Order "Items"'], ['s', 'ünï']]) {
+  for (const [schema, table] of [
+    ['public', 'User'],
+    ['Odd .Schema', 'Order "Items"'],
+    ['s', 'ünï'],
+  ]) {
     const back = parseTableRef(showTableName(schema, table))!;
     assert.equal(back.schema!.name, schema);
     assert.equal(back.table.name, table);

@@ -79,7 +79,11 @@ after(async () => {
 });
 
 function start(name: string, target: string): Promise<WorkflowHandleWithFirstExecutionRunId> {
-  const spec = specFor(name, { source: 'public.orders', target, chunk: { column: 'id', size: CHUNK } }, { taskQueue: TASK_QUEUE, mode: 'copy', concurrency: 2, cutover: { approval: 'auto' } });
+  const spec = specFor(
+    name,
+    { source: 'public.orders', target, chunk: { column: 'id', size: CHUNK } },
+    { taskQueue: TASK_QUEUE, mode: 'copy', concurrency: 2, cutover: { approval: 'auto' } },
+  );
   return temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: name, args: [spec] });
 }
 
@@ -178,7 +182,10 @@ test('every connection reset (RST) again and again mid-backfill: activities retr
   await assertComplete(h, 'public.orders_resets');
   assert.ok(src.stats().accepted + tgt.stats().accepted > accepted, 'no new connection after the resets');
   const retried = await retries(h);
-  assert.ok(retried.some((r) => /ECONNRESET|Connection terminated|reset/i.test(r)), `no attempt retried after a reset: ${JSON.stringify(retried)}`);
+  assert.ok(
+    retried.some((r) => /ECONNRESET|Connection terminated|reset/i.test(r)),
+    `no attempt retried after a reset: ${JSON.stringify(retried)}`,
+  );
 });
 
 test('a blackhole longer than the stall guard mid-backfill: silent connections are given up while it lasts, none hangs', { timeout: 120_000 }, async () => {
@@ -236,7 +243,10 @@ test('a blackhole longer than the stall guard mid-backfill: silent connections a
   assert.ok(noticed < BLACKHOLE_MS + CONNECT_TIMEOUT_MS + 3000, `half-open connections were held for ${noticed} ms`);
   await assertComplete(h, 'public.orders_blackhole');
   const retried = await retries(h);
-  assert.ok(retried.some((r) => /stalled|presumed dead|timeout/i.test(r)), `no attempt retried after the blackhole: ${JSON.stringify(retried)}`);
+  assert.ok(
+    retried.some((r) => /stalled|presumed dead|timeout/i.test(r)),
+    `no attempt retried after the blackhole: ${JSON.stringify(retried)}`,
+  );
 });
 
 test('connections cut by a byte cap mid-COPY: the cut ranges are copied again, nothing half-written', { timeout: 120_000 }, async () => {
@@ -251,5 +261,8 @@ test('connections cut by a byte cap mid-COPY: the cut ranges are copied again, n
   assert.ok(src.stats().capped >= 1, 'no connection was cut by the byte cap');
   await assertComplete(h, 'public.orders_capped');
   const retried = await retries(h);
-  assert.ok(retried.some((r) => /ECONNRESET|Connection terminated|reset/i.test(r)), `no attempt retried after a cut: ${JSON.stringify(retried)}`);
+  assert.ok(
+    retried.some((r) => /ECONNRESET|Connection terminated|reset/i.test(r)),
+    `no attempt retried after a cut: ${JSON.stringify(retried)}`,
+  );
 });

@@ -62,7 +62,15 @@ test('package: a name of its own, one bin named backfill (so `npx <name>` runs i
 
 test('package: the tarball holds what a user runs (bin, the built code, the workflow bundle, README) and nothing of the build or tests', () => {
   const paths = packed.files.map((f) => f.path);
-  for (const p of ['package.json', 'README.md', 'bin/backfill.js', 'dist/src/cli/main.js', 'dist/src/worker.js', 'dist/src/workflows/index.js', 'dist/workflow-bundle.js']) {
+  for (const p of [
+    'package.json',
+    'README.md',
+    'bin/backfill.js',
+    'dist/src/cli/main.js',
+    'dist/src/worker.js',
+    'dist/src/workflows/index.js',
+    'dist/workflow-bundle.js',
+  ]) {
     assert.ok(paths.includes(p), `the tarball lacks ${p}`);
   }
   const stray = paths.filter((p) => /^(src|test|scripts|dist\/test|dist\/scripts|node_modules|docs)\//.test(p) || p.endsWith('.ts'));
@@ -97,9 +105,13 @@ test('package: installed outside the checkout, `backfill --help` and `backfill v
   assert.equal(valid.code, 0, valid.stderr);
   assert.match(valid.stdout, /the spec is valid/);
 
-  const source = await run(process.execPath, ['-e', `process.stdout.write(JSON.stringify(require(${JSON.stringify(join(pkgDir, 'dist', 'src', 'worker.js'))}).workflowSource()))`], {
-    NODE_PATH: join(ROOT, 'node_modules'),
-  });
+  const source = await run(
+    process.execPath,
+    ['-e', `process.stdout.write(JSON.stringify(require(${JSON.stringify(join(pkgDir, 'dist', 'src', 'worker.js'))}).workflowSource()))`],
+    {
+      NODE_PATH: join(ROOT, 'node_modules'),
+    },
+  );
   assert.equal(source.code, 0, source.stderr);
   assert.deepEqual(JSON.parse(source.stdout), { workflowBundle: { codePath: join(pkgDir, 'dist', 'workflow-bundle.js') } });
 });

@@ -44,7 +44,8 @@ before(async () => {
       // peeker may read two of the three columns.
       await db.query('src', 'GRANT SELECT (id, amount) ON public.orders TO peeker');
       for (const t of ['orders_v2', 'orders_nc', 'orders_peek', 'orders_look']) await db.query('tgt', `CREATE TABLE public.${t} (${ORDERS_V2})`);
-      const writer = (r: string, t: string) => `GRANT SELECT, INSERT, DELETE ON public.${t} TO ${r}; GRANT SELECT, UPDATE ON SEQUENCE public.${t}_id_seq TO ${r}`;
+      const writer = (r: string, t: string) =>
+        `GRANT SELECT, INSERT, DELETE ON public.${t} TO ${r}; GRANT SELECT, UPDATE ON SEQUENCE public.${t}_id_seq TO ${r}`;
       await db.query('tgt', writer('mover', 'orders_v2'));
       await db.query('tgt', 'GRANT CREATE ON DATABASE tgt TO mover');
       await db.query('tgt', writer('nocreate', 'orders_nc'));
@@ -58,7 +59,10 @@ before(async () => {
       for (const s of ['backfill', 'public']) await db.query('tgtb', `CREATE TABLE ${s}.orders_v2 (${ORDERS_V2})`);
       // As if the role had made it with an unqualified name: in its own schema, and its own.
       await db.query('tgtb', 'ALTER TABLE backfill.orders_v2 OWNER TO backfill');
-      await db.query('tgtb', `GRANT SELECT, INSERT, DELETE ON public.orders_v2 TO backfill; GRANT SELECT, UPDATE ON SEQUENCE public.orders_v2_id_seq TO backfill`);
+      await db.query(
+        'tgtb',
+        `GRANT SELECT, INSERT, DELETE ON public.orders_v2 TO backfill; GRANT SELECT, UPDATE ON SEQUENCE public.orders_v2_id_seq TO backfill`,
+      );
       // A target table with a foreign key, owned by another role.
       await db.query('src', 'CREATE TABLE public.lines (id bigint PRIMARY KEY, order_id bigint NOT NULL)');
       await db.query('src', 'INSERT INTO public.lines SELECT g, g FROM generate_series(1, 300) g; GRANT SELECT ON public.lines TO keeper');
@@ -71,8 +75,14 @@ before(async () => {
       await db.query('src', 'INSERT INTO public.events (id) SELECT generate_series(1, 100); GRANT SELECT ON public.events TO mover');
       await db.query('tgt', 'GRANT SELECT, INSERT, DELETE ON public.events TO mover');
       // A source table whose row-level security hides rows from looker.
-      await db.query('src', 'CREATE TABLE public.secrets (id bigint PRIMARY KEY, v text); INSERT INTO public.secrets SELECT g, g::text FROM generate_series(1, 100) g');
-      await db.query('src', 'ALTER TABLE public.secrets ENABLE ROW LEVEL SECURITY; CREATE POLICY few ON public.secrets USING (id <= 10); GRANT SELECT ON public.secrets TO looker');
+      await db.query(
+        'src',
+        'CREATE TABLE public.secrets (id bigint PRIMARY KEY, v text); INSERT INTO public.secrets SELECT g, g::text FROM generate_series(1, 100) g',
+      );
+      await db.query(
+        'src',
+        'ALTER TABLE public.secrets ENABLE ROW LEVEL SECURITY; CREATE POLICY few ON public.secrets USING (id <= 10); GRANT SELECT ON public.secrets TO looker',
+      );
       await db.query('tgt', 'CREATE TABLE public.secrets (id bigint PRIMARY KEY, v text); GRANT SELECT ON public.secrets TO looker');
     },
     { aliases: DATABASES },
@@ -88,11 +98,15 @@ after(async () => {
 
 /** A spec for `role`: source and target (and control, when given) connect as it. */
 function specDoc(name: string, role: string, table: Record<string, unknown>, over: Record<string, unknown> = {}) {
-  return specFor(name, { source: 'public.orders', target: 'public.orders_v2', chunk: { column: 'id', size: 500 }, ...table }, {
-    source: aliasOf('src', role),
-    target: aliasOf('tgt', role),
-    ...over,
-  });
+  return specFor(
+    name,
+    { source: 'public.orders', target: 'public.orders_v2', chunk: { column: 'id', size: 500 }, ...table },
+    {
+      source: aliasOf('src', role),
+      target: aliasOf('tgt', role),
+      ...over,
+    },
+  );
 }
 
 function file(name: string, doc: unknown): string {
@@ -157,7 +171,10 @@ test('privileges: a role that may not read a source column is refused with that 
   // A filter that reads the column is run once, and says what it may not read.
   const filtered = await validate('peek-where', specDoc('peek-where', 'peeker', { target: 'public.orders_peek', omit: ['note'], where: "note <> 'x'" }));
   assert.equal(filtered.code, 2, filtered.stdout + filtered.stderr);
-  assert.match(filtered.stderr, /tables\[0\]\.where or \.transform: the source role may not run the source query: permission denied for table orders \(a column, table or function the expression reads/);
+  assert.match(
+    filtered.stderr,
+    /tables\[0\]\.where or \.transform: the source role may not run the source query: permission denied for table orders \(a column, table or function the expression reads/,
+  );
   assert.equal(await count('tgt', 'SELECT count(*) AS n FROM public.orders_peek'), 0);
 });
 
@@ -181,7 +198,10 @@ test('privileges: a role that may only read the target is refused in copy mode (
   // Verify mode writes no row of the target.
   const v = await validate('look-verify', { ...doc, name: 'look-verify', mode: 'verify' });
   assert.equal(v.code, 0, v.stdout + v.stderr);
-  assert.match(v.stdout, /target: role looker on connection "tgt_looker": USAGE on schema public; SELECT on public\.orders_look; no row-level security on public\.orders_look; SELECT, UPDATE on sequence public\.orders_look_id_seq/);
+  assert.match(
+    v.stdout,
+    /target: role looker on connection "tgt_looker": USAGE on schema public; SELECT on public\.orders_look; no row-level security on public\.orders_look; SELECT, UPDATE on sequence public\.orders_look_id_seq/,
+  );
 });
 
 test('privileges: a role named backfill finds an unqualified target in the ledger schema; refused with the schema-qualified name, which then passes', async () => {
@@ -204,15 +224,27 @@ test('privileges: a non-superuser with exactly the documented rights passes; val
   const doc = specDoc('mover', 'mover', { source: 'orders' }, { cutover: { switch: { connection: aliasOf('tgt', 'mover'), sql: 'SELECT 1' } } });
   const r = await validate('mover', doc);
   assert.equal(r.code, 0, r.stdout + r.stderr);
-  assert.match(r.stdout, /the tables, as the databases resolve their names:\n {2}public\.orders → public\.orders_v2 \(orders found through the search path\)\n/);
+  assert.match(
+    r.stdout,
+    /the tables, as the databases resolve their names:\n {2}public\.orders → public\.orders_v2 \(orders found through the search path\)\n/,
+  );
   assert.match(
     r.stdout,
     /privileges: checked for role mover on source \(connection "src_mover"\), role mover on target \(connection "tgt_mover"\), role mover on control \(connection "tgt_mover"\);/,
   );
-  assert.match(r.stdout, /\n {2}source: role mover on connection "src_mover": USAGE on schema public; SELECT on public\.orders; no row-level security on public\.orders\n/);
-  assert.match(r.stdout, /\n {2}target: role mover on connection "tgt_mover": USAGE on schema public; SELECT on public\.orders_v2; INSERT on public\.orders_v2; DELETE on public\.orders_v2; no row-level security on public\.orders_v2; SELECT, UPDATE on sequence public\.orders_v2_id_seq\n/);
+  assert.match(
+    r.stdout,
+    /\n {2}source: role mover on connection "src_mover": USAGE on schema public; SELECT on public\.orders; no row-level security on public\.orders\n/,
+  );
+  assert.match(
+    r.stdout,
+    /\n {2}target: role mover on connection "tgt_mover": USAGE on schema public; SELECT on public\.orders_v2; INSERT on public\.orders_v2; DELETE on public\.orders_v2; no row-level security on public\.orders_v2; SELECT, UPDATE on sequence public\.orders_v2_id_seq\n/,
+  );
   assert.match(r.stdout, /\n {2}control: role mover on connection "tgt_mover": CREATE on database tgt\n/);
-  assert.match(r.stdout, /not checked:\n {2}cutover\.switch: the rights its own SQL needs on connection "tgt_mover" \(role mover\) are not known before it runs\n/);
+  assert.match(
+    r.stdout,
+    /not checked:\n {2}cutover\.switch: the rights its own SQL needs on connection "tgt_mover" \(role mover\) are not known before it runs\n/,
+  );
 
   // What validate asked for is what the migration's statements need: planning, every range, the
   // whole-table check, the report, the sequences and the switch all run as this role.
@@ -239,7 +271,7 @@ test('privileges: row-level security that hides source rows from the role is ref
   assert.ok(
     r.stderr.includes(
       'tables[0].source: role looker on connection "src_looker" is subject to row-level security on public.secrets, which hides rows from it ' +
-        '(rows its policies hide would be neither copied nor compared, and both sides would still agree); fix: ALTER ROLE looker BYPASSRLS (or connect as the table\'s owner, postgres)',
+        "(rows its policies hide would be neither copied nor compared, and both sides would still agree); fix: ALTER ROLE looker BYPASSRLS (or connect as the table's owner, postgres)",
     ),
     r.stderr,
   );
@@ -249,9 +281,20 @@ test('privileges: foreign keys on the target need their table owned and the refe
   const doc = specDoc('keeper', 'keeper', { source: 'public.lines', target: 'public.lines' }, { control: aliasOf('ctlk', 'keeper') });
   const r = await validate('keeper', doc);
   assert.equal(r.code, 2, r.stdout + r.stderr);
-  const why = '(planning sets aside the foreign key lines_order_id_fkey of public.lines (drops it, kept in the ledger) and re-creates it once the data is proven)';
-  assert.ok(r.stderr.includes(`target: role keeper on connection "tgt_keeper" does not own public.lines ${why}; fix: ALTER TABLE public.lines OWNER TO keeper (its owner now: postgres)`), r.stderr);
-  assert.ok(r.stderr.includes(`target: role keeper on connection "tgt_keeper" has no REFERENCES on column "id" of public.parents ${why}; fix: GRANT REFERENCES ("id") ON public.parents TO keeper`), r.stderr);
+  const why =
+    '(planning sets aside the foreign key lines_order_id_fkey of public.lines (drops it, kept in the ledger) and re-creates it once the data is proven)';
+  assert.ok(
+    r.stderr.includes(
+      `target: role keeper on connection "tgt_keeper" does not own public.lines ${why}; fix: ALTER TABLE public.lines OWNER TO keeper (its owner now: postgres)`,
+    ),
+    r.stderr,
+  );
+  assert.ok(
+    r.stderr.includes(
+      `target: role keeper on connection "tgt_keeper" has no REFERENCES on column "id" of public.parents ${why}; fix: GRANT REFERENCES ("id") ON public.parents TO keeper`,
+    ),
+    r.stderr,
+  );
   assert.ok((await planningRefusal(doc)).includes('does not own public.lines'));
   assert.equal(await count('tgt', `SELECT count(*) AS n FROM pg_constraint WHERE conname = 'lines_order_id_fkey'`), 1, 'nothing set aside');
 
@@ -263,9 +306,16 @@ test('privileges: foreign keys on the target need their table owned and the refe
   const { plans } = await planMigration({ migration: spec.name, spec });
   assert.deepEqual(plans[0].setAside, ['lines_order_id_fkey']);
   for (let i = 0; i < plans[0].rangeCount; i++)
-    assert.equal((await copyRange({ migration: spec.name, spec, table: spec.tables[0], tableIndex: 0, plan: plans[0], rangeIndex: i, attempt: 1, finalAttempt: true })).status, 'verified');
+    assert.equal(
+      (await copyRange({ migration: spec.name, spec, table: spec.tables[0], tableIndex: 0, plan: plans[0], rangeIndex: i, attempt: 1, finalAttempt: true }))
+        .status,
+      'verified',
+    );
   const restored = await restoreConstraints({ spec, migration: spec.name });
-  assert.deepEqual(restored.map((c) => [c.name, c.valid]), [['lines_order_id_fkey', true]]);
+  assert.deepEqual(
+    restored.map((c) => [c.name, c.valid]),
+    [['lines_order_id_fkey', true]],
+  );
 });
 
 test('privileges: catch-up by a change column needs a source role that sees other sessions (pg_read_all_stats); granted, it passes', async () => {

@@ -92,134 +92,142 @@ const painted = (page: Page) => page.evaluate(() => new Promise<void>((r) => req
 
 const noStackTrace = (s: string) => assert.doesNotMatch(s, /\n\s+at .+:\d+:\d+|\.ts:\d+|dist\/src/, s);
 
-test('a real red migration: the page shows the verdict, the red range, its located key and rerun, the audit; the ledger keeps what it renders', { skip }, async () => {
-  const name = 'accounts-html';
-  const spec = specFor(
-    name,
-    { source: 'public.accounts', target: 'public.accounts_v2', chunk: { column: 'id', size: 5000 } },
-    { taskQueue: TASK_QUEUE, concurrency: 2, retries: { rangeAttempts: 2 }, cutover: { approval: 'required', approvers: ['ops'] } },
-  );
-  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: name, args: [spec] });
-  assert.equal((await waitForPhase(h, ['needs_attention', 'awaiting_approval', 'failed'])).phase, 'needs_attention');
-  // An approval while red is refused; the worker records the refusal in the ledger's audit.
-  await assert.rejects(h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'ops', digest: 'not-this' }] }));
-  // The worker tells the workflow once it is in the ledger: the report shows it from then on.
-  for (let i = 0; i < 100 && !(await h.query<Report>(reportQuery)).audit?.entries.length; i++) await new Promise((r) => setTimeout(r, 100));
+test(
+  'a real red migration: the page shows the verdict, the red range, its located key and rerun, the audit; the ledger keeps what it renders',
+  { skip },
+  async () => {
+    const name = 'accounts-html';
+    const spec = specFor(
+      name,
+      { source: 'public.accounts', target: 'public.accounts_v2', chunk: { column: 'id', size: 5000 } },
+      { taskQueue: TASK_QUEUE, concurrency: 2, retries: { rangeAttempts: 2 }, cutover: { approval: 'required', approvers: ['ops'] } },
+    );
+    const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: name, args: [spec] });
+    assert.equal((await waitForPhase(h, ['needs_attention', 'awaiting_approval', 'failed'])).phase, 'needs_attention');
+    // An approval while red is refused; the worker records the refusal in the ledger's audit.
+    await assert.rejects(h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'ops', digest: 'not-this' }] }));
+    // The worker tells the workflow once it is in the ledger: the report shows it from then on.
+    for (let i = 0; i < 100 && !(await h.query<Report>(reportQuery)).audit?.entries.length; i++) await new Promise((r) => setTimeout(r, 100));
 
-  const env = { TEMPORAL_ADDRESS: temporal.address };
-  const file = join(dir, 'red.html');
-  const cli = await backfill(['report', name, '--format', 'html', '-o', file], env);
-  assert.equal(cli.code, 1, `a red report exits 1: ${cli.stderr}`);
-  assert.match(cli.stderr, /wrote the report of accounts-html \(RED\) to /);
-  assert.equal(cli.stdout, '');
-  const html = readFileSync(file, 'utf8');
-  const toStdout = await backfill(['report', name, '--format', 'html'], env);
-  assert.equal(toStdout.stdout, html, 'the same report renders the same page, to a file or to standard output');
+    const env = { TEMPORAL_ADDRESS: temporal.address };
+    const file = join(dir, 'red.html');
+    const cli = await backfill(['report', name, '--format', 'html', '-o', file], env);
+    assert.equal(cli.code, 1, `a red report exits 1: ${cli.stderr}`);
+    assert.match(cli.stderr, /wrote the report of accounts-html \(RED\) to /);
+    assert.equal(cli.stdout, '');
+    const html = readFileSync(file, 'utf8');
+    const toStdout = await backfill(['report', name, '--format', 'html'], env);
+    assert.equal(toStdout.stdout, html, 'the same report renders the same page, to a file or to standard output');
 
-  const page = await open(file);
-  assert.equal(await page.title(), 'backfill accounts-html: RED');
-  const verdict = page.locator('#verdict .verdict-word');
-  assert.ok(await verdict.isVisible());
-  assert.equal(await verdict.innerText(), 'RED');
-  assertColour(await colourAt(page, '#verdict'), '#b71c1c', 'the verdict banner');
-  const q: Report = await h.query(reportQuery);
-  assert.equal(await page.locator('#digest').innerText(), q.digest);
+    const page = await open(file);
+    assert.equal(await page.title(), 'backfill accounts-html: RED');
+    const verdict = page.locator('#verdict .verdict-word');
+    assert.ok(await verdict.isVisible());
+    assert.equal(await verdict.innerText(), 'RED');
+    assertColour(await colourAt(page, '#verdict'), '#b71c1c', 'the verdict banner');
+    const q: Report = await h.query(reportQuery);
+    assert.equal(await page.locator('#digest').innerText(), q.digest);
 
-  // The strip: four ranges, the third red (its colour on screen, not only in the markup), the others green.
-  assert.equal(await cellsOf(page, 0), 4);
-  const red = page.locator('#strip-0 rect[data-i="2"]');
-  assert.equal(await red.count(), 1);
-  assert.equal(await red.evaluate((el) => getComputedStyle(el).fill), 'rgb(198, 40, 40)');
-  assertColour(await colourAt(page, '#strip-0 rect[data-i="2"]'), RED, 'range 2, which stays red');
-  for (const i of [0, 1, 3]) assertColour(await colourAt(page, `#strip-0 rect[data-i="${i}"]`), GREEN, `range ${i}`);
-  assert.match(await page.locator('#t0 ul.legend').innerText(), /not proven \(failed, mismatch, refused\): 1[\s\S]*verified: 3/);
+    // The strip: four ranges, the third red (its colour on screen, not only in the markup), the others green.
+    assert.equal(await cellsOf(page, 0), 4);
+    const red = page.locator('#strip-0 rect[data-i="2"]');
+    assert.equal(await red.count(), 1);
+    assert.equal(await red.evaluate((el) => getComputedStyle(el).fill), 'rgb(198, 40, 40)');
+    assertColour(await colourAt(page, '#strip-0 rect[data-i="2"]'), RED, 'range 2, which stays red');
+    for (const i of [0, 1, 3]) assertColour(await colourAt(page, `#strip-0 rect[data-i="${i}"]`), GREEN, `range ${i}`);
+    assert.match(await page.locator('#t0 ul.legend').innerText(), /not proven \(failed, mismatch, refused\): 1[\s\S]*verified: 3/);
 
-  // The red cell leads to the range's evidence: the located key and the command that reruns it.
-  await page.locator('#strip-0 a[href="#t0-r2"]').click();
-  const range = page.locator('#t0-r2');
-  const box = await range.boundingBox();
-  assert.ok(box && box.y >= 0 && box.y < 900, `range 2's evidence is in view after the click (${JSON.stringify(box)})`);
-  assert.match(await range.locator('h4').innerText(), /^Range 2 \[10001, 15001\): failed after 2 attempts$/);
-  const located = range.locator('ul.keys li[data-kind="changed"]');
-  assert.ok(await located.isVisible());
-  assert.equal(await located.innerText(), 'changed: ["12345"]');
-  assert.match(await range.innerText(), /columns that differ\s+balance \(1\)/);
-  const rerun = range.locator('pre.rerun');
-  assert.ok(await rerun.isVisible());
-  assert.equal(await rerun.innerText(), 'backfill rerun accounts-html --table public.accounts --range 2');
-  assert.ok(await page.locator('#audit h2').isVisible());
-  assert.equal(await page.locator('#audit h2').innerText(), 'Audit trail');
-  await page.close();
+    // The red cell leads to the range's evidence: the located key and the command that reruns it.
+    await page.locator('#strip-0 a[href="#t0-r2"]').click();
+    const range = page.locator('#t0-r2');
+    const box = await range.boundingBox();
+    assert.ok(box && box.y >= 0 && box.y < 900, `range 2's evidence is in view after the click (${JSON.stringify(box)})`);
+    assert.match(await range.locator('h4').innerText(), /^Range 2 \[10001, 15001\): failed after 2 attempts$/);
+    const located = range.locator('ul.keys li[data-kind="changed"]');
+    assert.ok(await located.isVisible());
+    assert.equal(await located.innerText(), 'changed: ["12345"]');
+    assert.match(await range.innerText(), /columns that differ\s+balance \(1\)/);
+    const rerun = range.locator('pre.rerun');
+    assert.ok(await rerun.isVisible());
+    assert.equal(await rerun.innerText(), 'backfill rerun accounts-html --table public.accounts --range 2');
+    assert.ok(await page.locator('#audit h2').isVisible());
+    assert.equal(await page.locator('#audit h2').innerText(), 'Audit trail');
+    await page.close();
 
-  // The ledger keeps it: the page is a rendering of the report in backfill.reports under its
-  // digest, with the phase, the approvals and the audit entries recorded since (the refused
-  // approval, told to the workflow by the worker) that the workflow adds when it is asked.
-  const kept = JSON.parse(
-    (await pg.query('tgt', 'SELECT report::text AS r FROM backfill.reports WHERE migration = $1 AND digest = $2', [name, q.digest])).rows[0].r,
-  ) as Report;
-  assert.deepEqual(q.audit?.entries.map((e) => [e.action, e.actor, e.digest]), [['approve-refused', 'ops', 'not-this']], 'the running report shows the refusal at once');
-  assert.deepEqual({ ...kept, phase: q.phase, approvals: q.approvals, audit: q.audit }, q);
-  assert.equal(renderHtml({ ...kept, phase: q.phase, approvals: q.approvals, audit: q.audit }), html);
+    // The ledger keeps it: the page is a rendering of the report in backfill.reports under its
+    // digest, with the phase, the approvals and the audit entries recorded since (the refused
+    // approval, told to the workflow by the worker) that the workflow adds when it is asked.
+    const kept = JSON.parse(
+      (await pg.query('tgt', 'SELECT report::text AS r FROM backfill.reports WHERE migration = $1 AND digest = $2', [name, q.digest])).rows[0].r,
+    ) as Report;
+    assert.deepEqual(
+      q.audit?.entries.map((e) => [e.action, e.actor, e.digest]),
+      [['approve-refused', 'ops', 'not-this']],
+      'the running report shows the refusal at once',
+    );
+    assert.deepEqual({ ...kept, phase: q.phase, approvals: q.approvals, audit: q.audit }, q);
+    assert.equal(renderHtml({ ...kept, phase: q.phase, approvals: q.approvals, audit: q.audit }), html);
 
-  // Read from the ledger instead of Temporal (a migration past retention): the same evidence, and
-  // the audit as it stands now, with the refused approval.
-  for (let i = 0; i < 40; i++) {
-    const n = (await pg.query('tgt', `SELECT count(*)::int AS n FROM backfill.audit WHERE migration = $1 AND action = 'approve-refused'`, [name])).rows[0].n;
-    if (n > 0) break;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  const fromLedger = join(dir, 'ledger.html');
-  const led = await backfill(['report', name, '--format', 'html', '--ledger', 'tgt', '-o', fromLedger], { TEMPORAL_ADDRESS: '127.0.0.1:1' });
-  assert.equal(led.code, 1, led.stderr);
-  const lp = await open(fromLedger);
-  assert.equal(await lp.locator('#verdict .verdict-word').innerText(), 'RED');
-  assert.equal(await lp.locator('#digest').innerText(), q.digest);
-  assertColour(await colourAt(lp, '#strip-0 rect[data-i="2"]'), RED, 'range 2, read from the ledger');
-  const refusedRow = lp.locator('#audit tr[data-action="approve-refused"]');
-  assert.ok(await refusedRow.isVisible());
-  assert.match(await refusedRow.innerText(), /approval refused\s+ops\s+not-this\s+cannot approve: the migration is in phase needs_attention/);
-  await lp.close();
+    // Read from the ledger instead of Temporal (a migration past retention): the same evidence, and
+    // the audit as it stands now, with the refused approval.
+    for (let i = 0; i < 40; i++) {
+      const n = (await pg.query('tgt', `SELECT count(*)::int AS n FROM backfill.audit WHERE migration = $1 AND action = 'approve-refused'`, [name])).rows[0].n;
+      if (n > 0) break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    const fromLedger = join(dir, 'ledger.html');
+    const led = await backfill(['report', name, '--format', 'html', '--ledger', 'tgt', '-o', fromLedger], { TEMPORAL_ADDRESS: '127.0.0.1:1' });
+    assert.equal(led.code, 1, led.stderr);
+    const lp = await open(fromLedger);
+    assert.equal(await lp.locator('#verdict .verdict-word').innerText(), 'RED');
+    assert.equal(await lp.locator('#digest').innerText(), q.digest);
+    assertColour(await colourAt(lp, '#strip-0 rect[data-i="2"]'), RED, 'range 2, read from the ledger');
+    const refusedRow = lp.locator('#audit tr[data-action="approve-refused"]');
+    assert.ok(await refusedRow.isVisible());
+    assert.match(await refusedRow.innerText(), /approval refused\s+ops\s+not-this\s+cannot approve: the migration is in phase needs_attention/);
+    await lp.close();
 
-  // Fixed, rerun, rejected, rerun, approved (with a comment that looks like markup), switched.
-  await pg.query('tgt', 'DROP TRIGGER corrupt ON public.accounts_v2');
-  assert.equal((await backfill(['rerun', name, '--range', '2'], env)).code, 0);
-  assert.equal((await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed'])).phase, 'awaiting_approval');
-  const reject = await backfill(['reject', name, '--as', 'ops', '--reason', 'once more, please'], env);
-  assert.equal(reject.code, 0, reject.stderr);
-  assert.equal((await waitForPhase(h, ['needs_attention', 'failed'])).phase, 'needs_attention');
-  assert.equal((await backfill(['rerun', name, '--range', '2'], env)).code, 0);
-  assert.equal((await waitForPhase(h, ['awaiting_approval', 'failed'])).phase, 'awaiting_approval');
-  const approve = await backfill(['approve', name, '--as', 'ops', '--yes', '--comment', 'checked <b>twice</b> & "done"'], env);
-  assert.equal(approve.code, 0, approve.stderr);
-  assert.equal((await h.result()).phase, 'completed');
+    // Fixed, rerun, rejected, rerun, approved (with a comment that looks like markup), switched.
+    await pg.query('tgt', 'DROP TRIGGER corrupt ON public.accounts_v2');
+    assert.equal((await backfill(['rerun', name, '--range', '2'], env)).code, 0);
+    assert.equal((await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed'])).phase, 'awaiting_approval');
+    const reject = await backfill(['reject', name, '--as', 'ops', '--reason', 'once more, please'], env);
+    assert.equal(reject.code, 0, reject.stderr);
+    assert.equal((await waitForPhase(h, ['needs_attention', 'failed'])).phase, 'needs_attention');
+    assert.equal((await backfill(['rerun', name, '--range', '2'], env)).code, 0);
+    assert.equal((await waitForPhase(h, ['awaiting_approval', 'failed'])).phase, 'awaiting_approval');
+    const approve = await backfill(['approve', name, '--as', 'ops', '--yes', '--comment', 'checked <b>twice</b> & "done"'], env);
+    assert.equal(approve.code, 0, approve.stderr);
+    assert.equal((await h.result()).phase, 'completed');
 
-  const greenFile = join(dir, 'green.html');
-  const done = await backfill(['report', name, '--format', 'html', '-o', greenFile], env);
-  assert.equal(done.code, 0, done.stderr);
-  const gp = await open(greenFile);
-  assert.equal(await gp.locator('#verdict .verdict-word').innerText(), 'GREEN');
-  assertColour(await colourAt(gp, '#verdict'), '#1b5e20', 'the verdict banner');
-  assert.equal(await gp.locator('#strip-0 a').count(), 0, 'no range is linked as not proven');
-  for (const i of [0, 2]) assertColour(await colourAt(gp, `#strip-0 rect[data-i="${i}"]`), GREEN, `range ${i} once green`);
-  const actions = await gp.locator('#audit tbody tr').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-action')));
-  assert.deepEqual(actions, ['approve-refused', 'reject', 'approve', 'switch']);
-  const audit = await gp.locator('#audit').innerText();
-  assert.match(audit, /rejected\s+ops\s+\S+\s+once more, please/);
-  assert.ok(audit.includes('checked <b>twice</b> & "done"'), audit);
-  assert.equal(await gp.locator('#audit b').count(), 0, 'the comment is text, not markup');
-  assert.match(audit, /authority switched/);
-  await gp.close();
+    const greenFile = join(dir, 'green.html');
+    const done = await backfill(['report', name, '--format', 'html', '-o', greenFile], env);
+    assert.equal(done.code, 0, done.stderr);
+    const gp = await open(greenFile);
+    assert.equal(await gp.locator('#verdict .verdict-word').innerText(), 'GREEN');
+    assertColour(await colourAt(gp, '#verdict'), '#1b5e20', 'the verdict banner');
+    assert.equal(await gp.locator('#strip-0 a').count(), 0, 'no range is linked as not proven');
+    for (const i of [0, 2]) assertColour(await colourAt(gp, `#strip-0 rect[data-i="${i}"]`), GREEN, `range ${i} once green`);
+    const actions = await gp.locator('#audit tbody tr').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-action')));
+    assert.deepEqual(actions, ['approve-refused', 'reject', 'approve', 'switch']);
+    const audit = await gp.locator('#audit').innerText();
+    assert.match(audit, /rejected\s+ops\s+\S+\s+once more, please/);
+    assert.ok(audit.includes('checked <b>twice</b> & "done"'), audit);
+    assert.equal(await gp.locator('#audit b').count(), 0, 'the comment is text, not markup');
+    assert.match(audit, /authority switched/);
+    await gp.close();
 
-  // After Temporal forgets it, the ledger tells the same ending.
-  const afterFile = join(dir, 'after.html');
-  const after = await backfill(['report', name, '--format', 'html', '--ledger', 'tgt', '-o', afterFile], { TEMPORAL_ADDRESS: '127.0.0.1:1' });
-  assert.equal(after.code, 0, after.stderr);
-  const ap = await open(afterFile);
-  assert.equal(await ap.locator('#verdict .verdict-word').innerText(), 'GREEN');
-  assert.match(await ap.locator('#verdict').innerText(), /Phase completed \(as the ledger knows it\)/);
-  assert.deepEqual(await ap.locator('#audit tbody tr').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-action'))), actions);
-  await ap.close();
-});
+    // After Temporal forgets it, the ledger tells the same ending.
+    const afterFile = join(dir, 'after.html');
+    const after = await backfill(['report', name, '--format', 'html', '--ledger', 'tgt', '-o', afterFile], { TEMPORAL_ADDRESS: '127.0.0.1:1' });
+    assert.equal(after.code, 0, after.stderr);
+    const ap = await open(afterFile);
+    assert.equal(await ap.locator('#verdict .verdict-word').innerText(), 'GREEN');
+    assert.match(await ap.locator('#verdict').innerText(), /Phase completed \(as the ledger knows it\)/);
+    assert.deepEqual(await ap.locator('#audit tbody tr').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-action'))), actions);
+    await ap.close();
+  },
+);
 
 test('the report command: plain sentences for what it cannot do, no stack trace', { skip }, async () => {
   const env = { TEMPORAL_ADDRESS: temporal.address };
@@ -293,7 +301,17 @@ test('values that look like markup stay text: no script, no element, no handler 
     },
   ]);
   report.tables[0].totals.source!.distribution.status['<iframe src="javascript:window.pwned = 3">'] = '1';
-  report.audit = { entries: [{ at: '2025-01-02T03:05:00.000Z', action: 'approve-refused', actor: '<svg onload="window.pwned = 4">', note: '</style><script>window.pwned = 5</script>' }], total: 1 };
+  report.audit = {
+    entries: [
+      {
+        at: '2025-01-02T03:05:00.000Z',
+        action: 'approve-refused',
+        actor: '<svg onload="window.pwned = 4">',
+        note: '</style><script>window.pwned = 5</script>',
+      },
+    ],
+    total: 1,
+  };
   const html = renderHtml(report);
   assert.doesNotMatch(html, /<script|<img|<iframe|<svg onload|<i>/i);
   // Without the page's script policy too: escaping alone keeps it out.

@@ -46,7 +46,11 @@ after(async () => {
 });
 
 const accountsSpec = (name: string, target: string) =>
-  specFor(name, { source: 'public.accounts', target, chunk: { column: 'id', size: 5000 } }, { taskQueue: TASK_QUEUE, concurrency: 2, retries: { rangeAttempts: 2 }, cutover: { approval: 'required' } });
+  specFor(
+    name,
+    { source: 'public.accounts', target, chunk: { column: 'id', size: 5000 } },
+    { taskQueue: TASK_QUEUE, concurrency: 2, retries: { rangeAttempts: 2 }, cutover: { approval: 'required' } },
+  );
 
 const versions = async (where: string) =>
   (await pg.query('tgt', `SELECT string_agg(id || ':' || xmin::text, ',' ORDER BY id) AS v FROM public.accounts_v2 WHERE ${where}`)).rows[0].v as string;
@@ -80,7 +84,10 @@ test('rerun: a failed range waits in needs_attention with its evidence; rerunnin
   const env = { TEMPORAL_ADDRESS: temporal.address };
   const md = await backfill(['report', spec.name, '--format', 'md'], env);
   assert.equal(md.code, 1, 'a red report exits 1');
-  assert.match(md.stdout, /\*\*range 2\*\* `\[10001, 15001\)`: failed after 2 attempt\(s\); failed checks: checksum; 0 missing, 0 extra, 1 changed, 0 duplicated/);
+  assert.match(
+    md.stdout,
+    /\*\*range 2\*\* `\[10001, 15001\)`: failed after 2 attempt\(s\); failed checks: checksum; 0 missing, 0 extra, 1 changed, 0 duplicated/,
+  );
   assert.match(md.stdout, /changed: \["12345"\]/);
   assert.match(md.stdout, /columns that differ: balance \(1\)/);
   assert.match(md.stdout, /backfill rerun accounts --table public\.accounts --range 2/);
@@ -102,7 +109,10 @@ test('rerun: a failed range waits in needs_attention with its evidence; rerunnin
   // A table the migration does not have: the refusal lists the tables it has, with their ranges.
   const table = await backfill(['rerun', spec.name, '--table', 'public.acounts', '--range', '2'], env);
   assert.equal(table.code, 2, table.stdout + table.stderr);
-  assert.match(table.stderr, /^backfill: refused: no table "public\.acounts" in this migration\. The tables of accounts \(--table takes the source or the target name; without it, every table\):\n {2}public\.accounts → public\.accounts_v2: --range 0 to 3$/m);
+  assert.match(
+    table.stderr,
+    /^backfill: refused: no table "public\.acounts" in this migration\. The tables of accounts \(--table takes the source or the target name; without it, every table\):\n {2}public\.accounts → public\.accounts_v2: --range 0 to 3$/m,
+  );
   assert.match(bad.stderr, /public\.accounts → public\.accounts_v2: --range 0 to 3/);
 
   // Range 2 was copied three times (two attempts, then the rerun): 20,000 rows copied once, 10,000 again.
@@ -123,14 +133,18 @@ test('rerun: a failed range waits in needs_attention with its evidence; rerunnin
   });
   assert.deepEqual(
     copies.filter((c) => c.index === 2).map((c) => [c.summary, c.attempt]),
-    [['copy public.accounts range 2 of 4 [10001, 15001)', 1], ['copy public.accounts range 2 of 4 [10001, 15001)', 2], ['copy public.accounts range 2 of 4 [10001, 15001)', 1]],
+    [
+      ['copy public.accounts range 2 of 4 [10001, 15001)', 1],
+      ['copy public.accounts range 2 of 4 [10001, 15001)', 2],
+      ['copy public.accounts range 2 of 4 [10001, 15001)', 1],
+    ],
   );
   for (const c of copies) assert.equal(/ range (\d+) of 4 /.exec(c.summary)?.[1], String(c.index), c.summary);
 
   const approve = await backfill(['approve', spec.name, '--as', 'ops', '--yes'], env);
   assert.equal(approve.code, 0, approve.stderr);
   assert.match(approve.stdout, /GREEN/);
-  const result = (await h.result());
+  const result = await h.result();
   assert.equal(result.phase, 'completed');
   await replayAndMaybeRecord(h, 'located-rerun-then-approved');
 });
@@ -149,7 +163,10 @@ test('abort: a migration that needs attention stops when told, and nothing is sw
   assert.equal(status.code, 1);
   assert.match(status.stdout, /accounts-abort: aborted – wrong target/);
   const audit = await pg.query('tgt', `SELECT action FROM backfill.audit WHERE migration = $1`, [spec.name]);
-  assert.deepEqual(audit.rows.map((r) => r.action), ['abort']);
+  assert.deepEqual(
+    audit.rows.map((r) => r.action),
+    ['abort'],
+  );
   await replayAndMaybeRecord(h, 'located-then-aborted');
 });
 

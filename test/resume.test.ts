@@ -24,7 +24,11 @@ let temporal: TemporalHarness;
 let stop: (() => Promise<void>) | undefined;
 
 before(async () => {
-  ({ pg: db, temporal, stop } = await startStack(TASK_QUEUE, async (s) => {
+  ({
+    pg: db,
+    temporal,
+    stop,
+  } = await startStack(TASK_QUEUE, async (s) => {
     for (const t of TABLES) {
       await s.query('src', `CREATE TABLE public.${t} (id bigint PRIMARY KEY, qty int NOT NULL, label text)`);
       await s.query('src', `INSERT INTO public.${t} SELECT g, g % 7, 'item ' || g FROM generate_series(1, 6000) g`);
@@ -54,7 +58,11 @@ test('resume: what planning decides from what the ledger holds of an earlier run
 
 /** Ranges of `size` keys over ids 1..6000: range k holds ids [1 + k·size, 1 + (k+1)·size). */
 const spec = (name: string, table: string, size: number, approval: 'auto' | 'required') =>
-  specFor(name, { source: `public.${table}`, target: `public.${table}`, chunk: { column: 'id', size } }, { taskQueue: TASK_QUEUE, concurrency: 1, cutover: { approval } });
+  specFor(
+    name,
+    { source: `public.${table}`, target: `public.${table}`, chunk: { column: 'id', size } },
+    { taskQueue: TASK_QUEUE, concurrency: 1, cutover: { approval } },
+  );
 
 const start = (s: ReturnType<typeof spec>) => temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
 
@@ -65,10 +73,14 @@ async function versions(table: string): Promise<Map<number, string>> {
 }
 
 const rowsOf = async (alias: string, table: string) =>
-  (await db.query(alias, `SELECT count(*)::int AS n, md5(string_agg(t::text, ',' ORDER BY id)) AS m FROM public.${table} t`)).rows[0] as { n: number; m: string };
+  (await db.query(alias, `SELECT count(*)::int AS n, md5(string_agg(t::text, ',' ORDER BY id)) AS m FROM public.${table} t`)).rows[0] as {
+    n: number;
+    m: string;
+  };
 
 const ledger = async (name: string) =>
-  (await db.query('tgt', `SELECT range_index, status, copied_at::text AS copied FROM backfill.ranges WHERE migration = $1 ORDER BY range_index`, [name])).rows as {
+  (await db.query('tgt', `SELECT range_index, status, copied_at::text AS copied FROM backfill.ranges WHERE migration = $1 ORDER BY range_index`, [name]))
+    .rows as {
     range_index: number;
     status: string;
     copied: string;
@@ -101,7 +113,10 @@ test('resume: after an abort with 7 of 12 ranges verified, those 7 are verified 
   }
   assert.equal((await endingOf(first)).phase, 'aborted');
   const before = await ledger(s.name);
-  assert.deepEqual(before.map((r) => [r.range_index, r.status]), [0, 1, 2, 3, 4, 5, 6].map((i) => [i, 'verified']));
+  assert.deepEqual(
+    before.map((r) => [r.range_index, r.status]),
+    [0, 1, 2, 3, 4, 5, 6].map((i) => [i, 'verified']),
+  );
   const written = await versions('items_a');
   assert.equal(written.size, 3500, 'the aborted run left ranges 0-6 in the target');
 
@@ -124,7 +139,10 @@ test('resume: after an abort with 7 of 12 ranges verified, those 7 are verified 
     else assert.equal(now.get(id), x, `row ${id} of a reused range was written again`);
   }
   const after = await ledger(s.name);
-  assert.deepEqual(after.map((r) => r.status), Array(12).fill('verified'));
+  assert.deepEqual(
+    after.map((r) => r.status),
+    Array(12).fill('verified'),
+  );
   for (const r of before) {
     if (r.range_index === 2) assert.notEqual(after[2].copied, r.copied, 'range 2 was copied again');
     else assert.equal(after[r.range_index].copied, r.copied, `copied_at of reused range ${r.range_index}`);
@@ -134,10 +152,16 @@ test('resume: after an abort with 7 of 12 ranges verified, those 7 are verified 
   const report = await again.query(reportQuery);
   assert.equal(report.verdict, 'green');
   assert.deepEqual(report.resume, p.resume);
-  assert.match(renderMarkdown(report), /Started again: .*public\.items_a → public\.items_a: 6 of the 7 range\(s\) the earlier run verified were verified again without a copy, 1 differed and were copied again; 6 range\(s\) copied\./);
+  assert.match(
+    renderMarkdown(report),
+    /Started again: .*public\.items_a → public\.items_a: 6 of the 7 range\(s\) the earlier run verified were verified again without a copy, 1 differed and were copied again; 6 range\(s\) copied\./,
+  );
   assert.ok(renderHtml(report).includes('<p class="note">Started again: an earlier run of this name left 7 verified range(s)'), 'the HTML report says it');
   const audit = await db.query('tgt', `SELECT action, detail->>'reason' AS reason FROM backfill.audit WHERE migration = $1 ORDER BY id`, [s.name]);
-  assert.deepEqual(audit.rows.slice(0, 2).map((a) => a.action), ['abort', 'restart']);
+  assert.deepEqual(
+    audit.rows.slice(0, 2).map((a) => a.action),
+    ['abort', 'restart'],
+  );
   assert.equal(audit.rows.at(-1).action, 'switch');
   assert.equal(audit.rows[1].reason, p.resume.note);
   await replayAndMaybeRecord(again, 'resumed-from-ledger');
@@ -154,10 +178,19 @@ test('resume: a changed plan (another chunk) starts afresh and says so: every ra
   const p = await waitForPhase(again, ['awaiting_approval', 'needs_attention', 'failed']);
   assert.equal(p.phase, 'awaiting_approval');
   assert.match(p.resume?.note ?? '', /^the plan of public\.items_b differs from the earlier run's: every range of it is copied again$/);
-  assert.deepEqual(p.resume?.tables.map((t) => [t.reusable, t.reused, t.copied]), [[0, 0, 6]]);
+  assert.deepEqual(
+    p.resume?.tables.map((t) => [t.reusable, t.reused, t.copied]),
+    [[0, 0, 6]],
+  );
   const now = await versions('items_b');
-  assert.ok([...written].every(([id, x]) => now.get(id) !== x), 'every row was copied again');
-  assert.deepEqual((await ledger('replanned')).map((r) => r.range_index), [0, 1, 2, 3, 4, 5]);
+  assert.ok(
+    [...written].every(([id, x]) => now.get(id) !== x),
+    'every row was copied again',
+  );
+  assert.deepEqual(
+    (await ledger('replanned')).map((r) => r.range_index),
+    [0, 1, 2, 3, 4, 5],
+  );
   await again.signal(abortSignal, { reason: 'test done' });
   await endingOf(again);
 });
@@ -171,8 +204,14 @@ test('resume: the name of a migration that completed starts a new migration: eve
   assert.equal((await endingOf(again)).phase, 'completed');
   const p = await again.query(progressQuery);
   assert.match(p.resume?.note ?? '', /^an earlier migration of this name completed: this one is new, every range is copied$/);
-  assert.deepEqual(p.resume?.tables.map((t) => [t.reusable, t.reused, t.copied]), [[0, 0, 6]]);
+  assert.deepEqual(
+    p.resume?.tables.map((t) => [t.reusable, t.reused, t.copied]),
+    [[0, 0, 6]],
+  );
   const now = await versions('items_c');
-  assert.ok([...written].every(([id, x]) => now.get(id) !== x), 'every row was copied again');
+  assert.ok(
+    [...written].every(([id, x]) => now.get(id) !== x),
+    'every row was copied again',
+  );
   assert.deepEqual(await rowsOf('tgt', 'items_c'), await rowsOf('src', 'items_c'));
 });

@@ -35,7 +35,11 @@ after(async () => {
 });
 
 test(`scale: ${RANGES} ranges, two workers, every run under the history warning`, async () => {
-  const spec = specFor('scale', { source: 'public.small', target: 'public.small', chunk: { column: 'id', size: 2 } }, { taskQueue: TASK_QUEUE, concurrency: 8, cutover: { approval: 'auto' } });
+  const spec = specFor(
+    'scale',
+    { source: 'public.small', target: 'public.small', chunk: { column: 'id', size: 2 } },
+    { taskQueue: TASK_QUEUE, concurrency: 8, cutover: { approval: 'auto' } },
+  );
   const client = temporal.env.client;
   const t0 = Date.now();
   const h = await client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });

@@ -55,7 +55,22 @@ UPDATE dept SET head_id = dept_id * 10;
 INSERT INTO "User" SELECT 'u' || md5(g::text), timestamptz '2024-01-01' + g * interval '1 minute', 'User ' || g FROM generate_series(1, 5000) g;
 ANALYZE;`;
 
-const STORE_TABLES = ['artist', 'album', 'genre', 'media_type', 'track', 'employee', 'customer', 'invoice', 'invoice_line', 'playlist', 'playlist_track', 'dept', 'person', '"User"'];
+const STORE_TABLES = [
+  'artist',
+  'album',
+  'genre',
+  'media_type',
+  'track',
+  'employee',
+  'customer',
+  'invoice',
+  'invoice_line',
+  'playlist',
+  'playlist_track',
+  'dept',
+  'person',
+  '"User"',
+];
 
 /** Names of every kind: a schema with a space and a dot, a table with a space, a quote in a column, unicode, 63 bytes. */
 const LONG = 'l'.repeat(60) + 'ong'; // 63 bytes
@@ -97,91 +112,111 @@ async function constraintsOf(db: string): Promise<{ name: string; valid: boolean
   return r.rows.map((x) => ({ name: String(x.name), valid: x.valid === true || x.valid === 't' }));
 }
 
-test('a schema with foreign keys everywhere (self-reference, cycle, composite key) migrates with default chunks, survives kill -9, and ends with every constraint validated', { timeout: 300_000 }, async () => {
-  const before = await constraintsOf('tgt');
-  assert.equal(before.length, 13, `the target has its foreign keys: ${JSON.stringify(before)}`);
-  const spec = {
-    name: 'music-store',
-    taskQueue: TASK_QUEUE,
-    source: 'src',
-    target: 'tgt',
-    concurrency: 4,
-    tables: [
-      // The whole schema, each table keyed by its primary key, no chunk settings...
-      { source: 'public.*', exclude: ['refusing'] },
-      // ...but the self-referencing table in many ranges (rows of one range point into others):
-      // listed on its own, it wins over the pattern.
-      { source: 'public.employee', target: 'public.employee', chunk: { size: 10 } },
-    ],
-    cutover: { approval: 'required' },
-  };
-  // `validate` says what it would plan and what happens to each constraint.
-  const file = join(stack.dir, 'music-store.json');
-  writeFileSync(file, JSON.stringify(spec));
-  const v = await backfill(['validate', file]);
-  assert.equal(v.code, 0, v.stderr + v.stdout);
-  assert.match(v.stdout, /public\."User": \d+ range\(s\), about [\d,]+ rows each on \(userId\) \(chosen from the table size\)/);
-  assert.match(v.stdout, /public\.employee: 40 range\(s\), key spans of 10 on employee_id/);
-  assert.match(v.stdout, /employee_reports_to_fkey on "public"\."employee" -> "public"\."employee"/);
-  assert.match(v.stdout, /dept_head_fkey on "public"\."dept" -> "public"\."person"/);
+test(
+  'a schema with foreign keys everywhere (self-reference, cycle, composite key) migrates with default chunks, survives kill -9, and ends with every constraint validated',
+  { timeout: 300_000 },
+  async () => {
+    const before = await constraintsOf('tgt');
+    assert.equal(before.length, 13, `the target has its foreign keys: ${JSON.stringify(before)}`);
+    const spec = {
+      name: 'music-store',
+      taskQueue: TASK_QUEUE,
+      source: 'src',
+      target: 'tgt',
+      concurrency: 4,
+      tables: [
+        // The whole schema, each table keyed by its primary key, no chunk settings...
+        { source: 'public.*', exclude: ['refusing'] },
+        // ...but the self-referencing table in many ranges (rows of one range point into others):
+        // listed on its own, it wins over the pattern.
+        { source: 'public.employee', target: 'public.employee', chunk: { size: 10 } },
+      ],
+      cutover: { approval: 'required' },
+    };
+    // `validate` says what it would plan and what happens to each constraint.
+    const file = join(stack.dir, 'music-store.json');
+    writeFileSync(file, JSON.stringify(spec));
+    const v = await backfill(['validate', file]);
+    assert.equal(v.code, 0, v.stderr + v.stdout);
+    assert.match(v.stdout, /public\."User": \d+ range\(s\), about [\d,]+ rows each on \(userId\) \(chosen from the table size\)/);
+    assert.match(v.stdout, /public\.employee: 40 range\(s\), key spans of 10 on employee_id/);
+    assert.match(v.stdout, /employee_reports_to_fkey on "public"\."employee" -> "public"\."employee"/);
+    assert.match(v.stdout, /dept_head_fkey on "public"\."dept" -> "public"\."person"/);
 
-  let worker: WorkerProcess = await spawnWorker(stack.temporal.address, TASK_QUEUE);
-  const h = await stack.temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
-  // kill -9 in the middle of the copy, once some ranges are proven and the constraints are set aside.
-  for (let i = 0; i < 400; i++) {
-    const p = await h.query(progressQuery).catch(() => undefined);
-    if (p && p.tables.reduce((a, t) => a + t.ranges.verified, 0) >= 8) break;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  const aside = await pg.query('tgt', `SELECT count(*)::int AS n FROM backfill.constraints WHERE migration = 'music-store' AND state = 'set-aside'`);
-  assert.equal(aside.rows[0].n, before.length, 'every foreign key set aside, its definition kept');
-  await worker.kill();
-  worker = await spawnWorker(stack.temporal.address, TASK_QUEUE);
-  let report: Report;
-  try {
-    const gate = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed'], 240_000);
-    assert.equal(gate.phase, 'awaiting_approval', JSON.stringify(gate));
-    assert.ok((await constraintsOf('tgt')).every((c) => c.valid), 'the constraints hold at the gate');
-    // A rerun of a parent's range once the constraints are back: its delete must not cascade to
-    // the albums (album_artist_id_fkey is ON DELETE CASCADE), nor trip a constraint.
-    const albums = await fingerprint(pg, 'tgt', 'public.album');
-    const copiedAt = async () =>
-      String((await pg.query('tgt', `SELECT copied_at::text AS at FROM backfill.ranges WHERE migration = 'music-store' AND source_table = 'public.artist'`)).rows[0].at);
-    const first = await copiedAt();
-    await h.executeUpdate(rerunUpdate, { args: [{ table: 'public.artist', ranges: [0] }] });
-    let again = gate;
-    let copied = first;
-    for (let i = 0; i < 600 && (copied === first || again.phase !== 'awaiting_approval'); i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      copied = await copiedAt();
-      again = await h.query(progressQuery);
-      assert.ok(!['needs_attention', 'failed'].includes(again.phase), JSON.stringify(again));
+    let worker: WorkerProcess = await spawnWorker(stack.temporal.address, TASK_QUEUE);
+    const h = await stack.temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
+    // kill -9 in the middle of the copy, once some ranges are proven and the constraints are set aside.
+    for (let i = 0; i < 400; i++) {
+      const p = await h.query(progressQuery).catch(() => undefined);
+      if (p && p.tables.reduce((a, t) => a + t.ranges.verified, 0) >= 8) break;
+      await new Promise((r) => setTimeout(r, 50));
     }
-    assert.notEqual(copied, first, 'the range was copied again');
-    assert.equal(again.phase, 'awaiting_approval');
-    // The same rows give the same evidence, and so the same digest.
-    assert.equal(again.digest, gate.digest);
-    assert.deepEqual(await fingerprint(pg, 'tgt', 'public.album'), albums, 'the children are untouched');
-    const back = await pg.query('tgt', `SELECT count(*)::int AS n FROM backfill.constraints WHERE migration = 'music-store' AND state = 'restored' AND detail IS NULL`);
-    assert.equal(back.rows[0].n, before.length, 'set aside for the rerun, restored and validated again');
-    await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'dba', digest: again.digest! }] });
-    const result = await h.result();
-    assert.equal(result.phase, 'completed', JSON.stringify(result));
-    report = await h.query(reportQuery);
-    await replayAndMaybeRecord(h, 'foreign-keys-set-aside-rerun-restored');
-  } finally {
-    await worker.stop();
-  }
-  for (const t of STORE_TABLES) {
-    const q = t === '"User"' ? 'public."User"' : `public.${t}`;
-    assert.deepEqual(await fingerprint(pg, 'tgt', q), await fingerprint(pg, 'src', q), `${t} equal`);
-  }
-  const afterwards = await constraintsOf('tgt');
-  assert.deepEqual(afterwards.map((c) => c.name), before.map((c) => c.name), 'every constraint is back, by its own name');
-  assert.ok(afterwards.every((c) => c.valid), `every constraint validated: ${JSON.stringify(afterwards.filter((c) => !c.valid))}`);
-  assert.equal(report.constraints?.length, before.length);
-  assert.ok(report.constraints.every((c) => c.state === 'restored' && c.valid));
-});
+    const aside = await pg.query('tgt', `SELECT count(*)::int AS n FROM backfill.constraints WHERE migration = 'music-store' AND state = 'set-aside'`);
+    assert.equal(aside.rows[0].n, before.length, 'every foreign key set aside, its definition kept');
+    await worker.kill();
+    worker = await spawnWorker(stack.temporal.address, TASK_QUEUE);
+    let report: Report;
+    try {
+      const gate = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed'], 240_000);
+      assert.equal(gate.phase, 'awaiting_approval', JSON.stringify(gate));
+      assert.ok(
+        (await constraintsOf('tgt')).every((c) => c.valid),
+        'the constraints hold at the gate',
+      );
+      // A rerun of a parent's range once the constraints are back: its delete must not cascade to
+      // the albums (album_artist_id_fkey is ON DELETE CASCADE), nor trip a constraint.
+      const albums = await fingerprint(pg, 'tgt', 'public.album');
+      const copiedAt = async () =>
+        String(
+          (await pg.query('tgt', `SELECT copied_at::text AS at FROM backfill.ranges WHERE migration = 'music-store' AND source_table = 'public.artist'`))
+            .rows[0].at,
+        );
+      const first = await copiedAt();
+      await h.executeUpdate(rerunUpdate, { args: [{ table: 'public.artist', ranges: [0] }] });
+      let again = gate;
+      let copied = first;
+      for (let i = 0; i < 600 && (copied === first || again.phase !== 'awaiting_approval'); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        copied = await copiedAt();
+        again = await h.query(progressQuery);
+        assert.ok(!['needs_attention', 'failed'].includes(again.phase), JSON.stringify(again));
+      }
+      assert.notEqual(copied, first, 'the range was copied again');
+      assert.equal(again.phase, 'awaiting_approval');
+      // The same rows give the same evidence, and so the same digest.
+      assert.equal(again.digest, gate.digest);
+      assert.deepEqual(await fingerprint(pg, 'tgt', 'public.album'), albums, 'the children are untouched');
+      const back = await pg.query(
+        'tgt',
+        `SELECT count(*)::int AS n FROM backfill.constraints WHERE migration = 'music-store' AND state = 'restored' AND detail IS NULL`,
+      );
+      assert.equal(back.rows[0].n, before.length, 'set aside for the rerun, restored and validated again');
+      await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'dba', digest: again.digest! }] });
+      const result = await h.result();
+      assert.equal(result.phase, 'completed', JSON.stringify(result));
+      report = await h.query(reportQuery);
+      await replayAndMaybeRecord(h, 'foreign-keys-set-aside-rerun-restored');
+    } finally {
+      await worker.stop();
+    }
+    for (const t of STORE_TABLES) {
+      const q = t === '"User"' ? 'public."User"' : `public.${t}`;
+      assert.deepEqual(await fingerprint(pg, 'tgt', q), await fingerprint(pg, 'src', q), `${t} equal`);
+    }
+    const afterwards = await constraintsOf('tgt');
+    assert.deepEqual(
+      afterwards.map((c) => c.name),
+      before.map((c) => c.name),
+      'every constraint is back, by its own name',
+    );
+    assert.ok(
+      afterwards.every((c) => c.valid),
+      `every constraint validated: ${JSON.stringify(afterwards.filter((c) => !c.valid))}`,
+    );
+    assert.equal(report.constraints?.length, before.length);
+    assert.ok(report.constraints.every((c) => c.state === 'restored' && c.valid));
+  },
+);
 
 test('names of every kind: a schema with a space and a dot, a table with a space, a quote, unicode and a 63-byte column', { timeout: 120_000 }, async () => {
   const spec = {
@@ -190,7 +225,17 @@ test('names of every kind: a schema with a space and a dot, a table with a space
     source: 'src',
     target: 'tgt',
     tables: [
-      { source: '"Odd .Schema"."Order Items"', target: { schema: 'Odd .Schema', table: 'Order Items' }, key: ['Item Id'], checks: { aggregates: [{ fn: 'sum', column: 'Größe' }, { fn: 'max', column: LONG }] } },
+      {
+        source: '"Odd .Schema"."Order Items"',
+        target: { schema: 'Odd .Schema', table: 'Order Items' },
+        key: ['Item Id'],
+        checks: {
+          aggregates: [
+            { fn: 'sum', column: 'Größe' },
+            { fn: 'max', column: LONG },
+          ],
+        },
+      },
     ],
     cutover: { approval: 'auto' },
   };

@@ -52,7 +52,10 @@ test('the Temporal server restarts mid-migration; the worker reconnects and the 
   const s = spec('survives-restart', 'public.t_a', 2);
   await env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
   for (let i = 0; i < 600; i++) {
-    const p = await env.client.workflow.getHandle(s.name).query(progressQuery).catch(() => undefined);
+    const p = await env.client.workflow
+      .getHandle(s.name)
+      .query(progressQuery)
+      .catch(() => undefined);
     if (p && p.tables[0]?.ranges.verified >= 3) break;
     await sleep(100);
   }
@@ -86,7 +89,7 @@ test('setConcurrency widens the window of a running migration, and the window is
     }
     await sleep(20);
   }
-  const result = (await h.result());
+  const result = await h.result();
   assert.equal(result.phase, 'completed');
   assert.equal(maxBefore, 1);
   assert.ok(maxAfter >= 2, `after setConcurrency 3, at most ${maxAfter} range(s) were seen in flight`);

@@ -34,7 +34,11 @@ test('settings: defaults when unset or blank, parsed values, and a sentence nami
   ];
   for (const [name, value, says] of bad) {
     const key = (Object.keys(SETTINGS) as (keyof typeof SETTINGS)[]).find((k) => SETTINGS[k].env === name)!;
-    assert.throws(() => setting(key, { [name]: value }), (e: unknown) => e instanceof SettingError && e.variable === name && says.test(e.message), name);
+    assert.throws(
+      () => setting(key, { [name]: value }),
+      (e: unknown) => e instanceof SettingError && e.variable === name && says.test(e.message),
+      name,
+    );
   }
   // All of them at once, as the worker says them.
   const all = settingProblems(Object.fromEntries(bad.map(([n, v]) => [n, v])));

@@ -142,7 +142,10 @@ test('every type: a change of one value in the target is found, in its table, at
   for (const sql of Object.values(CHANGES)) await stack.pg.query('tgt', sql);
   // A generated column is compared, not copied: a target that computes it otherwise is found.
   await stack.pg.query('src', 'CREATE SCHEMA gen; CREATE TABLE gen.t (id int PRIMARY KEY, price int, total int GENERATED ALWAYS AS (price * 2) STORED)');
-  await stack.pg.query('tgt', 'CREATE SCHEMA gen; CREATE TABLE gen.t (id int PRIMARY KEY, price int, total int GENERATED ALWAYS AS (price * 2 + (id / 100)) STORED)');
+  await stack.pg.query(
+    'tgt',
+    'CREATE SCHEMA gen; CREATE TABLE gen.t (id int PRIMARY KEY, price int, total int GENERATED ALWAYS AS (price * 2 + (id / 100)) STORED)',
+  );
   for (const db of ['src', 'tgt']) await stack.pg.query(db, 'INSERT INTO gen.t (id, price) SELECT g, g FROM generate_series(1, 150) g');
   const spec = {
     name: 'kinds-verify',

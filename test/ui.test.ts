@@ -34,9 +34,21 @@ const cutover = {
   switch: { connection: 'tgt', sql: "COMMENT ON TABLE public.orders_v2 IS 'authoritative'" },
 };
 // Keys 0 … 99,999 in ranges of 5,000: range 0 of 20 is [0, 5000).
-const gated = specFor('ui-gated', { source: 'public.orders', target: 'public.orders_v2', chunk: { column: 'id', size: 5000 } }, { taskQueue: TASK_QUEUE, cutover });
-const aborted = specFor('ui-aborted', { source: 'public.orders', target: 'public.orders_a', chunk: { column: 'id', size: 50_000 } }, { taskQueue: TASK_QUEUE, cutover });
-const cancelled = specFor('ui-cancelled', { source: 'public.orders', target: 'public.orders_c', chunk: { column: 'id', size: 50_000 } }, { taskQueue: TASK_QUEUE, cutover });
+const gated = specFor(
+  'ui-gated',
+  { source: 'public.orders', target: 'public.orders_v2', chunk: { column: 'id', size: 5000 } },
+  { taskQueue: TASK_QUEUE, cutover },
+);
+const aborted = specFor(
+  'ui-aborted',
+  { source: 'public.orders', target: 'public.orders_a', chunk: { column: 'id', size: 50_000 } },
+  { taskQueue: TASK_QUEUE, cutover },
+);
+const cancelled = specFor(
+  'ui-cancelled',
+  { source: 'public.orders', target: 'public.orders_c', chunk: { column: 'id', size: 50_000 } },
+  { taskQueue: TASK_QUEUE, cutover },
+);
 
 before(async () => {
   if (missing) return;
@@ -45,7 +57,11 @@ before(async () => {
     TASK_QUEUE,
     async (pg) => {
       await pg.query('src', 'CREATE TABLE public.orders (id bigint PRIMARY KEY, status text NOT NULL, amount numeric(12,2) NOT NULL)');
-      await pg.query('src', "INSERT INTO public.orders SELECT g, (ARRAY['new','paid','shipped'])[1 + g % 3], g % 1000 / 7.0 FROM generate_series(0, $1::int - 1) g", [ROWS]);
+      await pg.query(
+        'src',
+        "INSERT INTO public.orders SELECT g, (ARRAY['new','paid','shipped'])[1 + g % 3], g % 1000 / 7.0 FROM generate_series(0, $1::int - 1) g",
+        [ROWS],
+      );
       for (const t of ['orders_v2', 'orders_a', 'orders_c'])
         await pg.query('tgt', `CREATE TABLE public.${t} (id bigint PRIMARY KEY, status text NOT NULL, amount numeric(12,2) NOT NULL)`);
     },
@@ -114,17 +130,29 @@ test('the Temporal UI shows an operator the migration: list, timeline, summary, 
   });
 
   const digest = await step(page, 'user metadata', async () => {
-    await page.getByRole('link', { name: 'User Metadata' }).or(page.getByRole('tab', { name: 'User Metadata' })).first().click();
+    await page
+      .getByRole('link', { name: 'User Metadata' })
+      .or(page.getByRole('tab', { name: 'User Metadata' }))
+      .first()
+      .click();
     await page.waitForURL(/\/user-metadata$/);
-    await markdownUnder(page, 'Summary').getByText(startSummary(parsed(gated))).waitFor();
+    await markdownUnder(page, 'Summary')
+      .getByText(startSummary(parsed(gated)))
+      .waitFor();
     const details = markdownUnder(page, 'Details');
     await details.getByText(/approval required \(approvers: dba-oncall, data-lead\)/).waitFor();
     await details.getByText('public.orders_v2', { exact: true }).waitFor();
     const current = markdownUnder(page, 'Current Details');
     await current.getByText('awaiting_approval', { exact: true }).waitFor();
     await current.getByText(`who may approve: dba-oncall, data-lead`).waitFor();
-    const shown = (await current.locator('code').filter({ hasText: /^[0-9a-f]{32}$/ }).first().innerText()).trim();
-    assert.equal(shown, report.digest, 'the digest in Current Details is the report\'s');
+    const shown = (
+      await current
+        .locator('code')
+        .filter({ hasText: /^[0-9a-f]{32}$/ })
+        .first()
+        .innerText()
+    ).trim();
+    assert.equal(shown, report.digest, "the digest in Current Details is the report's");
     // The steps render as a list of their own, not run together into the paragraph above them.
     const steps = current.locator('li');
     await steps.filter({ hasText: `backfill approve ${gated.name} --as <you> --digest ${report.digest}` }).waitFor();
@@ -168,7 +196,13 @@ test('the Temporal UI shows an operator the migration: list, timeline, summary, 
     await seenInList(page, listRow(page, gated.name).getByText('Completed', { exact: true }));
     for (const id of [aborted.name, cancelled.name]) {
       await seenInList(page, listRow(page, id).getByText('Failed', { exact: true }));
-      assert.equal(await listRow(page, id).getByText(/Completed|Canceled/).count(), 0, `${id} is shown as Completed or Canceled`);
+      assert.equal(
+        await listRow(page, id)
+          .getByText(/Completed|Canceled/)
+          .count(),
+        0,
+        `${id} is shown as Completed or Canceled`,
+      );
       await listRow(page, id).getByText('aborted', { exact: true }).waitFor();
     }
   });

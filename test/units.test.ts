@@ -37,23 +37,35 @@ test('sql: a column is hashed from its value only where the type tells apart wha
   assert.equal(col('varchar', 'character varying(20)'), 'collated');
   assert.equal(col('int8', 'my_int8', false), 'text', 'a domain or user type of the same name');
   const t = {
-    source: '"s"', target: '"t"', columns: ['id', 'note', 'doc'], sourceExprs: ['"id"', '"note"', '"doc"::jsonb'], key: ['id'], keyTypes: ['bigint'],
-    range: { names: ['id'], sourceTypes: ['bigint'], targetTypes: ['bigint'], collate: [false] }, checks: { distribution: [], aggregates: [] },
+    source: '"s"',
+    target: '"t"',
+    columns: ['id', 'note', 'doc'],
+    sourceExprs: ['"id"', '"note"', '"doc"::jsonb'],
+    key: ['id'],
+    keyTypes: ['bigint'],
+    range: { names: ['id'], sourceTypes: ['bigint'], targetTypes: ['bigint'], collate: [false] },
+    checks: { distribution: [], aggregates: [] },
   } as BoundTable;
   assert.equal(rowHashExpr(t, 'source'), 'hashtextextended(ROW("id", "note", "doc"::jsonb)::text, 0)', 'servers older than 14: the row text');
   t.hashAs = ['value', 'collated', 'text'];
   assert.equal(rowHashExpr(t, 'source'), 'hashint8extended(hash_record_extended(ROW("id", ("note") COLLATE "C", ("doc"::jsonb)::text COLLATE "C"), 0), 0)');
-  assert.equal(rowHashExpr({ ...t, hashAs: ['value', 'bits', 'text'] }, 'target'), 'hashint8extended(hash_record_extended(ROW("id", float8send(("note")::float8), ("doc")::text COLLATE "C"), 0), 0)');
+  assert.equal(
+    rowHashExpr({ ...t, hashAs: ['value', 'bits', 'text'] }, 'target'),
+    'hashint8extended(hash_record_extended(ROW("id", float8send(("note")::float8), ("doc")::text COLLATE "C"), 0), 0)',
+  );
   assert.equal(rowHashExpr(t, 'target'), 'hashint8extended(hash_record_extended(ROW("id", ("note") COLLATE "C", ("doc")::text COLLATE "C"), 0), 0)');
 });
 
 test('ranges: half-open, contiguous, the last one clipped, bigint-exact', () => {
   const p = { lo: '9007199254740990', hi: '9007199254741001', size: '4', rangeCount: 3 };
-  assert.deepEqual([0, 1, 2].map((i) => rangeBounds(p, i)), [
-    { lo: '9007199254740990', hi: '9007199254740994' },
-    { lo: '9007199254740994', hi: '9007199254740998' },
-    { lo: '9007199254740998', hi: '9007199254741001' },
-  ]);
+  assert.deepEqual(
+    [0, 1, 2].map((i) => rangeBounds(p, i)),
+    [
+      { lo: '9007199254740990', hi: '9007199254740994' },
+      { lo: '9007199254740994', hi: '9007199254740998' },
+      { lo: '9007199254740998', hi: '9007199254741001' },
+    ],
+  );
   assert.throws(() => rangeBounds(p, 3));
   assert.throws(() => rangeBounds(p, -1));
 });
@@ -71,8 +83,34 @@ const evidence = (over: Partial<TableEvidence> = {}): TableEvidence => ({
   target: 'public.b',
   planned: 2,
   ranges: [
-    { index: 0, lo: '1', hi: '11', status: 'verified', attempts: 1, sourceCount: '10', sourceChecksum: '5', targetCount: '10', targetChecksum: '5', failedChecks: [], located: null, keys: NO_KEYS },
-    { index: 1, lo: '11', hi: '21', status: 'verified', attempts: 1, sourceCount: '7', sourceChecksum: '9', targetCount: '7', targetChecksum: '9', failedChecks: [], located: null, keys: NO_KEYS },
+    {
+      index: 0,
+      lo: '1',
+      hi: '11',
+      status: 'verified',
+      attempts: 1,
+      sourceCount: '10',
+      sourceChecksum: '5',
+      targetCount: '10',
+      targetChecksum: '5',
+      failedChecks: [],
+      located: null,
+      keys: NO_KEYS,
+    },
+    {
+      index: 1,
+      lo: '11',
+      hi: '21',
+      status: 'verified',
+      attempts: 1,
+      sourceCount: '7',
+      sourceChecksum: '9',
+      targetCount: '7',
+      targetChecksum: '9',
+      failedChecks: [],
+      located: null,
+      keys: NO_KEYS,
+    },
   ],
   totals: {
     source: { count: '17', checksum: '14', aggregates: {}, distribution: {} },
@@ -124,9 +162,32 @@ test('spec: durations for timers, and which specs treat the source as live', () 
 test('report: while the source takes writes the ranges are the evidence; frozen, the totals must agree too', () => {
   const side = (count: string, checksum: string) => ({ count, checksum, aggregates: {}, distribution: {} });
   const e: TableEvidence = {
-    source: 's', target: 't', planned: 1,
-    ranges: [{ index: 0, lo: '1', hi: '9', status: 'verified', attempts: 1, sourceCount: '5', sourceChecksum: '10', targetCount: '5', targetChecksum: '10', failedChecks: [], located: null, keys: NO_KEYS }],
-    totals: { source: side('7', '14'), target: side('6', '12'), outside: { count: '0', keys: [] }, sourceOutside: { count: '2', keys: [['10'], ['11']] }, coverage: { ranges: 1, ok: true } },
+    source: 's',
+    target: 't',
+    planned: 1,
+    ranges: [
+      {
+        index: 0,
+        lo: '1',
+        hi: '9',
+        status: 'verified',
+        attempts: 1,
+        sourceCount: '5',
+        sourceChecksum: '10',
+        targetCount: '5',
+        targetChecksum: '10',
+        failedChecks: [],
+        located: null,
+        keys: NO_KEYS,
+      },
+    ],
+    totals: {
+      source: side('7', '14'),
+      target: side('6', '12'),
+      outside: { count: '0', keys: [] },
+      sourceOutside: { count: '2', keys: [['10'], ['11']] },
+      coverage: { ranges: 1, ok: true },
+    },
   };
   const t = buildTableReport('m', e);
   assert.equal(isGreen(t, true), true);

@@ -73,12 +73,16 @@ function openGate(): Promise<{ close(): Promise<void> }> {
 const cli = () => ({ TEMPORAL_ADDRESS: temporal.address });
 
 const itemsSpec = (name: string, target: string, unreachable?: string) =>
-  specFor(name, { source: 'public.items', target, chunk: { column: 'id', size: 1000 } }, {
-    taskQueue: TASK_QUEUE,
-    concurrency: 2,
-    cutover: { approval: 'required' },
-    ...(unreachable ? { retries: { rangeAttempts: 3, unreachable } } : {}),
-  });
+  specFor(
+    name,
+    { source: 'public.items', target, chunk: { column: 'id', size: 1000 } },
+    {
+      taskQueue: TASK_QUEUE,
+      concurrency: 2,
+      cutover: { approval: 'required' },
+      ...(unreachable ? { retries: { rangeAttempts: 3, unreachable } } : {}),
+    },
+  );
 
 async function waitUntil(h: WorkflowHandle, ok: (p: Progress) => boolean, timeoutMs: number): Promise<{ p: Progress; ms: number }> {
   const t0 = Date.now();
@@ -113,52 +117,63 @@ async function failuresAreReadable(h: WorkflowHandle): Promise<number> {
   return failures;
 }
 
-test('a source on a closed port is said at once with alias, host and error; after retries.unreachable it waits in needs_attention; resume goes on once it is back', { timeout: 90_000 }, async () => {
-  const spec = itemsSpec('unreachable-resumed', 'public.items_a', '4 seconds');
-  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
-  const seen = await waitUntil(h, (p) => (p.waiting ?? []).length > 0, 10_000);
-  const w = seen.p.waiting![0];
-  assert.equal(w.what, `src (127.0.0.1:${port})`);
-  assert.match(w.error, /cannot be reached: .*ECONNREFUSED/);
-  assert.ok(w.nextTryAt, 'the next try is shown');
-  assert.ok(seen.ms < 5000, `said after ${seen.ms} ms`);
-  assert.equal(seen.p.phase, 'planning');
-  // The UI's current details say it too.
-  const meta = await h.query<{ currentDetails?: string }>('__temporal_workflow_metadata');
-  assert.match(meta.currentDetails ?? '', new RegExp(`\\*\\*Waiting:\\*\\* src \\(127\\.0\\.0\\.1:${port}\\) cannot be reached: .*ECONNREFUSED`));
+test(
+  'a source on a closed port is said at once with alias, host and error; after retries.unreachable it waits in needs_attention; resume goes on once it is back',
+  { timeout: 90_000 },
+  async () => {
+    const spec = itemsSpec('unreachable-resumed', 'public.items_a', '4 seconds');
+    const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
+    const seen = await waitUntil(h, (p) => (p.waiting ?? []).length > 0, 10_000);
+    const w = seen.p.waiting![0];
+    assert.equal(w.what, `src (127.0.0.1:${port})`);
+    assert.match(w.error, /cannot be reached: .*ECONNREFUSED/);
+    assert.ok(w.nextTryAt, 'the next try is shown');
+    assert.ok(seen.ms < 5000, `said after ${seen.ms} ms`);
+    assert.equal(seen.p.phase, 'planning');
+    // The UI's current details say it too.
+    const meta = await h.query<{ currentDetails?: string }>('__temporal_workflow_metadata');
+    assert.match(meta.currentDetails ?? '', new RegExp(`\\*\\*Waiting:\\*\\* src \\(127\\.0\\.0\\.1:${port}\\) cannot be reached: .*ECONNREFUSED`));
 
-  // `status` says it, with the next try.
-  const status = await backfill(['status', spec.name], cli());
-  assert.match(status.stdout, new RegExp(`waiting: src \\(127\\.0\\.0\\.1:${port}\\) cannot be reached: .*ECONNREFUSED.*failed tr(y|ies) since .*next try at`), status.stdout);
-  assert.doesNotMatch(status.stdout + status.stderr, /dist\/|\.js:\d+|\n\s+at /);
-  // So does `status --watch` (off a terminal: a block per change), watched for 3 s.
-  const watched = await run(process.execPath, [CLI, 'status', spec.name, '--watch', '--interval', '0.2'], cli(), 3000);
-  assert.match(watched.stderr, new RegExp(`waiting: src \\(127\\.0\\.0\\.1:${port}\\) cannot be reached: .*ECONNREFUSED`), watched.stderr);
+    // `status` says it, with the next try.
+    const status = await backfill(['status', spec.name], cli());
+    assert.match(
+      status.stdout,
+      new RegExp(`waiting: src \\(127\\.0\\.0\\.1:${port}\\) cannot be reached: .*ECONNREFUSED.*failed tr(y|ies) since .*next try at`),
+      status.stdout,
+    );
+    assert.doesNotMatch(status.stdout + status.stderr, /dist\/|\.js:\d+|\n\s+at /);
+    // So does `status --watch` (off a terminal: a block per change), watched for 3 s.
+    const watched = await run(process.execPath, [CLI, 'status', spec.name, '--watch', '--interval', '0.2'], cli(), 3000);
+    assert.match(watched.stderr, new RegExp(`waiting: src \\(127\\.0\\.0\\.1:${port}\\) cannot be reached: .*ECONNREFUSED`), watched.stderr);
 
-  // Past retries.unreachable: it waits for a person, and says how to go on.
-  const stranded = await waitUntil(h, (p) => p.phase === 'needs_attention', 20_000);
-  assert.match(stranded.p.detail ?? '', new RegExp(`src \\(127\\.0\\.0\\.1:${port}\\) cannot be reached: .*ECONNREFUSED.*backfill resume unreachable-resumed`));
-  assert.equal(stranded.p.waiting?.[0].nextTryAt, undefined);
-  assert.ok((await failuresAreReadable(h)) >= 2, 'the failed tries are in the history');
-  const tries = stranded.p.waiting![0].tries;
-  await new Promise((r) => setTimeout(r, 2000));
-  assert.equal((await h.query(progressQuery)).waiting?.[0].tries, tries, 'no try while it waits for a person');
+    // Past retries.unreachable: it waits for a person, and says how to go on.
+    const stranded = await waitUntil(h, (p) => p.phase === 'needs_attention', 20_000);
+    assert.match(
+      stranded.p.detail ?? '',
+      new RegExp(`src \\(127\\.0\\.0\\.1:${port}\\) cannot be reached: .*ECONNREFUSED.*backfill resume unreachable-resumed`),
+    );
+    assert.equal(stranded.p.waiting?.[0].nextTryAt, undefined);
+    assert.ok((await failuresAreReadable(h)) >= 2, 'the failed tries are in the history');
+    const tries = stranded.p.waiting![0].tries;
+    await new Promise((r) => setTimeout(r, 2000));
+    assert.equal((await h.query(progressQuery)).waiting?.[0].tries, tries, 'no try while it waits for a person');
 
-  // The database is back; resume tries again and the migration goes on from where it waited.
-  const gate = await openGate();
-  try {
-    const resumed = await backfill(['resume', spec.name], cli());
-    assert.equal(resumed.code, 0, resumed.stderr);
-    const p = await waitForPhase(h, ['awaiting_approval', 'failed', 'aborted'], 60_000);
-    assert.equal(p.phase, 'awaiting_approval', JSON.stringify(p));
-    assert.equal(p.waiting, undefined, 'nothing is waited for any more');
-    await h.signal('abort', { reason: 'test done' });
-    assert.equal((await endingOf(h)).phase, 'aborted');
-    await replayAndMaybeRecord(h, 'unreachable-stranded-resumed-aborted');
-  } finally {
-    await gate.close();
-  }
-});
+    // The database is back; resume tries again and the migration goes on from where it waited.
+    const gate = await openGate();
+    try {
+      const resumed = await backfill(['resume', spec.name], cli());
+      assert.equal(resumed.code, 0, resumed.stderr);
+      const p = await waitForPhase(h, ['awaiting_approval', 'failed', 'aborted'], 60_000);
+      assert.equal(p.phase, 'awaiting_approval', JSON.stringify(p));
+      assert.equal(p.waiting, undefined, 'nothing is waited for any more');
+      await h.signal('abort', { reason: 'test done' });
+      assert.equal((await endingOf(h)).phase, 'aborted');
+      await replayAndMaybeRecord(h, 'unreachable-stranded-resumed-aborted');
+    } finally {
+      await gate.close();
+    }
+  },
+);
 
 test('abort while a database cannot be reached ends the migration within seconds, as aborted', { timeout: 90_000 }, async () => {
   const spec = itemsSpec('unreachable-aborted', 'public.items_b');
@@ -218,41 +233,49 @@ test('a source that goes away mid-backfill: the range waits in sight, and abort 
   }
 });
 
-test('under change capture, a source that goes away mid-backfill is waited for in sight; once it is back the migration goes on by itself to the gate', { timeout: 120_000 }, async () => {
-  let gate = await openGate();
-  let open = true;
-  try {
-    const spec = specFor('unreachable-captured', { source: 'public.accounts', target: 'public.accounts', chunk: { column: 'id', size: 1000 } }, {
-      taskQueue: TASK_QUEUE,
-      concurrency: 1,
-      capture: 'logical',
-      catchUp: { maxLag: '3 seconds' },
-      cutover: { approval: 'required' },
-    });
-    const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
-    await waitUntil(h, (p) => p.phase === 'backfilling' && p.tables.length > 0 && p.tables[0].ranges.verified >= 1, 60_000);
-    await h.signal('pause');
-    await waitUntil(h, (p) => p.tables[0].ranges.inFlight === 0, 30_000);
-    // The source goes away: the snapshot's holder, the ranges' sessions, all of it.
-    await gate.close();
-    open = false;
-    await h.signal('resume');
-    const seen = await waitUntil(h, (p) => (p.waiting ?? []).length > 0, 30_000);
-    assert.match(seen.p.waiting![0].error, /cannot be reached/);
-    assert.notEqual(seen.p.phase, 'failed');
-    // Back: the next try finds it, and the migration goes on without a person.
-    gate = await openGate();
-    open = true;
-    const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed', 'aborted'], 90_000);
-    assert.equal(p.phase, 'awaiting_approval', JSON.stringify(p));
-    assert.equal(p.waiting, undefined, 'nothing is waited for any more');
-    await h.signal('abort', { reason: 'test done' });
-    assert.equal((await endingOf(h)).phase, 'aborted');
-    await replayAndMaybeRecord(h, 'unreachable-captured-came-back-aborted');
-  } finally {
-    if (open) await gate.close();
-  }
-});
+test(
+  'under change capture, a source that goes away mid-backfill is waited for in sight; once it is back the migration goes on by itself to the gate',
+  { timeout: 120_000 },
+  async () => {
+    let gate = await openGate();
+    let open = true;
+    try {
+      const spec = specFor(
+        'unreachable-captured',
+        { source: 'public.accounts', target: 'public.accounts', chunk: { column: 'id', size: 1000 } },
+        {
+          taskQueue: TASK_QUEUE,
+          concurrency: 1,
+          capture: 'logical',
+          catchUp: { maxLag: '3 seconds' },
+          cutover: { approval: 'required' },
+        },
+      );
+      const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
+      await waitUntil(h, (p) => p.phase === 'backfilling' && p.tables.length > 0 && p.tables[0].ranges.verified >= 1, 60_000);
+      await h.signal('pause');
+      await waitUntil(h, (p) => p.tables[0].ranges.inFlight === 0, 30_000);
+      // The source goes away: the snapshot's holder, the ranges' sessions, all of it.
+      await gate.close();
+      open = false;
+      await h.signal('resume');
+      const seen = await waitUntil(h, (p) => (p.waiting ?? []).length > 0, 30_000);
+      assert.match(seen.p.waiting![0].error, /cannot be reached/);
+      assert.notEqual(seen.p.phase, 'failed');
+      // Back: the next try finds it, and the migration goes on without a person.
+      gate = await openGate();
+      open = true;
+      const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed', 'aborted'], 90_000);
+      assert.equal(p.phase, 'awaiting_approval', JSON.stringify(p));
+      assert.equal(p.waiting, undefined, 'nothing is waited for any more');
+      await h.signal('abort', { reason: 'test done' });
+      assert.equal((await endingOf(h)).phase, 'aborted');
+      await replayAndMaybeRecord(h, 'unreachable-captured-came-back-aborted');
+    } finally {
+      if (open) await gate.close();
+    }
+  },
+);
 
 test('status says that no worker polls the task queue, with the last phase Temporal knows', { timeout: 90_000 }, async () => {
   const spec = { ...itemsSpec('no-worker', 'public.items_d'), taskQueue: 'nobody-polls-this' };

@@ -89,11 +89,14 @@ async function until<T>(what: string | (() => string), f: () => Promise<T | unde
 
 async function phase(h: WorkflowHandle, p: Phase): Promise<Progress> {
   let last: Progress | undefined;
-  return until(() => `phase ${p} (last: ${JSON.stringify(last)})`, async () => {
-    last = await h.query(progressQuery);
-    if (TERMINAL_OR_STUCK.includes(last.phase) && last.phase !== p) throw new Error(`went to ${last.phase} instead of ${p}: ${last.detail}`);
-    return last.phase === p ? last : undefined;
-  });
+  return until(
+    () => `phase ${p} (last: ${JSON.stringify(last)})`,
+    async () => {
+      last = await h.query(progressQuery);
+      if (TERMINAL_OR_STUCK.includes(last.phase) && last.phase !== p) throw new Error(`went to ${last.phase} instead of ${p}: ${last.detail}`);
+      return last.phase === p ? last : undefined;
+    },
+  );
 }
 const TERMINAL_OR_STUCK: Phase[] = ['completed', 'aborted', 'failed'];
 
@@ -146,7 +149,10 @@ test('gate: a green report waits for approval of its digest; approving that dige
   assert.equal(s.refused.length, 0);
   const final = await h.query(reportQuery);
   assert.equal(final.phase, 'completed');
-  assert.deepEqual(final.approvals.map((a) => [a.approver, a.digest]), [['alice', p.digest]]);
+  assert.deepEqual(
+    final.approvals.map((a) => [a.approver, a.digest]),
+    [['alice', p.digest]],
+  );
 });
 
 test('refused approvals: before the gate, a stale digest, an approver not allowed, a second approval; each recorded, none switches', async () => {
@@ -190,7 +196,10 @@ test('refused approvals: before the gate, a stale digest, an approver not allowe
       ['approve-refused', 'alice', again],
     ],
   );
-  assert.ok(s.refused.every((e) => e.migration === s.name && e.control === 'tgt' && e.execution), JSON.stringify(s.refused));
+  assert.ok(
+    s.refused.every((e) => e.migration === s.name && e.control === 'tgt' && e.execution),
+    JSON.stringify(s.refused),
+  );
   assert.equal(s.refused[2].digest, digest);
 
   held.release();
@@ -232,7 +241,10 @@ test('rejectCutover sends the migration to needs_attention; rerun copies exactly
   assert.ok(second.digest && second.digest !== first.digest, 'the evidence changed but the digest did not');
   assert.deepEqual(second.tables[0].ranges, { total: 4, pending: 0, inFlight: 0, verified: 4, failed: 0 });
 
-  assert.match(await refusal(h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'carol', digest: first.digest! }] })), /is not the evidence presented now/);
+  assert.match(
+    await refusal(h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'carol', digest: first.digest! }] })),
+    /is not the evidence presented now/,
+  );
   await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'carol', digest: second.digest }] });
   const result = await h.result();
   assert.equal(result.phase, 'completed');
@@ -270,7 +282,15 @@ test('a range that mismatches on every attempt: rangeAttempts attempts, located 
   const s = fakes.scenario('range-fails', { ranges: 3, broken: [1] });
   const h = await start(specOf(s.name, { retries: { rangeAttempts: 3 } }));
   const na = await phase(h, 'needs_attention');
-  assert.deepEqual(s.copiesOf(1).map((c) => [c.attempt, c.final]), [[1, false], [2, false], [3, true]], 'attempts or the final flag');
+  assert.deepEqual(
+    s.copiesOf(1).map((c) => [c.attempt, c.final]),
+    [
+      [1, false],
+      [2, false],
+      [3, true],
+    ],
+    'attempts or the final flag',
+  );
   assert.deepEqual(s.copyCounts(), [1, 3, 1]);
   assert.deepEqual(s.locates, [{ i: 1, attempt: 3, final: true }]);
   assert.deepEqual(na.tables[0].ranges, { total: 3, pending: 0, inFlight: 0, verified: 2, failed: 1 });
@@ -346,7 +366,10 @@ test('abort in needs_attention ends the migration: result aborted, the abort in 
   const s = fakes.scenario('abort-attention', { ranges: 2, broken: [0] });
   const h = await start(specOf(s.name, { retries: { rangeAttempts: 1 } }));
   await phase(h, 'needs_attention');
-  assert.deepEqual(s.copiesOf(0).map((c) => [c.attempt, c.final]), [[1, true]]);
+  assert.deepEqual(
+    s.copiesOf(0).map((c) => [c.attempt, c.final]),
+    [[1, true]],
+  );
   await h.signal(abortSignal, { reason: 'the target is wrong' });
   const result = await endingOf(h);
   assert.equal(result.phase, 'aborted');
@@ -368,7 +391,10 @@ test('approval auto: a green report switches without a person, once, recorded as
   assert.equal(result.digest, s.reports.at(-1));
   assert.equal(s.switches.length, 1);
   assert.equal(s.switches[0].approver, 'auto');
-  assert.deepEqual(s.audit.map((e) => [e.action, e.actor, e.digest]), [['approve', 'auto', result.digest]]);
+  assert.deepEqual(
+    s.audit.map((e) => [e.action, e.actor, e.digest]),
+    [['approve', 'auto', result.digest]],
+  );
 });
 
 // ---- races at the gate: one decision per presentation of the evidence ----
@@ -383,50 +409,44 @@ async function outcome(p: Promise<unknown>): Promise<string> {
   }
 }
 
-test(
-  'an approval taken while a rejection is being recorded does not switch the rejected evidence, nor skip the rerun',
-  async () => {
-    const s = fakes.scenario('race-reject-then-approve', { ranges: 2 });
-    const h = await start(specOf(s.name));
-    const p = await phase(h, 'awaiting_approval');
-    const held = latch();
-    s.holdAudit.set('reject', held);
-    await h.executeUpdate(rejectCutoverUpdate, { args: [{ approver: 'carol', reason: 'range 0 looks short' }] });
-    const approve = await outcome(h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'dave', digest: p.digest! }] }));
-    held.release();
-    await phase(h, 'needs_attention');
-    await h.executeUpdate(rerunUpdate, { args: [{ ranges: [0] }] });
-    const next = await until('the gate or the end', async () => {
-      const q = await h.query(progressQuery);
-      return ['awaiting_approval', ...TERMINAL_OR_STUCK].includes(q.phase) ? q : undefined;
-    });
-    assert.match(approve, /this evidence has just been rejected/);
-    assert.deepEqual(s.copyCounts(), [2, 1], `the rerun was not run (the approval was ${approve})`);
-    assert.equal(s.switches.length, 0, `switched the rejected digest (the approval was ${approve})`);
-    assert.equal(next.phase, 'awaiting_approval');
-    await h.signal(abortSignal, { reason: 'end of test' });
-    await endingOf(h);
-  },
-);
+test('an approval taken while a rejection is being recorded does not switch the rejected evidence, nor skip the rerun', async () => {
+  const s = fakes.scenario('race-reject-then-approve', { ranges: 2 });
+  const h = await start(specOf(s.name));
+  const p = await phase(h, 'awaiting_approval');
+  const held = latch();
+  s.holdAudit.set('reject', held);
+  await h.executeUpdate(rejectCutoverUpdate, { args: [{ approver: 'carol', reason: 'range 0 looks short' }] });
+  const approve = await outcome(h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'dave', digest: p.digest! }] }));
+  held.release();
+  await phase(h, 'needs_attention');
+  await h.executeUpdate(rerunUpdate, { args: [{ ranges: [0] }] });
+  const next = await until('the gate or the end', async () => {
+    const q = await h.query(progressQuery);
+    return ['awaiting_approval', ...TERMINAL_OR_STUCK].includes(q.phase) ? q : undefined;
+  });
+  assert.match(approve, /this evidence has just been rejected/);
+  assert.deepEqual(s.copyCounts(), [2, 1], `the rerun was not run (the approval was ${approve})`);
+  assert.equal(s.switches.length, 0, `switched the rejected digest (the approval was ${approve})`);
+  assert.equal(next.phase, 'awaiting_approval');
+  await h.signal(abortSignal, { reason: 'end of test' });
+  await endingOf(h);
+});
 
-test(
-  'a rejection or an abort accepted after the approval, before the switch, stops the switch',
-  async () => {
-    const s = fakes.scenario('race-approve-then-reject', { ranges: 2 });
-    const h = await start(specOf(s.name));
-    const p = await phase(h, 'awaiting_approval');
-    const held = latch();
-    s.holdAudit.set('approve', held);
-    await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'dave', digest: p.digest! }] });
-    const reject = await outcome(h.executeUpdate(rejectCutoverUpdate, { args: [{ approver: 'carol', reason: 'wait' }] }));
-    await h.signal(abortSignal, { reason: 'stop it' });
-    held.release();
-    const result = await endingOf(h);
-    assert.match(reject, /this evidence is approved and the migration is going on to the switch; abort to stop it/);
-    assert.equal(s.switches.length, 0, 'switched after an abort');
-    assert.equal(result.phase, 'aborted', `an abort before the switch was ignored (the rejection was ${reject})`);
-  },
-);
+test('a rejection or an abort accepted after the approval, before the switch, stops the switch', async () => {
+  const s = fakes.scenario('race-approve-then-reject', { ranges: 2 });
+  const h = await start(specOf(s.name));
+  const p = await phase(h, 'awaiting_approval');
+  const held = latch();
+  s.holdAudit.set('approve', held);
+  await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'dave', digest: p.digest! }] });
+  const reject = await outcome(h.executeUpdate(rejectCutoverUpdate, { args: [{ approver: 'carol', reason: 'wait' }] }));
+  await h.signal(abortSignal, { reason: 'stop it' });
+  held.release();
+  const result = await endingOf(h);
+  assert.match(reject, /this evidence is approved and the migration is going on to the switch; abort to stop it/);
+  assert.equal(s.switches.length, 0, 'switched after an abort');
+  assert.equal(result.phase, 'aborted', `an abort before the switch was ignored (the rejection was ${reject})`);
+});
 
 // ---- endings: an abort and Temporal's cancellation end alike, not as a green Completed ----
 
@@ -438,7 +458,10 @@ test('Temporal cancellation means abort: cleaned up and audited, phase aborted, 
   const result = await endingOf(h);
   assert.equal(result.phase, 'aborted');
   assert.equal(result.reason, 'cancelled through Temporal');
-  assert.deepEqual(s.audit.filter((e) => e.action === 'abort').map((e) => (e.detail as { reason: string }).reason), ['cancelled through Temporal']);
+  assert.deepEqual(
+    s.audit.filter((e) => e.action === 'abort').map((e) => (e.detail as { reason: string }).reason),
+    ['cancelled through Temporal'],
+  );
   assert.equal((await h.query(progressQuery)).phase, 'aborted');
   const d = await h.describe();
   assert.equal(d.status.name, 'FAILED');
@@ -470,16 +493,18 @@ test('the UI: current details say the phase, the progress, the digest awaiting a
   const p = await phase(h, 'awaiting_approval');
   // The query the Temporal UI itself runs for "Current Details" and the message list.
   type Described = { name: string; description?: string }[];
-  const meta = await h.query<{ currentDetails?: string; definition?: { queryDefinitions?: Described; signalDefinitions?: Described; updateDefinitions?: Described } }>(
-    '__temporal_workflow_metadata',
-  );
+  const meta = await h.query<{
+    currentDetails?: string;
+    definition?: { queryDefinitions?: Described; signalDefinitions?: Described; updateDefinitions?: Described };
+  }>('__temporal_workflow_metadata');
   const details = meta.currentDetails ?? '';
   assert.match(details, /\*\*Phase:\*\* `awaiting_approval`/);
   assert.match(details, new RegExp(`Awaiting approval\\*\\* of digest \`${p.digest}\`; who may approve: alice, bob`));
   assert.match(details, /backfill approve ui-details --as <you>/);
   assert.match(details, /\| 2 \/ 2 \| 0 \| 0 \|/, 'the per-table progress');
   // Ours (the SDK lists its own built-in queries too, prefixed __).
-  const described = (xs: Described | undefined) => Object.fromEntries((xs ?? []).filter((x) => !x.name.startsWith('__')).map((x) => [x.name, Boolean(x.description)]));
+  const described = (xs: Described | undefined) =>
+    Object.fromEntries((xs ?? []).filter((x) => !x.name.startsWith('__')).map((x) => [x.name, Boolean(x.description)]));
   assert.deepEqual(described(meta.definition?.queryDefinitions), { progress: true, report: true });
   assert.deepEqual(described(meta.definition?.signalDefinitions), { pause: true, resume: true, abort: true, setConcurrency: true, auditRecorded: true });
   assert.deepEqual(described(meta.definition?.updateDefinitions), { approveCutover: true, rejectCutover: true, rerun: true });
@@ -507,14 +532,27 @@ test('the UI: every range activity names its table, its range by the index the r
     .events!.filter((e) => e.activityTaskScheduledEventAttributes)
     .map((e) => {
       const a = e.activityTaskScheduledEventAttributes!;
-      return { type: a.activityType!.name!, summary: (json(e.userMetadata?.summary) as string | undefined) ?? '(none)', input: json(a.input?.payloads?.[0]) as { rangeIndex?: number } | undefined };
+      return {
+        type: a.activityType!.name!,
+        summary: (json(e.userMetadata?.summary) as string | undefined) ?? '(none)',
+        input: json(a.input?.payloads?.[0]) as { rangeIndex?: number } | undefined,
+      };
     });
   const summaries = scheduled.map((x) => x.summary);
   assert.ok(summaries.includes('copy public.t range 0 of 3 [0, 10)'), summaries.join('\n'));
   assert.ok(summaries.includes('copy public.t range 2 of 3 [20, 30)'), summaries.join('\n'));
-  assert.ok(summaries.some((x) => x.startsWith('plan: check every table')), summaries.join('\n'));
-  assert.ok(summaries.some((x) => x.startsWith('reconcile public.t')), summaries.join('\n'));
-  assert.ok(summaries.some((x) => x.startsWith('switch authority (digest ')), summaries.join('\n'));
+  assert.ok(
+    summaries.some((x) => x.startsWith('plan: check every table')),
+    summaries.join('\n'),
+  );
+  assert.ok(
+    summaries.some((x) => x.startsWith('reconcile public.t')),
+    summaries.join('\n'),
+  );
+  assert.ok(
+    summaries.some((x) => x.startsWith('switch authority (digest ')),
+    summaries.join('\n'),
+  );
   const copies = scheduled.filter((x) => x.type === 'copyRange');
   assert.equal(copies.length, 3);
   // The number a person reads on the bar is the range's index: the one `backfill rerun --range` takes.

@@ -6,7 +6,18 @@ import { failure } from '../domain/failures';
 import { DEFAULT_CHUNK_SIZE, chunkOf, type Chunking, type MigrationSpec, type TableSpec } from '../spec/schema';
 import { TABLE_REF_FORMS, parseSchemaPattern, parseTableRef, showName, showTableName, showTableRef, type TableRef } from '../spec/names';
 import { poolFor } from '../db/pools';
-import { hasUniqueIndexOn, leafPartitions, naturalKey, otherSchemaWith, resolveTable, roleRights, tableSizing, type ColumnInfo, type TableInfo, type TableSizing } from '../db/catalog';
+import {
+  hasUniqueIndexOn,
+  leafPartitions,
+  naturalKey,
+  otherSchemaWith,
+  resolveTable,
+  roleRights,
+  tableSizing,
+  type ColumnInfo,
+  type TableInfo,
+  type TableSizing,
+} from '../db/catalog';
 import { columnProbeSql, hashedColumns, SERVER_VERSION_SQL, duplicatesSql, hashAs, profileSql, quoteIdent, sourceSelect, type BoundTable } from '../db/sql';
 import { LEDGER_SCHEMA } from '../db/ledger';
 import { guarded } from '../db/errors';
@@ -111,7 +122,10 @@ export async function checkTable(input: BindInput): Promise<{ binding?: Binding;
     if (!d) problems.push(`${at}.target: table "${showTableRef(targetRef)}" not found on connection "${targetAlias}"`);
     if (!s || !d) return { problems };
     // A name without a schema found in our own ledger schema (a role named backfill has "$user" = backfill).
-    for (const [side, name, info, c, alias] of [['source', sourceName, s, src, sourceAlias], ['target', targetName, d, tgt, targetAlias]] as const)
+    for (const [side, name, info, c, alias] of [
+      ['source', sourceName, s, src, sourceAlias],
+      ['target', targetName, d, tgt, targetAlias],
+    ] as const)
       if (!name.schema && info.schema === LEDGER_SCHEMA) problems.push(await inLedgerSchema(`${at}.${side}`, info, c, alias));
     if (problems.length) return { problems };
     const sName = showTableName(s.schema, s.name);
@@ -166,7 +180,9 @@ export async function checkTable(input: BindInput): Promise<{ binding?: Binding;
       const c = sCol.get(t.delta.column);
       if (!c) problems.push(`${at}.delta.column: column "${t.delta.column}" not found in source table ${sName}`);
       else if (!TIME_TYPES.has(c.typeName))
-        problems.push(`${at}.delta.column: "${t.delta.column}" is ${c.type}; the change column must be a timestamptz or timestamp that every write sets (updated_at)`);
+        problems.push(
+          `${at}.delta.column: "${t.delta.column}" is ${c.type}; the change column must be a timestamptz or timestamp that every write sets (updated_at)`,
+        );
       if (!columns.includes(t.delta.column)) problems.push(`${at}.delta.column: "${t.delta.column}" is not a copied column`);
     }
     const checks = t.checks ?? {};
@@ -178,8 +194,15 @@ export async function checkTable(input: BindInput): Promise<{ binding?: Binding;
     const sourceKeyUnique = key.some((k) => !sCol.has(k)) || (await hasUniqueIndexOn(src, s.oid, key));
     if (!sourceKeyUnique && !input.catalogOnly) {
       const probe: BoundTable = {
-        source: s.quoted, target: d.quoted, columns: [], sourceExprs: [], key, keyTypes: [], where: t.where,
-        range: { names: [], sourceTypes: [], targetTypes: [], collate: [] }, checks: { distribution: [], aggregates: [] },
+        source: s.quoted,
+        target: d.quoted,
+        columns: [],
+        sourceExprs: [],
+        key,
+        keyTypes: [],
+        where: t.where,
+        range: { names: [], sourceTypes: [], targetTypes: [], collate: [] },
+        checks: { distribution: [], aggregates: [] },
       };
       // A probe that cannot finish (a timeout, a lock) proves nothing: say so, never assume unique.
       const dup = await src.query(duplicatesSql(probe, 'source', undefined, 5)).catch((e: Error) => e);
@@ -191,7 +214,9 @@ export async function checkTable(input: BindInput): Promise<{ binding?: Binding;
             'add a unique index on the key, or let the check finish (BACKFILL_STATEMENT_TIMEOUT, BACKFILL_LOCK_TIMEOUT)',
         );
       else if (!(dup instanceof Error) && dup.rows.length)
-        problems.push(`${at}.key: (${key.join(', ')}) is not unique in the source: ${dup.rows[0].keys} key(s) repeat, e.g. ${dup.rows.map((r) => r.key).join(', ')}`);
+        problems.push(
+          `${at}.key: (${key.join(', ')}) is not unique in the source: ${dup.rows[0].keys} key(s) repeat, e.g. ${dup.rows.map((r) => r.key).join(', ')}`,
+        );
     }
     if (problems.length) return { problems };
 
@@ -213,8 +238,7 @@ export async function checkTable(input: BindInput): Promise<{ binding?: Binding;
     if (input.catalogOnly) return { binding, problems };
     if (chunkOf(t, key).kind === 'auto') binding.sizing = await tableSizing(src, s.oid);
     // hash_record_extended arrived in PostgreSQL 14; both sides must hash the same way.
-    if ((await serverVersion(src)) >= 140000 && (await serverVersion(tgt)) >= 140000)
-      binding.hashAs = hashedColumns(binding).map((c) => hashAs(dCol.get(c)!));
+    if ((await serverVersion(src)) >= 140000 && (await serverVersion(tgt)) >= 140000) binding.hashAs = hashedColumns(binding).map((c) => hashAs(dCol.get(c)!));
     problems.push(...(await checkStatements(src, tgt, binding, at)));
     if (problems.length === 0 && (t.where || t.transform)) problems.push(...(await expressionProblems(src, at, s.oid, `${sourceSelect(binding)} LIMIT 0`)));
     if (problems.length === 0 && input.probeValues) problems.push(...(await valueProblems(src, binding, at)));
@@ -265,13 +289,15 @@ function coverageProblems(o: {
   const fix = `name it in ${at}.omit to leave it out`;
   for (const c of omit) {
     if (!sCol.has(c) && !dCol.has(c)) out.push(`${at}.omit: column "${c}" is in neither ${sName} nor ${dName}`);
-    else if (columns.includes(c)) out.push(`${at}.omit: column "${c}" is ${o.transform[c] ? 'computed by a transform' : 'listed in columns'}: it cannot also be left out`);
+    else if (columns.includes(c))
+      out.push(`${at}.omit: column "${c}" is ${o.transform[c] ? 'computed by a transform' : 'listed in columns'}: it cannot also be left out`);
   }
   for (const c of s.columns) {
     if (columns.includes(c.name) || omit.has(c.name)) continue;
     const there = dCol.get(c.name);
     if (there?.generated && !o.listed) continue; // compared with the target's generated column
-    if (!there) out.push(`${at}: source column "${c.name}" of ${sName} has no column in ${dName}: its values would be lost; add the column to the target, or ${fix}`);
+    if (!there)
+      out.push(`${at}: source column "${c.name}" of ${sName} has no column in ${dName}: its values would be lost; add the column to the target, or ${fix}`);
     else out.push(`${at}.columns: source column "${c.name}" of ${sName} is not copied; add it to columns, or ${fix}`);
   }
   for (const c of d.columns) {
@@ -298,7 +324,8 @@ function columnPlanOf(s: TableInfo, d: TableInfo, b: Binding, transform: Record<
   };
   for (const c of s.columns) {
     const to = dCol.get(c.name);
-    if (b.columns.includes(c.name) && !transform[c.name]) add(c.type === to!.type ? { column: c.name, fate: 'copied', to: to!.type } : { column: c.name, fate: 'cast', from: c.type, to: to!.type });
+    if (b.columns.includes(c.name) && !transform[c.name])
+      add(c.type === to!.type ? { column: c.name, fate: 'copied', to: to!.type } : { column: c.name, fate: 'cast', from: c.type, to: to!.type });
     else if (b.compared?.includes(c.name)) add({ column: c.name, fate: 'generated', to: to!.type, compared: true });
     else if (!transform[c.name]) add({ column: c.name, fate: 'omitted', side: 'source' });
   }
@@ -378,7 +405,9 @@ async function checkStatements(src: pg.ClientBase, tgt: pg.ClientBase, b: Bindin
   } catch (e) {
     // The columns the copy reads were checked already: what is denied here is what a where or transform reads.
     if ((e as { code?: string }).code === INSUFFICIENT_PRIVILEGE)
-      out.push(`${at}.where or .transform: the source role may not run the source query: ${(e as Error).message} (a column, table or function the expression reads; grant it, or leave it out of the expression)`);
+      out.push(
+        `${at}.where or .transform: the source role may not run the source query: ${(e as Error).message} (a column, table or function the expression reads; grant it, or leave it out of the expression)`,
+      );
     else out.push(`${at}.where, .transform or column types: the source query is not valid: ${(e as Error).message}`);
   }
   try {
@@ -447,7 +476,9 @@ export async function preflight(spec: MigrationSpec, o: { probeValues?: boolean;
   o.privileges?.(report);
   // Change capture: the server and every table, before anything is created.
   if (problems.length === 0 && spec.capture !== undefined)
-    problems.push(...(await guarded('checking change capture', () => captureProblems({ name: spec.name, source: spec.source, capture: spec.capture }, bindings))));
+    problems.push(
+      ...(await guarded('checking change capture', () => captureProblems({ name: spec.name, source: spec.source, capture: spec.capture }, bindings))),
+    );
   if (problems.length) throw unbound([...new Set(problems)]);
   spec.tables.forEach((table, i) => cache.set(cacheId(spec, table), Promise.resolve(bindings[i])));
   return bindings;
@@ -479,12 +510,12 @@ export function bindingFor(spec: Pick<MigrationSpec, 'source' | 'target'>, table
   let p = cache.get(id);
   if (!p) {
     // Guarded: a connection error here leaves redacted and classified like any other.
-    p = guarded(`checking tables[${tableIndex}]`, () =>
-      checkTable({ sourceAlias: spec.source, targetAlias: spec.target, table, tableIndex }),
-    ).then(({ binding, problems }) => {
-      if (!binding) throw unbound(problems);
-      return binding;
-    });
+    p = guarded(`checking tables[${tableIndex}]`, () => checkTable({ sourceAlias: spec.source, targetAlias: spec.target, table, tableIndex })).then(
+      ({ binding, problems }) => {
+        if (!binding) throw unbound(problems);
+        return binding;
+      },
+    );
     p.catch(() => cache.delete(id));
     cache.set(id, p);
   }

@@ -20,20 +20,35 @@ export async function captureProblems(spec: Spec, bindings: Binding[]): Promise<
   const src = poolFor(spec.source, 'read');
   const out: string[] = [];
   const s = (await src.query(CAPTURE_SERVER_SQL)).rows[0] as {
-    wal_level: string; version: string; max_slots: number; slots_used: number; max_senders: number; senders_used: number; keep_size: string;
+    wal_level: string;
+    version: string;
+    max_slots: number;
+    slots_used: number;
+    max_senders: number;
+    senders_used: number;
+    keep_size: string;
   };
   const at = 'capture';
   // The stream's `messages` option (our fences) arrived in PostgreSQL 14.
-  if (Number(s.version) < 140000) out.push(`${at}: the source runs PostgreSQL ${Math.floor(Number(s.version) / 10000)}; logical capture needs PostgreSQL 14 or later (use delta, a change column, there)`);
+  if (Number(s.version) < 140000)
+    out.push(
+      `${at}: the source runs PostgreSQL ${Math.floor(Number(s.version) / 10000)}; logical capture needs PostgreSQL 14 or later (use delta, a change column, there)`,
+    );
   if (s.wal_level !== 'logical')
-    out.push(`${at}: the source has wal_level=${s.wal_level}; logical capture needs wal_level=logical (ALTER SYSTEM SET wal_level = logical, then restart the server; on Amazon RDS set rds.logical_replication = 1 in the parameter group; on Cloud SQL the flag cloudsql.logical_decoding = on)`);
+    out.push(
+      `${at}: the source has wal_level=${s.wal_level}; logical capture needs wal_level=logical (ALTER SYSTEM SET wal_level = logical, then restart the server; on Amazon RDS set rds.logical_replication = 1 in the parameter group; on Cloud SQL the flag cloudsql.logical_decoding = on)`,
+    );
   const slot = (await src.query(SLOT_SQL, [cap.slot])).rows[0] as { slot_name: string } | undefined;
   // The migration's slot, plus a temporary one at a time for a new snapshot (an epoch or a checkpoint).
   const slotsNeeded = slot ? 1 : 2;
   if (s.max_slots - s.slots_used < slotsNeeded)
-    out.push(`${at}: the source has ${s.max_slots - s.slots_used} free replication slot(s) of max_replication_slots=${s.max_slots}; capture needs ${slotsNeeded} (raise max_replication_slots and restart, or drop unused slots: SELECT slot_name, active FROM pg_replication_slots)`);
+    out.push(
+      `${at}: the source has ${s.max_slots - s.slots_used} free replication slot(s) of max_replication_slots=${s.max_slots}; capture needs ${slotsNeeded} (raise max_replication_slots and restart, or drop unused slots: SELECT slot_name, active FROM pg_replication_slots)`,
+    );
   if (s.max_senders - s.senders_used < 2)
-    out.push(`${at}: the source has ${s.max_senders - s.senders_used} free WAL sender(s) of max_wal_senders=${s.max_senders}; capture needs 2 (the stream, and a snapshot while it runs): raise max_wal_senders and restart`);
+    out.push(
+      `${at}: the source has ${s.max_senders - s.senders_used} free WAL sender(s) of max_wal_senders=${s.max_senders}; capture needs 2 (the stream, and a snapshot while it runs): raise max_wal_senders and restart`,
+    );
   const tables = (await src.query(CAPTURE_TABLES_SQL, [bindings.map((b) => b.sourceRel.oid)])).rows as {
     oid: string;
     identity: string;
@@ -47,10 +62,14 @@ export async function captureProblems(spec: Spec, bindings: Binding[]): Promise<
     if (!t) continue;
     // Published without one, the application's own UPDATE and DELETE on it would start failing.
     if (t.identity === 'n' || (t.identity === 'd' && t.has_pk !== 't'))
-      out.push(`tables[${i}].source: ${b.sourceName} has no primary key and no replica identity; in a publication, the application's UPDATE and DELETE on it would fail: add a primary key, or ALTER TABLE ... REPLICA IDENTITY USING INDEX <unique index> (or FULL)`);
+      out.push(
+        `tables[${i}].source: ${b.sourceName} has no primary key and no replica identity; in a publication, the application's UPDATE and DELETE on it would fail: add a primary key, or ALTER TABLE ... REPLICA IDENTITY USING INDEX <unique index> (or FULL)`,
+      );
     const unlogged = JSON.parse(t.unlogged) as string[];
     if (unlogged.length)
-      out.push(`tables[${i}].source: ${unlogged.join(', ')} is UNLOGGED: its writes never reach the write-ahead log, so change capture cannot see them: ALTER TABLE ... SET LOGGED, or migrate it without capture`);
+      out.push(
+        `tables[${i}].source: ${unlogged.join(', ')} is UNLOGGED: its writes never reach the write-ahead log, so change capture cannot see them: ALTER TABLE ... SET LOGGED, or migrate it without capture`,
+      );
   }
   return out;
 }
@@ -73,12 +92,19 @@ async function publicationProblems(src: pg.Pool, publication: string, bindings: 
       `${at}: "${publication}" has publish_via_partition_root off, so the changes of ${partitioned.map((b) => b.sourceName).join(', ')} (partitioned) would arrive under their partitions' names: ` +
         `ALTER PUBLICATION ${name} SET (publish_via_partition_root = true)`,
     );
-  const published = new Map(((await src.query(PUBLICATION_TABLES_SQL, [publication])).rows as { oid: string; rowfilter: string | null }[]).map((r) => [r.oid, r]));
+  const published = new Map(
+    ((await src.query(PUBLICATION_TABLES_SQL, [publication])).rows as { oid: string; rowfilter: string | null }[]).map((r) => [r.oid, r]),
+  );
   // A partitioned table without publish_via_partition_root is listed by its partitions: said above.
   const missing = bindings.filter((b) => !published.has(b.sourceRel.oid) && !(pub.via_root !== 't' && partitioned.includes(b)));
-  if (missing.length) out.push(`${at}: "${publication}" does not publish ${missing.map((b) => b.sourceName).join(', ')} (ALTER PUBLICATION ${name} ADD TABLE ${missing.map((b) => b.sourceName).join(', ')})`);
+  if (missing.length)
+    out.push(
+      `${at}: "${publication}" does not publish ${missing.map((b) => b.sourceName).join(', ')} (ALTER PUBLICATION ${name} ADD TABLE ${missing.map((b) => b.sourceName).join(', ')})`,
+    );
   const filtered = bindings.filter((b) => published.get(b.sourceRel.oid)?.rowfilter);
   if (filtered.length)
-    out.push(`${at}: "${publication}" publishes ${filtered.map((b) => b.sourceName).join(', ')} with a row filter (WHERE), so changes of the rows it leaves out would not reach the target: publish the whole table (ALTER PUBLICATION ${name} SET TABLE ... without WHERE)`);
+    out.push(
+      `${at}: "${publication}" publishes ${filtered.map((b) => b.sourceName).join(', ')} with a row filter (WHERE), so changes of the rows it leaves out would not reach the target: publish the whole table (ALTER PUBLICATION ${name} SET TABLE ... without WHERE)`,
+    );
   return out;
 }

@@ -14,8 +14,20 @@ import { poolFor } from '../db/pools';
 import { guarded } from '../db/errors';
 import { EPOCH, RECORD_EPOCH, RELEASE_EPOCH, RELEASE_EPOCHS } from '../db/ledger';
 import {
-  CHANGED_KEYS_SQL, END_EPOCH_HOLDERS_SQL, EPOCH_SLOTS_SQL, DROP_SLOT_SQL, FORGET_KEYS_SQL, PARTITIONS_SQL, PUBLICATION_SQL, PUBLICATION_TABLES_SQL, SLOT_SQL,
-  TERMINATE_SLOT_USER_SQL, createPublicationSql, dropPublicationSql, hashedColumns, setPublicationTablesSql,
+  CHANGED_KEYS_SQL,
+  END_EPOCH_HOLDERS_SQL,
+  EPOCH_SLOTS_SQL,
+  DROP_SLOT_SQL,
+  FORGET_KEYS_SQL,
+  PARTITIONS_SQL,
+  PUBLICATION_SQL,
+  PUBLICATION_TABLES_SQL,
+  SLOT_SQL,
+  TERMINATE_SLOT_USER_SQL,
+  createPublicationSql,
+  dropPublicationSql,
+  hashedColumns,
+  setPublicationTablesSql,
 } from '../db/sql';
 import { applyChanges, type CaptureTable, type RelationScope } from '../capture/apply';
 import { createSlot } from '../capture/replication';
@@ -82,7 +94,11 @@ export async function holdSnapshot(input: EpochInput): Promise<void> {
     // Its session is over either way (a failure to close it says no more than its loss).
     await held.client.end().catch(() => undefined);
     // An epoch left unreleased is released with all the others when the capture is dropped; said.
-    await ctl.query(RELEASE_EPOCH, [migration, epoch]).catch((e: unknown) => log.warn('could not mark the snapshot epoch released in the ledger', { migration, epoch, error: String((e as Error)?.message ?? e) }));
+    await ctl
+      .query(RELEASE_EPOCH, [migration, epoch])
+      .catch((e: unknown) =>
+        log.warn('could not mark the snapshot epoch released in the ledger', { migration, epoch, error: String((e as Error)?.message ?? e) }),
+      );
   }
 }
 
@@ -251,12 +267,21 @@ export async function compareWindow(input: { migration: string; spec: Spec; sinc
   for (const [i, t] of spec.tables.entries()) {
     const b = await bindingFor(spec, t, i);
     const res = await guarded(`comparing the final window of ${b.sourceName}`, async () => {
-      const keys = (await poolFor(spec.target, 'write').query(CHANGED_KEYS_SQL, [input.migration, i, input.since])).rows.map((x) => JSON.parse(String(x.key)) as string[]);
+      const keys = (await poolFor(spec.target, 'write').query(CHANGED_KEYS_SQL, [input.migration, i, input.since])).rows.map(
+        (x) => JSON.parse(String(x.key)) as string[],
+      );
       const all = { lo: null, hi: null };
       const [s, d] = await Promise.all([keyedRows(b, spec.source, 'read', 'source', all, keys), keyedRows(b, spec.target, 'write', 'target', all, keys)]);
       const diffs = diffRows(hashedColumns(b), s, d);
       const totals = (f: typeof s): WindowSide => ({ rows: f.rows.size, checksum: [...f.rows.values()].reduce((a, r) => a + BigInt(r.h), 0n).toString() });
-      return { table: b.sourceName, keys: keys.length, differing: diffs.length, source: totals(s), target: totals(d), sample: diffs.slice(0, 20).map((x) => x.key) };
+      return {
+        table: b.sourceName,
+        keys: keys.length,
+        differing: diffs.length,
+        source: totals(s),
+        target: totals(d),
+        sample: diffs.slice(0, 20).map((x) => x.key),
+      };
     });
     out.push(res);
     heartbeat({ table: i });
@@ -278,7 +303,8 @@ export interface SlotState {
 export async function slotState(input: { spec: Spec }): Promise<SlotState> {
   const cap = captureOf(input.spec)!;
   return guarded('reading the replication slot', async () => {
-    const row = (await poolFor(input.spec.source, 'read').query(SLOT_SQL, [cap.slot])).rows[0] as { active_pid: string | null; retained_bytes: string | null; wal_status: string | null } | undefined;
+    const row = (await poolFor(input.spec.source, 'read').query(SLOT_SQL, [cap.slot])).rows[0] as
+      { active_pid: string | null; retained_bytes: string | null; wal_status: string | null } | undefined;
     return { slot: cap.slot, exists: !!row, active: !!row?.active_pid, retainedBytes: row?.retained_bytes ?? '0', walStatus: row?.wal_status ?? null };
   });
 }
@@ -331,7 +357,9 @@ export async function dropCapture(input: { migration: string; spec: Spec }): Pro
     // harmless, but said.
     await poolFor(spec.target, 'write')
       .query(FORGET_KEYS_SQL, [input.migration])
-      .catch((e: unknown) => log.warn("could not delete the captured keys from the target's ledger", { migration: input.migration, error: String((e as Error)?.message ?? e) }));
+      .catch((e: unknown) =>
+        log.warn("could not delete the captured keys from the target's ledger", { migration: input.migration, error: String((e as Error)?.message ?? e) }),
+      );
     return { slot, publication };
   });
 }

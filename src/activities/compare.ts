@@ -143,7 +143,11 @@ export function compareProfiles(
   const aggregates: Checks['aggregates'] = {};
   for (const a of o.checks.aggregates) {
     const n = aggregateName(a);
-    aggregates[n] = { source: s.aggregates[n] ?? null, target: t.aggregates[n] ?? null, ok: aggregateAgrees(s.aggregates[n] ?? null, t.aggregates[n] ?? null, a.column, o) };
+    aggregates[n] = {
+      source: s.aggregates[n] ?? null,
+      target: t.aggregates[n] ?? null,
+      ok: aggregateAgrees(s.aggregates[n] ?? null, t.aggregates[n] ?? null, a.column, o),
+    };
   }
   const distribution: Checks['distribution'] = {};
   for (const c of o.checks.distribution) {
@@ -164,11 +168,7 @@ export function compareProfiles(
     ok: false,
   };
   checks.ok =
-    checks.count &&
-    checks.checksum &&
-    Object.values(aggregates).every((a) => a.ok) &&
-    Object.values(distribution).every((d) => d.ok) &&
-    checks.duplicates.ok;
+    checks.count && checks.checksum && Object.values(aggregates).every((a) => a.ok) && Object.values(distribution).every((d) => d.ok) && checks.duplicates.ok;
   return checks;
 }
 

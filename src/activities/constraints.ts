@@ -19,7 +19,11 @@ export type ConstraintState = ConstraintReport;
 
 type Spec = Pick<MigrationSpec, 'target' | 'control'>;
 
-async function ledgerRows(spec: Spec, migration: string, table: string | null): Promise<{ owner: string; name: string; referenced: string; ddl: string; was_valid: boolean; state: string; detail: string | null }[]> {
+async function ledgerRows(
+  spec: Spec,
+  migration: string,
+  table: string | null,
+): Promise<{ owner: string; name: string; referenced: string; ddl: string; was_valid: boolean; state: string; detail: string | null }[]> {
   try {
     const rows = (await poolFor(controlAlias(spec), 'write').query(MIGRATION_CONSTRAINTS, [migration, table])).rows;
     return rows.map((r) => ({ ...r, was_valid: toBool(r.was_valid) }));
@@ -112,7 +116,9 @@ export async function constraintStates(spec: Spec, migration: string): Promise<C
   const rows = await ledgerRows(spec, migration, null);
   if (rows.length === 0) return [];
   // One catalog read for all of them: what is there now, and validated.
-  const present = new Map((await foreignKeys(poolFor(spec.target, 'write'), [...new Set(rows.map((r) => r.owner))])).map((f) => [`${f.owner}\0${f.name}`, f.valid]));
+  const present = new Map(
+    (await foreignKeys(poolFor(spec.target, 'write'), [...new Set(rows.map((r) => r.owner))])).map((f) => [`${f.owner}\0${f.name}`, f.valid]),
+  );
   return rows.map((r) => ({
     owner: r.owner,
     name: r.name,

@@ -25,9 +25,12 @@ export class CopyMeter extends Transform {
   private readonly watchdog: NodeJS.Timeout;
   constructor(stallMs: number = stallTimeoutMs()) {
     super();
-    this.watchdog = setInterval(() => {
-      if (Date.now() - this.lastByte > stallMs) this.destroy(new Error(`the copy stalled: no data for ${Math.round(stallMs / 1000)} s`));
-    }, Math.min(5000, stallMs / 2));
+    this.watchdog = setInterval(
+      () => {
+        if (Date.now() - this.lastByte > stallMs) this.destroy(new Error(`the copy stalled: no data for ${Math.round(stallMs / 1000)} s`));
+      },
+      Math.min(5000, stallMs / 2),
+    );
   }
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     this.bytes += chunk.length;

@@ -53,10 +53,34 @@ function statusOf(input: RangeInput, checks: Checks): RangeResult['status'] {
   return input.finalAttempt ? 'failed' : 'mismatch';
 }
 
-function ledgerParams(input: RangeInput, b: Binding, lo: string, hi: string, status: string, s: SideProfile, t: SideProfile, checks: Checks, copied: boolean): unknown[] {
+function ledgerParams(
+  input: RangeInput,
+  b: Binding,
+  lo: string,
+  hi: string,
+  status: string,
+  s: SideProfile,
+  t: SideProfile,
+  checks: Checks,
+  copied: boolean,
+): unknown[] {
   return [
-    input.migration, input.tableIndex, input.rangeIndex, b.sourceName, b.targetName, lo, hi,
-    status, input.attempt, s.count, s.checksum, t.count, t.checksum, JSON.stringify(checks), WORKER_ID, copied,
+    input.migration,
+    input.tableIndex,
+    input.rangeIndex,
+    b.sourceName,
+    b.targetName,
+    lo,
+    hi,
+    status,
+    input.attempt,
+    s.count,
+    s.checksum,
+    t.count,
+    t.checksum,
+    JSON.stringify(checks),
+    WORKER_ID,
+    copied,
   ];
 }
 
@@ -102,7 +126,13 @@ async function keepingLastError<T>(input: RangeInput, b: Binding, fn: (site: Err
       await poolFor(controlAlias(input.spec), 'write')
         .query(RECORD_RANGE_ERROR, [input.migration, input.tableIndex, input.rangeIndex, b.sourceName, b.targetName, site.lo, site.hi, e.message])
         // The failure itself goes on to the workflow; only the ledger's copy of it is lost: said.
-        .catch((le: unknown) => log.warn("could not record a range's last error in the ledger", { migration: input.migration, range: input.rangeIndex, error: String((le as Error)?.message ?? le) }));
+        .catch((le: unknown) =>
+          log.warn("could not record a range's last error in the ledger", {
+            migration: input.migration,
+            range: input.rangeIndex,
+            error: String((le as Error)?.message ?? le),
+          }),
+        );
     }
     throw e;
   }
@@ -236,7 +266,17 @@ async function copyRangeOnce(input: RangeInput, w: Where): Promise<RangeResult> 
         const r = refused(e);
         if (!r) throw e;
         await poolFor(controlAlias(input.spec), 'write').query(RECORD_RANGE_REFUSED, [
-          input.migration, input.tableIndex, input.rangeIndex, b.sourceName, b.targetName, lo, hi, input.attempt, JSON.stringify({ refused: r }), r.message, WORKER_ID,
+          input.migration,
+          input.tableIndex,
+          input.rangeIndex,
+          b.sourceName,
+          b.targetName,
+          lo,
+          hi,
+          input.attempt,
+          JSON.stringify({ refused: r }),
+          r.message,
+          WORKER_ID,
         ]);
         countAttempt(w, 'copy', 'refused');
         return { status: 'refused', lo, hi, source: NO_EVIDENCE, target: NO_EVIDENCE, failed: [refusedCheck(r)], rowsCopied: 0, refused: r };

@@ -133,13 +133,7 @@ export interface SwitchResult {
   switchedAt: string;
 }
 
-export async function runSwitch(input: {
-  migration: string;
-  execution: string;
-  spec: MigrationSpec;
-  digest: string;
-  approver: string;
-}): Promise<SwitchResult> {
+export async function runSwitch(input: { migration: string; execution: string; spec: MigrationSpec; digest: string; approver: string }): Promise<SwitchResult> {
   const { spec } = input;
   enforcePolicy(spec);
   const sw = spec.cutover.switch;

@@ -111,10 +111,22 @@ export async function applyDelta(input: DeltaInput): Promise<DeltaResult> {
       if (unsent.length) {
         const n = b.key.length;
         const present = new Set(
-          (await src.query(existingKeysSql(b, b.keyTypes), b.key.map((_, j) => unsent.map((r) => r[`k${j}`])))).rows.map((r) => keyOf(r, n)),
+          (
+            await src.query(
+              existingKeysSql(b, b.keyTypes),
+              b.key.map((_, j) => unsent.map((r) => r[`k${j}`])),
+            )
+          ).rows.map((r) => keyOf(r, n)),
         );
         const gone = unsent.filter((r) => !present.has(keyOf(r, n)));
-        if (gone.length) deleted += (await tgt.query(deleteKeysSql(b, b.keyTypes), b.key.map((_, j) => gone.map((r) => r[`k${j}`])))).rowCount ?? 0;
+        if (gone.length)
+          deleted +=
+            (
+              await tgt.query(
+                deleteKeysSql(b, b.keyTypes),
+                b.key.map((_, j) => gone.map((r) => r[`k${j}`])),
+              )
+            ).rowCount ?? 0;
       }
       // Upsert by key without needing a unique index on the target: drop the rows that differ,
       // keep the identical ones (the overlap re-sends them), insert what is left of the stage.
@@ -126,7 +138,11 @@ export async function applyDelta(input: DeltaInput): Promise<DeltaResult> {
       const checks = compareMeasured(b, s, t);
       await tgt.query('COMMIT');
       await src.query('COMMIT');
-      countCatchUp({ migration: input.migration, table: b.sourceName }, upserted + deleted, meters.reduce((a, m) => a + m.bytes, 0));
+      countCatchUp(
+        { migration: input.migration, table: b.sourceName },
+        upserted + deleted,
+        meters.reduce((a, m) => a + m.bytes, 0),
+      );
       return {
         watermark,
         from,

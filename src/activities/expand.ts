@@ -40,8 +40,7 @@ export async function expandTables(spec: Pick<MigrationSpec, 'source' | 'tables'
       }
       if (added === 0 && names.length === 0) problems.push(`tables[${i}].source: schema ${showName(schema)} has no tables to migrate`);
     }
-    if (problems.length)
-      throw failure('PreflightError', `the spec does not match the databases:\n${problems.map((x) => `  ${x}`).join('\n')}`);
+    if (problems.length) throw failure('PreflightError', `the spec does not match the databases:\n${problems.map((x) => `  ${x}`).join('\n')}`);
     return out;
   });
 }

@@ -5,10 +5,25 @@ import { copyRange as copy, verifyRange as verify } from './copy-range';
 import { locateRange as locate, recheckRange as recheck } from './locate';
 import { reconcileTable as reconcile } from './reconcile';
 import { buildReport as report } from './report';
-import { advanceSequences as sequences, runSwitch as sw, appendAudit, runAction as action, awaitWriters as writers, changedSince as since, type AuditEntry } from './cutover';
+import {
+  advanceSequences as sequences,
+  runSwitch as sw,
+  appendAudit,
+  runAction as action,
+  awaitWriters as writers,
+  changedSince as since,
+  type AuditEntry,
+} from './cutover';
 import { applyDelta as delta, captureWatermark as watermark } from './delta';
 import { sweepOutside, sweepTable as sweep, type SweepInput } from './sweep';
-import { applyCapture as apply, awaitEpoch as epochReady, compareWindow as window, dropCapture as drop, holdSnapshot as hold, slotState as slot } from './capture';
+import {
+  applyCapture as apply,
+  awaitEpoch as epochReady,
+  compareWindow as window,
+  dropCapture as drop,
+  holdSnapshot as hold,
+  slotState as slot,
+} from './capture';
 import { alive } from './heartbeat';
 import { restoreConstraints as restore } from './constraints';
 import { checkSchema as drift } from './schema-drift';

@@ -66,7 +66,16 @@ export interface Located {
 
 type Buckets = Map<string, { n: string; s: string }>;
 
-async function buckets(b: Binding, alias: string, access: 'read' | 'write', side: Side, r: KeyRange, bits: number, parentBits: number, suspects: string[]): Promise<Buckets> {
+async function buckets(
+  b: Binding,
+  alias: string,
+  access: 'read' | 'write',
+  side: Side,
+  r: KeyRange,
+  bits: number,
+  parentBits: number,
+  suspects: string[],
+): Promise<Buckets> {
   const res = await poolFor(alias, access).query(bucketSql(b, side, r, bits, parentBits), parentBits > 0 ? [suspects] : []);
   return new Map(res.rows.map((x) => [String(x.b), { n: String(x.n), s: String(x.s) }]));
 }
@@ -118,7 +127,10 @@ export function summarise(diffs: Difference[], levels: number, rowsFetched: numb
   const of = (k: DifferenceKind) => diffs.filter((d) => d.kind === k);
   const columns: Record<string, number> = {};
   for (const d of of('changed')) for (const c of d.columns ?? []) columns[c] = (columns[c] ?? 0) + 1;
-  const sample = (k: DifferenceKind) => of(k).slice(0, KEY_SAMPLE).map((d) => d.key);
+  const sample = (k: DifferenceKind) =>
+    of(k)
+      .slice(0, KEY_SAMPLE)
+      .map((d) => d.key);
   return {
     missing: of('missing').length,
     extra: of('extra').length,
@@ -151,7 +163,9 @@ export async function locateRange(input: RangeInput): Promise<Located> {
     let levels = 0;
     // The first level has buckets of about BUCKET_ROWS rows when the range's size is known, so
     // a few faults are usually narrowed to their rows at once; later levels add BITS_PER_LEVEL.
-    const first = Number.isFinite(rows) ? Math.min(MAX_FIRST_BITS, Math.max(BITS_PER_LEVEL, Math.ceil(Math.log2(Math.max(1, rows) / BUCKET_ROWS)))) : BITS_PER_LEVEL;
+    const first = Number.isFinite(rows)
+      ? Math.min(MAX_FIRST_BITS, Math.max(BITS_PER_LEVEL, Math.ceil(Math.log2(Math.max(1, rows) / BUCKET_ROWS))))
+      : BITS_PER_LEVEL;
     for (let level = 1; level <= MAX_LEVELS; level++) {
       const next = first + (level - 1) * BITS_PER_LEVEL;
       const [sb, tb] = await Promise.all([
@@ -173,10 +187,7 @@ export async function locateRange(input: RangeInput): Promise<Located> {
     let diffs: Difference[] = [];
     let fetched = 0;
     if (suspects.length > 0) {
-      const [s, t] = await Promise.all([
-        fetchRows(b, src, 'read', 'source', r, bits, suspects),
-        fetchRows(b, tgt, 'write', 'target', r, bits, suspects),
-      ]);
+      const [s, t] = await Promise.all([fetchRows(b, src, 'read', 'source', r, bits, suspects), fetchRows(b, tgt, 'write', 'target', r, bits, suspects)]);
       fetched = s.count + t.count;
       diffs = diffRows(hashedColumns(b), s, t);
     }
@@ -214,7 +225,11 @@ async function compareWhole(b: Binding, src: string, tgt: string, r: KeyRange): 
     const keys = changed.map((d) => d.key);
     const [s2, t2] = await Promise.all([keyedRows(b, src, 'read', 'source', r, keys), keyedRows(b, tgt, 'write', 'target', r, keys)]);
     fetched += s2.count + t2.count;
-    const named = new Map(diffRows(hashedColumns(b), s2, t2).filter((d) => d.kind === 'changed').map((d) => [JSON.stringify(d.key), d.columns ?? []]));
+    const named = new Map(
+      diffRows(hashedColumns(b), s2, t2)
+        .filter((d) => d.kind === 'changed')
+        .map((d) => [JSON.stringify(d.key), d.columns ?? []]),
+    );
     for (const d of changed) d.columns = named.get(JSON.stringify(d.key)) ?? [];
   }
   return { diffs, fetched };
@@ -239,7 +254,15 @@ export async function keyedRows(b: Binding, alias: string, access: 'read' | 'wri
   const fetched = nothingFetched();
   for (let at = 0; at < keys.length; at += KEYS_PER_READ) {
     const part = keys.slice(at, at + KEYS_PER_READ);
-    addFetched(fetched, (await poolFor(alias, access).query(keyedRowsSql(b, side, r), b.key.map((_, i) => part.map((k) => k[i])))).rows);
+    addFetched(
+      fetched,
+      (
+        await poolFor(alias, access).query(
+          keyedRowsSql(b, side, r),
+          b.key.map((_, i) => part.map((k) => k[i])),
+        )
+      ).rows,
+    );
   }
   return fetched;
 }
@@ -256,10 +279,7 @@ export async function recheckRange(input: RangeInput): Promise<Located> {
     const { range: r } = await resolveRange(b, input.plan, rangeAt(input));
     const res = await poolFor(ctl, 'write').query(DIFFERENCE_KEYS, [input.migration, input.tableIndex, input.rangeIndex]);
     const keys = res.rows.map((x) => JSON.parse(String(x.key)) as string[]);
-    const [s, t] = await Promise.all([
-      keyedRows(b, input.spec.source, 'read', 'source', r, keys),
-      keyedRows(b, input.spec.target, 'write', 'target', r, keys),
-    ]);
+    const [s, t] = await Promise.all([keyedRows(b, input.spec.source, 'read', 'source', r, keys), keyedRows(b, input.spec.target, 'write', 'target', r, keys)]);
     const diffs = diffRows(hashedColumns(b), s, t);
     const still = new Set(diffs.map((d) => JSON.stringify(d.key))).size;
     const located = { ...summarise(diffs, 0, s.count + t.count), converged: keys.length - still };

@@ -3,7 +3,19 @@
 import type pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { inTransaction } from '../db/pools';
-import { BEGIN_SNAPSHOT, PREFER_INDEX, copyInSql, copyOutHashedSql, copyOutSql, deleteRangeSql, duplicatesSql, profileSql, type KeyRange, type Selection, type Side } from '../db/sql';
+import {
+  BEGIN_SNAPSHOT,
+  PREFER_INDEX,
+  copyInSql,
+  copyOutHashedSql,
+  copyOutSql,
+  deleteRangeSql,
+  duplicatesSql,
+  profileSql,
+  type KeyRange,
+  type Selection,
+  type Side,
+} from '../db/sql';
 import type { Binding } from './binding';
 import { CopyMeter, copyPipe } from './copy-pipe';
 import { HashSplitter } from './copy-hash';
@@ -33,10 +45,7 @@ const DUPLICATE_SAMPLE = 20;
 /** One side's evidence: the fused profile scan, and duplicate keys where no index rules them out. */
 export async function measure(c: pg.ClientBase | pg.Pool, b: Binding, side: Side, r?: KeyRange | Selection): Promise<Measured> {
   const unique = side === 'source' ? b.sourceKeyUnique : b.targetKeyUnique;
-  const [p, d] = await Promise.all([
-    c.query(profileSql(b, side, r)),
-    unique ? undefined : c.query(duplicatesSql(b, side, r, DUPLICATE_SAMPLE)),
-  ]);
+  const [p, d] = await Promise.all([c.query(profileSql(b, side, r)), unique ? undefined : c.query(duplicatesSql(b, side, r, DUPLICATE_SAMPLE))]);
   return { profile: parseProfile(p.rows, b.checks), dups: d ? parseDuplicates(d.rows) : NO_DUPLICATES };
 }
 

@@ -24,7 +24,10 @@ export { preflight } from './binding';
 export const MAX_RANGES_PER_TABLE = 1_000_000;
 
 function tooMany(b: Binding, n: number): never {
-  throw failure('PreflightError', `${b.sourceName}: the chunking makes ${n.toLocaleString('en-US')} ranges (at most ${MAX_RANGES_PER_TABLE.toLocaleString('en-US')}); choose a larger chunk`);
+  throw failure(
+    'PreflightError',
+    `${b.sourceName}: the chunking makes ${n.toLocaleString('en-US')} ranges (at most ${MAX_RANGES_PER_TABLE.toLocaleString('en-US')}); choose a larger chunk`,
+  );
 }
 
 /** Key spans and time intervals: arithmetic on the bounds, nothing written. */
@@ -60,7 +63,9 @@ async function planTable(spec: MigrationSpec, migration: string, i: number, b: B
   const c = b.chunk;
   if (c.kind !== 'rows') return planSpans(spec, b);
   const base = { source: b.sourceName, target: b.targetName, kind: c.kind };
-  const rows = await poolFor(spec.source, 'read').query(rowBoundariesSql(b, b.sizing ? rowsPerRange(b.sizing, c.rows, rangeBytesFor(spec, b.sizing.bytes)) : c.rows));
+  const rows = await poolFor(spec.source, 'read').query(
+    rowBoundariesSql(b, b.sizing ? rowsPerRange(b.sizing, c.rows, rangeBytesFor(spec, b.sizing.bytes)) : c.rows),
+  );
   const boundaries = rows.rows.map((x) => JSON.parse(String(x.b)) as string[]);
   if (boundaries.length === 0) return { ...base, lo: [], hi: [], rangeCount: 0 };
   if (boundaries.length > MAX_RANGES_PER_TABLE) tooMany(b, boundaries.length);
@@ -84,7 +89,10 @@ export interface PlanEstimate {
 
 /** The foreign keys a migration of these tables would set aside during the copy and validate after. */
 export function constraintsToSetAside(spec: MigrationSpec, bindings: Binding[]): Promise<ForeignKey[]> {
-  return foreignKeys(poolFor(spec.target, 'write'), bindings.map((b) => b.target));
+  return foreignKeys(
+    poolFor(spec.target, 'write'),
+    bindings.map((b) => b.target),
+  );
 }
 
 export async function estimatePlan(spec: MigrationSpec, bindings: Binding[]): Promise<PlanEstimate[]> {
@@ -97,10 +105,19 @@ export async function estimatePlan(spec: MigrationSpec, bindings: Binding[]): Pr
     const auto = b.sizing ? ' (chosen from the table size)' : '';
     if (c.kind === 'rows') {
       const per = b.sizing ? rowsPerRange(b.sizing, c.rows, rangeBytesFor(spec, b.sizing.bytes)) : c.rows;
-      out.push({ table: b.sourceName, ranges: `about ${per.toLocaleString('en-US')} rows each on (${b.key.join(', ')})${auto}`, rangeCount: rows === null ? 1 : Math.max(1, Math.ceil(rows / per)), rows, bytes: size.bytes });
+      out.push({
+        table: b.sourceName,
+        ranges: `about ${per.toLocaleString('en-US')} rows each on (${b.key.join(', ')})${auto}`,
+        rangeCount: rows === null ? 1 : Math.max(1, Math.ceil(rows / per)),
+        rows,
+        bytes: size.bytes,
+      });
     } else {
       const p = await planSpans(spec, b);
-      const how = c.kind === 'size' ? `key spans of ${Number(p.size ?? c.size).toLocaleString('en-US')} on ${c.column}${auto}` : `intervals of ${c.interval} on ${c.column}`;
+      const how =
+        c.kind === 'size'
+          ? `key spans of ${Number(p.size ?? c.size).toLocaleString('en-US')} on ${c.column}${auto}`
+          : `intervals of ${c.interval} on ${c.column}`;
       out.push({ table: b.sourceName, ranges: how, rangeCount: p.rangeCount, rows, bytes: size.bytes });
     }
   }
@@ -132,7 +149,11 @@ export async function planMigration(input: { migration: string; spec: MigrationS
     }
     // Change capture: the publication first (the slot comes with the first snapshot).
     await ensurePublication(spec, bindings);
-    const fks = await setAsideConstraints(spec, migration, bindings.map((b) => b.target));
+    const fks = await setAsideConstraints(
+      spec,
+      migration,
+      bindings.map((b) => b.target),
+    );
     const plans: TablePlan[] = [];
     const resume: TableResume[] = [];
     for (const i of spec.tables.keys()) {

@@ -49,9 +49,14 @@ export function policyProblems(spec: MigrationSpec, p: WorkerPolicy = workerPoli
       out.push(`cutover.${name}: this SQL (sha256:${sqlHash(action.sql)}) is not on this worker's allow-list (policy: BACKFILL_POLICY_ACTIONS)`);
   }
   if (p.writable) {
-    const writes: [string, string][] = [['target', spec.target], ['control', controlAlias(spec)], ...ACTIONS.flatMap((n) => (spec.cutover[n] ? [[`cutover.${n}.connection`, spec.cutover[n].connection] as [string, string]] : []))];
+    const writes: [string, string][] = [
+      ['target', spec.target],
+      ['control', controlAlias(spec)],
+      ...ACTIONS.flatMap((n) => (spec.cutover[n] ? [[`cutover.${n}.connection`, spec.cutover[n].connection] as [string, string]] : [])),
+    ];
     for (const [at, alias] of writes)
-      if (!p.writable.includes(alias)) out.push(`${at}: alias "${alias}" may not be written by this worker (policy: BACKFILL_POLICY_WRITABLE=${p.writable.join(',')})`);
+      if (!p.writable.includes(alias))
+        out.push(`${at}: alias "${alias}" may not be written by this worker (policy: BACKFILL_POLICY_WRITABLE=${p.writable.join(',')})`);
   }
   return [...new Set(out)];
 }
@@ -59,8 +64,7 @@ export function policyProblems(spec: MigrationSpec, p: WorkerPolicy = workerPoli
 /** Refuses, non-retryably, a spec the policy does not allow. */
 export function enforcePolicy(spec: MigrationSpec): void {
   const problems = policyProblems(spec);
-  if (problems.length)
-    throw failure('PolicyRefused', `this worker's policy refuses the spec:\n${problems.map((x) => `  ${x}`).join('\n')}`);
+  if (problems.length) throw failure('PolicyRefused', `this worker's policy refuses the spec:\n${problems.map((x) => `  ${x}`).join('\n')}`);
 }
 
 /** The relations a query reads, from the planner (qualified): what `where` and `transform` may reach. */
@@ -84,10 +88,19 @@ export async function relationsRead(c: pg.ClientBase, query: string): Promise<st
  * its partitions), each a problem naming the rule. A function can still read a table the planner does
  * not show; the policy is about what a spec can write in plain SQL.
  */
-export async function expressionProblems(c: pg.ClientBase, at: string, sourceTable: string, query: string, p: WorkerPolicy = workerPolicy()): Promise<string[]> {
+export async function expressionProblems(
+  c: pg.ClientBase,
+  at: string,
+  sourceTable: string,
+  query: string,
+  p: WorkerPolicy = workerPolicy(),
+): Promise<string[]> {
   if (p.expressions !== 'source-table') return [];
   const own = new Set((await c.query(PARTITION_TREE_SQL, [sourceTable])).rows.map((r) => String(r.name)));
   return (await relationsRead(c, query))
     .filter((r) => !own.has(r))
-    .map((r) => `${at}.where or .transform: reads ${r}; this worker allows expressions over the source table only (policy: BACKFILL_POLICY_EXPRESSIONS=source-table)`);
+    .map(
+      (r) =>
+        `${at}.where or .transform: reads ${r}; this worker allows expressions over the source table only (policy: BACKFILL_POLICY_EXPRESSIONS=source-table)`,
+    );
 }

@@ -13,8 +13,17 @@ import { LEDGER_SCHEMA, LEDGER_TABLES, SWITCH_TABLES, type LedgerTable } from '.
 import { CAPTURE_TABLES } from '../capture/ledger';
 import { hashedColumns } from '../db/sql';
 import {
-  foreignKeyRights, missingColumnRights, missingTableRights, publicationOwner, relationOwner, relationsIn, roleRights, schemaRights, sequenceRights,
-  type RoleRights, type TableInfo,
+  foreignKeyRights,
+  missingColumnRights,
+  missingTableRights,
+  publicationOwner,
+  relationOwner,
+  relationsIn,
+  roleRights,
+  schemaRights,
+  sequenceRights,
+  type RoleRights,
+  type TableInfo,
 } from '../db/catalog';
 import type { Binding } from './binding';
 
@@ -80,8 +89,12 @@ async function schemaUsage(s: Session, schema: string, why: string): Promise<Rig
   const r = await schemaRights(s.c, schema);
   const ok = r?.usage ?? false;
   return right(s, s.purpose, {
-    privilege: 'USAGE', object: `schema ${showName(schema)}`, why, ok,
-    lacks: `has no USAGE on schema ${showName(schema)}`, fix: `GRANT USAGE ON SCHEMA ${showName(schema)} TO ${role(s)}`,
+    privilege: 'USAGE',
+    object: `schema ${showName(schema)}`,
+    why,
+    ok,
+    lacks: `has no USAGE on schema ${showName(schema)}`,
+    fix: `GRANT USAGE ON SCHEMA ${showName(schema)} TO ${role(s)}`,
   });
 }
 
@@ -96,7 +109,10 @@ async function columnRights(s: Session, at: string, oid: string, name: string, c
     const cols = missing.get(p) ?? [];
     const whole = cols.length === columns.length && tableWide.has(p);
     return right(s, at, {
-      privilege: p, object: name, why, ok: cols.length === 0,
+      privilege: p,
+      object: name,
+      why,
+      ok: cols.length === 0,
       lacks: whole ? `has no ${p} on ${name}` : `has no ${p} on column${cols.length === 1 ? '' : 's'} ${columnList(cols)} of ${name}`,
       fix: whole ? `GRANT ${p} ON ${name} TO ${role(s)}` : `GRANT ${p} (${columnList(cols)}) ON ${name} TO ${role(s)}`,
     });
@@ -112,7 +128,10 @@ async function tableRight(s: Session, at: string, oid: string, name: string, pri
 async function allRowsVisible(s: Session, at: string, t: TableInfo, name: string, why: string): Promise<Right> {
   const o = await relationOwner(s.c, t.oid);
   return right(s, at, {
-    privilege: 'no row-level security', object: name, why, ok: !o.rls,
+    privilege: 'no row-level security',
+    object: name,
+    why,
+    ok: !o.rls,
     lacks: `is subject to row-level security on ${name}, which hides rows from it`,
     fix: `ALTER ROLE ${role(s)} BYPASSRLS (or connect as the table's owner, ${showName(o.owner)})`,
   });
@@ -125,15 +144,26 @@ async function sequences(s: Session, at: string, t: TableInfo, b: Binding): Prom
     const name = `sequence ${showTableName(q.schema, q.name)}`;
     const why = `the switch advances it past the copied values of "${q.column}" (setval, pg_sequence_last_value)`;
     if (q.schema !== t.schema)
-      out.push(right(s, s.purpose, {
-        privilege: 'USAGE', object: `schema ${showName(q.schema)}`, why, ok: q.schemaUsage,
-        lacks: `has no USAGE on schema ${showName(q.schema)}`, fix: `GRANT USAGE ON SCHEMA ${showName(q.schema)} TO ${role(s)}`,
-      }));
-    out.push(right(s, at, {
-      privilege: 'SELECT, UPDATE', object: name, why, ok: q.update && q.read,
-      lacks: `has no ${[!q.read && 'SELECT', !q.update && 'UPDATE'].filter(Boolean).join(' or ')} on ${name}`,
-      fix: `GRANT SELECT, UPDATE ON SEQUENCE ${showTableName(q.schema, q.name)} TO ${role(s)}`,
-    }));
+      out.push(
+        right(s, s.purpose, {
+          privilege: 'USAGE',
+          object: `schema ${showName(q.schema)}`,
+          why,
+          ok: q.schemaUsage,
+          lacks: `has no USAGE on schema ${showName(q.schema)}`,
+          fix: `GRANT USAGE ON SCHEMA ${showName(q.schema)} TO ${role(s)}`,
+        }),
+      );
+    out.push(
+      right(s, at, {
+        privilege: 'SELECT, UPDATE',
+        object: name,
+        why,
+        ok: q.update && q.read,
+        lacks: `has no ${[!q.read && 'SELECT', !q.update && 'UPDATE'].filter(Boolean).join(' or ')} on ${name}`,
+        fix: `GRANT SELECT, UPDATE ON SEQUENCE ${showTableName(q.schema, q.name)} TO ${role(s)}`,
+      }),
+    );
   }
   return out;
 }
@@ -172,7 +202,13 @@ export async function tableRights(spec: MigrationSpec, i: number, b: Binding, si
   const out: Right[] = [
     await schemaUsage(src, sides.s.schema, 'the source tables there are read'),
     ...(await columnRights(src, `${at}.source`, sides.s.oid, b.sourceName, sourceColumnsRead(b, t), ['SELECT'], 'every range reads these columns')),
-    await allRowsVisible(src, `${at}.source`, sides.s, b.sourceName, 'rows its policies hide would be neither copied nor compared, and both sides would still agree'),
+    await allRowsVisible(
+      src,
+      `${at}.source`,
+      sides.s,
+      b.sourceName,
+      'rows its policies hide would be neither copied nor compared, and both sides would still agree',
+    ),
   ];
   out.push(
     await schemaUsage(tgt, sides.d.schema, 'the target tables there are written and read'),
@@ -180,9 +216,12 @@ export async function tableRights(spec: MigrationSpec, i: number, b: Binding, si
   );
   if (writesTarget(spec)) {
     out.push(...(await columnRights(tgt, `${at}.target`, sides.d.oid, b.targetName, b.columns, ['INSERT'], 'each range is copied into these columns by COPY')));
-    out.push(await tableRight(tgt, `${at}.target`, sides.d.oid, b.targetName, 'DELETE', 'each range is deleted before it is copied, so a retry leaves it as once'));
+    out.push(
+      await tableRight(tgt, `${at}.target`, sides.d.oid, b.targetName, 'DELETE', 'each range is deleted before it is copied, so a retry leaves it as once'),
+    );
   }
-  if (spec.capture !== undefined) out.push(...(await columnRights(tgt, `${at}.target`, sides.d.oid, b.targetName, b.columns, ['UPDATE'], "change capture applies the source's updates")));
+  if (spec.capture !== undefined)
+    out.push(...(await columnRights(tgt, `${at}.target`, sides.d.oid, b.targetName, b.columns, ['UPDATE'], "change capture applies the source's updates")));
   out.push(
     await allRowsVisible(tgt, `${at}.target`, sides.d, b.targetName, 'rows its policies hide would be neither deleted, measured nor compared'),
     ...(await sequences(tgt, `${at}.target`, sides.d, b)),
@@ -199,38 +238,64 @@ async function ledgerRights(s: Session, at: string, tables: LedgerTable[], what:
   const schema = await schemaRights(s.c, LEDGER_SCHEMA);
   const db = showName(s.role.db);
   if (!schema)
-    return [right(s, at, {
-      privilege: 'CREATE', object: `database ${db}`, why: `${what}: its schema ${LEDGER_SCHEMA} does not exist on database ${db} yet, and is created there`, ok: s.role.dbCreate,
-      lacks: `has no CREATE on database ${db}`, fix: `GRANT CREATE ON DATABASE ${db} TO ${role(s)}, or create the schema for it: CREATE SCHEMA ${LEDGER_SCHEMA} AUTHORIZATION ${role(s)}`,
-    })];
+    return [
+      right(s, at, {
+        privilege: 'CREATE',
+        object: `database ${db}`,
+        why: `${what}: its schema ${LEDGER_SCHEMA} does not exist on database ${db} yet, and is created there`,
+        ok: s.role.dbCreate,
+        lacks: `has no CREATE on database ${db}`,
+        fix: `GRANT CREATE ON DATABASE ${db} TO ${role(s)}, or create the schema for it: CREATE SCHEMA ${LEDGER_SCHEMA} AUTHORIZATION ${role(s)}`,
+      }),
+    ];
   const on = `schema ${LEDGER_SCHEMA}`;
   const out: Right[] = ['USAGE', 'CREATE'].map((p) =>
     right(s, at, {
-      privilege: p, object: on, why: `${what}: its tables are ${p === 'USAGE' ? 'used' : 'created when missing'} there`, ok: p === 'USAGE' ? schema.usage : schema.create,
-      lacks: `has no ${p} on ${on}`, fix: `GRANT ${p} ON SCHEMA ${LEDGER_SCHEMA} TO ${role(s)}`,
+      privilege: p,
+      object: on,
+      why: `${what}: its tables are ${p === 'USAGE' ? 'used' : 'created when missing'} there`,
+      ok: p === 'USAGE' ? schema.usage : schema.create,
+      lacks: `has no ${p} on ${on}`,
+      fix: `GRANT ${p} ON SCHEMA ${LEDGER_SCHEMA} TO ${role(s)}`,
     }),
   );
-  const present = await relationsIn(s.c, LEDGER_SCHEMA, tables.map((t) => t.table));
+  const present = await relationsIn(
+    s.c,
+    LEDGER_SCHEMA,
+    tables.map((t) => t.table),
+  );
   for (const t of tables) {
     const oid = present.get(t.table);
     if (!oid) continue;
     const name = `${LEDGER_SCHEMA}.${t.table}`;
     if (t.own) {
       const o = await relationOwner(s.c, oid);
-      out.push(right(s, at, {
-        privilege: 'ownership', object: name, why: `${what}: its definition is brought up to date with ALTER TABLE and CREATE INDEX IF NOT EXISTS, which only its owner may run`, ok: o.owns,
-        lacks: `does not own ${name}`, fix: `ALTER TABLE ${name} OWNER TO ${role(s)} (its owner now: ${showName(o.owner)})`,
-      }));
+      out.push(
+        right(s, at, {
+          privilege: 'ownership',
+          object: name,
+          why: `${what}: its definition is brought up to date with ALTER TABLE and CREATE INDEX IF NOT EXISTS, which only its owner may run`,
+          ok: o.owns,
+          lacks: `does not own ${name}`,
+          fix: `ALTER TABLE ${name} OWNER TO ${role(s)} (its owner now: ${showName(o.owner)})`,
+        }),
+      );
       continue;
     }
     for (const p of t.rights ?? []) out.push(await tableRight(s, at, oid, name, p, `${what}: its statements on ${name} need it`));
     if (t.serial) {
       for (const q of await sequenceRights(s.c, oid, [t.serial])) {
         const seq = `sequence ${showTableName(q.schema, q.name)}`;
-        out.push(right(s, at, {
-          privilege: 'USAGE', object: seq, why: `${what}: each insert into ${name} takes its next value`, ok: (q.usage || q.update) && q.schemaUsage,
-          lacks: `has no USAGE on ${seq}`, fix: `GRANT USAGE ON SEQUENCE ${showTableName(q.schema, q.name)} TO ${role(s)}`,
-        }));
+        out.push(
+          right(s, at, {
+            privilege: 'USAGE',
+            object: seq,
+            why: `${what}: each insert into ${name} takes its next value`,
+            ok: (q.usage || q.update) && q.schemaUsage,
+            lacks: `has no USAGE on ${seq}`,
+            fix: `GRANT USAGE ON SEQUENCE ${showTableName(q.schema, q.name)} TO ${role(s)}`,
+          }),
+        );
       }
     }
   }
@@ -240,19 +305,33 @@ async function ledgerRights(s: Session, at: string, tables: LedgerTable[], what:
 /** The foreign keys on or to the target tables: set aside at planning (dropped, kept in the ledger), re-created and validated once the data is proven. */
 async function foreignKeyNeeds(s: Session, bindings: Binding[]): Promise<Right[]> {
   const out: Right[] = [];
-  for (const f of await foreignKeyRights(s.c, bindings.map((b) => b.target))) {
+  for (const f of await foreignKeyRights(
+    s.c,
+    bindings.map((b) => b.target),
+  )) {
     const owner = showTableName(f.owner.schema, f.owner.table);
     const referenced = showTableName(f.referenced.schema, f.referenced.table);
     const why = `planning sets aside the foreign key ${showName(f.name)} of ${owner} (drops it, kept in the ledger) and re-creates it once the data is proven`;
-    out.push(right(s, 'target', {
-      privilege: 'ownership', object: owner, why, ok: f.owns,
-      lacks: `does not own ${owner}`, fix: `ALTER TABLE ${owner} OWNER TO ${role(s)} (its owner now: ${showName(f.owner.role)})`,
-    }));
-    out.push(right(s, 'target', {
-      privilege: 'REFERENCES', object: referenced, why, ok: f.noReferences.length === 0,
-      lacks: `has no REFERENCES on ${f.noReferences.length === 1 ? 'column' : 'columns'} ${columnList(f.noReferences)} of ${referenced}`,
-      fix: `GRANT REFERENCES (${columnList(f.noReferences)}) ON ${referenced} TO ${role(s)}`,
-    }));
+    out.push(
+      right(s, 'target', {
+        privilege: 'ownership',
+        object: owner,
+        why,
+        ok: f.owns,
+        lacks: `does not own ${owner}`,
+        fix: `ALTER TABLE ${owner} OWNER TO ${role(s)} (its owner now: ${showName(f.owner.role)})`,
+      }),
+    );
+    out.push(
+      right(s, 'target', {
+        privilege: 'REFERENCES',
+        object: referenced,
+        why,
+        ok: f.noReferences.length === 0,
+        lacks: `has no REFERENCES on ${f.noReferences.length === 1 ? 'column' : 'columns'} ${columnList(f.noReferences)} of ${referenced}`,
+        fix: `GRANT REFERENCES (${columnList(f.noReferences)}) ON ${referenced} TO ${role(s)}`,
+      }),
+    );
   }
   return out;
 }
@@ -264,29 +343,51 @@ async function captureNeeds(s: Session, spec: MigrationSpec, bindings: Binding[]
   const db = showName(s.role.db);
   const out: Right[] = [
     right(s, 'capture', {
-      privilege: 'REPLICATION', object: '', why: 'change capture creates a replication slot and reads the write-ahead log through it', ok: s.role.superuser || s.role.replication,
-      lacks: 'lacks the REPLICATION attribute', fix: `ALTER ROLE ${role(s)} WITH REPLICATION (on Amazon RDS: GRANT rds_replication TO ${role(s)})`,
+      privilege: 'REPLICATION',
+      object: '',
+      why: 'change capture creates a replication slot and reads the write-ahead log through it',
+      ok: s.role.superuser || s.role.replication,
+      lacks: 'lacks the REPLICATION attribute',
+      fix: `ALTER ROLE ${role(s)} WITH REPLICATION (on Amazon RDS: GRANT rds_replication TO ${role(s)})`,
     }),
   ];
   if (cap.managed.publication) return out;
   const pub = await publicationOwner(s.c, cap.publication);
   const yours = `, or create the publication yourself and name it in capture.publication`;
   if (!pub)
-    out.push(right(s, 'capture', {
-      privilege: 'CREATE', object: `database ${db}`, why: `change capture creates the publication ${cap.publication} there`, ok: s.role.dbCreate,
-      lacks: `has no CREATE on database ${db}`, fix: `GRANT CREATE ON DATABASE ${db} TO ${role(s)}${yours}`,
-    }));
+    out.push(
+      right(s, 'capture', {
+        privilege: 'CREATE',
+        object: `database ${db}`,
+        why: `change capture creates the publication ${cap.publication} there`,
+        ok: s.role.dbCreate,
+        lacks: `has no CREATE on database ${db}`,
+        fix: `GRANT CREATE ON DATABASE ${db} TO ${role(s)}${yours}`,
+      }),
+    );
   else
-    out.push(right(s, 'capture', {
-      privilege: 'ownership', object: `publication ${showName(cap.publication)}`, why: 'change capture sets its tables, and drops it when the migration ends', ok: pub.owns,
-      lacks: `does not own the publication ${showName(cap.publication)}`, fix: `ALTER PUBLICATION ${showName(cap.publication)} OWNER TO ${role(s)} (its owner now: ${showName(pub.owner)})`,
-    }));
+    out.push(
+      right(s, 'capture', {
+        privilege: 'ownership',
+        object: `publication ${showName(cap.publication)}`,
+        why: 'change capture sets its tables, and drops it when the migration ends',
+        ok: pub.owns,
+        lacks: `does not own the publication ${showName(cap.publication)}`,
+        fix: `ALTER PUBLICATION ${showName(cap.publication)} OWNER TO ${role(s)} (its owner now: ${showName(pub.owner)})`,
+      }),
+    );
   for (const [i, b] of bindings.entries()) {
     const o = await relationOwner(s.c, b.sourceRel.oid);
-    out.push(right(s, `tables[${i}].source`, {
-      privilege: 'ownership', object: b.sourceName, why: `only a table's owner may publish it (the publication ${cap.publication})`, ok: o.owns,
-      lacks: `does not own ${b.sourceName}`, fix: `ALTER TABLE ${b.sourceName} OWNER TO ${role(s)} (its owner now: ${showName(o.owner)})${yours}`,
-    }));
+    out.push(
+      right(s, `tables[${i}].source`, {
+        privilege: 'ownership',
+        object: b.sourceName,
+        why: `only a table's owner may publish it (the publication ${cap.publication})`,
+        ok: o.owns,
+        lacks: `does not own ${b.sourceName}`,
+        fix: `ALTER TABLE ${b.sourceName} OWNER TO ${role(s)} (its owner now: ${showName(o.owner)})${yours}`,
+      }),
+    );
   }
   return out;
 }
@@ -316,27 +417,48 @@ export async function migrationRights(spec: MigrationSpec, bindings: Binding[]):
     if (l) l.tables.push(...tables);
     else ledgers.set(alias, { purpose, at, what, tables: [...tables] });
   };
-  hold(controlAlias(spec), 'control', 'control', 'the ledger', LEDGER_TABLES.filter((t) => !t.capture || spec.capture !== undefined));
+  hold(
+    controlAlias(spec),
+    'control',
+    'control',
+    'the ledger',
+    LEDGER_TABLES.filter((t) => !t.capture || spec.capture !== undefined),
+  );
   if (spec.capture !== undefined) hold(spec.target, 'capture', 'capture', "change capture's record on the target", CAPTURE_TABLES);
   const sw = spec.cutover.switch;
   const swAlias = sw?.connection ?? controlAlias(spec);
   if (aliasIsConfigured(swAlias)) hold(swAlias, 'switch', 'cutover.switch', "the switch's record", SWITCH_TABLES);
-  else unchecked.push(`cutover.switch: connection "${swAlias}" is not set here (${envNameForAlias(swAlias)}), so the rights its record needs there were not checked`);
+  else
+    unchecked.push(
+      `cutover.switch: connection "${swAlias}" is not set here (${envNameForAlias(swAlias)}), so the rights its record needs there were not checked`,
+    );
   for (const [alias, l] of ledgers) rights.push(...(await ledgerRights(await session(roles, l.purpose, alias), l.at, l.tables, l.what)));
   const tgt = await session(roles, 'target', spec.target);
   rights.push(...(await foreignKeyNeeds(tgt, bindings)));
   const delta = spec.tables.findIndex((t) => t.delta);
   if (delta >= 0) {
     const src = await session(roles, 'source', spec.source);
-    rights.push(right(src, `tables[${delta}].delta`, {
-      privilege: 'member of pg_read_all_stats', object: '', why: "the watermark must never pass the oldest open writing transaction, which only a role that sees other sessions' transactions can find",
-      ok: src.role.superuser || src.role.readAllStats, lacks: 'cannot see the transactions of other sessions', fix: `GRANT pg_read_all_stats TO ${role(src)}`,
-    }));
+    rights.push(
+      right(src, `tables[${delta}].delta`, {
+        privilege: 'member of pg_read_all_stats',
+        object: '',
+        why: "the watermark must never pass the oldest open writing transaction, which only a role that sees other sessions' transactions can find",
+        ok: src.role.superuser || src.role.readAllStats,
+        lacks: 'cannot see the transactions of other sessions',
+        fix: `GRANT pg_read_all_stats TO ${role(src)}`,
+      }),
+    );
     const db = showName(tgt.role.db);
-    rights.push(right(tgt, 'target', {
-      privilege: 'TEMPORARY', object: `database ${db}`, why: 'each catch-up window is staged in a temporary table', ok: tgt.role.dbTemporary,
-      lacks: `has no TEMPORARY on database ${db}`, fix: `GRANT TEMPORARY ON DATABASE ${db} TO ${role(tgt)}`,
-    }));
+    rights.push(
+      right(tgt, 'target', {
+        privilege: 'TEMPORARY',
+        object: `database ${db}`,
+        why: 'each catch-up window is staged in a temporary table',
+        ok: tgt.role.dbTemporary,
+        lacks: `has no TEMPORARY on database ${db}`,
+        fix: `GRANT TEMPORARY ON DATABASE ${db} TO ${role(tgt)}`,
+      }),
+    );
   }
   if (spec.capture !== undefined) rights.push(...(await captureNeeds(await session(roles, 'capture', spec.source), spec, bindings)));
   for (const k of ['freeze', 'unfreeze', 'switch'] as const) {

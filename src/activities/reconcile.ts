@@ -43,8 +43,7 @@ export interface TableTotals {
 type Run = <T>(fn: (c: pg.ClientBase | pg.Pool) => Promise<T>, throughKeyIndex?: boolean) => Promise<T>;
 
 function runner(pool: pg.Pool, at: SnapshotRef | undefined): Run {
-  if (!at)
-    return (fn, throughKeyIndex) => (throughKeyIndex ? throughIndex(pool, fn) : fn(pool));
+  if (!at) return (fn, throughKeyIndex) => (throughKeyIndex ? throughIndex(pool, fn) : fn(pool));
   return (fn, throughKeyIndex) =>
     atSnapshot(pool, at, async (c) => {
       if (throughKeyIndex) await c.query(PREFER_INDEX);
@@ -97,7 +96,10 @@ export async function reconcileTable(input: {
     const sums = (await ctl.query(RANGE_SUMS, [input.migration, i, input.plan.rangeCount])).rows[0];
     const span: Selection = { outside: planSpan(input.plan) };
     const [s, t] = await Promise.all([
-      side(b, runner(poolFor(spec.source, 'read'), snapshotRefOf({ migration: input.migration, spec, epoch: input.epoch })), 'source', span, { count: sums.source_count, checksum: sums.source_checksum }),
+      side(b, runner(poolFor(spec.source, 'read'), snapshotRefOf({ migration: input.migration, spec, epoch: input.epoch })), 'source', span, {
+        count: sums.source_count,
+        checksum: sums.source_checksum,
+      }),
       side(b, runner(poolFor(spec.target, 'write'), undefined), 'target', span, { count: sums.target_count, checksum: sums.target_checksum }),
     ]);
     const checks = compareProfiles(

@@ -7,16 +7,7 @@ import { AUDIT_TRAIL, DIFFERENCE_SAMPLE, LAST_REPORT, LEDGER_RANGES, LEDGER_TOTA
 import { guarded } from '../db/errors';
 import type { ColumnPlanEntry } from '../report/columns';
 import { reportFromEvidence } from '../report/digest';
-import {
-  AUDIT_SHOWN,
-  NO_KEYS,
-  auditNote,
-  type AuditRecord,
-  type LedgerRange,
-  type RangeKeys,
-  type Report,
-  type TableEvidence,
-} from '../report/model';
+import { AUDIT_SHOWN, NO_KEYS, auditNote, type AuditRecord, type LedgerRange, type RangeKeys, type Report, type TableEvidence } from '../report/model';
 import type { TableTotals } from './reconcile';
 import { failedChecks, type Checks } from './compare';
 import { KEY_SAMPLE } from './locate';

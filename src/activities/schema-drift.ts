@@ -46,15 +46,23 @@ const ADVICE =
  * where it is partitioned), and no relation under it became UNLOGGED. Sentences of what broke.
  */
 async function captureCoverage(spec: MigrationSpec, publication: string, b: Binding, plan: TablePlan): Promise<string[]> {
-  const r = (await poolFor(spec.source, 'read').query<{ published: boolean; via_root: boolean; unlogged: string }>(CAPTURE_COVERAGE_SQL, [b.sourceRel.oid, publication])).rows[0];
+  const r = (
+    await poolFor(spec.source, 'read').query<{ published: boolean; via_root: boolean; unlogged: string }>(CAPTURE_COVERAGE_SQL, [b.sourceRel.oid, publication])
+  ).rows[0];
   const out: string[] = [];
   const unlogged = JSON.parse(r.unlogged) as string[];
   if (!r.published)
-    out.push(`${plan.source}: the publication ${publication} no longer publishes it; writes made since were never sent to the stream; abort, then start the migration again under a new name`);
+    out.push(
+      `${plan.source}: the publication ${publication} no longer publishes it; writes made since were never sent to the stream; abort, then start the migration again under a new name`,
+    );
   else if (b.partitions.source.length && !r.via_root)
-    out.push(`${plan.source}: the publication ${publication} no longer publishes its partitions via the root (publish_via_partition_root is off); abort, then start the migration again under a new name`);
+    out.push(
+      `${plan.source}: the publication ${publication} no longer publishes its partitions via the root (publish_via_partition_root is off); abort, then start the migration again under a new name`,
+    );
   if (unlogged.length)
-    out.push(`${plan.source}: ${unlogged.join(', ')} became UNLOGGED: its writes do not reach the write-ahead log, so change capture cannot see them; abort, then start the migration again under a new name`);
+    out.push(
+      `${plan.source}: ${unlogged.join(', ')} became UNLOGGED: its writes do not reach the write-ahead log, so change capture cannot see them; abort, then start the migration again under a new name`,
+    );
   return out;
 }
 
@@ -78,7 +86,8 @@ export async function checkSchema(input: { spec: MigrationSpec; plans: TablePlan
       if (plan.partitions) {
         const now = r.binding.partitions;
         const moved = [...listChange('source', plan.partitions.source, now.source), ...listChange('target', plan.partitions.target, now.target)];
-        if (moved.length) partitions.push({ table: i, sentence: `${plan.source} → ${plan.target}: partitions changed since they were last proven: ${moved.join('; ')}`, now });
+        if (moved.length)
+          partitions.push({ table: i, sentence: `${plan.source} → ${plan.target}: partitions changed since they were last proven: ${moved.join('; ')}`, now });
       }
     }
     return { columns, partitions };

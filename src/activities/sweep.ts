@@ -48,12 +48,23 @@ const SWEEP_PARALLEL_MAX = 8;
 export async function sweepTable(input: SweepInput): Promise<SweepResult> {
   const { spec, tableIndex: t, plan } = input;
   const table = spec.tables[t];
-  const base = { migration: input.migration, spec: { source: spec.source, target: spec.target, control: spec.control, mode: spec.mode }, table, tableIndex: t, plan, ...(input.epoch !== undefined ? { epoch: input.epoch } : {}) };
+  const base = {
+    migration: input.migration,
+    spec: { source: spec.source, target: spec.target, control: spec.control, mode: spec.mode },
+    table,
+    tableIndex: t,
+    plan,
+    ...(input.epoch !== undefined ? { epoch: input.epoch } : {}),
+  };
   const args = (i: number, attempt: number, finalAttempt: boolean): RangeInput => ({ ...base, rangeIndex: i, attempt, finalAttempt });
 
   const start = Math.max(0, Math.min(plan.rangeCount, Number(previousDetails().next ?? 0) || 0));
   const out: SweepResult = {
-    checked: 0, changed: 0, recopied: 0, rowsCopied: 0, failed: [],
+    checked: 0,
+    changed: 0,
+    recopied: 0,
+    rowsCopied: 0,
+    failed: [],
     outside: { source: '0', target: '0', equal: true, repaired: false },
   };
   const open = new Set<number>();
@@ -79,25 +90,33 @@ export async function sweepTable(input: SweepInput): Promise<SweepResult> {
       out.checked++;
       if (v.status === 'verified') return;
       out.changed++;
-      outcome = await runRange(i, rangePolicy('copy', spec.retries.rangeAttempts), steps(i, (n, final) => {
-        out.recopied++;
-        return copyRange(args(i, n, final));
-      }));
+      outcome = await runRange(
+        i,
+        rangePolicy('copy', spec.retries.rangeAttempts),
+        steps(i, (n, final) => {
+          out.recopied++;
+          return copyRange(args(i, n, final));
+        }),
+      );
     } else {
       // Nothing will copy it: verify mode goes by its range policy (located at once, the keys
       // read again after the lag grace, as the workflow does); a copy-mode range that changed is
       // reported after one look.
       let looked = false;
       const policy = spec.mode === 'verify' ? locateFirstPolicy(spec.retries.rangeAttempts, lagGraceMs(spec)) : rangePolicy('copy', 1);
-      outcome = await runRange(i, policy, steps(i, async (n, final) => {
-        const r = await verifyRange(args(i, n, final));
-        if (!looked) {
-          looked = true;
-          out.checked++;
-          if (r.status !== 'verified') out.changed++;
-        }
-        return r;
-      }));
+      outcome = await runRange(
+        i,
+        policy,
+        steps(i, async (n, final) => {
+          const r = await verifyRange(args(i, n, final));
+          if (!looked) {
+            looked = true;
+            out.checked++;
+            if (r.status !== 'verified') out.changed++;
+          }
+          return r;
+        }),
+      );
     }
     if (!outcome.verified) out.failed.push(outcome.failure);
   };

@@ -54,7 +54,7 @@ async function tableStates(spec: MigrationSpec): Promise<{ writes: string; stora
 
 /** Read at a checkpoint, before its snapshot: the counters first, then the WAL position. */
 export async function captureBaseline(input: { spec: MigrationSpec }): Promise<CaptureBaseline> {
-  return guarded('reading the source\'s write counters', async () => {
+  return guarded("reading the source's write counters", async () => {
     const src = poolFor(input.spec.source, 'read');
     const usable = Boolean((await src.query<{ usable: boolean }>(COUNTERS_USABLE_SQL)).rows[0].usable);
     const tables = await tableStates(input.spec);
@@ -68,25 +68,32 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** On the frozen source, after the stream reached the freeze's fence. */
 export async function captureTripwire(input: { migration: string; spec: MigrationSpec; baseline: CaptureBaseline }): Promise<TripwireResult> {
   const { spec, baseline } = input;
-  return guarded('accounting for the source\'s writes since the checkpoint', async () => {
+  return guarded("accounting for the source's writes since the checkpoint", async () => {
     let now = await tableStates(spec);
     const rewritten: string[] = [];
     now.forEach((t, i) => {
       const before = new Map(baseline.tables[i]?.storage ?? []);
       for (const [name, node] of t.storage) if (before.has(name) && before.get(name) !== node) rewritten.push(name);
     });
-    if (!baseline.usable) return { rewritten, accounted: false, detail: 'the source\'s write counters cannot prove the window (PostgreSQL before 15, or track_counts off)' };
+    if (!baseline.usable)
+      return { rewritten, accounted: false, detail: "the source's write counters cannot prove the window (PostgreSQL before 15, or track_counts off)" };
     const d = await poolFor(spec.target, 'write').query<{ table_index: number; delivered: string; unknown: number }>(DELIVERED_SINCE, [
       input.migration,
       baseline.lsn,
       spec.tables.map((_, i) => i),
     ]);
-    if (d.rows.some((r) => r.unknown > 0)) return { rewritten, accounted: false, detail: 'transactions applied before the per-table counts were kept cannot be counted' };
+    if (d.rows.some((r) => r.unknown > 0))
+      return { rewritten, accounted: false, detail: 'transactions applied before the per-table counts were kept cannot be counted' };
     const delivered = new Map(d.rows.map((r) => [Number(r.table_index), BigInt(r.delivered)]));
     const excess = (states: typeof now) => states.map((t, i) => BigInt(t.writes) - BigInt(baseline.tables[i].writes) - (delivered.get(i) ?? 0n));
     const started = Date.now();
     const tally = (states: typeof now) =>
-      states.map((t, i) => `${spec.tables.length > 1 ? `table ${i + 1}: ` : ''}${BigInt(t.writes) - BigInt(baseline.tables[i].writes)} row write(s) counted on the source since the checkpoint, ${delivered.get(i) ?? 0n} change(s) delivered by the stream`).join('; ');
+      states
+        .map(
+          (t, i) =>
+            `${spec.tables.length > 1 ? `table ${i + 1}: ` : ''}${BigInt(t.writes) - BigInt(baseline.tables[i].writes)} row write(s) counted on the source since the checkpoint, ${delivered.get(i) ?? 0n} change(s) delivered by the stream`,
+        )
+        .join('; ');
     let e = excess(now);
     for (;;) {
       // More writes than changes delivered: aborted transactions, late statistics at the

@@ -155,7 +155,8 @@ function checkTables(tables: CaptureTable[]): void {
   const names = new Set<string>();
   for (const t of tables) {
     const name = `${t.sourceSchema}\0${t.sourceName}`;
-    if (indexes.has(t.index) || names.has(name)) throw new CaptureError(`the table ${sourceLabel(t)} (index ${t.index}) is listed twice for change capture`, '42710');
+    if (indexes.has(t.index) || names.has(name))
+      throw new CaptureError(`the table ${sourceLabel(t)} (index ${t.index}) is listed twice for change capture`, '42710');
     indexes.add(t.index);
     names.add(name);
     if (!t.key.length) throw new CaptureError(`the table ${sourceLabel(t)} has no key for change capture`, '42P10');
@@ -390,7 +391,10 @@ class ApplyRun {
       );
     if (managed)
       // Added to the user's publication after this call read it: retried, the next call knows it.
-      return new CaptureError(`the source's stream sends the changes of ${rel}, which the publication ${pub} did not publish when this call began; reading the stream again`, '55000');
+      return new CaptureError(
+        `the source's stream sends the changes of ${rel}, which the publication ${pub} did not publish when this call began; reading the stream again`,
+        '55000',
+      );
     return new CaptureError(
       `the source's stream sends the changes of ${rel}, which is not a table of this migration, though the publication ${pub} is the migration's own (only its tables): ` +
         `stopped rather than leave its changes out; abort, check the publication (SELECT * FROM pg_publication_tables WHERE pubname = '${publication.replace(/'/g, "''")}'), then start the migration again with a new name`,
@@ -474,7 +478,9 @@ class ApplyRun {
       await this.bookkeeping('record', () => q.query(RECORD_APPLIED, [...position, showLsn(commit.endLsn)]));
       const perTable: Record<number, number> = {};
       for (const { relation } of tx.changes) perTable[relation.table.index] = (perTable[relation.table.index] ?? 0) + 1;
-      await this.bookkeeping('log', () => q.query(LOG_TRANSACTION, [...position, showLsn(commit.endLsn), tx.begin.xid, tx.changes.length, JSON.stringify(perTable)]));
+      await this.bookkeeping('log', () =>
+        q.query(LOG_TRANSACTION, [...position, showLsn(commit.endLsn), tx.begin.xid, tx.changes.length, JSON.stringify(perTable)]),
+      );
       await this.bookkeeping('keys', () => q.query(LOG_KEYS, [...position, JSON.stringify(keys)]));
       await this.bookkeeping('COMMIT', () => q.query('COMMIT'));
     } catch (e) {
@@ -547,7 +553,7 @@ class ApplyRun {
       const behind = parseLsn(r.rows[0].lsn) - maxLsn(this.appliedEnd, this.acked);
       return String(behind > 0n ? behind : 0n);
     } catch (e) {
-      throw explain('could not read the source\'s WAL position', e);
+      throw explain("could not read the source's WAL position", e);
     } finally {
       // A session that cannot close cleanly is gone anyway; the work's own errors are reported.
       await session.end().catch(() => undefined);

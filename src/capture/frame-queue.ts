@@ -62,10 +62,13 @@ export class FrameQueue<T> {
     return new Promise<T | undefined>((resolve, reject) => {
       const waiter: NonNullable<FrameQueue<T>['waiter']> = { resolve, reject };
       if (waitMs !== undefined) {
-        waiter.timer = setTimeout(() => {
-          if (this.waiter === waiter) this.waiter = undefined;
-          resolve(undefined);
-        }, Math.max(0, waitMs));
+        waiter.timer = setTimeout(
+          () => {
+            if (this.waiter === waiter) this.waiter = undefined;
+            resolve(undefined);
+          },
+          Math.max(0, waitMs),
+        );
       }
       this.waiter = waiter;
     });

@@ -140,7 +140,10 @@ async function slotState(session: pg.Client, slot: string): Promise<SlotState> {
   if (!s) throw new CaptureError(`the replication slot ${slot} does not exist in the source database`, '42704');
   if (s.slot_type !== 'logical' || s.plugin !== 'pgoutput') throw new CaptureError(`the replication slot ${slot} is not a logical slot of pgoutput`, '55000');
   if (s.wal_status === 'lost')
-    throw new CaptureError(`the replication slot ${slot} has lost WAL it needed (max_slot_wal_keep_size): changes cannot be resumed; the migration must be rerun`, '55000');
+    throw new CaptureError(
+      `the replication slot ${slot} has lost WAL it needed (max_slot_wal_keep_size): changes cannot be resumed; the migration must be rerun`,
+      '55000',
+    );
   return s;
 }
 
@@ -155,7 +158,8 @@ async function freeSlot(connectionString: string, slot: string): Promise<bigint>
     for (;;) {
       const s = await slotState(session, slot);
       if (s.active_pid == null) return s.confirmed ? parseLsn(s.confirmed) : 0n;
-      if (Date.now() > deadline) throw new CaptureError(`the replication slot ${slot} is still in use by another session after ${SLOT_FREE_WAIT_MS / 1000} s`, '55006');
+      if (Date.now() > deadline)
+        throw new CaptureError(`the replication slot ${slot} is still in use by another session after ${SLOT_FREE_WAIT_MS / 1000} s`, '55006');
       await session.query('SELECT pg_terminate_backend($1)', [s.active_pid]);
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -253,7 +257,16 @@ async function startStreaming(connectionString: string, o: StreamOptions, slotCo
         5000,
       );
     }
-    if (!(await within(client.end().then(() => true, () => true), 3000))) socket.destroy();
+    if (
+      !(await within(
+        client.end().then(
+          () => true,
+          () => true,
+        ),
+        3000,
+      ))
+    )
+      socket.destroy();
   };
 
   return {

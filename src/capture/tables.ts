@@ -177,7 +177,8 @@ export class StatementCache {
   private keyOf(b: BoundRelation, tuple: Tuple, what: string): (string | null)[] {
     return b.keyColumns.map((j) => {
       const v = tuple[b.positions[j]];
-      if (v?.kind === 'unchanged') throw new CaptureError(`${what} on ${b.source} came without the value of its key column ${b.table.columns[j].source}`, 'XX001');
+      if (v?.kind === 'unchanged')
+        throw new CaptureError(`${what} on ${b.source} came without the value of its key column ${b.table.columns[j].source}`, 'XX001');
       return valueOf(v);
     });
   }

@@ -64,7 +64,9 @@ export async function runDemo(o: { rows: number; chunk: number; keep: boolean; l
   // The demo talks to a person: the SDK's own INFO lines would drown the progress.
   Runtime.install({ logger: new DefaultLogger('WARN') });
   const live = o.live;
-  say(`backfill demo${live ? ' --live' : ''}: ${o.rows.toLocaleString('en-US')} rows, ranges of ${o.chunk.toLocaleString('en-US')} keys${live ? `, a writer at ${live.perSecond} writes/s throughout, change capture by logical replication` : ''}`);
+  say(
+    `backfill demo${live ? ' --live' : ''}: ${o.rows.toLocaleString('en-US')} rows, ranges of ${o.chunk.toLocaleString('en-US')} keys${live ? `, a writer at ${live.perSecond} writes/s throughout, change capture by logical replication` : ''}`,
+  );
   say('starting embedded PostgreSQL (databases "source" and "target") ...');
   const pg = await startPostgres();
   let env: Awaited<ReturnType<typeof startDevServer>> | undefined;
@@ -97,32 +99,34 @@ export async function runDemo(o: { rows: number; chunk: number; keep: boolean; l
     // The worker (in this process) resolves the aliases; the spec only names them.
     process.env[envNameForAlias('source')] = pg.url('source');
     process.env[envNameForAlias('target')] = pg.url('target');
-    const input: MigrationSpecInput = live ? liveSpec(o) : {
-      name: 'orders-v2',
-      source: 'source',
-      target: 'target',
-      concurrency: 2,
-      tables: [
-        {
-          source: 'public.orders',
-          target: 'public.orders_v2',
-          key: ['id'],
-          chunk: { column: 'id', size: o.chunk },
-          checks: {
-            distribution: ['status'],
-            aggregates: [
-              { fn: 'sum', column: 'amount' },
-              { fn: 'max', column: 'updated_at' },
-            ],
+    const input: MigrationSpecInput = live
+      ? liveSpec(o)
+      : {
+          name: 'orders-v2',
+          source: 'source',
+          target: 'target',
+          concurrency: 2,
+          tables: [
+            {
+              source: 'public.orders',
+              target: 'public.orders_v2',
+              key: ['id'],
+              chunk: { column: 'id', size: o.chunk },
+              checks: {
+                distribution: ['status'],
+                aggregates: [
+                  { fn: 'sum', column: 'amount' },
+                  { fn: 'max', column: 'updated_at' },
+                ],
+              },
+            },
+          ],
+          cutover: {
+            approval: 'required',
+            approvers: ['demo'],
+            switch: { connection: 'target', sql: "COMMENT ON TABLE public.orders_v2 IS 'authoritative since the orders-v2 cutover'" },
           },
-        },
-      ],
-      cutover: {
-        approval: 'required',
-        approvers: ['demo'],
-        switch: { connection: 'target', sql: "COMMENT ON TABLE public.orders_v2 IS 'authoritative since the orders-v2 cutover'" },
-      },
-    };
+        };
     const spec = MigrationSpec.parse(input);
     const specFile = join(tmpdir(), 'backfill-demo-spec.yaml');
     writeFileSync(specFile, toYaml(spec));
@@ -130,7 +134,13 @@ export async function runDemo(o: { rows: number; chunk: number; keep: boolean; l
 
     const worker = await createWorker({ connection: env.nativeConnection, taskQueue: spec.taskQueue });
     // The application: writing at a steady rate from before the start until after the switch.
-    const writer = live ? await startWriter(pg.url('source').replace(/\/\/postgres:[^@]*@/, '//app:app@'), LIVE.table, { perSecond: live.perSecond, firstNewId: o.rows + 1, maxId: o.rows }) : undefined;
+    const writer = live
+      ? await startWriter(pg.url('source').replace(/\/\/postgres:[^@]*@/, '//app:app@'), LIVE.table, {
+          perSecond: live.perSecond,
+          firstNewId: o.rows + 1,
+          maxId: o.rows,
+        })
+      : undefined;
     const code = await worker.runUntil(async () => {
       try {
         t0 = Date.now();
@@ -156,8 +166,13 @@ export async function runDemo(o: { rows: number; chunk: number; keep: boolean; l
         const report = await h.query(reportQuery);
         say('');
         say(renderMarkdown(report));
-        say(`copied and verified ${o.rows.toLocaleString('en-US')} rows in ${seconds(toGate)} (${Math.round(o.rows / (toGate / 1000)).toLocaleString('en-US')} rows/s, checks included)`);
-        if (writer) say(`the writer has written ${writer.total().toLocaleString('en-US')} times so far; the evidence is the source at checkpoint ${gate.capture?.checkpoint ?? '–'}`);
+        say(
+          `copied and verified ${o.rows.toLocaleString('en-US')} rows in ${seconds(toGate)} (${Math.round(o.rows / (toGate / 1000)).toLocaleString('en-US')} rows/s, checks included)`,
+        );
+        if (writer)
+          say(
+            `the writer has written ${writer.total().toLocaleString('en-US')} times so far; the evidence is the source at checkpoint ${gate.capture?.checkpoint ?? '–'}`,
+          );
         say(`approving digest ${report.digest} as "demo" (what \`backfill approve ${spec.name} --as demo --yes\` does) ...`);
         const approvedAt = Date.now();
         await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'demo', digest: report.digest, comment: 'demo run' }] });
@@ -168,15 +183,24 @@ export async function runDemo(o: { rows: number; chunk: number; keep: boolean; l
           // After the switch the application would write to the target; here it stops.
           const c = await writer.stop();
           const refusedFor = c.firstRefusedAt ? switchedAt - c.firstRefusedAt : 0;
-          say(`approval to switch: ${seconds(switchedAt - approvedAt)}; writes were refused for ${seconds(refusedFor)} (from the freeze to the switch: ${c.refused.toLocaleString('en-US')} refused attempts)`);
-          if (result.finalWindow) say(`final window: ${result.finalWindow.rows.toLocaleString('en-US')} row(s), ${seconds(result.finalWindow.ms)} from the freeze to the verdict${result.finalWindow.proof ? `; ${result.finalWindow.proof}` : ''}`);
-          say(`the writer wrote ${(c.updates + c.docUpdates + c.inserts + c.deletes).toLocaleString('en-US')} times: ${c.inserts} inserts, ${c.updates + c.docUpdates} updates, ${c.deletes} deletes`);
+          say(
+            `approval to switch: ${seconds(switchedAt - approvedAt)}; writes were refused for ${seconds(refusedFor)} (from the freeze to the switch: ${c.refused.toLocaleString('en-US')} refused attempts)`,
+          );
+          if (result.finalWindow)
+            say(
+              `final window: ${result.finalWindow.rows.toLocaleString('en-US')} row(s), ${seconds(result.finalWindow.ms)} from the freeze to the verdict${result.finalWindow.proof ? `; ${result.finalWindow.proof}` : ''}`,
+            );
+          say(
+            `the writer wrote ${(c.updates + c.docUpdates + c.inserts + c.deletes).toLocaleString('en-US')} times: ${c.inserts} inserts, ${c.updates + c.docUpdates} updates, ${c.deletes} deletes`,
+          );
         }
 
         const [from, to] = live ? [LIVE.table, LIVE.table] : ['public.orders', 'public.orders_v2'];
         const [s, t] = await Promise.all([pg.query('source', INDEPENDENT(from)), pg.query('target', INDEPENDENT(to))]);
         const same = s.rows[0].n === t.rows[0].n && s.rows[0].h === t.rows[0].h;
-        say(`independent check (md5 of every row): source ${s.rows[0].n} rows / ${s.rows[0].h}, target ${t.rows[0].n} rows / ${t.rows[0].h}: ${same ? 'equal' : 'DIFFERENT'}`);
+        say(
+          `independent check (md5 of every row): source ${s.rows[0].n} rows / ${s.rows[0].h}, target ${t.rows[0].n} rows / ${t.rows[0].h}: ${same ? 'equal' : 'DIFFERENT'}`,
+        );
         if (o.keep) {
           say(`servers kept running; the Temporal UI is at http://127.0.0.1:${uiPort} (Ctrl-C to stop)`);
           await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));

@@ -60,7 +60,9 @@ export async function initSpec(o: InitOptions): Promise<string> {
         source: shown,
         target: showTableName(o.targetSchema ?? schema, name),
         key,
-        ...(distribution.length || sums.length ? { checks: { ...(distribution.length ? { distribution } : {}), ...(sums.length ? { aggregates: sums } : {}) } } : {}),
+        ...(distribution.length || sums.length
+          ? { checks: { ...(distribution.length ? { distribution } : {}), ...(sums.length ? { aggregates: sums } : {}) } }
+          : {}),
       });
     }
   } finally {
@@ -78,7 +80,10 @@ export async function initSpec(o: InitOptions): Promise<string> {
     '# Ranges: without `chunk`, an integer key is split by key span and any other key by row count, sized from the table.',
     '# Check it against the databases with `backfill validate`, then `backfill start`.',
     ...(keyless.length
-      ? [`# Left out (no primary key, no unique index on NOT NULL columns): ${keyless.join(', ')}.`, '# Add a key to each, or list it here with `key: [...]` naming columns that are unique.']
+      ? [
+          `# Left out (no primary key, no unique index on NOT NULL columns): ${keyless.join(', ')}.`,
+          '# Add a key to each, or list it here with `key: [...]` naming columns that are unique.',
+        ]
       : []),
   ];
   return `${header.join('\n')}\n${stringify(spec, { lineWidth: 0 })}`;

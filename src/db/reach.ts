@@ -31,7 +31,11 @@ const MARK = Symbol.for('backfill.unreachable');
 export function markUnreachable<E>(e: E, alias: string, host: string): E {
   if (e && typeof e === 'object' && isUnreachableError(e)) {
     const message = (e as { message?: unknown }).message;
-    (e as Record<symbol, Unreachable>)[MARK] = { alias, host, error: typeof message === 'string' && message ? message : String((e as { code?: unknown }).code) };
+    (e as Record<symbol, Unreachable>)[MARK] = {
+      alias,
+      host,
+      error: typeof message === 'string' && message ? message : String((e as { code?: unknown }).code),
+    };
   }
   return e;
 }

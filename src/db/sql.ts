@@ -398,14 +398,18 @@ export function bucketSql(t: BoundTable, side: Side, r: KeyRange, bits: number, 
 /** Each row's key (JSON text), row hash and per-column hashes: what locating compares. */
 function rowEvidence(t: BoundTable, side: Side): string {
   const colHashes = hashedColumns(t).map((c) => `hashtextextended(ROW(${columnExpr(t, side, c)})::text, 0)::text`);
-  return `SELECT json_build_array(${keyExprs(t, side).map((e) => `${e}::text`).join(', ')})::text AS key,
+  return `SELECT json_build_array(${keyExprs(t, side)
+    .map((e) => `${e}::text`)
+    .join(', ')})::text AS key,
                  ${rowHashExpr(t, side)}::text AS h, json_build_array(${colHashes.join(', ')})::text AS ch
             FROM ${tableOf(t, side)}`;
 }
 
 /** Every row of a range as its key (JSON text) and row hash: a range small enough to compare whole in the worker. */
 export function keyHashesSql(t: BoundTable, side: Side, r: KeyRange): string {
-  return `SELECT json_build_array(${keyExprs(t, side).map((e) => `${e}::text`).join(', ')})::text AS key, ${rowHashExpr(t, side)}::text AS h
+  return `SELECT json_build_array(${keyExprs(t, side)
+    .map((e) => `${e}::text`)
+    .join(', ')})::text AS key, ${rowHashExpr(t, side)}::text AS h
             FROM ${tableOf(t, side)}${whereClause([rangePredicate(t, side, r), sideFilter(t, side)])}`;
 }
 
@@ -596,7 +600,10 @@ export function createPublicationSql(name: string, tables: string[]): string {
 
 /** Two statements: run each on its own. */
 export function setPublicationTablesSql(name: string, tables: string[]): string[] {
-  return [`ALTER PUBLICATION ${quoteIdent(name)} SET TABLE ${tables.join(', ')}`, `ALTER PUBLICATION ${quoteIdent(name)} SET (publish_via_partition_root = true)`];
+  return [
+    `ALTER PUBLICATION ${quoteIdent(name)} SET TABLE ${tables.join(', ')}`,
+    `ALTER PUBLICATION ${quoteIdent(name)} SET (publish_via_partition_root = true)`,
+  ];
 }
 
 export function dropPublicationSql(name: string): string {

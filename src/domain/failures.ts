@@ -21,19 +21,31 @@ export const FAILURES = {
   InvalidSpec: { retryable: false, meaning: 'the spec is not valid, or the workflow id is not its name: nothing was done' },
   ConfigError: { retryable: false, meaning: 'a connection alias the spec names is not configured on the worker (`BACKFILL_DB_<ALIAS>`)' },
   PolicyRefused: { retryable: false, meaning: "the worker's policy refuses the spec, each problem naming its rule: nothing was written" },
-  PreflightError: { retryable: false, meaning: 'the spec does not match the databases (a table, a column, a key, a privilege, a chunking): nothing was copied' },
+  PreflightError: {
+    retryable: false,
+    meaning: 'the spec does not match the databases (a table, a column, a key, a privilege, a chunking): nothing was copied',
+  },
   SchemaChanged: { retryable: false, meaning: 'a column changed on either side after planning: the migration stops, nothing is switched' },
-  DatabaseUnreachable: { retryable: false, meaning: 'a database cannot be reached: the migration says which one and where, tries again itself, then waits for a person' },
-  SnapshotGone: { retryable: false, meaning: 'under change capture, the snapshot a range reads ended (its holder ended): the ranges not yet copied continue in a new epoch' },
+  DatabaseUnreachable: {
+    retryable: false,
+    meaning: 'a database cannot be reached: the migration says which one and where, tries again itself, then waits for a person',
+  },
+  SnapshotGone: {
+    retryable: false,
+    meaning: 'under change capture, the snapshot a range reads ended (its holder ended): the ranges not yet copied continue in a new epoch',
+  },
   SnapshotTimeout: { retryable: false, meaning: 'under change capture, a snapshot epoch was not opened in time' },
-  SnapshotLost: { retryable: false, meaning: 'under change capture, snapshot epochs kept ending before they were ready or before a range was copied: the migration fails' },
+  SnapshotLost: {
+    retryable: false,
+    meaning: 'under change capture, snapshot epochs kept ending before they were ready or before a range was copied: the migration fails',
+  },
   Refused: { retryable: false, meaning: 'a request (approve, reject, rerun, …) the migration refuses as it stands: the migration goes on' },
   Aborted: { retryable: false, meaning: 'the migration was aborted (`backfill abort` or a Temporal cancellation): its result is in the details' },
   'PG<SQLSTATE>': {
     retryable: 'by SQLSTATE',
     meaning: `a database error, by its SQLSTATE (\`PG42703\`): a user error (classes ${USER_ERROR_CLASSES.join(' ')}) is not retried, others are`,
   },
-  Error: { retryable: true, meaning: "anything else a worker threw (a network error keeps its code, `ECONNRESET`): retried; its message says what" },
+  Error: { retryable: true, meaning: 'anything else a worker threw (a network error keeps its code, `ECONNRESET`): retried; its message says what' },
 } as const satisfies Record<string, FailureKind>;
 
 export type FailureType = keyof typeof FAILURES;

@@ -166,7 +166,8 @@ function clientFor(url: (db?: string) => string) {
  */
 async function startSystemPostgres(version: number, o: PostgresOptions): Promise<PostgresServer> {
   const bin = systemPostgresBin(version);
-  if (!existsSync(join(bin, 'postgres'))) throw new Error(`PostgreSQL ${version} is not installed (${bin}/postgres is missing; apt-get install postgresql-${version})`);
+  if (!existsSync(join(bin, 'postgres')))
+    throw new Error(`PostgreSQL ${version} is not installed (${bin}/postgres is missing; apt-get install postgresql-${version})`);
   const dir = mkdtempSync(join(tmpdir(), `backfill-pg${version}-`));
   const data = join(dir, 'data');
   const port = o.port ?? (await freePort());
@@ -188,10 +189,14 @@ async function startSystemPostgres(version: number, o: PostgresOptions): Promise
   ];
   const extra = o.flags ?? [];
   const options = [...settings.flatMap((x) => ['-c', x]), ...extra].join(' ');
-  const start = () => bounded(exec('pg_ctl', ['-D', data, '-l', join(dir, 'log'), '-w', '-t', '120', '-o', options, 'start']), 'starting PostgreSQL ' + version);
+  const start = () =>
+    bounded(exec('pg_ctl', ['-D', data, '-l', join(dir, 'log'), '-w', '-t', '120', '-o', options, 'start']), 'starting PostgreSQL ' + version);
   const halt = (mode: 'immediate' | 'fast') => exec('pg_ctl', ['-D', data, '-w', '-t', '60', '-m', mode, 'stop']);
   try {
-    await bounded(exec('initdb', ['-D', data, '-U', 'postgres', '--auth=scram-sha-256', `--pwfile=${pwfile}`, '-E', 'UTF8', '--no-locale', '--no-sync']), 'initdb');
+    await bounded(
+      exec('initdb', ['-D', data, '-U', 'postgres', '--auth=scram-sha-256', `--pwfile=${pwfile}`, '-E', 'UTF8', '--no-locale', '--no-sync']),
+      'initdb',
+    );
     await start();
   } catch (e) {
     rmSync(dir, { recursive: true, force: true });

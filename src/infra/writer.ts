@@ -50,14 +50,19 @@ export async function startWriter(url: string, table: string, o: { perSecond: nu
     const r = Math.random();
     try {
       if (r < 0.55) {
-        await c.query(`UPDATE ${table} SET balance = balance + 1.01, status = (ARRAY['new','paid','shipped','void'])[1 + (random() * 3)::int] WHERE id = $1`, [some()]);
+        await c.query(`UPDATE ${table} SET balance = balance + 1.01, status = (ARRAY['new','paid','shipped','void'])[1 + (random() * 3)::int] WHERE id = $1`, [
+          some(),
+        ]);
         counts.updates++;
       } else if (r < 0.6) {
         await c.query(`UPDATE ${table} SET doc = ${BIG_TEXT('$2::text')} WHERE id = $1`, [50 * Math.max(1, Math.floor(some() / 50)), String(Math.random())]);
         counts.docUpdates++;
       } else if (r < 0.9) {
         const id = nextId++;
-        await c.query(`INSERT INTO ${table} (id, balance, status, doc, at) VALUES ($1::bigint, $2, 'new', CASE WHEN $1::bigint % 10 = 0 THEN ${BIG_TEXT('$1::bigint::text')} END, now())`, [id, (id % 997) / 4]);
+        await c.query(
+          `INSERT INTO ${table} (id, balance, status, doc, at) VALUES ($1::bigint, $2, 'new', CASE WHEN $1::bigint % 10 = 0 THEN ${BIG_TEXT('$1::bigint::text')} END, now())`,
+          [id, (id % 997) / 4],
+        );
         counts.inserts++;
       } else {
         await c.query(`DELETE FROM ${table} WHERE id = $1`, [some()]);
@@ -68,8 +73,7 @@ export async function startWriter(url: string, table: string, o: { perSecond: nu
       if ((e as { code?: string }).code === '42501') {
         counts.refused++;
         counts.firstRefusedAt ??= Date.now();
-      }
-      else {
+      } else {
         counts.failed++;
         lastError = (e as Error).message;
       }

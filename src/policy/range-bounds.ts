@@ -15,4 +15,3 @@ export function showBound(v: string[] | null): string {
   if (v === null) return '';
   return v.length === 1 ? v[0] : JSON.stringify(v);
 }
-

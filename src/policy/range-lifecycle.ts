@@ -101,9 +101,7 @@ export interface RangeSteps {
   release?(): void;
 }
 
-export type RangeOutcome =
-  | { verified: true; attempts: number; last: RangeResult; converged?: number }
-  | { verified: false; failure: FailedRange };
+export type RangeOutcome = { verified: true; attempts: number; last: RangeResult; converged?: number } | { verified: false; failure: FailedRange };
 
 const differing = (l: Located) => l.missing + l.extra + l.changed + l.duplicates;
 
@@ -143,7 +141,17 @@ async function locateFirst(index: number, policy: RangePolicy, graceMs: number, 
   if (r.status === 'verified') return { verified: true, attempts: look, last: r };
   const fail = (located?: Located): RangeOutcome => ({
     verified: false,
-    failure: { index, lo: r.lo, hi: r.hi, attempts: look, source: r.source, target: r.target, failed: r.failed, ...(located ? { located } : {}), ...(r.refused ? { refused: r.refused } : {}) },
+    failure: {
+      index,
+      lo: r.lo,
+      hi: r.hi,
+      attempts: look,
+      source: r.source,
+      target: r.target,
+      failed: r.failed,
+      ...(located ? { located } : {}),
+      ...(r.refused ? { refused: r.refused } : {}),
+    },
   });
   if (r.status === 'refused') return fail();
   let located = await steps.locate(look);

@@ -59,7 +59,8 @@ export function resumeNote(tables: { source: string; resume: TableResume }[]): s
   const changed = tables.filter((t) => t.resume.fresh === 'plan-changed').map((t) => t.source);
   const completed = tables.some((t) => t.resume.fresh === 'completed');
   const parts: string[] = [];
-  if (reusable > 0) parts.push(`an earlier run of this name left ${reusable} verified range(s) under the same plan: each is verified again, and copied only if it differs`);
+  if (reusable > 0)
+    parts.push(`an earlier run of this name left ${reusable} verified range(s) under the same plan: each is verified again, and copied only if it differs`);
   if (changed.length) parts.push(`the plan of ${changed.join(', ')} differs from the earlier run's: every range of it is copied again`);
   if (completed && reusable === 0 && !changed.length) parts.push('an earlier migration of this name completed: this one is new, every range is copied');
   return parts.length ? parts.join('; ') : undefined;

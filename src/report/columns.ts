@@ -43,7 +43,7 @@ export function describeColumn(c: ColumnPlanEntry): string {
     case 'transform':
       return `${c.column}: computed from ${c.expression} (${c.to})`;
     case 'generated':
-      return `${c.column}: computed by the target${c.compared ? ', compared with the source\'s' : ''}`;
+      return `${c.column}: computed by the target${c.compared ? ", compared with the source's" : ''}`;
     case 'default':
       return `${c.column}: not in the source, filled by the target's default`;
     case 'omitted':
@@ -62,7 +62,10 @@ export function summariseColumns(plan: ColumnPlanEntry[]): string {
     [n('default'), 'filled by a default'],
     [n('omitted'), 'left out'],
   ];
-  return parts.filter(([k]) => k > 0).map(([k, w]) => `${k} ${w}`).join(', ');
+  return parts
+    .filter(([k]) => k > 0)
+    .map(([k, w]) => `${k} ${w}`)
+    .join(', ');
 }
 
 /** What the digest hashes of a column plan: every entry, in order. */

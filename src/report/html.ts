@@ -83,7 +83,13 @@ function rangeKinds(t: TableReport): { kinds: CellKind[]; listed: Map<number, Ra
   const verified = Math.max(0, t.rangeSummary.verified - count('verified'));
   const failed = Math.max(0, t.rangeSummary.failed - count('failed'));
   const pending = Math.max(0, n - listed.size - verified - failed);
-  const present = ([['verified', verified], ['failed', failed], ['pending', pending]] as const).filter(([, c]) => c > 0);
+  const present = (
+    [
+      ['verified', verified],
+      ['failed', failed],
+      ['pending', pending],
+    ] as const
+  ).filter(([, c]) => c > 0);
   const fill: CellKind = present.length === 1 ? present[0][0] : 'unlisted';
   const kinds = new Array<CellKind>(n);
   for (let i = 0; i < n; i++) {
@@ -105,7 +111,7 @@ function strip(ti: number, t: TableReport, migration: string): string {
   const merge = n > STRIP_CELL_LIMIT;
   const byKind = new Map<CellKind, string[]>();
   const tally = new Map<CellKind, number>();
-  for (let i = 0; i < n; ) {
+  for (let i = 0; i < n;) {
     const kind = kinds[i];
     const col = i % g.columns;
     const x = col * g.cell;
@@ -121,7 +127,9 @@ function strip(ti: number, t: TableReport, migration: string): string {
       const m = Math.max(size, MARKER);
       const at = (v: number) => v - (m - size) / 2;
       const ring = m > size ? ' stroke="#fff" stroke-width="1"' : '';
-      out.push(`<a href="#${anchor(ti, i)}"><rect x="${at(x)}" y="${at(y)}" width="${m}" height="${m}"${ring} data-i="${i}" data-status="${esc(r.status)}"><title>${esc(what)}</title></rect></a>`);
+      out.push(
+        `<a href="#${anchor(ti, i)}"><rect x="${at(x)}" y="${at(y)}" width="${m}" height="${m}"${ring} data-i="${i}" data-status="${esc(r.status)}"><title>${esc(what)}</title></rect></a>`,
+      );
       tally.set(kind, (tally.get(kind) ?? 0) + 1);
       i++;
       continue;
@@ -138,7 +146,10 @@ function strip(ti: number, t: TableReport, migration: string): string {
   const legend = order
     .filter((k) => tally.has(k))
     .map((k) => {
-      const of = k === 'unlisted' ? ` (${fmt(unlisted.verified)} verified, ${fmt(unlisted.pending)} pending${unlisted.failed ? `, ${fmt(unlisted.failed)} not proven` : ''})` : '';
+      const of =
+        k === 'unlisted'
+          ? ` (${fmt(unlisted.verified)} verified, ${fmt(unlisted.pending)} pending${unlisted.failed ? `, ${fmt(unlisted.failed)} not proven` : ''})`
+          : '';
       return `<li data-kind="${k}"><svg width="12" height="12" aria-hidden="true"><rect width="12" height="12" fill="${CELL_COLOURS[k]}"/></svg> ${esc(CELL_LABELS[k])}: ${fmt(tally.get(k)!)}${esc(of)}</li>`;
     })
     .join('');
@@ -172,11 +183,15 @@ function totals(t: TableReport): string {
     `<tr><th scope="row">rows outside every range</th><td>${fmt(t.sourceOutside.count)}</td><td>${fmt(t.outside.count)}</td>${yes(t.outside.count === t.sourceOutside.count)}</tr>`,
   ];
   if (s?.duplicates !== undefined || d?.duplicates !== undefined)
-    rows.push(`<tr><th scope="row">duplicate keys</th><td>${fmt(s?.duplicates ?? 0)}</td><td>${fmt(d?.duplicates ?? 0)}</td>${yes((s?.duplicates ?? 0) === 0 && (d?.duplicates ?? 0) === 0)}</tr>`);
+    rows.push(
+      `<tr><th scope="row">duplicate keys</th><td>${fmt(s?.duplicates ?? 0)}</td><td>${fmt(d?.duplicates ?? 0)}</td>${yes((s?.duplicates ?? 0) === 0 && (d?.duplicates ?? 0) === 0)}</tr>`,
+    );
   for (const a of Object.keys(s?.aggregates ?? {})) {
     const sv = s?.aggregates[a] ?? null;
     const dv = d?.aggregates[a] ?? null;
-    rows.push(`<tr><th scope="row">${esc(a)}</th><td>${esc(sv ?? 'NULL')}</td><td>${esc(dv ?? 'NULL')}</td>${t.totals.failedChecks.includes(a) ? yes(false) : both ? yes(true) : '<td>–</td>'}</tr>`);
+    rows.push(
+      `<tr><th scope="row">${esc(a)}</th><td>${esc(sv ?? 'NULL')}</td><td>${esc(dv ?? 'NULL')}</td>${t.totals.failedChecks.includes(a) ? yes(false) : both ? yes(true) : '<td>–</td>'}</tr>`,
+    );
   }
   const table = [
     `<table class="totals"><caption>whole table${t.totals.failedChecks.length ? `: <span class="bad">${esc(t.totals.failedChecks.join(', '))} disagree</span>` : ''}</caption><thead><tr><th scope="col">check</th><th scope="col">source</th><th scope="col">target</th><th scope="col">match</th></tr></thead>`,
@@ -185,11 +200,17 @@ function totals(t: TableReport): string {
   // The distributions beside the totals: both are the whole table's figures.
   const out = [`<div class="figures">${table}${distributions(t)}</div>`];
   if (t.outside.count !== '0')
-    out.push(`<p>${plural(Number(t.outside.count), 'target row')} outside every planned range (sample): ${t.outside.keys.map((k) => `<code>${esc(key(k))}</code>`).join(', ')}</p>`);
+    out.push(
+      `<p>${plural(Number(t.outside.count), 'target row')} outside every planned range (sample): ${t.outside.keys.map((k) => `<code>${esc(key(k))}</code>`).join(', ')}</p>`,
+    );
   if (t.converged)
-    out.push(`<p class="note">${plural(t.converged, 'key')} differed at first and matched when read again after the lag grace (<code>verify.lagGrace</code>): the target caught up.</p>`);
+    out.push(
+      `<p class="note">${plural(t.converged, 'key')} differed at first and matched when read again after the lag grace (<code>verify.lagGrace</code>): the target caught up.</p>`,
+    );
   if (t.sourceOutside.count !== '0')
-    out.push(`<p>${plural(Number(t.sourceOutside.count), 'source row')} arrived outside the planned ranges (sample): ${t.sourceOutside.keys.map((k) => `<code>${esc(key(k))}</code>`).join(', ')}</p>`);
+    out.push(
+      `<p>${plural(Number(t.sourceOutside.count), 'source row')} arrived outside the planned ranges (sample): ${t.sourceOutside.keys.map((k) => `<code>${esc(key(k))}</code>`).join(', ')}</p>`,
+    );
   return out.join('\n');
 }
 
@@ -205,7 +226,10 @@ function distributions(t: TableReport): string {
     out.push(
       `<table class="distribution"><caption>distribution of ${esc(col)}${all.length > shown.length ? ` (first ${shown.length} of ${fmt(all.length)} values)` : ''}</caption>`,
       '<thead><tr><th scope="col">value</th><th scope="col">source</th><th scope="col">target</th></tr></thead><tbody>',
-      ...shown.map((v) => `<tr${(values[v] ?? '0') === (theirs[v] ?? '0') ? '' : ' class="bad"'}><th scope="row">${esc(v)}</th><td>${fmt(values[v] ?? 0)}</td><td>${fmt(theirs[v] ?? 0)}</td></tr>`),
+      ...shown.map(
+        (v) =>
+          `<tr${(values[v] ?? '0') === (theirs[v] ?? '0') ? '' : ' class="bad"'}><th scope="row">${esc(v)}</th><td>${fmt(values[v] ?? 0)}</td><td>${fmt(theirs[v] ?? 0)}</td></tr>`,
+      ),
       '</tbody></table>',
     );
   }
@@ -246,7 +270,10 @@ function rangeDetail(ti: number, r: RangeReport): string {
     out.push('<h5>Located keys</h5><ul class="keys">');
     for (const [k, label, count] of located) {
       const total = r[count];
-      const more = total !== null && total > r.keys[k].length ? ` <span class="note">(the first ${fmt(r.keys[k].length)} of ${fmt(total)}; backfill.differences has all)</span>` : '';
+      const more =
+        total !== null && total > r.keys[k].length
+          ? ` <span class="note">(the first ${fmt(r.keys[k].length)} of ${fmt(total)}; backfill.differences has all)</span>`
+          : '';
       out.push(`<li data-kind="${k}">${esc(label)}: ${r.keys[k].map((x) => `<code class="key">${esc(key(x))}</code>`).join(', ')}${more}</li>`);
     }
     out.push('</ul>');
@@ -304,12 +331,14 @@ function findings(r: Report): string[] {
           .join(', ')}${bad.length > 10 ? ', …' : ''}).`,
       );
     if (t.rangeSummary.pending && r.complete) out.push(`${name}: ${plural(t.rangeSummary.pending, 'range')} not proven yet (pending).`);
-    if (r.complete && !r.live && t.totals.source && !t.totals.match) out.push(`${name}: the whole-table totals disagree${t.totals.failedChecks.length ? ` (${esc(t.totals.failedChecks.join(', '))})` : ''}.`);
+    if (r.complete && !r.live && t.totals.source && !t.totals.match)
+      out.push(`${name}: the whole-table totals disagree${t.totals.failedChecks.length ? ` (${esc(t.totals.failedChecks.join(', '))})` : ''}.`);
     if (r.complete && t.totals.source && !t.totals.sumOfRanges.match) out.push(`${name}: the ranges do not add up to the table.`);
     if (t.outside.count !== t.sourceOutside.count) out.push(`${name}: ${plural(Number(t.outside.count), 'target row')} outside every planned range.`);
   });
   for (const c of r.constraints ?? [])
-    if (c.wasValid && !c.valid && c.state === 'restored') out.push(`Constraint ${esc(c.name)} on ${esc(c.owner)} does not hold: ${esc(c.detail ?? 'not valid')}.`);
+    if (c.wasValid && !c.valid && c.state === 'restored')
+      out.push(`Constraint ${esc(c.name)} on ${esc(c.owner)} does not hold: ${esc(c.detail ?? 'not valid')}.`);
   return out;
 }
 
@@ -415,7 +444,12 @@ export function renderHtml(r: Report, o: HtmlOptions = {}): string {
   const verdict = r.verdict === 'green' && !ending ? 'green' : 'red';
   const word = ending ? ending.phase.toUpperCase() : verdict.toUpperCase();
   const ranges = r.tables.reduce(
-    (a, t) => ({ total: a.total + t.rangeSummary.total, verified: a.verified + t.rangeSummary.verified, failed: a.failed + t.rangeSummary.failed, pending: a.pending + t.rangeSummary.pending }),
+    (a, t) => ({
+      total: a.total + t.rangeSummary.total,
+      verified: a.verified + t.rangeSummary.verified,
+      failed: a.failed + t.rangeSummary.failed,
+      pending: a.pending + t.rangeSummary.pending,
+    }),
     { total: 0, verified: 0, failed: 0, pending: 0 },
   );
   const rows = r.tables.reduce((a, t) => a + (/^\d+$/.test(t.totals.source?.count ?? '') ? BigInt(t.totals.source!.count) : 0n), 0n);
@@ -424,7 +458,11 @@ export function renderHtml(r: Report, o: HtmlOptions = {}): string {
   const head = [
     `<header class="verdict ${verdict}" id="verdict">`,
     `<h1>Migration ${esc(r.migration)}: <span class="verdict-word">${word}</span></h1>`,
-    ...(ending ? [`<p class="ending" id="ending"><strong>${esc(verdictLine(r))}</strong>. Nothing was switched; the evidence below is as it stood when the migration stopped.</p>`] : []),
+    ...(ending
+      ? [
+          `<p class="ending" id="ending"><strong>${esc(verdictLine(r))}</strong>. Nothing was switched; the evidence below is as it stood when the migration stopped.</p>`,
+        ]
+      : []),
     `<p>Phase <strong>${esc(r.phase)}</strong>${o.from === 'ledger' ? ' (as the ledger knows it)' : ''}. Generated ${esc(r.generatedAt)}.${r.switchedAt ? ` Authority switched at ${esc(r.switchedAt)}.` : ''}</p>`,
     `<p>Digest: ${r.digest ? `<code class="digest" id="digest">${esc(r.digest)}</code>` : 'none yet'}</p>`,
     `<p>${plural(r.tables.length, 'table')}, ${fmt(rows.toString())} source rows; ${plural(ranges.total, 'range')}: ${fmt(ranges.verified)} verified, ${fmt(ranges.failed)} not proven, ${fmt(ranges.pending)} pending.</p>`,
@@ -435,13 +473,18 @@ export function renderHtml(r: Report, o: HtmlOptions = {}): string {
     head.push(`<p>To approve exactly this evidence: <code>${esc(`backfill approve ${shellWord(r.migration)} --as <you> --digest ${r.digest}`)}</code></p>`);
   head.push('</header>');
   const body: string[] = [];
-  if (r.live && !r.capture) body.push('<p class="note">The source was still taking writes: every range is proven; the totals are proven by the final check, after the freeze.</p>');
+  if (r.live && !r.capture)
+    body.push('<p class="note">The source was still taking writes: every range is proven; the totals are proven by the final check, after the freeze.</p>');
   if (r.capture) body.push(`<p>${esc(captureEvidence(r.capture))}</p>`);
   else if (r.delta.watermark !== null)
-    body.push(`<p>Catch-up: watermark <code>${esc(r.delta.watermark)}</code>; ${fmt(r.delta.rowsApplied)} rows applied; ${fmt(r.delta.remaining)} in the last round.</p>`);
+    body.push(
+      `<p>Catch-up: watermark <code>${esc(r.delta.watermark)}</code>; ${fmt(r.delta.rowsApplied)} rows applied; ${fmt(r.delta.remaining)} in the last round.</p>`,
+    );
   if (r.resume) body.push(`<p class="note">${esc(resumeEvidence(r.resume))}</p>`);
   if (r.tables.length > 1)
-    body.push(`<nav><h2>Tables</h2><ol>${r.tables.map((t, i) => `<li><a href="#t${i}">${esc(t.source)} → ${esc(t.target)}</a>${t.rangeSummary.failed ? ` <span class="bad">(${plural(t.rangeSummary.failed, 'range')} not proven)</span>` : ''}</li>`).join('')}</ol></nav>`);
+    body.push(
+      `<nav><h2>Tables</h2><ol>${r.tables.map((t, i) => `<li><a href="#t${i}">${esc(t.source)} → ${esc(t.target)}</a>${t.rangeSummary.failed ? ` <span class="bad">(${plural(t.rangeSummary.failed, 'range')} not proven)</span>` : ''}</li>`).join('')}</ol></nav>`,
+    );
   body.push(...r.tables.map((t, i) => tableSection(i, t, r)), constraintsSection(r), auditSection(r, trail));
   const digest = r.digest ? `, digest <code>${esc(r.digest)}</code>` : '';
   const footer =

@@ -304,7 +304,7 @@ export function buildTableReport(migration: string, e: TableEvidence): TableRepo
       source: e.totals?.source ?? null,
       target: e.totals?.target ?? null,
       match: totalsMatch,
-      failedChecks: e.totals ? e.totals.failed ?? [] : [],
+      failedChecks: e.totals ? (e.totals.failed ?? []) : [],
       sumOfRanges: {
         source: sumSource,
         target: sumTarget,
@@ -363,7 +363,13 @@ export function provisionalReport(migration: string, tables: TableSoFar[], at: s
       target: t.target,
       totals: { source: null, target: null, match: false, failedChecks: [], sumOfRanges: { source: '0', target: '0', match: false } },
       ranges: t.failed.map((f) => rangeReport(migration, t.source, asLedgerRange(f))),
-      rangeSummary: { total: t.rangeCount, verified: t.verified, failed: t.failed.length, pending: t.rangeCount - t.verified - t.failed.length, shown: t.failed.length },
+      rangeSummary: {
+        total: t.rangeCount,
+        verified: t.verified,
+        failed: t.failed.length,
+        pending: t.rangeCount - t.verified - t.failed.length,
+        shown: t.failed.length,
+      },
       outside: { count: '0', keys: [] },
       sourceOutside: { count: '0', keys: [] },
     })),

@@ -23,10 +23,14 @@ function tableSection(t: TableReport): string[] {
     '',
     `Ranges: ${fmt(t.rangeSummary.total)} planned, ${fmt(t.rangeSummary.verified)} verified, ${fmt(t.rangeSummary.failed)} failed, ${fmt(t.rangeSummary.pending)} pending.`,
   ];
-  if (t.columns?.length) out.push('', `Columns (${summariseColumns(t.columns)}; covered by the digest):`, '', ...t.columns.map((c) => `- ${describeColumn(c)}`));
+  if (t.columns?.length)
+    out.push('', `Columns (${summariseColumns(t.columns)}; covered by the digest):`, '', ...t.columns.map((c) => `- ${describeColumn(c)}`));
   if (t.outside.count !== '0') out.push('', `Target keys outside every planned range (sample): ${t.outside.keys.map((k) => JSON.stringify(k)).join(', ')}`);
   if (t.sourceOutside.count !== '0')
-    out.push('', `${fmt(t.sourceOutside.count)} source rows arrived outside the planned ranges (sample): ${t.sourceOutside.keys.map((k) => JSON.stringify(k)).join(', ')}`);
+    out.push(
+      '',
+      `${fmt(t.sourceOutside.count)} source rows arrived outside the planned ranges (sample): ${t.sourceOutside.keys.map((k) => JSON.stringify(k)).join(', ')}`,
+    );
   if (t.totals.failedChecks.length) out.push('', `Global checks that disagree: ${t.totals.failedChecks.join(', ')}.`);
   if (t.converged)
     out.push('', `${fmt(t.converged)} key(s) differed at first and matched when read again after the lag grace (\`verify.lagGrace\`): the target caught up.`);
@@ -45,9 +49,13 @@ function tableSection(t: TableReport): string[] {
     out.push('', '#### Ranges that are not proven', '');
     for (const r of bad) {
       const counts = [`${r.missing ?? '?'} missing`, `${r.extra ?? '?'} extra`, `${r.changed ?? '?'} changed`, `${r.duplicates ?? '?'} duplicated`].join(', ');
-      out.push(`- **range ${r.index}** \`[${r.lo}, ${r.hi || '∞'})\`: ${r.status} after ${r.attempts} attempt(s); failed checks: ${r.failedChecks.join(', ') || '–'}; ${counts}`);
+      out.push(
+        `- **range ${r.index}** \`[${r.lo}, ${r.hi || '∞'})\`: ${r.status} after ${r.attempts} attempt(s); failed checks: ${r.failedChecks.join(', ') || '–'}; ${counts}`,
+      );
       if (r.refused)
-        out.push(`  - the target refused a row${r.refused.constraint ? ` (constraint ${r.refused.constraint})` : ''}${r.refused.key ? `, key ${JSON.stringify(r.refused.key)}` : ''}: ${r.refused.message}; fix the target, then rerun`);
+        out.push(
+          `  - the target refused a row${r.refused.constraint ? ` (constraint ${r.refused.constraint})` : ''}${r.refused.key ? `, key ${JSON.stringify(r.refused.key)}` : ''}: ${r.refused.message}; fix the target, then rerun`,
+        );
       const keys = (label: string, ks: string[][]) => ks.length && out.push(`  - ${label}: ${ks.map((k) => JSON.stringify(k)).join(', ')}`);
       keys('missing in the target', r.keys.missing);
       keys('extra in the target', r.keys.extra);
@@ -65,7 +73,13 @@ export function renderMarkdown(r: Report): string {
   const ending = endingOf(r);
   const lines = [`# Migration ${r.migration}: ${ending ? ending.phase.toUpperCase() : r.verdict.toUpperCase()}`, ''];
   // A migration that stopped reads as its ending first; the evidence below is as it stood then.
-  if (ending) lines.push(`**${verdictLine(r)}**`, '', `Nothing was switched. The evidence below is as it stood when the migration stopped; the audit trail says who did what.`, '');
+  if (ending)
+    lines.push(
+      `**${verdictLine(r)}**`,
+      '',
+      `Nothing was switched. The evidence below is as it stood when the migration stopped; the audit trail says who did what.`,
+      '',
+    );
   lines.push(
     `Phase: ${r.phase}. Generated ${r.generatedAt}.${r.complete ? '' : ' The evidence is not complete yet.'}`,
     r.digest ? `Digest: \`${r.digest}\`${ending ? ' (no longer awaiting approval)' : ''}` : 'Digest: none yet',
@@ -74,7 +88,8 @@ export function renderMarkdown(r: Report): string {
   if (r.capture) lines.push(captureEvidence(r.capture), '');
   else if (r.delta.watermark !== null)
     lines.push(`Catch-up: watermark ${r.delta.watermark}; ${fmt(r.delta.rowsApplied)} rows applied; ${fmt(r.delta.remaining)} in the last round.`, '');
-  if (r.live && !r.capture) lines.push('The source was still taking writes: every range is proven; the totals are proven by the final check, after the freeze.', '');
+  if (r.live && !r.capture)
+    lines.push('The source was still taking writes: every range is proven; the totals are proven by the final check, after the freeze.', '');
   if (r.resume) lines.push(resumeEvidence(r.resume), '');
   for (const t of r.tables) lines.push(...tableSection(t), '');
   const trail = auditTrail(r);
@@ -84,7 +99,8 @@ export function renderMarkdown(r: Report): string {
     lines.push('## Audit trail', '');
     for (const e of trail)
       lines.push(`- ${e.at} ${e.action}${e.actor ? ` by ${e.actor}` : ''}${e.digest ? ` (digest \`${e.digest}\`)` : ''}${e.note ? `: ${e.note}` : ''}`);
-    if ((r.audit?.total ?? 0) > (r.audit?.entries.length ?? 0)) lines.push(`- … the latest ${r.audit!.entries.length} of ${r.audit!.total} entries; backfill.audit has them all`);
+    if ((r.audit?.total ?? 0) > (r.audit?.entries.length ?? 0))
+      lines.push(`- … the latest ${r.audit!.entries.length} of ${r.audit!.total} entries; backfill.audit has them all`);
     lines.push('');
   }
   if (r.switchedAt) lines.push(`Authority switched at ${r.switchedAt}.`, '');
@@ -97,8 +113,11 @@ export function approvalSummary(r: Report): string {
   for (const t of r.tables) {
     const s = t.totals.source;
     const d = t.totals.target;
-    const rows = s && d ? `; rows ${fmt(s.count)} in the source, ${fmt(d.count)} in the target${t.totals.match ? ', totals match' : ', totals **differ**'}` : '';
-    lines.push(`  ${t.source} → ${t.target}: ${fmt(t.rangeSummary.verified)}/${fmt(t.rangeSummary.total)} ranges verified, ${fmt(t.rangeSummary.failed)} failed${rows}`);
+    const rows =
+      s && d ? `; rows ${fmt(s.count)} in the source, ${fmt(d.count)} in the target${t.totals.match ? ', totals match' : ', totals **differ**'}` : '';
+    lines.push(
+      `  ${t.source} → ${t.target}: ${fmt(t.rangeSummary.verified)}/${fmt(t.rangeSummary.total)} ranges verified, ${fmt(t.rangeSummary.failed)} failed${rows}`,
+    );
   }
   lines.push(`  the whole report: backfill report ${r.migration}`);
   return lines.join('\n');
@@ -124,10 +143,16 @@ export function renderProgress(p: Progress): string {
     );
   }
   if (p.capture) lines.push(`  ${captureLine(p.capture)}`);
-  else if (p.delta) lines.push(`  catch-up: watermark ${p.delta.watermark ?? '–'}, ${fmt(p.delta.rowsApplied)} rows applied, ${fmt(p.delta.remaining)} remaining in the last round`);
+  else if (p.delta)
+    lines.push(
+      `  catch-up: watermark ${p.delta.watermark ?? '–'}, ${fmt(p.delta.rowsApplied)} rows applied, ${fmt(p.delta.remaining)} remaining in the last round`,
+    );
   if (p.resume) lines.push(`  ${resumeLine(p.resume)}`);
   if (p.digest) lines.push(`  awaiting approval of digest ${p.digest}${p.attention ? ` (${p.attention})` : ''}`);
-  if (p.finalWindow) lines.push(`  last final check: ${fmt(p.finalWindow.rows)} rows in the final window, ${(p.finalWindow.ms / 1000).toFixed(1)} s from freeze to verdict${p.finalWindow.proof ? `; ${p.finalWindow.proof}` : ''}`);
+  if (p.finalWindow)
+    lines.push(
+      `  last final check: ${fmt(p.finalWindow.rows)} rows in the final window, ${(p.finalWindow.ms / 1000).toFixed(1)} s from freeze to verdict${p.finalWindow.proof ? `; ${p.finalWindow.proof}` : ''}`,
+    );
   return lines.join('\n');
 }
 

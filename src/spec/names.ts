@@ -116,7 +116,7 @@ export function showTableRef(ref: TableRef): string {
 /** `schema.*` (the schema plain or quoted): every table of the schema. Undefined when not a pattern. */
 export function parseSchemaPattern(ref: unknown): NamePart | undefined {
   if (typeof ref === 'object' && ref !== null && 'schema' in ref && !('table' in ref)) {
-    const s = (ref).schema;
+    const s = ref.schema;
     return typeof s === 'string' ? { name: s, exact: true } : undefined;
   }
   if (typeof ref !== 'string' || !ref.endsWith('.*')) return undefined;

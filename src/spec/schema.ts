@@ -11,22 +11,19 @@ const identifier = z.string().superRefine((v, ctx) => {
 });
 
 /** A table, or every table of a schema: "schema.*" or { schema, exclude }. */
-const tableOrSchema = z.union([
-  z.string().refine((s) => parseTableRef(s) !== undefined || parseSchemaPattern(s) !== undefined, `${TABLE_REF_FORMS}; ${SCHEMA_PATTERN_FORMS}`),
-  z.object({ schema: identifier.optional(), table: identifier }).strict(),
-  z.object({ schema: identifier, exclude: z.array(identifier).optional() }).strict(),
-], { error: `${TABLE_REF_FORMS}; ${SCHEMA_PATTERN_FORMS}` });
+const tableOrSchema = z.union(
+  [
+    z.string().refine((s) => parseTableRef(s) !== undefined || parseSchemaPattern(s) !== undefined, `${TABLE_REF_FORMS}; ${SCHEMA_PATTERN_FORMS}`),
+    z.object({ schema: identifier.optional(), table: identifier }).strict(),
+    z.object({ schema: identifier, exclude: z.array(identifier).optional() }).strict(),
+  ],
+  { error: `${TABLE_REF_FORMS}; ${SCHEMA_PATTERN_FORMS}` },
+);
 
-const alias = z
-  .string()
-  .regex(/^[A-Za-z][A-Za-z0-9_-]{0,62}$/, 'must be a connection alias (a letter, then letters, digits, _ or -)');
+const alias = z.string().regex(/^[A-Za-z][A-Za-z0-9_-]{0,62}$/, 'must be a connection alias (a letter, then letters, digits, _ or -)');
 
 const positiveInt = (max: number) =>
-  z
-    .number({ error: 'must be a positive integer' })
-    .int('must be a positive integer')
-    .min(1, 'must be a positive integer')
-    .max(max, `must be at most ${max}`);
+  z.number({ error: 'must be a positive integer' }).int('must be a positive integer').min(1, 'must be a positive integer').max(max, `must be at most ${max}`);
 
 const uniqueList = <T extends z.ZodTypeAny>(item: T) =>
   z
@@ -51,8 +48,17 @@ const durationText = z
   );
 
 const DURATION_UNITS: Record<string, number> = {
-  ms: 1, millisecond: 1, s: 1000, second: 1000, min: 60_000, minute: 60_000,
-  h: 3_600_000, hour: 3_600_000, d: 86_400_000, day: 86_400_000, week: 604_800_000,
+  ms: 1,
+  millisecond: 1,
+  s: 1000,
+  second: 1000,
+  min: 60_000,
+  minute: 60_000,
+  h: 3_600_000,
+  hour: 3_600_000,
+  d: 86_400_000,
+  day: 86_400_000,
+  week: 604_800_000,
 };
 
 /** Milliseconds of a duration text the schema accepted ("1 hour 30 minutes"). Pure. */
@@ -109,7 +115,10 @@ export const TableSpec = z
     exclude: z.array(identifier).optional(),
     columns: uniqueList(identifier).optional(),
     /** columns deliberately left out: source columns not copied, target columns not written */
-    omit: z.array(identifier).refine((xs) => new Set(xs).size === xs.length, 'must not repeat a column').optional(),
+    omit: z
+      .array(identifier)
+      .refine((xs) => new Set(xs).size === xs.length, 'must not repeat a column')
+      .optional(),
     transform: z.record(identifier, z.string().trim().min(1, 'must be an SQL expression').max(10_000)).optional(),
     where: z.string().trim().min(1, 'must not be empty when given').max(10_000).optional(),
     chunk: ChunkSpec.optional(),
@@ -165,7 +174,12 @@ export const CatchUpSpec = z
     interval: durationText.default('30 seconds'),
     /** the gate opens once the target is at most this far behind the source */
     maxLag: durationText.default('5 seconds'),
-    remaining: z.number({ error: 'must be a non-negative integer' }).int('must be a non-negative integer').min(0, 'must be a non-negative integer').max(1e12).default(1000),
+    remaining: z
+      .number({ error: 'must be a non-negative integer' })
+      .int('must be a non-negative integer')
+      .min(0, 'must be a non-negative integer')
+      .max(1e12)
+      .default(1000),
     maxRounds: positiveInt(10_000).default(20),
   })
   .strict();
@@ -207,8 +221,7 @@ export const MigrationSpec = z
   })
   .strict()
   .superRefine((spec, ctx) => {
-    const refuse = (path: (string | number)[], what = 'not supported yet') =>
-      ctx.addIssue({ code: 'custom', path, message: what });
+    const refuse = (path: (string | number)[], what = 'not supported yet') => ctx.addIssue({ code: 'custom', path, message: what });
     const targets = new Set<string>();
     spec.tables.forEach((t, i) => {
       const at = (...p: (string | number)[]) => ['tables', i, ...p];
@@ -216,7 +229,8 @@ export const MigrationSpec = z
         // Each table of the schema is bound on its own, keyed by its primary key.
         for (const f of ['key', 'columns', 'omit', 'transform', 'where', 'chunk', 'checks', 'delta'] as const)
           if (t[f] !== undefined) refuse(at(f), 'not with a schema pattern: list that table on its own (an entry of its own wins over the pattern)');
-        if (t.target !== undefined && parseSchemaPattern(t.target) === undefined) refuse(at('target'), 'with a schema pattern, the target is a schema: "schema.*" or { schema }');
+        if (t.target !== undefined && parseSchemaPattern(t.target) === undefined)
+          refuse(at('target'), 'with a schema pattern, the target is a schema: "schema.*" or { schema }');
         return;
       }
       if (t.exclude !== undefined) refuse(at('exclude'), 'only with a schema pattern ("schema.*")');
@@ -241,8 +255,7 @@ export const MigrationSpec = z
         if (c === t.chunk?.column) refuse(at('transform', c), 'the chunk column cannot be transformed');
       }
       const aggregated = new Set((t.checks?.aggregates ?? []).map((a) => a.column));
-      for (const c of Object.keys(t.checks?.tolerance ?? {}))
-        if (!aggregated.has(c)) refuse(at('checks', 'tolerance', c), 'names no aggregated column');
+      for (const c of Object.keys(t.checks?.tolerance ?? {})) if (!aggregated.has(c)) refuse(at('checks', 'tolerance', c), 'names no aggregated column');
       if (t.columns) {
         for (const c of t.checks?.distribution ?? []) if (!copied.has(c)) refuse(at('checks', 'distribution'), `"${c}" is not a copied column`);
         for (const a of t.checks?.aggregates ?? []) if (!copied.has(a.column)) refuse(at('checks', 'aggregates'), `"${a.column}" is not a copied column`);
@@ -266,8 +279,7 @@ export const MigrationSpec = z
       refuse(['cutover', 'approvalTimeout'], 'must be at least 1 second');
     if (spec.verify && spec.mode !== 'verify') refuse(['verify'], 'applies to mode verify only (a copy is checked as it is written)');
     if (spec.catchUp && durationMs(spec.catchUp.interval) < 100) refuse(['catchUp', 'interval'], 'must be at least 100 milliseconds');
-    if (spec.cutover.approvers && spec.cutover.approvers.length === 0)
-      refuse(['cutover', 'approvers'], 'must name at least one approver when given');
+    if (spec.cutover.approvers && spec.cutover.approvers.length === 0) refuse(['cutover', 'approvers'], 'must name at least one approver when given');
   });
 
 export type MigrationSpec = z.infer<typeof MigrationSpec>;
@@ -341,8 +353,7 @@ export function checkSpec(doc: unknown): SpecCheck {
   if (r.success) return { ok: true, spec: r.data };
   const problems = r.error.issues.map((iss) => {
     const keys = (iss as { keys?: string[] }).keys;
-    if (iss.code === 'unrecognized_keys' && keys)
-      return keys.map((k) => `${formatIssuePath([...iss.path, k])}: unknown field`).join('\n');
+    if (iss.code === 'unrecognized_keys' && keys) return keys.map((k) => `${formatIssuePath([...iss.path, k])}: unknown field`).join('\n');
     if (iss.code === 'invalid_type' && /received undefined$/.test(iss.message)) return `${formatIssuePath(iss.path)}: is required`;
     return `${formatIssuePath(iss.path)}: ${iss.message}`;
   });
@@ -372,7 +383,10 @@ export function captureOf(spec: Pick<MigrationSpec, 'name' | 'capture'>): Captur
   if (c === undefined) return undefined;
   const given: { slot?: string; publication?: string } = typeof c === 'string' ? {} : c;
   // Slot names allow [a-z0-9_] only: the spec name, folded, and a hash of it so that "a.b" and "a_b" differ.
-  const own = `backfill_${spec.name.toLowerCase().replace(/[^a-z0-9_]/g, '_').slice(0, 40)}_${shortHash(spec.name)}`;
+  const own = `backfill_${spec.name
+    .toLowerCase()
+    .replace(/[^a-z0-9_]/g, '_')
+    .slice(0, 40)}_${shortHash(spec.name)}`;
   return {
     slot: given.slot ?? own,
     publication: given.publication ?? own,

@@ -19,7 +19,11 @@ export function summarised(summary: string): typeof acts {
 }
 
 /** For cleanup on the way out of a failed migration: a few tries, then the failure stands. */
-export const lastTries = proxyActivities<typeof activities>({ startToCloseTimeout: '1 hour', heartbeatTimeout: '15 seconds', retry: { ...retry, maximumAttempts: 3 } });
+export const lastTries = proxyActivities<typeof activities>({
+  startToCloseTimeout: '1 hour',
+  heartbeatTimeout: '15 seconds',
+  retry: { ...retry, maximumAttempts: 3 },
+});
 
 /**
  * The holder of a change-capture snapshot: it runs until cancelled, and is not retried (a new

@@ -43,7 +43,8 @@ async function rangeInFlight(s: MigrationState, t: number, i: number, copiedBefo
     ...(s.live?.capture?.epoch !== undefined ? { epoch: s.live.capture.epoch } : {}),
   });
   // Verified by the earlier run: measured first, copied only if it differs.
-  const copyArgs = (attempt: number, finalAttempt: boolean): RangeInput => (asksReuse(resumed, attempt) ? { ...args(attempt, finalAttempt), reuse: true } : args(attempt, finalAttempt));
+  const copyArgs = (attempt: number, finalAttempt: boolean): RangeInput =>
+    asksReuse(resumed, attempt) ? { ...args(attempt, finalAttempt), reuse: true } : args(attempt, finalAttempt);
   let first = true;
   // What the UI's timeline says on each bar: the table, its range and, where the plan has them, the
   // keys. The range by its index, as the report, Current Details and `backfill rerun --range` name it.

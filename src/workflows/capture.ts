@@ -143,7 +143,14 @@ export async function capturedBackfill(s: MigrationState): Promise<void> {
       await backfill(s);
       if (!c.lost && !ep.ended() && s.aborted === undefined) {
         for (const [t, st] of s.tables.entries())
-          await summarised(`copy the rows of ${st.plan.source} outside its ranges at the snapshot`).copyOutside({ migration: s.name, spec: s.spec, tableIndex: t, plan: st.plan, repair: true, epoch: ep.epoch });
+          await summarised(`copy the rows of ${st.plan.source} outside its ranges at the snapshot`).copyOutside({
+            migration: s.name,
+            spec: s.spec,
+            tableIndex: t,
+            plan: st.plan,
+            repair: true,
+            epoch: ep.epoch,
+          });
       }
     } catch (e) {
       if (!isSnapshotGone(e) || isCancellation(e)) throw e;
@@ -187,12 +194,21 @@ async function checkpoint(s: MigrationState): Promise<void> {
     s.showDetails();
     // The source's own counts, before the snapshot: what the final window's tripwire starts from.
     // (Patched: migrations started before this had no tripwire.)
-    const baseline = patched('capture-tripwire') ? await summarised('read the source\'s write counters before the checkpoint').captureBaseline({ spec: s.spec }) : undefined;
+    const baseline = patched('capture-tripwire')
+      ? await summarised("read the source's write counters before the checkpoint").captureBaseline({ spec: s.spec })
+      : undefined;
     const ep = await openEpoch(s);
     try {
       let outsideEqual = true;
       for (const [t, st] of s.tables.entries()) {
-        const r = await summarised(`compare every range of ${st.plan.source} at the checkpoint ${ep.point}`).sweepTable({ migration: s.name, spec: s.spec, tableIndex: t, plan: st.plan, repair: false, epoch: ep.epoch });
+        const r = await summarised(`compare every range of ${st.plan.source} at the checkpoint ${ep.point}`).sweepTable({
+          migration: s.name,
+          spec: s.spec,
+          tableIndex: t,
+          plan: st.plan,
+          repair: false,
+          epoch: ep.epoch,
+        });
         const still = new Map(r.failed.map((f) => [f.index, f]));
         for (const i of st.failed.keys()) if (!still.has(i)) st.verified++;
         for (const f of r.failed) if (!st.failed.has(f.index)) st.verified--;
@@ -242,10 +258,15 @@ export async function capturedFinalWindow(s: MigrationState): Promise<string | u
     if (r.reached) break;
   }
   if (!c.checkpoint) return 'no green checkpoint to compare the final window against';
-  const w = await summarised(`compare every key changed since the checkpoint ${c.checkpoint}`).compareWindow({ migration: s.name, spec: s.spec, since: c.checkpoint });
+  const w = await summarised(`compare every key changed since the checkpoint ${c.checkpoint}`).compareWindow({
+    migration: s.name,
+    spec: s.spec,
+    since: c.checkpoint,
+  });
   const red = w.filter((x) => x.differing > 0 || x.source.rows !== x.target.rows || x.source.checksum !== x.target.checksum);
   c.windowKeys = w.reduce((a, x) => a + x.keys, 0);
-  if (red.length) return `the final window differs: ${red.map((x) => `${x.differing} of ${x.keys} changed key(s) in ${x.table}, e.g. (${x.sample[0]?.join(', ')})`).join('; ')}`;
+  if (red.length)
+    return `the final window differs: ${red.map((x) => `${x.differing} of ${x.keys} changed key(s) in ${x.table}, e.g. (${x.sample[0]?.join(', ')})`).join('; ')}`;
   return undefined;
 }
 
@@ -263,9 +284,16 @@ export async function capturedTripwire(s: MigrationState): Promise<{ red?: strin
     c.tripwire = `no write counters from the checkpoint: ${measure}`;
     return { sweep: true };
   }
-  const t = await summarised('account for every write on the source since the checkpoint').captureTripwire({ migration: s.name, spec: s.spec, baseline: c.baseline });
+  const t = await summarised('account for every write on the source since the checkpoint').captureTripwire({
+    migration: s.name,
+    spec: s.spec,
+    baseline: c.baseline,
+  });
   if (t.rewritten.length)
-    return { red: `rewritten or truncated on the source since the checkpoint (TRUNCATE, VACUUM FULL, CLUSTER, a type change): ${t.rewritten.join(', ')}; a new checkpoint compares every range again`, sweep: false };
+    return {
+      red: `rewritten or truncated on the source since the checkpoint (TRUNCATE, VACUUM FULL, CLUSTER, a type change): ${t.rewritten.join(', ')}; a new checkpoint compares every range again`,
+      sweep: false,
+    };
   c.tripwire = t.accounted ? t.detail : `${t.detail}: ${measure}`;
   return { sweep: !t.accounted };
 }

@@ -34,7 +34,13 @@ export async function sweep(s: MigrationState, o: { epoch?: number } = {}): Prom
   for (const [t, st] of s.tables.entries()) {
     // Change capture compares at a checkpoint's snapshot and repairs nothing: a difference is a finding.
     const at = o.epoch !== undefined ? { epoch: o.epoch, repair: false } : { repair: true };
-    const r = await summarised(`measure every range of ${st.plan.source} again (${st.plan.rangeCount})`).sweepTable({ migration: s.name, spec: s.spec, tableIndex: t, plan: st.plan, ...at });
+    const r = await summarised(`measure every range of ${st.plan.source} again (${st.plan.rangeCount})`).sweepTable({
+      migration: s.name,
+      spec: s.spec,
+      tableIndex: t,
+      plan: st.plan,
+      ...at,
+    });
     st.rowsCopied += r.rowsCopied;
     // A sweep copies only ranges that were copied before and changed since: re-copies.
     st.rowsRecopied += r.rowsCopied;

@@ -15,7 +15,9 @@ export function currentDetails(s: MigrationState): string {
   if (s.tables.length) {
     out.push('', '| table | ranges verified | failed | in flight | rows copied |', '|---|---|---|---|---|');
     for (const t of s.tables)
-      out.push(`| ${t.plan.source} → ${t.plan.target} | ${n(t.verified)} / ${n(t.plan.rangeCount)} | ${n(t.failed.size)} | ${n(t.inFlight.size)} | ${copiedRows(t, '')} |`);
+      out.push(
+        `| ${t.plan.source} → ${t.plan.target} | ${n(t.verified)} / ${n(t.plan.rangeCount)} | ${n(t.failed.size)} | ${n(t.inFlight.size)} | ${copiedRows(t, '')} |`,
+      );
   }
   const l = s.delta();
   const c = s.captureView();

@@ -52,17 +52,19 @@ export async function buildReport(s: MigrationState, o: { evidenceMark?: string 
   // Entries recorded before the build are in the ledger it reads; those recorded during it may be.
   const before = s.auditSince.length;
   s.buildingReport = true;
-  s.report = await summarised('build the report and its digest from the ledger').buildReport({
-    migration: s.name,
-    spec: s.spec,
-    phase: s.phase,
-    plans: s.plans,
-    generatedAt: new Date().toISOString(),
-    ...(delta ? { delta: { ...delta, watermark: o.evidenceMark === undefined ? delta.watermark : o.evidenceMark } } : {}),
-    ...(s.live && !o.final ? { live: true } : {}),
-    ...(s.live?.capture ? { capture: captureOfReport(s) } : {}),
-    ...(s.resume ? { resume: resumeSummary(s.resume, s.plans) } : {}),
-  }).finally(() => (s.buildingReport = false));
+  s.report = await summarised('build the report and its digest from the ledger')
+    .buildReport({
+      migration: s.name,
+      spec: s.spec,
+      phase: s.phase,
+      plans: s.plans,
+      generatedAt: new Date().toISOString(),
+      ...(delta ? { delta: { ...delta, watermark: o.evidenceMark === undefined ? delta.watermark : o.evidenceMark } } : {}),
+      ...(s.live && !o.final ? { live: true } : {}),
+      ...(s.live?.capture ? { capture: captureOfReport(s) } : {}),
+      ...(s.resume ? { resume: resumeSummary(s.resume, s.plans) } : {}),
+    })
+    .finally(() => (s.buildingReport = false));
   s.auditSince.splice(0, before);
   s.digest = s.report.digest;
 }

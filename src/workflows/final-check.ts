@@ -18,7 +18,8 @@ export async function finalCheck(s: MigrationState, approved: Approval): Promise
   const started = Date.now();
   let frozenAt: string | undefined;
   if (spec.cutover.freeze) {
-    frozenAt = (await acts.runAction({ migration: s.name, execution: s.execution, spec, action: 'freeze', actor: approved.approver, digest: approved.digest })).at;
+    frozenAt = (await acts.runAction({ migration: s.name, execution: s.execution, spec, action: 'freeze', actor: approved.approver, digest: approved.digest }))
+      .at;
     s.frozen = true;
     // Writers already inside a transaction when the freeze ran may still commit: wait for them.
     const w = await acts.awaitWriters({ spec, before: frozenAt, timeoutMs: WRITERS_GRACE_MS });

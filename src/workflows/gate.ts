@@ -39,9 +39,10 @@ export async function gate(s: MigrationState): Promise<GateOutcome> {
   for (;;) {
     const decided = () => s.decided();
     // Change capture streams on while the gate waits, with a short pause between calls.
-    const waits = [s.hasDelta() ? durationMs(c.interval) : s.live?.capture ? CAPTURE_PAUSE_MS : undefined, overdueAt && !s.attention ? Math.max(1, overdueAt - Date.now()) : undefined].filter(
-      (w): w is number => w !== undefined,
-    );
+    const waits = [
+      s.hasDelta() ? durationMs(c.interval) : s.live?.capture ? CAPTURE_PAUSE_MS : undefined,
+      overdueAt && !s.attention ? Math.max(1, overdueAt - Date.now()) : undefined,
+    ].filter((w): w is number => w !== undefined);
     if (waits.length === 0) await condition(decided);
     else if (await condition(decided, Math.min(...waits))) break;
     if (decided()) break;

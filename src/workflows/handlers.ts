@@ -42,7 +42,8 @@ export function approvalRefusal(g: GateView, a: { approver?: unknown; digest?: u
   if (g.phase !== 'awaiting_approval') return `cannot approve: the migration is in phase ${g.phase}, not awaiting_approval`;
   // Never the digest presented now: an approval is of evidence read, not of a string copied from here.
   if (a.digest !== g.digest) return `digest ${String(a.digest)} is not the evidence presented now; read the report again and approve the digest it shows`;
-  if (g.approvers && !g.approvers.includes(a.approver.trim())) return `"${a.approver}" is not an allowed approver (cutover.approvers: ${g.approvers.join(', ')})`;
+  if (g.approvers && !g.approvers.includes(a.approver.trim()))
+    return `"${a.approver}" is not an allowed approver (cutover.approvers: ${g.approvers.join(', ')})`;
   if (g.approved) return 'this evidence is already approved';
   // One decision per presentation of the evidence: a rejection stands until the evidence is presented again.
   if (g.rejected) return 'this evidence has just been rejected; approve it when it is presented again';
@@ -50,8 +51,12 @@ export function approvalRefusal(g: GateView, a: { approver?: unknown; digest?: u
 }
 
 /** Why a rejection is refused, or undefined. Pure. */
-export function rejectionRefusal(g: Pick<GateView, 'phase' | 'approved' | 'rejected'>, r: { approver?: unknown; reason?: unknown } | undefined): string | undefined {
-  if (!r || typeof r.approver !== 'string' || !r.approver.trim() || typeof r.reason !== 'string' || !r.reason.trim()) return 'rejectCutover needs { approver, reason }';
+export function rejectionRefusal(
+  g: Pick<GateView, 'phase' | 'approved' | 'rejected'>,
+  r: { approver?: unknown; reason?: unknown } | undefined,
+): string | undefined {
+  if (!r || typeof r.approver !== 'string' || !r.approver.trim() || typeof r.reason !== 'string' || !r.reason.trim())
+    return 'rejectCutover needs { approver, reason }';
   if (g.phase !== 'awaiting_approval') return `cannot reject: the migration is in phase ${g.phase}, not awaiting_approval`;
   if (g.approved) return 'this evidence is approved and the migration is going on to the switch; abort to stop it';
   if (g.rejected) return 'this evidence is already rejected';
@@ -88,7 +93,8 @@ const decisions = (s: MigrationState) => ({ approved: s.approval !== undefined, 
 /** The queries: safe from the first moment (before the spec is known to be valid). */
 export function setQueryHandlers(s: MigrationState): void {
   setHandler(progressQuery, () => s.progress(), {
-    description: 'Where the migration stands: phase, per-table ranges (total, pending, in flight, verified, failed), rows copied, catch-up, the digest awaiting approval.',
+    description:
+      'Where the migration stands: phase, per-table ranges (total, pending, in flight, verified, failed), rows copied, catch-up, the digest awaiting approval.',
   });
   setHandler(reportQuery, () => s.reportView(), {
     description: 'The evidence: verdict, digest, per-table totals and checks, every failed range with its keys and rerun command, approvals.',
@@ -155,7 +161,10 @@ export function setControlHandlers(s: MigrationState): void {
       s.audited({ at: e.at, action: e.action, ...(actor ? { actor } : {}), ...(digest ? { digest } : {}), ...(note ? { note } : {}) });
       s.touch();
     },
-    { description: 'The worker recorded an audit entry for this migration (a refused approval or rejection): { at, action, actor?, digest?, note? }. The report shows it.' },
+    {
+      description:
+        'The worker recorded an audit entry for this migration (a refused approval or rejection): { at, action, actor?, digest?, note? }. The report shows it.',
+    },
   );
 
   // The approval is an Update so that it can be refused.
@@ -169,7 +178,8 @@ export function setControlHandlers(s: MigrationState): void {
       return { approvedAt: approval.approvedAt };
     },
     {
-      description: 'Approve the cutover: { approver, digest, comment? }, the digest of the report you read. Refused unless the migration awaits approval of exactly that evidence and you may approve.',
+      description:
+        'Approve the cutover: { approver, digest, comment? }, the digest of the report you read. Refused unless the migration awaits approval of exactly that evidence and you may approve.',
       validator: (a) => {
         const why = approvalRefusal({ phase: s.phase, digest: s.digest, approvers: s.spec.cutover.approvers, ...decisions(s) }, a);
         if (why) {

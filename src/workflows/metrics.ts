@@ -26,7 +26,10 @@ const gauge = (d: { name: string }) => ({
 
 /** The oldest watermark as Unix seconds, when it reads as a timestamp. */
 function markSeconds(marks: (string | null)[]): number | undefined {
-  const ms = marks.filter((m): m is string => m !== null).map((m) => Date.parse(m)).filter((x) => Number.isFinite(x));
+  const ms = marks
+    .filter((m): m is string => m !== null)
+    .map((m) => Date.parse(m))
+    .filter((x) => Number.isFinite(x));
   return ms.length ? Math.min(...ms) / 1000 : undefined;
 }
 

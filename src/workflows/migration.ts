@@ -156,7 +156,10 @@ async function migrate(input: unknown, carried: Carried | undefined, started: (s
       await buildReport(s);
       if (s.report!.verdict === 'red' || failedRanges > 0) {
         const constraints = broken.length ? `rows break ${broken.join('; ')}; ` : '';
-        stop = await needsAttention(s, `${failedRanges} range(s) failed or the global checks disagree: ${refusals(s)}${constraints}rerun the failed ranges or abort`);
+        stop = await needsAttention(
+          s,
+          `${failedRanges} range(s) failed or the global checks disagree: ${refusals(s)}${constraints}rerun the failed ranges or abort`,
+        );
         if (stop) return stop;
         continue;
       }
@@ -170,7 +173,10 @@ async function migrate(input: unknown, carried: Carried | undefined, started: (s
       if (stop) return stop;
       await buildReport(s);
       if (s.report!.verdict === 'red' || s.failedCount() > 0) {
-        const end = await needsAttention(s, `${s.failedCount()} range(s) failed while catching up, or the global checks disagree: rerun the failed ranges or abort`);
+        const end = await needsAttention(
+          s,
+          `${s.failedCount()} range(s) failed while catching up, or the global checks disagree: rerun the failed ranges or abort`,
+        );
         if (end) return end;
         enter('backfill');
         continue;

@@ -126,7 +126,16 @@ export class MigrationState {
   /** A fresh run: the plans from planning, and the live state when the source takes writes. */
   planned(plans: TablePlan[], live: LiveState | undefined): void {
     this.plans = plans;
-    this.tables = plans.map((plan) => ({ plan, next: 0, verified: 0, inFlight: new Set(), released: new Set(), failed: new Map(), rowsCopied: 0, rowsRecopied: 0 }));
+    this.tables = plans.map((plan) => ({
+      plan,
+      next: 0,
+      verified: 0,
+      inFlight: new Set(),
+      released: new Set(),
+      failed: new Map(),
+      rowsCopied: 0,
+      rowsRecopied: 0,
+    }));
     this.live = live;
   }
 
@@ -266,7 +275,17 @@ export class MigrationState {
   /** Change capture as the progress query and the report show it. */
   captureView(): CaptureProgress | undefined {
     const c = this.live?.capture;
-    return c && { appliedLsn: c.applied, checkpoint: c.checkpoint, lagSeconds: c.lagSeconds, lagBytes: c.lagBytes, transactions: c.transactions, rows: c.rows, epochs: c.epochs };
+    return (
+      c && {
+        appliedLsn: c.applied,
+        checkpoint: c.checkpoint,
+        lagSeconds: c.lagSeconds,
+        lagBytes: c.lagBytes,
+        transactions: c.transactions,
+        rows: c.rows,
+        epochs: c.epochs,
+      }
+    );
   }
 
   // ---- waiting in sight (waits.ts) ----
@@ -351,7 +370,13 @@ export class MigrationState {
       this.report ??
       provisionalReport(
         this.name,
-        this.tables.map((st) => ({ source: st.plan.source, target: st.plan.target, rangeCount: st.plan.rangeCount, verified: st.verified, failed: [...st.failed.values()] })),
+        this.tables.map((st) => ({
+          source: st.plan.source,
+          target: st.plan.target,
+          rangeCount: st.plan.rangeCount,
+          verified: st.verified,
+          failed: [...st.failed.values()],
+        })),
         now(),
       );
     return { ...withAuditSince(base, this.auditSince), phase: this.phase, approvals: [...this.approvals] };

@@ -9,7 +9,13 @@ import { dropCapture } from './capture';
 export async function switchAuthority(s: MigrationState, approved: Approval): Promise<MigrationResult> {
   s.setPhase('switching');
   await summarised('advance the target sequences past the copied keys').advanceSequences({ spec: s.spec });
-  const sw = await summarised(`switch authority (digest ${approved.digest}, approved by ${approved.approver})`).runSwitch({ migration: s.name, execution: s.execution, spec: s.spec, digest: approved.digest, approver: approved.approver });
+  const sw = await summarised(`switch authority (digest ${approved.digest}, approved by ${approved.approver})`).runSwitch({
+    migration: s.name,
+    execution: s.execution,
+    spec: s.spec,
+    digest: approved.digest,
+    approver: approved.approver,
+  });
   s.report = { ...s.report!, switchedAt: sw.switchedAt };
   // The target is the source of truth now: the slot and publication go.
   await dropCapture(s);

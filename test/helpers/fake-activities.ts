@@ -123,9 +123,18 @@ export class FakeActivities {
       const status: RangeResult['status'] = bad ? (input.finalAttempt ? 'failed' : 'mismatch') : 'verified';
       const r: RangeResult = { status, lo: String(i * 10), hi: String(i * 10 + 10), source, target, failed: bad ? ['count', 'checksum'] : [], rowsCopied: 10 };
       s.ledger.set(i, {
-        index: i, lo: r.lo, hi: r.hi, status, attempts: input.attempt,
-        sourceCount: source.count, sourceChecksum: source.checksum, targetCount: target.count, targetChecksum: target.checksum,
-        failedChecks: r.failed, located: null, keys: NO_KEYS,
+        index: i,
+        lo: r.lo,
+        hi: r.hi,
+        status,
+        attempts: input.attempt,
+        sourceCount: source.count,
+        sourceChecksum: source.checksum,
+        targetCount: target.count,
+        targetChecksum: target.checksum,
+        failedChecks: r.failed,
+        located: null,
+        keys: NO_KEYS,
       });
       return r;
     } finally {
@@ -152,9 +161,15 @@ export class FakeActivities {
   readonly activities: Activities = {
     planMigration: async ({ migration, spec }) => {
       const s = this.of(migration);
-      const plans = spec.tables.map(
-        (t): TablePlan => ({ source: String(t.source), target: String(t.target), kind: 'size', lo: ['0'], hi: [String(s.ranges * 10)], size: '10', rangeCount: s.ranges }),
-      );
+      const plans = spec.tables.map((t): TablePlan => ({
+        source: String(t.source),
+        target: String(t.target),
+        kind: 'size',
+        lo: ['0'],
+        hi: [String(s.ranges * 10)],
+        size: '10',
+        rangeCount: s.ranges,
+      }));
       return { plans, tables: spec.tables };
     },
     copyRange: (input) => this.range(input),
@@ -164,9 +179,14 @@ export class FakeActivities {
       const i = input.rangeIndex;
       s.locates.push({ i, attempt: input.attempt, final: input.finalAttempt });
       const located: Located = {
-        missing: 1, extra: 0, changed: 0, duplicates: 0,
+        missing: 1,
+        extra: 0,
+        changed: 0,
+        duplicates: 0,
         keys: { missing: [[String(i * 10 + 5)]], extra: [], changed: [], duplicates: [] },
-        columns: {}, levels: 1, rowsFetched: 19,
+        columns: {},
+        levels: 1,
+        rowsFetched: 19,
       };
       const l = s.ledger.get(i);
       if (l) s.ledger.set(i, { ...l, located: { missing: 1, extra: 0, changed: 0, duplicates: 0, columns: {} }, keys: located.keys });

@@ -56,7 +56,10 @@ interface Panel {
 
 /** Every PromQL query of the dashboard (panels, nested rows, template variables), with its panel. */
 export function dashboardQueries(file = DASHBOARD): { panel: string; expr: string }[] {
-  const d = JSON.parse(readFileSync(file, 'utf8')) as { panels: Panel[]; templating?: { list?: { name: string; type: string; query?: string | { query?: string } }[] } };
+  const d = JSON.parse(readFileSync(file, 'utf8')) as {
+    panels: Panel[];
+    templating?: { list?: { name: string; type: string; query?: string | { query?: string } }[] };
+  };
   const out: { panel: string; expr: string }[] = [];
   const walk = (ps: Panel[]) => {
     for (const p of ps) {
@@ -85,7 +88,27 @@ export const SNAKE_CASE = /^[a-z][a-z0-9]*(?:_[a-z0-9]+)*$/;
 /** The base units a name may end in, by the unit (UCUM, as the SDK takes it) the metric declares. */
 const BASE_UNITS: Record<string, string> = { s: 'seconds', By: 'bytes' };
 /** Units that are not base units: a duration is in seconds, a size in bytes, a ratio 0…1. */
-const NOT_BASE = ['milliseconds', 'millis', 'ms', 'microseconds', 'us', 'nanoseconds', 'ns', 'minutes', 'hours', 'days', 'kilobytes', 'kb', 'megabytes', 'mb', 'mib', 'gb', 'bits', 'percent', 'pct'];
+const NOT_BASE = [
+  'milliseconds',
+  'millis',
+  'ms',
+  'microseconds',
+  'us',
+  'nanoseconds',
+  'ns',
+  'minutes',
+  'hours',
+  'days',
+  'kilobytes',
+  'kb',
+  'megabytes',
+  'mb',
+  'mib',
+  'gb',
+  'bits',
+  'percent',
+  'pct',
+];
 /** Suffixes the exposition format gives the series of a histogram or a summary, and labels it uses. */
 const RESERVED_SUFFIXES = ['bucket', 'sum', 'count', 'created'];
 const RESERVED_LABELS = ['le', 'quantile'];
@@ -111,7 +134,8 @@ export function namingProblems(d: { name: string; kind: string; unit?: string; l
   if (d.unit !== undefined && !unitWord) out.push(`${name}: unit ${d.unit} is not a base unit (${Object.keys(BASE_UNITS).join(', ')})`);
   for (const [unit, word] of Object.entries(BASE_UNITS)) {
     const at = words.indexOf(word);
-    if (word === unitWord && (at < 0 || at !== words.length - 1 || words.lastIndexOf(word) !== at)) out.push(`${name}: the unit ${word} goes last${counter ? ', before _total' : ''}, once`);
+    if (word === unitWord && (at < 0 || at !== words.length - 1 || words.lastIndexOf(word) !== at))
+      out.push(`${name}: the unit ${word} goes last${counter ? ', before _total' : ''}, once`);
     if (word !== unitWord && at >= 0) out.push(`${name}: names ${word} but does not declare unit ${unit}`);
   }
   const seen = new Set<string>();

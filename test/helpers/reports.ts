@@ -46,7 +46,12 @@ export function syntheticReport(migration: string, tables: SyntheticTable[], pha
       });
     }
     const total = String(t.ranges * span);
-    const side = (count: string) => ({ count, checksum: '987654321987654321', aggregates: { 'sum(amount)': '12345.67' }, distribution: { status: { new: '10', paid: '20' } } });
+    const side = (count: string) => ({
+      count,
+      checksum: '987654321987654321',
+      aggregates: { 'sum(amount)': '12345.67' },
+      distribution: { status: { new: '10', paid: '20' } },
+    });
     return {
       source: t.source,
       target: t.target ?? `${t.source}_v2`,

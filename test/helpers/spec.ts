@@ -23,15 +23,19 @@ export function parsed(doc: unknown): MigrationSpec {
  * freeze that stops the writer's role `app` and the unfreeze that lets it write again.
  */
 export function capturedSpecFor(name: string, table: string, o: { taskQueue: string; chunk: number }) {
-  return specFor(name, { source: table, target: table, chunk: { column: 'id', size: o.chunk } }, {
-    taskQueue: o.taskQueue,
-    concurrency: 2,
-    capture: 'logical',
-    catchUp: { maxLag: '3 seconds' },
-    cutover: {
-      approval: 'required',
-      freeze: { connection: 'src', sql: `REVOKE INSERT, UPDATE, DELETE ON ${table} FROM app` },
-      unfreeze: { connection: 'src', sql: `GRANT INSERT, UPDATE, DELETE ON ${table} TO app` },
+  return specFor(
+    name,
+    { source: table, target: table, chunk: { column: 'id', size: o.chunk } },
+    {
+      taskQueue: o.taskQueue,
+      concurrency: 2,
+      capture: 'logical',
+      catchUp: { maxLag: '3 seconds' },
+      cutover: {
+        approval: 'required',
+        freeze: { connection: 'src', sql: `REVOKE INSERT, UPDATE, DELETE ON ${table} FROM app` },
+        unfreeze: { connection: 'src', sql: `GRANT INSERT, UPDATE, DELETE ON ${table} TO app` },
+      },
     },
-  });
+  );
 }

@@ -42,7 +42,10 @@ export class Terminal {
 
   /** The pane as it looks now, a string per row (trailing spaces dropped). */
   screen(): string[] {
-    return this.tmux(['capture-pane', '-p', '-t', 't']).replace(/\n$/, '').split('\n').map((r) => r.trimEnd());
+    return this.tmux(['capture-pane', '-p', '-t', 't'])
+      .replace(/\n$/, '')
+      .split('\n')
+      .map((r) => r.trimEnd());
   }
 
   /**
