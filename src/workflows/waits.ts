@@ -18,6 +18,8 @@ export function waitInSight(s: MigrationState): void {
 }
 
 interface Trouble {
+  /** a database that cannot be reached, or an activity whose quick retries ran out */
+  kind: 'unreachable' | 'failing';
   key: string;
   what: string;
   error: string;
@@ -30,13 +32,18 @@ function troubleOf(e: unknown, activity: string): Trouble | undefined {
   if (cause instanceof ApplicationFailure && isFailure(cause, 'DatabaseUnreachable')) {
     const d = (cause.details?.[0] ?? {}) as { alias?: string; host?: string; error?: string };
     const alias = d.alias ?? 'a database';
-    return { key: `database ${alias}`, what: `${alias}${d.host ? ` (${d.host})` : ''}`, error: `cannot be reached: ${d.error ?? cause.message}` };
+    return {
+      kind: 'unreachable',
+      key: `database ${alias}`,
+      what: `${alias}${d.host ? ` (${d.host})` : ''}`,
+      error: `cannot be reached: ${d.error ?? cause.message}`,
+    };
   }
   // Quick retries that ran out on something retryable (a refusal, a snapshot gone, are the caller's).
   if (e.retryState !== 'MAXIMUM_ATTEMPTS_REACHED') return undefined;
   if (cause instanceof CancelledFailure) return undefined;
   if (cause instanceof ApplicationFailure && (cause.nonRetryable || isFailure(cause, 'SnapshotGone'))) return undefined;
-  return { key: `activity ${activity}`, what: `the activity ${activity}`, error: `keeps failing: ${cause?.message ?? e.message}` };
+  return { kind: 'failing', key: `activity ${activity}`, what: `the activity ${activity}`, error: `keeps failing: ${cause?.message ?? e.message}` };
 }
 
 /** Ends a wait when the migration is aborted: the caller sees a cancellation, and the abort is what ends it. */
@@ -93,7 +100,7 @@ async function inSight<R>(activity: string, run: () => Promise<R>): Promise<R> {
 export async function waitedInSight(e: unknown, activity: string, attempt: number): Promise<boolean> {
   const s = owner;
   const trouble = s && s.spec && s.aborted === undefined ? troubleOf(e, activity) : undefined;
-  if (!s || !trouble || !trouble.key.startsWith('database ') || !patched('waits-in-sight')) return false;
+  if (!s || !trouble || trouble.kind !== 'unreachable' || !patched('waits-in-sight')) return false;
   await waitOut(s, trouble, attempt);
   return true;
 }
