@@ -12,7 +12,7 @@ import type { Report } from '../src/report/model';
 import { fingerprint } from './helpers/sample';
 import { backfill } from './helpers/cli';
 import { startStack, type Stack } from './helpers/stack';
-import { replayAndMaybeRecord, spawnWorker, waitForPhase, type WorkerProcess } from './helpers/temporal';
+import { endingOf, replayAndMaybeRecord, spawnWorker, waitForPhase, type WorkerProcess } from './helpers/temporal';
 
 const TASK_QUEUE = 'schemas';
 
@@ -292,3 +292,48 @@ test('a row the target refuses: needs_attention names the table, range, constrai
   }
   assert.deepEqual(await fingerprint(pg, 'tgt', 'public.refusing'), await fingerprint(pg, 'src', 'public.refusing'));
 });
+
+test(
+  'a foreign key on a partitioned target table (no NOT VALID there before PostgreSQL 18) is set aside and restored validated, on the table and every partition',
+  { timeout: 120_000 },
+  async () => {
+    const ddl = `
+CREATE SCHEMA parted;
+CREATE TABLE parted.customer (id int PRIMARY KEY, name text);
+CREATE TABLE parted.lines (id bigint NOT NULL, region text NOT NULL, cust int REFERENCES parted.customer (id), PRIMARY KEY (id, region)) PARTITION BY LIST (region);
+CREATE TABLE parted.lines_eu PARTITION OF parted.lines FOR VALUES IN ('eu');
+CREATE TABLE parted.lines_us PARTITION OF parted.lines FOR VALUES IN ('us');`;
+    for (const db of ['src', 'tgt']) await pg.query(db, ddl);
+    await pg.query('src', 'INSERT INTO parted.customer SELECT g, $1 || g FROM generate_series(1, 200) g', ['c']);
+    await pg.query('src', `INSERT INTO parted.lines SELECT g, CASE WHEN g % 2 = 0 THEN 'eu' ELSE 'us' END, 1 + g % 200 FROM generate_series(1, 3000) g`);
+    const keys = `SELECT conrelid::regclass::text AS owner, convalidated AS valid FROM pg_constraint WHERE contype = 'f' AND connamespace = 'parted'::regnamespace ORDER BY 1`;
+    const setUp = (await pg.query('tgt', keys)).rows;
+    assert.equal(setUp.length, 3, JSON.stringify(setUp));
+    const spec = {
+      name: 'parted',
+      taskQueue: TASK_QUEUE,
+      source: 'src',
+      target: 'tgt',
+      tables: [
+        { source: 'parted.customer', target: 'parted.customer', key: ['id'] },
+        { source: 'parted.lines', target: 'parted.lines', key: ['id', 'region'], chunk: { column: 'id', rows: 1000 } },
+      ],
+      cutover: { approval: 'auto' },
+    };
+    const worker = await spawnWorker(stack.temporal.address, TASK_QUEUE);
+    try {
+      const h = await stack.temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
+      const result = await endingOf(h);
+      assert.equal(result.phase, 'completed', result.reason);
+    } finally {
+      await worker.stop();
+    }
+    const restored = (await pg.query('tgt', keys)).rows.map((r) => ({ owner: String(r.owner), valid: r.valid === true || r.valid === 't' }));
+    assert.deepEqual(restored, [
+      { owner: 'parted.lines', valid: true },
+      { owner: 'parted.lines_eu', valid: true },
+      { owner: 'parted.lines_us', valid: true },
+    ]);
+    assert.deepEqual(await fingerprint(pg, 'tgt', 'parted.lines'), await fingerprint(pg, 'src', 'parted.lines'));
+  },
+);

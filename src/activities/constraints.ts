@@ -7,8 +7,8 @@ import type pg from 'pg';
 import { controlAlias, type MigrationSpec } from '../spec/schema';
 import { inTransaction, poolFor } from '../db/pools';
 import { CONSTRAINTS_LOCK, CONSTRAINT_STATE, MIGRATION_CONSTRAINTS, RECORD_CONSTRAINT } from '../db/ledger';
-import { CONSTRAINT_PRESENT, foreignKeys, toBool, type ForeignKey } from '../db/catalog';
-import { addConstraintNotValidSql, dropConstraintSql, validateConstraintSql } from '../db/sql';
+import { CONSTRAINT_PRESENT, RELATION_KIND, foreignKeys, toBool, type ForeignKey } from '../db/catalog';
+import { addConstraintNotValidSql, addConstraintSql, dropConstraintSql, validateConstraintSql } from '../db/sql';
 import { guarded } from '../db/errors';
 import { redact } from '../db/redact';
 import { heartbeat } from './heartbeat';
@@ -88,12 +88,31 @@ export async function restoreConstraints(input: { spec: MigrationSpec; migration
     const ctl = poolFor(controlAlias(spec), 'write');
     const tgt = poolFor(spec.target, 'write');
     const out: ConstraintState[] = [];
-    for (const r of await ledgerRows(spec, migration, null)) {
+    const rows = await ledgerRows(spec, migration, null);
+    const partitioned = new Set<string>();
+    for (const owner of new Set(rows.map((r) => r.owner))) if ((await tgt.query(RELATION_KIND, [owner])).rows[0]?.kind === 'p') partitioned.add(owner);
+    // A partitioned table's key first: added there, it is added to its partitions, whose own entries then find it.
+    rows.sort((a, b) => Number(partitioned.has(b.owner)) - Number(partitioned.has(a.owner)));
+    for (const r of rows) {
       heartbeat({ constraint: r.name });
       const present = await tgt.query(CONSTRAINT_PRESENT, [r.owner, r.name]);
-      if (present.rows.length === 0) await locked(spec, migration, (c) => c.query(addConstraintNotValidSql(r.owner, r.name, r.ddl)));
       let valid = present.rows.length > 0 && toBool(present.rows[0].valid);
       let detail: string | null = null;
+      if (present.rows.length === 0 && partitioned.has(r.owner)) {
+        // No NOT VALID on a partitioned table (PostgreSQL before 18): added and checked at once. Rows
+        // that break it keep it set aside, said, until they are fixed and this runs again.
+        try {
+          await locked(spec, migration, (c) => c.query(addConstraintSql(r.owner, r.name, r.ddl)));
+          valid = true;
+        } catch (e) {
+          const err = e as { code?: string; message?: string; detail?: string };
+          if (!String(err.code ?? '').startsWith('23')) throw e;
+          detail = redact(`${err.message ?? ''}${err.detail ? ` (${err.detail})` : ''}`);
+          await ctl.query(CONSTRAINT_STATE, [migration, r.owner, r.name, 'set-aside', detail]);
+          out.push({ owner: r.owner, name: r.name, referenced: r.referenced, state: 'set-aside', valid: false, wasValid: r.was_valid, detail });
+          continue;
+        }
+      } else if (present.rows.length === 0) await locked(spec, migration, (c) => c.query(addConstraintNotValidSql(r.owner, r.name, r.ddl)));
       if (r.was_valid && !valid) {
         try {
           await tgt.query(validateConstraintSql(r.owner, r.name));

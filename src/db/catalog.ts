@@ -140,6 +140,9 @@ export async function foreignKeys(c: pg.ClientBase | pg.Pool, tables: string[]):
 }
 
 /** Is constraint $2 on table $1 (quoted) there, and validated? */
+/** A relation's kind: 'p' for a partitioned table. */
+export const RELATION_KIND = `SELECT relkind AS kind FROM pg_class WHERE oid = $1::regclass`;
+
 export const CONSTRAINT_PRESENT = `SELECT convalidated AS valid FROM pg_constraint WHERE conrelid = $1::regclass AND conname = $2`;
 
 /** What planning sizes ranges from: the planner's row estimate (-1: never analyzed) and the table's bytes. */

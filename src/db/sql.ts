@@ -477,8 +477,16 @@ export function dropConstraintSql(owner: string, name: string): string {
 
 /** Re-created NOT VALID: no scan, no long lock; VALIDATE then checks the rows with a weaker lock. */
 export function addConstraintNotValidSql(owner: string, name: string, ddl: string): string {
+  return `${addConstraintSql(owner, name, ddl)} NOT VALID`;
+}
+
+/**
+ * Re-created and checked at once: for a partitioned table, where PostgreSQL (before 18) refuses a
+ * NOT VALID foreign key. It is added to every partition too.
+ */
+export function addConstraintSql(owner: string, name: string, ddl: string): string {
   const def = ddl.replace(/\s+NOT VALID\s*$/i, '');
-  return `ALTER TABLE ${owner} ADD CONSTRAINT ${quoteIdent(name)} ${def} NOT VALID`;
+  return `ALTER TABLE ${owner} ADD CONSTRAINT ${quoteIdent(name)} ${def}`;
 }
 
 export function validateConstraintSql(owner: string, name: string): string {
