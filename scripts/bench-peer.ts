@@ -17,7 +17,7 @@ import type { PostgresServer } from '../src/infra/postgres';
 import { abortSignal, progressQuery, reportQuery } from '../src/workflows/messages';
 import { backfillMigration } from '../src/workflows/migration';
 import { breakdown, printBreakdown } from './breakdown';
-import { checkTable } from '../src/activities/binding';
+import { checkTable } from '../src/plan/binding';
 import { rowHashExpr } from '../src/db/sql';
 
 export const WIDE = `(id bigint PRIMARY KEY, u uuid NOT NULL, name text, amount numeric(14,4), ratio double precision,

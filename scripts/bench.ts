@@ -21,7 +21,7 @@ import { startPostgres, type PostgresServer } from '../src/infra/postgres';
 import { startDevServer } from '../src/infra/temporal';
 import { spawnWorker } from '../test/helpers/temporal';
 import { closePools } from '../src/db/pools';
-import { checkTable } from '../src/activities/binding';
+import { checkTable } from '../src/plan/binding';
 import { profileSql, rowHashExpr, type BoundTable } from '../src/db/sql';
 import { abortSignal, progressQuery, reportQuery } from '../src/workflows/messages';
 import { backfillMigration } from '../src/workflows/migration';

@@ -10,7 +10,7 @@ import { closePools } from './db/pools';
 import { Client, Connection } from '@temporalio/client';
 import { temporalTarget } from './client';
 import { ensureSearchAttributes } from './infra/temporal';
-import { appendAudit } from './activities/cutover';
+import { appendAudit } from './gate/cutover';
 import { auditRecordedSignal, type AuditSinks } from './workflows/messages';
 import type { InjectedSinks } from '@temporalio/worker';
 import { installMetrics } from './metrics/runtime';

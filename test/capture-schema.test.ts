@@ -12,7 +12,7 @@ import pg from 'pg';
 import { startPostgres, systemPostgresBin, type PostgresServer } from '../src/infra/postgres';
 import { backfillMigration } from '../src/workflows/migration';
 import { progressQuery, reportQuery, type Progress } from '../src/workflows/messages';
-import type { Report } from '../src/report/model';
+import type { Report } from '../src/domain/report';
 import { captureOf } from '../src/spec/schema';
 import { envNameForAlias } from '../src/spec/aliases';
 import { approveUntilCompleted, waitForPhase, type TemporalHarness } from './helpers/temporal';

@@ -11,7 +11,7 @@ import type { WorkflowHandle } from '@temporalio/client';
 import type { PostgresServer } from '../src/infra/postgres';
 import { backfillMigration } from '../src/workflows/migration';
 import { abortSignal, approveCutoverUpdate, progressQuery, reportQuery, type Progress } from '../src/workflows/messages';
-import type { Report } from '../src/report/model';
+import type { Report } from '../src/domain/report';
 import { captureOf } from '../src/spec/schema';
 import { approveUntilCompleted, endingOf, replayAndMaybeRecord, waitForPhase, type TemporalHarness } from './helpers/temporal';
 import { startStack } from './helpers/stack';

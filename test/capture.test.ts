@@ -13,7 +13,7 @@ import { ensureSchema, LEDGER_DDL } from '../src/db/ledger';
 import { failureTypeOf, isFailure } from '../src/domain/failures';
 import { backfillMigration } from '../src/workflows/migration';
 import { abortSignal, approveCutoverUpdate, progressQuery, reportQuery, rerunUpdate, type Progress } from '../src/workflows/messages';
-import type { Report } from '../src/report/model';
+import type { Report } from '../src/domain/report';
 import { renderMarkdown } from '../src/report/render';
 import { captureOf } from '../src/spec/schema';
 import { endingOf, replayAndMaybeRecord, waitForPhase, type TemporalHarness } from './helpers/temporal';

@@ -13,9 +13,10 @@ import {
   type CompareOptions,
   type DuplicateKeys,
   type SideProfile,
-} from '../src/activities/compare';
-import { KEY_SAMPLE, diffRows, summarise, type Difference, type Located } from '../src/activities/locate';
-import { locateFirstPolicy, rangePolicy, runRange, type RangeResult, type RangeSteps } from '../src/policy/range-lifecycle';
+} from '../src/range/compare';
+import { KEY_SAMPLE, diffRows, summarise, type Difference } from '../src/range/locate';
+import type { Located } from '../src/domain/range-lifecycle';
+import { locateFirstPolicy, rangePolicy, runRange, type RangeResult, type RangeSteps } from '../src/domain/range-lifecycle';
 
 // ---- compareProfiles, failedChecks ----
 

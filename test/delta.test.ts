@@ -7,7 +7,7 @@ import pg from 'pg';
 import type { PostgresServer } from '../src/infra/postgres';
 import { backfillMigration } from '../src/workflows/migration';
 import { approveCutoverUpdate, progressQuery, reportQuery } from '../src/workflows/messages';
-import type { Report } from '../src/report/model';
+import type { Report } from '../src/domain/report';
 import { fingerprint } from './helpers/sample';
 import { replayAndMaybeRecord, spawnWorker, waitForPhase, type TemporalHarness, type WorkerProcess } from './helpers/temporal';
 import { startStack } from './helpers/stack';

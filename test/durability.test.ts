@@ -10,7 +10,7 @@ import type { PostgresServer } from '../src/infra/postgres';
 import { backfillMigration } from '../src/workflows/migration';
 import { WorkflowFailedError } from '@temporalio/client';
 import { abortSignal, approveCutoverUpdate, pauseSignal, progressQuery, reportQuery, resumeSignal } from '../src/workflows/messages';
-import type { Report } from '../src/report/model';
+import type { Report } from '../src/domain/report';
 import { fingerprint } from './helpers/sample';
 import { spawnWorker, waitForPhase, type TemporalHarness, type WorkerProcess } from './helpers/temporal';
 import { endingOf, replayAndMaybeRecord } from './helpers/temporal';

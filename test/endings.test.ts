@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { PostgresServer } from '../src/infra/postgres';
 import { backfillMigration } from '../src/workflows/migration';
-import type { Report } from '../src/report/model';
+import type { Report } from '../src/domain/report';
 import { pauseSignal, progressQuery } from '../src/workflows/messages';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import type { PostgresServer } from '../src/infra/postgres';
 import { backfillMigration } from '../src/workflows/migration';
 import { reportQuery } from '../src/workflows/messages';
-import type { RangeReport, Report } from '../src/report/model';
+import type { RangeReport, Report } from '../src/domain/report';
 import { backfill } from './helpers/cli';
 import { endingOf, replayAndMaybeRecord, waitForPhase, type TemporalHarness } from './helpers/temporal';
 import { startStack } from './helpers/stack';

@@ -3,8 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseTableRef, showName, showTableName, tableRefKey, namePartProblem } from '../src/spec/names';
-import { rerunCommand, shellWord } from '../src/report/model';
-import { rangeBytesFor, rowsPerRange, spanFor, RANGE_BYTES, VERIFY_RANGE_BYTES } from '../src/activities/bounds';
+import { rerunCommand, shellWord } from '../src/domain/report';
+import { rangeBytesFor, rowsPerRange, spanFor, RANGE_BYTES, VERIFY_RANGE_BYTES } from '../src/plan/bounds';
 
 test('names: plain, quoted and object forms', () => {
   assert.deepEqual(parseTableRef('orders'), { schema: null, table: { name: 'orders', exact: false } });

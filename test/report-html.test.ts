@@ -12,7 +12,7 @@ import type { Browser, Page } from 'playwright-core';
 import type { PostgresServer } from '../src/infra/postgres';
 import { backfillMigration } from '../src/workflows/migration';
 import { approveCutoverUpdate, reportQuery } from '../src/workflows/messages';
-import type { Report } from '../src/report/model';
+import type { Report } from '../src/domain/report';
 import { CELL_COLOURS, renderHtml } from '../src/report/html';
 import { backfill } from './helpers/cli';
 import { browserMissing, launchBrowser } from './helpers/browser';

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import type { PostgresServer } from '../src/infra/postgres';
 import { backfillMigration } from '../src/workflows/migration';
 import { progressQuery, reportQuery, type Progress } from '../src/workflows/messages';
-import type { Report } from '../src/report/model';
+import type { Report } from '../src/domain/report';
 import { backfill } from './helpers/cli';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -15,7 +15,7 @@ import { renderHtml } from '../src/report/html';
 import { endingOf, replayAndMaybeRecord, waitForPhase, type TemporalHarness } from './helpers/temporal';
 import { startStack } from './helpers/stack';
 import { specFor } from './helpers/spec';
-import { decideResume } from '../src/policy/resume';
+import { decideResume } from '../src/domain/resume';
 
 const TASK_QUEUE = 'resume';
 const TABLES = ['items_a', 'items_b', 'items_c'];

@@ -4,7 +4,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { PostgresServer } from '../src/infra/postgres';
 import { progressQuery, reportQuery, type MigrationResult } from '../src/workflows/messages';
-import type { Report } from '../src/report/model';
+import type { Report } from '../src/domain/report';
 import type { WorkflowHandle } from '@temporalio/client';
 import { fingerprint } from './helpers/sample';
 import { replayAndMaybeRecord, type TemporalHarness } from './helpers/temporal';

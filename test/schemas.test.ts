@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { PostgresServer } from '../src/infra/postgres';
 import { backfillMigration } from '../src/workflows/migration';
 import { approveCutoverUpdate, progressQuery, reportQuery, rerunUpdate } from '../src/workflows/messages';
-import type { Report } from '../src/report/model';
+import type { Report } from '../src/domain/report';
 import { fingerprint } from './helpers/sample';
 import { backfill } from './helpers/cli';
 import { startStack, type Stack } from './helpers/stack';

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { backfillMigration } from '../src/workflows/migration';
 import { abortSignal, progressQuery, reportQuery } from '../src/workflows/messages';
-import type { Report } from '../src/report/model';
+import type { Report } from '../src/domain/report';
 import { fingerprint } from './helpers/sample';
 import { backfill } from './helpers/cli';
 import { startStack, type Stack } from './helpers/stack';

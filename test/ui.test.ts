@@ -12,7 +12,7 @@ import type { Browser, Page } from 'playwright-core';
 import { freePort } from '../src/infra/postgres';
 import { startSummary } from '../src/cli/summary';
 import { reportQuery } from '../src/workflows/messages';
-import type { Report } from '../src/report/model';
+import type { Report } from '../src/domain/report';
 import { backfill } from './helpers/cli';
 import { endingOf, waitForPhase } from './helpers/temporal';
 import { startStack, type Stack } from './helpers/stack';

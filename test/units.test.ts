@@ -2,9 +2,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { hashAs, quoteIdent, qualifiedName, quoteLiteral, rowHashExpr, typedLiteral, type BoundTable } from '../src/db/sql';
-import { rangeBounds } from '../src/activities/bounds';
+import { rangeBounds } from '../src/plan/bounds';
 import { redact } from '../src/db/redact';
-import { NO_KEYS, buildTableReport, evidenceText, isGreen, type TableEvidence } from '../src/report/model';
+import { NO_KEYS, buildTableReport, evidenceText, isGreen, type TableEvidence } from '../src/domain/report';
 import { digestOf } from '../src/report/digest';
 import { checkSpec, durationMs, isLive } from '../src/spec/schema';
 import { bounded } from '../src/infra/postgres';

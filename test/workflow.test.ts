@@ -19,9 +19,9 @@ import {
   rerunUpdate,
   resumeSignal,
   setConcurrencySignal,
-  type Phase,
   type Progress,
 } from '../src/workflows/messages';
+import { type Phase } from '../src/domain/phases';
 import type { MigrationSpecInput } from '../src/spec/schema';
 import { FakeActivities, latch, type Scenario } from './helpers/fake-activities';
 import { endingOf } from './helpers/temporal';

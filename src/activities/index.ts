@@ -1,10 +1,10 @@
 // The activities the worker registers. Every one is idempotent (a retry after a crash, or a second
 // run of the same input, leaves the databases as one run would) and heartbeats while it runs.
-import { planMigration as plan } from './plan';
-import { copyRange as copy, verifyRange as verify } from './copy-range';
-import { locateRange as locate, recheckRange as recheck } from './locate';
-import { reconcileTable as reconcile } from './reconcile';
-import { buildReport as report } from './report';
+import { planMigration as plan } from '../plan/plan';
+import { copyRange as copy, verifyRange as verify } from '../range/copy';
+import { locateRange as locate, recheckRange as recheck } from '../range/locate';
+import { reconcileTable as reconcile } from '../gate/reconcile';
+import { buildReport as report } from '../report/build';
 import {
   advanceSequences as sequences,
   runSwitch as sw,
@@ -13,9 +13,9 @@ import {
   awaitWriters as writers,
   changedSince as since,
   type AuditEntry,
-} from './cutover';
-import { applyDelta as delta, captureWatermark as watermark } from './delta';
-import { sweepOutside, sweepTable as sweep, type SweepInput } from './sweep';
+} from '../gate/cutover';
+import { applyDelta as delta, captureWatermark as watermark } from '../catchup/delta';
+import { sweepOutside, sweepTable as sweep, type SweepInput } from '../catchup/sweep';
 import {
   applyCapture as apply,
   awaitEpoch as epochReady,
@@ -23,11 +23,11 @@ import {
   dropCapture as drop,
   holdSnapshot as hold,
   slotState as slot,
-} from './capture';
+} from '../capture/steps';
 import { alive } from './heartbeat';
-import { restoreConstraints as restore } from './constraints';
-import { checkSchema as drift } from './schema-drift';
-import { captureBaseline as baseline, captureTripwire as tripwire } from './tripwire';
+import { restoreConstraints as restore } from '../schema/constraints';
+import { checkSchema as drift } from '../schema/drift';
+import { captureBaseline as baseline, captureTripwire as tripwire } from '../capture/tripwire';
 import type { MigrationSpec } from '../spec/schema';
 
 export const planMigration = alive(plan);

@@ -2,7 +2,8 @@
 // never the migration: the terminal is given back as it was, and `Interrupted` says how to go on.
 import type { WorkflowHandle } from '@temporalio/client';
 import { gateInstructions, renderProgress } from '../report/render';
-import { TERMINAL, progressQuery, type Progress } from '../workflows/messages';
+import { progressQuery, type Progress } from '../workflows/messages';
+import { TERMINAL } from '../domain/phases';
 import { ProgressDisplay } from './progress';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -19,10 +19,9 @@ import { redact } from '../db/redact';
 import { temporalTarget } from '../client';
 import { approvalSummary, renderMarkdown, renderProgress } from '../report/render';
 import { renderHtml } from '../report/html';
-import { lastKeptReport } from '../activities/report';
-import { endingOf, verdictLine, type Ending, type Report } from '../report/model';
+import { lastKeptReport } from '../report/build';
+import { endingOf, verdictLine, type Ending, type Report } from '../domain/report';
 import {
-  TERMINAL,
   abortSignal,
   approveCutoverUpdate,
   pauseSignal,
@@ -34,18 +33,20 @@ import {
   type MigrationResult,
   type Progress,
 } from '../workflows/messages';
+import { TERMINAL } from '../domain/phases';
 import { migrationKey, phaseKey } from '../workflows/search-attributes';
 import { isFailure } from '../domain/failures';
 import { backfillMigration } from '../workflows/migration';
 import { Interrupted, follow } from './follow';
-import { constraintsToSetAside, estimatePlan, preflight, type PlanEstimate } from '../activities/plan';
+import { constraintsToSetAside, estimatePlan, type PlanEstimate } from '../plan/plan';
+import { preflight } from '../plan/preflight';
 import type { ForeignKey } from '../db/catalog';
-import type { Binding } from '../activities/binding';
-import { describeColumn, summariseColumns } from '../report/columns';
-import { checkedLines, checkedRoles, type PrivilegeReport } from '../activities/privileges';
+import type { Binding } from '../plan/binding';
+import { describeColumn, summariseColumns } from '../domain/columns';
+import { checkedLines, checkedRoles, type PrivilegeReport } from '../plan/privileges';
 import { parseTableRef, showName, type TableRef } from '../spec/names';
-import { expandTables } from '../activities/expand';
-import { enforcePolicy } from '../activities/policy';
+import { expandTables } from '../plan/expand';
+import { enforcePolicy } from '../plan/trust';
 import { closePools, poolFor } from '../db/pools';
 import { runWorker } from '../worker';
 import { runDemo } from './demo';

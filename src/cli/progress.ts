@@ -2,7 +2,7 @@
 // counts over time, drawn in one region of the terminal (region.ts) that is redrawn in place; the
 // bars' glyphs are cli-progress's. At the gate, its steps are printed once above the region. Off a
 // terminal, the caller prints a line per change instead.
-import { waitingLine } from '../policy/waits';
+import { waitingLine } from '../domain/waits';
 import { Format, Presets } from 'cli-progress';
 import type { Progress } from '../workflows/messages';
 import { captureLag, captureLine, copiedRows, gateInstructions } from '../report/render';

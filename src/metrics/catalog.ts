@@ -3,7 +3,7 @@
 // imports it): the workflow keeps some of these from its state, the activities and the worker's
 // activity interceptor count the rest, and the tests check the names and labels against Prometheus's
 // naming convention, and the docs and the dashboard against this list.
-import { PHASES } from '../workflows/messages';
+import { PHASES } from '../domain/phases';
 
 export type MetricKind = 'counter' | 'gauge' | 'histogram';
 

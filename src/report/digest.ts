@@ -1,7 +1,7 @@
 // The digest of the evidence, and the report assembled around it. Approving a digest approves
 // exactly the evidence it hashes (evidenceText). Pure, but needs node:crypto: not for the workflow.
 import { createHash } from 'node:crypto';
-import { buildTableReport, constraintsGreen, evidenceText, isGreen, type ConstraintReport, type Report, type TableEvidence } from './model';
+import { buildTableReport, constraintsGreen, evidenceText, isGreen, type ConstraintReport, type Report, type TableEvidence } from '../domain/report';
 
 export function digestOf(text: string): string {
   return createHash('sha256').update(text).digest('hex').slice(0, 32);

@@ -5,8 +5,8 @@
 // `<`, `&` and quotes), and the page's own policy forbids scripts should anything slip through. The
 // colours of the strip are SVG attributes and every status is also written in words, so the page
 // reads (and prints) without the stylesheet's help.
-import { describeColumn, summariseColumns } from './columns';
-import { FAILED_STATUSES, auditTrail, endingOf, shellWord, verdictLine, type AuditRecord, type RangeReport, type Report, type TableReport } from './model';
+import { describeColumn, summariseColumns } from '../domain/columns';
+import { FAILED_STATUSES, auditTrail, endingOf, shellWord, verdictLine, type AuditRecord, type RangeReport, type Report, type TableReport } from '../domain/report';
 import { captureEvidence, resumeEvidence } from './render';
 
 const ENTITIES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };

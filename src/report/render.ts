@@ -1,9 +1,9 @@
 // Rendering the report and the progress for people. Pure functions.
-import { waitingLine } from '../policy/waits';
-import { auditTrail, endingOf, verdictLine, type Report, type TableReport } from './model';
-import { describeColumn, summariseColumns } from './columns';
+import { waitingLine } from '../domain/waits';
+import { auditTrail, endingOf, verdictLine, type Report, type TableReport } from '../domain/report';
+import { describeColumn, summariseColumns } from '../domain/columns';
 import type { CaptureProgress, Progress } from '../workflows/messages';
-import type { ResumeSummary } from '../policy/resume';
+import type { ResumeSummary } from '../domain/resume';
 
 const fmt = (n: number | string) => Number(n).toLocaleString('en-US');
 

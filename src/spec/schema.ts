@@ -1,6 +1,6 @@
 // The migration spec, as a zod schema: the public contract (README, "The spec"); types come from it.
 // This module is imported by the workflow too, so it must stay pure (no Node built-ins, no I/O).
-import { DEFAULT_WAIT_BOUND } from '../policy/waits';
+import { DEFAULT_WAIT_BOUND } from '../domain/waits';
 import { z } from 'zod';
 import { type TableRef, SCHEMA_PATTERN_FORMS, TABLE_REF_FORMS, namePartProblem, parseSchemaPattern, parseTableRef, showTableRef, tableRefKey } from './names';
 

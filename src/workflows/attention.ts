@@ -4,8 +4,8 @@ import { condition } from '@temporalio/workflow';
 import type { MigrationResult } from './messages';
 import type { MigrationState } from './state';
 import { audit } from './audit';
-import { hasConstraints, restoreConstraints } from './evidence';
-import { dropCapture, slotNote } from './capture';
+import { hasConstraints, restoreConstraints } from '../report/evidence.workflow';
+import { dropCapture, slotNote } from '../capture/epochs.workflow';
 
 /** The migration's end when an abort was asked for, else undefined. */
 export async function stopIfAborted(s: MigrationState): Promise<MigrationResult | undefined> {

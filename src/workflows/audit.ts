@@ -1,7 +1,7 @@
 // The append-only audit in the ledger: approvals, rejections, voided approvals, aborts.
 import type { MigrationState } from './state';
 import { acts } from './activities';
-import { auditNote } from '../report/model';
+import { auditNote } from '../domain/report';
 
 export async function audit(s: MigrationState, action: string, actor?: string, digest?: string, detail?: unknown): Promise<void> {
   await acts.recordAudit({ spec: s.spec, entry: { migration: s.name, execution: s.execution, action, actor, digest, detail } });

@@ -1,9 +1,9 @@
 // What the Temporal UI shows under "Current Details": the migration in Markdown, kept current. Pure
 // over the state; the workflow sets it on every move (setCurrentDetails: no command, no history).
 import type { MigrationState } from './state';
-import { rerunCommand } from '../report/model';
+import { rerunCommand } from '../domain/report';
 import { captureLine, copiedRows } from '../report/render';
-import { waitingLine } from '../policy/waits';
+import { waitingLine } from '../domain/waits';
 
 const n = (x: number) => x.toLocaleString('en-US');
 

@@ -16,8 +16,8 @@ import {
   resumeSignal,
   setConcurrencySignal,
   type AuditSinks,
-  type Phase,
 } from './messages';
+import type { Phase } from '../domain/phases';
 import type { MigrationState } from './state';
 import { failure } from '../domain/failures';
 

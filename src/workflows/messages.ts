@@ -1,27 +1,12 @@
 // The Temporal surface of a migration: what the Temporal CLI and UI, and our own CLI, use to watch
 // and steer it. Names here are the public contract (README, "Temporal surface").
 import { defineQuery, defineSignal, defineUpdate, type Sinks } from '@temporalio/workflow';
-import type { AuditRecord, Report } from '../report/model';
-import type { Waiting } from '../policy/waits';
-import type { ResumeSummary } from '../policy/resume';
+import type { AuditRecord, Report } from '../domain/report';
+import type { Waiting } from '../domain/waits';
+import type { ResumeSummary } from '../domain/resume';
+import type { Phase } from '../domain/phases';
 
 export const WORKFLOW_TYPE = 'backfillMigration';
-
-export const PHASES = [
-  'planning',
-  'backfilling',
-  'reconciling',
-  'catching_up',
-  'needs_attention',
-  'awaiting_approval',
-  'final_check',
-  'switching',
-  'completed',
-  'aborted',
-  'failed',
-] as const;
-export type Phase = (typeof PHASES)[number];
-export const TERMINAL: readonly Phase[] = ['completed', 'aborted', 'failed'];
 
 export interface RangeCounts {
   total: number;

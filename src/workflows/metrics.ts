@@ -6,7 +6,7 @@
 // the work itself (rows, bytes, durations) is counted by the activities (src/activities/metrics.ts).
 import { proxySinks, workflowInfo, type Sinks } from '@temporalio/workflow';
 import { METRICS, PHASE_CODES, RANGE_STATUSES } from '../metrics/catalog';
-import { PHASES } from './messages';
+import { PHASES } from '../domain/phases';
 import type { MigrationState } from './state';
 
 export interface MetricSinks extends Sinks {

@@ -5,26 +5,26 @@
 //   catchup.ts (a live source); gate.ts (the approval); final-check.ts; switch.ts.
 import { ApplicationFailure, CancellationScope, ContinueAsNew, isCancellation, log, patched, workflowInfo } from '@temporalio/workflow';
 import { captureOf, checkSpec, isLive } from '../spec/schema';
-import { capturedBackfill, capturedCatchUp, dropCapture, newCaptureState } from './capture';
+import { capturedBackfill, capturedCatchUp, dropCapture, newCaptureState } from '../capture/epochs.workflow';
 import { acts, lastTries, summarised } from './activities';
 import { needsAttention, stopIfAborted } from './attention';
 import { voidApproval, audit } from './audit';
-import { backfill } from './backfill';
-import { catchUp } from './catchup';
+import { backfill } from '../range/window.workflow';
+import { catchUp } from '../catchup/rounds.workflow';
 import { failure } from '../domain/failures';
 import { abortedFailure, endingFailure, rootCause } from './errors';
-import { buildReport, hasConstraints, reconcileAll, restoreConstraints } from './evidence';
-import { finalCheck, unfreezeAfter } from './final-check';
-import { gate } from './gate';
+import { buildReport, hasConstraints, reconcileAll, restoreConstraints } from '../report/evidence.workflow';
+import { finalCheck, unfreezeAfter } from '../gate/final-check.workflow';
+import { gate } from '../gate/approval.workflow';
 import { setControlHandlers, setQueryHandlers } from './handlers';
 import { waitInSight } from './waits';
 import type { MigrationResult } from './messages';
 import { MigrationState } from './state';
-import { switchAuthority } from './switch';
-import { schemaDrift } from './schema-drift';
+import { switchAuthority } from '../gate/switch.workflow';
+import { schemaDrift } from '../schema/drift.workflow';
 import type { Carried, Stage } from './types';
-import type { TablePlan } from '../activities/bounds';
-import { resumeFromLedger } from './resume';
+import type { TablePlan } from '../plan/bounds';
+import { resumeFromLedger } from '../plan/resume.workflow';
 
 export { HISTORY_BUDGET } from './state';
 export type { Carried, LiveState } from './types';

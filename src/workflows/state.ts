@@ -2,16 +2,17 @@
 // decision, catch-up's marks. Handlers and phases read and change it through these methods; a run
 // hands `carry()` to the next one at continue-as-new.
 import { setCurrentDetails, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
-import type { TablePlan } from '../activities/bounds';
+import type { TablePlan } from '../plan/bounds';
 import type { MigrationSpec } from '../spec/schema';
-import { NO_KEYS, provisionalReport, withAuditSince, type Approval, type AuditRecord, type Report } from '../report/model';
-import type { CaptureProgress, Phase, Progress } from './messages';
+import { NO_KEYS, provisionalReport, withAuditSince, type Approval, type AuditRecord, type Report } from '../domain/report';
+import type { CaptureProgress, Progress } from './messages';
+import type { Phase } from '../domain/phases';
 import { migrationKey, phaseKey } from './search-attributes';
 import type { Carried, FinalWindow, LiveState, RangeRef, TableState } from './types';
 import { currentDetails } from './details';
 import { showMetrics } from './metrics';
-import type { Waiting } from '../policy/waits';
-import { resumeSummary, type ResumeState } from '../policy/resume';
+import type { Waiting } from '../domain/waits';
+import { resumeSummary, type ResumeState } from '../domain/resume';
 
 /** Below the 10,240-event warning with room for the completions of ranges still in flight. */
 export const HISTORY_BUDGET = 5000;

@@ -1,12 +1,13 @@
 // Shapes of the migration workflow's state: what a run keeps, and what it hands to the next run at
 // continue-as-new (counters and cursors, never ranges: the ledger has those).
-import type { CaptureBaseline } from '../activities/tripwire';
-import type { TablePlan } from '../activities/bounds';
-import type { FailedRange } from '../policy/range-lifecycle';
-import type { Approval } from '../report/model';
-import type { ResumeState } from '../policy/resume';
+import type { CaptureBaseline } from '../capture/tripwire';
+import type { TablePlan } from '../plan/bounds';
+import type { FailedRange } from '../domain/range-lifecycle';
+import type { Approval } from '../domain/report';
+import type { ResumeState } from '../domain/resume';
+import type { MigrationResult } from './messages';
 
-export type { FailedRange } from '../policy/range-lifecycle';
+export type { FailedRange } from '../domain/range-lifecycle';
 
 /** Where the stage loop stands: copying and proving ranges, catching up, or at the gate. */
 export type Stage = 'backfill' | 'catchup' | 'gate';
@@ -103,3 +104,6 @@ export interface Carried {
   /** started again after an earlier run: the ranges reused and copied so far */
   resume?: ResumeState;
 }
+
+/** The workflow's signature (`backfillMigration`), for continue-as-new from a stage. */
+export type MigrationWorkflow = (input: unknown, carried?: Carried) => Promise<MigrationResult>;

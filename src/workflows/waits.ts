@@ -6,7 +6,7 @@
 // Every other failure goes to its caller unchanged.
 import { ActivityFailure, ApplicationFailure, CancelledFailure, condition, patched } from '@temporalio/workflow';
 import { isFailure } from '../domain/failures';
-import { pauseAfter, strandedWhy } from '../policy/waits';
+import { pauseAfter, strandedWhy } from '../domain/waits';
 import { waitBound } from '../spec/schema';
 import type { MigrationState } from './state';
 

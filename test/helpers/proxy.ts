@@ -167,7 +167,11 @@ export async function startProxy(target: { host?: string; port: number }): Promi
     const ended = (hadError: boolean) => {
       for (const l of conn.lanes) l.stop();
       if (state.blackholed) return;
-      for (const s of [client, upstream]) if (!s.destroyed) hadError ? s.resetAndDestroy() : s.destroy();
+      for (const s of [client, upstream]) {
+        if (s.destroyed) continue;
+        if (hadError) s.resetAndDestroy();
+        else s.destroy();
+      }
       conns.delete(conn);
     };
     client.on('error', () => ended(true));

@@ -1,7 +1,7 @@
 // Reports for rendering tests and screenshots, built the way the worker builds them (from ledger
 // rows, through reportFromEvidence), without a database: any number of ranges, chosen ones red.
 import { reportFromEvidence } from '../../src/report/digest';
-import { NO_KEYS, type LedgerRange, type Report, type TableEvidence } from '../../src/report/model';
+import { NO_KEYS, type LedgerRange, type Report, type TableEvidence } from '../../src/domain/report';
 
 export interface SyntheticTable {
   source: string;

@@ -7,7 +7,7 @@ import { checkSpec, type MigrationSpec } from '../../src/spec/schema';
 export type TableDoc = { source: string; target: string; key?: string[] } & Record<string, unknown>;
 
 /** A spec of `tables` (one or a list); `over` adds or replaces the other fields (taskQueue, cutover, ...). */
-export function specFor<O extends Record<string, unknown> = {}>(name: string, tables: TableDoc | TableDoc[], over: O = {} as O) {
+export function specFor<O extends Record<string, unknown> = Record<never, never>>(name: string, tables: TableDoc | TableDoc[], over: O = {} as O) {
   const table = ({ source, target, key = ['id'], ...rest }: TableDoc) => ({ source, target, key, ...rest });
   return { name, source: 'src', target: 'tgt', ...over, tables: (Array.isArray(tables) ? tables : [tables]).map(table) };
 }

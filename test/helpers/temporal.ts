@@ -8,7 +8,8 @@ import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils';
 import { findTemporalCli, startDevServer } from '../../src/infra/temporal';
 import { createWorker, workflowSource } from '../../src/worker';
-import { approveCutoverUpdate, progressQuery, type MigrationResult, type Phase, type Progress } from '../../src/workflows/messages';
+import { approveCutoverUpdate, progressQuery, type MigrationResult, type Progress } from '../../src/workflows/messages';
+import { type Phase } from '../../src/domain/phases';
 import { isFailure } from '../../src/domain/failures';
 import { CLI, ROOT } from './cli';
 

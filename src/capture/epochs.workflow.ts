@@ -1,0 +1,317 @@
+// Change capture (`capture: logical`): the phases of a migration that follows the source's
+// write-ahead log. Ranges are copied at an epoch's exported snapshot; the slot's stream is applied
+// to the target from there; a checkpoint proves every range at a new snapshot while writes go on;
+// the final window proves only the keys changed since that checkpoint. Workflow code sees LSNs and
+// counts; names, snapshots and connections stay in the activities and the ledger.
+import { CancellationScope, isCancellation, patched } from '@temporalio/workflow';
+import { catchUpOf, durationMs } from '../spec/schema';
+import type { ApplyOutcome } from './steps';
+import { acts, holders, lastTries, summarised } from '../workflows/activities';
+import { backfill } from '../range/window.workflow';
+import { failure } from '../domain/failures';
+import { isSnapshotGone } from '../workflows/errors';
+import { reachedAgain, waitedInSight } from '../workflows/waits';
+import { reconcileAll } from '../report/evidence.workflow';
+import type { MigrationState } from '../workflows/state';
+import type { CaptureState } from '../workflows/types';
+
+/** One apply call streams at most this long before the workflow looks again (progress, a decision). */
+const APPLY_MS = 20_000;
+/** Epochs opened in a row without a range copied: something keeps ending them. */
+const MAX_FRUITLESS_EPOCHS = 5;
+
+export function newCaptureState(): CaptureState {
+  return { epochs: 0, applied: null, transactions: 0, rows: 0, lagBytes: '0', lagSeconds: 0, checkpoint: null, again: [], lost: false, dropped: false };
+}
+
+const cap = (s: MigrationState): CaptureState => s.live!.capture!;
+
+function showLag(c: CaptureState): string {
+  const mb = Number(c.lagBytes) / (1024 * 1024);
+  return `lag ${c.lagSeconds.toFixed(1)} s, ${mb >= 1 ? `${mb.toFixed(1)} MB` : `${c.lagBytes} bytes`} of WAL`;
+}
+
+/** Counts an apply call's work into the state, and shows it. */
+function applied(s: MigrationState, r: ApplyOutcome): void {
+  const c = cap(s);
+  c.transactions += r.transactions;
+  c.rows += r.rows;
+  if (r.appliedLsn) c.applied = r.appliedLsn;
+  c.lagBytes = r.lagBytes;
+  c.lagSeconds = r.lagSeconds;
+  r.byTable.forEach((n, t) => {
+    if (s.tables[t]) s.tables[t].rowsCopied += n;
+  });
+  s.live!.rowsApplied += r.rows;
+  s.live!.remaining = r.reached ? 0 : Math.max(1, r.rows);
+  s.touch();
+}
+
+/** One call of the stream: to what was committed when it started (its fence), or to `untilLsn`. */
+export async function applyRound(s: MigrationState, o: { untilLsn?: string; maxMs?: number } = {}): Promise<ApplyOutcome> {
+  const what = o.untilLsn ? `apply the captured changes up to ${o.untilLsn}` : 'apply the captured changes';
+  const r = await summarised(what).applyCapture({ migration: s.name, spec: s.spec, untilLsn: o.untilLsn, maxMs: o.maxMs ?? APPLY_MS });
+  applied(s, r);
+  return r;
+}
+
+/** The stream applied exactly up to `lsn` (the point of a new snapshot): nothing at or past it. */
+async function applyTo(s: MigrationState, lsn: string): Promise<void> {
+  for (;;) {
+    const r = await applyRound(s, { untilLsn: lsn });
+    if (r.reached) return;
+  }
+}
+
+interface OpenEpoch {
+  epoch: number;
+  point: string;
+  /** the holder ended (its worker died, its session was cut) */
+  ended(): boolean;
+  close(): void;
+}
+
+/**
+ * A new snapshot epoch: its holder starts (the first creates the slot with it), and the stream is
+ * applied up to its point when the slot started earlier, so target and snapshot meet exactly there.
+ */
+async function openEpoch(s: MigrationState): Promise<OpenEpoch> {
+  const c = cap(s);
+  // Waits for a source that cannot be reached: not fruitless epochs, each one said (waits.ts).
+  let waited = 0;
+  let lastWait: unknown;
+  for (let tries = 1; ; tries++) {
+    const epoch = ++c.epochs;
+    const scope = new CancellationScope();
+    let ended = false;
+    let holderFailure: unknown;
+    const held = scope.run(() => holders.holdSnapshot({ migration: s.name, spec: s.spec, epoch }));
+    const end = () => {
+      ended = true;
+      // Ranges reading this epoch stop being taken: the next epoch copies them.
+      if (c.epoch === epoch) c.lost = true;
+    };
+    held.then(end, (e: unknown) => {
+      holderFailure = e;
+      end();
+    });
+    // A holder that cannot start (or dies at once) fails this wait rather than leaving it waiting.
+    const endedEarly = held.then(() => {
+      // A failure of the migration, not of the workflow task (a plain Error would retry the task forever).
+      throw failure('SnapshotLost', `the snapshot of epoch ${epoch} ended before it was ready`);
+    });
+    // Its failure reaches the race below; this only keeps it from being unhandled once the epoch was ready.
+    endedEarly.catch(() => undefined);
+    let ready;
+    try {
+      ready = await Promise.race([acts.awaitEpoch({ migration: s.name, spec: s.spec, epoch, timeoutMs: 120_000 }), endedEarly]);
+    } catch (e) {
+      // The source cannot be reached: said, waited for in sight, then another epoch.
+      if (ended && !isCancellation(e) && (await waitedInSight(holderFailure, 'holdSnapshot', ++waited))) {
+        lastWait = holderFailure;
+        tries--;
+        continue;
+      }
+      // Its worker died while it opened: another epoch, a few times.
+      if (ended && !isCancellation(e) && tries < MAX_FRUITLESS_EPOCHS) continue;
+      throw e;
+    }
+    if (lastWait) reachedAgain(lastWait, 'holdSnapshot');
+    if (!ready.slotCreated) await applyTo(s, ready.point);
+    return { epoch, point: ready.point, ended: () => ended, close: () => scope.cancel() };
+  }
+}
+
+/**
+ * The backfill under change capture: every range copied at an epoch's snapshot, and the rows
+ * outside the planned ranges at the same one. An epoch whose holder dies ends there; the ranges not
+ * yet copied continue in a new one (what was copied stays).
+ */
+export async function capturedBackfill(s: MigrationState): Promise<void> {
+  const c = cap(s);
+  // The ranges change: the next checkpoint is the evidence (and the final window's start).
+  c.checkpoint = null;
+  let fruitless = 0;
+  for (;;) {
+    s.setPhase('backfilling', `opening snapshot epoch ${c.epochs + 1}`);
+    const ep = await openEpoch(s);
+    c.epoch = ep.epoch;
+    c.point = ep.point;
+    c.lost = ep.ended();
+    const before = s.tables.reduce((a, t) => a + t.verified + t.failed.size, 0);
+    try {
+      await backfill(s);
+      if (!c.lost && !ep.ended() && s.aborted === undefined) {
+        for (const [t, st] of s.tables.entries())
+          await summarised(`copy the rows of ${st.plan.source} outside its ranges at the snapshot`).copyOutside({
+            migration: s.name,
+            spec: s.spec,
+            tableIndex: t,
+            plan: st.plan,
+            repair: true,
+            epoch: ep.epoch,
+          });
+      }
+    } catch (e) {
+      if (!isSnapshotGone(e) || isCancellation(e)) throw e;
+      c.lost = true;
+    } finally {
+      ep.close();
+      c.epoch = undefined;
+    }
+    const lostIt = c.lost || ep.ended();
+    c.lost = false;
+    if (!lostIt || s.aborted !== undefined) return;
+    const after = s.tables.reduce((a, t) => a + t.verified + t.failed.size, 0);
+    fruitless = after > before ? 0 : fruitless + 1;
+    if (fruitless >= MAX_FRUITLESS_EPOCHS) {
+      // A failure of the migration, with its reason (a plain Error would retry the workflow task forever).
+      throw failure('SnapshotLost', `${MAX_FRUITLESS_EPOCHS} snapshot epochs in a row ended before a range was copied`);
+    }
+  }
+}
+
+/** The stream back to back until the target is within `catchUp.maxLag` of the source. */
+async function converge(s: MigrationState): Promise<void> {
+  const maxLag = durationMs(catchUpOf(s.spec).maxLag);
+  for (let round = 1; s.aborted === undefined; round++) {
+    const r = await applyRound(s);
+    s.detail = `round ${round}: ${r.transactions} transaction(s), ${r.rows} row(s) applied; ${showLag(cap(s))}`;
+    s.showDetails();
+    // Reached its fence within the bound: a change committed when it started was applied that fast.
+    if (r.reached && r.ms <= maxLag) return;
+  }
+}
+
+/**
+ * A checkpoint: a new snapshot at P, the stream applied exactly to P, then every range (and the
+ * rows outside them) compared source@P against the target. Green: P is the evidence's point.
+ */
+async function checkpoint(s: MigrationState): Promise<void> {
+  const c = cap(s);
+  for (let tries = 1; ; tries++) {
+    s.detail = 'checkpoint: a new snapshot, the stream applied exactly to it, every range compared at it';
+    s.showDetails();
+    // The source's own counts, before the snapshot: what the final window's tripwire starts from.
+    // (Patched: migrations started before this had no tripwire.)
+    const baseline = patched('capture-tripwire')
+      ? await summarised("read the source's write counters before the checkpoint").captureBaseline({ spec: s.spec })
+      : undefined;
+    const ep = await openEpoch(s);
+    try {
+      let outsideEqual = true;
+      for (const [t, st] of s.tables.entries()) {
+        const r = await summarised(`compare every range of ${st.plan.source} at the checkpoint ${ep.point}`).sweepTable({
+          migration: s.name,
+          spec: s.spec,
+          tableIndex: t,
+          plan: st.plan,
+          repair: false,
+          epoch: ep.epoch,
+        });
+        const still = new Map(r.failed.map((f) => [f.index, f]));
+        for (const i of st.failed.keys()) if (!still.has(i)) st.verified++;
+        for (const f of r.failed) if (!st.failed.has(f.index)) st.verified--;
+        st.failed = still;
+        outsideEqual &&= r.outside.equal;
+        s.touch(t);
+      }
+      if (!outsideEqual) s.detail = 'rows outside the planned ranges differ at the checkpoint';
+      if (s.failedCount() === 0 && outsideEqual) {
+        // The whole-table totals at the same point: what the final window builds on.
+        await reconcileAll(s, { epoch: ep.epoch });
+        c.checkpoint = ep.point;
+        c.baseline = baseline;
+      }
+      return;
+    } catch (e) {
+      // The checkpoint's holder died: take another (the stream never moved past its point).
+      if (isCancellation(e) || (!isSnapshotGone(e) && !ep.ended()) || tries >= MAX_FRUITLESS_EPOCHS) throw e;
+    } finally {
+      ep.close();
+    }
+  }
+}
+
+/** Catching up under change capture: the stream until the lag is within bounds, then a checkpoint. */
+export async function capturedCatchUp(s: MigrationState): Promise<void> {
+  s.setPhase('catching_up', 'applying the changes captured since the snapshot');
+  await converge(s);
+  if (s.aborted !== undefined) return;
+  await checkpoint(s);
+}
+
+/** While the gate waits: the stream goes on, so the final window stays small. */
+export async function streamWhileWaiting(s: MigrationState): Promise<void> {
+  await applyRound(s, { maxMs: 10_000 });
+}
+
+/**
+ * The final window, on a frozen source: the stream applied to a fence set now (every transaction
+ * committed before it), then every key changed since the checkpoint compared on both sides.
+ * Returns why it is red, or undefined.
+ */
+export async function capturedFinalWindow(s: MigrationState): Promise<string | undefined> {
+  const c = cap(s);
+  for (;;) {
+    const r = await applyRound(s);
+    if (r.reached) break;
+  }
+  if (!c.checkpoint) return 'no green checkpoint to compare the final window against';
+  const w = await summarised(`compare every key changed since the checkpoint ${c.checkpoint}`).compareWindow({
+    migration: s.name,
+    spec: s.spec,
+    since: c.checkpoint,
+  });
+  const red = w.filter((x) => x.differing > 0 || x.source.rows !== x.target.rows || x.source.checksum !== x.target.checksum);
+  c.windowKeys = w.reduce((a, x) => a + x.keys, 0);
+  if (red.length)
+    return `the final window differs: ${red.map((x) => `${x.differing} of ${x.keys} changed key(s) in ${x.table}, e.g. (${x.sample[0]?.join(', ')})`).join('; ')}`;
+  return undefined;
+}
+
+/**
+ * After a green window, on the frozen source: what the stream could not have told. A relation
+ * rewritten or truncated since the checkpoint makes the window red (a new checkpoint proves it);
+ * writes the counters cannot account for exactly make the final check measure every range again.
+ * Returns why it is red, or whether every range must be measured. (Patched with the baseline.)
+ */
+export async function capturedTripwire(s: MigrationState): Promise<{ red?: string; sweep: boolean }> {
+  const c = cap(s);
+  if (!patched('capture-tripwire')) return { sweep: false };
+  const measure = 'every range measured again on the frozen source, and copied again where it changed';
+  if (!c.baseline) {
+    c.tripwire = `no write counters from the checkpoint: ${measure}`;
+    return { sweep: true };
+  }
+  const t = await summarised('account for every write on the source since the checkpoint').captureTripwire({
+    migration: s.name,
+    spec: s.spec,
+    baseline: c.baseline,
+  });
+  if (t.rewritten.length)
+    return {
+      red: `rewritten or truncated on the source since the checkpoint (TRUNCATE, VACUUM FULL, CLUSTER, a type change): ${t.rewritten.join(', ')}; a new checkpoint compares every range again`,
+      sweep: false,
+    };
+  c.tripwire = t.accounted ? t.detail : `${t.detail}: ${measure}`;
+  return { sweep: !t.accounted };
+}
+
+/** Drops the slot and publication the migration created (once). `last`: on the way out of a failure. */
+export async function dropCapture(s: MigrationState, o: { last?: boolean } = {}): Promise<void> {
+  const c = s.live?.capture;
+  if (!c || c.dropped) return;
+  const a = o.last ? lastTries : summarised('drop the replication slot and publication');
+  await a.dropCapture({ migration: s.name, spec: s.spec });
+  c.dropped = true;
+}
+
+/** A sentence on what the slot holds back, for a migration that waits for a person. */
+export async function slotNote(s: MigrationState): Promise<string> {
+  if (!s.live?.capture || s.live.capture.dropped) return '';
+  const st = await acts.slotState({ spec: s.spec });
+  if (!st.exists) return '';
+  const mb = (Number(st.retainedBytes) / (1024 * 1024)).toFixed(1);
+  return `; replication slot ${st.slot} retains ${mb} MB of WAL on the source while this waits (backfill abort drops it)`;
+}

@@ -1,0 +1,115 @@
+// The tripwire of change capture's final window. The window compares the keys the stream saw change
+// since the checkpoint; a change the stream never carried (a bug, a table left out of the
+// publication for a moment, a leaf partition truncated, a table rewritten) would not be among them.
+// Two things the source keeps on its own, read in its catalog, account for it at the cost of the
+// window, not of the table:
+// - each relation's storage (pg_relation_filenode): a TRUNCATE, VACUUM FULL, CLUSTER or rewrite
+//   changes it, and the stream does not always say so (a leaf partition's TRUNCATE under
+//   publish_via_partition_root sends nothing);
+// - the write counters (pg_stat_user_tables: rows inserted, updated, deleted) of the table and every
+//   partition under it: since the checkpoint they must equal the changes the stream delivered.
+// The counters also count aborted writes, and a backend reports them up to a second late: when they
+// do not account for every write exactly (or cannot: PostgreSQL before 15, track_counts off), the
+// final check reads the whole-table totals on the frozen source instead. Never green on a guess.
+import type { MigrationSpec } from '../spec/schema';
+import { poolFor } from '../db/pools';
+import { guarded } from '../db/errors';
+import { DELIVERED_SINCE } from './ledger';
+import { COUNTERS_USABLE_SQL, WAL_INSERT_SQL, WRITES_AND_STORAGE_SQL } from '../db/sql';
+import { bindingFor } from '../plan/binding';
+import { heartbeat } from '../activities/heartbeat';
+
+export interface CaptureBaseline {
+  /** the source's WAL position read just after the counters: changes committed after it are counted */
+  lsn: string;
+  /** the counters can prove a window (PostgreSQL 15 or later, track_counts on) */
+  usable: boolean;
+  /** per table: its writes so far, and the storage of each relation under it ([name, filenode]) */
+  tables: { writes: string; storage: [string, string | null][] }[];
+}
+
+export interface TripwireResult {
+  /** relations whose storage changed since the checkpoint: the window cannot vouch for them */
+  rewritten: string[];
+  /** every write the counters saw since the checkpoint is a change the stream delivered */
+  accounted: boolean;
+  /** for people: how it was judged */
+  detail: string;
+}
+
+/** Counters settle once a second (a backend's stats are flushed at most that often). */
+const SETTLE_MS = 1_100;
+const SETTLE_LIMIT_MS = 2_500;
+
+async function tableStates(spec: MigrationSpec): Promise<{ writes: string; storage: [string, string | null][] }[]> {
+  const src = poolFor(spec.source, 'read');
+  const out = [];
+  for (const [i, t] of spec.tables.entries()) {
+    const b = await bindingFor(spec, t, i);
+    const r = (await src.query<{ writes: string; storage: string }>(WRITES_AND_STORAGE_SQL, [b.sourceRel.oid])).rows[0];
+    out.push({ writes: r.writes, storage: JSON.parse(r.storage) as [string, string | null][] });
+  }
+  return out;
+}
+
+/** Read at a checkpoint, before its snapshot: the counters first, then the WAL position. */
+export async function captureBaseline(input: { spec: MigrationSpec }): Promise<CaptureBaseline> {
+  return guarded("reading the source's write counters", async () => {
+    const src = poolFor(input.spec.source, 'read');
+    const usable = Boolean((await src.query<{ usable: boolean }>(COUNTERS_USABLE_SQL)).rows[0].usable);
+    const tables = await tableStates(input.spec);
+    const lsn = (await src.query<{ lsn: string }>(WAL_INSERT_SQL)).rows[0].lsn;
+    return { lsn, usable, tables };
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** On the frozen source, after the stream reached the freeze's fence. */
+export async function captureTripwire(input: { migration: string; spec: MigrationSpec; baseline: CaptureBaseline }): Promise<TripwireResult> {
+  const { spec, baseline } = input;
+  return guarded("accounting for the source's writes since the checkpoint", async () => {
+    let now = await tableStates(spec);
+    const rewritten: string[] = [];
+    now.forEach((t, i) => {
+      const before = new Map(baseline.tables[i]?.storage ?? []);
+      for (const [name, node] of t.storage) if (before.has(name) && before.get(name) !== node) rewritten.push(name);
+    });
+    if (!baseline.usable)
+      return { rewritten, accounted: false, detail: "the source's write counters cannot prove the window (PostgreSQL before 15, or track_counts off)" };
+    const d = await poolFor(spec.target, 'write').query<{ table_index: number; delivered: string; unknown: number }>(DELIVERED_SINCE, [
+      input.migration,
+      baseline.lsn,
+      spec.tables.map((_, i) => i),
+    ]);
+    if (d.rows.some((r) => r.unknown > 0))
+      return { rewritten, accounted: false, detail: 'transactions applied before the per-table counts were kept cannot be counted' };
+    const delivered = new Map(d.rows.map((r) => [Number(r.table_index), BigInt(r.delivered)]));
+    const excess = (states: typeof now) => states.map((t, i) => BigInt(t.writes) - BigInt(baseline.tables[i].writes) - (delivered.get(i) ?? 0n));
+    const started = Date.now();
+    const tally = (states: typeof now) =>
+      states
+        .map(
+          (t, i) =>
+            `${spec.tables.length > 1 ? `table ${i + 1}: ` : ''}${BigInt(t.writes) - BigInt(baseline.tables[i].writes)} row write(s) counted on the source since the checkpoint, ${delivered.get(i) ?? 0n} change(s) delivered by the stream`,
+        )
+        .join('; ');
+    let e = excess(now);
+    for (;;) {
+      // More writes than changes delivered: aborted transactions, late statistics at the
+      // checkpoint, or a change the stream never carried. Waiting cannot lower it.
+      const over = e.findIndex((x) => x > 0n);
+      if (over >= 0) return { rewritten, accounted: false, detail: `${tally(now)} (aborted writes count there too)` };
+      if (Date.now() - started > SETTLE_LIMIT_MS) return { rewritten, accounted: false, detail: `the source's write counters did not settle: ${tally(now)}` };
+      await sleep(SETTLE_MS);
+      heartbeat({ settling: true });
+      const again = await tableStates(spec);
+      const e2 = excess(again);
+      // Equal to every change delivered, and unchanged over a flush interval: settled, exact.
+      if (e.every((x) => x === 0n) && e2.every((x) => x === 0n) && again.every((t, i) => t.writes === now[i].writes))
+        return { rewritten, accounted: true, detail: `the source's write counters account for every change since the checkpoint (${tally(again)})` };
+      now = again;
+      e = e2;
+    }
+  });
+}

@@ -1,0 +1,88 @@
+// The gate: the evidence is green and its digest presented; a person approves exactly that digest
+// (or `cutover.approval: auto` does). Catch-up goes on while the gate waits; a window that does not
+// verify turns it red and the migration goes back to catching up, for a new digest.
+import { allHandlersFinished, condition, continueAsNew, upsertSearchAttributes } from '@temporalio/workflow';
+import { catchUpOf, durationMs } from '../spec/schema';
+import type { Approval } from '../domain/report';
+import type { MigrationResult } from '../workflows/messages';
+import { ATTENTION, attentionKey } from '../workflows/search-attributes';
+import type { MigrationState } from '../workflows/state';
+import type { MigrationWorkflow, Stage } from '../workflows/types';
+import { audit, voidApproval } from '../workflows/audit';
+import { buildReport } from '../report/evidence.workflow';
+import { deltaRound } from '../catchup/rounds.workflow';
+import { needsAttention, stopIfAborted } from '../workflows/attention';
+import { streamWhileWaiting } from '../capture/epochs.workflow';
+
+/** Between two calls of the stream while the gate waits. */
+const CAPTURE_PAUSE_MS = 1000;
+
+export type GateOutcome = { approved: Approval } | { to: Stage } | { end: MigrationResult };
+
+export async function gate(s: MigrationState): Promise<GateOutcome> {
+  const { spec } = s;
+  // A run continued from the gate presents the same evidence again (the ledger did not change).
+  if (!s.report) await buildReport(s, { evidenceMark: s.live?.evidenceMark ?? null });
+  s.approval = undefined;
+  s.rejection = undefined;
+  if (spec.cutover.approval === 'auto') {
+    s.approval = { approver: 'auto', digest: s.report!.digest, approvedAt: new Date().toISOString() };
+    s.approvals.push(s.approval);
+    return { approved: s.approval };
+  }
+  s.setPhase('awaiting_approval', `approve digest ${s.digest} to switch`);
+  const c = catchUpOf(spec);
+  const enteredAt = Date.now();
+  const overdueAt = spec.cutover.approvalTimeout ? enteredAt + durationMs(spec.cutover.approvalTimeout) : undefined;
+  let red = false;
+  for (;;) {
+    const decided = () => s.decided();
+    // Change capture streams on while the gate waits, with a short pause between calls.
+    const waits = [
+      s.hasDelta() ? durationMs(c.interval) : s.live?.capture ? CAPTURE_PAUSE_MS : undefined,
+      overdueAt && !s.attention ? Math.max(1, overdueAt - Date.now()) : undefined,
+    ].filter((w): w is number => w !== undefined);
+    if (waits.length === 0) await condition(decided);
+    else if (await condition(decided, Math.min(...waits))) break;
+    if (decided()) break;
+    if (overdueAt !== undefined && !s.attention && Date.now() >= overdueAt) {
+      // Waiting too long is worth a look; it never approves anything by itself.
+      s.attention = ATTENTION.approvalOverdue;
+      s.detail = `approve digest ${s.digest} to switch; waiting for approval for longer than ${spec.cutover.approvalTimeout}`;
+      upsertSearchAttributes([{ key: attentionKey, value: s.attention }]);
+      s.showDetails();
+    }
+    if (s.hasDelta() && !decided()) {
+      // Catch-up goes on while the gate waits; a window that does not verify turns it red.
+      if (!(await deltaRound(s))) {
+        red = true;
+        break;
+      }
+    }
+    if (s.live?.capture && !decided()) await streamWhileWaiting(s);
+    if (s.historyFull() && !decided()) {
+      await condition(allHandlersFinished);
+      await continueAsNew<MigrationWorkflow>(spec, s.carry());
+    }
+  }
+  if (s.attention) {
+    s.attention = undefined;
+    upsertSearchAttributes([{ key: attentionKey, value: null }]);
+    s.showDetails();
+  }
+  const stop = await stopIfAborted(s);
+  if (stop) return { end: stop };
+  if (red) {
+    if (s.approval) await voidApproval(s, 'a catch-up window did not verify while the gate waited');
+    return { to: 'catchup' };
+  }
+  // (Read through a widened type: the handlers set it while this function waited.)
+  const r = s.rejection as MigrationState['rejection'];
+  if (r) {
+    await audit(s, 'reject', r.approver, s.digest, { reason: r.reason });
+    const end = await needsAttention(s, `rejected by ${r.approver}: ${r.reason}`);
+    if (end) return { end };
+  }
+  if (!s.approval) return { to: 'backfill' };
+  return { approved: s.approval };
+}

@@ -1,0 +1,31 @@
+// Switching authority: sequences advanced past the copied keys, then the switch action, exactly
+// once (its record commits with it).
+import type { Approval } from '../domain/report';
+import { summarised } from '../workflows/activities';
+import type { MigrationResult } from '../workflows/messages';
+import type { MigrationState } from '../workflows/state';
+import { dropCapture } from '../capture/epochs.workflow';
+
+export async function switchAuthority(s: MigrationState, approved: Approval): Promise<MigrationResult> {
+  s.setPhase('switching');
+  await summarised('advance the target sequences past the copied keys').advanceSequences({ spec: s.spec });
+  const sw = await summarised(`switch authority (digest ${approved.digest}, approved by ${approved.approver})`).runSwitch({
+    migration: s.name,
+    execution: s.execution,
+    spec: s.spec,
+    digest: approved.digest,
+    approver: approved.approver,
+  });
+  s.report = { ...s.report!, switchedAt: sw.switchedAt };
+  // The target is the source of truth now: the slot and publication go.
+  await dropCapture(s);
+  s.setPhase('completed');
+  return {
+    migration: s.name,
+    phase: 'completed',
+    verdict: 'green',
+    digest: approved.digest,
+    switchedAt: sw.switchedAt,
+    ...(s.finalWindow ? { finalWindow: s.finalWindow } : {}),
+  };
+}

@@ -1,0 +1,76 @@
+// The evidence: the global checks per table, then the report and its digest, built from the ledger.
+import type { MigrationState } from '../workflows/state';
+import { patched } from '@temporalio/workflow';
+import { summarised } from '../workflows/activities';
+import type { Report } from '../domain/report';
+import { resumeSummary } from '../domain/resume';
+
+/** Foreign keys were set aside at planning (only then is there anything to restore). */
+export function hasConstraints(s: MigrationState): boolean {
+  return s.plans.some((p) => (p.setAside?.length ?? 0) > 0);
+}
+
+/** The constraints set aside, re-created and validated; returns the ones the rows break, in words. */
+export async function restoreConstraints(s: MigrationState): Promise<string[]> {
+  const cs = await summarised('restore and validate the foreign keys set aside').restoreConstraints({ spec: s.spec, migration: s.name });
+  return cs.filter((c) => c.wasValid && !c.valid).map((c) => `${c.owner} constraint ${c.name}: ${c.detail ?? 'not valid'}`);
+}
+
+/** Reconciling: the global checks of every table, `concurrency` tables at a time. */
+export async function reconcileAll(s: MigrationState, o: { epoch?: number } = {}): Promise<void> {
+  s.setPhase('reconciling');
+  const reconcile = (i: number) => {
+    const st = s.tables[i];
+    return summarised(`reconcile ${st.plan.source}: totals, the sum of the ranges, rows outside them`).reconcileTable({
+      migration: s.name,
+      spec: s.spec,
+      tableIndex: i,
+      plan: st.plan,
+      // Change capture's checkpoint: the source at its snapshot, the target stopped at its point.
+      ...(o.epoch !== undefined ? { epoch: o.epoch } : {}),
+    });
+  };
+  // (Patched: migrations started before went one table after another.)
+  if (!patched('reconcile-tables-in-parallel')) {
+    for (let i = 0; i < s.tables.length; i++) await reconcile(i);
+    return;
+  }
+  let next = 0;
+  const lane = async () => {
+    while (next < s.tables.length) await reconcile(next++);
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(s.concurrency, s.tables.length)) }, lane));
+}
+
+/**
+ * The report as the ledger has it now, and its digest. `evidenceMark`: the watermark the evidence
+ * was taken at (a run continued from the gate presents the same one); `final`: the source is frozen,
+ * so the totals count too.
+ */
+export async function buildReport(s: MigrationState, o: { evidenceMark?: string | null; final?: boolean } = {}): Promise<void> {
+  const delta = s.delta();
+  // Entries recorded before the build are in the ledger it reads; those recorded during it may be.
+  const before = s.auditSince.length;
+  s.buildingReport = true;
+  s.report = await summarised('build the report and its digest from the ledger')
+    .buildReport({
+      migration: s.name,
+      spec: s.spec,
+      phase: s.phase,
+      plans: s.plans,
+      generatedAt: new Date().toISOString(),
+      ...(delta ? { delta: { ...delta, watermark: o.evidenceMark === undefined ? delta.watermark : o.evidenceMark } } : {}),
+      ...(s.live && !o.final ? { live: true } : {}),
+      ...(s.live?.capture ? { capture: captureOfReport(s) } : {}),
+      ...(s.resume ? { resume: resumeSummary(s.resume, s.plans) } : {}),
+    })
+    .finally(() => (s.buildingReport = false));
+  s.auditSince.splice(0, before);
+  s.digest = s.report.digest;
+}
+
+/** Change capture as the report keeps it. */
+function captureOfReport(s: MigrationState): NonNullable<Report['capture']> {
+  const c = s.captureView()!;
+  return { checkpoint: c.checkpoint, appliedLsn: c.appliedLsn, transactions: c.transactions, rows: c.rows, lagSeconds: c.lagSeconds, lagBytes: c.lagBytes };
+}
