@@ -60,6 +60,16 @@ export default defineConfig(
     // activity-side modules are refused by .dependency-cruiser.cjs.
     files: workflowSide.WORKFLOW_SIDE,
     rules: {
+      // A plain Error thrown in workflow code fails the workflow *task*, which Temporal retries
+      // forever; a migration fails with its reason only through an ApplicationFailure
+      // (src/domain/failures.ts).
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: 'ThrowStatement > NewExpression[callee.name=/^(Error|TypeError|RangeError)$/]',
+          message: 'Workflow code throws ApplicationFailure (src/domain/failures.ts), never a plain Error.',
+        },
+      ],
       '@typescript-eslint/no-restricted-imports': [
         'error',
         {
