@@ -8,6 +8,9 @@ import { NO_KEYS, buildTableReport, evidenceText, isGreen, type TableEvidence } 
 import { digestOf } from '../src/report/digest';
 import { checkSpec, durationMs, isLive } from '../src/spec/schema';
 import { bounded } from '../src/infra/postgres';
+import { readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { ROOT } from './helpers/cli';
 
 test('sql: identifiers are quoted part by part, quotes doubled', () => {
   assert.equal(quoteIdent('orders'), '"orders"');
@@ -200,4 +203,85 @@ test('report: while the source takes writes the ranges are the evidence; frozen,
 test('postgres: a setup step that never settles fails within its bound instead of hanging or exiting quietly', async () => {
   await assert.rejects(bounded(new Promise(() => undefined), 'initdb', 50), /embedded PostgreSQL: initdb did not finish within 0.05 s/);
   assert.equal(await bounded(Promise.resolve(7), 'start', 50), 7);
+});
+
+/**
+ * A string literal that opens with an SQL statement: a statement's keyword, then more of it. A bare
+ * keyword is not one ('BEGIN', 'COMMIT' and 'ROLLBACK' handed to a transaction, 'SELECT' as a
+ * privilege's name). Keywords are upper case, as every SQL text here writes them.
+ */
+const SQL_STATEMENT = new RegExp(
+  String.raw`[\`'"]\s*(?:${[
+    'SELECT',
+    'INSERT',
+    'UPDATE',
+    'DELETE',
+    'MERGE',
+    'CREATE',
+    'ALTER',
+    'DROP',
+    'WITH',
+    'VALUES',
+    'TABLE',
+    'COPY',
+    'SET',
+    'RESET',
+    'SHOW',
+    'BEGIN',
+    'START',
+    'COMMIT',
+    'ROLLBACK',
+    'SAVEPOINT',
+    'LOCK',
+    'GRANT',
+    'REVOKE',
+    'TRUNCATE',
+    'COMMENT ON',
+    'ANALYZE',
+    'VACUUM',
+    'EXPLAIN',
+    'REINDEX',
+    'CLUSTER',
+    'REFRESH',
+    'CALL',
+    'DO',
+    'NOTIFY',
+    'LISTEN',
+    'DISCARD',
+    'PREPARE',
+    'EXECUTE',
+    'DECLARE',
+    'FETCH',
+    'IDENTIFY_SYSTEM',
+    'CREATE_REPLICATION_SLOT',
+    'DROP_REPLICATION_SLOT',
+    'READ_REPLICATION_SLOT',
+    'START_REPLICATION',
+    'TIMELINE_HISTORY',
+    'BASE_BACKUP',
+  ].join('|')})\s+\S`,
+  'g',
+);
+
+/** Where `text` (a TypeScript file) holds an SQL statement outside its comments: line numbers. */
+function sqlStatementLines(text: string): number[] {
+  const lines = text.split('\n');
+  const code = lines.map((l) => (/^\s*(\/\/|\/\*|\*)/.test(l) ? '' : l)).join('\n');
+  return [...code.matchAll(SQL_STATEMENT)].map((m) => code.slice(0, m.index).split('\n').length);
+}
+
+/** Every .ts file under `dir` (relative to the repository, with / between parts). */
+function tsFiles(dir: string): string[] {
+  return readdirSync(join(ROOT, dir), { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? tsFiles(`${dir}/${e.name}`) : e.name.endsWith('.ts') ? [`${dir}/${e.name}`] : [],
+  );
+}
+
+test("sql: every SQL text lives in src/db/ or in a capability's sql.ts", () => {
+  assert.deepEqual(sqlStatementLines("const a = 'SELECT 1';\nconst b = `\nUPDATE t SET x = 1`;\n// `DELETE FROM t` in a comment"), [1, 2]);
+  assert.deepEqual(sqlStatementLines("q('BEGIN'); q('COMMIT'); rights: ['SELECT', 'INSERT'], `the SELECT on t`"), []);
+  const outside = tsFiles('src')
+    .filter((f) => !f.startsWith('src/db/') && !f.endsWith('/sql.ts'))
+    .flatMap((f) => sqlStatementLines(readFileSync(join(ROOT, f), 'utf8')).map((n) => `${f}:${n}`));
+  assert.deepEqual(outside, [], `SQL outside src/db/ and the capabilities' sql.ts (move it there, as a constant or a small builder):\n${outside.join('\n')}`);
 });

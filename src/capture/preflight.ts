@@ -4,7 +4,18 @@
 import { captureOf, type MigrationSpec } from '../spec/schema';
 import { poolFor } from '../db/pools';
 import type pg from 'pg';
-import { CAPTURE_SERVER_SQL, CAPTURE_TABLES_SQL, PUBLICATION_SQL, PUBLICATION_TABLES_SQL, SLOT_SQL, quoteIdent } from '../db/sql';
+import { quoteIdent } from '../db/sql';
+import {
+  CAPTURE_SERVER_SQL,
+  CAPTURE_TABLES_SQL,
+  PUBLICATION_SQL,
+  PUBLICATION_TABLES_SQL,
+  SLOT_SQL,
+  addTablesSql,
+  createPublicationHint,
+  setTablesHint,
+  viaRootSql,
+} from './sql';
 import { readableName } from './tables';
 import type { Binding } from '../plan/binding';
 
@@ -84,27 +95,25 @@ async function publicationProblems(src: pg.Pool, publication: string, bindings: 
   const at = 'capture.publication';
   const name = readableName(quoteIdent(publication));
   const pub = (await src.query(PUBLICATION_SQL, [publication])).rows[0] as { via_root: string } | undefined;
-  if (!pub) return [`${at}: "${publication}" does not exist on the source (CREATE PUBLICATION ${name} FOR TABLE ... WITH (publish_via_partition_root = true))`];
+  if (!pub) return [`${at}: "${publication}" does not exist on the source (${createPublicationHint(name)})`];
   const out: string[] = [];
   const partitioned = bindings.filter((b) => tables.find((t) => t.oid === b.sourceRel.oid)?.kind === 'p');
   if (pub.via_root !== 't' && partitioned.length)
     out.push(
       `${at}: "${publication}" has publish_via_partition_root off, so the changes of ${partitioned.map((b) => b.sourceName).join(', ')} (partitioned) would arrive under their partitions' names: ` +
-        `ALTER PUBLICATION ${name} SET (publish_via_partition_root = true)`,
+        viaRootSql(name),
     );
   const published = new Map(
     ((await src.query(PUBLICATION_TABLES_SQL, [publication])).rows as { oid: string; rowfilter: string | null }[]).map((r) => [r.oid, r]),
   );
   // A partitioned table without publish_via_partition_root is listed by its partitions: said above.
   const missing = bindings.filter((b) => !published.has(b.sourceRel.oid) && !(pub.via_root !== 't' && partitioned.includes(b)));
-  if (missing.length)
-    out.push(
-      `${at}: "${publication}" does not publish ${missing.map((b) => b.sourceName).join(', ')} (ALTER PUBLICATION ${name} ADD TABLE ${missing.map((b) => b.sourceName).join(', ')})`,
-    );
+  const unpublished = missing.map((b) => b.sourceName);
+  if (unpublished.length) out.push(`${at}: "${publication}" does not publish ${unpublished.join(', ')} (${addTablesSql(name, unpublished)})`);
   const filtered = bindings.filter((b) => published.get(b.sourceRel.oid)?.rowfilter);
   if (filtered.length)
     out.push(
-      `${at}: "${publication}" publishes ${filtered.map((b) => b.sourceName).join(', ')} with a row filter (WHERE), so changes of the rows it leaves out would not reach the target: publish the whole table (ALTER PUBLICATION ${name} SET TABLE ... without WHERE)`,
+      `${at}: "${publication}" publishes ${filtered.map((b) => b.sourceName).join(', ')} with a row filter (WHERE), so changes of the rows it leaves out would not reach the target: publish the whole table (${setTablesHint(name)} without WHERE)`,
     );
   return out;
 }

@@ -10,8 +10,8 @@ import { parse } from 'pg-connection-string';
 import { both } from 'pg-copy-streams';
 import { PINNED } from '../db/pools';
 import { markUnreachable } from '../db/reach';
-import { quoteIdent, quoteLiteral } from '../db/sql';
 import { CaptureError, explain, reasonOf } from './errors';
+import { REPLICATION_VERSION_SQL, SLOT_STATE_SQL, TERMINATE_BACKEND_SQL, createSlotSql, startReplicationSql } from './sql';
 import { codeOf } from '../db/sqlstate';
 import { FrameQueue } from './frame-queue';
 import { parseLsn, showLsn } from './lsn';
@@ -84,12 +84,8 @@ export async function createSlot(connectionString: string, o: { slot: string; te
   const client = await connected(clientFor(connectionString, REPLICATION_SETTINGS, true), 'a replication session');
   try {
     // Asked before the slot is made: after it, any command would end the exported snapshot.
-    const version = Number((await client.query<{ server_version_num: string }>('SHOW server_version_num')).rows[0].server_version_num);
-    // PostgreSQL 15 took options in parentheses; 14 has the older keyword.
-    const exported = version >= 150000 ? "(SNAPSHOT 'export')" : 'EXPORT_SNAPSHOT';
-    const r = await client.query<{ consistent_point: string; snapshot_name: string }>(
-      `CREATE_REPLICATION_SLOT ${quoteIdent(o.slot)} ${o.temporary ? 'TEMPORARY ' : ''}LOGICAL pgoutput ${exported}`,
-    );
+    const version = Number((await client.query<{ server_version_num: string }>(REPLICATION_VERSION_SQL)).rows[0].server_version_num);
+    const r = await client.query<{ consistent_point: string; snapshot_name: string }>(createSlotSql(o.slot, o.temporary, version));
     const row = r.rows[0];
     return { client, consistentPoint: row.consistent_point, snapshot: row.snapshot_name };
   } catch (e) {
@@ -121,10 +117,6 @@ export interface StreamOptions {
 }
 
 const SLOT_FREE_WAIT_MS = 15_000;
-
-const SLOT_STATE_SQL = `
-SELECT active_pid, confirmed_flush_lsn::text AS confirmed, wal_status, slot_type, plugin
-  FROM pg_replication_slots WHERE slot_name = $1 AND (database = current_database() OR database IS NULL)`;
 
 interface SlotState {
   active_pid: number | null;
@@ -160,7 +152,7 @@ async function freeSlot(connectionString: string, slot: string): Promise<bigint>
       if (s.active_pid == null) return s.confirmed ? parseLsn(s.confirmed) : 0n;
       if (Date.now() > deadline)
         throw new CaptureError(`the replication slot ${slot} is still in use by another session after ${SLOT_FREE_WAIT_MS / 1000} s`, '55006');
-      await session.query('SELECT pg_terminate_backend($1)', [s.active_pid]);
+      await session.query(TERMINATE_BACKEND_SQL, [s.active_pid]);
       await new Promise((r) => setTimeout(r, 100));
     }
   } catch (e) {
@@ -169,11 +161,6 @@ async function freeSlot(connectionString: string, slot: string): Promise<bigint>
     // A session that cannot close cleanly is gone anyway; the work's own errors are reported.
     await session.end().catch(() => undefined);
   }
-}
-
-export function startReplicationSql(o: StreamOptions): string {
-  // publication_names is a list of identifiers inside one string literal.
-  return `START_REPLICATION SLOT ${quoteIdent(o.slot)} LOGICAL ${showLsn(parseLsn(o.startLsn))} (proto_version '1', publication_names ${quoteLiteral(quoteIdent(o.publication))}, messages 'true')`;
 }
 
 export async function openStream(connectionString: string, o: StreamOptions): Promise<ReplicationStream> {
@@ -192,7 +179,10 @@ export async function openStream(connectionString: string, o: StreamOptions): Pr
 async function startStreaming(connectionString: string, o: StreamOptions, slotConfirmed: bigint): Promise<ReplicationStream> {
   const client = await connected(clientFor(connectionString, REPLICATION_SETTINGS, true), 'a replication session');
   const socket = (client as unknown as { connection: { stream: Socket } }).connection.stream;
-  const copy = both(startReplicationSql(o), { alignOnCopyDataFrame: true, readableObjectMode: true });
+  const copy = both(startReplicationSql({ slot: o.slot, publication: o.publication, lsn: showLsn(parseLsn(o.startLsn)) }), {
+    alignOnCopyDataFrame: true,
+    readableObjectMode: true,
+  });
   // pg-copy-streams calls this when the server ends the COPY; it is set only when we end it. A
   // server that ends it first (an error, a shutdown) would otherwise throw inside pg's parser.
   (copy as unknown as { cb_flush: () => void }).cb_flush = () => undefined;

@@ -26,9 +26,9 @@ import {
   TERMINATE_SLOT_USER_SQL,
   createPublicationSql,
   dropPublicationSql,
-  hashedColumns,
   setPublicationTablesSql,
-} from '../db/sql';
+} from './sql';
+import { hashedColumns } from '../db/sql';
 import { applyChanges, type CaptureTable, type RelationScope } from './apply';
 import { createSlot } from './replication';
 import { bindingFor, type Binding } from '../plan/binding';

@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import { quoteIdent } from '../db/sql';
 import { CaptureError } from './errors';
+import { deleteRowSql, insertRowSql, updateRowSql } from './sql';
 import type { ColumnValue, DeleteMessage, InsertMessage, RelationMessage, Tuple, UpdateMessage } from './pgoutput';
 
 export interface CaptureTable {
@@ -165,11 +166,7 @@ export class StatementCache {
       if (v?.kind === 'unchanged') throw new CaptureError(`an insert into ${b.source} came without the value of ${t.columns[i].source}`, 'XX001');
       return valueOf(v);
     });
-    const s = this.cached(`${t.index}\0I`, () => {
-      const cols = t.columns.map((c) => quoteIdent(c.target)).join(', ');
-      const params = t.columns.map((c, i) => `$${i + 1}::${c.type}`).join(', ');
-      return `INSERT INTO ${t.target} (${cols}) VALUES (${params})`;
-    });
+    const s = this.cached(`${t.index}\0I`, () => insertRowSql(t.target, t.columns));
     return { statement: { ...s, values }, keys: [b.keyColumns.map((j) => values[j])], kind: 'insert' };
   }
 
@@ -190,11 +187,13 @@ export class StatementCache {
     const oldKey = change.old ? this.keyOf(b, change.old.tuple, 'an update') : newKey;
     const setValues = b.positions.flatMap((p, i) => (set[i] ? [valueOf(change.tuple[p])] : []));
     const shape = set.map((s) => (s ? '1' : '0')).join('');
-    const s = this.cached(`${t.index}\0U\0${shape}`, () => {
-      const cols = t.columns.filter((_, i) => set[i]);
-      const assignments = cols.map((c, i) => `${quoteIdent(c.target)} = $${i + 1}::${c.type}`).join(', ');
-      return `UPDATE ${t.target} SET ${assignments} WHERE ${this.where(t, b, cols.length)}`;
-    });
+    const s = this.cached(`${t.index}\0U\0${shape}`, () =>
+      updateRowSql(
+        t.target,
+        t.columns.filter((_, i) => set[i]),
+        keyTargets(b),
+      ),
+    );
     const moved = oldKey.some((v, j) => v !== newKey[j]);
     return { statement: { ...s, values: [...setValues, ...oldKey] }, keys: moved ? [oldKey, newKey] : [newKey], kind: 'update' };
   }
@@ -202,16 +201,12 @@ export class StatementCache {
   private delete(b: BoundRelation, change: DeleteMessage): PreparedChange {
     const t = b.table;
     const key = this.keyOf(b, change.old.tuple, 'a delete');
-    const s = this.cached(`${t.index}\0D`, () => `DELETE FROM ${t.target} WHERE ${this.where(t, b, 0)}`);
+    const s = this.cached(`${t.index}\0D`, () => deleteRowSql(t.target, keyTargets(b)));
     return { statement: { ...s, values: key }, keys: [key], kind: 'delete' };
   }
+}
 
-  private where(t: CaptureTable, b: BoundRelation, offset: number): string {
-    return b.keyColumns
-      .map((j, n) => {
-        const c = t.columns[j];
-        return `${quoteIdent(c.target)} = $${offset + n + 1}::${c.type}`;
-      })
-      .join(' AND ');
-  }
+/** The key's columns, in key order. */
+function keyTargets(b: BoundRelation): CaptureTable['columns'] {
+  return b.keyColumns.map((j) => b.table.columns[j]);
 }

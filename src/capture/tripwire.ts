@@ -14,8 +14,7 @@
 import type { MigrationSpec } from '../spec/schema';
 import { poolFor } from '../db/pools';
 import { guarded } from '../db/errors';
-import { DELIVERED_SINCE } from './ledger';
-import { COUNTERS_USABLE_SQL, WAL_INSERT_SQL, WRITES_AND_STORAGE_SQL } from '../db/sql';
+import { COUNTERS_USABLE_SQL, DELIVERED_SINCE, WAL_INSERT_SQL, WRITES_AND_STORAGE_SQL } from './sql';
 import { bindingFor } from '../plan/binding';
 import { heartbeat } from '../activities/heartbeat';
 

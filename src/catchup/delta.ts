@@ -7,27 +7,23 @@
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import type { MigrationSpec } from '../spec/schema';
 import { poolFor } from '../db/pools';
+import { BEGIN_SNAPSHOT, copyInSql, copyOutSql, quoteIdent, type Changed } from '../db/sql';
 import {
-  BEGIN_SNAPSHOT,
   GONE,
   STAGE,
   WATERMARK_SQL,
   WINDOW_START_SQL,
   analyzeSql,
   copyGoneKeysSql,
-  copyInSql,
   copyKeysInSql,
-  copyOutSql,
   deleteKeysSql,
   deleteStagedSql,
   existingKeysSql,
   insertStagedSql,
   keepIdenticalSql,
-  quoteIdent,
   stageTableSql,
   unsentKeysSql,
-  type Changed,
-} from '../db/sql';
+} from './sql';
 import { guarded } from '../db/errors';
 import { bindingFor } from '../plan/binding';
 import { ensureSetAside } from '../schema/constraints';

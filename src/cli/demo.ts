@@ -19,17 +19,31 @@ import { approveCutoverUpdate, reportQuery } from '../workflows/messages';
 import { backfillMigration } from '../workflows/migration';
 import { Interrupted, follow } from './follow';
 import { startDetails, startSummary } from './summary';
-import { DEMO_ANALYZE, DEMO_SOURCE_DDL, DEMO_SOURCE_FILL, DEMO_TARGET_DDL, INDEPENDENT } from '../db/demo';
+import {
+  DEMO_ANALYZE,
+  DEMO_SOURCE_DDL,
+  DEMO_SOURCE_FILL,
+  DEMO_SWITCH,
+  DEMO_TARGET_DDL,
+  INDEPENDENT,
+  LIVE_ANALYZE,
+  LIVE_FREEZE,
+  LIVE_GRANT,
+  LIVE_ROLE,
+  LIVE_SWITCH,
+  LIVE_TABLE,
+  LIVE_UNFREEZE,
+} from '../db/demo';
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 
 /** `--live`: the source's own table for a writer, its role, and how the freeze stops it. */
 const LIVE = {
-  table: 'public.accounts',
-  role: `CREATE ROLE app LOGIN PASSWORD 'app'`,
-  grant: 'GRANT SELECT, INSERT, UPDATE, DELETE ON public.accounts TO app',
-  freeze: 'REVOKE INSERT, UPDATE, DELETE ON public.accounts FROM app',
-  unfreeze: 'GRANT INSERT, UPDATE, DELETE ON public.accounts TO app',
+  table: LIVE_TABLE,
+  role: LIVE_ROLE,
+  grant: LIVE_GRANT,
+  freeze: LIVE_FREEZE,
+  unfreeze: LIVE_UNFREEZE,
 };
 
 function liveSpec(o: { chunk: number }): MigrationSpecInput {
@@ -54,7 +68,7 @@ function liveSpec(o: { chunk: number }): MigrationSpecInput {
       approvers: ['demo'],
       freeze: { connection: 'source', sql: LIVE.freeze },
       unfreeze: { connection: 'source', sql: LIVE.unfreeze },
-      switch: { connection: 'target', sql: "COMMENT ON TABLE public.accounts IS 'authoritative since the accounts-live cutover'" },
+      switch: { connection: 'target', sql: LIVE_SWITCH },
     },
   };
 }
@@ -79,7 +93,7 @@ export async function runDemo(o: { rows: number; chunk: number; keep: boolean; l
       await pg.query('source', WRITER_TABLE(LIVE.table));
       await pg.query('source', FILL_WRITER_TABLE(LIVE.table, o.rows));
       await pg.query('source', LIVE.grant);
-      await pg.query('source', `ANALYZE ${LIVE.table}`);
+      await pg.query('source', LIVE_ANALYZE);
       await pg.query('target', WRITER_TABLE(LIVE.table));
       say(`  source table ${LIVE.table} filled in ${seconds(Date.now() - t0)}`);
     } else {
@@ -124,7 +138,7 @@ export async function runDemo(o: { rows: number; chunk: number; keep: boolean; l
           cutover: {
             approval: 'required',
             approvers: ['demo'],
-            switch: { connection: 'target', sql: "COMMENT ON TABLE public.orders_v2 IS 'authoritative since the orders-v2 cutover'" },
+            switch: { connection: 'target', sql: DEMO_SWITCH },
           },
         };
     const spec = MigrationSpec.parse(input);

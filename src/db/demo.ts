@@ -1,5 +1,13 @@
-// The demo's data set: an orders-like table of mixed types, its target, and an independent
-// fingerprint (md5 of each row's text) to compare both with after the migration.
+// The SQL of the demo, the tests and the bench: the embedded servers' databases; the demo's data set,
+// an orders-like table of mixed types, its target, and an independent fingerprint (md5 of each row's
+// text) to compare both with after the migration; `--live`'s table, role, freeze and switch; and the
+// steady writer's table and statements (src/infra/writer.ts).
+import { quoteIdent } from './sql';
+
+/** For the embedded servers of the demo, tests and bench. */
+export function createDatabaseSql(name: string): string {
+  return `CREATE DATABASE ${quoteIdent(name)}`;
+}
 const DEMO_COLUMNS = `
   customer_id uuid NOT NULL,
   status      text NOT NULL,
@@ -36,3 +44,50 @@ export const INDEPENDENT = (table: string) =>
   `SELECT count(*)::text AS n, coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::bigint), 0)::text AS h FROM ${table} t`;
 
 export const DEMO_ANALYZE = 'ANALYZE public.orders';
+
+/** The switch of the demo's migration: a comment on the target table says it is the one in use now. */
+export const DEMO_SWITCH = "COMMENT ON TABLE public.orders_v2 IS 'authoritative since the orders-v2 cutover'";
+
+// ---- `backfill demo --live`: the source's own table for a writer, its role, and how the freeze stops it ----
+
+export const LIVE_TABLE = 'public.accounts';
+export const LIVE_ROLE = `CREATE ROLE app LOGIN PASSWORD 'app'`;
+export const LIVE_GRANT = 'GRANT SELECT, INSERT, UPDATE, DELETE ON public.accounts TO app';
+export const LIVE_FREEZE = 'REVOKE INSERT, UPDATE, DELETE ON public.accounts FROM app';
+export const LIVE_UNFREEZE = 'GRANT INSERT, UPDATE, DELETE ON public.accounts TO app';
+export const LIVE_ANALYZE = `ANALYZE ${LIVE_TABLE}`;
+export const LIVE_SWITCH = "COMMENT ON TABLE public.accounts IS 'authoritative since the accounts-live cutover'";
+
+// ---- the steady writer (src/infra/writer.ts) ----
+
+export const WRITER_TABLE = (name: string) =>
+  `CREATE TABLE ${name} (id bigint PRIMARY KEY, balance numeric(14,2) NOT NULL, status text NOT NULL, doc text, at timestamptz NOT NULL)`;
+
+/** A text that does not compress well: PostgreSQL keeps it out of line (TOASTed). */
+export const BIG_TEXT = (seed: string) => `(SELECT string_agg(md5(${seed} || ':' || i), '') FROM generate_series(1, 400) i)`;
+
+/** `rows` rows; every `bigEvery`-th (default 50th) carries a TOASTed text of about 12.8 kB. */
+export const FILL_WRITER_TABLE = (name: string, rows: number, bigEvery = 50) =>
+  `INSERT INTO ${name} SELECT g, g * 1.25, (ARRAY['new','paid','shipped','void'])[1 + g % 4],
+     CASE WHEN g % ${Math.max(1, Math.floor(bigEvery))} = 0 THEN ${BIG_TEXT('g::text')} END, timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second'
+     FROM generate_series(1, ${rows}) g`;
+
+/** $1 the id: a new balance and status; the TOASTed text is left alone. */
+export const WRITER_UPDATE = (table: string) =>
+  `UPDATE ${table} SET balance = balance + 1.01, status = (ARRAY['new','paid','shipped','void'])[1 + (random() * 3)::int] WHERE id = $1`;
+
+/** $1 the id, $2 a seed: a new TOASTed text. */
+export const WRITER_DOC_UPDATE = (table: string) => `UPDATE ${table} SET doc = ${BIG_TEXT('$2::text')} WHERE id = $1`;
+
+/** $1 the new id, $2 its balance; every 10th carries a TOASTed text. */
+export const WRITER_INSERT = (table: string) =>
+  `INSERT INTO ${table} (id, balance, status, doc, at) VALUES ($1::bigint, $2, 'new', CASE WHEN $1::bigint % 10 = 0 THEN ${BIG_TEXT('$1::bigint::text')} END, now())`;
+
+/** $1 the id. */
+export const WRITER_DELETE = (table: string) => `DELETE FROM ${table} WHERE id = $1`;
+
+/** Timestamps as text alike on both sides, whatever the server's zone. */
+export const UTC = `SET TimeZone = 'UTC'`;
+
+/** An independent fingerprint of a table: row count and the md5 of every row's text in key order. */
+export const FINGERPRINT = (table: string) => `SELECT count(*)::text AS rows, coalesce(md5(string_agg(t::text, '|' ORDER BY id)), '') AS md5 FROM ${table} t`;

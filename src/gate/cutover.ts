@@ -5,7 +5,7 @@ import { controlAlias, type MigrationSpec } from '../spec/schema';
 import { poolFor, inTransaction } from '../db/pools';
 import { APPEND_AUDIT, LEDGER_DDL, RECORD_SWITCH, SWITCH_DDL, SWITCH_DONE, SWITCH_LOCK, ensureSchema } from '../db/ledger';
 import { guarded } from '../db/errors';
-import { CLOCK_SQL, OPEN_WRITERS_SQL, SERIAL_SEQUENCE_SQL, advanceSequenceSql, changedSinceSql } from '../db/sql';
+import { CLOCK_SQL, OPEN_WRITERS_SQL, SERIAL_SEQUENCE_SQL, advanceSequenceSql, changedSinceSql } from './sql';
 import { bindingFor } from '../plan/binding';
 import { heartbeat } from '../activities/heartbeat';
 import { enforcePolicy } from '../plan/trust';

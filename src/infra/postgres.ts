@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { createDatabaseSql } from '../db/sql';
+import { createDatabaseSql } from '../db/demo';
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

@@ -3,18 +3,10 @@
 // deletes spread over the table. A freeze (its rights revoked) makes its writes fail; it keeps
 // trying and counts them, as a real application would retry.
 import pg from 'pg';
+import { FINGERPRINT, UTC, WRITER_DELETE, WRITER_DOC_UPDATE, WRITER_INSERT, WRITER_UPDATE } from '../db/demo';
 
-export const WRITER_TABLE = (name: string) =>
-  `CREATE TABLE ${name} (id bigint PRIMARY KEY, balance numeric(14,2) NOT NULL, status text NOT NULL, doc text, at timestamptz NOT NULL)`;
-
-/** A text that does not compress well: PostgreSQL keeps it out of line (TOASTed). */
-export const BIG_TEXT = (seed: string) => `(SELECT string_agg(md5(${seed} || ':' || i), '') FROM generate_series(1, 400) i)`;
-
-/** `rows` rows; every `bigEvery`-th (default 50th) carries a TOASTed text of about 12.8 kB. */
-export const FILL_WRITER_TABLE = (name: string, rows: number, bigEvery = 50) =>
-  `INSERT INTO ${name} SELECT g, g * 1.25, (ARRAY['new','paid','shipped','void'])[1 + g % 4],
-     CASE WHEN g % ${Math.max(1, Math.floor(bigEvery))} = 0 THEN ${BIG_TEXT('g::text')} END, timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second'
-     FROM generate_series(1, ${rows}) g`;
+// The writer's table and its fill are SQL (src/db/demo.ts); the demo, tests and bench take them from here.
+export { FILL_WRITER_TABLE, WRITER_TABLE } from '../db/demo';
 
 export interface WriterCounts {
   updates: number;
@@ -50,22 +42,17 @@ export async function startWriter(url: string, table: string, o: { perSecond: nu
     const r = Math.random();
     try {
       if (r < 0.55) {
-        await c.query(`UPDATE ${table} SET balance = balance + 1.01, status = (ARRAY['new','paid','shipped','void'])[1 + (random() * 3)::int] WHERE id = $1`, [
-          some(),
-        ]);
+        await c.query(WRITER_UPDATE(table), [some()]);
         counts.updates++;
       } else if (r < 0.6) {
-        await c.query(`UPDATE ${table} SET doc = ${BIG_TEXT('$2::text')} WHERE id = $1`, [50 * Math.max(1, Math.floor(some() / 50)), String(Math.random())]);
+        await c.query(WRITER_DOC_UPDATE(table), [50 * Math.max(1, Math.floor(some() / 50)), String(Math.random())]);
         counts.docUpdates++;
       } else if (r < 0.9) {
         const id = nextId++;
-        await c.query(
-          `INSERT INTO ${table} (id, balance, status, doc, at) VALUES ($1::bigint, $2, 'new', CASE WHEN $1::bigint % 10 = 0 THEN ${BIG_TEXT('$1::bigint::text')} END, now())`,
-          [id, (id % 997) / 4],
-        );
+        await c.query(WRITER_INSERT(table), [id, (id % 997) / 4]);
         counts.inserts++;
       } else {
-        await c.query(`DELETE FROM ${table} WHERE id = $1`, [some()]);
+        await c.query(WRITER_DELETE(table), [some()]);
         counts.deletes++;
       }
     } catch (e) {
@@ -109,8 +96,8 @@ export async function tableFingerprint(url: string, table: string): Promise<{ ro
   const c = new pg.Client({ connectionString: url });
   await c.connect();
   try {
-    await c.query(`SET TimeZone = 'UTC'`);
-    const r = await c.query(`SELECT count(*)::text AS rows, coalesce(md5(string_agg(t::text, '|' ORDER BY id)), '') AS md5 FROM ${table} t`);
+    await c.query(UTC);
+    const r = await c.query(FINGERPRINT(table));
     return r.rows[0] as { rows: string; md5: string };
   } finally {
     await c.end();

@@ -18,7 +18,8 @@ import {
   type TableInfo,
   type TableSizing,
 } from '../db/catalog';
-import { columnProbeSql, hashedColumns, SERVER_VERSION_SQL, duplicatesSql, hashAs, profileSql, quoteIdent, sourceSelect, type BoundTable } from '../db/sql';
+import { hashedColumns, SERVER_VERSION_SQL, duplicatesSql, hashAs, profileSql, quoteIdent, sourceSelect, type BoundTable } from '../db/sql';
+import { columnProbeSql, noRowsSql } from './sql';
 import { LEDGER_SCHEMA } from '../db/ledger';
 import { guarded } from '../db/errors';
 import { expressionProblems } from './trust';
@@ -246,7 +247,7 @@ export async function checkTable(input: BindInput): Promise<{ binding?: Binding;
     // hash_record_extended arrived in PostgreSQL 14; both sides must hash the same way.
     if ((await serverVersion(src)) >= 140000 && (await serverVersion(tgt)) >= 140000) binding.hashAs = hashedColumns(binding).map((c) => hashAs(dCol.get(c)!));
     problems.push(...(await checkStatements(src, tgt, binding, at)));
-    if (problems.length === 0 && (t.where || t.transform)) problems.push(...(await expressionProblems(src, at, s.oid, `${sourceSelect(binding)} LIMIT 0`)));
+    if (problems.length === 0 && (t.where || t.transform)) problems.push(...(await expressionProblems(src, at, s.oid, noRowsSql(sourceSelect(binding)))));
     if (problems.length === 0 && input.probeValues) problems.push(...(await valueProblems(src, binding, at)));
     return problems.length ? { problems } : { binding, problems };
   } finally {
@@ -404,7 +405,7 @@ function bind(
  */
 async function checkStatements(src: pg.ClientBase, tgt: pg.ClientBase, b: Binding, at: string): Promise<string[]> {
   const out: string[] = [];
-  const probe = (c: pg.ClientBase, text: string) => c.query({ text: `${text} LIMIT 0`, values: [], queryMode: 'extended' } as pg.QueryConfig);
+  const probe = (c: pg.ClientBase, text: string) => c.query({ text: noRowsSql(text), values: [], queryMode: 'extended' } as pg.QueryConfig);
   try {
     await probe(src, sourceSelect(b));
     await probe(src, profileSql(b, 'source'));

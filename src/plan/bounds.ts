@@ -4,7 +4,8 @@
 import { poolFor } from '../db/pools';
 import type { ColumnPlanEntry } from '../domain/columns';
 import { RANGE_BOUNDARIES } from '../db/ledger';
-import { intervalBoundsSql, type KeyRange } from '../db/sql';
+import type { KeyRange } from '../db/sql';
+import { intervalBoundsSql } from './sql';
 import { rangeBounds, showBound } from '../domain/range-bounds';
 
 export { rangeBounds, showBound } from '../domain/range-bounds';

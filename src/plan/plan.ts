@@ -7,7 +7,7 @@ import { expandTables } from './expand';
 import { enforcePolicy } from './trust';
 import { poolFor, inTransaction } from '../db/pools';
 import { CLEAR_BOUNDARIES, CLEAR_STALE_RANGES, CLEAR_TABLE_RANGES, LEDGER_DDL, SAVE_BOUNDARIES, SET_PLAN_HASH, UPSERT_TABLE, ensureSchema } from '../db/ledger';
-import { intervalBoundsSql, intervalPlanSql, rowBoundariesSql, sourceBoundsSql } from '../db/sql';
+import { intervalBoundsSql, intervalPlanSql, rowBoundariesSql, sourceBoundsSql } from './sql';
 import { guarded } from '../db/errors';
 import type { Binding } from './binding';
 import { preflight } from './preflight';

@@ -10,7 +10,7 @@ import { envNameForAlias, aliasIsConfigured } from '../spec/aliases';
 import { showName, showTableName } from '../spec/names';
 import { poolFor } from '../db/pools';
 import { LEDGER_SCHEMA, LEDGER_TABLES, SWITCH_TABLES, type LedgerTable } from '../db/ledger';
-import { CAPTURE_TABLES } from '../capture/ledger';
+import { CAPTURE_TABLES } from '../capture/sql';
 import { hashedColumns } from '../db/sql';
 import {
   foreignKeyRights,
@@ -26,6 +26,7 @@ import {
   type TableInfo,
 } from '../db/catalog';
 import type { Binding, TableSides } from './binding';
+import { bypassRlsSql, columnList, createSchemaSql, grantRoleSql, grantSql, ownerSql, replicationSql } from './sql';
 
 /** What a connection is used for: its role needs the rights of each use. */
 export type Purpose = 'source' | 'target' | 'control' | 'capture' | 'switch';
@@ -82,7 +83,6 @@ type Made = Pick<Right, 'privilege' | 'object' | 'why' | 'ok' | 'lacks' | 'fix'>
 const right = (s: Session, at: string, m: Made): Right => ({ purpose: s.purpose, alias: s.alias, role: s.role.role, at, ...m });
 
 const role = (s: Session) => showName(s.role.role);
-const columnList = (cols: string[]) => cols.map((c) => `"${c.replace(/"/g, '""')}"`).join(', ');
 
 /** USAGE on a schema: every statement that names an object in it. */
 async function schemaUsage(s: Session, schema: string, why: string): Promise<Right> {
@@ -94,7 +94,7 @@ async function schemaUsage(s: Session, schema: string, why: string): Promise<Rig
     why,
     ok,
     lacks: `has no USAGE on schema ${showName(schema)}`,
-    fix: `GRANT USAGE ON SCHEMA ${showName(schema)} TO ${role(s)}`,
+    fix: grantSql('USAGE', `SCHEMA ${showName(schema)}`, role(s)),
   });
 }
 
@@ -114,14 +114,14 @@ async function columnRights(s: Session, at: string, oid: string, name: string, c
       why,
       ok: cols.length === 0,
       lacks: whole ? `has no ${p} on ${name}` : `has no ${p} on column${cols.length === 1 ? '' : 's'} ${columnList(cols)} of ${name}`,
-      fix: whole ? `GRANT ${p} ON ${name} TO ${role(s)}` : `GRANT ${p} (${columnList(cols)}) ON ${name} TO ${role(s)}`,
+      fix: grantSql(p, name, role(s), whole ? undefined : cols),
     });
   });
 }
 
 async function tableRight(s: Session, at: string, oid: string, name: string, privilege: string, why: string): Promise<Right> {
   const ok = (await missingTableRights(s.c, oid, [privilege])).length === 0;
-  return right(s, at, { privilege, object: name, why, ok, lacks: `has no ${privilege} on ${name}`, fix: `GRANT ${privilege} ON ${name} TO ${role(s)}` });
+  return right(s, at, { privilege, object: name, why, ok, lacks: `has no ${privilege} on ${name}`, fix: grantSql(privilege, name, role(s)) });
 }
 
 /** Row-level security that applies to the role hides rows: neither copied nor compared, and the evidence would agree. */
@@ -133,7 +133,7 @@ async function allRowsVisible(s: Session, at: string, t: TableInfo, name: string
     why,
     ok: !o.rls,
     lacks: `is subject to row-level security on ${name}, which hides rows from it`,
-    fix: `ALTER ROLE ${role(s)} BYPASSRLS (or connect as the table's owner, ${showName(o.owner)})`,
+    fix: `${bypassRlsSql(role(s))} (or connect as the table's owner, ${showName(o.owner)})`,
   });
 }
 
@@ -151,7 +151,7 @@ async function sequences(s: Session, at: string, t: TableInfo, b: Binding): Prom
           why,
           ok: q.schemaUsage,
           lacks: `has no USAGE on schema ${showName(q.schema)}`,
-          fix: `GRANT USAGE ON SCHEMA ${showName(q.schema)} TO ${role(s)}`,
+          fix: grantSql('USAGE', `SCHEMA ${showName(q.schema)}`, role(s)),
         }),
       );
     out.push(
@@ -161,7 +161,7 @@ async function sequences(s: Session, at: string, t: TableInfo, b: Binding): Prom
         why,
         ok: q.update && q.read,
         lacks: `has no ${[!q.read && 'SELECT', !q.update && 'UPDATE'].filter(Boolean).join(' or ')} on ${name}`,
-        fix: `GRANT SELECT, UPDATE ON SEQUENCE ${showTableName(q.schema, q.name)} TO ${role(s)}`,
+        fix: grantSql('SELECT, UPDATE', `SEQUENCE ${showTableName(q.schema, q.name)}`, role(s)),
       }),
     );
   }
@@ -237,7 +237,7 @@ async function ledgerRights(s: Session, at: string, tables: LedgerTable[], what:
         why: `${what}: its schema ${LEDGER_SCHEMA} does not exist on database ${db} yet, and is created there`,
         ok: s.role.dbCreate,
         lacks: `has no CREATE on database ${db}`,
-        fix: `GRANT CREATE ON DATABASE ${db} TO ${role(s)}, or create the schema for it: CREATE SCHEMA ${LEDGER_SCHEMA} AUTHORIZATION ${role(s)}`,
+        fix: `${grantSql('CREATE', `DATABASE ${db}`, role(s))}, or create the schema for it: ${createSchemaSql(LEDGER_SCHEMA, role(s))}`,
       }),
     ];
   const on = `schema ${LEDGER_SCHEMA}`;
@@ -248,7 +248,7 @@ async function ledgerRights(s: Session, at: string, tables: LedgerTable[], what:
       why: `${what}: its tables are ${p === 'USAGE' ? 'used' : 'created when missing'} there`,
       ok: p === 'USAGE' ? schema.usage : schema.create,
       lacks: `has no ${p} on ${on}`,
-      fix: `GRANT ${p} ON SCHEMA ${LEDGER_SCHEMA} TO ${role(s)}`,
+      fix: grantSql(p, `SCHEMA ${LEDGER_SCHEMA}`, role(s)),
     }),
   );
   const present = await relationsIn(
@@ -269,7 +269,7 @@ async function ledgerRights(s: Session, at: string, tables: LedgerTable[], what:
           why: `${what}: its definition is brought up to date with ALTER TABLE and CREATE INDEX IF NOT EXISTS, which only its owner may run`,
           ok: o.owns,
           lacks: `does not own ${name}`,
-          fix: `ALTER TABLE ${name} OWNER TO ${role(s)} (its owner now: ${showName(o.owner)})`,
+          fix: `${ownerSql('TABLE', name, role(s))} (its owner now: ${showName(o.owner)})`,
         }),
       );
       continue;
@@ -285,7 +285,7 @@ async function ledgerRights(s: Session, at: string, tables: LedgerTable[], what:
             why: `${what}: each insert into ${name} takes its next value`,
             ok: (q.usage || q.update) && q.schemaUsage,
             lacks: `has no USAGE on ${seq}`,
-            fix: `GRANT USAGE ON SEQUENCE ${showTableName(q.schema, q.name)} TO ${role(s)}`,
+            fix: grantSql('USAGE', `SEQUENCE ${showTableName(q.schema, q.name)}`, role(s)),
           }),
         );
       }
@@ -311,7 +311,7 @@ async function foreignKeyNeeds(s: Session, bindings: Binding[]): Promise<Right[]
         why,
         ok: f.owns,
         lacks: `does not own ${owner}`,
-        fix: `ALTER TABLE ${owner} OWNER TO ${role(s)} (its owner now: ${showName(f.owner.role)})`,
+        fix: `${ownerSql('TABLE', owner, role(s))} (its owner now: ${showName(f.owner.role)})`,
       }),
     );
     out.push(
@@ -321,7 +321,7 @@ async function foreignKeyNeeds(s: Session, bindings: Binding[]): Promise<Right[]
         why,
         ok: f.noReferences.length === 0,
         lacks: `has no REFERENCES on ${f.noReferences.length === 1 ? 'column' : 'columns'} ${columnList(f.noReferences)} of ${referenced}`,
-        fix: `GRANT REFERENCES (${columnList(f.noReferences)}) ON ${referenced} TO ${role(s)}`,
+        fix: grantSql('REFERENCES', referenced, role(s), f.noReferences),
       }),
     );
   }
@@ -340,7 +340,7 @@ async function captureNeeds(s: Session, spec: MigrationSpec, bindings: Binding[]
       why: 'change capture creates a replication slot and reads the write-ahead log through it',
       ok: s.role.superuser || s.role.replication,
       lacks: 'lacks the REPLICATION attribute',
-      fix: `ALTER ROLE ${role(s)} WITH REPLICATION (on Amazon RDS: GRANT rds_replication TO ${role(s)})`,
+      fix: `${replicationSql(role(s))} (on Amazon RDS: ${grantRoleSql('rds_replication', role(s))})`,
     }),
   ];
   if (cap.managed.publication) return out;
@@ -354,7 +354,7 @@ async function captureNeeds(s: Session, spec: MigrationSpec, bindings: Binding[]
         why: `change capture creates the publication ${cap.publication} there`,
         ok: s.role.dbCreate,
         lacks: `has no CREATE on database ${db}`,
-        fix: `GRANT CREATE ON DATABASE ${db} TO ${role(s)}${yours}`,
+        fix: `${grantSql('CREATE', `DATABASE ${db}`, role(s))}${yours}`,
       }),
     );
   else
@@ -365,7 +365,7 @@ async function captureNeeds(s: Session, spec: MigrationSpec, bindings: Binding[]
         why: 'change capture sets its tables, and drops it when the migration ends',
         ok: pub.owns,
         lacks: `does not own the publication ${showName(cap.publication)}`,
-        fix: `ALTER PUBLICATION ${showName(cap.publication)} OWNER TO ${role(s)} (its owner now: ${showName(pub.owner)})`,
+        fix: `${ownerSql('PUBLICATION', showName(cap.publication), role(s))} (its owner now: ${showName(pub.owner)})`,
       }),
     );
   for (const [i, b] of bindings.entries()) {
@@ -377,7 +377,7 @@ async function captureNeeds(s: Session, spec: MigrationSpec, bindings: Binding[]
         why: `only a table's owner may publish it (the publication ${cap.publication})`,
         ok: o.owns,
         lacks: `does not own ${b.sourceName}`,
-        fix: `ALTER TABLE ${b.sourceName} OWNER TO ${role(s)} (its owner now: ${showName(o.owner)})${yours}`,
+        fix: `${ownerSql('TABLE', b.sourceName, role(s))} (its owner now: ${showName(o.owner)})${yours}`,
       }),
     );
   }
@@ -437,7 +437,7 @@ export async function migrationRights(spec: MigrationSpec, bindings: Binding[]):
         why: "the watermark must never pass the oldest open writing transaction, which only a role that sees other sessions' transactions can find",
         ok: src.role.superuser || src.role.readAllStats,
         lacks: 'cannot see the transactions of other sessions',
-        fix: `GRANT pg_read_all_stats TO ${role(src)}`,
+        fix: grantRoleSql('pg_read_all_stats', role(src)),
       }),
     );
     const db = showName(tgt.role.db);
@@ -448,7 +448,7 @@ export async function migrationRights(spec: MigrationSpec, bindings: Binding[]):
         why: 'each catch-up window is staged in a temporary table',
         ok: tgt.role.dbTemporary,
         lacks: `has no TEMPORARY on database ${db}`,
-        fix: `GRANT TEMPORARY ON DATABASE ${db} TO ${role(tgt)}`,
+        fix: grantSql('TEMPORARY', `DATABASE ${db}`, role(tgt)),
       }),
     );
   }

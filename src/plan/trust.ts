@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import { failure } from '../domain/failures';
 import { controlAlias, type MigrationSpec } from '../spec/schema';
-import { PARTITION_TREE_SQL, explainJsonSql } from '../db/sql';
+import { PARTITION_TREE_SQL, explainJsonSql } from './sql';
 
 export interface WorkerPolicy {
   /** inline SQL of the cutover actions: allowed, refused, or only the SQL of these SHA-256 hashes */

@@ -1,6 +1,7 @@
 // Comparing what the two databases computed: counts, checksums, aggregates (with tolerance) and
 // value distributions. Pure functions; the SQL that produced the inputs is in src/db/sql.ts.
-import { aggregateName, type CheckSpec } from '../db/sql';
+import type { CheckSpec } from '../db/sql';
+import { aggregateName } from './sql';
 
 export const NULL_VALUE = '<NULL>';
 

@@ -3,19 +3,8 @@
 import type pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { inTransaction } from '../db/pools';
-import {
-  BEGIN_SNAPSHOT,
-  PREFER_INDEX,
-  copyInSql,
-  copyOutHashedSql,
-  copyOutSql,
-  deleteRangeSql,
-  duplicatesSql,
-  profileSql,
-  type KeyRange,
-  type Selection,
-  type Side,
-} from '../db/sql';
+import { BEGIN_SNAPSHOT, PREFER_INDEX, copyInSql, copyOutSql, duplicatesSql, profileSql, type KeyRange, type Selection, type Side } from '../db/sql';
+import { copyOutHashedSql, deleteRangeSql } from './sql';
 import type { Binding } from '../plan/binding';
 import { CopyMeter, copyPipe } from './pipe';
 import { HashSplitter } from './hash';

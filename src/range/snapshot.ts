@@ -6,7 +6,8 @@ import type { ApplicationFailure } from '@temporalio/common';
 import { failure } from '../domain/failures';
 import { controlAlias, type MigrationSpec } from '../spec/schema';
 import { inTransaction, poolFor } from '../db/pools';
-import { BEGIN_SNAPSHOT, quoteLiteral } from '../db/sql';
+import { BEGIN_SNAPSHOT } from '../db/sql';
+import { setSnapshotSql } from './sql';
 import { EPOCH } from '../db/ledger';
 
 /** Which snapshot a range reads: the epoch, recorded in the ledger by its holder. */
@@ -45,7 +46,7 @@ export async function beginAtSnapshot(c: pg.ClientBase, ref: SnapshotRef): Promi
   if (!e) throw snapshotGone(ref.epoch, 'released');
   await c.query(BEGIN_SNAPSHOT);
   try {
-    await c.query(`SET TRANSACTION SNAPSHOT ${quoteLiteral(e.snapshot)}`);
+    await c.query(setSnapshotSql(e.snapshot));
   } catch (err) {
     // The transaction is void either way; the import's error is the one that counts.
     await c.query('ROLLBACK').catch(() => undefined);

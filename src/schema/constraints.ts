@@ -8,7 +8,7 @@ import { controlAlias, type MigrationSpec } from '../spec/schema';
 import { inTransaction, poolFor } from '../db/pools';
 import { CONSTRAINTS_LOCK, CONSTRAINT_STATE, MIGRATION_CONSTRAINTS, RECORD_CONSTRAINT } from '../db/ledger';
 import { CONSTRAINT_PRESENT, RELATION_KIND, foreignKeys, toBool, type ForeignKey } from '../db/catalog';
-import { addConstraintNotValidSql, addConstraintSql, dropConstraintSql, validateConstraintSql } from '../db/sql';
+import { addConstraintNotValidSql, addConstraintSql, dropConstraintSql, validateConstraintSql } from './sql';
 import { guarded } from '../db/errors';
 import { redact } from '../db/redact';
 import { heartbeat } from '../activities/heartbeat';

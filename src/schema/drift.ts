@@ -9,7 +9,7 @@ import { columnChanges } from '../domain/columns';
 import { checkTable, type Binding } from '../plan/binding';
 import { captureOf } from '../spec/schema';
 import { poolFor } from '../db/pools';
-import { CAPTURE_COVERAGE_SQL } from '../db/sql';
+import { CAPTURE_COVERAGE_SQL } from './sql';
 import type { TablePlan } from '../plan/bounds';
 import { readableName } from '../capture/tables';
 
