@@ -13,37 +13,25 @@ import { isSnapshotGone } from '../workflows/errors';
 import { reachedAgain, waitedInSight } from '../workflows/waits';
 import { reconcileAll } from '../report/evidence.workflow';
 import type { MigrationState } from '../workflows/state';
-import type { CaptureState } from '../workflows/types';
+import type { CaptureView } from './state.workflow';
 
 /** One apply call streams at most this long before the workflow looks again (progress, a decision). */
 const APPLY_MS = 20_000;
 /** Epochs opened in a row without a range copied: something keeps ending them. */
 const MAX_FRUITLESS_EPOCHS = 5;
 
-export function newCaptureState(): CaptureState {
-  return { epochs: 0, applied: null, transactions: 0, rows: 0, lagBytes: '0', lagSeconds: 0, checkpoint: null, again: [], lost: false, dropped: false };
-}
+const cap = (s: MigrationState): CaptureView => s.live!.capture!;
 
-const cap = (s: MigrationState): CaptureState => s.live!.capture!;
-
-function showLag(c: CaptureState): string {
+function showLag(c: CaptureView): string {
   const mb = Number(c.lagBytes) / (1024 * 1024);
   return `lag ${c.lagSeconds.toFixed(1)} s, ${mb >= 1 ? `${mb.toFixed(1)} MB` : `${c.lagBytes} bytes`} of WAL`;
 }
 
 /** Counts an apply call's work into the state, and shows it. */
 function applied(s: MigrationState, r: ApplyOutcome): void {
-  const c = cap(s);
-  c.transactions += r.transactions;
-  c.rows += r.rows;
-  if (r.appliedLsn) c.applied = r.appliedLsn;
-  c.lagBytes = r.lagBytes;
-  c.lagSeconds = r.lagSeconds;
-  r.byTable.forEach((n, t) => {
-    if (s.tables[t]) s.tables[t].rowsCopied += n;
-  });
-  s.live!.rowsApplied += r.rows;
-  s.live!.remaining = r.reached ? 0 : Math.max(1, r.rows);
+  s.capture.applied(r);
+  r.byTable.forEach((n, t) => s.ranges.copied(t, n));
+  s.catchup.applied(r.rows, r.reached ? 0 : Math.max(1, r.rows));
   s.touch();
 }
 
@@ -76,12 +64,11 @@ interface OpenEpoch {
  * applied up to its point when the slot started earlier, so target and snapshot meet exactly there.
  */
 async function openEpoch(s: MigrationState): Promise<OpenEpoch> {
-  const c = cap(s);
   // Waits for a source that cannot be reached: not fruitless epochs, each one said (waits.ts).
   let waited = 0;
   let lastWait: unknown;
   for (let tries = 1; ; tries++) {
-    const epoch = ++c.epochs;
+    const epoch = s.capture.openEpoch();
     const scope = new CancellationScope();
     let ended = false;
     let holderFailure: unknown;
@@ -89,7 +76,7 @@ async function openEpoch(s: MigrationState): Promise<OpenEpoch> {
     const end = () => {
       ended = true;
       // Ranges reading this epoch stop being taken: the next epoch copies them.
-      if (c.epoch === epoch) c.lost = true;
+      s.capture.holderEnded(epoch);
     };
     held.then(end, (e: unknown) => {
       holderFailure = e;
@@ -130,19 +117,17 @@ async function openEpoch(s: MigrationState): Promise<OpenEpoch> {
 export async function capturedBackfill(s: MigrationState): Promise<void> {
   const c = cap(s);
   // The ranges change: the next checkpoint is the evidence (and the final window's start).
-  c.checkpoint = null;
+  s.capture.rangesChange();
   let fruitless = 0;
   for (;;) {
     s.setPhase('backfilling', `opening snapshot epoch ${c.epochs + 1}`);
     const ep = await openEpoch(s);
-    c.epoch = ep.epoch;
-    c.point = ep.point;
-    c.lost = ep.ended();
-    const before = s.tables.reduce((a, t) => a + t.verified + t.failed.size, 0);
+    s.capture.reading(ep.epoch, ep.point, ep.ended());
+    const before = s.ranges.tables.reduce((a, t) => a + t.verified + t.failed.size, 0);
     try {
       await backfill(s);
-      if (!c.lost && !ep.ended() && s.aborted === undefined) {
-        for (const [t, st] of s.tables.entries())
+      if (!c.lost && !ep.ended() && s.control.aborted === undefined) {
+        for (const [t, st] of s.ranges.tables.entries())
           await summarised(`copy the rows of ${st.plan.source} outside its ranges at the snapshot`).copyOutside({
             migration: s.name,
             spec: s.spec,
@@ -154,15 +139,15 @@ export async function capturedBackfill(s: MigrationState): Promise<void> {
       }
     } catch (e) {
       if (!isSnapshotGone(e) || isCancellation(e)) throw e;
-      c.lost = true;
+      s.capture.snapshotGone();
     } finally {
       ep.close();
-      c.epoch = undefined;
+      s.capture.doneReading();
     }
     const lostIt = c.lost || ep.ended();
-    c.lost = false;
-    if (!lostIt || s.aborted !== undefined) return;
-    const after = s.tables.reduce((a, t) => a + t.verified + t.failed.size, 0);
+    s.capture.lossHandled();
+    if (!lostIt || s.control.aborted !== undefined) return;
+    const after = s.ranges.tables.reduce((a, t) => a + t.verified + t.failed.size, 0);
     fruitless = after > before ? 0 : fruitless + 1;
     if (fruitless >= MAX_FRUITLESS_EPOCHS) {
       // A failure of the migration, with its reason (a plain Error would retry the workflow task forever).
@@ -174,9 +159,9 @@ export async function capturedBackfill(s: MigrationState): Promise<void> {
 /** The stream back to back until the target is within `catchUp.maxLag` of the source. */
 async function converge(s: MigrationState): Promise<void> {
   const maxLag = durationMs(catchUpOf(s.spec).maxLag);
-  for (let round = 1; s.aborted === undefined; round++) {
+  for (let round = 1; s.control.aborted === undefined; round++) {
     const r = await applyRound(s);
-    s.detail = `round ${round}: ${r.transactions} transaction(s), ${r.rows} row(s) applied; ${showLag(cap(s))}`;
+    s.describe(`round ${round}: ${r.transactions} transaction(s), ${r.rows} row(s) applied; ${showLag(cap(s))}`);
     s.showDetails();
     // Reached its fence within the bound: a change committed when it started was applied that fast.
     if (r.reached && r.ms <= maxLag) return;
@@ -188,9 +173,8 @@ async function converge(s: MigrationState): Promise<void> {
  * rows outside them) compared source@P against the target. Green: P is the evidence's point.
  */
 async function checkpoint(s: MigrationState): Promise<void> {
-  const c = cap(s);
   for (let tries = 1; ; tries++) {
-    s.detail = 'checkpoint: a new snapshot, the stream applied exactly to it, every range compared at it';
+    s.describe('checkpoint: a new snapshot, the stream applied exactly to it, every range compared at it');
     s.showDetails();
     // The source's own counts, before the snapshot: what the final window's tripwire starts from.
     // (Patched: migrations started before this had no tripwire.)
@@ -200,7 +184,7 @@ async function checkpoint(s: MigrationState): Promise<void> {
     const ep = await openEpoch(s);
     try {
       let outsideEqual = true;
-      for (const [t, st] of s.tables.entries()) {
+      for (const [t, st] of s.ranges.tables.entries()) {
         const r = await summarised(`compare every range of ${st.plan.source} at the checkpoint ${ep.point}`).sweepTable({
           migration: s.name,
           spec: s.spec,
@@ -209,19 +193,15 @@ async function checkpoint(s: MigrationState): Promise<void> {
           repair: false,
           epoch: ep.epoch,
         });
-        const still = new Map(r.failed.map((f) => [f.index, f]));
-        for (const i of st.failed.keys()) if (!still.has(i)) st.verified++;
-        for (const f of r.failed) if (!st.failed.has(f.index)) st.verified--;
-        st.failed = still;
+        s.ranges.measured(t, r.failed);
         outsideEqual &&= r.outside.equal;
         s.touch(t);
       }
-      if (!outsideEqual) s.detail = 'rows outside the planned ranges differ at the checkpoint';
-      if (s.failedCount() === 0 && outsideEqual) {
+      if (!outsideEqual) s.describe('rows outside the planned ranges differ at the checkpoint');
+      if (s.ranges.failedCount() === 0 && outsideEqual) {
         // The whole-table totals at the same point: what the final window builds on.
         await reconcileAll(s, { epoch: ep.epoch });
-        c.checkpoint = ep.point;
-        c.baseline = baseline;
+        s.capture.checkpointed(ep.point, baseline);
       }
       return;
     } catch (e) {
@@ -237,7 +217,7 @@ async function checkpoint(s: MigrationState): Promise<void> {
 export async function capturedCatchUp(s: MigrationState): Promise<void> {
   s.setPhase('catching_up', 'applying the changes captured since the snapshot');
   await converge(s);
-  if (s.aborted !== undefined) return;
+  if (s.control.aborted !== undefined) return;
   await checkpoint(s);
 }
 
@@ -264,7 +244,7 @@ export async function capturedFinalWindow(s: MigrationState): Promise<string | u
     since: c.checkpoint,
   });
   const red = w.filter((x) => x.differing > 0 || x.source.rows !== x.target.rows || x.source.checksum !== x.target.checksum);
-  c.windowKeys = w.reduce((a, x) => a + x.keys, 0);
+  s.capture.windowCompared(w.reduce((a, x) => a + x.keys, 0));
   if (red.length)
     return `the final window differs: ${red.map((x) => `${x.differing} of ${x.keys} changed key(s) in ${x.table}, e.g. (${x.sample[0]?.join(', ')})`).join('; ')}`;
   return undefined;
@@ -281,7 +261,7 @@ export async function capturedTripwire(s: MigrationState): Promise<{ red?: strin
   if (!patched('capture-tripwire')) return { sweep: false };
   const measure = 'every range measured again on the frozen source, and copied again where it changed';
   if (!c.baseline) {
-    c.tripwire = `no write counters from the checkpoint: ${measure}`;
+    s.capture.judged(`no write counters from the checkpoint: ${measure}`);
     return { sweep: true };
   }
   const t = await summarised('account for every write on the source since the checkpoint').captureTripwire({
@@ -294,17 +274,17 @@ export async function capturedTripwire(s: MigrationState): Promise<{ red?: strin
       red: `rewritten or truncated on the source since the checkpoint (TRUNCATE, VACUUM FULL, CLUSTER, a type change): ${t.rewritten.join(', ')}; a new checkpoint compares every range again`,
       sweep: false,
     };
-  c.tripwire = t.accounted ? t.detail : `${t.detail}: ${measure}`;
+  s.capture.judged(t.accounted ? t.detail : `${t.detail}: ${measure}`);
   return { sweep: !t.accounted };
 }
 
-/** Drops the slot and publication the migration created (once). `last`: on the way out of a failure. */
-export async function dropCapture(s: MigrationState, o: { last?: boolean } = {}): Promise<void> {
+/** Ends change capture: drops the slot and publication the migration created (once). `last`: on the way out of a failure. */
+export async function endCapture(s: MigrationState, o: { last?: boolean } = {}): Promise<void> {
   const c = s.live?.capture;
   if (!c || c.dropped) return;
   const a = o.last ? lastTries : summarised('drop the replication slot and publication');
   await a.dropCapture({ migration: s.name, spec: s.spec });
-  c.dropped = true;
+  s.capture.slotDropped();
 }
 
 /** A sentence on what the slot holds back, for a migration that waits for a person. */

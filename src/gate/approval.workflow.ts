@@ -9,7 +9,7 @@ import { ATTENTION, attentionKey } from '../workflows/search-attributes';
 import type { MigrationState } from '../workflows/state';
 import type { MigrationWorkflow, Stage } from '../workflows/types';
 import { audit, voidApproval } from '../workflows/audit';
-import { buildReport } from '../report/evidence.workflow';
+import { refreshReport } from '../report/evidence.workflow';
 import { deltaRound } from '../catchup/rounds.workflow';
 import { needsAttention, stopIfAborted } from '../workflows/attention';
 import { streamWhileWaiting } from '../capture/epochs.workflow';
@@ -22,15 +22,14 @@ export type GateOutcome = { approved: Approval } | { to: Stage } | { end: Migrat
 export async function gate(s: MigrationState): Promise<GateOutcome> {
   const { spec } = s;
   // A run continued from the gate presents the same evidence again (the ledger did not change).
-  if (!s.report) await buildReport(s, { evidenceMark: s.live?.evidenceMark ?? null });
-  s.approval = undefined;
-  s.rejection = undefined;
+  if (!s.evidence.report) await refreshReport(s, { evidenceMark: s.live?.evidenceMark ?? null });
+  s.gate.presented();
   if (spec.cutover.approval === 'auto') {
-    s.approval = { approver: 'auto', digest: s.report!.digest, approvedAt: new Date().toISOString() };
-    s.approvals.push(s.approval);
-    return { approved: s.approval };
+    const approved = { approver: 'auto', digest: s.evidence.report!.digest, approvedAt: new Date().toISOString() };
+    s.gate.approve(approved);
+    return { approved };
   }
-  s.setPhase('awaiting_approval', `approve digest ${s.digest} to switch`);
+  s.setPhase('awaiting_approval', `approve digest ${s.evidence.digest} to switch`);
   const c = catchUpOf(spec);
   const enteredAt = Date.now();
   const overdueAt = spec.cutover.approvalTimeout ? enteredAt + durationMs(spec.cutover.approvalTimeout) : undefined;
@@ -39,20 +38,20 @@ export async function gate(s: MigrationState): Promise<GateOutcome> {
     const decided = () => s.decided();
     // Change capture streams on while the gate waits, with a short pause between calls.
     const waits = [
-      s.hasDelta() ? durationMs(c.interval) : s.live?.capture ? CAPTURE_PAUSE_MS : undefined,
-      overdueAt && !s.attention ? Math.max(1, overdueAt - Date.now()) : undefined,
+      s.catchup.hasDelta() ? durationMs(c.interval) : s.live?.capture ? CAPTURE_PAUSE_MS : undefined,
+      overdueAt && !s.gate.attention ? Math.max(1, overdueAt - Date.now()) : undefined,
     ].filter((w): w is number => w !== undefined);
     if (waits.length === 0) await condition(decided);
     else if (await condition(decided, Math.min(...waits))) break;
     if (decided()) break;
-    if (overdueAt !== undefined && !s.attention && Date.now() >= overdueAt) {
+    if (overdueAt !== undefined && !s.gate.attention && Date.now() >= overdueAt) {
       // Waiting too long is worth a look; it never approves anything by itself.
-      s.attention = ATTENTION.approvalOverdue;
-      s.detail = `approve digest ${s.digest} to switch; waiting for approval for longer than ${spec.cutover.approvalTimeout}`;
-      upsertSearchAttributes([{ key: attentionKey, value: s.attention }]);
+      s.gate.attend(ATTENTION.approvalOverdue);
+      s.describe(`approve digest ${s.evidence.digest} to switch; waiting for approval for longer than ${spec.cutover.approvalTimeout}`);
+      upsertSearchAttributes([{ key: attentionKey, value: ATTENTION.approvalOverdue }]);
       s.showDetails();
     }
-    if (s.hasDelta() && !decided()) {
+    if (s.catchup.hasDelta() && !decided()) {
       // Catch-up goes on while the gate waits; a window that does not verify turns it red.
       if (!(await deltaRound(s))) {
         red = true;
@@ -65,24 +64,23 @@ export async function gate(s: MigrationState): Promise<GateOutcome> {
       await continueAsNew<MigrationWorkflow>(spec, s.carry());
     }
   }
-  if (s.attention) {
-    s.attention = undefined;
+  if (s.gate.attention) {
+    s.gate.attended();
     upsertSearchAttributes([{ key: attentionKey, value: null }]);
     s.showDetails();
   }
   const stop = await stopIfAborted(s);
   if (stop) return { end: stop };
   if (red) {
-    if (s.approval) await voidApproval(s, 'a catch-up window did not verify while the gate waited');
+    if (s.gate.approval) await voidApproval(s, 'a catch-up window did not verify while the gate waited');
     return { to: 'catchup' };
   }
-  // (Read through a widened type: the handlers set it while this function waited.)
-  const r = s.rejection as MigrationState['rejection'];
+  const r = s.gate.rejection;
   if (r) {
-    await audit(s, 'reject', r.approver, s.digest, { reason: r.reason });
+    await audit(s, 'reject', r.approver, s.evidence.digest, { reason: r.reason });
     const end = await needsAttention(s, `rejected by ${r.approver}: ${r.reason}`);
     if (end) return { end };
   }
-  if (!s.approval) return { to: 'backfill' };
-  return { approved: s.approval };
+  if (!s.gate.approval) return { to: 'backfill' };
+  return { approved: s.gate.approval };
 }

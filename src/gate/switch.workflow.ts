@@ -4,7 +4,7 @@ import type { Approval } from '../domain/report';
 import { summarised } from '../workflows/activities';
 import type { MigrationResult } from '../workflows/messages';
 import type { MigrationState } from '../workflows/state';
-import { dropCapture } from '../capture/epochs.workflow';
+import { endCapture } from '../capture/epochs.workflow';
 
 export async function switchAuthority(s: MigrationState, approved: Approval): Promise<MigrationResult> {
   s.setPhase('switching');
@@ -16,9 +16,9 @@ export async function switchAuthority(s: MigrationState, approved: Approval): Pr
     digest: approved.digest,
     approver: approved.approver,
   });
-  s.report = { ...s.report!, switchedAt: sw.switchedAt };
+  s.evidence.switched(sw.switchedAt);
   // The target is the source of truth now: the slot and publication go.
-  await dropCapture(s);
+  await endCapture(s);
   s.setPhase('completed');
   return {
     migration: s.name,
@@ -26,6 +26,6 @@ export async function switchAuthority(s: MigrationState, approved: Approval): Pr
     verdict: 'green',
     digest: approved.digest,
     switchedAt: sw.switchedAt,
-    ...(s.finalWindow ? { finalWindow: s.finalWindow } : {}),
+    ...(s.gate.finalWindow ? { finalWindow: s.gate.finalWindow } : {}),
   };
 }

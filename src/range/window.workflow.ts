@@ -11,7 +11,7 @@ import { isSnapshotGone, rootCause } from '../workflows/errors';
 import type { MigrationState } from '../workflows/state';
 import type { MigrationWorkflow } from '../workflows/types';
 import { showRanges } from '../workflows/metrics';
-import { asksReuse, firstAttemptOf, tally } from '../plan/resume.workflow';
+import { asksReuse, firstAttemptOf } from '../plan/resume.workflow';
 import type { ResumeTable } from '../domain/resume';
 
 /** ` [lo, hi)` for a key-span plan (arithmetic); '' where the bounds live in the ledger or need SQL. */
@@ -27,8 +27,8 @@ function boundsOf(p: TablePlan, i: number): string {
  */
 async function rangeInFlight(s: MigrationState, t: number, i: number, copiedBefore: boolean, resumed?: ResumeTable): Promise<void> {
   const { spec } = s;
-  const st = s.tables[t];
-  st.inFlight.add(i);
+  const st = s.ranges.tables[t];
+  s.ranges.started(t, i);
   showRanges(s, t);
   const args = (attempt: number, finalAttempt: boolean): RangeInput => ({
     migration: s.name,
@@ -52,7 +52,7 @@ async function rangeInFlight(s: MigrationState, t: number, i: number, copiedBefo
   const copying = summarised(`${spec.mode === 'verify' ? 'verify' : asksReuse(resumed, 1) ? 'copy or reuse' : 'copy'} ${where}`);
   const locating = summarised(`locate differences in ${where}`);
   const rechecking = summarised(`read the differing keys of ${where} again`);
-  const stopping = () => s.aborted !== undefined;
+  const stopping = () => s.control.aborted !== undefined;
   // (Patched: verify-mode migrations started before locate-first go on measuring after waits.)
   const policy =
     spec.mode === 'verify' && patched('verify-locate-first')
@@ -63,9 +63,9 @@ async function rangeInFlight(s: MigrationState, t: number, i: number, copiedBefo
     const outcome = await runRange(i, policy, {
       attempt: (n, final) => (spec.mode === 'verify' ? copying.verifyRange(args(n, final)) : copying.copyRange(copyArgs(n, final))),
       attempted: (r, n) => {
-        st.rowsCopied += r.rowsCopied;
-        if (copiedBefore || n > 1) st.rowsRecopied += r.rowsCopied;
-        if (first) tally(resumed, r);
+        s.ranges.copied(t, r.rowsCopied, copiedBefore || n > 1);
+        // A resumed migration counts what the first attempt did: verified without a copy, or copied.
+        if (first && resumed) s.ranges.firstAttempted(t, r.reuse);
         first = false;
       },
       // (Patched: migrations started before locating existed go on without it.)
@@ -73,26 +73,18 @@ async function rangeInFlight(s: MigrationState, t: number, i: number, copiedBefo
       wait: (ms) => sleep(ms),
       recheck: (n) => rechecking.recheckRange(args(n, true)),
       release: () => {
-        st.released.add(i);
+        s.ranges.released(t, i);
       },
     });
-    if (outcome.verified) {
-      st.failed.delete(i);
-      st.verified++;
-    } else {
-      st.failed.set(i, outcome.failure);
-    }
+    s.ranges.settled(t, i, outcome);
   } catch (e) {
-    const c = s.live?.capture;
-    if (c && isSnapshotGone(e)) {
+    if (s.live?.capture && isSnapshotGone(e)) {
       // The epoch's snapshot ended under this range: a new epoch copies it (nothing was committed).
-      c.lost = true;
-      c.again.push({ t, i, ...(copiedBefore ? { copiedBefore: true as const } : {}) });
-    } else if (!(isCancellation(e) && s.aborted !== undefined)) s.fatal ??= e;
+      s.capture.giveBack({ t, i, ...(copiedBefore ? { copiedBefore: true as const } : {}) });
+    } else if (!(isCancellation(e) && s.control.aborted !== undefined)) s.control.failedInFlight(e);
     // (An abort that ended a range's wait for a database: the abort ends the migration.)
   } finally {
-    st.inFlight.delete(i);
-    st.released.delete(i);
+    s.ranges.landed(t, i);
     s.touch(t);
   }
 }
@@ -100,33 +92,34 @@ async function rangeInFlight(s: MigrationState, t: number, i: number, copiedBefo
 /** Copies (or verifies) every range still to do, `concurrency` at a time; continues as new when the history is full. */
 export async function backfill(s: MigrationState): Promise<void> {
   s.setPhase('backfilling');
+  const { ranges, control } = s;
   for (;;) {
     await condition(
       () =>
-        s.fatal !== undefined ||
-        s.aborted !== undefined ||
-        (!s.hasWork() && s.inFlight() === 0) ||
-        (!s.paused && s.hasWork() && s.slotsInUse() < s.concurrency) ||
+        control.fatal !== undefined ||
+        control.aborted !== undefined ||
+        (!s.hasWork() && ranges.inFlight() === 0) ||
+        (!control.paused && s.hasWork() && ranges.slotsInUse() < control.concurrency) ||
         (s.hasWork() && s.historyFull()),
     );
-    if (s.fatal !== undefined || s.aborted !== undefined || !s.hasWork()) break;
+    if (control.fatal !== undefined || control.aborted !== undefined || !s.hasWork()) break;
     if (s.historyFull()) {
       // Let the ranges in flight land, then go on in a fresh run with the counters.
-      await condition(() => s.inFlight() === 0);
-      if (s.fatal === undefined && s.aborted === undefined) {
+      await condition(() => ranges.inFlight() === 0);
+      if (control.fatal === undefined && control.aborted === undefined) {
         await condition(allHandlersFinished);
         await continueAsNew<MigrationWorkflow>(s.spec, s.carry());
       }
       break;
     }
     // A planned range's first pass (not a rerun, nor a range a lost snapshot gives back).
-    const firstPass = s.rerunQueue.length === 0 && !s.live?.capture?.again.length;
+    const firstPass = ranges.rerunQueue.length === 0 && !s.live?.capture?.again.length;
     const next = s.nextRange()!;
     void rangeInFlight(s, next.t, next.i, next.copiedBefore === true, firstPass ? firstAttemptOf(s, next.t) : undefined);
   }
-  await condition(() => s.inFlight() === 0);
-  if (s.fatal !== undefined) {
-    s.setPhase('failed', rootCause(s.fatal).message);
-    throw s.fatal;
+  await condition(() => ranges.inFlight() === 0);
+  if (control.fatal !== undefined) {
+    s.setPhase('failed', rootCause(control.fatal).message);
+    throw control.fatal;
   }
 }

@@ -7,11 +7,11 @@ import { resumeSummary } from '../domain/resume';
 
 /** Foreign keys were set aside at planning (only then is there anything to restore). */
 export function hasConstraints(s: MigrationState): boolean {
-  return s.plans.some((p) => (p.setAside?.length ?? 0) > 0);
+  return s.ranges.plans.some((p) => (p.setAside?.length ?? 0) > 0);
 }
 
 /** The constraints set aside, re-created and validated; returns the ones the rows break, in words. */
-export async function restoreConstraints(s: MigrationState): Promise<string[]> {
+export async function restoreAndValidate(s: MigrationState): Promise<string[]> {
   const cs = await summarised('restore and validate the foreign keys set aside').restoreConstraints({ spec: s.spec, migration: s.name });
   return cs.filter((c) => c.wasValid && !c.valid).map((c) => `${c.owner} constraint ${c.name}: ${c.detail ?? 'not valid'}`);
 }
@@ -20,7 +20,7 @@ export async function restoreConstraints(s: MigrationState): Promise<string[]> {
 export async function reconcileAll(s: MigrationState, o: { epoch?: number } = {}): Promise<void> {
   s.setPhase('reconciling');
   const reconcile = (i: number) => {
-    const st = s.tables[i];
+    const st = s.ranges.tables[i];
     return summarised(`reconcile ${st.plan.source}: totals, the sum of the ranges, rows outside them`).reconcileTable({
       migration: s.name,
       spec: s.spec,
@@ -32,45 +32,44 @@ export async function reconcileAll(s: MigrationState, o: { epoch?: number } = {}
   };
   // (Patched: migrations started before went one table after another.)
   if (!patched('reconcile-tables-in-parallel')) {
-    for (let i = 0; i < s.tables.length; i++) await reconcile(i);
+    for (let i = 0; i < s.ranges.tables.length; i++) await reconcile(i);
     return;
   }
   let next = 0;
   const lane = async () => {
-    while (next < s.tables.length) await reconcile(next++);
+    while (next < s.ranges.tables.length) await reconcile(next++);
   };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(s.concurrency, s.tables.length)) }, lane));
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(s.control.concurrency, s.ranges.tables.length)) }, lane));
 }
 
 /**
- * The report as the ledger has it now, and its digest. `evidenceMark`: the watermark the evidence
+ * The report built again from the ledger as it is now (the buildReport activity), kept as the
+ * evidence with its digest. `evidenceMark`: the watermark the evidence
  * was taken at (a run continued from the gate presents the same one); `final`: the source is frozen,
  * so the totals count too.
  */
-export async function buildReport(s: MigrationState, o: { evidenceMark?: string | null; final?: boolean } = {}): Promise<void> {
-  const delta = s.delta();
+export async function refreshReport(s: MigrationState, o: { evidenceMark?: string | null; final?: boolean } = {}): Promise<void> {
+  const delta = s.catchup.delta();
   // Entries recorded before the build are in the ledger it reads; those recorded during it may be.
-  const before = s.auditSince.length;
-  s.buildingReport = true;
-  s.report = await summarised('build the report and its digest from the ledger')
+  const before = s.evidence.buildStarted();
+  const report = await summarised('build the report and its digest from the ledger')
     .buildReport({
       migration: s.name,
       spec: s.spec,
       phase: s.phase,
-      plans: s.plans,
+      plans: s.ranges.plans,
       generatedAt: new Date().toISOString(),
       ...(delta ? { delta: { ...delta, watermark: o.evidenceMark === undefined ? delta.watermark : o.evidenceMark } } : {}),
       ...(s.live && !o.final ? { live: true } : {}),
       ...(s.live?.capture ? { capture: captureOfReport(s) } : {}),
-      ...(s.resume ? { resume: resumeSummary(s.resume, s.plans) } : {}),
+      ...(s.ranges.resume ? { resume: resumeSummary(s.ranges.resume, s.ranges.plans) } : {}),
     })
-    .finally(() => (s.buildingReport = false));
-  s.auditSince.splice(0, before);
-  s.digest = s.report.digest;
+    .finally(() => s.evidence.buildEnded());
+  s.evidence.built(report, before);
 }
 
 /** Change capture as the report keeps it. */
 function captureOfReport(s: MigrationState): NonNullable<Report['capture']> {
-  const c = s.captureView()!;
+  const c = s.capture.view()!;
   return { checkpoint: c.checkpoint, appliedLsn: c.appliedLsn, transactions: c.transactions, rows: c.rows, lagSeconds: c.lagSeconds, lagBytes: c.lagBytes };
 }

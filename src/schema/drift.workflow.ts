@@ -21,19 +21,19 @@ export type Drift =
  */
 export async function schemaDrift(s: MigrationState): Promise<Drift> {
   if (!patched('schema-drift')) return { kind: 'none' };
-  const d = await summarised('compare both catalogs with the plan: columns and partitions').checkSchema({ spec: s.spec, plans: s.plans });
+  const d = await summarised('compare both catalogs with the plan: columns and partitions').checkSchema({ spec: s.spec, plans: s.ranges.plans });
   if (d.columns.length) return { kind: 'stop', why: d.columns.join('\n') };
   if (d.partitions.length === 0) return { kind: 'none' };
   const why = d.partitions.map((p) => p.sentence).join('; ');
   if (s.live?.capture) {
     // The next checkpoint reads every range again, through the partitioned table: it proves them.
-    for (const p of d.partitions) s.partitionsProven(p.table, p.now);
+    for (const p of d.partitions) s.ranges.partitionsProven(p.table, p.now);
     return { kind: 'reprove', why: `${why}: a new checkpoint proves the table again` };
   }
   if (s.live) {
     // A change column: the final check measures every range again on the frozen source, through
     // the partitioned table, and copies again the ranges that changed.
-    for (const p of d.partitions) s.partitionsProven(p.table, p.now);
+    for (const p of d.partitions) s.ranges.partitionsProven(p.table, p.now);
     return { kind: 'none' };
   }
   return {

@@ -4,20 +4,21 @@ import { condition } from '@temporalio/workflow';
 import type { MigrationResult } from './messages';
 import type { MigrationState } from './state';
 import { audit } from './audit';
-import { hasConstraints, restoreConstraints } from '../report/evidence.workflow';
-import { dropCapture, slotNote } from '../capture/epochs.workflow';
+import { hasConstraints, restoreAndValidate } from '../report/evidence.workflow';
+import { endCapture, slotNote } from '../capture/epochs.workflow';
 
 /** The migration's end when an abort was asked for, else undefined. */
 export async function stopIfAborted(s: MigrationState): Promise<MigrationResult | undefined> {
-  if (s.aborted === undefined) return undefined;
-  await condition(() => s.inFlight() === 0);
+  const { control } = s;
+  if (control.aborted === undefined) return undefined;
+  await condition(() => s.ranges.inFlight() === 0);
   // No constraint is left dropped: re-created (validated where the rows allow; the report says which).
-  if (hasConstraints(s)) await restoreConstraints(s);
+  if (hasConstraints(s)) await restoreAndValidate(s);
   // Nor a replication slot holding WAL on the source.
-  await dropCapture(s);
-  s.setPhase('aborted', s.aborted);
-  await audit(s, 'abort', undefined, s.digest, { reason: s.aborted });
-  return { migration: s.name, phase: 'aborted', verdict: 'red', reason: s.aborted };
+  await endCapture(s);
+  s.setPhase('aborted', control.aborted);
+  await audit(s, 'abort', undefined, s.evidence.digest, { reason: control.aborted });
+  return { migration: s.name, phase: 'aborted', verdict: 'red', reason: control.aborted };
 }
 
 /** Waits in needs_attention for a rerun (undefined: go on) or an abort (the migration's end). */
@@ -25,6 +26,6 @@ export async function needsAttention(s: MigrationState, why: string): Promise<Mi
   // A slot keeps WAL on the source while a person looks: say how much, in the one detail shown.
   const held = await slotNote(s);
   s.setPhase('needs_attention', `${why}${held}`);
-  await condition(() => s.rerunQueue.length > 0 || s.aborted !== undefined);
+  await condition(() => s.ranges.rerunQueue.length > 0 || s.control.aborted !== undefined);
   return stopIfAborted(s);
 }

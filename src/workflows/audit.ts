@@ -12,7 +12,6 @@ export async function audit(s: MigrationState, action: string, actor?: string, d
 
 /** The approval no longer holds (the evidence it approved turned red); a new one is needed. */
 export async function voidApproval(s: MigrationState, why: string): Promise<void> {
-  const a = s.approval;
-  s.approval = undefined;
+  const a = s.gate.voidApproval();
   await audit(s, 'approval-void', a?.approver, a?.digest, { reason: why });
 }

@@ -66,7 +66,7 @@ export function rejectionRefusal(
 /** Why a rerun is refused, or undefined. Pure over the table names and range counts given. */
 export function rerunRefusal(
   g: Pick<GateView, 'phase' | 'approved'>,
-  tables: { rangeCount: number }[],
+  tables: readonly { rangeCount: number }[],
   tableIndexOf: (name: string) => number,
   r: { table?: unknown; ranges?: unknown } | undefined,
 ): string | undefined {
@@ -88,7 +88,7 @@ export function rerunRefusal(
 const refusal = (why: string) => failure('Refused', why);
 
 /** What the gate has decided so far for the evidence presented now. */
-const decisions = (s: MigrationState) => ({ approved: s.approval !== undefined, rejected: s.rejection !== undefined });
+const decisions = (s: MigrationState) => ({ approved: s.gate.approval !== undefined, rejected: s.gate.rejection !== undefined });
 
 /** The queries: safe from the first moment (before the spec is known to be valid). */
 export function setQueryHandlers(s: MigrationState): void {
@@ -117,7 +117,7 @@ export function setControlHandlers(s: MigrationState): void {
   setHandler(
     pauseSignal,
     () => {
-      s.paused = true;
+      s.control.pause();
       s.touch();
     },
     { description: 'Start no new range until resume (ranges in flight finish).' },
@@ -125,8 +125,8 @@ export function setControlHandlers(s: MigrationState): void {
   setHandler(
     resumeSignal,
     () => {
-      s.paused = false;
-      s.resumeSignals++;
+      s.control.unpause();
+      s.waits.resumeSignalled();
       s.touch();
     },
     { description: 'Start ranges again after pause; after waiting too long for a database (needs_attention), try again.' },
@@ -134,7 +134,7 @@ export function setControlHandlers(s: MigrationState): void {
   setHandler(
     abortSignal,
     (a) => {
-      s.aborted = (a && typeof a.reason === 'string' && a.reason) || 'aborted by an operator';
+      s.control.abort((a && typeof a.reason === 'string' && a.reason) || 'aborted by an operator');
       s.touch();
     },
     { description: 'Stop the migration: { reason }. Ranges in flight land, nothing is switched; it ends as Failed (Aborted). Same as cancelling.' },
@@ -144,7 +144,7 @@ export function setControlHandlers(s: MigrationState): void {
     (c) => {
       const v = Number(c?.value);
       // A signal cannot be refused: a value out of range is ignored, and the worker's log says so.
-      if (Number.isInteger(v) && v >= 1 && v <= 64) s.concurrency = v;
+      if (Number.isInteger(v) && v >= 1 && v <= 64) s.control.setConcurrency(v);
       else log.warn('setConcurrency ignored: the value must be an integer from 1 to 64', { migration: s.name, value: String(c?.value) });
       s.touch();
     },
@@ -172,8 +172,7 @@ export function setControlHandlers(s: MigrationState): void {
     approveCutoverUpdate,
     (a) => {
       const approval = { approver: a.approver.trim(), digest: a.digest, comment: a.comment, approvedAt: new Date().toISOString() };
-      s.approval = approval;
-      s.approvals.push(approval);
+      s.gate.approve(approval);
       s.touch();
       return { approvedAt: approval.approvedAt };
     },
@@ -181,7 +180,7 @@ export function setControlHandlers(s: MigrationState): void {
       description:
         'Approve the cutover: { approver, digest, comment? }, the digest of the report you read. Refused unless the migration awaits approval of exactly that evidence and you may approve.',
       validator: (a) => {
-        const why = approvalRefusal({ phase: s.phase, digest: s.digest, approvers: s.spec.cutover.approvers, ...decisions(s) }, a);
+        const why = approvalRefusal({ phase: s.phase, digest: s.evidence.digest, approvers: s.spec.cutover.approvers, ...decisions(s) }, a);
         if (why) {
           refused('approve-refused', a, why);
           throw refusal(why);
@@ -192,7 +191,7 @@ export function setControlHandlers(s: MigrationState): void {
   setHandler(
     rejectCutoverUpdate,
     (r) => {
-      s.rejection = { approver: r.approver.trim(), reason: r.reason };
+      s.gate.reject({ approver: r.approver.trim(), reason: r.reason });
       s.touch();
       return { rejectedAt: new Date().toISOString() };
     },
@@ -210,7 +209,7 @@ export function setControlHandlers(s: MigrationState): void {
   setHandler(rerunUpdate, (r) => ({ ranges: s.queueRerun(r.table, r.ranges) }), {
     description: 'Copy and verify only these ranges again: { ranges: [n, ...], table? }. Taken when the migration needs attention or awaits approval.',
     validator: (r) => {
-      const why = rerunRefusal({ phase: s.phase, ...decisions(s) }, s.plans, (n) => s.tableIndexOf(n), r);
+      const why = rerunRefusal({ phase: s.phase, ...decisions(s) }, s.ranges.plans, (n) => s.tableIndexOf(n), r);
       if (why) throw refusal(why);
     },
   });

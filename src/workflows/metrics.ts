@@ -25,7 +25,7 @@ const gauge = (d: { name: string }) => ({
 });
 
 /** The oldest watermark as Unix seconds, when it reads as a timestamp. */
-function markSeconds(marks: (string | null)[]): number | undefined {
+function markSeconds(marks: readonly (string | null)[]): number | undefined {
   const ms = marks
     .filter((m): m is string => m !== null)
     .map((m) => Date.parse(m))
@@ -36,7 +36,7 @@ function markSeconds(marks: (string | null)[]): number | undefined {
 /** One table's ranges by status (the counts `progress` shows). */
 export function showRanges(s: MigrationState, t: number): void {
   try {
-    const st = s.tables[t];
+    const st = s.ranges.tables[t];
     const counts: Record<(typeof RANGE_STATUSES)[number], number> = {
       pending: st.plan.rangeCount - st.verified - st.failed.size - st.inFlight.size,
       in_flight: st.inFlight.size,
@@ -73,5 +73,5 @@ export function showMetrics(s: MigrationState, table?: number): void {
     // Metrics must never stop a migration.
   }
   if (table !== undefined) showRanges(s, table);
-  else for (let t = 0; t < s.tables.length; t++) showRanges(s, t);
+  else for (let t = 0; t < s.ranges.tables.length; t++) showRanges(s, t);
 }

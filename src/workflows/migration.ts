@@ -1,11 +1,13 @@
 // The migration workflow: orchestration only. Every read, write and comparison happens in an
-// activity; the state (state.ts) keeps counters, failed ranges and the digest, and this stage loop
-// decides where the migration goes next. Each phase has its own module:
-//   planning here; backfill.ts (the window of ranges); evidence.ts (reconciling, the report);
-//   catchup.ts (a live source); gate.ts (the approval); final-check.ts; switch.ts.
+// activity; the state (state.ts, composed of each capability's own) keeps counters, failed ranges
+// and the digest, and this stage loop decides where the migration goes next. Each phase has its own
+// module (*.workflow.ts): planning here; range/window (the window of ranges); report/evidence
+// (reconciling, the report); catchup/rounds and capture/epochs (a live source); gate/approval;
+// gate/final-check; gate/switch.
 import { ApplicationFailure, CancellationScope, ContinueAsNew, isCancellation, log, patched, workflowInfo } from '@temporalio/workflow';
-import { captureOf, checkSpec, isLive } from '../spec/schema';
-import { capturedBackfill, capturedCatchUp, dropCapture, newCaptureState } from '../capture/epochs.workflow';
+import { checkSpec, isLive } from '../spec/schema';
+import { capturedBackfill, capturedCatchUp, endCapture } from '../capture/epochs.workflow';
+import { newLiveState } from '../catchup/state.workflow';
 import { acts, lastTries, summarised } from './activities';
 import { needsAttention, stopIfAborted } from './attention';
 import { voidApproval, audit } from './audit';
@@ -13,13 +15,15 @@ import { backfill } from '../range/window.workflow';
 import { catchUp } from '../catchup/rounds.workflow';
 import { failure } from '../domain/failures';
 import { abortedFailure, endingFailure, rootCause } from './errors';
-import { buildReport, hasConstraints, reconcileAll, restoreConstraints } from '../report/evidence.workflow';
+import { refreshReport, hasConstraints, reconcileAll, restoreAndValidate } from '../report/evidence.workflow';
 import { finalCheck, unfreezeAfter } from '../gate/final-check.workflow';
 import { gate } from '../gate/approval.workflow';
 import { setControlHandlers, setQueryHandlers } from './handlers';
 import { waitInSight } from './waits';
 import type { MigrationResult } from './messages';
 import { MigrationState } from './state';
+import { showDetails } from './details';
+import { showMetrics } from './metrics';
 import { switchAuthority } from '../gate/switch.workflow';
 import { schemaDrift } from '../schema/drift.workflow';
 import type { Carried, Stage } from './types';
@@ -42,8 +46,8 @@ export async function backfillMigration(input: unknown, carried?: Carried): Prom
       if (!state || !patched('cancellation-is-abort')) throw e;
       const s: MigrationState = state;
       result = await CancellationScope.nonCancellable(async () => {
-        s.aborted ??= 'cancelled through Temporal';
-        if (s.frozen) await unfreezeAfter(s, `aborted: ${s.aborted}`);
+        s.control.cancelled('cancelled through Temporal');
+        if (s.gate.frozen) await unfreezeAfter(s, `aborted: ${s.control.aborted}`);
         return (await stopIfAborted(s))!;
       });
       throw abortedFailure(result);
@@ -60,7 +64,7 @@ export async function backfillMigration(input: unknown, carried?: Carried): Prom
     };
     if (state && hasConstraints(state))
       await lastTries.restoreConstraints({ spec: state.spec, migration: state.name }).catch(undone('the foreign keys set aside could not be restored'));
-    if (state?.live?.capture) await dropCapture(state, { last: true }).catch(undone('the replication slot and publication could not be dropped'));
+    if (state?.live?.capture) await endCapture(state, { last: true }).catch(undone('the replication slot and publication could not be dropped'));
     if (left.length) log.warn('a failed migration could not undo everything', { migration: state?.name, left: left.join('; ') });
     const message = left.length ? `${root.message}\n(and ${left.join('; ')})` : root.message;
     if (root instanceof ApplicationFailure && (root !== e || left.length)) throw endingFailure(root, message);
@@ -74,7 +78,7 @@ export async function backfillMigration(input: unknown, carried?: Carried): Prom
 /** The ranges whose rows the target refused, in a sentence an operator can act on ('' when none). */
 function refusals(s: MigrationState): string {
   const out: string[] = [];
-  for (const st of s.tables) {
+  for (const st of s.ranges.tables) {
     for (const f of st.failed.values()) {
       if (!f.refused) continue;
       const key = f.refused.key ? ` at key ${JSON.stringify(f.refused.key)}` : '';
@@ -89,7 +93,8 @@ function refusals(s: MigrationState): string {
 async function migrate(input: unknown, carried: Carried | undefined, started: (s: MigrationState) => void): Promise<MigrationResult> {
   const info = workflowInfo();
   const parsed = checkSpec(input);
-  const s = new MigrationState(parsed.ok ? parsed.spec.name : info.workflowId, parsed.ok ? parsed.spec.concurrency : 1, carried);
+  const shown = { details: showDetails, metrics: showMetrics };
+  const s = new MigrationState(parsed.ok ? parsed.spec.name : info.workflowId, parsed.ok ? parsed.spec.concurrency : 1, shown, carried);
   setQueryHandlers(s);
   waitInSight(s);
   started(s);
@@ -102,7 +107,7 @@ async function migrate(input: unknown, carried: Carried | undefined, started: (s
     s.setPhase('failed', 'the workflow id is not the spec name');
     throw failure('InvalidSpec', `the workflow id "${info.workflowId}" must equal the spec name "${parsed.spec.name}"`);
   }
-  s.spec = parsed.spec;
+  s.specified(parsed.spec);
   setControlHandlers(s);
 
   // ---- planning (a continued run takes the plan and the counters from the run before) ----
@@ -111,22 +116,14 @@ async function migrate(input: unknown, carried: Carried | undefined, started: (s
     // (Histories recorded before schema patterns have the plans alone.)
     const plans = Array.isArray(planned) ? (planned as TablePlan[]) : planned.plans;
     // Schema patterns expanded: from here on the spec lists every table (and carries it on).
-    if (!Array.isArray(planned)) s.spec = { ...s.spec, tables: planned.tables };
+    if (!Array.isArray(planned)) s.expanded(planned.tables);
     log.info('planned', { migration: s.name, ranges: plans.reduce((a, p) => a + p.rangeCount, 0) });
     const spec = s.spec;
     let live;
     if (isLive(spec)) {
       // Read before the first range is copied: catch-up starts from here.
       const mark = spec.tables.some((t) => t.delta) ? await acts.captureWatermark({ spec }) : null;
-      live = {
-        stage: 'backfill' as Stage,
-        marks: spec.tables.map((t) => (t.delta ? mark : null)),
-        rowsApplied: 0,
-        remaining: 0,
-        evidenceMark: null,
-        finalChecks: 0,
-        ...(captureOf(spec) ? { capture: newCaptureState() } : {}),
-      };
+      live = newLiveState(spec, mark);
     }
     s.planned(plans, live);
     // Started again after an abort or a failure: the ranges the earlier run verified are verified, not copied.
@@ -137,7 +134,7 @@ async function migrate(input: unknown, carried: Carried | undefined, started: (s
   // Where a continued run starts from (carried): kept current with every move.
   const enter = (to: Stage) => {
     stage = to;
-    if (s.live) s.live.stage = to;
+    s.catchup.enter(to);
   };
   for (;;) {
     if (stage === 'backfill') {
@@ -148,13 +145,13 @@ async function migrate(input: unknown, carried: Carried | undefined, started: (s
       // Reconciling: the global checks, also when ranges failed (the report needs both).
       // (Patched: migrations started before this skipped them when ranges failed.) A live source
       // is reconciled by the final check, when it is frozen: totals read now could not agree.
-      const failedRanges = s.failedCount();
+      const failedRanges = s.ranges.failedCount();
       // Foreign keys set aside for the copy hold again before the evidence is presented (a live
       // source keeps them aside until the final check: catch-up still writes).
-      const broken = !s.live && hasConstraints(s) ? await restoreConstraints(s) : [];
+      const broken = !s.live && hasConstraints(s) ? await restoreAndValidate(s) : [];
       if (!s.live && (failedRanges === 0 || patched('reconcile-with-failed-ranges'))) await reconcileAll(s);
-      await buildReport(s);
-      if (s.report!.verdict === 'red' || failedRanges > 0) {
+      await refreshReport(s);
+      if (s.evidence.report!.verdict === 'red' || failedRanges > 0) {
         const constraints = broken.length ? `rows break ${broken.join('; ')}; ` : '';
         stop = await needsAttention(
           s,
@@ -171,17 +168,17 @@ async function migrate(input: unknown, carried: Carried | undefined, started: (s
       else await catchUp(s);
       const stop = await stopIfAborted(s);
       if (stop) return stop;
-      await buildReport(s);
-      if (s.report!.verdict === 'red' || s.failedCount() > 0) {
+      await refreshReport(s);
+      if (s.evidence.report!.verdict === 'red' || s.ranges.failedCount() > 0) {
         const end = await needsAttention(
           s,
-          `${s.failedCount()} range(s) failed while catching up, or the global checks disagree: rerun the failed ranges or abort`,
+          `${s.ranges.failedCount()} range(s) failed while catching up, or the global checks disagree: rerun the failed ranges or abort`,
         );
         if (end) return end;
         enter('backfill');
         continue;
       }
-      s.live!.evidenceMark = s.report!.delta.watermark;
+      s.catchup.evidenceTaken(s.evidence.report!.delta.watermark);
       enter('gate');
     }
 
@@ -210,7 +207,7 @@ async function migrate(input: unknown, carried: Carried | undefined, started: (s
 
     if (s.live) {
       s.setPhase('final_check', 'freezing the source and checking the final window');
-      s.live.finalChecks++;
+      s.catchup.finalCheckStarted();
       let why = await finalCheck(s, g.approved);
       if (!why) {
         // Under the freeze, before the switch: the tables are still those the evidence covers.
@@ -225,9 +222,9 @@ async function migrate(input: unknown, carried: Carried | undefined, started: (s
         continue;
       }
     }
-    if (abortable && s.aborted !== undefined) {
+    if (abortable && s.control.aborted !== undefined) {
       // Aborted during the final check: writes come back to the source, nothing is switched.
-      if (s.frozen) await unfreezeAfter(s, `aborted: ${s.aborted}`);
+      if (s.gate.frozen) await unfreezeAfter(s, `aborted: ${s.control.aborted}`);
       const stop = await stopIfAborted(s);
       if (stop) return stop;
     }
@@ -241,7 +238,7 @@ async function migrate(input: unknown, carried: Carried | undefined, started: (s
 
 /** A schema change the evidence cannot cover: writes back on the source, then the migration fails with the sentence. */
 async function stopOnDrift(s: MigrationState, why: string): Promise<never> {
-  if (s.frozen) await unfreezeAfter(s, why);
+  if (s.gate.frozen) await unfreezeAfter(s, why);
   s.setPhase('failed', why);
   throw failure('SchemaChanged', why);
 }

@@ -48,24 +48,24 @@ function troubleOf(e: unknown, activity: string): Trouble | undefined {
 
 /** Ends a wait when the migration is aborted: the caller sees a cancellation, and the abort is what ends it. */
 function abortedWhileWaiting(s: MigrationState, t: Trouble): CancelledFailure {
-  return new CancelledFailure(`aborted while waiting for ${t.what}: ${s.aborted}`);
+  return new CancelledFailure(`aborted while waiting for ${t.what}: ${s.control.aborted}`);
 }
 
 async function waitOut(s: MigrationState, t: Trouble, attempt: number): Promise<void> {
-  const w = s.failedTry(t.key, t.what, t.error);
+  const w = s.waits.failedTry(t.key, t.what, t.error);
   const bound = waitBound(s.spec);
   if (Date.now() - Date.parse(w.since) < bound.ms) {
     const ms = pauseAfter(attempt);
-    w.nextTryAt = new Date(Date.now() + ms).toISOString();
+    s.waits.nextTry(t.key, new Date(Date.now() + ms).toISOString());
     s.touch();
-    if (await condition(() => s.aborted !== undefined, ms)) throw abortedWhileWaiting(s, t);
+    if (await condition(() => s.control.aborted !== undefined, ms)) throw abortedWhileWaiting(s, t);
     return;
   }
-  w.nextTryAt = undefined;
+  s.waits.nextTry(t.key, undefined);
   s.strand(strandedWhy(w, s.name, bound.text));
-  const resumes = s.resumeSignals;
-  await condition(() => s.aborted !== undefined || s.resumeSignals !== resumes);
-  if (s.aborted !== undefined) throw abortedWhileWaiting(s, t);
+  const resumes = s.waits.resumeSignals;
+  await condition(() => s.control.aborted !== undefined || s.waits.resumeSignals !== resumes);
+  if (s.control.aborted !== undefined) throw abortedWhileWaiting(s, t);
   s.unstrand();
 }
 
@@ -79,7 +79,7 @@ async function inSight<R>(activity: string, run: () => Promise<R>): Promise<R> {
     } catch (e) {
       const s = owner;
       // An abort asked for: nothing more is waited for (cleanup calls fail as they are).
-      const trouble = s && s.spec && s.aborted === undefined ? troubleOf(e, activity) : undefined;
+      const trouble = s && s.spec && s.control.aborted === undefined ? troubleOf(e, activity) : undefined;
       // (Patched: migrations started before this let Temporal retry out of sight.)
       if (!s || !trouble || !patched('waits-in-sight')) {
         // It failed otherwise after a wait: what it waited for answered (the caller has the rest).
@@ -99,7 +99,7 @@ async function inSight<R>(activity: string, run: () => Promise<R>): Promise<R> {
  */
 export async function waitedInSight(e: unknown, activity: string, attempt: number): Promise<boolean> {
   const s = owner;
-  const trouble = s && s.spec && s.aborted === undefined ? troubleOf(e, activity) : undefined;
+  const trouble = s && s.spec && s.control.aborted === undefined ? troubleOf(e, activity) : undefined;
   if (!s || !trouble || trouble.kind !== 'unreachable' || !patched('waits-in-sight')) return false;
   await waitOut(s, trouble, attempt);
   return true;
