@@ -11,7 +11,8 @@ import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import type { PeerOptions } from './bench-peer';
-import { FILL_WRITER_TABLE, WRITER_TABLE, startWriter, tableFingerprint } from '../src/infra/writer';
+import { startWriter, tableFingerprint } from '../src/infra/writer';
+import { FILL_WRITER_TABLE, WRITER_TABLE } from '../src/db/demo';
 import { approveCutoverUpdate, progressQuery, type Progress } from '../src/workflows/messages';
 import { backfillMigration } from '../src/workflows/migration';
 

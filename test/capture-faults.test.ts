@@ -13,7 +13,8 @@ import { approveCutoverUpdate, pauseSignal, progressQuery, resumeSignal, type Pr
 import { spawnWorker, type TemporalHarness, type WorkerProcess } from './helpers/temporal';
 import { startStack } from './helpers/stack';
 import { capturedSpecFor } from './helpers/spec';
-import { FILL_WRITER_TABLE, WRITER_TABLE, startWriter, tableFingerprint } from './helpers/writer';
+import { startWriter, tableFingerprint } from '../src/infra/writer';
+import { FILL_WRITER_TABLE, WRITER_TABLE } from '../src/db/demo';
 
 const TASK_QUEUE = 'capture-faults';
 const ROWS = 120_000;

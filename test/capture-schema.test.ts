@@ -18,7 +18,7 @@ import { envNameForAlias } from '../src/spec/aliases';
 import { approveUntilCompleted, waitForPhase, type TemporalHarness } from './helpers/temporal';
 import { startStack } from './helpers/stack';
 import { parsed, specFor, type TableDoc } from './helpers/spec';
-import { tableFingerprint } from './helpers/writer';
+import { tableFingerprint } from '../src/infra/writer';
 
 const TASK_QUEUE = 'capture-schema';
 const ROWS = 3_000;

@@ -16,7 +16,7 @@ import { captureOf } from '../src/spec/schema';
 import { approveUntilCompleted, endingOf, replayAndMaybeRecord, waitForPhase, type TemporalHarness } from './helpers/temporal';
 import { startStack } from './helpers/stack';
 import { capturedSpecFor, parsed } from './helpers/spec';
-import { tableFingerprint } from './helpers/writer';
+import { tableFingerprint } from '../src/infra/writer';
 
 const TASK_QUEUE = 'capture-tripwire';
 let pg: PostgresServer;

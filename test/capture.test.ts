@@ -19,7 +19,8 @@ import { captureOf } from '../src/spec/schema';
 import { endingOf, replayAndMaybeRecord, waitForPhase, type TemporalHarness } from './helpers/temporal';
 import { startStack } from './helpers/stack';
 import { capturedSpecFor, parsed } from './helpers/spec';
-import { FILL_WRITER_TABLE, WRITER_TABLE, startWriter, tableFingerprint } from './helpers/writer';
+import { startWriter, tableFingerprint } from '../src/infra/writer';
+import { FILL_WRITER_TABLE, WRITER_TABLE } from '../src/db/demo';
 
 const TASK_QUEUE = 'capture';
 let pg: PostgresServer;

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { parse } from 'yaml';
 import { checkSpec } from '../src/spec/schema';
 import { envNameForAlias } from '../src/spec/aliases';
-import { SEARCH_ATTRIBUTES } from '../src/workflows/messages';
+import { SEARCH_ATTRIBUTES } from '../src/workflows/search-attributes';
 import { ROOT } from './helpers/cli';
 import { SERVER_SETTINGS } from '../src/infra/temporal';
 import { METRIC_DEFS } from '../src/metrics/catalog';

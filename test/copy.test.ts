@@ -11,7 +11,7 @@ import { checkTable } from '../src/plan/binding';
 import { reconcileTable } from '../src/gate/reconcile';
 import { runAction } from '../src/gate/cutover';
 import { sqlHash } from '../src/plan/trust';
-import type { TablePlan } from '../src/plan/bounds';
+import type { TablePlan } from '../src/domain/plan';
 import { closePools } from '../src/db/pools';
 import pg_ from 'pg';
 import { to as copyTo } from 'pg-copy-streams';

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { hashAs, quoteIdent, qualifiedName, quoteLiteral, rowHashExpr, typedLiteral, type BoundTable } from '../src/db/sql';
-import { rangeBounds } from '../src/plan/bounds';
+import { rangeBounds } from '../src/domain/range-bounds';
 import { redact } from '../src/db/redact';
 import { NO_KEYS, buildTableReport, evidenceText, isGreen, type TableEvidence } from '../src/domain/report';
 import { digestOf } from '../src/report/digest';

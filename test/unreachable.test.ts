@@ -15,7 +15,7 @@ import { CLI, backfill, run } from './helpers/cli';
 import { endingOf, replayAndMaybeRecord, waitForPhase, type TemporalHarness } from './helpers/temporal';
 import { startStack } from './helpers/stack';
 import { specFor } from './helpers/spec';
-import { FILL_WRITER_TABLE, WRITER_TABLE } from '../src/infra/writer';
+import { FILL_WRITER_TABLE, WRITER_TABLE } from '../src/db/demo';
 
 const TASK_QUEUE = 'unreachable';
 let pg: PostgresServer;

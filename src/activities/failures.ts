@@ -7,7 +7,7 @@ import type { ActivityExecuteInput, ActivityInboundCallsInterceptor, Next } from
 import { toFailure, unreachableFailure } from '../db/errors';
 
 /** One failure out of anything an activity throws (a cancellation stays a cancellation). */
-export function plainActivityFailure(e: unknown, activityType: string): unknown {
+function plainActivityFailure(e: unknown, activityType: string): unknown {
   if (e instanceof CancelledFailure) return e;
   if (e instanceof ApplicationFailure) {
     const unreachable = unreachableFailure(e.cause ?? e, e.message);

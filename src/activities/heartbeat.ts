@@ -3,7 +3,7 @@
 import { hostname } from 'node:os';
 import { Context } from '@temporalio/activity';
 
-export const HEARTBEAT_EVERY_MS = 3000;
+const HEARTBEAT_EVERY_MS = 3000;
 
 /** Who ran a range: recorded in the ledger, so shared work is visible. */
 export const WORKER_ID = `${hostname()}:${process.pid}`;
@@ -34,7 +34,7 @@ export function previousDetails(): Record<string, unknown> {
   }
 }
 
-export async function keepAlive<T>(fn: () => Promise<T>): Promise<T> {
+async function keepAlive<T>(fn: () => Promise<T>): Promise<T> {
   let ctx: Context;
   try {
     ctx = Context.current();

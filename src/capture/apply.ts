@@ -12,9 +12,6 @@ import { CaptureError, explain } from './errors';
 import { parseLsn } from './lsn';
 import { keyColumnsOf, sourceLabel, type CaptureTable } from './tables';
 
-export type { ApplyOptions, ApplyProgress, ApplyResult, RelationName, RelationScope, RowCounts } from './apply-types';
-export type { CaptureTable } from './tables';
-
 export async function applyChanges(o: ApplyOptions): Promise<ApplyResult> {
   const started = Date.now();
   checkTables(o.tables);

@@ -36,7 +36,7 @@ function applied(s: MigrationState, r: ApplyOutcome): void {
 }
 
 /** One call of the stream: to what was committed when it started (its fence), or to `untilLsn`. */
-export async function applyRound(s: MigrationState, o: { untilLsn?: string; maxMs?: number } = {}): Promise<ApplyOutcome> {
+async function applyRound(s: MigrationState, o: { untilLsn?: string; maxMs?: number } = {}): Promise<ApplyOutcome> {
   const what = o.untilLsn ? `apply the captured changes up to ${o.untilLsn}` : 'apply the captured changes';
   const r = await summarised(what).applyCapture({ migration: s.name, spec: s.spec, untilLsn: o.untilLsn, maxMs: o.maxMs ?? APPLY_MS });
   applied(s, r);

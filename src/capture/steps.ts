@@ -29,11 +29,12 @@ import {
   setPublicationTablesSql,
 } from './sql';
 import { hashedColumns } from '../db/sql';
-import { applyChanges, type CaptureTable, type RelationScope } from './apply';
+import { applyChanges } from './apply';
+import { type CaptureTable } from './tables';
+import { type RelationScope } from './apply-types';
 import { createSlot } from './replication';
 import { bindingFor, type Binding } from '../plan/binding';
 
-export { captureProblems } from './preflight';
 import { heartbeat, WORKER_ID } from '../activities/heartbeat';
 import { diffRows, keyedRows } from '../range/locate';
 
@@ -106,7 +107,7 @@ export async function holdSnapshot(input: EpochInput): Promise<void> {
  * Temporary slots of a migration's epochs are named from its slot: `<slot, cut>_<hash of it>_e<epoch>_<random>`
  * (63 bytes at most; the hash keeps two long slot names with one beginning apart).
  */
-export function epochSlotPrefix(slot: string): string {
+function epochSlotPrefix(slot: string): string {
   return `${slot.slice(0, 40)}_${createHash('md5').update(slot).digest('hex').slice(0, 8)}_e`;
 }
 

@@ -67,7 +67,7 @@ const AGAIN = 'abort, then start the migration again with a new name';
  * stops the migration with a sentence. Columns not copied may be dropped or retyped: nothing of
  * theirs reaches the target.
  */
-export function schemaDrift(rel: RelationMessage, table: CaptureTable): CaptureError | undefined {
+function schemaDrift(rel: RelationMessage, table: CaptureTable): CaptureError | undefined {
   const source = sourceLabel(table);
   const planned = new Map(table.sourceColumns.map((c) => [c.name, c]));
   const now = new Map(rel.columns.map((c) => [c.name, c]));

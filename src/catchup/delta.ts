@@ -30,10 +30,10 @@ import { ensureSetAside } from '../schema/constraints';
 import { CopyMeter, copyPipe, withCopyClients } from '../range/pipe';
 import { countCatchUp } from '../activities/metrics';
 import { compareMeasured, measure } from '../range/measure';
-import type { SideEvidence } from '../range/copy';
+import type { SideEvidence } from '../domain/range-lifecycle';
 
 /** Target rows of the window that the source did not send, looked up per round at most. */
-export const UNSENT_PER_ROUND = 10_000;
+const UNSENT_PER_ROUND = 10_000;
 
 export interface DeltaInput {
   migration: string;

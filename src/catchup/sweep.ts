@@ -14,7 +14,8 @@ import { atSnapshot } from '../range/snapshot';
 import { withCopyClients } from '../range/pipe';
 import { ensureSetAside } from '../schema/constraints';
 import { compareMeasured, measure, replaceAndMeasure, throughIndex } from '../range/measure';
-import { planSpan, type TablePlan } from '../plan/bounds';
+import { planSpan } from '../plan/bounds';
+import type { TablePlan } from '../domain/plan';
 import { countCopied } from '../activities/metrics';
 import { locateFirstPolicy, rangePolicy, runRange, type FailedRange, type RangeResult, type RangeSteps } from '../domain/range-lifecycle';
 

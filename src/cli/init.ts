@@ -16,14 +16,14 @@ const TEXT_LIKE = new Set(['text', 'varchar', 'bpchar', 'citext']);
 const MAX_STATUS_VALUES = 50;
 
 /** A distribution column: named like a status, of a text, enum or boolean type, with few values where statistics say. */
-export function statusLike(c: ColumnProfile): boolean {
+function statusLike(c: ColumnProfile): boolean {
   if (!STATUS_LIKE.test(c.name)) return false;
   if (!TEXT_LIKE.has(c.typeName) && c.kind !== 'e' && c.typeName !== 'bool') return false;
   return c.distinct === null || (c.distinct > 0 && c.distinct <= MAX_STATUS_VALUES);
 }
 
 /** A sum: a numeric or money column named like an amount. */
-export function moneyLike(c: ColumnProfile): boolean {
+function moneyLike(c: ColumnProfile): boolean {
   return MONEY_LIKE.test(c.name) && (c.typeName === 'numeric' || c.typeName === 'money');
 }
 

@@ -15,8 +15,6 @@ import { registerReport } from './commands/report';
 import { registerAbort, registerApprove, registerPauseAndResume, registerReject, registerRerun } from './commands/steer';
 import { registerDemo, registerInit, registerWorker } from './commands/local';
 
-export { EXIT } from './exit';
-
 let exitCode: number = EXIT.ok;
 /** Each action returns its exit code; commander itself does not carry it. */
 const act: Act =

@@ -9,7 +9,7 @@ import { setting } from '../settings';
 const terminalColumns = (): number => Math.max(20, setting('columns'));
 
 const HIDE_CURSOR = '\u001b[?25l';
-export const SHOW_CURSOR = '\u001b[?25h';
+const SHOW_CURSOR = '\u001b[?25h';
 
 const width = (s: string) => [...s].length;
 

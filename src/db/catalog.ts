@@ -54,7 +54,7 @@ SELECT array_agg(a.attname::text ORDER BY a.attname::text COLLATE "C") AS cols
  GROUP BY i.indexrelid`;
 
 /** text[] arrives as its literal '{a,b}' because every type parses as text; decode simply. */
-export function textArray(v: unknown): string[] {
+function textArray(v: unknown): string[] {
   if (Array.isArray(v)) return v.map(String);
   const s = String(v ?? '');
   if (s === '{}' || s === '') return [];

@@ -64,7 +64,7 @@ export const WRITER_TABLE = (name: string) =>
   `CREATE TABLE ${name} (id bigint PRIMARY KEY, balance numeric(14,2) NOT NULL, status text NOT NULL, doc text, at timestamptz NOT NULL)`;
 
 /** A text that does not compress well: PostgreSQL keeps it out of line (TOASTed). */
-export const BIG_TEXT = (seed: string) => `(SELECT string_agg(md5(${seed} || ':' || i), '') FROM generate_series(1, 400) i)`;
+const BIG_TEXT = (seed: string) => `(SELECT string_agg(md5(${seed} || ':' || i), '') FROM generate_series(1, 400) i)`;
 
 /** `rows` rows; every `bigEvery`-th (default 50th) carries a TOASTed text of about 12.8 kB. */
 export const FILL_WRITER_TABLE = (name: string, rows: number, bigEvery = 50) =>

@@ -146,8 +146,8 @@ export const LEDGER_TABLES: LedgerTable[] = [
 export const SWITCH_TABLES: LedgerTable[] = [{ table: 'switches', rights: ['SELECT', 'INSERT'] }];
 
 /** $1 a schema, when it exists. */
-export const SCHEMA_EXISTS = `SELECT 1 FROM pg_namespace WHERE nspname = $1`;
-export const CREATE_LEDGER_SCHEMA = 'CREATE SCHEMA backfill';
+const SCHEMA_EXISTS = `SELECT 1 FROM pg_namespace WHERE nspname = $1`;
+const CREATE_LEDGER_SCHEMA = 'CREATE SCHEMA backfill';
 
 /**
  * Concurrent workers may create the ledger at once: serialise on an advisory lock. The schema is
@@ -353,7 +353,7 @@ export const RECORD_SWITCH = `
 INSERT INTO backfill.switches (migration, execution, digest, approver) VALUES ($1, $2, $3, $4) RETURNING switched_at::text AS at`;
 
 /** Concurrent workers may create the ledger at once: they serialise on this. */
-export const LEDGER_LOCK = `SELECT pg_advisory_xact_lock(hashtext('backfill.ledger'))`;
+const LEDGER_LOCK = `SELECT pg_advisory_xact_lock(hashtext('backfill.ledger'))`;
 
 export const RANGE_SUMS = `
 SELECT count(*)::int AS n,

@@ -88,7 +88,7 @@ function markConnectFailures(pool: pg.Pool, alias: string, host: string): void {
 }
 
 /** PostgreSQL's duration syntax for statement_timeout ('30min', '10s', '250ms', '5000' = ms); 0: none. */
-export function pgDurationMs(v: string): number {
+function pgDurationMs(v: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|min|h|d)?\s*$/.exec(v);
   const unit: Record<string, number> = { ms: 1, s: 1000, min: 60_000, h: 3_600_000, d: 86_400_000 };
   return m ? Number(m[1]) * unit[m[2] ?? 'ms'] : 0;

@@ -230,8 +230,8 @@ export interface TableEvidence {
 }
 
 /** Verified ranges beyond this many per table are summarised; failed ones are always listed. */
-export const MAX_VERIFIED_RANGES_SHOWN = 500;
-export const MAX_FAILED_RANGES_SHOWN = 2000;
+const MAX_VERIFIED_RANGES_SHOWN = 500;
+const MAX_FAILED_RANGES_SHOWN = 2000;
 
 /** Ledger statuses of a range that is not proven and will not be by itself. */
 export const FAILED_STATUSES = new Set(['failed', 'mismatch', 'refused']);

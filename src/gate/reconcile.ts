@@ -18,9 +18,10 @@ import type { SideTotals } from '../domain/report';
 import { bindingFor, type Binding } from '../plan/binding';
 import { measure, throughIndex } from '../range/measure';
 import { NO_DUPLICATES, compareProfiles, failedChecks, parseDuplicates, parseProfile, type Checks } from '../range/compare';
-import { planSpan, type TablePlan } from '../plan/bounds';
+import { planSpan } from '../plan/bounds';
+import type { TablePlan } from '../domain/plan';
 
-export const OUTSIDE_SAMPLE = 20;
+const OUTSIDE_SAMPLE = 20;
 
 export interface Outside {
   count: string;

@@ -9,9 +9,7 @@ import type { Connection } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { SEARCH_ATTRIBUTES, SEARCH_ATTRIBUTE_KEYS } from '../workflows/search-attributes';
 
-export const TEMPORAL_CLI_VERSION = 'v1.5.1';
-
-export function cacheDir(): string {
+function cacheDir(): string {
   return setting('cacheDir');
 }
 

@@ -6,7 +6,6 @@ import pg from 'pg';
 import { FINGERPRINT, UTC, WRITER_DELETE, WRITER_DOC_UPDATE, WRITER_INSERT, WRITER_UPDATE } from '../db/demo';
 
 // The writer's table and its fill are SQL (src/db/demo.ts); the demo, tests and bench take them from here.
-export { FILL_WRITER_TABLE, WRITER_TABLE } from '../db/demo';
 
 export interface WriterCounts {
   updates: number;

@@ -18,7 +18,7 @@ export const activityLabels = (i: { namespace: string; taskQueue: string; activi
   activity_type: i.activityType,
 });
 
-export const workflowLabels = (i: { namespace: string; taskQueue: string; workflowType: string }): SdkLabels<'workflow'> => ({
+const workflowLabels = (i: { namespace: string; taskQueue: string; workflowType: string }): SdkLabels<'workflow'> => ({
   namespace: i.namespace,
   task_queue: i.taskQueue,
   workflow_type: i.workflowType,

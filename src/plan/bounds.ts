@@ -2,32 +2,13 @@
 // from it (arithmetic for key spans, SQL interval arithmetic for time, the ledger's boundaries for
 // row-count chunks), so neither the workflow nor its history carries a list of ranges.
 import { poolFor } from '../db/pools';
-import type { ColumnPlanEntry } from '../domain/columns';
+import type { TablePlan } from '../domain/plan';
 import { RANGE_BOUNDARIES } from '../db/ledger';
 import type { KeyRange } from '../db/sql';
 import { intervalBoundsSql } from './sql';
 import { rangeBounds, showBound } from '../domain/range-bounds';
 
-export { rangeBounds, showBound } from '../domain/range-bounds';
 import type { Binding } from './binding';
-
-export interface TablePlan {
-  source: string;
-  target: string;
-  kind: 'size' | 'interval' | 'rows';
-  /** the planned span [lo, hi) on the range columns; hi null: unbounded (row-count chunks) */
-  lo: string[];
-  hi: string[] | null;
-  size?: string;
-  interval?: string;
-  rangeCount: number;
-  /** foreign keys owned by or referencing this table, set aside while ranges are written */
-  setAside?: string[];
-  /** what becomes of every column, as planned: a change on either side after planning is drift */
-  columns?: ColumnPlanEntry[];
-  /** the leaf partitions holding each side's rows, as last proven (planning, or a checkpoint since) */
-  partitions?: { source: string[]; target: string[] };
-}
 
 /** Bytes of table a default range covers: big enough that per-range costs do not show, small enough to share out. */
 export const RANGE_BYTES = 16 * 1024 * 1024;

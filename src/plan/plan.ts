@@ -14,14 +14,13 @@ import { preflight } from './preflight';
 import { foreignKeys, tableSizing, type ForeignKey } from '../db/catalog';
 import { setAsideConstraints } from '../schema/constraints';
 import { ensurePublication } from '../capture/steps';
-import { rangeBytesFor, rowsPerRange, spanFor, type TablePlan } from './bounds';
+import { rangeBytesFor, rowsPerRange, spanFor } from './bounds';
+import type { TablePlan } from '../domain/plan';
 import { planHash, priorTable } from './resume';
 import { decideResume, type TableResume } from '../domain/resume';
 
-export type { TablePlan } from './bounds';
-
 /** More ranges than this in one table is a spec mistake (a chunk far too small). */
-export const MAX_RANGES_PER_TABLE = 1_000_000;
+const MAX_RANGES_PER_TABLE = 1_000_000;
 
 function tooMany(b: Binding, n: number): never {
   throw failure(

@@ -61,7 +61,7 @@ export interface PrivilegeReport {
 }
 
 /** The sentence a missing right is refused with: the alias, the role, the object, the privilege, and the fix. */
-export function refusal(r: Right): string {
+function refusal(r: Right): string {
   return `${r.at}: role ${showName(r.role)} on connection "${r.alias}" ${r.lacks} (${r.why}); fix: ${r.fix}`;
 }
 
@@ -181,7 +181,7 @@ function targetColumnsRead(b: Binding): string[] {
 }
 
 /** Whether the migration writes the target: copy mode, or a live source (catch-up writes in verify mode too). */
-export function writesTarget(spec: MigrationSpec): boolean {
+function writesTarget(spec: MigrationSpec): boolean {
   return spec.mode === 'copy' || isLive(spec);
 }
 

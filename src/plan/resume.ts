@@ -5,7 +5,7 @@ import type pg from 'pg';
 import type { MigrationSpec, TableSpec } from '../spec/schema';
 import { BOUNDARIES_DIGEST, PRIOR_TABLE, REUSABLE_RANGE } from '../db/ledger';
 import type { PriorTable } from '../domain/resume';
-import type { TablePlan } from './bounds';
+import type { TablePlan } from '../domain/plan';
 
 /** JSON with every object's keys sorted: the same spec written in another order hashes the same. */
 function canonical(v: unknown): string {

@@ -24,7 +24,7 @@ export interface WorkerPolicy {
   expressions: 'any' | 'source-table';
 }
 
-export function workerPolicy(env: NodeJS.ProcessEnv = process.env): WorkerPolicy {
+function workerPolicy(env: NodeJS.ProcessEnv = process.env): WorkerPolicy {
   const strict = setting('policy', env) === 'strict';
   const actions = setting('policyActions', env) ?? (strict ? 'deny' : 'allow');
   const writable = setting('policyWritable', env);
@@ -39,7 +39,7 @@ export function sqlHash(sql: string): string {
 const ACTIONS = ['freeze', 'unfreeze', 'switch'] as const;
 
 /** What the spec asks of the worker that its policy refuses, each naming the rule. */
-export function policyProblems(spec: MigrationSpec, p: WorkerPolicy = workerPolicy()): string[] {
+function policyProblems(spec: MigrationSpec, p: WorkerPolicy = workerPolicy()): string[] {
   const out: string[] = [];
   for (const name of ACTIONS) {
     const action = spec.cutover[name];
@@ -68,7 +68,7 @@ export function enforcePolicy(spec: MigrationSpec): void {
 }
 
 /** The relations a query reads, from the planner (qualified): what `where` and `transform` may reach. */
-export async function relationsRead(c: pg.ClientBase, query: string): Promise<string[]> {
+async function relationsRead(c: pg.ClientBase, query: string): Promise<string[]> {
   const r = await c.query(explainJsonSql(query));
   const plan = (typeof r.rows[0]['QUERY PLAN'] === 'string' ? JSON.parse(r.rows[0]['QUERY PLAN']) : r.rows[0]['QUERY PLAN']) as { Plan: unknown }[];
   const out = new Set<string>();

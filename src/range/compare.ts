@@ -3,7 +3,7 @@
 import type { CheckSpec } from '../db/sql';
 import { aggregateName } from './sql';
 
-export const NULL_VALUE = '<NULL>';
+const NULL_VALUE = '<NULL>';
 
 export interface SideProfile {
   count: string;

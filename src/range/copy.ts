@@ -12,7 +12,8 @@ import { redact } from '../db/redact';
 import { guarded } from '../db/errors';
 import { plannedBinding, type Binding } from '../plan/binding';
 import { WORKER_ID } from '../activities/heartbeat';
-import { resolveRange, type TablePlan } from '../plan/bounds';
+import { resolveRange } from '../plan/bounds';
+import type { TablePlan } from '../domain/plan';
 import { withCopyClients } from './pipe';
 import { ensureSetAside } from '../schema/constraints';
 import { compareMeasured, measure, replaceAndMeasure } from './measure';
@@ -21,8 +22,6 @@ import { refusedCheck, type RangeResult, type Refusal } from '../domain/range-li
 import { countAttempt, countCopied, secondsSince, type RangeMode, type Where } from '../activities/metrics';
 import { reusable } from '../plan/resume';
 import type { KeyRange } from '../db/sql';
-
-export type { RangeResult, SideEvidence } from '../domain/range-lifecycle';
 
 export interface RangeInput {
   migration: string;
@@ -163,7 +162,7 @@ function keyFromRow(detail: string | undefined, key: string[], columns: string[]
 }
 
 /** A row the target would not take (class 23: check, unique, not-null, foreign key), or undefined. */
-export function refusalOf(e: unknown, b: Binding): Refusal | undefined {
+function refusalOf(e: unknown, b: Binding): Refusal | undefined {
   const err = e as { code?: string; constraint?: string; detail?: string; message?: string };
   if (typeof err?.code !== 'string' || !INTEGRITY.test(err.code)) return undefined;
   const detail = err.detail ? ` (${err.detail})` : '';

@@ -17,23 +17,21 @@ import { heartbeat } from '../activities/heartbeat';
 import { rangeAt, type RangeInput } from './copy';
 import type { Located } from '../domain/range-lifecycle';
 
-export const BITS_PER_LEVEL = 6;
+const BITS_PER_LEVEL = 6;
 /** Rows per bucket the first level aims at, and its most bits (buckets travel to the worker). */
 const BUCKET_ROWS = 16;
 const MAX_FIRST_BITS = 14;
-export const MAX_LEVELS = 5;
+const MAX_LEVELS = 5;
 /** Rows (on either side) in the suspect buckets below which their keys are fetched. */
-export const FETCH_ROWS = 4000;
+const FETCH_ROWS = 4000;
 /**
- * Rows (on either side) of a range up to which it is compared whole in the worker: one scan per
- * side of each key and row hash, instead of a bucket scan and a fetch. Only for small ranges: past
- * a few tens of thousands of rows, parsing them in the worker costs more than the second scan
- * (measured: five faults in 100,000-row ranges located in 1.9 s by buckets, 3.1 s whole).
+ * Rows (on either side) of a range up to which it is compared whole in the worker: one scan per side
+ * of each key and row hash, instead of a bucket scan and a fetch (BACKFILL_LOCATE_WHOLE_ROWS, 20,000 by
+ * default; 0: always by buckets). Only for small ranges: past a few tens of thousands of rows,
+ * parsing them in the worker costs more than the second scan (measured: five faults in
+ * 100,000-row ranges located in 1.9 s by buckets, 3.1 s whole).
  */
-export const DIRECT_ROWS = 20_000;
-
-/** BACKFILL_LOCATE_WHOLE_ROWS overrides DIRECT_ROWS (0: always narrow by buckets): worker memory against speed. */
-export function directRows(env: NodeJS.ProcessEnv = process.env): number {
+function directRows(env: NodeJS.ProcessEnv = process.env): number {
   return setting('locateWholeRows', env);
 }
 /** Keys per kind kept in the workflow and shown in the report; the ledger has all of them. */

@@ -43,7 +43,7 @@ export async function measure(c: pg.ClientBase | pg.Pool, b: Binding, side: Side
  * are all it needs when no aggregate or distribution is checked and a unique index rules out
  * duplicate keys in the source.
  */
-export function hashInCopy(b: Binding): boolean {
+function hashInCopy(b: Binding): boolean {
   return b.checks.aggregates.length === 0 && b.checks.distribution.length === 0 && b.sourceKeyUnique;
 }
 

@@ -10,7 +10,7 @@ import { poolFor } from '../db/pools';
 import { heartbeat } from '../activities/heartbeat';
 
 /** No byte through the COPY pipe for this long: the connection is dead or stuck; abort and retry. */
-export function stallTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
+function stallTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
   return setting('stallTimeout', env) * 1000;
 }
 

@@ -26,7 +26,7 @@ export interface Epoch {
 }
 
 /** The failure a range reports when its epoch's snapshot is gone (its holder died or let go). */
-export function snapshotGone(epoch: number, why: string): ApplicationFailure {
+function snapshotGone(epoch: number, why: string): ApplicationFailure {
   return failure('SnapshotGone', `the snapshot of epoch ${epoch} is gone (${why}): the ranges not yet copied continue in a new epoch`);
 }
 

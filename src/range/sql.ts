@@ -38,7 +38,7 @@ export function aggregateName(a: { fn: string; column: string }): string {
 }
 
 /** The key's bucket at a narrowing level: the low `bits` bits of a 64-bit hash of the key. */
-export function keyBucketExpr(t: BoundTable, side: Side, bits: number): string {
+function keyBucketExpr(t: BoundTable, side: Side, bits: number): string {
   const mask = (1n << BigInt(bits)) - 1n;
   const keys = keyExprs(t, side);
   // One integer key: its own hash, without the text of a row (a third of a narrowing scan's cost).

@@ -1,7 +1,7 @@
 // The ranges' state: the plans, each table's counters and ranges in flight, the reruns queued, and
 // what an earlier run of this name left to reuse. The window, the sweeps and the checkpoints change
 // it through these methods; the rest reads it.
-import type { TablePlan } from '../plan/bounds';
+import type { TablePlan } from '../domain/plan';
 import type { FailedRange, RangeOutcome } from '../domain/range-lifecycle';
 import { NO_KEYS } from '../domain/report';
 import { tallyFirstAttempt, type ResumeState, type Reuse } from '../domain/resume';

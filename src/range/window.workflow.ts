@@ -6,7 +6,7 @@ import { locateFirstPolicy, rangePolicy, runRange } from '../domain/range-lifecy
 import { lagGraceMs } from '../spec/schema';
 import { summarised } from '../workflows/activities';
 import { rangeBounds } from '../domain/range-bounds';
-import type { TablePlan } from '../plan/bounds';
+import type { TablePlan } from '../domain/plan';
 import { isSnapshotGone, rootCause } from '../workflows/errors';
 import type { MigrationState } from '../workflows/state';
 import type { MigrationWorkflow } from '../workflows/types';

@@ -15,7 +15,7 @@ import { constraintStates } from '../schema/constraints';
 import { refusedCheck, type Refusal } from '../domain/range-lifecycle';
 
 /** The ledger's audit of a migration: its latest entries (AUDIT_SHOWN), oldest first, and how many there are. */
-export async function readAudit(ctl: pg.Pool, migration: string): Promise<NonNullable<Report['audit']>> {
+async function readAudit(ctl: pg.Pool, migration: string): Promise<NonNullable<Report['audit']>> {
   const rows = (await ctl.query(AUDIT_TRAIL, [migration, AUDIT_SHOWN])).rows;
   const entries = rows.map((r): AuditRecord => {
     const d = (r.detail ? JSON.parse(String(r.detail)) : null) as { reason?: unknown; comment?: unknown; connection?: unknown } | null;

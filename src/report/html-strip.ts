@@ -25,7 +25,7 @@ const CELL_LABELS: Record<CellKind, string> = {
   other: 'other',
 };
 
-export function cellKind(status: string): CellKind {
+function cellKind(status: string): CellKind {
   if (status === 'verified') return 'verified';
   if (FAILED_STATUSES.has(status)) return 'failed';
   if (status === 'error') return 'error';
@@ -37,7 +37,7 @@ export function cellKind(status: string): CellKind {
 const STRIP_WIDTH = 1120;
 const STRIP_AREA = STRIP_WIDTH * 240;
 /** Up to this many ranges every range is a rect of its own; beyond, runs of one status in a row share one. */
-export const STRIP_CELL_LIMIT = 20_000;
+const STRIP_CELL_LIMIT = 20_000;
 
 /** The smallest a range that is not proven is drawn, in CSS pixels. */
 const MARKER = 10;
@@ -48,7 +48,7 @@ export interface StripGeometry {
   rows: number;
 }
 
-export function stripGeometry(n: number): StripGeometry {
+function stripGeometry(n: number): StripGeometry {
   const cell = Math.max(2, Math.min(16, Math.floor(Math.sqrt(STRIP_AREA / Math.max(1, n)))));
   const columns = Math.floor(STRIP_WIDTH / cell);
   return { cell, columns, rows: Math.ceil(n / columns) };

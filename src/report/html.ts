@@ -11,9 +11,6 @@ import { anchor, esc, fmt, plural } from './html-text';
 import { tableSection } from './html-table';
 import { CSS } from './html-style';
 
-export { esc } from './html-text';
-export { CELL_COLOURS, STRIP_CELL_LIMIT, cellKind, stripGeometry, type CellKind, type StripGeometry } from './html-strip';
-
 /** Why the verdict is what it is, in a few lines a person reads first. */
 function findings(r: Report): string[] {
   const out: string[] = [];

@@ -167,7 +167,7 @@ export function resumeEvidence(r: ResumeSummary): string {
 }
 
 /** The same in one line of progress: ranges reused and copied so far, over every table. */
-export function resumeLine(r: ResumeSummary): string {
+function resumeLine(r: ResumeSummary): string {
   const sum = (k: 'reusable' | 'reused' | 'differed' | 'copied') => fmt(r.tables.reduce((a, t) => a + t[k], 0));
   return `started again: ${sum('reused')} of ${sum('reusable')} range(s) the earlier run verified reused without a copy, ${sum('differed')} differed; ${sum('copied')} range(s) copied`;
 }

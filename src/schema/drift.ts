@@ -10,7 +10,7 @@ import { checkTable, type Binding } from '../plan/binding';
 import { captureOf } from '../spec/schema';
 import { poolFor } from '../db/pools';
 import { CAPTURE_COVERAGE_SQL } from './sql';
-import type { TablePlan } from '../plan/bounds';
+import type { TablePlan } from '../domain/plan';
 import { readableName } from '../capture/tables';
 
 export interface PartitionDrift {

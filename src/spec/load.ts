@@ -14,7 +14,7 @@ export class BadInput extends Error {
   }
 }
 
-export function parseSpecText(text: string, file = 'spec'): unknown {
+function parseSpecText(text: string, file = 'spec'): unknown {
   const trimmed = text.trimStart();
   try {
     // YAML is a superset of JSON, but JSON errors read better from JSON.parse.

@@ -10,11 +10,11 @@
 //   - an object `{ schema, table }` (schema optional): exact names, nothing to quote.
 
 /** PostgreSQL's NAMEDATALEN - 1: longer names are truncated by the server. */
-export const MAX_NAME_BYTES = 63;
+const MAX_NAME_BYTES = 63;
 
 const PLAIN = /^[\p{L}_][\p{L}\p{N}_$]*$/u;
 
-export function nameBytes(s: string): number {
+function nameBytes(s: string): number {
   return new TextEncoder().encode(s).length;
 }
 

@@ -72,14 +72,14 @@ export function durationMs(text: string): number {
 }
 
 /** Rows changed since the last watermark, found by a column every write sets (updated_at). */
-export const DeltaSpec = z
+const DeltaSpec = z
   .object({
     column: identifier,
     overlap: intervalText.default('5 minutes'),
   })
   .strict();
 
-export const ChunkSpec = z
+const ChunkSpec = z
   .object({
     column: identifier.optional(),
     size: positiveInt(Number.MAX_SAFE_INTEGER).optional(),
@@ -95,7 +95,7 @@ const AggregateSpec = z
   })
   .strict();
 
-export const ChecksSpec = z
+const ChecksSpec = z
   .object({
     distribution: z.array(identifier).max(16, 'at most 16 columns').optional(),
     aggregates: z.array(AggregateSpec).max(32, 'at most 32 aggregates').optional(),
@@ -134,7 +134,7 @@ const SqlAction = z
   })
   .strict();
 
-export const CutoverSpec = z
+const CutoverSpec = z
   .object({
     approval: z.enum(['required', 'auto'], { error: 'must be "required" or "auto"' }).default('required'),
     approvers: z.array(z.string().trim().min(1, 'must not be empty').max(200)).optional(),
@@ -153,7 +153,7 @@ const replicationName = z.string().regex(/^[a-z0-9_]{1,63}$/, 'must be 1-63 lowe
  * log (deletes too, no change column). `slot` and `publication` name ones the user manages; by
  * default the migration creates its own and drops them when it ends.
  */
-export const CaptureSpec = z.union(
+const CaptureSpec = z.union(
   [
     z.literal('logical'),
     z
@@ -189,7 +189,7 @@ export const CatchUpSpec = z
  * located at once; with a grace, only its located keys are read again on both sides after it, and
  * the keys that converged are dropped. Default 0: a target that is not a replica pays nothing.
  */
-export const VerifySpec = z
+const VerifySpec = z
   .object({
     lagGrace: durationText.default('0 seconds'),
   })
@@ -336,7 +336,7 @@ export function controlAlias(spec: Pick<MigrationSpec, 'control' | 'target'>): s
 }
 
 /** `tables[0].chunk.size: must be a positive integer` */
-export function formatIssuePath(path: readonly PropertyKey[]): string {
+function formatIssuePath(path: readonly PropertyKey[]): string {
   let out = '';
   for (const p of path) {
     if (typeof p === 'number') out += `[${p}]`;

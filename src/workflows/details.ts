@@ -19,7 +19,7 @@ export function showDetails(s: MigrationState): void {
   }
 }
 
-export function currentDetails(s: MigrationState): string {
+function currentDetails(s: MigrationState): string {
   const out: string[] = [`**Phase:** \`${s.phase}\`${s.detail ? ` (${s.detail})` : ''}${s.control.paused ? ' **(paused)**' : ''}`];
   if (s.gate.attention) out.push(`**Attention:** ${s.gate.attention}`);
   // What it waits for, said at once: which connection, where, why, the tries and the next one.

@@ -37,7 +37,7 @@ export interface GateView {
 }
 
 /** Why an approval is refused, or undefined when it is taken. Pure. */
-export function approvalRefusal(g: GateView, a: { approver?: unknown; digest?: unknown } | undefined): string | undefined {
+function approvalRefusal(g: GateView, a: { approver?: unknown; digest?: unknown } | undefined): string | undefined {
   if (!a || typeof a.approver !== 'string' || !a.approver.trim()) return 'approveCutover needs { approver, digest }';
   if (g.phase !== 'awaiting_approval') return `cannot approve: the migration is in phase ${g.phase}, not awaiting_approval`;
   // Never the digest presented now: an approval is of evidence read, not of a string copied from here.
@@ -51,10 +51,7 @@ export function approvalRefusal(g: GateView, a: { approver?: unknown; digest?: u
 }
 
 /** Why a rejection is refused, or undefined. Pure. */
-export function rejectionRefusal(
-  g: Pick<GateView, 'phase' | 'approved' | 'rejected'>,
-  r: { approver?: unknown; reason?: unknown } | undefined,
-): string | undefined {
+function rejectionRefusal(g: Pick<GateView, 'phase' | 'approved' | 'rejected'>, r: { approver?: unknown; reason?: unknown } | undefined): string | undefined {
   if (!r || typeof r.approver !== 'string' || !r.approver.trim() || typeof r.reason !== 'string' || !r.reason.trim())
     return 'rejectCutover needs { approver, reason }';
   if (g.phase !== 'awaiting_approval') return `cannot reject: the migration is in phase ${g.phase}, not awaiting_approval`;
@@ -64,7 +61,7 @@ export function rejectionRefusal(
 }
 
 /** Why a rerun is refused, or undefined. Pure over the table names and range counts given. */
-export function rerunRefusal(
+function rerunRefusal(
   g: Pick<GateView, 'phase' | 'approved'>,
   tables: readonly { rangeCount: number }[],
   tableIndexOf: (name: string) => number,

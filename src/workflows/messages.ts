@@ -6,8 +6,6 @@ import type { Waiting } from '../domain/waits';
 import type { ResumeSummary } from '../domain/resume';
 import type { Phase } from '../domain/phases';
 
-export const WORKFLOW_TYPE = 'backfillMigration';
-
 export interface RangeCounts {
   total: number;
   pending: number;
@@ -114,8 +112,6 @@ export const setConcurrencySignal = defineSignal<[{ value: number }]>('setConcur
  * rejection: a validator cannot run an activity), so that the report carries it at once.
  */
 export const auditRecordedSignal = defineSignal<[AuditRecord]>('auditRecorded');
-
-export { SEARCH_ATTRIBUTES, ATTENTION } from './search-attributes';
 
 /** Worker-side sinks: run outside the workflow sandbox, never during replay. */
 export interface AuditSinks extends Sinks {

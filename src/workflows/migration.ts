@@ -27,11 +27,8 @@ import { showMetrics } from './metrics';
 import { switchAuthority } from '../gate/switch.workflow';
 import { schemaDrift } from '../schema/drift.workflow';
 import type { Carried, Stage } from './types';
-import type { TablePlan } from '../plan/bounds';
+import type { TablePlan } from '../domain/plan';
 import { resumeFromLedger } from '../plan/resume.workflow';
-
-export { HISTORY_BUDGET } from './state';
-export type { Carried, LiveState } from './types';
 
 export async function backfillMigration(input: unknown, carried?: Carried): Promise<MigrationResult> {
   let state: MigrationState | undefined;

@@ -5,7 +5,7 @@
 // continue-as-new (`carry()`) and shows in the queries. The UI's details and the gauges read it: it
 // tells them through the observer the workflow gives it.
 import { upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
-import type { TablePlan } from '../plan/bounds';
+import type { TablePlan } from '../domain/plan';
 import type { MigrationSpec } from '../spec/schema';
 import { provisionalReport, type AuditRecord, type Report } from '../domain/report';
 import type { Progress } from './messages';
@@ -21,7 +21,7 @@ import { Control } from './control';
 import { Waits } from './waiting';
 
 /** Below the 10,240-event warning with room for the completions of ranges still in flight. */
-export const HISTORY_BUDGET = 5000;
+const HISTORY_BUDGET = 5000;
 
 const now = () => new Date().toISOString();
 

@@ -1,13 +1,11 @@
 // Shapes of the migration workflow's state: what a run keeps, and what it hands to the next run at
 // continue-as-new (counters and cursors, never ranges: the ledger has those).
 import type { CaptureBaseline } from '../capture/tripwire';
-import type { TablePlan } from '../plan/bounds';
+import type { TablePlan } from '../domain/plan';
 import type { FailedRange } from '../domain/range-lifecycle';
 import type { Approval } from '../domain/report';
 import type { ResumeState } from '../domain/resume';
 import type { MigrationResult } from './messages';
-
-export type { FailedRange } from '../domain/range-lifecycle';
 
 /** Where the stage loop stands: copying and proving ranges, catching up, or at the gate. */
 export type Stage = 'backfill' | 'catchup' | 'gate';

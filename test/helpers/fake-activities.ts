@@ -14,7 +14,7 @@ import type { AuditEntry, SwitchResult } from '../../src/gate/cutover';
 import type { RangeInput } from '../../src/range/copy';
 import type { Located } from '../../src/domain/range-lifecycle';
 import type { TableTotals } from '../../src/gate/reconcile';
-import type { TablePlan } from '../../src/plan/bounds';
+import type { TablePlan } from '../../src/domain/plan';
 import type { RangeResult } from '../../src/domain/range-lifecycle';
 import type { LedgerRange } from '../../src/domain/report';
 import { NO_KEYS } from '../../src/domain/report';
