@@ -1,5 +1,5 @@
 // Comparing what the two databases computed: counts, checksums, aggregates (with tolerance) and
-// value distributions. Pure functions; the SQL that produced the inputs is in src/db/sql.ts.
+// value distributions. Pure functions; the SQL that produced the inputs is in src/db/sql.ts and src/range/sql.ts.
 import type { CheckSpec } from '../db/sql';
 import { aggregateName } from './sql';
 
