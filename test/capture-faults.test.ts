@@ -4,51 +4,33 @@
 // the final window; the target's PostgreSQL restarted while applying. After each, the migration
 // goes on by itself; at the end the target equals the source exactly and no source transaction
 // was applied twice.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { WorkflowHandle } from '@temporalio/client';
-import type { PostgresServer } from '../src/infra/postgres';
 import { backfillMigration } from '../src/workflows/migration';
 import { approveCutoverUpdate, pauseSignal, progressQuery, resumeSignal, type Progress } from '../src/workflows/messages';
-import { spawnWorker, type TemporalHarness, type WorkerProcess } from './helpers/temporal';
-import { startStack } from './helpers/stack';
+import { useStack } from './hooks';
 import { capturedSpecFor } from './helpers/spec';
 import { startWriter, tableFingerprint } from '../src/infra/writer';
 import { FILL_WRITER_TABLE, WRITER_TABLE } from '../src/db/demo';
 
 const TASK_QUEUE = 'capture-faults';
 const ROWS = 120_000;
-let servers: Record<string, PostgresServer>;
-let temporal: TemporalHarness;
-let stop: (() => Promise<void>) | undefined;
-const workers: WorkerProcess[] = [];
 
-before(async () => {
-  process.env.BACKFILL_STALL_TIMEOUT = '5';
-  ({ servers, temporal, stop } = await startStack(
-    TASK_QUEUE,
-    async (_db, s) => {
-      await s.src.query('src', `CREATE ROLE app LOGIN PASSWORD 'app'`);
-      await s.src.query('src', WRITER_TABLE('public.accounts'));
-      await s.src.query('src', FILL_WRITER_TABLE('public.accounts', ROWS));
-      await s.src.query('src', 'GRANT SELECT, INSERT, UPDATE, DELETE ON public.accounts TO app');
-      await s.tgt.query('tgt', WRITER_TABLE('public.accounts'));
-    },
-    // The target on a server of its own, so it can be restarted alone.
-    { worker: 'none', serverPerAlias: true },
-  ));
-});
+const stack = useStack(
+  TASK_QUEUE,
+  async (_db, s) => {
+    await s.src.query('src', `CREATE ROLE app LOGIN PASSWORD 'app'`);
+    await s.src.query('src', WRITER_TABLE('public.accounts'));
+    await s.src.query('src', FILL_WRITER_TABLE('public.accounts', ROWS));
+    await s.src.query('src', 'GRANT SELECT, INSERT, UPDATE, DELETE ON public.accounts TO app');
+    await s.tgt.query('tgt', WRITER_TABLE('public.accounts'));
+  },
+  // The target on a server of its own, so it can be restarted alone.
+  { worker: 'none', serverPerAlias: true, env: { BACKFILL_STALL_TIMEOUT: '5' } },
+);
 
-after(async () => {
-  await Promise.all(workers.map((w) => w.stop()));
-  await stop?.();
-});
-
-async function worker(): Promise<WorkerProcess> {
-  const w = await spawnWorker(temporal.address, TASK_QUEUE);
-  workers.push(w);
-  return w;
-}
+const worker = () => stack.spawnWorker();
 
 /** Polls the progress until `ok`; a query fails while no live worker has the workflow: poll on. */
 async function until(h: WorkflowHandle, what: string, ok: (p: Progress) => boolean, ms = 150_000): Promise<Progress> {
@@ -72,12 +54,12 @@ test(
   'capture under kill -9 and a target restart: a second epoch, the stream resumed, exact at the end, nothing applied twice',
   { timeout: 420_000 },
   async () => {
-    const appUrl = servers.src.url('src').replace(/\/\/postgres:[^@]*@/, '//app:app@');
+    const appUrl = stack.servers.src.url('src').replace(/\/\/postgres:[^@]*@/, '//app:app@');
     const writer = await startWriter(appUrl, 'public.accounts', { perSecond: 100, firstNewId: ROWS + 1, maxId: ROWS });
     try {
       let w = await worker();
       const doc = capturedSpecFor('captured-faults', 'public.accounts', { taskQueue: TASK_QUEUE, chunk: 4_000 });
-      const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+      const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
 
       // 1. Mid-copy: a few ranges done, the window paused until nothing is in flight, then resumed and
       // the worker killed at once (its new ranges in flight, the snapshot's holder with it).
@@ -93,14 +75,14 @@ test(
       assert.ok((copied.capture?.epochs ?? 0) >= 2, `a second snapshot epoch (${JSON.stringify(copied.capture)})`);
 
       // 2. Mid-apply: one source transaction of 20,000 rows, the worker killed while it is applied.
-      await servers.src.query('src', 'UPDATE public.accounts SET balance = balance + 0.01 WHERE id <= 20000');
+      await stack.servers.src.query('src', 'UPDATE public.accounts SET balance = balance + 0.01 WHERE id <= 20000');
       await new Promise((r) => setTimeout(r, 300));
       await w.kill();
       w = await worker();
       await until(h, 'the stream applied again', (p) => (p.capture?.transactions ?? 0) > (copied.capture?.transactions ?? 0) + 1);
 
       // 3. The target restarted while the stream applies.
-      await servers.tgt.restart();
+      await stack.servers.tgt.restart();
       const resumed = await until(h, 'the stream past the restart', (p) => p.phase === 'awaiting_approval' || (p.detail ?? '').startsWith('checkpoint'));
 
       // 4. At a checkpoint (if one is running now), or at the gate: killed again.
@@ -121,17 +103,17 @@ test(
       await writer.stop();
     }
     const [s, t] = await Promise.all([
-      tableFingerprint(servers.src.url('src'), 'public.accounts'),
-      tableFingerprint(servers.tgt.url('tgt'), 'public.accounts'),
+      tableFingerprint(stack.servers.src.url('src'), 'public.accounts'),
+      tableFingerprint(stack.servers.tgt.url('tgt'), 'public.accounts'),
     ]);
     assert.deepEqual(t, s, 'the target equals the source');
-    const log = await servers.tgt.query(
+    const log = await stack.servers.tgt.query(
       'tgt',
       `SELECT count(*)::int AS n, count(DISTINCT commit_lsn)::int AS d FROM backfill.capture_log WHERE migration = 'captured-faults'`,
     );
     assert.ok(log.rows[0].n > 0);
     assert.equal(log.rows[0].n, log.rows[0].d, 'no source transaction applied twice');
-    const slots = await servers.src.query('src', 'SELECT count(*)::int AS n FROM pg_replication_slots');
+    const slots = await stack.servers.src.query('src', 'SELECT count(*)::int AS n FROM pg_replication_slots');
     assert.equal(slots.rows[0].n, 0, 'no slot left on the source');
   },
 );

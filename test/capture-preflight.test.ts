@@ -2,42 +2,38 @@
 // the same checks before anything is created): a server without logical decoding, a role without
 // the REPLICATION right, a table with neither primary key nor replica identity. Each refusal says
 // what is missing and how to fix it, and nothing is created on the source.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startPostgres, type PostgresServer } from '../src/infra/postgres';
-import { startDatabases, type Databases } from './helpers/stack';
+import { onTeardown, setup, useDatabases } from './hooks';
 import { backfill } from './helpers/cli';
 import { checkSpec } from '../src/spec/schema';
 
-let dbs: Databases;
 let replica: PostgresServer;
 
-before(async () => {
-  dbs = await startDatabases(async (db) => {
-    await db.query('src', 'CREATE TABLE public.items (id bigint PRIMARY KEY, v text)');
-    await db.query('src', 'CREATE TABLE public.nopk (id bigint NOT NULL, v text)');
-    await db.query('src', 'CREATE UNIQUE INDEX nopk_id ON public.nopk (id)');
-    await db.query('src', `CREATE ROLE norepl LOGIN PASSWORD 'norepl-pw'`);
-    await db.query('src', 'CREATE TABLE public.theirs (id bigint PRIMARY KEY, v text)');
-    await db.query('src', 'ALTER TABLE public.theirs OWNER TO norepl');
-    await db.query('src', 'GRANT CREATE ON DATABASE src TO norepl');
-    await db.query('src', 'CREATE UNLOGGED TABLE public.scratch (id bigint PRIMARY KEY, v text)');
-    for (const t of ['items', 'nopk', 'theirs', 'scratch']) await db.query('tgt', `CREATE TABLE public.${t} (id bigint PRIMARY KEY, v text)`);
-    for (const side of ['src', 'tgt']) {
-      await db.query(side, 'CREATE TABLE public.parted (id bigint NOT NULL, at date NOT NULL, PRIMARY KEY (id, at)) PARTITION BY RANGE (at)');
-      await db.query(side, `CREATE TABLE public.parted_2024 PARTITION OF public.parted FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')`);
-    }
-  });
-  replica = await startPostgres({ walLevel: 'replica' });
-  await replica.createDatabase('rsrc');
-  await replica.query('rsrc', 'CREATE TABLE public.items (id bigint PRIMARY KEY, v text)');
+const dbs = useDatabases(async (db) => {
+  await db.query('src', 'CREATE TABLE public.items (id bigint PRIMARY KEY, v text)');
+  await db.query('src', 'CREATE TABLE public.nopk (id bigint NOT NULL, v text)');
+  await db.query('src', 'CREATE UNIQUE INDEX nopk_id ON public.nopk (id)');
+  await db.query('src', `CREATE ROLE norepl LOGIN PASSWORD 'norepl-pw'`);
+  await db.query('src', 'CREATE TABLE public.theirs (id bigint PRIMARY KEY, v text)');
+  await db.query('src', 'ALTER TABLE public.theirs OWNER TO norepl');
+  await db.query('src', 'GRANT CREATE ON DATABASE src TO norepl');
+  await db.query('src', 'CREATE UNLOGGED TABLE public.scratch (id bigint PRIMARY KEY, v text)');
+  for (const t of ['items', 'nopk', 'theirs', 'scratch']) await db.query('tgt', `CREATE TABLE public.${t} (id bigint PRIMARY KEY, v text)`);
+  for (const side of ['src', 'tgt']) {
+    await db.query(side, 'CREATE TABLE public.parted (id bigint NOT NULL, at date NOT NULL, PRIMARY KEY (id, at)) PARTITION BY RANGE (at)');
+    await db.query(side, `CREATE TABLE public.parted_2024 PARTITION OF public.parted FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')`);
+  }
 });
 
-after(async () => {
-  await replica?.stop();
-  await dbs?.stop();
+setup(async () => {
+  replica = await startPostgres({ walLevel: 'replica' });
+  onTeardown(() => replica.stop());
+  await replica.createDatabase('rsrc');
+  await replica.query('rsrc', 'CREATE TABLE public.items (id bigint PRIMARY KEY, v text)');
 });
 
 function specFile(name: string, source: string, table: string): string {

@@ -4,7 +4,7 @@
 // and the target equal to the source by an independent md5 (on PostgreSQL 17 and on 15). A column
 // added, dropped or retyped on the source mid-migration: the migration stops with a sentence that
 // names the table and the column; it never ends green.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -15,8 +15,8 @@ import { progressQuery, reportQuery, type Progress } from '../src/workflows/mess
 import type { Report } from '../src/domain/report';
 import { captureOf } from '../src/spec/schema';
 import { envNameForAlias } from '../src/spec/aliases';
-import { approveUntilCompleted, waitForPhase, type TemporalHarness } from './helpers/temporal';
-import { startStack } from './helpers/stack';
+import { approveUntilCompleted, waitForPhase } from './helpers/temporal';
+import { onTeardown, setup, useStack } from './hooks';
 import { parsed, specFor, type TableDoc } from './helpers/spec';
 import { tableFingerprint } from '../src/infra/writer';
 
@@ -24,10 +24,7 @@ const TASK_QUEUE = 'capture-schema';
 const ROWS = 3_000;
 const PG15 = existsSync(`${systemPostgresBin(15)}/postgres`);
 
-let pg17: PostgresServer;
 let pg15: PostgresServer | undefined;
-let temporal: TemporalHarness;
-let stop: (() => Promise<void>) | undefined;
 
 const PARTITIONED = (table: string) => `
 CREATE TABLE ${table} (id bigint NOT NULL, created_on date NOT NULL, qty int NOT NULL, note text, PRIMARY KEY (id, created_on)) PARTITION BY RANGE (created_on);
@@ -45,32 +42,25 @@ async function preparePartitioned(server: PostgresServer, src: string, tgt: stri
   await server.query(tgt, PARTITIONED('public.items'));
 }
 
-before(async () => {
-  ({
-    pg: pg17,
-    temporal,
-    stop,
-  } = await startStack(TASK_QUEUE, async (db) => {
-    await preparePartitioned(db, 'src', 'tgt');
-    for (const t of ['drift_add', 'drift_drop', 'drift_type']) {
-      await db.query('src', PLAIN(`public.${t}`));
-      await db.query('src', `INSERT INTO public.${t} SELECT i, i % 17, 'n' || i FROM generate_series(1, ${ROWS}) i`);
-      await db.query('tgt', PLAIN(`public.${t}`));
-    }
-  }));
+const stack = useStack(TASK_QUEUE, async (db) => {
+  await preparePartitioned(db, 'src', 'tgt');
+  for (const t of ['drift_add', 'drift_drop', 'drift_type']) {
+    await db.query('src', PLAIN(`public.${t}`));
+    await db.query('src', `INSERT INTO public.${t} SELECT i, i % 17, 'n' || i FROM generate_series(1, ${ROWS}) i`);
+    await db.query('tgt', PLAIN(`public.${t}`));
+  }
+});
+
+setup(async () => {
   if (PG15) {
     pg15 = await startPostgres({ version: 15 });
+    onTeardown(() => pg15?.stop());
     for (const db of ['src15', 'tgt15']) {
       await pg15.createDatabase(db);
       process.env[envNameForAlias(db)] = pg15.url(db);
     }
     await preparePartitioned(pg15, 'src15', 'tgt15');
   }
-});
-
-after(async () => {
-  await stop?.();
-  await pg15?.stop();
 });
 
 function spec(name: string, table: TableDoc, o: { source?: string; target?: string } = {}) {
@@ -144,7 +134,7 @@ async function partitionedMigration(server: PostgresServer, name: string, src: s
   let completed = false;
   try {
     const doc = spec(name, { source: 'public.items', target: 'public.items', key: ['id', 'created_on'] }, { source: src, target: tgt });
-    const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+    const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
     const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed'], 120_000);
     assert.equal(p.phase, 'awaiting_approval', p.detail);
     assert.match(p.capture?.checkpoint ?? '', /^[0-9A-F]+\/[0-9A-F]+$/, 'the evidence is at a checkpoint');
@@ -205,7 +195,7 @@ test(
   'capture, partitioned: writes before and after the checkpoint, rows moved between partitions, a partition created mid-migration; completed and exact (PostgreSQL 17)',
   { timeout: 180_000 },
   async () => {
-    await partitionedMigration(pg17, 'parted-17', 'src', 'tgt');
+    await partitionedMigration(stack.pg, 'parted-17', 'src', 'tgt');
   },
 );
 
@@ -237,25 +227,25 @@ test(
       {
         table: 'drift_add',
         change: async () => {
-          await pg17.query('tgt', 'ALTER TABLE public.drift_add ADD COLUMN priority int');
-          await pg17.query('src', 'ALTER TABLE public.drift_add ADD COLUMN priority int');
-          await pg17.query('src', 'UPDATE public.drift_add SET priority = id % 3 WHERE id <= 500');
+          await stack.pg.query('tgt', 'ALTER TABLE public.drift_add ADD COLUMN priority int');
+          await stack.pg.query('src', 'ALTER TABLE public.drift_add ADD COLUMN priority int');
+          await stack.pg.query('src', 'UPDATE public.drift_add SET priority = id % 3 WHERE id <= 500');
         },
         says: /a column "priority" was added to public\.drift_add on the source after planning; its values would not reach the target: abort, then start the migration again with a new name \(add the column to the target, or name it in omit\)/,
       },
       {
         table: 'drift_drop',
         change: async () => {
-          await pg17.query('src', 'ALTER TABLE public.drift_drop DROP COLUMN note');
-          await pg17.query('src', 'UPDATE public.drift_drop SET qty = qty + 1 WHERE id <= 10');
+          await stack.pg.query('src', 'ALTER TABLE public.drift_drop DROP COLUMN note');
+          await stack.pg.query('src', 'UPDATE public.drift_drop SET qty = qty + 1 WHERE id <= 10');
         },
         says: /the column "note" of public\.drift_drop was dropped or renamed on the source after planning/,
       },
       {
         table: 'drift_type',
         change: async () => {
-          await pg17.query('src', 'ALTER TABLE public.drift_type ALTER COLUMN qty TYPE bigint');
-          await pg17.query('src', 'UPDATE public.drift_type SET qty = qty + 1 WHERE id <= 10');
+          await stack.pg.query('src', 'ALTER TABLE public.drift_type ALTER COLUMN qty TYPE bigint');
+          await stack.pg.query('src', 'UPDATE public.drift_type SET qty = qty + 1 WHERE id <= 10');
         },
         says: /the column "qty" of public\.drift_type changed type on the source after planning \(type OID 23 then, 20 now\)/,
       },
@@ -264,7 +254,7 @@ test(
     await Promise.all(
       cases.map(async (c) => {
         const doc = spec(c.table.replace('_', '-'), { source: `public.${c.table}`, target: `public.${c.table}` });
-        const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+        const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
         const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed'], 120_000);
         assert.equal(p.phase, 'awaiting_approval', p.detail);
         await c.change();
@@ -272,7 +262,7 @@ test(
         if (process.env.BACKFILL_SHOW_MESSAGES) console.log(`${c.table}: ${why}`);
         assert.match(why, c.says);
         assert.doesNotMatch(why, /postgres(ql)?:\/\/|\n\s+at /, 'no connection string, no stack trace');
-        assert.deepEqual(await leftOnSource(pg17, 'src', doc), { slots: 0, publications: 0 }, 'the failed migration left nothing on the source');
+        assert.deepEqual(await leftOnSource(stack.pg, 'src', doc), { slots: 0, publications: 0 }, 'the failed migration left nothing on the source');
       }),
     );
   },

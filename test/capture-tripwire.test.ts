@@ -5,23 +5,19 @@
 // it under publish_via_partition_root). Each is caught before the switch (the first copied again under
 // the freeze, the second located by a new checkpoint); neither switches with a difference. A quiet
 // window is proven by the source's own write counters without reading a whole table.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { WorkflowHandle } from '@temporalio/client';
-import type { PostgresServer } from '../src/infra/postgres';
 import { backfillMigration } from '../src/workflows/migration';
 import { abortSignal, approveCutoverUpdate, progressQuery, reportQuery, type Progress } from '../src/workflows/messages';
 import type { Report } from '../src/domain/report';
 import { captureOf } from '../src/spec/schema';
-import { approveUntilCompleted, endingOf, replayAndMaybeRecord, waitForPhase, type TemporalHarness } from './helpers/temporal';
-import { startStack } from './helpers/stack';
+import { approveUntilCompleted, endingOf, replayAndMaybeRecord, waitForPhase } from './helpers/temporal';
+import { useStack } from './hooks';
 import { capturedSpecFor, parsed } from './helpers/spec';
 import { tableFingerprint } from '../src/infra/writer';
 
 const TASK_QUEUE = 'capture-tripwire';
-let pg: PostgresServer;
-let temporal: TemporalHarness;
-let stop: (() => Promise<void>) | undefined;
 
 const ROWS = 2_000;
 const PLAIN = (t: string) => `CREATE TABLE ${t} (id bigint PRIMARY KEY, qty int NOT NULL, note text)`;
@@ -30,24 +26,18 @@ CREATE TABLE ${t} (id bigint NOT NULL, day date NOT NULL, qty int NOT NULL, PRIM
 CREATE TABLE ${t}_a PARTITION OF ${t} FOR VALUES FROM ('2024-01-01') TO ('2024-07-01');
 CREATE TABLE ${t}_b PARTITION OF ${t} FOR VALUES FROM ('2024-07-01') TO ('2025-01-01')`;
 
-before(async () => {
-  ({ pg, temporal, stop } = await startStack(TASK_QUEUE, async (db) => {
-    await db.query('src', `CREATE ROLE app LOGIN PASSWORD 'app'`);
-    for (const t of ['quiet', 'sneaky']) {
-      await db.query('src', PLAIN(`public.${t}`));
-      await db.query('src', `INSERT INTO public.${t} SELECT i, i % 7, 'n' || i FROM generate_series(1, ${ROWS}) i`);
-      await db.query('tgt', PLAIN(`public.${t}`));
-    }
-    await db.query('src', PARTED('public.parted'));
-    await db.query('src', `INSERT INTO public.parted SELECT i, date '2024-01-01' + (i % 366), i % 7 FROM generate_series(1, ${ROWS}) i`);
-    await db.query('tgt', PARTED('public.parted'));
-    for (const d of ['src', 'tgt']) await db.query(d, PARTED('public.attached'));
-    await db.query('src', `INSERT INTO public.attached SELECT i, date '2024-01-01' + (i % 366), i % 7 FROM generate_series(1, ${ROWS}) i`);
-  }));
-});
-
-after(async () => {
-  await stop?.();
+const stack = useStack(TASK_QUEUE, async (db) => {
+  await db.query('src', `CREATE ROLE app LOGIN PASSWORD 'app'`);
+  for (const t of ['quiet', 'sneaky']) {
+    await db.query('src', PLAIN(`public.${t}`));
+    await db.query('src', `INSERT INTO public.${t} SELECT i, i % 7, 'n' || i FROM generate_series(1, ${ROWS}) i`);
+    await db.query('tgt', PLAIN(`public.${t}`));
+  }
+  await db.query('src', PARTED('public.parted'));
+  await db.query('src', `INSERT INTO public.parted SELECT i, date '2024-01-01' + (i % 366), i % 7 FROM generate_series(1, ${ROWS}) i`);
+  await db.query('tgt', PARTED('public.parted'));
+  for (const d of ['src', 'tgt']) await db.query(d, PARTED('public.attached'));
+  await db.query('src', `INSERT INTO public.attached SELECT i, date '2024-01-01' + (i % 366), i % 7 FROM generate_series(1, ${ROWS}) i`);
 });
 
 const spec = (name: string, table: string) => {
@@ -76,13 +66,13 @@ async function activitiesAfterFreeze(h: WorkflowHandle): Promise<string[]> {
 
 test("tripwire: a quiet window is proven by the source's write counters, without reading a whole table", { timeout: 120_000 }, async () => {
   const doc = spec('trip-quiet', 'quiet');
-  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+  const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
   const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
   assert.equal(p.phase, 'awaiting_approval', p.detail);
   // Writes after the checkpoint, applied by the stream while the gate waits.
-  await pg.query('src', 'UPDATE public.quiet SET qty = qty + 1 WHERE id <= 40');
-  await pg.query('src', 'DELETE FROM public.quiet WHERE id BETWEEN 41 AND 45');
-  await pg.query('src', `INSERT INTO public.quiet SELECT i, 1, 'new' FROM generate_series(${ROWS + 1}, ${ROWS + 10}) i`);
+  await stack.pg.query('src', 'UPDATE public.quiet SET qty = qty + 1 WHERE id <= 40');
+  await stack.pg.query('src', 'DELETE FROM public.quiet WHERE id BETWEEN 41 AND 45');
+  await stack.pg.query('src', `INSERT INTO public.quiet SELECT i, 1, 'new' FROM generate_series(${ROWS + 1}, ${ROWS + 10}) i`);
   await streamed(h, p.capture!.transactions, 3);
   await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: p.digest! }] });
   const r = await h.result();
@@ -91,7 +81,7 @@ test("tripwire: a quiet window is proven by the source's write counters, without
   const after = await activitiesAfterFreeze(h);
   assert.ok(after.includes('captureTripwire'), `the tripwire ran: ${after.join(', ')}`);
   assert.ok(!after.includes('reconcileTable'), `no whole table was read after the freeze: ${after.join(', ')}`);
-  const [s, t] = await Promise.all([tableFingerprint(pg.url('src'), 'public.quiet'), tableFingerprint(pg.url('tgt'), 'public.quiet')]);
+  const [s, t] = await Promise.all([tableFingerprint(stack.pg.url('src'), 'public.quiet'), tableFingerprint(stack.pg.url('tgt'), 'public.quiet')]);
   assert.deepEqual(t, s);
 });
 
@@ -101,17 +91,17 @@ test(
   async () => {
     const doc = spec('trip-sneaky', 'sneaky');
     const pub = captureOf(parsed(doc))!.publication;
-    const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+    const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
     const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
     assert.equal(p.phase, 'awaiting_approval', p.detail);
-    await pg.query('src', `ALTER PUBLICATION "${pub}" DROP TABLE public.sneaky`);
-    await pg.query('src', `UPDATE public.sneaky SET note = 'never sent' WHERE id = 777`);
-    await pg.query('src', `ALTER PUBLICATION "${pub}" ADD TABLE public.sneaky`);
+    await stack.pg.query('src', `ALTER PUBLICATION "${pub}" DROP TABLE public.sneaky`);
+    await stack.pg.query('src', `UPDATE public.sneaky SET note = 'never sent' WHERE id = 777`);
+    await stack.pg.query('src', `ALTER PUBLICATION "${pub}" ADD TABLE public.sneaky`);
     // A change the stream does carry, so the window is not empty.
-    await pg.query('src', `UPDATE public.sneaky SET qty = 99 WHERE id = 5`);
+    await stack.pg.query('src', `UPDATE public.sneaky SET qty = 99 WHERE id = 5`);
     await streamed(h, p.capture!.transactions, 1);
     // The stream never sent it: the target still has the old value, and the window's keys lack it.
-    assert.equal((await pg.query('tgt', 'SELECT note FROM public.sneaky WHERE id = 777')).rows[0].note, 'n777');
+    assert.equal((await stack.pg.query('tgt', 'SELECT note FROM public.sneaky WHERE id = 777')).rows[0].note, 'n777');
     await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: p.digest! }] });
     const r = await h.result();
     assert.equal(r.phase, 'completed', r.reason);
@@ -124,9 +114,9 @@ test(
     const after = await activitiesAfterFreeze(h);
     assert.ok(after.includes('sweepTable'), `every range was measured after the freeze: ${after.join(', ')}`);
     assert.ok(after.indexOf('sweepTable') < after.indexOf('runSwitch'), 'before the switch');
-    assert.equal((await pg.query('tgt', 'SELECT note FROM public.sneaky WHERE id = 777')).rows[0].note, 'never sent');
+    assert.equal((await stack.pg.query('tgt', 'SELECT note FROM public.sneaky WHERE id = 777')).rows[0].note, 'never sent');
     await replayAndMaybeRecord(h, 'capture-tripwire-swept-switched');
-    const [s, t] = await Promise.all([tableFingerprint(pg.url('src'), 'public.sneaky'), tableFingerprint(pg.url('tgt'), 'public.sneaky')]);
+    const [s, t] = await Promise.all([tableFingerprint(stack.pg.url('src'), 'public.sneaky'), tableFingerprint(stack.pg.url('tgt'), 'public.sneaky')]);
     assert.deepEqual(t, s);
   },
 );
@@ -136,12 +126,12 @@ test(
   { timeout: 180_000 },
   async () => {
     const doc = spec('trip-truncated', 'parted');
-    const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+    const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
     const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
     assert.equal(p.phase, 'awaiting_approval', p.detail);
-    const gone = (await pg.query('src', 'SELECT count(*)::int AS n FROM public.parted_b')).rows[0].n as number;
+    const gone = (await stack.pg.query('src', 'SELECT count(*)::int AS n FROM public.parted_b')).rows[0].n as number;
     assert.ok(gone > 0);
-    await pg.query('src', 'TRUNCATE public.parted_b');
+    await stack.pg.query('src', 'TRUNCATE public.parted_b');
     await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: p.digest! }] });
     const red = await waitForPhase(h, ['needs_attention', 'completed', 'failed']);
     assert.equal(red.phase, 'needs_attention', red.detail);
@@ -149,7 +139,9 @@ test(
     assert.equal(report.verdict, 'red');
     const extra = report.tables[0].ranges.reduce((a, r) => a + (r.extra ?? 0), 0);
     assert.equal(extra, gone, 'every row of the truncated partition is found on the target only');
-    const voided = await pg.query('tgt', `SELECT detail->>'reason' AS why FROM backfill.audit WHERE migration = $1 AND action = 'approval-void'`, [doc.name]);
+    const voided = await stack.pg.query('tgt', `SELECT detail->>'reason' AS why FROM backfill.audit WHERE migration = $1 AND action = 'approval-void'`, [
+      doc.name,
+    ]);
     assert.match(String(voided.rows[0]?.why), /rewritten or truncated on the source since the checkpoint.*parted_b/);
     await h.signal(abortSignal, { reason: 'test done' });
     assert.equal((await endingOf(h)).phase, 'aborted');
@@ -162,24 +154,26 @@ test(
   { timeout: 180_000 },
   async () => {
     const doc = spec('trip-attached', 'attached');
-    const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+    const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
     const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
     assert.equal(p.phase, 'awaiting_approval', p.detail);
     // Rows that arrive by ATTACH PARTITION: logical decoding carries none of them.
-    await pg.query('src', 'CREATE TABLE public.attached_c (LIKE public.attached)');
-    await pg.query('src', `INSERT INTO public.attached_c SELECT i, date '2025-03-01', 5 FROM generate_series(${ROWS + 1}, ${ROWS + 300}) i`);
-    await pg.query('src', `ALTER TABLE public.attached ATTACH PARTITION public.attached_c FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')`);
-    await pg.query('tgt', `CREATE TABLE public.attached_c PARTITION OF public.attached FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')`);
+    await stack.pg.query('src', 'CREATE TABLE public.attached_c (LIKE public.attached)');
+    await stack.pg.query('src', `INSERT INTO public.attached_c SELECT i, date '2025-03-01', 5 FROM generate_series(${ROWS + 1}, ${ROWS + 300}) i`);
+    await stack.pg.query('src', `ALTER TABLE public.attached ATTACH PARTITION public.attached_c FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')`);
+    await stack.pg.query('tgt', `CREATE TABLE public.attached_c PARTITION OF public.attached FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')`);
     const approvals = await approveUntilCompleted(h, p.digest!);
     assert.equal(approvals.length, 2, 'the partition change voided the first approval and a new checkpoint presented new evidence');
     assert.notEqual(approvals[1], approvals[0]);
-    const voided = await pg.query('tgt', `SELECT detail->>'reason' AS why FROM backfill.audit WHERE migration = $1 AND action = 'approval-void'`, [doc.name]);
+    const voided = await stack.pg.query('tgt', `SELECT detail->>'reason' AS why FROM backfill.audit WHERE migration = $1 AND action = 'approval-void'`, [
+      doc.name,
+    ]);
     assert.match(
       String(voided.rows[0]?.why),
       /partitions changed since they were last proven: public\.attached_c attached or created on the source.*a new checkpoint/,
     );
-    assert.equal((await pg.query('tgt', 'SELECT count(*)::int AS n FROM public.attached_c')).rows[0].n, 300, 'the attached rows reached the target');
-    const [s, t] = await Promise.all([tableFingerprint(pg.url('src'), 'public.attached'), tableFingerprint(pg.url('tgt'), 'public.attached')]);
+    assert.equal((await stack.pg.query('tgt', 'SELECT count(*)::int AS n FROM public.attached_c')).rows[0].n, 300, 'the attached rows reached the target');
+    const [s, t] = await Promise.all([tableFingerprint(stack.pg.url('src'), 'public.attached'), tableFingerprint(stack.pg.url('tgt'), 'public.attached')]);
     assert.deepEqual(t, s);
   },
 );

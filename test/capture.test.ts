@@ -4,11 +4,10 @@
 // the writer goes on; the freeze, the final window, the switch; the target equal to the source by
 // an independent query, and nothing left behind on the source. Also: an abort mid-way cleans up;
 // snapshot epochs that keep ending fail the migration with its reason (SnapshotLost).
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pgClient from 'pg';
 import { WorkflowFailedError } from '@temporalio/client';
-import type { PostgresServer } from '../src/infra/postgres';
 import { ensureSchema, LEDGER_DDL } from '../src/db/ledger';
 import { failureTypeOf, isFailure } from '../src/domain/failures';
 import { backfillMigration } from '../src/workflows/migration';
@@ -16,46 +15,36 @@ import { abortSignal, approveCutoverUpdate, progressQuery, reportQuery, rerunUpd
 import type { Report } from '../src/domain/report';
 import { renderMarkdown } from '../src/report/render';
 import { captureOf } from '../src/spec/schema';
-import { endingOf, replayAndMaybeRecord, waitForPhase, type TemporalHarness } from './helpers/temporal';
-import { startStack } from './helpers/stack';
+import { endingOf, replayAndMaybeRecord, waitForPhase } from './helpers/temporal';
+import { useStack } from './hooks';
 import { capturedSpecFor, parsed } from './helpers/spec';
 import { startWriter, tableFingerprint } from '../src/infra/writer';
 import { FILL_WRITER_TABLE, WRITER_TABLE } from '../src/db/demo';
 
 const TASK_QUEUE = 'capture';
-let pg: PostgresServer;
-let temporal: TemporalHarness;
-let stop: (() => Promise<void>) | undefined;
-
 const ROWS = 30_000;
 
-before(async () => {
-  ({ pg, temporal, stop } = await startStack(TASK_QUEUE, async (db) => {
-    await db.query('src', `CREATE ROLE app LOGIN PASSWORD 'app'`);
-    for (const t of ['accounts', 'ledger_lines', 'payments', 'refunds', 'checked']) {
-      await db.query('src', WRITER_TABLE(`public.${t}`));
-      await db.query('src', FILL_WRITER_TABLE(`public.${t}`, ROWS));
-      await db.query('src', `GRANT SELECT, INSERT, UPDATE, DELETE ON public.${t} TO app`);
-      await db.query('tgt', WRITER_TABLE(`public.${t}`));
-    }
-    // A target that refuses most rows: the migration waits for a person.
-    await db.query('tgt', 'ALTER TABLE public.checked ADD CONSTRAINT small_balance CHECK (balance < 100)');
-  }));
+const stack = useStack(TASK_QUEUE, async (db) => {
+  await db.query('src', `CREATE ROLE app LOGIN PASSWORD 'app'`);
+  for (const t of ['accounts', 'ledger_lines', 'payments', 'refunds', 'checked']) {
+    await db.query('src', WRITER_TABLE(`public.${t}`));
+    await db.query('src', FILL_WRITER_TABLE(`public.${t}`, ROWS));
+    await db.query('src', `GRANT SELECT, INSERT, UPDATE, DELETE ON public.${t} TO app`);
+    await db.query('tgt', WRITER_TABLE(`public.${t}`));
+  }
+  // A target that refuses most rows: the migration waits for a person.
+  await db.query('tgt', 'ALTER TABLE public.checked ADD CONSTRAINT small_balance CHECK (balance < 100)');
 });
 
-after(async () => {
-  await stop?.();
-});
-
-const appUrl = () => pg.url('src').replace(/\/\/postgres:[^@]*@/, '//app:app@');
+const appUrl = () => stack.pg.url('src').replace(/\/\/postgres:[^@]*@/, '//app:app@');
 
 const spec = (name: string, table: string) => capturedSpecFor(name, `public.${table}`, { taskQueue: TASK_QUEUE, chunk: 2_000 });
 
 /** The migration's slots (its own and its epochs') and publication still on the source. */
 async function leftOnSource(name: string): Promise<{ slots: number; publications: number }> {
   const c = captureOf(parsed(spec(name, 'accounts')))!;
-  const slots = await pg.query('src', 'SELECT count(*)::int AS n FROM pg_replication_slots WHERE slot_name LIKE $1', [`${c.slot.slice(0, 40)}%`]);
-  const pubs = await pg.query('src', 'SELECT count(*)::int AS n FROM pg_publication WHERE pubname = $1', [c.publication]);
+  const slots = await stack.pg.query('src', 'SELECT count(*)::int AS n FROM pg_replication_slots WHERE slot_name LIKE $1', [`${c.slot.slice(0, 40)}%`]);
+  const pubs = await stack.pg.query('src', 'SELECT count(*)::int AS n FROM pg_publication WHERE pubname = $1', [c.publication]);
   return { slots: slots.rows[0].n, publications: pubs.rows[0].n };
 }
 
@@ -66,7 +55,7 @@ test(
     const writer = await startWriter(appUrl(), 'public.accounts', { perSecond: 150, firstNewId: ROWS + 1, maxId: ROWS });
     try {
       const doc = spec('captured', 'accounts');
-      const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+      const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
       const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
       assert.equal(p.phase, 'awaiting_approval', p.detail);
       assert.ok(p.capture, 'progress shows change capture');
@@ -100,16 +89,19 @@ test(
     assert.ok(counts.docUpdates > 0 && counts.deletes > 0 && counts.inserts > 0, JSON.stringify(counts));
     assert.equal(counts.failed, 0, writer.lastError());
     // The target equals the source, by a query of its own.
-    const [s, t] = await Promise.all([tableFingerprint(pg.url('src'), 'public.accounts'), tableFingerprint(pg.url('tgt'), 'public.accounts')]);
+    const [s, t] = await Promise.all([tableFingerprint(stack.pg.url('src'), 'public.accounts'), tableFingerprint(stack.pg.url('tgt'), 'public.accounts')]);
     assert.deepEqual(t, s);
     // A TOASTed text that an update left alone kept its value on the target (part of the md5), and
     // no source transaction was applied twice.
-    const dup = await pg.query('tgt', `SELECT count(*)::int AS n, count(DISTINCT commit_lsn)::int AS d FROM backfill.capture_log WHERE migration = 'captured'`);
+    const dup = await stack.pg.query(
+      'tgt',
+      `SELECT count(*)::int AS n, count(DISTINCT commit_lsn)::int AS d FROM backfill.capture_log WHERE migration = 'captured'`,
+    );
     assert.ok(dup.rows[0].n > 0);
     assert.equal(dup.rows[0].n, dup.rows[0].d, 'no transaction applied twice');
     assert.deepEqual(await leftOnSource('captured'), { slots: 0, publications: 0 });
     // Each range recorded the LSN its rows are consistent with.
-    const points = await pg.query('tgt', `SELECT count(*)::int AS n, count(copy_point)::int AS p FROM backfill.ranges WHERE migration = 'captured'`);
+    const points = await stack.pg.query('tgt', `SELECT count(*)::int AS n, count(copy_point)::int AS p FROM backfill.ranges WHERE migration = 'captured'`);
     assert.ok(points.rows[0].n > 0);
     assert.equal(points.rows[0].p, points.rows[0].n, 'every range has its copy point');
   },
@@ -117,12 +109,12 @@ test(
 
 test('capture: an abort mid-way leaves no slot and no publication behind', { timeout: 120_000 }, async () => {
   const doc = spec('captured-aborted', 'ledger_lines');
-  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+  const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
   const end = Date.now() + 60_000;
   // Wait until the slot exists (the first epoch is open), then abort.
   const c = captureOf(parsed(doc))!;
   while (Date.now() < end) {
-    const n = await pg.query('src', 'SELECT count(*)::int AS n FROM pg_replication_slots WHERE slot_name = $1', [c.slot]);
+    const n = await stack.pg.query('src', 'SELECT count(*)::int AS n FROM pg_replication_slots WHERE slot_name = $1', [c.slot]);
     if (n.rows[0].n > 0) break;
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -140,7 +132,7 @@ test(
     const writer = await startWriter(appUrl(), 'public.payments', { perSecond: 100, firstNewId: ROWS + 1, maxId: ROWS });
     try {
       const doc = spec('captured-rerun', 'payments');
-      const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+      const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
       const first = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
       assert.equal(first.phase, 'awaiting_approval', first.detail);
       // A range copied again while the stream goes on: it is read at a new snapshot, the stream
@@ -157,7 +149,7 @@ test(
       assert.notEqual(again.digest, first.digest, 'a new digest after the rerun');
       assert.ok(again.capture!.epochs >= first.capture!.epochs + 2, 'a new epoch for the rerun and a new checkpoint');
       assert.notEqual(again.capture!.checkpoint, first.capture!.checkpoint);
-      const copied = await pg.query(
+      const copied = await stack.pg.query(
         'tgt',
         `SELECT range_index, copy_point::text AS p FROM backfill.ranges WHERE migration = 'captured-rerun' AND range_index IN (0, 1, 7) ORDER BY range_index`,
       );
@@ -169,17 +161,17 @@ test(
     } finally {
       await writer.stop();
     }
-    const [s, t] = await Promise.all([tableFingerprint(pg.url('src'), 'public.payments'), tableFingerprint(pg.url('tgt'), 'public.payments')]);
+    const [s, t] = await Promise.all([tableFingerprint(stack.pg.url('src'), 'public.payments'), tableFingerprint(stack.pg.url('tgt'), 'public.payments')]);
     assert.deepEqual(t, s);
   },
 );
 
 test('capture: a TRUNCATE on the source stops the migration with a sentence that names the table, and the slot is dropped', { timeout: 120_000 }, async () => {
   const doc = spec('captured-truncated', 'refunds');
-  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+  const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
   const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
   assert.equal(p.phase, 'awaiting_approval', p.detail);
-  await pg.query('src', 'TRUNCATE public.refunds');
+  await stack.pg.query('src', 'TRUNCATE public.refunds');
   const err = await h.result().then(
     () => assert.fail('the migration must not complete'),
     (e: Error) => e,
@@ -193,7 +185,7 @@ test('capture: a TRUNCATE on the source stops the migration with a sentence that
 
 test('capture: waiting in needs_attention, the migration says how much WAL its slot retains; abort drops the slot', { timeout: 120_000 }, async () => {
   const doc = spec('captured-refused', 'checked');
-  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+  const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
   const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
   assert.equal(p.phase, 'needs_attention');
   assert.match(
@@ -210,13 +202,13 @@ test(
   { timeout: 90_000 },
   async () => {
     const doc = spec('captured-snapshot-lost', 'epochs_lost');
-    await pg.query('src', WRITER_TABLE('public.epochs_lost'));
-    await pg.query('src', FILL_WRITER_TABLE('public.epochs_lost', 4_000));
-    await pg.query('tgt', WRITER_TABLE('public.epochs_lost'));
+    await stack.pg.query('src', WRITER_TABLE('public.epochs_lost'));
+    await stack.pg.query('src', FILL_WRITER_TABLE('public.epochs_lost', 4_000));
+    await stack.pg.query('tgt', WRITER_TABLE('public.epochs_lost'));
     // Every epoch's exported snapshot, as its holder records it in the ledger, one no session can
     // import: each range reads "invalid snapshot identifier" (SnapshotGone), its epoch ends, and the
     // next one fares the same. (Only this migration's epochs.)
-    const ledger = new pgClient.Client({ connectionString: pg.url('tgt') });
+    const ledger = new pgClient.Client({ connectionString: stack.pg.url('tgt') });
     await ledger.connect();
     try {
       await ensureSchema(ledger, LEDGER_DDL);
@@ -230,7 +222,7 @@ test(
       await ledger.end();
     }
     const started = Date.now();
-    const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+    const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
     try {
       // Five fruitless epochs take seconds; a workflow task that fails is retried forever (it never closes).
       let timer: NodeJS.Timeout | undefined;
@@ -254,7 +246,7 @@ test(
       assert.ok(Date.now() - started < 25_000);
     } finally {
       if ((await h.describe()).status.name === 'RUNNING') await h.terminate('the test is over');
-      await pg.query('tgt', 'DROP TRIGGER unimportable_snapshot ON backfill.capture_epochs');
+      await stack.pg.query('tgt', 'DROP TRIGGER unimportable_snapshot ON backfill.capture_epochs');
     }
   },
 );

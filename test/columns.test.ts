@@ -4,83 +4,72 @@
 // them. A column or partition that changes on either side after planning is seen at the gate and
 // again before the switch, in copy mode and with a change column, and stops the migration with a
 // sentence naming the table (or is followed, where a proof of the whole table still comes).
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
-import type { PostgresServer } from '../src/infra/postgres';
 import { backfillMigration } from '../src/workflows/migration';
 import { approveCutoverUpdate, pauseSignal, reportQuery, resumeSignal } from '../src/workflows/messages';
 import type { Report, TableEvidence } from '../src/domain/report';
 import { reportFromEvidence } from '../src/report/digest';
 import { renderMarkdown } from '../src/report/render';
 import { columnChanges } from '../src/domain/columns';
-import { replayAndMaybeRecord, waitForPhase, type TemporalHarness } from './helpers/temporal';
-import { startStack } from './helpers/stack';
+import { replayAndMaybeRecord, waitForPhase } from './helpers/temporal';
+import { useStack } from './hooks';
 import { specFor } from './helpers/spec';
 import { backfill } from './helpers/cli';
 
 const TASK_QUEUE = 'columns';
-let pg: PostgresServer;
-let dir: string;
-let temporal: TemporalHarness;
-let stop: (() => Promise<void>) | undefined;
 
 const ITEMS = (t: string, extra = '') =>
   `CREATE TABLE ${t} (id bigint PRIMARY KEY, name text NOT NULL, amount numeric(12,2), updated_at timestamptz NOT NULL DEFAULT now()${extra})`;
 const FILL = (t: string, n: number) =>
   `INSERT INTO ${t} (id, name, amount, updated_at) SELECT g, 'item ' || g, g * 1.25, '2026-01-01'::timestamptz + g * interval '1 second' FROM generate_series(1, ${n}) g`;
 
-before(async () => {
-  ({ pg, dir, temporal, stop } = await startStack(TASK_QUEUE, async (db) => {
-    // A source column the target lacks (the case that went green with the column's data gone).
-    await db.query('src', ITEMS('public.lossy', ', legacy_code text'));
-    await db.query('src', `${FILL('public.lossy', 2_000)}; UPDATE public.lossy SET legacy_code = 'L' || id`);
-    await db.query('tgt', ITEMS('public.lossy'));
-    // A target column the source lacks: nullable, no default.
-    await db.query('src', ITEMS('public.thin'));
-    await db.query('src', FILL('public.thin', 500));
-    await db.query('tgt', ITEMS('public.thin', ", region text, note text DEFAULT 'none'"));
-    // A cast the source's data cannot take: text holding 'cust 1' into an integer.
-    await db.query('src', 'CREATE TABLE public.customers (id bigint PRIMARY KEY, ref text NOT NULL)');
-    await db.query('src', `INSERT INTO public.customers SELECT g, g::text FROM generate_series(1, 1000) g`);
-    await db.query('src', `UPDATE public.customers SET ref = 'cust 1' WHERE id = 777`);
-    await db.query('tgt', 'CREATE TABLE public.customers (id bigint PRIMARY KEY, ref integer NOT NULL)');
-    await db.query('src', `CREATE ROLE app LOGIN PASSWORD 'app'`);
-    // Drift cases: static copy mode, a change column, partitions.
-    for (const t of ['public.static_add', 'public.delta_retype']) {
-      await db.query('src', ITEMS(t));
-      await db.query('src', FILL(t, 3_000));
-      await db.query('tgt', ITEMS(t));
-    }
-    for (const d of ['src', 'tgt']) {
-      await db.query(d, `CREATE TABLE public.events (id bigint NOT NULL, at date NOT NULL, v text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at)`);
-      await db.query(d, `CREATE TABLE public.events_2025 PARTITION OF public.events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')`);
-      await db.query(d, `CREATE TABLE public.events_2026 PARTITION OF public.events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')`);
-      await db.query(d, 'CREATE TABLE public.switched (migration text)');
-    }
-    await db.query('src', `INSERT INTO public.events SELECT g, DATE '2025-01-01' + (g % 700), 'e' || g FROM generate_series(1, 2000) g`);
-    for (const d of ['src', 'tgt']) {
-      await db.query(
-        d,
-        `CREATE TABLE public.devents (id bigint NOT NULL, at date NOT NULL, v text, updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (id, at)) PARTITION BY RANGE (at)`,
-      );
-      await db.query(d, `CREATE TABLE public.devents_2025 PARTITION OF public.devents FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')`);
-    }
-    await db.query('src', `INSERT INTO public.devents SELECT g, DATE '2025-01-01' + (g % 365), 'e' || g, '2025-06-01' FROM generate_series(1, 2000) g`);
-    await db.query('src', `GRANT SELECT, INSERT, UPDATE, DELETE ON public.devents TO app`);
-    await db.query('src', `GRANT SELECT, INSERT, UPDATE, DELETE ON public.delta_retype TO app`);
-  }));
+const stack = useStack(TASK_QUEUE, async (db) => {
+  // A source column the target lacks (the case that went green with the column's data gone).
+  await db.query('src', ITEMS('public.lossy', ', legacy_code text'));
+  await db.query('src', `${FILL('public.lossy', 2_000)}; UPDATE public.lossy SET legacy_code = 'L' || id`);
+  await db.query('tgt', ITEMS('public.lossy'));
+  // A target column the source lacks: nullable, no default.
+  await db.query('src', ITEMS('public.thin'));
+  await db.query('src', FILL('public.thin', 500));
+  await db.query('tgt', ITEMS('public.thin', ", region text, note text DEFAULT 'none'"));
+  // A cast the source's data cannot take: text holding 'cust 1' into an integer.
+  await db.query('src', 'CREATE TABLE public.customers (id bigint PRIMARY KEY, ref text NOT NULL)');
+  await db.query('src', `INSERT INTO public.customers SELECT g, g::text FROM generate_series(1, 1000) g`);
+  await db.query('src', `UPDATE public.customers SET ref = 'cust 1' WHERE id = 777`);
+  await db.query('tgt', 'CREATE TABLE public.customers (id bigint PRIMARY KEY, ref integer NOT NULL)');
+  await db.query('src', `CREATE ROLE app LOGIN PASSWORD 'app'`);
+  // Drift cases: static copy mode, a change column, partitions.
+  for (const t of ['public.static_add', 'public.delta_retype']) {
+    await db.query('src', ITEMS(t));
+    await db.query('src', FILL(t, 3_000));
+    await db.query('tgt', ITEMS(t));
+  }
+  for (const d of ['src', 'tgt']) {
+    await db.query(d, `CREATE TABLE public.events (id bigint NOT NULL, at date NOT NULL, v text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at)`);
+    await db.query(d, `CREATE TABLE public.events_2025 PARTITION OF public.events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')`);
+    await db.query(d, `CREATE TABLE public.events_2026 PARTITION OF public.events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')`);
+    await db.query(d, 'CREATE TABLE public.switched (migration text)');
+  }
+  await db.query('src', `INSERT INTO public.events SELECT g, DATE '2025-01-01' + (g % 700), 'e' || g FROM generate_series(1, 2000) g`);
+  for (const d of ['src', 'tgt']) {
+    await db.query(
+      d,
+      `CREATE TABLE public.devents (id bigint NOT NULL, at date NOT NULL, v text, updated_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (id, at)) PARTITION BY RANGE (at)`,
+    );
+    await db.query(d, `CREATE TABLE public.devents_2025 PARTITION OF public.devents FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')`);
+  }
+  await db.query('src', `INSERT INTO public.devents SELECT g, DATE '2025-01-01' + (g % 365), 'e' || g, '2025-06-01' FROM generate_series(1, 2000) g`);
+  await db.query('src', `GRANT SELECT, INSERT, UPDATE, DELETE ON public.devents TO app`);
+  await db.query('src', `GRANT SELECT, INSERT, UPDATE, DELETE ON public.delta_retype TO app`);
 });
 
-after(async () => {
-  await stop?.();
-});
-
-const env = () => ({ BACKFILL_DB_SRC: pg.url('src'), BACKFILL_DB_TGT: pg.url('tgt') });
+const env = () => ({ BACKFILL_DB_SRC: stack.pg.url('src'), BACKFILL_DB_TGT: stack.pg.url('tgt') });
 const write = (name: string, doc: unknown) => {
-  const p = join(dir, name);
+  const p = join(stack.dir, name);
   writeFileSync(p, JSON.stringify(doc));
   return p;
 };
@@ -99,7 +88,7 @@ async function failureOf(h: WorkflowHandle): Promise<{ type?: string; message: s
 
 const switchOf = (name: string) => ({ approval: 'required', switch: { connection: 'tgt', sql: `INSERT INTO public.switched VALUES ('${name}')` } });
 const switched = async (name: string) =>
-  (await pg.query('tgt', 'SELECT count(*)::int AS n FROM public.switched WHERE migration = $1', [name])).rows[0].n as number;
+  (await stack.pg.query('tgt', 'SELECT count(*)::int AS n FROM public.switched WHERE migration = $1', [name])).rows[0].n as number;
 
 test('columns: a source column the target lacks is refused by validate and by planning, until the spec names it in omit', { timeout: 120_000 }, async () => {
   const table = { source: 'public.lossy', target: 'public.lossy', chunk: { column: 'id', size: 500 } };
@@ -112,10 +101,10 @@ test('columns: a source column the target lacks is refused by validate and by pl
   assert.doesNotMatch(refused.stdout, /the databases match the spec/);
 
   // Started anyway: it fails in planning with the same sentence, before any row is written.
-  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: 'lossy', args: [specFor('lossy', table)] });
+  const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: 'lossy', args: [specFor('lossy', table)] });
   const f = await failureOf(h);
   assert.match(f.message, /source column "legacy_code" of public\.lossy has no column/);
-  assert.equal((await pg.query('tgt', 'SELECT count(*)::int AS n FROM public.lossy')).rows[0].n, 0, 'nothing written');
+  assert.equal((await stack.pg.query('tgt', 'SELECT count(*)::int AS n FROM public.lossy')).rows[0].n, 0, 'nothing written');
 
   // Named in omit: validate shows the plan, the migration completes, the report lists the column left out.
   const doc = specFor('lossy-omit', { ...table, omit: ['legacy_code'] }, { taskQueue: TASK_QUEUE, cutover: { approval: 'auto' } });
@@ -124,7 +113,7 @@ test('columns: a source column the target lacks is refused by validate and by pl
   assert.match(ok.stdout, /public\.lossy -> public\.lossy: 4 copied, 1 left out/);
   assert.match(ok.stdout, /^ {4}legacy_code: source column left out \(omit\)$/m);
   assert.match(ok.stdout, /^ {4}amount: copied \(numeric\(12,2\)\)$/m);
-  const h2 = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+  const h2 = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
   const r = await h2.result();
   assert.equal(r.phase, 'completed', r.reason);
   const report: Report = await h2.query(reportQuery);
@@ -167,7 +156,7 @@ test('columns: validate evaluates a cast over every source row and names the val
     refused.stderr,
     /tables\[0\]\.columns: "ref" \(ref: cast text → integer\) fails on the source's rows: invalid input syntax for type integer: "cust 1"/,
   );
-  await pg.query('src', `UPDATE public.customers SET ref = '777' WHERE id = 777`);
+  await stack.pg.query('src', `UPDATE public.customers SET ref = '777' WHERE id = 777`);
   const ok = await backfill(['validate', write('customers-ok.json', doc)], env());
   assert.equal(ok.code, 0, ok.stderr);
   assert.match(ok.stdout, /^ {4}ref: cast text → integer$/m);
@@ -213,7 +202,7 @@ test(
       { taskQueue: TASK_QUEUE, concurrency: 1, cutover: switchOf(name) },
     );
     // Paused from its start: the column is added while ranges are still to be copied.
-    const h = await temporal.env.client.workflow.signalWithStart(backfillMigration, {
+    const h = await stack.client.workflow.signalWithStart(backfillMigration, {
       taskQueue: TASK_QUEUE,
       workflowId: name,
       args: [doc],
@@ -221,8 +210,8 @@ test(
       signalArgs: [],
     });
     await waitForPhase(h, ['backfilling']);
-    for (const d of ['src', 'tgt']) await pg.query(d, 'ALTER TABLE public.static_add ADD COLUMN priority int');
-    await pg.query('src', 'UPDATE public.static_add SET priority = id % 5');
+    for (const d of ['src', 'tgt']) await stack.pg.query(d, 'ALTER TABLE public.static_add ADD COLUMN priority int');
+    await stack.pg.query('src', 'UPDATE public.static_add SET priority = id % 5');
     await h.signal(resumeSignal);
     const f = await failureOf(h);
     assert.equal(f.type, 'SchemaChanged');
@@ -237,13 +226,13 @@ test(
 test('drift, copy mode: a partition attached with rows while the gate waits is seen after the approval; nothing switched', { timeout: 120_000 }, async () => {
   const name = 'events-attach';
   const doc = specFor(name, { source: 'public.events', target: 'public.events', key: ['id', 'at'] }, { taskQueue: TASK_QUEUE, cutover: switchOf(name) });
-  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: name, args: [doc] });
+  const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: name, args: [doc] });
   const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
   assert.equal(p.phase, 'awaiting_approval', p.detail);
   // Rows that arrive without a single insert into the partitioned table.
-  await pg.query('src', `CREATE TABLE public.events_2027 (LIKE public.events)`);
-  await pg.query('src', `INSERT INTO public.events_2027 SELECT g, DATE '2027-03-01', 'late' FROM generate_series(1, 50) g`);
-  await pg.query('src', `ALTER TABLE public.events ATTACH PARTITION public.events_2027 FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')`);
+  await stack.pg.query('src', `CREATE TABLE public.events_2027 (LIKE public.events)`);
+  await stack.pg.query('src', `INSERT INTO public.events_2027 SELECT g, DATE '2027-03-01', 'late' FROM generate_series(1, 50) g`);
+  await stack.pg.query('src', `ALTER TABLE public.events ATTACH PARTITION public.events_2027 FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')`);
   await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: p.digest! }] });
   const f = await failureOf(h);
   assert.equal(f.type, 'SchemaChanged');
@@ -277,10 +266,10 @@ test(
         },
       },
     );
-    const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: name, args: [doc] });
+    const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: name, args: [doc] });
     const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
     assert.equal(p.phase, 'awaiting_approval', p.detail);
-    await pg.query('tgt', 'ALTER TABLE public.delta_retype ALTER COLUMN amount TYPE numeric(14,4)');
+    await stack.pg.query('tgt', 'ALTER TABLE public.delta_retype ALTER COLUMN amount TYPE numeric(14,4)');
     await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: p.digest! }] });
     const f = await failureOf(h);
     assert.equal(f.type, 'SchemaChanged');
@@ -290,7 +279,7 @@ test(
     );
     assert.equal(await switched(name), 0, 'nothing switched');
     // The freeze was taken back: the application may write again.
-    const rights = await pg.query('src', `SELECT has_table_privilege('app', 'public.delta_retype', 'UPDATE') AS ok`);
+    const rights = await stack.pg.query('src', `SELECT has_table_privilege('app', 'public.delta_retype', 'UPDATE') AS ok`);
     assert.equal(rights.rows[0].ok, true, 'unfrozen');
     await replayAndMaybeRecord(h, 'drift-retyped-in-final-check');
   },
@@ -314,20 +303,20 @@ test(
         },
       },
     );
-    const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: name, args: [doc] });
+    const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: name, args: [doc] });
     const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
     assert.equal(p.phase, 'awaiting_approval', p.detail);
     // Rows whose change column is older than every watermark: no delta round would read them.
-    await pg.query('src', 'CREATE TABLE public.devents_2026 (LIKE public.devents INCLUDING DEFAULTS)');
-    await pg.query('src', `INSERT INTO public.devents_2026 SELECT g, DATE '2026-02-01', 'late', '2020-01-01' FROM generate_series(1, 120) g`);
-    await pg.query('src', `ALTER TABLE public.devents ATTACH PARTITION public.devents_2026 FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')`);
-    await pg.query('tgt', `CREATE TABLE public.devents_2026 PARTITION OF public.devents FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')`);
+    await stack.pg.query('src', 'CREATE TABLE public.devents_2026 (LIKE public.devents INCLUDING DEFAULTS)');
+    await stack.pg.query('src', `INSERT INTO public.devents_2026 SELECT g, DATE '2026-02-01', 'late', '2020-01-01' FROM generate_series(1, 120) g`);
+    await stack.pg.query('src', `ALTER TABLE public.devents ATTACH PARTITION public.devents_2026 FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')`);
+    await stack.pg.query('tgt', `CREATE TABLE public.devents_2026 PARTITION OF public.devents FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')`);
     await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: p.digest! }] });
     const r = await h.result();
     assert.equal(r.phase, 'completed', r.reason);
     assert.equal(await switched(name), 1);
     const md5 = async (db: string) =>
-      (await pg.query(db, `SELECT count(*)::int AS n, md5(string_agg(t::text, ',' ORDER BY id, at)) AS h FROM public.devents t`)).rows[0];
+      (await stack.pg.query(db, `SELECT count(*)::int AS n, md5(string_agg(t::text, ',' ORDER BY id, at)) AS h FROM public.devents t`)).rows[0];
     assert.deepEqual(await md5('tgt'), await md5('src'));
     assert.equal((await md5('src')).n, 2120);
   },

@@ -1,8 +1,7 @@
 // Range copy and preflight against a real PostgreSQL: idempotent copies, mismatches found,
 // SQL in names without effect, and clear preflight errors before any row is written.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { PostgresServer } from '../src/infra/postgres';
 import type { MigrationSpec } from '../src/spec/schema';
 import { planMigration } from '../src/plan/plan';
 import { preflight } from '../src/plan/preflight';
@@ -22,25 +21,16 @@ import { AWKWARD_COLUMNS, AWKWARD_FILL, fingerprint } from './helpers/sample';
 import { backfill } from './helpers/cli';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startDatabases } from './helpers/stack';
+import { useDatabases } from './hooks';
 import { parsed, specFor } from './helpers/spec';
 
-let pg: PostgresServer;
-let dir: string;
-let stop: (() => Promise<void>) | undefined;
 const ROWS = 30_000;
 
-before(async () => {
-  ({ pg, dir, stop } = await startDatabases(async (db) => {
-    await db.query('src', `CREATE TABLE public.items (${AWKWARD_COLUMNS})`);
-    await db.query('src', AWKWARD_FILL('public.items'), [1, ROWS]);
-    await db.query('tgt', `CREATE TABLE public.items_v2 (${AWKWARD_COLUMNS})`);
-    for (const d of ['src', 'tgt']) await db.query(d, 'CREATE TABLE public.canary (x int); INSERT INTO public.canary VALUES (1)');
-  }));
-});
-
-after(async () => {
-  await stop?.();
+const dbs = useDatabases(async (db) => {
+  await db.query('src', `CREATE TABLE public.items (${AWKWARD_COLUMNS})`);
+  await db.query('src', AWKWARD_FILL('public.items'), [1, ROWS]);
+  await db.query('tgt', `CREATE TABLE public.items_v2 (${AWKWARD_COLUMNS})`);
+  for (const d of ['src', 'tgt']) await db.query(d, 'CREATE TABLE public.canary (x int); INSERT INTO public.canary VALUES (1)');
 });
 
 const specOf = (over: Record<string, unknown> = {}, table: Record<string, unknown> = {}): MigrationSpec =>
@@ -58,12 +48,12 @@ const rangeInput = (spec: MigrationSpec, plan: TablePlan, i: number, attempt = 1
 });
 
 const versions = async (where: string) =>
-  (await pg.query('tgt', `SELECT string_agg(id || ':' || xmin::text || ':' || ctid::text, ',' ORDER BY id) AS v FROM public.items_v2 WHERE ${where}`)).rows[0]
-    .v as string;
+  (await dbs.pg.query('tgt', `SELECT string_agg(id || ':' || xmin::text || ':' || ctid::text, ',' ORDER BY id) AS v FROM public.items_v2 WHERE ${where}`))
+    .rows[0].v as string;
 
 const rangeFingerprint = async (db: 'src' | 'tgt', lo: string, hi: string) => {
   const table = db === 'src' ? 'public.items' : 'public.items_v2';
-  const r = await pg.query(
+  const r = await dbs.pg.query(
     db,
     `SELECT count(*)::text AS count, coalesce(sum(('x' || substr(md5(t::text), 1, 15))::bit(60)::bigint), 0)::text AS hash FROM ${table} t WHERE id >= $1 AND id < $2`,
     [lo, hi],
@@ -93,9 +83,9 @@ test('copy: the same range copied twice leaves the target identical, and nothing
   assert.deepEqual(twice, once);
   assert.deepEqual(twice, await rangeFingerprint('src', '10001', '20001'));
   assert.equal(await versions('id < 10001 OR id >= 20001'), outside, 'rows outside the range were rewritten');
-  assert.deepEqual(await fingerprint(pg, 'tgt', 'public.items_v2'), await fingerprint(pg, 'src', 'public.items'));
+  assert.deepEqual(await fingerprint(dbs.pg, 'tgt', 'public.items_v2'), await fingerprint(dbs.pg, 'src', 'public.items'));
 
-  const ledger = await pg.query(
+  const ledger = await dbs.pg.query(
     'tgt',
     `SELECT range_index, status, attempts, source_count::text FROM backfill.ranges WHERE migration = 'items' ORDER BY range_index`,
   );
@@ -107,7 +97,7 @@ test('copy: the same range copied twice leaves the target identical, and nothing
       [2, 'verified', 1, '10000'],
     ],
   );
-  const stamped = await pg.query(
+  const stamped = await dbs.pg.query(
     'tgt',
     `SELECT count(*)::int AS n FROM backfill.ranges WHERE migration = 'items' AND copied_at IS NOT NULL AND last_error IS NULL`,
   );
@@ -130,7 +120,7 @@ test('verify: one changed value, a missing row and an extra row are each found; 
   const expectRed = [0, 1, null, 0];
   for (const [f, sql] of faults.entries()) {
     for (let i = 0; i < plan.rangeCount; i++) await copyRange(rangeInput(spec, plan, i));
-    await pg.query('tgt', sql);
+    await dbs.pg.query('tgt', sql);
     const statuses = [];
     for (let i = 0; i < plan.rangeCount; i++) statuses.push((await verifyRange(rangeInput(spec, plan, i))).status);
     const red = statuses.flatMap((s, i) => (s === 'verified' ? [] : [i]));
@@ -141,7 +131,7 @@ test('verify: one changed value, a missing row and an extra row are each found; 
       assert.equal(fixed.status, 'verified');
     }
   }
-  await pg.query('tgt', 'DELETE FROM public.items_v2 WHERE id > 1000000');
+  await dbs.pg.query('tgt', 'DELETE FROM public.items_v2 WHERE id > 1000000');
 });
 
 test('verify: values swapped between two rows, and a change only the text shows, are each found', async () => {
@@ -161,9 +151,9 @@ test('verify: values swapped between two rows, and a change only the text shows,
     `UPDATE public.items_v2 SET doc = jsonb_set(doc, '{a,0}', '1.50'::jsonb) WHERE id = 30`,
   ];
   for (const sql of faults) {
-    const before = await fingerprint(pg, 'tgt', 'public.items_v2');
-    assert.equal((await pg.query('tgt', sql)).rowCount! >= 1, true, sql);
-    assert.notDeepEqual(await fingerprint(pg, 'tgt', 'public.items_v2'), before, `${sql} changed nothing`);
+    const before = await fingerprint(dbs.pg, 'tgt', 'public.items_v2');
+    assert.equal((await dbs.pg.query('tgt', sql)).rowCount! >= 1, true, sql);
+    assert.notDeepEqual(await fingerprint(dbs.pg, 'tgt', 'public.items_v2'), before, `${sql} changed nothing`);
     const r = await verifyRange(rangeInput(spec, plan, 0));
     assert.notEqual(r.status, 'verified', `${sql} was not seen`);
     assert.equal(r.source.count, r.target.count);
@@ -188,16 +178,16 @@ test('preflight: names and filters carrying SQL have no effect on either databas
     assert.ok(r.problems.length > 0, `accepted ${JSON.stringify(a)}`);
     assert.equal(r.binding, undefined);
   }
-  for (const db of ['src', 'tgt']) assert.equal((await pg.query(db, 'SELECT count(*)::int AS n FROM public.canary')).rows[0].n, 1);
+  for (const db of ['src', 'tgt']) assert.equal((await dbs.pg.query(db, 'SELECT count(*)::int AS n FROM public.canary')).rows[0].n, 1);
 });
 
 test('preflight: a missing table, column, unique key or privilege is named before any row is written', async () => {
-  await pg.query('src', 'CREATE TABLE public.loose (id bigint NOT NULL, v text)');
-  await pg.query('src', 'INSERT INTO public.loose SELECT g, g::text FROM generate_series(1, 10) g');
-  await pg.query('src', `INSERT INTO public.loose VALUES (3, 'again')`);
-  await pg.query('tgt', 'CREATE TABLE public.loose (id bigint, v text, extra text NOT NULL)');
-  await pg.query('src', `CREATE ROLE reader LOGIN PASSWORD 'reader-pw'`);
-  await pg.query('src', 'GRANT CONNECT ON DATABASE src TO reader');
+  await dbs.pg.query('src', 'CREATE TABLE public.loose (id bigint NOT NULL, v text)');
+  await dbs.pg.query('src', 'INSERT INTO public.loose SELECT g, g::text FROM generate_series(1, 10) g');
+  await dbs.pg.query('src', `INSERT INTO public.loose VALUES (3, 'again')`);
+  await dbs.pg.query('tgt', 'CREATE TABLE public.loose (id bigint, v text, extra text NOT NULL)');
+  await dbs.pg.query('src', `CREATE ROLE reader LOGIN PASSWORD 'reader-pw'`);
+  await dbs.pg.query('src', 'GRANT CONNECT ON DATABASE src TO reader');
 
   const problems = async (spec: MigrationSpec) => {
     try {
@@ -218,12 +208,12 @@ test('preflight: a missing table, column, unique key or privilege is named befor
   const m3 = await problems(specOf({}, { columns: ['id', 'no_such_col'] }));
   assert.match(m3, /tables\[0\]\.columns: column "no_such_col" not found in source table public\.items/);
 
-  await pg.query('src', `DELETE FROM public.loose WHERE v = 'again'`);
-  await pg.query('src', 'CREATE UNIQUE INDEX ON public.loose (id)');
+  await dbs.pg.query('src', `DELETE FROM public.loose WHERE v = 'again'`);
+  await dbs.pg.query('src', 'CREATE UNIQUE INDEX ON public.loose (id)');
   const m4 = await problems(specOf({}, { source: 'public.loose', target: 'public.loose' }));
   assert.match(m4, /target column "extra" is NOT NULL without a default but is not copied/);
 
-  process.env.BACKFILL_DB_READER = `postgresql://reader:reader-pw@127.0.0.1:${pg.port}/src`;
+  process.env.BACKFILL_DB_READER = `postgresql://reader:reader-pw@127.0.0.1:${dbs.pg.port}/src`;
   const m5 = await problems(specOf({ source: 'reader' }));
   assert.match(
     m5,
@@ -235,31 +225,31 @@ test('preflight: a missing table, column, unique key or privilege is named befor
   assert.match(m6, /tables\[0\]\.chunk\.column: "ref" is uuid; chunk\.size needs an integer column \(smallint, integer, bigint\); use chunk\.rows/);
   assert.doesNotMatch(m6, /not unique/, 'ref has no unique index but is unique in fact');
 
-  assert.equal((await pg.query('tgt', 'SELECT count(*)::int AS n FROM public.loose')).rows[0].n, 0);
+  assert.equal((await dbs.pg.query('tgt', 'SELECT count(*)::int AS n FROM public.loose')).rows[0].n, 0);
 });
 
 test('copy: a source column of another type is cast to the target type, in binary COPY', async () => {
-  await pg.query('src', 'CREATE TABLE public.narrow (id int PRIMARY KEY, n int, t varchar(10))');
-  await pg.query('src', `INSERT INTO public.narrow SELECT g, g * 2, 'v' || g FROM generate_series(1, 500) g`);
-  await pg.query('tgt', 'CREATE TABLE public.wide (id bigint PRIMARY KEY, n numeric, t text)');
+  await dbs.pg.query('src', 'CREATE TABLE public.narrow (id int PRIMARY KEY, n int, t varchar(10))');
+  await dbs.pg.query('src', `INSERT INTO public.narrow SELECT g, g * 2, 'v' || g FROM generate_series(1, 500) g`);
+  await dbs.pg.query('tgt', 'CREATE TABLE public.wide (id bigint PRIMARY KEY, n numeric, t text)');
   const spec = specOf({}, { source: 'public.narrow', target: 'public.wide', chunk: { column: 'id', size: 200 } });
   const {
     plans: [plan],
   } = await planMigration({ migration: 'narrow', spec });
   assert.equal(plan.rangeCount, 3);
   for (let i = 0; i < plan.rangeCount; i++) assert.equal((await copyRange({ ...rangeInput(spec, plan, i), migration: 'narrow' })).status, 'verified');
-  const r = await pg.query('tgt', 'SELECT count(*)::int AS n, sum(n)::text AS s FROM public.wide');
+  const r = await dbs.pg.query('tgt', 'SELECT count(*)::int AS n, sum(n)::text AS s FROM public.wide');
   assert.deepEqual(r.rows[0], { n: 500, s: String((2 * (500 * 501)) / 2) });
 });
 
 test('cli validate: checks the databases when this shell has the connections, and names what is wrong', async () => {
   const write = (name: string, doc: unknown) => {
-    const p = join(dir, name);
+    const p = join(dbs.dir, name);
     writeFileSync(p, JSON.stringify(doc));
     return p;
   };
   const doc = { name: 'items', source: 'src', target: 'tgt', tables: [{ source: 'public.items', target: 'public.items_v2', key: ['id'] }] };
-  const env = { BACKFILL_DB_SRC: pg.url('src'), BACKFILL_DB_TGT: pg.url('tgt') };
+  const env = { BACKFILL_DB_SRC: dbs.pg.url('src'), BACKFILL_DB_TGT: dbs.pg.url('tgt') };
   const ok = await backfill(['validate', write('ok.json', doc)], env);
   assert.equal(ok.code, 0, ok.stderr);
   assert.match(ok.stdout, /the databases match the spec/);
@@ -267,7 +257,7 @@ test('cli validate: checks the databases when this shell has the connections, an
   const bad = await backfill(['validate', write('bad.json', { ...doc, tables: [{ ...doc.tables[0], columns: ['id', 'colour'] }] })], env);
   assert.equal(bad.code, 2, bad.stderr);
   assert.match(bad.stderr, /tables\[0\]\.columns: column "colour" not found in source table public\.items/);
-  assert.doesNotMatch(bad.stderr, new RegExp(pg.password));
+  assert.doesNotMatch(bad.stderr, new RegExp(dbs.pg.password));
 
   const unset = await backfill(['validate', write('ok2.json', doc)], { BACKFILL_DB_SRC: '', BACKFILL_DB_TGT: '' });
   assert.equal(unset.code, 0);
@@ -276,7 +266,7 @@ test('cli validate: checks the databases when this shell has the connections, an
 
 test('reconcile: totals are the ranges plus the rows outside them; rows arriving beyond the plan are found on each side', async () => {
   const spec = specOf({ name: 'items-reconcile' }, { target: 'public.items_rc' });
-  await pg.query('tgt', `CREATE TABLE public.items_rc (${AWKWARD_COLUMNS})`);
+  await dbs.pg.query('tgt', `CREATE TABLE public.items_rc (${AWKWARD_COLUMNS})`);
   const {
     plans: [plan],
   } = await planMigration({ migration: spec.name, spec });
@@ -288,28 +278,28 @@ test('reconcile: totals are the ranges plus the rows outside them; rows arriving
   assert.deepEqual(green.source.checksum, green.target.checksum);
 
   // New source rows past the planned span, and a stray target row below it.
-  await pg.query('src', AWKWARD_FILL('public.items'), [ROWS + 1, ROWS + 2]);
-  await pg.query('tgt', 'INSERT INTO public.items_rc (id, ref) VALUES (-1, gen_random_uuid())');
+  await dbs.pg.query('src', AWKWARD_FILL('public.items'), [ROWS + 1, ROWS + 2]);
+  await dbs.pg.query('tgt', 'INSERT INTO public.items_rc (id, ref) VALUES (-1, gen_random_uuid())');
   const red = await reconcileTable({ migration: spec.name, spec, tableIndex: 0, plan });
   assert.deepEqual(red.sourceOutside, { count: '2', keys: [[String(ROWS + 1)], [String(ROWS + 2)]] });
   assert.deepEqual(red.outside, { count: '1', keys: [['-1']] });
   assert.equal(red.coverage.ok, true, 'ranges plus outside rows still add up to each side');
   assert.equal(red.source.count, String(ROWS + 2));
   assert.deepEqual(red.failed, ['count', 'checksum']);
-  await pg.query('src', 'DELETE FROM public.items WHERE id > $1', [ROWS]);
+  await dbs.pg.query('src', 'DELETE FROM public.items WHERE id > $1', [ROWS]);
 });
 
 test('reconcile: on a freshly loaded target without statistics, the rows outside the ranges are read through the key index', async () => {
   // A target that was never analyzed: the planner's default guesses for "key < lo OR key >= hi"
   // favour scanning (and hashing) the whole table, and a sorted sample of nothing walks the whole index.
   const spec = specOf({ name: 'items-fresh' }, { target: 'public.items_fresh' });
-  await pg.query('tgt', `CREATE TABLE public.items_fresh (${AWKWARD_COLUMNS}) WITH (autovacuum_enabled = off)`);
+  await dbs.pg.query('tgt', `CREATE TABLE public.items_fresh (${AWKWARD_COLUMNS}) WITH (autovacuum_enabled = off)`);
   const {
     plans: [plan],
   } = await planMigration({ migration: spec.name, spec });
   for (let i = 0; i < plan.rangeCount; i++) assert.equal((await copyRange(rangeInput(spec, plan, i))).status, 'verified');
   const stats = async () => {
-    const r = await pg.query(
+    const r = await dbs.pg.query(
       'tgt',
       `SELECT seq_tup_read::int AS seq, (SELECT sum(idx_tup_read)::int FROM pg_stat_user_indexes i WHERE i.relid = t.relid) AS idx,
                                             (SELECT reltuples FROM pg_class WHERE oid = relid) AS reltuples
@@ -334,11 +324,11 @@ test('reconcile: on a freshly loaded target without statistics, the rows outside
 });
 
 test('preflight: a key without a unique index whose duplicate check cannot finish is a problem, never taken as unique', async () => {
-  await pg.query('src', 'CREATE TABLE public.locked_keys (id bigint NOT NULL, v text)');
-  await pg.query('src', `INSERT INTO public.locked_keys SELECT g, g::text FROM generate_series(1, 1000) g`);
-  await pg.query('tgt', 'CREATE TABLE public.locked_keys (id bigint, v text)');
+  await dbs.pg.query('src', 'CREATE TABLE public.locked_keys (id bigint NOT NULL, v text)');
+  await dbs.pg.query('src', `INSERT INTO public.locked_keys SELECT g, g::text FROM generate_series(1, 1000) g`);
+  await dbs.pg.query('tgt', 'CREATE TABLE public.locked_keys (id bigint, v text)');
   // A session that holds the table: the check's read waits for it, and gives up at the lock timeout.
-  const holder = new (await import('pg')).default.Client(pg.url('src'));
+  const holder = new (await import('pg')).default.Client(dbs.pg.url('src'));
   await holder.connect();
   const before = process.env.BACKFILL_LOCK_TIMEOUT;
   try {
@@ -346,7 +336,7 @@ test('preflight: a key without a unique index whose duplicate check cannot finis
     await holder.query('LOCK TABLE public.locked_keys IN ACCESS EXCLUSIVE MODE');
     // A pool of its own, made with the short lock timeout.
     process.env.BACKFILL_LOCK_TIMEOUT = '300ms';
-    process.env.BACKFILL_DB_LOCKPROBE = pg.url('src');
+    process.env.BACKFILL_DB_LOCKPROBE = dbs.pg.url('src');
     const table = { source: 'public.locked_keys', target: 'public.locked_keys', key: ['id'] } as MigrationSpec['tables'][0];
     const r = await checkTable({ sourceAlias: 'lockprobe', targetAlias: 'tgt', table, tableIndex: 0 });
     assert.equal(r.binding, undefined);
@@ -365,14 +355,14 @@ test('preflight: a key without a unique index whose duplicate check cannot finis
 });
 
 test('planning checks each table once: one duplicate scan of a key without a unique index', async () => {
-  await pg.query('src', 'CREATE TABLE public.scanned (id bigint NOT NULL, v text)');
-  await pg.query('src', `INSERT INTO public.scanned SELECT g, g::text FROM generate_series(1, 5000) g`);
-  await pg.query('tgt', 'CREATE TABLE public.scanned (id bigint, v text)');
+  await dbs.pg.query('src', 'CREATE TABLE public.scanned (id bigint NOT NULL, v text)');
+  await dbs.pg.query('src', `INSERT INTO public.scanned SELECT g, g::text FROM generate_series(1, 5000) g`);
+  await dbs.pg.query('tgt', 'CREATE TABLE public.scanned (id bigint, v text)');
   const scans = async () => {
     // A backend's statistics reach the shared counters for certain when it exits: end ours first.
     await closePools();
     await new Promise((r) => setTimeout(r, 1500));
-    const r = await pg.query('src', `SELECT seq_scan::int AS n FROM pg_stat_user_tables WHERE relname = 'scanned'`);
+    const r = await dbs.pg.query('src', `SELECT seq_scan::int AS n FROM pg_stat_user_tables WHERE relname = 'scanned'`);
     return Number(r.rows[0].n);
   };
   const spec = parsed(specFor('scanned', { source: 'public.scanned', target: 'public.scanned', chunk: { column: 'id', size: 1000 } }));
@@ -412,8 +402,8 @@ test('worker policy: a strict worker refuses a spec whose freeze drops a table, 
     // Where the SQL would run, the same rule again.
     const ran = await refusal(() => runAction({ migration: 'policy', execution: 'x', spec: freezing(), action: 'freeze' }));
     assert.match(ran, /inline SQL is not allowed on this worker/);
-    for (const db of ['src', 'tgt']) assert.equal((await pg.query(db, 'SELECT count(*)::int AS n FROM public.canary')).rows[0].n, 1, 'nothing ran');
-    const planned = await pg.query('tgt', `SELECT count(*)::int AS n FROM backfill.tables WHERE migration = 'policy'`).catch(() => ({ rows: [{ n: 0 }] }));
+    for (const db of ['src', 'tgt']) assert.equal((await dbs.pg.query(db, 'SELECT count(*)::int AS n FROM public.canary')).rows[0].n, 1, 'nothing ran');
+    const planned = await dbs.pg.query('tgt', `SELECT count(*)::int AS n FROM backfill.tables WHERE migration = 'policy'`).catch(() => ({ rows: [{ n: 0 }] }));
     assert.equal(planned.rows[0].n, 0, 'nothing was planned');
 
     // Expressions over the source table only: a filter that reads another table is refused.
@@ -438,7 +428,7 @@ test('worker policy: a strict worker refuses a spec whose freeze drops a table, 
   } finally {
     for (const k of Object.keys(process.env)) if (k.startsWith('BACKFILL_POLICY') && !(k in saved)) delete process.env[k];
   }
-  for (const db of ['src', 'tgt']) assert.equal((await pg.query(db, 'SELECT count(*)::int AS n FROM public.canary')).rows[0].n, 1);
+  for (const db of ['src', 'tgt']) assert.equal((await dbs.pg.query(db, 'SELECT count(*)::int AS n FROM public.canary')).rows[0].n, 1);
 });
 
 test('copy: the source checksum travels in its COPY; taken off each row byte-exact at any chunk boundary', async () => {
@@ -450,7 +440,7 @@ test('copy: the source checksum travels in its COPY; taken off each row byte-exa
   });
   const b = bound.binding!;
   const range = { lo: ['101'], hi: ['5101'] };
-  const c = new pg_.Client({ connectionString: pg.url('src') });
+  const c = new pg_.Client({ connectionString: dbs.pg.url('src') });
   await c.connect();
   try {
     const read = async (sql: string) => {

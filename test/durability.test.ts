@@ -2,51 +2,37 @@
 // verifying, locating and reconciling; database sessions terminated mid-statement, a PostgreSQL
 // restart; and a user error (a dropped column) that must fail the migration loudly instead of
 // retrying forever. Pause and resume on the way.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pgLib from 'pg';
 import type { WorkflowHandle } from '@temporalio/client';
-import type { PostgresServer } from '../src/infra/postgres';
 import { backfillMigration } from '../src/workflows/migration';
 import { WorkflowFailedError } from '@temporalio/client';
 import { abortSignal, approveCutoverUpdate, pauseSignal, progressQuery, reportQuery, resumeSignal } from '../src/workflows/messages';
 import type { Report } from '../src/domain/report';
 import { fingerprint } from './helpers/sample';
-import { spawnWorker, waitForPhase, type TemporalHarness, type WorkerProcess } from './helpers/temporal';
+import { waitForPhase } from './helpers/temporal';
 import { endingOf, replayAndMaybeRecord } from './helpers/temporal';
-import { startStack } from './helpers/stack';
+import { useStack } from './hooks';
 import { specFor } from './helpers/spec';
 
 const TASK_QUEUE = 'durability';
-let pg: PostgresServer;
-let temporal: TemporalHarness;
-let stop: (() => Promise<void>) | undefined;
-const workers: WorkerProcess[] = [];
 
 const TABLE = '(id bigint PRIMARY KEY, amount numeric(12,2) NOT NULL, note text, at timestamptz NOT NULL)';
 const FILL = (n: number) =>
   `INSERT INTO public.orders SELECT g, g / 7.0, 'note ' || md5(g::text), timestamptz '2024-01-01 00:00:00+00' + g * interval '1.5 second' FROM generate_series(1, ${n}) g`;
 
-before(async () => {
-  // Workers (child processes) inherit this: a copy whose connection died stops waiting quickly.
-  process.env.BACKFILL_STALL_TIMEOUT = '5';
-  const stack = await startStack(
-    TASK_QUEUE,
-    async (db) => {
-      await db.query('src', `CREATE TABLE public.orders ${TABLE}`);
-      await db.query('src', FILL(300_000));
-      for (const t of ['orders_a', 'orders_b', 'orders_c', 'orders_d', 'orders_e']) await db.query('tgt', `CREATE TABLE public.${t} ${TABLE}`);
-      await db.query('tgt', 'CREATE TABLE public.cutover_log (migration text, at timestamptz DEFAULT now())');
-    },
-    { worker: 'none' },
-  );
-  ({ pg, temporal, stop } = stack);
-});
-
-after(async () => {
-  await Promise.all(workers.map((w) => w.stop()));
-  await stop?.();
-});
+const stack = useStack(
+  TASK_QUEUE,
+  async (db) => {
+    await db.query('src', `CREATE TABLE public.orders ${TABLE}`);
+    await db.query('src', FILL(300_000));
+    for (const t of ['orders_a', 'orders_b', 'orders_c', 'orders_d', 'orders_e']) await db.query('tgt', `CREATE TABLE public.${t} ${TABLE}`);
+    await db.query('tgt', 'CREATE TABLE public.cutover_log (migration text, at timestamptz DEFAULT now())');
+  },
+  // Workers (child processes) inherit BACKFILL_STALL_TIMEOUT: a copy whose connection died stops waiting quickly.
+  { worker: 'none', env: { BACKFILL_STALL_TIMEOUT: '5' } },
+);
 
 const spec = (name: string, target: string, extra: Record<string, unknown> = {}) =>
   specFor(
@@ -60,11 +46,7 @@ const spec = (name: string, target: string, extra: Record<string, unknown> = {})
     },
   );
 
-async function worker(): Promise<WorkerProcess> {
-  const w = await spawnWorker(temporal.address, TASK_QUEUE);
-  workers.push(w);
-  return w;
-}
+const worker = () => stack.spawnWorker();
 
 /** Polls `ok`; a query fails while no live worker has the workflow (right after a kill): poll on. */
 const until = async (what: string, ok: () => Promise<boolean>, ms = 120_000) => {
@@ -82,7 +64,7 @@ const until = async (what: string, ok: () => Promise<boolean>, ms = 120_000) => 
 };
 
 async function liveWorker(): Promise<void> {
-  if (!workers.some((w) => w.alive())) await worker();
+  if (!stack.workers.some((w) => w.alive())) await worker();
 }
 
 test(
@@ -94,7 +76,7 @@ test(
       cutover: { approval: 'required', switch: { connection: 'tgt', sql: `SELECT pg_sleep(3); INSERT INTO public.cutover_log (migration) VALUES ('crash')` } },
     });
     let w = await worker();
-    const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
+    const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
     const verified = async () => (await h.query(progressQuery)).tables[0]?.ranges.verified ?? 0;
     await until('a few ranges', async () => (await verified()) >= 3);
     await w.kill();
@@ -117,10 +99,10 @@ test(
     await worker();
     const result = await h.result();
     assert.equal(result.phase, 'completed');
-    assert.deepEqual(await fingerprint(pg, 'tgt', 'public.orders_a'), await fingerprint(pg, 'src', 'public.orders'));
-    const log = await pg.query('tgt', `SELECT count(*)::int AS n FROM public.cutover_log WHERE migration = 'crash'`);
+    assert.deepEqual(await fingerprint(stack.pg, 'tgt', 'public.orders_a'), await fingerprint(stack.pg, 'src', 'public.orders'));
+    const log = await stack.pg.query('tgt', `SELECT count(*)::int AS n FROM public.cutover_log WHERE migration = 'crash'`);
     assert.equal(log.rows[0].n, 1, 'the switch ran exactly once');
-    const ranges = await pg.query(
+    const ranges = await stack.pg.query(
       'tgt',
       `SELECT count(*) FILTER (WHERE status = 'verified')::int AS ok, count(DISTINCT worker)::int AS workers FROM backfill.ranges WHERE migration = 'crash'`,
     );
@@ -137,7 +119,7 @@ test(
  */
 async function tableGate(db: string, table: string) {
   const open = async () => {
-    const c = new pgLib.Client({ connectionString: pg.url(db) });
+    const c = new pgLib.Client({ connectionString: stack.pg.url(db) });
     await c.connect();
     await c.query('BEGIN');
     return c;
@@ -148,7 +130,7 @@ async function tableGate(db: string, table: string) {
   return {
     /** our sessions waiting on the gate that started after the last step (not a killed worker's) */
     async waiting(): Promise<number> {
-      const r = await pg.query(
+      const r = await stack.pg.query(
         'postgres',
         `SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'backfill' AND wait_event_type = 'Lock' AND query_start > $1::timestamptz`,
         [since],
@@ -164,7 +146,7 @@ async function tableGate(db: string, table: string) {
         'the next lock queued',
         async () =>
           (
-            await pg.query('postgres', `SELECT count(*)::int AS n FROM pg_locks WHERE pid = $1 AND NOT granted`, [
+            await stack.pg.query('postgres', `SELECT count(*)::int AS n FROM pg_locks WHERE pid = $1 AND NOT granted`, [
               (next as unknown as { processID: number }).processID,
             ])
           ).rows[0].n > 0,
@@ -205,15 +187,15 @@ test(
   { timeout: 300_000 },
   async () => {
     // A target loaded by hand, with one changed row in each of three ranges.
-    await pg.query('tgt', FILL(300_000).replace('public.orders', 'public.orders_e'));
+    await stack.pg.query('tgt', FILL(300_000).replace('public.orders', 'public.orders_e'));
     const faults = ['45005', '155005', '255005'];
-    await pg.query('tgt', 'UPDATE public.orders_e SET amount = amount + 1 WHERE id = ANY ($1::bigint[])', [faults]);
+    await stack.pg.query('tgt', 'UPDATE public.orders_e SET amount = amount + 1 WHERE id = ANY ($1::bigint[])', [faults]);
     const s = { ...spec('verify-crash', 'public.orders_e'), mode: 'verify', retries: { rangeAttempts: 1 } };
-    await Promise.all(workers.map((w) => w.stop()));
+    await Promise.all(stack.workers.map((w) => w.stop()));
     let w = await worker();
     // Each kill lands while an activity of that kind is in flight, stopped at the gate mid-statement.
     const gate = await tableGate('tgt', 'public.orders_e');
-    const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
+    const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
     const killed: string[] = [];
     for (const type of ['verifyRange', 'locateRange', 'reconcileTable']) {
       await stepUntilBlocked(h, gate, type);
@@ -244,9 +226,9 @@ test(
       red.every((r) => r.missing === 0 && r.extra === 0 && r.changed === 1),
       JSON.stringify(red),
     );
-    const diff = await pg.query('tgt', `SELECT count(*)::int AS n FROM backfill.differences WHERE migration = 'verify-crash'`);
+    const diff = await stack.pg.query('tgt', `SELECT count(*)::int AS n FROM backfill.differences WHERE migration = 'verify-crash'`);
     assert.equal(diff.rows[0].n, 3, 'each difference is stored once, however often its range was located');
-    const ledger = await pg.query(
+    const ledger = await stack.pg.query(
       'tgt',
       `SELECT count(*)::int AS n, count(*) FILTER (WHERE status = 'verified')::int AS ok FROM backfill.ranges WHERE migration = 'verify-crash'`,
     );
@@ -272,24 +254,24 @@ test(
 test('killed sessions and a PostgreSQL restart mid-backfill: activities retry, nothing is half-written', { timeout: 180_000 }, async () => {
   await liveWorker();
   const s = spec('sessions', 'public.orders_b', { cutover: { approval: 'auto' } });
-  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
+  const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
   await until('backfilling', async () => (await h.query(progressQuery)).tables[0]?.ranges.verified >= 2);
   // Terminate every session of ours, on both databases, again and again for a few seconds.
   let terminated = 0;
   const end = Date.now() + 4000;
   while (Date.now() < end) {
-    const r = await pg.query('postgres', `SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity WHERE application_name = 'backfill'`);
+    const r = await stack.pg.query('postgres', `SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity WHERE application_name = 'backfill'`);
     terminated += r.rows[0].n;
     await new Promise((r) => setTimeout(r, 150));
   }
   assert.ok(terminated > 0, 'no session was terminated: the fault was not injected');
   // Then restart the server under the migration.
-  await pg.restart();
+  await stack.pg.restart();
   const result = await h.result();
   assert.equal(result.phase, 'completed');
-  assert.deepEqual(await fingerprint(pg, 'tgt', 'public.orders_b'), await fingerprint(pg, 'src', 'public.orders'));
+  assert.deepEqual(await fingerprint(stack.pg, 'tgt', 'public.orders_b'), await fingerprint(stack.pg, 'src', 'public.orders'));
   assert.ok(
-    workers.some((w) => w.alive()),
+    stack.workers.some((w) => w.alive()),
     'the worker survived the killed sessions and the restart',
   );
 });
@@ -299,14 +281,14 @@ test(
   { timeout: 120_000 },
   async () => {
     await liveWorker();
-    await pg.query('src', 'CREATE TABLE public.doomed (id bigint PRIMARY KEY, v text)');
-    await pg.query('src', `INSERT INTO public.doomed SELECT g, 'v' || g FROM generate_series(1, 50000) g`);
-    await pg.query('tgt', 'CREATE TABLE public.doomed (id bigint PRIMARY KEY, v text)');
+    await stack.pg.query('src', 'CREATE TABLE public.doomed (id bigint PRIMARY KEY, v text)');
+    await stack.pg.query('src', `INSERT INTO public.doomed SELECT g, 'v' || g FROM generate_series(1, 50000) g`);
+    await stack.pg.query('tgt', 'CREATE TABLE public.doomed (id bigint PRIMARY KEY, v text)');
     const s = {
       ...spec('doomed', 'public.doomed'),
       tables: [{ source: 'public.doomed', target: 'public.doomed', key: ['id'], chunk: { column: 'id', size: 5000 } }],
     };
-    const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
+    const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
     await h.signal(pauseSignal);
     const paused = await waitForPhase(h, ['backfilling']);
     await new Promise((r) => setTimeout(r, 1500));
@@ -319,7 +301,7 @@ test(
     );
     assert.equal(still.tables[0].ranges.verified, 0);
 
-    await pg.query('src', 'ALTER TABLE public.doomed DROP COLUMN v');
+    await stack.pg.query('src', 'ALTER TABLE public.doomed DROP COLUMN v');
     const t0 = Date.now();
     await h.signal(resumeSignal);
     await assert.rejects(h.result(), (e: unknown) => e instanceof WorkflowFailedError && /column "v" does not exist/.test(String(e.cause?.message)));
@@ -328,7 +310,7 @@ test(
     assert.equal(p.phase, 'failed');
     assert.match(p.detail ?? '', /column "v" does not exist/);
     // The ledger keeps it, beyond Temporal's retention: on the range that hit it.
-    const kept = await pg.query('tgt', `SELECT status, last_error FROM backfill.ranges WHERE migration = $1 AND last_error IS NOT NULL`, [s.name]);
+    const kept = await stack.pg.query('tgt', `SELECT status, last_error FROM backfill.ranges WHERE migration = $1 AND last_error IS NOT NULL`, [s.name]);
     assert.ok(kept.rows.length >= 1, 'the failure is on a range row');
     assert.match(String(kept.rows[0].last_error), /column "v" does not exist/);
   },

@@ -2,38 +2,27 @@
 // its audit (md, json, html; exit 1), never the green of the evidence it stopped at; every approval
 // from the CLI goes to the workflow, whose refusal is audited and never shows the digest to approve;
 // approving without --digest off a terminal needs --yes.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { PostgresServer } from '../src/infra/postgres';
 import { backfillMigration } from '../src/workflows/migration';
 import type { Report } from '../src/domain/report';
 import { pauseSignal, progressQuery } from '../src/workflows/messages';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { CLI, backfill, type Run } from './helpers/cli';
-import { endingOf, replayAndMaybeRecord, waitForPhase, type TemporalHarness } from './helpers/temporal';
-import { startStack } from './helpers/stack';
+import { endingOf, replayAndMaybeRecord, waitForPhase } from './helpers/temporal';
+import { useStack } from './hooks';
 import { specFor } from './helpers/spec';
 
 const TASK_QUEUE = 'endings';
-let pg: PostgresServer;
-let temporal: TemporalHarness;
-let dir: string;
-let stop: (() => Promise<void>) | undefined;
 
-before(async () => {
-  ({ pg, temporal, dir, stop } = await startStack(TASK_QUEUE, async (db) => {
-    await db.query('src', 'CREATE TABLE public.items (id bigint PRIMARY KEY, qty int NOT NULL, label text)');
-    await db.query('src', `INSERT INTO public.items SELECT g, g % 7, 'item ' || g FROM generate_series(1, 4000) g`);
-    for (const t of ['items_a', 'items_b', 'items_c', 'items_d'])
-      await db.query('tgt', `CREATE TABLE public.${t} (id bigint PRIMARY KEY, qty int NOT NULL, label text)`);
-  }));
-});
-
-after(async () => {
-  await stop?.();
+const stack = useStack(TASK_QUEUE, async (db) => {
+  await db.query('src', 'CREATE TABLE public.items (id bigint PRIMARY KEY, qty int NOT NULL, label text)');
+  await db.query('src', `INSERT INTO public.items SELECT g, g % 7, 'item ' || g FROM generate_series(1, 4000) g`);
+  for (const t of ['items_a', 'items_b', 'items_c', 'items_d'])
+    await db.query('tgt', `CREATE TABLE public.${t} (id bigint PRIMARY KEY, qty int NOT NULL, label text)`);
 });
 
 const itemsSpec = (name: string, target: string) =>
@@ -43,11 +32,11 @@ const itemsSpec = (name: string, target: string) =>
     { taskQueue: TASK_QUEUE, concurrency: 2, cutover: { approval: 'required' } },
   );
 
-const cli = () => ({ TEMPORAL_ADDRESS: temporal.address });
+const cli = () => ({ TEMPORAL_ADDRESS: stack.temporal.address });
 
 async function atGate(name: string, target: string) {
   const spec = itemsSpec(name, target);
-  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
+  const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
   const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
   assert.equal(p.phase, 'awaiting_approval', JSON.stringify(p));
   assert.ok(p.digest);
@@ -135,7 +124,7 @@ test('an aborted migration reads as ABORTED with its reason and its audit, in md
     [['abort', reason]],
   );
 
-  const file = join(dir, 'aborted.html');
+  const file = join(stack.dir, 'aborted.html');
   const html = await backfill(['report', name, '--format', 'html', '-o', file], cli());
   assert.equal(html.code, 1);
   assert.match(html.stderr, /wrote the report of ended-aborted \(ABORTED: wrong target, says ops\)/);
@@ -155,7 +144,7 @@ test('an aborted migration reads as ABORTED with its reason and its audit, in md
 
 test('aborted mid-way (paused in backfilling, before any report was built): ABORTED with the abort in its audit, exit 1', async () => {
   const spec = itemsSpec('ended-midway', 'public.items_d');
-  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
+  const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
   await h.signal(pauseSignal);
   const p = await waitForPhase(h, ['backfilling', 'awaiting_approval', 'failed']);
   assert.equal(p.phase, 'backfilling', JSON.stringify(p));
@@ -177,7 +166,7 @@ test('aborted mid-way (paused in backfilling, before any report was built): ABOR
 
 test('a failed migration (its source table does not exist) is named as failed, with the reason, by every command that steers it', async () => {
   const spec = itemsSpec('ended-failed', 'public.items_a');
-  const h = await temporal.env.client.workflow.start(backfillMigration, {
+  const h = await stack.client.workflow.start(backfillMigration, {
     taskQueue: TASK_QUEUE,
     workflowId: spec.name,
     args: [{ ...spec, tables: [{ ...spec.tables[0], source: 'public.no_such_table' }] }],
@@ -205,7 +194,8 @@ test('approve --digest wrong goes to the workflow: refused without the digest to
 
   const audited = await eventually(
     async () =>
-      (await pg.query('tgt', `SELECT action, actor, digest, detail->>'reason' AS reason FROM backfill.audit WHERE migration = $1 ORDER BY id`, [name])).rows,
+      (await stack.pg.query('tgt', `SELECT action, actor, digest, detail->>'reason' AS reason FROM backfill.audit WHERE migration = $1 ORDER BY id`, [name]))
+        .rows,
     (rows) => rows.length > 0,
   );
   assert.deepEqual(
@@ -236,7 +226,7 @@ test('approve without --digest: off a terminal exits 2 asking for --digest or --
     `backfill: approve needs --digest <the digest you reviewed> (read the report: backfill report ${name}), or --yes to approve whatever evidence is presented now; standard input is not a terminal, so it cannot ask`,
   );
   assert.ok(!unasked.stdout.includes(digest));
-  assert.equal((await pg.query('tgt', `SELECT count(*)::int AS n FROM backfill.audit WHERE migration = $1 AND action = 'approve'`, [name])).rows[0].n, 0);
+  assert.equal((await stack.pg.query('tgt', `SELECT count(*)::int AS n FROM backfill.audit WHERE migration = $1 AND action = 'approve'`, [name])).rows[0].n, 0);
 
   // On a terminal (util-linux `script` gives it one): the digest and summary, then a question; "n" approves nothing.
   if (existsSync('/usr/bin/script')) {

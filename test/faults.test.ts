@@ -1,21 +1,17 @@
 // The fault matrix: a target loaded by plain SQL (verify mode), one fault per range, each found
 // exactly in its range, with its key and kind (and the column for a changed row), no false
 // positives; rows outside every range found; then copy mode repairs what a copy can repair.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { PostgresServer } from '../src/infra/postgres';
 import { backfillMigration } from '../src/workflows/migration';
 import { reportQuery } from '../src/workflows/messages';
 import type { RangeReport, Report } from '../src/domain/report';
 import { backfill } from './helpers/cli';
-import { endingOf, replayAndMaybeRecord, waitForPhase, type TemporalHarness } from './helpers/temporal';
-import { startStack } from './helpers/stack';
+import { endingOf, replayAndMaybeRecord, waitForPhase } from './helpers/temporal';
+import { useStack } from './hooks';
 import { specFor } from './helpers/spec';
 
 const TASK_QUEUE = 'faults';
-let pg: PostgresServer;
-let temporal: TemporalHarness;
-let stop: (() => Promise<void>) | undefined;
 
 const COLUMNS = `id bigint NOT NULL, amount numeric(14,4), ratio double precision, at timestamptz, label text, note text,
                  doc jsonb, flag boolean, status text`;
@@ -44,20 +40,14 @@ const FAULTS: { range: number; sql: string; kind: keyof RangeReport['keys']; key
 ];
 const OUTSIDE = ['INSERT INTO public.facts (id) VALUES (-5)', 'INSERT INTO public.facts (id) VALUES (100001)'];
 
-before(async () => {
-  ({ pg, temporal, stop } = await startStack(TASK_QUEUE, async (db) => {
-    await db.query('src', `CREATE TABLE public.facts (${COLUMNS}, PRIMARY KEY (id))`);
-    // The target lacks the key constraint, as a hand-loaded target may: duplicates are possible.
-    await db.query('tgt', `CREATE TABLE public.facts (${COLUMNS})`);
-    await db.query('src', FILL('public.facts'));
-    await db.query('tgt', FILL('public.facts'));
-    for (const f of FAULTS) assert.equal((await db.query('tgt', f.sql)).rowCount, 1, f.sql);
-    for (const sql of OUTSIDE) await db.query('tgt', sql);
-  }));
-});
-
-after(async () => {
-  await stop?.();
+const stack = useStack(TASK_QUEUE, async (db) => {
+  await db.query('src', `CREATE TABLE public.facts (${COLUMNS}, PRIMARY KEY (id))`);
+  // The target lacks the key constraint, as a hand-loaded target may: duplicates are possible.
+  await db.query('tgt', `CREATE TABLE public.facts (${COLUMNS})`);
+  await db.query('src', FILL('public.facts'));
+  await db.query('tgt', FILL('public.facts'));
+  for (const f of FAULTS) assert.equal((await db.query('tgt', f.sql)).rowCount, 1, f.sql);
+  for (const sql of OUTSIDE) await db.query('tgt', sql);
 });
 
 const spec = (name: string, mode: 'verify' | 'copy') =>
@@ -81,7 +71,7 @@ const spec = (name: string, mode: 'verify' | 'copy') =>
 /** Verify mode over the fault matrix: every fault found in exactly its range, with its key, kind and column. */
 async function verifyFinds(name: string): Promise<void> {
   const s = spec(name, 'verify');
-  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
+  const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
   const p = await waitForPhase(h, ['needs_attention', 'awaiting_approval', 'failed']);
   assert.equal(p.phase, 'needs_attention', JSON.stringify(p));
   assert.equal(p.tables[0].ranges.failed, FAULTS.length);
@@ -118,7 +108,7 @@ async function verifyFinds(name: string): Promise<void> {
   assert.equal(t.totals.target?.duplicates, 1);
   assert.equal(report.verdict, 'red');
 
-  const md = await backfill(['report', s.name, '--format', 'md'], { TEMPORAL_ADDRESS: temporal.address });
+  const md = await backfill(['report', s.name, '--format', 'md'], { TEMPORAL_ADDRESS: stack.temporal.address });
   assert.equal(md.code, 1);
   for (const f of FAULTS) assert.match(md.stdout, new RegExp(`rerun: \`backfill rerun ${name} --table public\\.facts --range ${f.range}\``));
   assert.match(md.stdout, /missing in the target: \["150"\]/);
@@ -126,7 +116,7 @@ async function verifyFinds(name: string): Promise<void> {
   assert.match(md.stdout, /Target keys outside every planned range \(sample\): \["-5"\], \["100001"\]/);
 
   // The ledger keeps every difference.
-  const ledger = await pg.query('tgt', `SELECT range_index, kind, key::text AS key FROM backfill.differences WHERE migration = $1 ORDER BY range_index`, [
+  const ledger = await stack.pg.query('tgt', `SELECT range_index, kind, key::text AS key FROM backfill.differences WHERE migration = $1 ORDER BY range_index`, [
     s.name,
   ]);
   assert.equal(ledger.rows.length, FAULTS.length);
@@ -150,7 +140,7 @@ test('faults: the same when locating narrows by key buckets (ranges too large to
 
 test('faults: copy mode repairs every range; the rows outside stay red until removed, then a rerun turns it green', async () => {
   const s = spec('facts-copy', 'copy');
-  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
+  const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
   const p = await waitForPhase(h, ['needs_attention', 'awaiting_approval', 'failed']);
   assert.equal(p.phase, 'needs_attention');
   assert.deepEqual(p.tables[0].ranges, { total: 10, pending: 0, inFlight: 0, verified: 10, failed: 0 });
@@ -158,8 +148,8 @@ test('faults: copy mode repairs every range; the rows outside stay red until rem
   assert.equal(report.tables[0].outside.count, '2');
   assert.equal(report.verdict, 'red');
 
-  await pg.query('tgt', 'DELETE FROM public.facts WHERE id < 2 OR id > 20000');
-  const rerun = await backfill(['rerun', s.name, '--range', '0'], { TEMPORAL_ADDRESS: temporal.address });
+  await stack.pg.query('tgt', 'DELETE FROM public.facts WHERE id < 2 OR id > 20000');
+  const rerun = await backfill(['rerun', s.name, '--range', '0'], { TEMPORAL_ADDRESS: stack.temporal.address });
   assert.equal(rerun.code, 0, rerun.stderr);
   const gate = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
   assert.equal(gate.phase, 'awaiting_approval', JSON.stringify(gate));

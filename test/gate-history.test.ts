@@ -2,40 +2,29 @@
 // the gate continues as new whenever the server suggests it. The new run must present the same
 // digest (the person approving read the old one), keep catching up, and switch once approved.
 // The server here suggests continue-as-new after 200 events instead of 4,096, so it happens quickly.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { PostgresServer } from '../src/infra/postgres';
 import { approveCutoverUpdate, progressQuery, type MigrationResult, type Progress } from '../src/workflows/messages';
 import { fingerprint } from './helpers/sample';
-import { replayAndMaybeRecord, waitForPhase, type TemporalHarness } from './helpers/temporal';
-import { startStack } from './helpers/stack';
+import { replayAndMaybeRecord, waitForPhase } from './helpers/temporal';
+import { useStack } from './hooks';
 import { specFor } from './helpers/spec';
 import { backfillMigration } from '../src/workflows/migration';
 
 const TASK_QUEUE = 'gate-history';
 const SUGGEST_AFTER = 200;
-let pg: PostgresServer;
-let temporal: TemporalHarness;
-let stop: (() => Promise<void>) | undefined;
 
-before(async () => {
-  const stack = await startStack(
-    TASK_QUEUE,
-    async (db) => {
-      const table = '(id bigint PRIMARY KEY, amount numeric(12,2) NOT NULL, updated_at timestamptz NOT NULL)';
-      await db.query('src', `CREATE TABLE public.accounts ${table}`);
-      await db.query('src', `INSERT INTO public.accounts SELECT g, g / 10.0, now() - interval '1 day' FROM generate_series(1, 20000) g`);
-      await db.query('tgt', `CREATE TABLE public.accounts ${table}`);
-      await db.query('tgt', 'CREATE TABLE public.cutover_log (migration text, at timestamptz DEFAULT now())');
-    },
-    { serverArgs: ['--dynamic-config-value', `limit.historyCount.suggestContinueAsNew=${SUGGEST_AFTER}`] },
-  );
-  ({ pg, temporal, stop } = stack);
-});
-
-after(async () => {
-  await stop?.();
-});
+const stack = useStack(
+  TASK_QUEUE,
+  async (db) => {
+    const table = '(id bigint PRIMARY KEY, amount numeric(12,2) NOT NULL, updated_at timestamptz NOT NULL)';
+    await db.query('src', `CREATE TABLE public.accounts ${table}`);
+    await db.query('src', `INSERT INTO public.accounts SELECT g, g / 10.0, now() - interval '1 day' FROM generate_series(1, 20000) g`);
+    await db.query('tgt', `CREATE TABLE public.accounts ${table}`);
+    await db.query('tgt', 'CREATE TABLE public.cutover_log (migration text, at timestamptz DEFAULT now())');
+  },
+  { serverArgs: ['--dynamic-config-value', `limit.historyCount.suggestContinueAsNew=${SUGGEST_AFTER}`] },
+);
 
 test('the gate continues as new while it waits: same digest, catch-up goes on, the approval of the old digest switches', { timeout: 180_000 }, async () => {
   const spec = specFor(
@@ -47,7 +36,7 @@ test('the gate continues as new while it waits: same digest, catch-up goes on, t
       cutover: { approval: 'required', switch: { connection: 'tgt', sql: `INSERT INTO public.cutover_log (migration) VALUES ('long-gate')` } },
     },
   );
-  const client = temporal.env.client;
+  const client = stack.client;
   await client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
   const h = client.workflow.getHandle(spec.name);
   const gate = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
@@ -56,7 +45,7 @@ test('the gate continues as new while it waits: same digest, catch-up goes on, t
   const runAtGate = (await h.describe()).runId;
 
   // A write while the gate waits, before the new run: catch-up carries it.
-  await pg.query('src', `UPDATE public.accounts SET amount = amount + 1, updated_at = now() WHERE id = 7`);
+  await stack.pg.query('src', `UPDATE public.accounts SET amount = amount + 1, updated_at = now() WHERE id = 7`);
   const end = Date.now() + 120_000;
   let p: Progress;
   for (;;) {
@@ -74,8 +63,8 @@ test('the gate continues as new while it waits: same digest, catch-up goes on, t
   assert.ok(old.events!.length < SUGGEST_AFTER + 100, `the run at the gate went on for ${old.events!.length} events`);
 
   // And a write after it: still caught up.
-  await pg.query('src', `UPDATE public.accounts SET amount = amount + 2, updated_at = now() WHERE id = 12345`);
-  await pg.query('src', `INSERT INTO public.accounts VALUES (20001, 1, now())`);
+  await stack.pg.query('src', `UPDATE public.accounts SET amount = amount + 2, updated_at = now() WHERE id = 12345`);
+  await stack.pg.query('src', `INSERT INTO public.accounts VALUES (20001, 1, now())`);
   const rows = p.delta?.rowsApplied ?? 0;
   const caught = Date.now() + 30_000;
   while ((p = await h.query(progressQuery)).delta!.rowsApplied < rows + 2) {
@@ -87,8 +76,8 @@ test('the gate continues as new while it waits: same digest, catch-up goes on, t
   await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'ops', digest }] });
   const result = (await h.result()) as MigrationResult;
   assert.equal(result.phase, 'completed', JSON.stringify(result));
-  assert.deepEqual(await fingerprint(pg, 'tgt', 'public.accounts'), await fingerprint(pg, 'src', 'public.accounts'));
-  const log = await pg.query('tgt', `SELECT count(*)::int AS n FROM public.cutover_log WHERE migration = 'long-gate'`);
+  assert.deepEqual(await fingerprint(stack.pg, 'tgt', 'public.accounts'), await fingerprint(stack.pg, 'src', 'public.accounts'));
+  const log = await stack.pg.query('tgt', `SELECT count(*)::int AS n FROM public.cutover_log WHERE migration = 'long-gate'`);
   assert.equal(log.rows[0].n, 1);
   await replayAndMaybeRecord(client.workflow.getHandle(spec.name, runAtGate), 'live-gate-continued-as-new');
 });

@@ -1,20 +1,16 @@
 // Keys and chunks: composite, uuid and text keys chunked by row count (text ordered in the "C"
 // collation), a table chunked by day on a timestamptz with rows exactly on the boundaries, and a
 // transformed column. Copied and proven; then one fault per table is located in verify mode.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { PostgresServer } from '../src/infra/postgres';
 import { backfillMigration } from '../src/workflows/migration';
 import { reportQuery } from '../src/workflows/messages';
 import type { Report } from '../src/domain/report';
-import { endingOf, waitForPhase, type TemporalHarness } from './helpers/temporal';
-import { startStack } from './helpers/stack';
+import { endingOf, waitForPhase } from './helpers/temporal';
+import { useStack } from './hooks';
 import { specFor } from './helpers/spec';
 
 const TASK_QUEUE = 'keys';
-let pg: PostgresServer;
-let temporal: TemporalHarness;
-let stop: (() => Promise<void>) | undefined;
 
 const DDL = {
   regional: 'CREATE TABLE public.regional (region text NOT NULL, id bigint NOT NULL, amount numeric(12,2), note text, PRIMARY KEY (region, id))',
@@ -35,17 +31,11 @@ const FILL = [
   `INSERT INTO public.prices SELECT g, g * 1.01 FROM generate_series(1, 800) g`,
 ];
 
-before(async () => {
-  ({ pg, temporal, stop } = await startStack(TASK_QUEUE, async (db) => {
-    for (const ddl of Object.values(DDL)) await db.query('src', ddl);
-    for (const [name, ddl] of Object.entries(DDL)) if (name !== 'prices') await db.query('tgt', ddl);
-    await db.query('tgt', 'CREATE TABLE public.prices_v2 (id bigint PRIMARY KEY, amount numeric(12,2) NOT NULL, amount_cents bigint NOT NULL)');
-    for (const sql of FILL) await db.query('src', sql, sql.includes('$1') ? [SPECIAL_SLUGS] : undefined);
-  }));
-});
-
-after(async () => {
-  await stop?.();
+const stack = useStack(TASK_QUEUE, async (db) => {
+  for (const ddl of Object.values(DDL)) await db.query('src', ddl);
+  for (const [name, ddl] of Object.entries(DDL)) if (name !== 'prices') await db.query('tgt', ddl);
+  await db.query('tgt', 'CREATE TABLE public.prices_v2 (id bigint PRIMARY KEY, amount numeric(12,2) NOT NULL, amount_cents bigint NOT NULL)');
+  for (const sql of FILL) await db.query('src', sql, sql.includes('$1') ? [SPECIAL_SLUGS] : undefined);
 });
 
 const tables = [
@@ -62,11 +52,11 @@ const tables = [
   },
 ];
 
-const rowText = async (db: string, sql: string) => (await pg.query(db, sql)).rows.map((r) => JSON.stringify(r)).join('\n');
+const rowText = async (db: string, sql: string) => (await stack.pg.query(db, sql)).rows.map((r) => JSON.stringify(r)).join('\n');
 
 test('keys: composite, uuid, text, time-chunked and transformed tables copy and prove equal', async () => {
   const spec = specFor('keys-copy', tables, { taskQueue: TASK_QUEUE, concurrency: 3, cutover: { approval: 'auto' } });
-  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
+  const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
   const result = await h.result();
   assert.equal(result.phase, 'completed');
   const report: Report = await h.query(reportQuery);
@@ -109,9 +99,9 @@ test('keys: one fault per table is located with its exact key, in verify mode', 
     `UPDATE public.events SET payload = 'moved' WHERE id = 100001`,
     `UPDATE public.prices_v2 SET amount_cents = amount_cents + 1 WHERE id = 42`,
   ];
-  for (const f of faults) assert.equal((await pg.query('tgt', f)).rowCount, 1, f);
+  for (const f of faults) assert.equal((await stack.pg.query('tgt', f)).rowCount, 1, f);
   const spec = specFor('keys-verify', tables, { taskQueue: TASK_QUEUE, mode: 'verify', retries: { rangeAttempts: 1 } });
-  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
+  const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
   assert.equal((await waitForPhase(h, ['needs_attention', 'awaiting_approval', 'failed'])).phase, 'needs_attention');
   const report: Report = await h.query(reportQuery);
   const found = (source: string) => {
@@ -129,7 +119,7 @@ test('keys: one fault per table is located with its exact key, in verify mode', 
     regional.flatMap((r) => r.missing),
     [['Ap', '3']],
   );
-  const devices = await pg.query('src', `SELECT md5('d700')::uuid::text AS id`);
+  const devices = await stack.pg.query('src', `SELECT md5('d700')::uuid::text AS id`);
   assert.deepEqual(
     found('public.devices').flatMap((r) => r.changed),
     [[devices.rows[0].id]],

@@ -3,22 +3,18 @@
 // while the window goes on with other ranges. Keys that caught up are counted as converged; the
 // range is then measured whole once more as its proof. Without a grace nothing waits. The lagging
 // replica is played by the test: it applies the missing writes to the target a moment later.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { WorkflowHandle } from '@temporalio/client';
-import type { PostgresServer } from '../src/infra/postgres';
 import { backfillMigration } from '../src/workflows/migration';
 import { reportQuery } from '../src/workflows/messages';
 import type { Report } from '../src/domain/report';
 import { renderMarkdown } from '../src/report/render';
-import { endingOf, replayAndMaybeRecord, waitForPhase, type TemporalHarness } from './helpers/temporal';
-import { startStack } from './helpers/stack';
+import { endingOf, replayAndMaybeRecord, waitForPhase } from './helpers/temporal';
+import { useStack } from './hooks';
 import { specFor } from './helpers/spec';
 
 const TASK_QUEUE = 'lag';
-let pg: PostgresServer;
-let temporal: TemporalHarness;
-let stop: (() => Promise<void>) | undefined;
 
 const COLUMNS = '(id bigint PRIMARY KEY, v text, n numeric(12,2))';
 const ROWS = `SELECT g, 'v' || g, g / 7.0 FROM generate_series(1, 20000) g WHERE g <> 15000`;
@@ -33,20 +29,14 @@ const behind = (t: string) => [
 const applyMissing = (t: string) => `INSERT INTO public.${t} SELECT g, 'v' || g, g / 7.0 FROM generate_series(101, 103) g`;
 const applyRest = (t: string) => [`UPDATE public.${t} SET v = 'v5001' WHERE id = 5001`, `DELETE FROM public.${t} WHERE id = 15000`];
 
-before(async () => {
-  ({ pg, temporal, stop } = await startStack(TASK_QUEUE, async (db) => {
-    await db.query('src', `CREATE TABLE public.items ${COLUMNS}`);
-    await db.query('src', `INSERT INTO public.items ${ROWS}`);
-    for (const t of TARGETS) {
-      await db.query('tgt', `CREATE TABLE public.${t} ${COLUMNS}`);
-      await db.query('tgt', `INSERT INTO public.${t} ${ROWS}`);
-      for (const sql of behind(t)) await db.query('tgt', sql);
-    }
-  }));
-});
-
-after(async () => {
-  await stop?.();
+const stack = useStack(TASK_QUEUE, async (db) => {
+  await db.query('src', `CREATE TABLE public.items ${COLUMNS}`);
+  await db.query('src', `INSERT INTO public.items ${ROWS}`);
+  for (const t of TARGETS) {
+    await db.query('tgt', `CREATE TABLE public.${t} ${COLUMNS}`);
+    await db.query('tgt', `INSERT INTO public.${t} ${ROWS}`);
+    for (const sql of behind(t)) await db.query('tgt', sql);
+  }
 });
 
 const spec = (name: string, target: string, grace?: string) =>
@@ -79,14 +69,14 @@ const timers = async (h: WorkflowHandle) => ((await h.fetchHistory()).events ?? 
 
 test('lag: the replica catches up within the grace; only the located keys are read again; the window moves on meanwhile', async () => {
   const s = spec('lag-caught-up', TARGETS[0], '5 seconds');
-  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
+  const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
   // The replica applies what it was behind on once every range has had its first look (so each
   // fault is seen), well within the grace.
-  const looked = async () => (await pg.query('tgt', 'SELECT count(*)::int AS n FROM backfill.ranges WHERE migration = $1', [s.name])).rows[0]?.n === 4;
+  const looked = async () => (await stack.pg.query('tgt', 'SELECT count(*)::int AS n FROM backfill.ranges WHERE migration = $1', [s.name])).rows[0]?.n === 4;
   const deadline = Date.now() + 60_000;
   while (!(await looked().catch(() => false)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  await pg.query('tgt', applyMissing(TARGETS[0]));
-  for (const sql of applyRest(TARGETS[0])) await pg.query('tgt', sql);
+  await stack.pg.query('tgt', applyMissing(TARGETS[0]));
+  for (const sql of applyRest(TARGETS[0])) await stack.pg.query('tgt', sql);
   const r = await h.result();
   assert.equal(r.phase, 'completed', JSON.stringify(r));
   const report: Report = await h.query(reportQuery);
@@ -122,8 +112,8 @@ test('lag: the replica catches up within the grace; only the located keys are re
 
 test('lag: keys that stay different after the looks are the verdict, with the converged ones counted', async () => {
   const s = spec('lag-partly', TARGETS[1], '1 second');
-  await pg.query('tgt', applyMissing(TARGETS[1])); // applied already: only the other two stay behind
-  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
+  await stack.pg.query('tgt', applyMissing(TARGETS[1])); // applied already: only the other two stay behind
+  const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
   const p = await waitForPhase(h, ['needs_attention', 'completed', 'failed']);
   assert.equal(p.phase, 'needs_attention', JSON.stringify(p));
   const report: Report = await h.query(reportQuery);
@@ -141,7 +131,7 @@ test('lag: keys that stay different after the looks are the verdict, with the co
     [3, 3],
   );
   assert.equal(report.tables[0].converged, undefined, 'nothing converged');
-  const ledger = await pg.query('tgt', `SELECT range_index, kind, key::text AS key FROM backfill.differences WHERE migration = $1 ORDER BY range_index`, [
+  const ledger = await stack.pg.query('tgt', `SELECT range_index, kind, key::text AS key FROM backfill.differences WHERE migration = $1 ORDER BY range_index`, [
     s.name,
   ]);
   assert.deepEqual(
@@ -154,7 +144,7 @@ test('lag: keys that stay different after the looks are the verdict, with the co
 
 test('lag: without a grace (the default) a range that differs is located at once and nothing waits', async () => {
   const s = spec('lag-none', TARGETS[2]);
-  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
+  const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
   const p = await waitForPhase(h, ['needs_attention', 'completed', 'failed']);
   assert.equal(p.phase, 'needs_attention');
   const report: Report = await h.query(reportQuery);

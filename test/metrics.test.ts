@@ -6,11 +6,10 @@
 // that fails once (its target raises a serialization failure, for real) shows as a failed and a
 // retried copyRange, and runs without a failure show none. The Temporal SDK's own runtime metrics
 // are on the same endpoint, and ours follow Prometheus's naming and label as the SDK's do.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import { ActivityCancellationDetails, ApplicationFailure, CancelledFailure } from '@temporalio/common';
-import type { PostgresServer } from '../src/infra/postgres';
 import { backfillMigration } from '../src/workflows/migration';
 import { pauseSignal, progressQuery, resumeSignal, type Progress } from '../src/workflows/messages';
 import { PHASES } from '../src/domain/phases';
@@ -18,8 +17,8 @@ import { DURATION_BUCKETS, METRIC_DEFS, METRICS, PHASE_CODES, RANGE_STATUSES, SD
 import { METRICS_ADDRESS_ENV, metricsAddress } from '../src/metrics/runtime';
 import { errorTypeOf } from '../src/metrics/attempts';
 import { envNameForAlias } from '../src/spec/aliases';
-import { spawnWorker, type TemporalHarness, type WorkerProcess } from './helpers/temporal';
-import { startStack } from './helpers/stack';
+import { spawnWorker, type WorkerProcess } from './helpers/temporal';
+import { setup, useStack } from './hooks';
 import { specFor } from './helpers/spec';
 import { dashboardQueries, metricNamesIn, namingProblems, parseScrape, select, SNAKE_CASE, total, type Scrape } from './helpers/prometheus';
 
@@ -41,11 +40,8 @@ BEGIN
 END $$;
 CREATE TRIGGER fail_once BEFORE INSERT ON public.flaky FOR EACH ROW EXECUTE FUNCTION public.fail_once();`;
 
-let db: PostgresServer;
-let temporal: TemporalHarness;
 let worker: WorkerProcess;
 let address: string;
-let stop: (() => Promise<void>) | undefined;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -83,37 +79,32 @@ async function scrapeUntil(ok: (s: Scrape) => boolean, what: string, ms = 15_000
   return last;
 }
 
-before(async () => {
-  const stack = await startStack(
-    TASK_QUEUE,
-    async (server) => {
-      for (const t of ['orders', 'events']) {
-        await server.query('src', `CREATE TABLE public.${t} ${TABLE}`);
-        await server.query(
-          'src',
-          `INSERT INTO public.${t} SELECT g, g / 7.0, CASE WHEN g % 11 = 0 THEN NULL ELSE 'note ' || md5(g::text) END,
+const stack = useStack(
+  TASK_QUEUE,
+  async (server) => {
+    for (const t of ['orders', 'events']) {
+      await server.query('src', `CREATE TABLE public.${t} ${TABLE}`);
+      await server.query(
+        'src',
+        `INSERT INTO public.${t} SELECT g, g / 7.0, CASE WHEN g % 11 = 0 THEN NULL ELSE 'note ' || md5(g::text) END,
                   now() - interval '1 day' FROM generate_series(1, ${ROWS}) g`,
-        );
-        await server.query('tgt', `CREATE TABLE public.${t} ${TABLE}`);
-      }
-      await server.query('src', 'CREATE INDEX ON public.events (updated_at)');
-      await server.query('src', `CREATE TABLE public.flaky ${TABLE}`);
-      await server.query('src', `INSERT INTO public.flaky SELECT g, g, NULL, now() FROM generate_series(1, ${FLAKY_ROWS}) g`);
-      await server.query('tgt', `CREATE TABLE public.flaky ${TABLE}`);
-      await server.query('tgt', FAIL_ONCE);
-    },
-    { worker: 'none' },
-  );
-  ({ pg: db, temporal, stop } = stack);
+      );
+      await server.query('tgt', `CREATE TABLE public.${t} ${TABLE}`);
+    }
+    await server.query('src', 'CREATE INDEX ON public.events (updated_at)');
+    await server.query('src', `CREATE TABLE public.flaky ${TABLE}`);
+    await server.query('src', `INSERT INTO public.flaky SELECT g, g, NULL, now() FROM generate_series(1, ${FLAKY_ROWS}) g`);
+    await server.query('tgt', `CREATE TABLE public.flaky ${TABLE}`);
+    await server.query('tgt', FAIL_ONCE);
+  },
+  { worker: 'none' },
+);
+
+setup(async () => {
   address = `127.0.0.1:${await freePort()}`;
   process.env[METRICS_ADDRESS_ENV] = address;
-  worker = await spawnWorker(temporal.address, TASK_QUEUE);
+  worker = await stack.spawnWorker();
   delete process.env[METRICS_ADDRESS_ENV];
-});
-
-after(async () => {
-  await worker?.stop();
-  await stop?.();
 });
 
 const migration = (name: string, table: string, over: Record<string, unknown> = {}) =>
@@ -149,7 +140,7 @@ test('the worker says where it serves metrics, and the SDK runtime metrics are t
 test('a static migration: rows copied and verified equal the table, every planned range verified, the phase completed', async () => {
   const name = 'orders-metrics';
   const started = Date.now();
-  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: name, args: [migration(name, 'orders')] });
+  const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: name, args: [migration(name, 'orders')] });
   const result = await h.result();
   assert.equal(result.phase, 'completed', JSON.stringify(result));
   const seconds = (Date.now() - started) / 1000;
@@ -205,7 +196,7 @@ test('a live migration: the gauges match the progress query while paused, and ca
     concurrency: 1,
     catchUp: { interval: '1 second', remaining: 100 },
   };
-  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: name, args: [spec] });
+  const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: name, args: [spec] });
   // Paused after its first ranges: what is copied by then is stale once every source row is updated.
   let p: Progress | undefined;
   for (const end = Date.now() + 60_000; !(p && p.tables[0]?.ranges.verified >= 1); await sleep(20)) {
@@ -232,7 +223,7 @@ test('a live migration: the gauges match the progress query while paused, and ca
   assert.equal(r.pending, RANGES - r.verified);
   assert.equal(total(mid, METRICS.rowsCopied.name, { migration: name }), r.verified * CHUNK);
 
-  await db.query('src', `UPDATE public.events SET amount = amount + 1, updated_at = now()`);
+  await stack.pg.query('src', `UPDATE public.events SET amount = amount + 1, updated_at = now()`);
   await h.signal(resumeSignal);
   const result = await h.result();
   assert.equal(result.phase, 'completed', JSON.stringify(result));
@@ -258,7 +249,7 @@ test('a live migration: the gauges match the progress query while paused, and ca
 
 test('an activity that fails once: the failed attempt by activity and error type, its retry, and the SDK counts the same failure', async () => {
   const name = 'flaky-metrics';
-  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: name, args: [migration(name, 'flaky')] });
+  const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: name, args: [migration(name, 'flaky')] });
   const result = await h.result();
   assert.equal(result.phase, 'completed', JSON.stringify(result));
 
@@ -359,7 +350,7 @@ test('BACKFILL_METRICS_ADDRESS: host:port, a bare :port binds every interface; a
     assert.throws(() => metricsAddress({ [METRICS_ADDRESS_ENV]: bad }), /must be host:port/, bad);
   process.env[METRICS_ADDRESS_ENV] = 'nowhere';
   try {
-    await assert.rejects(spawnWorker(temporal.address, 'metrics-bad'), /backfill worker exited: .*BACKFILL_METRICS_ADDRESS must be host:port/s);
+    await assert.rejects(spawnWorker(stack.temporal.address, 'metrics-bad'), /backfill worker exited: .*BACKFILL_METRICS_ADDRESS must be host:port/s);
   } finally {
     delete process.env[METRICS_ADDRESS_ENV];
   }

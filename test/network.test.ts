@@ -4,18 +4,16 @@
 // connections neither answer nor close), and cuts connections mid-COPY. After healing, each migration completes green,
 // the target equals the source row for row, every range in the ledger is proven, and Temporal's
 // history shows the attempts that failed on the network and were retried.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import type { WorkflowHandle, WorkflowHandleWithFirstExecutionRunId } from '@temporalio/client';
-import type { PostgresServer } from '../src/infra/postgres';
 import { poolFor } from '../src/db/pools';
 import { backfillMigration } from '../src/workflows/migration';
 import { progressQuery, type MigrationResult } from '../src/workflows/messages';
 import { fingerprint } from './helpers/sample';
 import { startProxy, type FaultProxy } from './helpers/proxy';
-import { spawnWorker, type TemporalHarness, type WorkerProcess } from './helpers/temporal';
-import { startStack } from './helpers/stack';
+import { onTeardown, setup, useStack } from './hooks';
 import { specFor } from './helpers/spec';
 
 const TASK_QUEUE = 'network';
@@ -31,51 +29,43 @@ const CONNECT_TIMEOUT_MS = 15_000; // the pool's connectionTimeoutMillis
 // Longer than both guards: they must fire while the network is still down.
 const BLACKHOLE_MS = SILENCE_MS + 4000;
 
-let db: PostgresServer;
-let temporal: TemporalHarness;
-let worker: WorkerProcess;
 let src: FaultProxy;
 let tgt: FaultProxy;
-let stop: (() => Promise<void>) | undefined;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const TABLE = '(id bigint PRIMARY KEY, amount numeric(12,2) NOT NULL, note text, at timestamptz NOT NULL)';
 
-before(async () => {
-  process.env.BACKFILL_STALL_TIMEOUT = String(STALL_S);
-  process.env.BACKFILL_STATEMENT_TIMEOUT = `${STATEMENT_TIMEOUT_S}s`;
-  const stack = await startStack(
-    TASK_QUEUE,
-    async (server) => {
-      await server.query('src', `CREATE TABLE public.orders ${TABLE}`);
-      await server.query(
-        'src',
-        `INSERT INTO public.orders SELECT g, g / 7.0, CASE WHEN g % 11 = 0 THEN NULL ELSE 'note ' || md5(g::text) END,
+const stack = useStack(
+  TASK_QUEUE,
+  async (server) => {
+    await server.query('src', `CREATE TABLE public.orders ${TABLE}`);
+    await server.query(
+      'src',
+      `INSERT INTO public.orders SELECT g, g / 7.0, CASE WHEN g % 11 = 0 THEN NULL ELSE 'note ' || md5(g::text) END,
                 timestamptz '2024-01-01 00:00:00+00' + g * interval '1.5 second' FROM generate_series(1, ${ROWS}) g`,
-      );
-      for (const t of ['latency', 'resets', 'blackhole', 'capped']) await server.query('tgt', `CREATE TABLE public.orders_${t} ${TABLE}`);
-      src = await startProxy({ port: server.port });
-      tgt = await startProxy({ port: server.port });
-    },
-    // The worker (a child process) inherits BACKFILL_DB_*: it reaches the databases only through the proxies.
-    { urlFor: (alias, url) => (alias === 'src' ? src : tgt).url(url), worker: 'none' },
-  );
-  ({ pg: db, temporal, stop } = stack);
-  worker = await spawnWorker(temporal.address, TASK_QUEUE);
-});
+    );
+    for (const t of ['latency', 'resets', 'blackhole', 'capped']) await server.query('tgt', `CREATE TABLE public.orders_${t} ${TABLE}`);
+    src = await startProxy({ port: server.port });
+    tgt = await startProxy({ port: server.port });
+  },
+  // The worker (a child process) inherits BACKFILL_DB_*: it reaches the databases only through the proxies.
+  {
+    urlFor: (alias, url) => (alias === 'src' ? src : tgt).url(url),
+    worker: 'none',
+    env: { BACKFILL_STALL_TIMEOUT: String(STALL_S), BACKFILL_STATEMENT_TIMEOUT: `${STATEMENT_TIMEOUT_S}s` },
+  },
+);
 
-after(async () => {
+setup(async () => {
   // Closing the proxies resets every connection through them: after a failed test, whatever still
-  // hangs on one (a query, a worker's activity) fails now instead of hanging the clean-up too.
-  await src?.close();
-  await tgt?.close();
-  if (worker) {
-    const kill = setTimeout(() => void worker.kill(), 20_000); // a worker that cannot stop is killed
-    await worker.stop();
-    clearTimeout(kill);
-  }
-  await stop?.();
+  // hangs on one (a query, a worker's activity) fails now instead of hanging the clean-up too. So
+  // they close first, then the worker stops (killed if it cannot), then the stack.
+  onTeardown(async () => {
+    await src?.close();
+    await tgt?.close();
+  });
+  await stack.spawnWorker();
 });
 
 function start(name: string, target: string): Promise<WorkflowHandleWithFirstExecutionRunId> {
@@ -84,7 +74,7 @@ function start(name: string, target: string): Promise<WorkflowHandleWithFirstExe
     { source: 'public.orders', target, chunk: { column: 'id', size: CHUNK } },
     { taskQueue: TASK_QUEUE, mode: 'copy', concurrency: 2, cutover: { approval: 'auto' } },
   );
-  return temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: name, args: [spec] });
+  return stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: name, args: [spec] });
 }
 
 async function verified(h: WorkflowHandle): Promise<number> {
@@ -109,7 +99,7 @@ async function retries(h: WorkflowHandleWithFirstExecutionRunId): Promise<string
   const out: string[] = [];
   let runId: string | undefined = h.firstExecutionRunId;
   while (runId) {
-    const history: Awaited<ReturnType<WorkflowHandle['fetchHistory']>> = await temporal.env.client.workflow.getHandle(h.workflowId, runId).fetchHistory();
+    const history: Awaited<ReturnType<WorkflowHandle['fetchHistory']>> = await stack.client.workflow.getHandle(h.workflowId, runId).fetchHistory();
     const events = history.events ?? [];
     for (const e of events) {
       const s = e.activityTaskStartedEventAttributes;
@@ -127,8 +117,8 @@ async function assertComplete(h: WorkflowHandle, target: string): Promise<void> 
   const result = (await h.result()) as MigrationResult;
   assert.equal(result.phase, 'completed', JSON.stringify(result));
   assert.equal(result.verdict, 'green', JSON.stringify(result));
-  assert.deepEqual(await fingerprint(db, 'tgt', target), await fingerprint(db, 'src', 'public.orders'));
-  const ledger = await db.query(
+  assert.deepEqual(await fingerprint(stack.pg, 'tgt', target), await fingerprint(stack.pg, 'src', 'public.orders'));
+  const ledger = await stack.pg.query(
     'tgt',
     `SELECT count(*)::int AS ranges,
             count(*) FILTER (WHERE status = 'verified' AND source_count = target_count AND source_checksum = target_checksum)::int AS proven,
@@ -141,7 +131,7 @@ async function assertComplete(h: WorkflowHandle, target: string): Promise<void> 
 
 /** One `SELECT 1` through a proxy on a fresh connection, timed (the connection set-up is not). */
 async function roundTrip(p: FaultProxy, database: string): Promise<number> {
-  const c = new pg.Client({ connectionString: p.url(db.url(database)) });
+  const c = new pg.Client({ connectionString: p.url(stack.pg.url(database)) });
   await c.connect();
   try {
     const t0 = Date.now();

@@ -3,25 +3,24 @@
 // links it, and run as `backfill`. No network: the dependencies come from the checkout's
 // node_modules through NODE_PATH (an `npm install` of the tarball would fetch them), so this also
 // checks that every package the shipped code requires is one the tarball declares.
-import { test, before, after } from 'node:test';
+import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, symlinkSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, readdirSync, renameSync, statSync, symlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { ROOT, run } from './helpers/cli';
+import { useTempDir } from './hooks';
 
 interface Packed {
   filename: string;
   files: { path: string }[];
 }
 
-let dir = '';
+const dir = useTempDir('backfill-pack-').path;
 let pkgDir = '';
 let packed: Packed;
 let manifest: { name: string; bin: Record<string, string>; dependencies: Record<string, string> };
 
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'backfill-pack-'));
   const npm = await run('npm', ['pack', '--json', '--pack-destination', dir], { npm_config_loglevel: 'error' });
   assert.equal(npm.code, 0, npm.stderr);
   [packed] = JSON.parse(npm.stdout) as Packed[];
@@ -36,10 +35,6 @@ before(async () => {
   renameSync(join(lib, 'package'), pkgDir);
   mkdirSync(join(dir, 'prefix', 'bin'));
   for (const [name, file] of Object.entries(manifest.bin)) symlinkSync(join(pkgDir, file), join(dir, 'prefix', 'bin', name));
-});
-
-after(() => {
-  if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 /** `backfill <args>` as a user runs it after `npm install -g`, from a directory outside the checkout. */

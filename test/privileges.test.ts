@@ -4,11 +4,10 @@
 // is written. A name without a schema that a role named backfill finds in the ledger schema is
 // refused. A role with exactly the documented rights passes, and the migration's own statements
 // then succeed with it: the check asks for what the code runs, no more and no less.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { PostgresServer } from '../src/infra/postgres';
 import { planMigration } from '../src/plan/plan';
 import { copyRange } from '../src/range/copy';
 import { reconcileTable } from '../src/gate/reconcile';
@@ -16,12 +15,9 @@ import { advanceSequences, appendAudit, runSwitch } from '../src/gate/cutover';
 import { buildReport } from '../src/report/build';
 import { restoreConstraints } from '../src/schema/constraints';
 import { envNameForAlias } from '../src/spec/aliases';
-import { startDatabases, type Databases } from './helpers/stack';
+import { setup, useDatabases } from './hooks';
 import { parsed, specFor } from './helpers/spec';
 import { backfill } from './helpers/cli';
-
-let dbs: Databases;
-let pg: PostgresServer;
 
 const ORDERS = 'id bigint PRIMARY KEY, amount numeric(12,2) NOT NULL, note text';
 const ORDERS_V2 = 'id bigserial PRIMARY KEY, amount numeric(12,2) NOT NULL, note text';
@@ -33,67 +29,62 @@ const aliasOf = (db: string, role: string) => `${db}_${role}`;
 /** Not the role's name: a password is redacted wherever it appears. */
 const password = (role: string) => `pw-${role}-secret`;
 
-before(async () => {
-  dbs = await startDatabases(
-    async (db) => {
-      for (const r of ROLES) await db.query('postgres', `CREATE ROLE ${r} LOGIN PASSWORD '${password(r)}'`);
-      await db.query('src', `CREATE TABLE public.orders (${ORDERS})`);
-      await db.query('src', `INSERT INTO public.orders SELECT g, g * 1.5, 'n' || g FROM generate_series(1, 2000) g`);
-      await db.query('src', 'ANALYZE public.orders');
-      for (const r of ['mover', 'nocreate', 'looker', 'backfill']) await db.query('src', `GRANT SELECT ON public.orders TO ${r}`);
-      // peeker may read two of the three columns.
-      await db.query('src', 'GRANT SELECT (id, amount) ON public.orders TO peeker');
-      for (const t of ['orders_v2', 'orders_nc', 'orders_peek', 'orders_look']) await db.query('tgt', `CREATE TABLE public.${t} (${ORDERS_V2})`);
-      const writer = (r: string, t: string) =>
-        `GRANT SELECT, INSERT, DELETE ON public.${t} TO ${r}; GRANT SELECT, UPDATE ON SEQUENCE public.${t}_id_seq TO ${r}`;
-      await db.query('tgt', writer('mover', 'orders_v2'));
-      await db.query('tgt', 'GRANT CREATE ON DATABASE tgt TO mover');
-      await db.query('tgt', writer('nocreate', 'orders_nc'));
-      await db.query('tgt', writer('peeker', 'orders_peek'));
-      await db.query('tgt', 'GRANT CREATE ON DATABASE tgt TO peeker');
-      // looker may only read its target.
-      await db.query('tgt', 'GRANT SELECT ON public.orders_look TO looker; GRANT SELECT, UPDATE ON SEQUENCE public.orders_look_id_seq TO looker');
-      await db.query('tgt', 'GRANT CREATE ON DATABASE tgt TO looker');
-      // A role named like the ledger schema: its default search path ("$user", public) finds schema backfill first.
-      await db.query('tgtb', 'CREATE SCHEMA backfill AUTHORIZATION backfill');
-      for (const s of ['backfill', 'public']) await db.query('tgtb', `CREATE TABLE ${s}.orders_v2 (${ORDERS_V2})`);
-      // As if the role had made it with an unqualified name: in its own schema, and its own.
-      await db.query('tgtb', 'ALTER TABLE backfill.orders_v2 OWNER TO backfill');
-      await db.query(
-        'tgtb',
-        `GRANT SELECT, INSERT, DELETE ON public.orders_v2 TO backfill; GRANT SELECT, UPDATE ON SEQUENCE public.orders_v2_id_seq TO backfill`,
-      );
-      // A target table with a foreign key, owned by another role.
-      await db.query('src', 'CREATE TABLE public.lines (id bigint PRIMARY KEY, order_id bigint NOT NULL)');
-      await db.query('src', 'INSERT INTO public.lines SELECT g, g FROM generate_series(1, 300) g; GRANT SELECT ON public.lines TO keeper');
-      await db.query('tgt', 'CREATE TABLE public.parents (id bigint PRIMARY KEY); INSERT INTO public.parents SELECT generate_series(1, 300)');
-      await db.query('tgt', 'CREATE TABLE public.lines (id bigint PRIMARY KEY, order_id bigint NOT NULL REFERENCES public.parents (id))');
-      await db.query('tgt', 'GRANT SELECT, INSERT, DELETE ON public.lines TO keeper');
-      await db.query('ctlk', 'GRANT CREATE ON DATABASE ctlk TO keeper');
-      // A table with a change column (catch-up by delta).
-      for (const d of ['src', 'tgt']) await db.query(d, 'CREATE TABLE public.events (id bigint PRIMARY KEY, updated_at timestamptz NOT NULL DEFAULT now())');
-      await db.query('src', 'INSERT INTO public.events (id) SELECT generate_series(1, 100); GRANT SELECT ON public.events TO mover');
-      await db.query('tgt', 'GRANT SELECT, INSERT, DELETE ON public.events TO mover');
-      // A source table whose row-level security hides rows from looker.
-      await db.query(
-        'src',
-        'CREATE TABLE public.secrets (id bigint PRIMARY KEY, v text); INSERT INTO public.secrets SELECT g, g::text FROM generate_series(1, 100) g',
-      );
-      await db.query(
-        'src',
-        'ALTER TABLE public.secrets ENABLE ROW LEVEL SECURITY; CREATE POLICY few ON public.secrets USING (id <= 10); GRANT SELECT ON public.secrets TO looker',
-      );
-      await db.query('tgt', 'CREATE TABLE public.secrets (id bigint PRIMARY KEY, v text); GRANT SELECT ON public.secrets TO looker');
-    },
-    { aliases: DATABASES },
-  );
-  pg = dbs.pg;
-  for (const r of ROLES)
-    for (const d of DATABASES) process.env[envNameForAlias(aliasOf(d, r))] = pg.url(d).replace(/\/\/postgres:[^@]*@/, `//${r}:${password(r)}@`);
-});
+const dbs = useDatabases(
+  async (db) => {
+    for (const r of ROLES) await db.query('postgres', `CREATE ROLE ${r} LOGIN PASSWORD '${password(r)}'`);
+    await db.query('src', `CREATE TABLE public.orders (${ORDERS})`);
+    await db.query('src', `INSERT INTO public.orders SELECT g, g * 1.5, 'n' || g FROM generate_series(1, 2000) g`);
+    await db.query('src', 'ANALYZE public.orders');
+    for (const r of ['mover', 'nocreate', 'looker', 'backfill']) await db.query('src', `GRANT SELECT ON public.orders TO ${r}`);
+    // peeker may read two of the three columns.
+    await db.query('src', 'GRANT SELECT (id, amount) ON public.orders TO peeker');
+    for (const t of ['orders_v2', 'orders_nc', 'orders_peek', 'orders_look']) await db.query('tgt', `CREATE TABLE public.${t} (${ORDERS_V2})`);
+    const writer = (r: string, t: string) => `GRANT SELECT, INSERT, DELETE ON public.${t} TO ${r}; GRANT SELECT, UPDATE ON SEQUENCE public.${t}_id_seq TO ${r}`;
+    await db.query('tgt', writer('mover', 'orders_v2'));
+    await db.query('tgt', 'GRANT CREATE ON DATABASE tgt TO mover');
+    await db.query('tgt', writer('nocreate', 'orders_nc'));
+    await db.query('tgt', writer('peeker', 'orders_peek'));
+    await db.query('tgt', 'GRANT CREATE ON DATABASE tgt TO peeker');
+    // looker may only read its target.
+    await db.query('tgt', 'GRANT SELECT ON public.orders_look TO looker; GRANT SELECT, UPDATE ON SEQUENCE public.orders_look_id_seq TO looker');
+    await db.query('tgt', 'GRANT CREATE ON DATABASE tgt TO looker');
+    // A role named like the ledger schema: its default search path ("$user", public) finds schema backfill first.
+    await db.query('tgtb', 'CREATE SCHEMA backfill AUTHORIZATION backfill');
+    for (const s of ['backfill', 'public']) await db.query('tgtb', `CREATE TABLE ${s}.orders_v2 (${ORDERS_V2})`);
+    // As if the role had made it with an unqualified name: in its own schema, and its own.
+    await db.query('tgtb', 'ALTER TABLE backfill.orders_v2 OWNER TO backfill');
+    await db.query(
+      'tgtb',
+      `GRANT SELECT, INSERT, DELETE ON public.orders_v2 TO backfill; GRANT SELECT, UPDATE ON SEQUENCE public.orders_v2_id_seq TO backfill`,
+    );
+    // A target table with a foreign key, owned by another role.
+    await db.query('src', 'CREATE TABLE public.lines (id bigint PRIMARY KEY, order_id bigint NOT NULL)');
+    await db.query('src', 'INSERT INTO public.lines SELECT g, g FROM generate_series(1, 300) g; GRANT SELECT ON public.lines TO keeper');
+    await db.query('tgt', 'CREATE TABLE public.parents (id bigint PRIMARY KEY); INSERT INTO public.parents SELECT generate_series(1, 300)');
+    await db.query('tgt', 'CREATE TABLE public.lines (id bigint PRIMARY KEY, order_id bigint NOT NULL REFERENCES public.parents (id))');
+    await db.query('tgt', 'GRANT SELECT, INSERT, DELETE ON public.lines TO keeper');
+    await db.query('ctlk', 'GRANT CREATE ON DATABASE ctlk TO keeper');
+    // A table with a change column (catch-up by delta).
+    for (const d of ['src', 'tgt']) await db.query(d, 'CREATE TABLE public.events (id bigint PRIMARY KEY, updated_at timestamptz NOT NULL DEFAULT now())');
+    await db.query('src', 'INSERT INTO public.events (id) SELECT generate_series(1, 100); GRANT SELECT ON public.events TO mover');
+    await db.query('tgt', 'GRANT SELECT, INSERT, DELETE ON public.events TO mover');
+    // A source table whose row-level security hides rows from looker.
+    await db.query(
+      'src',
+      'CREATE TABLE public.secrets (id bigint PRIMARY KEY, v text); INSERT INTO public.secrets SELECT g, g::text FROM generate_series(1, 100) g',
+    );
+    await db.query(
+      'src',
+      'ALTER TABLE public.secrets ENABLE ROW LEVEL SECURITY; CREATE POLICY few ON public.secrets USING (id <= 10); GRANT SELECT ON public.secrets TO looker',
+    );
+    await db.query('tgt', 'CREATE TABLE public.secrets (id bigint PRIMARY KEY, v text); GRANT SELECT ON public.secrets TO looker');
+  },
+  { aliases: DATABASES },
+);
 
-after(async () => {
-  await dbs?.stop();
+setup(() => {
+  for (const r of ROLES)
+    for (const d of DATABASES) process.env[envNameForAlias(aliasOf(d, r))] = dbs.pg.url(d).replace(/\/\/postgres:[^@]*@/, `//${r}:${password(r)}@`);
 });
 
 /** A spec for `role`: source and target (and control, when given) connect as it. */
@@ -127,7 +118,7 @@ async function planningRefusal(doc: unknown): Promise<string> {
   assert.fail('planning accepted the spec');
 }
 
-const count = async (db: string, sql: string) => Number((await pg.query(db, sql)).rows[0].n);
+const count = async (db: string, sql: string) => Number((await dbs.pg.query(db, sql)).rows[0].n);
 
 test('privileges: a role without CREATE on the control database is refused by validate and planning, with the GRANT; a schema made for it is enough', async () => {
   const doc = specDoc('nocreate', 'nocreate', { target: 'public.orders_nc' }, { control: aliasOf('ctl', 'nocreate') });
@@ -144,7 +135,7 @@ test('privileges: a role without CREATE on the control database is refused by va
   assert.equal(await count('ctl', `SELECT count(*) AS n FROM pg_namespace WHERE nspname = 'backfill'`), 0);
 
   // The second fix it offers: the schema, made for the role; validate passes and planning creates the ledger in it.
-  await pg.query('ctl', 'CREATE SCHEMA backfill AUTHORIZATION nocreate');
+  await dbs.pg.query('ctl', 'CREATE SCHEMA backfill AUTHORIZATION nocreate');
   const ok = await validate('nocreate', doc);
   assert.equal(ok.code, 0, ok.stdout + ok.stderr);
   assert.match(ok.stdout, /control: role nocreate on connection "ctl_nocreate": USAGE on schema backfill; CREATE on schema backfill/);
@@ -298,7 +289,7 @@ test('privileges: foreign keys on the target need their table owned and the refe
   assert.ok((await planningRefusal(doc)).includes('does not own public.lines'));
   assert.equal(await count('tgt', `SELECT count(*) AS n FROM pg_constraint WHERE conname = 'lines_order_id_fkey'`), 1, 'nothing set aside');
 
-  await pg.query('tgt', 'ALTER TABLE public.lines OWNER TO keeper; GRANT REFERENCES ON public.parents TO keeper');
+  await dbs.pg.query('tgt', 'ALTER TABLE public.lines OWNER TO keeper; GRANT REFERENCES ON public.parents TO keeper');
   const ok = await validate('keeper', doc);
   assert.equal(ok.code, 0, ok.stdout + ok.stderr);
   assert.match(ok.stdout, /target: role keeper on connection "tgt_keeper": .*ownership of public\.lines; REFERENCES on public\.parents/);
@@ -329,7 +320,7 @@ test('privileges: catch-up by a change column needs a source role that sees othe
     ),
     r.stderr,
   );
-  await pg.query('src', 'GRANT pg_read_all_stats TO mover');
+  await dbs.pg.query('src', 'GRANT pg_read_all_stats TO mover');
   const ok = await validate('events', doc);
   assert.equal(ok.code, 0, ok.stdout + ok.stderr);
   assert.match(ok.stdout, /source: role mover on connection "src_mover": .*; member of pg_read_all_stats\n/);

@@ -3,25 +3,24 @@
 // looked at (the verdict, the red cell's colour read from a screenshot's pixels, the located key,
 // the rerun command, the audit trail); the page is a rendering of the report the ledger keeps. Then
 // thousands of ranges at a glance, and values that try to be markup.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { Browser, Page } from 'playwright-core';
-import type { PostgresServer } from '../src/infra/postgres';
+import type { Page } from 'playwright-core';
 import { backfillMigration } from '../src/workflows/migration';
 import { approveCutoverUpdate, reportQuery } from '../src/workflows/messages';
 import type { Report } from '../src/domain/report';
 import { renderHtml } from '../src/report/html';
 import { CELL_COLOURS } from '../src/report/html-strip';
 import { backfill } from './helpers/cli';
-import { browserMissing, launchBrowser } from './helpers/browser';
+import { browserMissing } from './helpers/browser';
 import { colourDistance, decodePng, pixel } from './helpers/png-decode';
 import { syntheticReport } from './helpers/reports';
-import { startStack } from './helpers/stack';
+import { useBrowser, useStack } from './hooks';
 import { specFor } from './helpers/spec';
-import { waitForPhase, type TemporalHarness } from './helpers/temporal';
+import { waitForPhase } from './helpers/temporal';
 
 // What the page functions below use in the browser (this project compiles without the DOM's types).
 declare const window: { pwned?: number };
@@ -31,11 +30,6 @@ declare function requestAnimationFrame(f: () => void): number;
 
 const TASK_QUEUE = 'report-html';
 const skip = browserMissing();
-let pg: PostgresServer;
-let temporal: TemporalHarness;
-let dir: string;
-let browser: Browser | undefined;
-let stop: (() => Promise<void>) | undefined;
 
 // A target trigger that alters one row on its way in: every copy of range 2 mismatches.
 const CORRUPTING_TRIGGER = `
@@ -46,27 +40,23 @@ BEGIN
 END $$;
 CREATE TRIGGER corrupt BEFORE INSERT ON public.accounts_v2 FOR EACH ROW EXECUTE FUNCTION public.corrupt();`;
 
-before(async () => {
-  if (skip) return;
-  ({ pg, temporal, dir, stop } = await startStack(TASK_QUEUE, async (db) => {
+const stack = useStack(
+  TASK_QUEUE,
+  async (db) => {
     await db.query('src', 'CREATE TABLE public.accounts (id bigint PRIMARY KEY, balance numeric(14,2) NOT NULL, owner text)');
     await db.query('src', `INSERT INTO public.accounts SELECT g, g / 100.0, 'owner ' || g FROM generate_series(1, 20000) g`);
     await db.query('tgt', 'CREATE TABLE public.accounts_v2 (id bigint PRIMARY KEY, balance numeric(14,2) NOT NULL, owner text)');
     await db.query('tgt', CORRUPTING_TRIGGER);
-  }));
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await stop?.();
-});
+  },
+  { skip },
+);
+const chromium = useBrowser(skip);
 
 const GREEN = CELL_COLOURS.verified;
 const RED = CELL_COLOURS.failed;
 
 async function open(file: string): Promise<Page> {
-  const page = await browser!.newPage({ viewport: { width: 1200, height: 900 }, deviceScaleFactor: 1 });
+  const page = await chromium.browser!.newPage({ viewport: { width: 1200, height: 900 }, deviceScaleFactor: 1 });
   await page.goto(pathToFileURL(file).href);
   return page;
 }
@@ -103,15 +93,15 @@ test(
       { source: 'public.accounts', target: 'public.accounts_v2', chunk: { column: 'id', size: 5000 } },
       { taskQueue: TASK_QUEUE, concurrency: 2, retries: { rangeAttempts: 2 }, cutover: { approval: 'required', approvers: ['ops'] } },
     );
-    const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: name, args: [spec] });
+    const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: name, args: [spec] });
     assert.equal((await waitForPhase(h, ['needs_attention', 'awaiting_approval', 'failed'])).phase, 'needs_attention');
     // An approval while red is refused; the worker records the refusal in the ledger's audit.
     await assert.rejects(h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'ops', digest: 'not-this' }] }));
     // The worker tells the workflow once it is in the ledger: the report shows it from then on.
     for (let i = 0; i < 100 && !(await h.query<Report>(reportQuery)).audit?.entries.length; i++) await new Promise((r) => setTimeout(r, 100));
 
-    const env = { TEMPORAL_ADDRESS: temporal.address };
-    const file = join(dir, 'red.html');
+    const env = { TEMPORAL_ADDRESS: stack.temporal.address };
+    const file = join(stack.dir, 'red.html');
     const cli = await backfill(['report', name, '--format', 'html', '-o', file], env);
     assert.equal(cli.code, 1, `a red report exits 1: ${cli.stderr}`);
     assert.match(cli.stderr, /wrote the report of accounts-html \(RED\) to /);
@@ -159,7 +149,7 @@ test(
     // digest, with the phase, the approvals and the audit entries recorded since (the refused
     // approval, told to the workflow by the worker) that the workflow adds when it is asked.
     const kept = JSON.parse(
-      (await pg.query('tgt', 'SELECT report::text AS r FROM backfill.reports WHERE migration = $1 AND digest = $2', [name, q.digest])).rows[0].r,
+      (await stack.pg.query('tgt', 'SELECT report::text AS r FROM backfill.reports WHERE migration = $1 AND digest = $2', [name, q.digest])).rows[0].r,
     ) as Report;
     assert.deepEqual(
       q.audit?.entries.map((e) => [e.action, e.actor, e.digest]),
@@ -172,11 +162,12 @@ test(
     // Read from the ledger instead of Temporal (a migration past retention): the same evidence, and
     // the audit as it stands now, with the refused approval.
     for (let i = 0; i < 40; i++) {
-      const n = (await pg.query('tgt', `SELECT count(*)::int AS n FROM backfill.audit WHERE migration = $1 AND action = 'approve-refused'`, [name])).rows[0].n;
+      const n = (await stack.pg.query('tgt', `SELECT count(*)::int AS n FROM backfill.audit WHERE migration = $1 AND action = 'approve-refused'`, [name]))
+        .rows[0].n;
       if (n > 0) break;
       await new Promise((r) => setTimeout(r, 250));
     }
-    const fromLedger = join(dir, 'ledger.html');
+    const fromLedger = join(stack.dir, 'ledger.html');
     const led = await backfill(['report', name, '--format', 'html', '--ledger', 'tgt', '-o', fromLedger], { TEMPORAL_ADDRESS: '127.0.0.1:1' });
     assert.equal(led.code, 1, led.stderr);
     const lp = await open(fromLedger);
@@ -189,7 +180,7 @@ test(
     await lp.close();
 
     // Fixed, rerun, rejected, rerun, approved (with a comment that looks like markup), switched.
-    await pg.query('tgt', 'DROP TRIGGER corrupt ON public.accounts_v2');
+    await stack.pg.query('tgt', 'DROP TRIGGER corrupt ON public.accounts_v2');
     assert.equal((await backfill(['rerun', name, '--range', '2'], env)).code, 0);
     assert.equal((await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed'])).phase, 'awaiting_approval');
     const reject = await backfill(['reject', name, '--as', 'ops', '--reason', 'once more, please'], env);
@@ -201,7 +192,7 @@ test(
     assert.equal(approve.code, 0, approve.stderr);
     assert.equal((await h.result()).phase, 'completed');
 
-    const greenFile = join(dir, 'green.html');
+    const greenFile = join(stack.dir, 'green.html');
     const done = await backfill(['report', name, '--format', 'html', '-o', greenFile], env);
     assert.equal(done.code, 0, done.stderr);
     const gp = await open(greenFile);
@@ -219,7 +210,7 @@ test(
     await gp.close();
 
     // After Temporal forgets it, the ledger tells the same ending.
-    const afterFile = join(dir, 'after.html');
+    const afterFile = join(stack.dir, 'after.html');
     const after = await backfill(['report', name, '--format', 'html', '--ledger', 'tgt', '-o', afterFile], { TEMPORAL_ADDRESS: '127.0.0.1:1' });
     assert.equal(after.code, 0, after.stderr);
     const ap = await open(afterFile);
@@ -231,7 +222,7 @@ test(
 );
 
 test('the report command: plain sentences for what it cannot do, no stack trace', { skip }, async () => {
-  const env = { TEMPORAL_ADDRESS: temporal.address };
+  const env = { TEMPORAL_ADDRESS: stack.temporal.address };
   const gone = await backfill(['report', 'no-such-migration', '--format', 'html'], env);
   assert.equal(gone.code, 2);
   assert.match(gone.stderr, /no such migration in Temporal: no-such-migration\. .*--ledger <alias>/);
@@ -244,7 +235,7 @@ test('the report command: plain sentences for what it cannot do, no stack trace'
   const none = await backfill(['report', 'no-such-migration', '--ledger', 'src'], env);
   assert.equal(none.code, 2);
   assert.match(none.stderr, /the ledger on src keeps no report of migration "no-such-migration"/);
-  const folder = await backfill(['report', 'accounts-html', '--format', 'html', '-o', join(dir, 'no', 'such', 'folder', 'r.html')], env);
+  const folder = await backfill(['report', 'accounts-html', '--format', 'html', '-o', join(stack.dir, 'no', 'such', 'folder', 'r.html')], env);
   assert.equal(folder.code, 2);
   assert.match(folder.stderr, /cannot write .*r\.html: its folder does not exist/);
   for (const r of [gone, format, unset, none, folder]) noStackTrace(r.stderr);
@@ -257,9 +248,9 @@ test('thousands of ranges at a glance: 5,000 cells render quickly, each red one 
   const html = renderHtml(report);
   const renderMs = performance.now() - t0;
   assert.ok(renderMs < 1000, `rendered in ${renderMs.toFixed(0)} ms`);
-  const file = join(dir, 'many.html');
+  const file = join(stack.dir, 'many.html');
   writeFileSync(file, html);
-  const page = await browser!.newPage({ viewport: { width: 1200, height: 900 }, deviceScaleFactor: 1 });
+  const page = await chromium.browser!.newPage({ viewport: { width: 1200, height: 900 }, deviceScaleFactor: 1 });
   t0 = performance.now();
   await page.goto(pathToFileURL(file).href, { waitUntil: 'load' });
   await painted(page);
@@ -277,7 +268,7 @@ test('thousands of ranges at a glance: 5,000 cells render quickly, each red one 
   // 100,000 ranges: runs of one status share a rect, the red ones stand out.
   const huge = renderHtml(syntheticReport('more-ranges', [{ source: 'public.events', ranges: 100_000, failed: [7, 99_999] }]));
   assert.ok(huge.length < 200_000, `${huge.length} bytes`);
-  const hugeFile = join(dir, 'huge.html');
+  const hugeFile = join(stack.dir, 'huge.html');
   writeFileSync(hugeFile, huge);
   t0 = performance.now();
   await page.goto(pathToFileURL(hugeFile).href, { waitUntil: 'load' });
@@ -318,7 +309,7 @@ test('values that look like markup stay text: no script, no element, no handler 
   // Without the page's script policy too: escaping alone keeps it out.
   const bare = html.replace(/<meta http-equiv="Content-Security-Policy"[^>]*>/, '');
   assert.notEqual(bare, html);
-  const file = join(dir, 'escape.html');
+  const file = join(stack.dir, 'escape.html');
   writeFileSync(file, bare);
   const page = await open(file);
   assert.equal(await page.evaluate(() => window.pwned), undefined);

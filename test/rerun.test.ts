@@ -1,24 +1,19 @@
 // A range that stays wrong after its copies is marked failed with its evidence; the migration waits
 // in needs_attention (it does not die); `backfill rerun` copies only that range again, and
 // `backfill abort` stops a migration that needs attention.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { PostgresServer } from '../src/infra/postgres';
 import { backfillMigration } from '../src/workflows/migration';
 import { progressQuery, reportQuery, type Progress } from '../src/workflows/messages';
 import type { Report } from '../src/domain/report';
 import { backfill } from './helpers/cli';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { endingOf, replayAndMaybeRecord, waitForPhase, type TemporalHarness } from './helpers/temporal';
-import { startStack } from './helpers/stack';
+import { endingOf, replayAndMaybeRecord, waitForPhase } from './helpers/temporal';
+import { useStack } from './hooks';
 import { specFor } from './helpers/spec';
 
 const TASK_QUEUE = 'rerun';
-let pg: PostgresServer;
-let temporal: TemporalHarness;
-let dir: string;
-let stop: (() => Promise<void>) | undefined;
 
 // A target trigger that alters one row on its way in: every copy of its range mismatches.
 const CORRUPTING_TRIGGER = (table: string) => `
@@ -29,20 +24,14 @@ BEGIN
 END $$;
 CREATE TRIGGER corrupt BEFORE INSERT ON public.${table} FOR EACH ROW EXECUTE FUNCTION public.corrupt_${table}();`;
 
-before(async () => {
-  ({ pg, temporal, dir, stop } = await startStack(TASK_QUEUE, async (db) => {
-    await db.query('src', 'CREATE TABLE public.accounts (id bigint PRIMARY KEY, balance numeric(14,2) NOT NULL, owner text)');
-    await db.query('src', `INSERT INTO public.accounts SELECT g, g / 100.0, 'owner ' || g FROM generate_series(1, 20000) g`);
-    await db.query('tgt', 'CREATE TABLE public.accounts_v4 (id bigint PRIMARY KEY, balance numeric(14,2) NOT NULL, owner text)');
-    for (const t of ['accounts_v2', 'accounts_v3']) {
-      await db.query('tgt', `CREATE TABLE public.${t} (id bigint PRIMARY KEY, balance numeric(14,2) NOT NULL, owner text)`);
-      await db.query('tgt', CORRUPTING_TRIGGER(t));
-    }
-  }));
-});
-
-after(async () => {
-  await stop?.();
+const stack = useStack(TASK_QUEUE, async (db) => {
+  await db.query('src', 'CREATE TABLE public.accounts (id bigint PRIMARY KEY, balance numeric(14,2) NOT NULL, owner text)');
+  await db.query('src', `INSERT INTO public.accounts SELECT g, g / 100.0, 'owner ' || g FROM generate_series(1, 20000) g`);
+  await db.query('tgt', 'CREATE TABLE public.accounts_v4 (id bigint PRIMARY KEY, balance numeric(14,2) NOT NULL, owner text)');
+  for (const t of ['accounts_v2', 'accounts_v3']) {
+    await db.query('tgt', `CREATE TABLE public.${t} (id bigint PRIMARY KEY, balance numeric(14,2) NOT NULL, owner text)`);
+    await db.query('tgt', CORRUPTING_TRIGGER(t));
+  }
 });
 
 const accountsSpec = (name: string, target: string) =>
@@ -53,11 +42,11 @@ const accountsSpec = (name: string, target: string) =>
   );
 
 const versions = async (where: string) =>
-  (await pg.query('tgt', `SELECT string_agg(id || ':' || xmin::text, ',' ORDER BY id) AS v FROM public.accounts_v2 WHERE ${where}`)).rows[0].v as string;
+  (await stack.pg.query('tgt', `SELECT string_agg(id || ':' || xmin::text, ',' ORDER BY id) AS v FROM public.accounts_v2 WHERE ${where}`)).rows[0].v as string;
 
 test('rerun: a failed range waits in needs_attention with its evidence; rerunning it rewrites nothing else', async () => {
   const spec = accountsSpec('accounts', 'public.accounts_v2');
-  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
+  const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
   const p = await waitForPhase(h, ['needs_attention', 'awaiting_approval', 'failed']);
   assert.equal(p.phase, 'needs_attention');
   assert.deepEqual(p.tables[0].ranges, { total: 4, pending: 0, inFlight: 0, verified: 3, failed: 1 });
@@ -81,7 +70,7 @@ test('rerun: a failed range waits in needs_attention with its evidence; rerunnin
   assert.notEqual(failed[0].source?.checksum, failed[0].target?.checksum);
   assert.equal(failed[0].rerun, 'backfill rerun accounts --table public.accounts --range 2');
 
-  const env = { TEMPORAL_ADDRESS: temporal.address };
+  const env = { TEMPORAL_ADDRESS: stack.temporal.address };
   const md = await backfill(['report', spec.name, '--format', 'md'], env);
   assert.equal(md.code, 1, 'a red report exits 1');
   assert.match(
@@ -93,7 +82,7 @@ test('rerun: a failed range waits in needs_attention with its evidence; rerunnin
   assert.match(md.stdout, /backfill rerun accounts --table public\.accounts --range 2/);
 
   const outside = await versions('id < 10001 OR id >= 15001');
-  await pg.query('tgt', 'DROP TRIGGER corrupt ON public.accounts_v2');
+  await stack.pg.query('tgt', 'DROP TRIGGER corrupt ON public.accounts_v2');
   const rerun = await backfill(['rerun', spec.name, '--table', 'public.accounts', '--range', '2'], env);
   assert.equal(rerun.code, 0, rerun.stderr);
   assert.match(rerun.stdout, /1 range\(s\) queued/);
@@ -151,9 +140,9 @@ test('rerun: a failed range waits in needs_attention with its evidence; rerunnin
 
 test('abort: a migration that needs attention stops when told, and nothing is switched', async () => {
   const spec = accountsSpec('accounts-abort', 'public.accounts_v3');
-  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
+  const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
   assert.equal((await waitForPhase(h, ['needs_attention', 'failed'])).phase, 'needs_attention');
-  const env = { TEMPORAL_ADDRESS: temporal.address };
+  const env = { TEMPORAL_ADDRESS: stack.temporal.address };
   const abort = await backfill(['abort', spec.name, '--reason', 'wrong target'], env);
   assert.equal(abort.code, 0, abort.stderr);
   const result = await endingOf(h);
@@ -162,7 +151,7 @@ test('abort: a migration that needs attention stops when told, and nothing is sw
   const status = await backfill(['status', spec.name], env);
   assert.equal(status.code, 1);
   assert.match(status.stdout, /accounts-abort: aborted – wrong target/);
-  const audit = await pg.query('tgt', `SELECT action FROM backfill.audit WHERE migration = $1`, [spec.name]);
+  const audit = await stack.pg.query('tgt', `SELECT action FROM backfill.audit WHERE migration = $1`, [spec.name]);
   assert.deepEqual(
     audit.rows.map((r) => r.action),
     ['abort'],
@@ -172,20 +161,20 @@ test('abort: a migration that needs attention stops when told, and nothing is sw
 
 test('start --wait: with automatic approval the CLI follows the migration to the end and exits 0', async () => {
   const spec = { ...accountsSpec('accounts-auto', 'public.accounts_v4'), cutover: { approval: 'auto' } };
-  const file = join(dir, 'spec.yaml');
+  const file = join(stack.dir, 'spec.yaml');
   writeFileSync(file, JSON.stringify(spec));
-  const r = await backfill(['start', file, '--wait'], { TEMPORAL_ADDRESS: temporal.address });
+  const r = await backfill(['start', file, '--wait'], { TEMPORAL_ADDRESS: stack.temporal.address });
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /started migration accounts-auto/);
   assert.match(r.stdout, /completed: switched at/);
   assert.match(r.stderr, /accounts-auto: backfilling|accounts-auto: reconciling|accounts-auto: completed/);
-  const n = await pg.query('tgt', 'SELECT count(*)::int AS n FROM public.accounts_v4');
+  const n = await stack.pg.query('tgt', 'SELECT count(*)::int AS n FROM public.accounts_v4');
   assert.equal(n.rows[0].n, 20000);
-  const status = await backfill(['status', spec.name], { TEMPORAL_ADDRESS: temporal.address });
+  const status = await backfill(['status', spec.name], { TEMPORAL_ADDRESS: stack.temporal.address });
   assert.equal(status.code, 0);
   assert.match(status.stdout, /accounts-auto: completed/);
   // What the Temporal UI shows at the top of the page, from the start.
-  const d = await temporal.env.client.workflow.getHandle(spec.name).describe();
+  const d = await stack.client.workflow.getHandle(spec.name).describe();
   assert.equal(await d.staticSummary(), 'backfill accounts-auto: 1 table entry, copy mode, src → tgt');
   assert.match((await d.staticDetails()) ?? '', /\| public\.accounts \| public\.accounts_v4 \|/);
 });

@@ -3,42 +3,28 @@
 // range whose source changed since is copied again, the rest are copied, and the migration ends
 // green with the target equal to the source. A changed plan, or a name whose migration completed,
 // starts afresh and says so.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
 import type { WorkflowHandle } from '@temporalio/client';
-import type { PostgresServer } from '../src/infra/postgres';
 import { backfillMigration } from '../src/workflows/migration';
 import { abortSignal, progressQuery, reportQuery, type Progress } from '../src/workflows/messages';
 import { renderMarkdown } from '../src/report/render';
 import { renderHtml } from '../src/report/html';
-import { endingOf, replayAndMaybeRecord, waitForPhase, type TemporalHarness } from './helpers/temporal';
-import { startStack } from './helpers/stack';
+import { endingOf, replayAndMaybeRecord, waitForPhase } from './helpers/temporal';
+import { useStack } from './hooks';
 import { specFor } from './helpers/spec';
 import { decideResume } from '../src/domain/resume';
 
 const TASK_QUEUE = 'resume';
 const TABLES = ['items_a', 'items_b', 'items_c'];
-let db: PostgresServer;
-let temporal: TemporalHarness;
-let stop: (() => Promise<void>) | undefined;
 
-before(async () => {
-  ({
-    pg: db,
-    temporal,
-    stop,
-  } = await startStack(TASK_QUEUE, async (s) => {
-    for (const t of TABLES) {
-      await s.query('src', `CREATE TABLE public.${t} (id bigint PRIMARY KEY, qty int NOT NULL, label text)`);
-      await s.query('src', `INSERT INTO public.${t} SELECT g, g % 7, 'item ' || g FROM generate_series(1, 6000) g`);
-      await s.query('tgt', `CREATE TABLE public.${t} (id bigint PRIMARY KEY, qty int NOT NULL, label text)`);
-    }
-  }));
-});
-
-after(async () => {
-  await stop?.();
+const stack = useStack(TASK_QUEUE, async (s) => {
+  for (const t of TABLES) {
+    await s.query('src', `CREATE TABLE public.${t} (id bigint PRIMARY KEY, qty int NOT NULL, label text)`);
+    await s.query('src', `INSERT INTO public.${t} SELECT g, g % 7, 'item ' || g FROM generate_series(1, 6000) g`);
+    await s.query('tgt', `CREATE TABLE public.${t} (id bigint PRIMARY KEY, qty int NOT NULL, label text)`);
+  }
 });
 
 test('resume: what planning decides from what the ledger holds of an earlier run (pure)', () => {
@@ -64,22 +50,22 @@ const spec = (name: string, table: string, size: number, approval: 'auto' | 'req
     { taskQueue: TASK_QUEUE, concurrency: 1, cutover: { approval } },
   );
 
-const start = (s: ReturnType<typeof spec>) => temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
+const start = (s: ReturnType<typeof spec>) => stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
 
 /** Each target row's id and the transaction that wrote it. */
 async function versions(table: string): Promise<Map<number, string>> {
-  const r = await db.query('tgt', `SELECT id, xmin::text AS x FROM public.${table}`);
+  const r = await stack.pg.query('tgt', `SELECT id, xmin::text AS x FROM public.${table}`);
   return new Map(r.rows.map((x: { id: string; x: string }) => [Number(x.id), x.x]));
 }
 
 const rowsOf = async (alias: string, table: string) =>
-  (await db.query(alias, `SELECT count(*)::int AS n, md5(string_agg(t::text, ',' ORDER BY id)) AS m FROM public.${table} t`)).rows[0] as {
+  (await stack.pg.query(alias, `SELECT count(*)::int AS n, md5(string_agg(t::text, ',' ORDER BY id)) AS m FROM public.${table} t`)).rows[0] as {
     n: number;
     m: string;
   };
 
 const ledger = async (name: string) =>
-  (await db.query('tgt', `SELECT range_index, status, copied_at::text AS copied FROM backfill.ranges WHERE migration = $1 ORDER BY range_index`, [name]))
+  (await stack.pg.query('tgt', `SELECT range_index, status, copied_at::text AS copied FROM backfill.ranges WHERE migration = $1 ORDER BY range_index`, [name]))
     .rows as {
     range_index: number;
     status: string;
@@ -98,7 +84,7 @@ test('resume: after an abort with 7 of 12 ranges verified, those 7 are verified 
   const s = spec('resumed', 'items_a', 500, 'auto');
   // Range 6 (ids 3001..3500) waits on a row the test inserts and holds uncommitted: the abort comes
   // with ranges 0-5 verified and range 6 in flight, which lands before the migration stops.
-  const holder = new pg.Client({ connectionString: db.url('tgt') });
+  const holder = new pg.Client({ connectionString: stack.pg.url('tgt') });
   await holder.connect();
   await holder.query('BEGIN');
   await holder.query(`INSERT INTO public.items_a VALUES (3001, 0, 'held')`);
@@ -121,7 +107,7 @@ test('resume: after an abort with 7 of 12 ranges verified, those 7 are verified 
   assert.equal(written.size, 3500, 'the aborted run left ranges 0-6 in the target');
 
   // Range 2 (ids 1001..1500) changes in the source after it was proven: it must be copied again.
-  await db.query('src', `UPDATE public.items_a SET label = 'changed' WHERE id = 1200`);
+  await stack.pg.query('src', `UPDATE public.items_a SET label = 'changed' WHERE id = 1200`);
 
   const again = await start(s);
   assert.equal((await endingOf(again)).phase, 'completed');
@@ -157,7 +143,7 @@ test('resume: after an abort with 7 of 12 ranges verified, those 7 are verified 
     /Started again: .*public\.items_a → public\.items_a: 6 of the 7 range\(s\) the earlier run verified were verified again without a copy, 1 differed and were copied again; 6 range\(s\) copied\./,
   );
   assert.ok(renderHtml(report).includes('<p class="note">Started again: an earlier run of this name left 7 verified range(s)'), 'the HTML report says it');
-  const audit = await db.query('tgt', `SELECT action, detail->>'reason' AS reason FROM backfill.audit WHERE migration = $1 ORDER BY id`, [s.name]);
+  const audit = await stack.pg.query('tgt', `SELECT action, detail->>'reason' AS reason FROM backfill.audit WHERE migration = $1 ORDER BY id`, [s.name]);
   assert.deepEqual(
     audit.rows.slice(0, 2).map((a) => a.action),
     ['abort', 'restart'],

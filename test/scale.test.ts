@@ -1,38 +1,27 @@
 // Scale: 5,000 ranges in one migration, shared by two worker processes. The workflow continues as
 // new before any run's history nears the 10,240-event warning; state and inputs stay small.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { PostgresServer } from '../src/infra/postgres';
 import { progressQuery, reportQuery, type MigrationResult } from '../src/workflows/messages';
 import type { Report } from '../src/domain/report';
 import type { WorkflowHandle } from '@temporalio/client';
 import { fingerprint } from './helpers/sample';
-import { replayAndMaybeRecord, type TemporalHarness } from './helpers/temporal';
-import { startStack } from './helpers/stack';
+import { replayAndMaybeRecord } from './helpers/temporal';
+import { useStack } from './hooks';
 import { specFor } from './helpers/spec';
 import { backfillMigration } from '../src/workflows/migration';
 
 const TASK_QUEUE = 'scale';
 const RANGES = 5000;
-let pg: PostgresServer;
-let temporal: TemporalHarness;
-let stop: (() => Promise<void>) | undefined;
 
-before(async () => {
-  const stack = await startStack(
-    TASK_QUEUE,
-    async (db) => {
-      for (const d of ['src', 'tgt']) await db.query(d, 'CREATE TABLE public.small (id bigint PRIMARY KEY, v text)');
-      await db.query('src', `INSERT INTO public.small SELECT g, 'v' || g FROM generate_series(1, ${RANGES * 2}) g`);
-    },
-    { worker: 'process', workers: 2 },
-  );
-  ({ pg, temporal, stop } = stack);
-});
-
-after(async () => {
-  await stop?.();
-});
+const stack = useStack(
+  TASK_QUEUE,
+  async (db) => {
+    for (const d of ['src', 'tgt']) await db.query(d, 'CREATE TABLE public.small (id bigint PRIMARY KEY, v text)');
+    await db.query('src', `INSERT INTO public.small SELECT g, 'v' || g FROM generate_series(1, ${RANGES * 2}) g`);
+  },
+  { worker: 'process', workers: 2 },
+);
 
 test(`scale: ${RANGES} ranges, two workers, every run under the history warning`, async () => {
   const spec = specFor(
@@ -40,7 +29,7 @@ test(`scale: ${RANGES} ranges, two workers, every run under the history warning`
     { source: 'public.small', target: 'public.small', chunk: { column: 'id', size: 2 } },
     { taskQueue: TASK_QUEUE, concurrency: 8, cutover: { approval: 'auto' } },
   );
-  const client = temporal.env.client;
+  const client = stack.client;
   const t0 = Date.now();
   const h = await client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
   const result = (await client.workflow.getHandle(spec.name).result()) as MigrationResult;
@@ -71,9 +60,9 @@ test(`scale: ${RANGES} ranges, two workers, every run under the history warning`
   assert.equal(report.verdict, 'green');
   assert.ok(JSON.stringify(report).length < 2 * 2 ** 20, 'the report stays under 2 MB');
   assert.equal(report.tables[0].rangeSummary.verified, RANGES);
-  assert.deepEqual(await fingerprint(pg, 'tgt', 'public.small'), await fingerprint(pg, 'src', 'public.small'));
+  assert.deepEqual(await fingerprint(stack.pg, 'tgt', 'public.small'), await fingerprint(stack.pg, 'src', 'public.small'));
 
-  const workers = await pg.query('tgt', `SELECT worker, count(*)::int AS n FROM backfill.ranges WHERE migration = 'scale' GROUP BY 1 ORDER BY 1`);
+  const workers = await stack.pg.query('tgt', `SELECT worker, count(*)::int AS n FROM backfill.ranges WHERE migration = 'scale' GROUP BY 1 ORDER BY 1`);
   assert.equal(workers.rows.length, 2, `ranges by worker: ${JSON.stringify(workers.rows)}`);
   for (const w of workers.rows) assert.ok(w.n > RANGES / 10, `worker ${w.worker} took only ${w.n} ranges`);
 });

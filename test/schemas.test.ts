@@ -1,17 +1,16 @@
 // Real schemas, as users bring them: foreign keys between most tables on the target (a table that
 // references itself, a two-table cycle, a composite key), names of every kind, no chunk settings,
 // and a target constraint that refuses a row. Real PostgreSQL, real Temporal, a worker killed once.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { PostgresServer } from '../src/infra/postgres';
 import { backfillMigration } from '../src/workflows/migration';
 import { approveCutoverUpdate, progressQuery, reportQuery, rerunUpdate } from '../src/workflows/messages';
 import type { Report } from '../src/domain/report';
 import { fingerprint } from './helpers/sample';
 import { backfill } from './helpers/cli';
-import { startStack, type Stack } from './helpers/stack';
+import { useStack } from './hooks';
 import { endingOf, replayAndMaybeRecord, spawnWorker, waitForPhase, type WorkerProcess } from './helpers/temporal';
 
 const TASK_QUEUE = 'schemas';
@@ -82,33 +81,23 @@ const ODD_FILL = `
 INSERT INTO "Odd .Schema"."Order Items" SELECT g, 'q"' || g || '''', g / 4.0, g FROM generate_series(1, 1200) g;
 INSERT INTO public.refusing SELECT g, g % 50 FROM generate_series(1, 3000) g;`;
 
-let stack: Stack;
-let pg: PostgresServer;
-
-before(async () => {
-  stack = await startStack(
-    TASK_QUEUE,
-    async (server) => {
-      for (const db of ['src', 'tgt']) {
-        await server.query(db, STORE);
-        await server.query(db, ODD);
-      }
-      await server.query('src', FILL);
-      await server.query('src', ODD_FILL);
-      // The target refuses one row: a rule the source never had.
-      await server.query('tgt', 'ALTER TABLE public.refusing ADD CONSTRAINT refusing_qty_small CHECK (id <> 142)');
-    },
-    { worker: 'none' },
-  );
-  pg = stack.pg;
-});
-
-after(async () => {
-  await stack?.stop();
-});
+const stack = useStack(
+  TASK_QUEUE,
+  async (server) => {
+    for (const db of ['src', 'tgt']) {
+      await server.query(db, STORE);
+      await server.query(db, ODD);
+    }
+    await server.query('src', FILL);
+    await server.query('src', ODD_FILL);
+    // The target refuses one row: a rule the source never had.
+    await server.query('tgt', 'ALTER TABLE public.refusing ADD CONSTRAINT refusing_qty_small CHECK (id <> 142)');
+  },
+  { worker: 'none' },
+);
 
 async function constraintsOf(db: string): Promise<{ name: string; valid: boolean }[]> {
-  const r = await pg.query(db, `SELECT conname AS name, convalidated AS valid FROM pg_constraint WHERE contype = 'f' ORDER BY 1`);
+  const r = await stack.pg.query(db, `SELECT conname AS name, convalidated AS valid FROM pg_constraint WHERE contype = 'f' ORDER BY 1`);
   return r.rows.map((x) => ({ name: String(x.name), valid: x.valid === true || x.valid === 't' }));
 }
 
@@ -151,7 +140,7 @@ test(
       if (p && p.tables.reduce((a, t) => a + t.ranges.verified, 0) >= 8) break;
       await new Promise((r) => setTimeout(r, 50));
     }
-    const aside = await pg.query('tgt', `SELECT count(*)::int AS n FROM backfill.constraints WHERE migration = 'music-store' AND state = 'set-aside'`);
+    const aside = await stack.pg.query('tgt', `SELECT count(*)::int AS n FROM backfill.constraints WHERE migration = 'music-store' AND state = 'set-aside'`);
     assert.equal(aside.rows[0].n, before.length, 'every foreign key set aside, its definition kept');
     await worker.kill();
     worker = await spawnWorker(stack.temporal.address, TASK_QUEUE);
@@ -165,10 +154,10 @@ test(
       );
       // A rerun of a parent's range once the constraints are back: its delete must not cascade to
       // the albums (album_artist_id_fkey is ON DELETE CASCADE), nor trip a constraint.
-      const albums = await fingerprint(pg, 'tgt', 'public.album');
+      const albums = await fingerprint(stack.pg, 'tgt', 'public.album');
       const copiedAt = async () =>
         String(
-          (await pg.query('tgt', `SELECT copied_at::text AS at FROM backfill.ranges WHERE migration = 'music-store' AND source_table = 'public.artist'`))
+          (await stack.pg.query('tgt', `SELECT copied_at::text AS at FROM backfill.ranges WHERE migration = 'music-store' AND source_table = 'public.artist'`))
             .rows[0].at,
         );
       const first = await copiedAt();
@@ -185,8 +174,8 @@ test(
       assert.equal(again.phase, 'awaiting_approval');
       // The same rows give the same evidence, and so the same digest.
       assert.equal(again.digest, gate.digest);
-      assert.deepEqual(await fingerprint(pg, 'tgt', 'public.album'), albums, 'the children are untouched');
-      const back = await pg.query(
+      assert.deepEqual(await fingerprint(stack.pg, 'tgt', 'public.album'), albums, 'the children are untouched');
+      const back = await stack.pg.query(
         'tgt',
         `SELECT count(*)::int AS n FROM backfill.constraints WHERE migration = 'music-store' AND state = 'restored' AND detail IS NULL`,
       );
@@ -201,7 +190,7 @@ test(
     }
     for (const t of STORE_TABLES) {
       const q = t === '"User"' ? 'public."User"' : `public.${t}`;
-      assert.deepEqual(await fingerprint(pg, 'tgt', q), await fingerprint(pg, 'src', q), `${t} equal`);
+      assert.deepEqual(await fingerprint(stack.pg, 'tgt', q), await fingerprint(stack.pg, 'src', q), `${t} equal`);
     }
     const afterwards = await constraintsOf('tgt');
     assert.deepEqual(
@@ -251,7 +240,7 @@ test('names of every kind: a schema with a space and a dot, a table with a space
     await worker.stop();
   }
   const q = '"Odd .Schema"."Order Items"';
-  assert.deepEqual(await fingerprint(pg, 'tgt', q), await fingerprint(pg, 'src', q));
+  assert.deepEqual(await fingerprint(stack.pg, 'tgt', q), await fingerprint(stack.pg, 'src', q));
 });
 
 test('a row the target refuses: needs_attention names the table, range, constraint and key; fixed, rerun, green', { timeout: 120_000 }, async () => {
@@ -277,12 +266,12 @@ test('a row the target refuses: needs_attention names the table, range, constrai
     assert.equal(r0.refused?.constraint, 'refusing_qty_small');
     assert.deepEqual(r0.refused?.key, ['142']);
     assert.match(r0.refused?.message ?? '', /violates check constraint "refusing_qty_small"/);
-    const ledger = await pg.query('tgt', `SELECT status, last_error FROM backfill.ranges WHERE migration = 'refusing' AND range_index = 0`);
+    const ledger = await stack.pg.query('tgt', `SELECT status, last_error FROM backfill.ranges WHERE migration = 'refusing' AND range_index = 0`);
     assert.equal(ledger.rows[0].status, 'refused');
     assert.match(String(ledger.rows[0].last_error), /refusing_qty_small/);
 
     // The operator fixes the target, then reruns only that range.
-    await pg.query('tgt', 'ALTER TABLE public.refusing DROP CONSTRAINT refusing_qty_small');
+    await stack.pg.query('tgt', 'ALTER TABLE public.refusing DROP CONSTRAINT refusing_qty_small');
     await h.executeUpdate(rerunUpdate, { args: [{ ranges: [0] }] });
     const result = await h.result();
     assert.equal(result.phase, 'completed');
@@ -290,7 +279,7 @@ test('a row the target refuses: needs_attention names the table, range, constrai
   } finally {
     await worker.stop();
   }
-  assert.deepEqual(await fingerprint(pg, 'tgt', 'public.refusing'), await fingerprint(pg, 'src', 'public.refusing'));
+  assert.deepEqual(await fingerprint(stack.pg, 'tgt', 'public.refusing'), await fingerprint(stack.pg, 'src', 'public.refusing'));
 });
 
 test(
@@ -303,11 +292,11 @@ CREATE TABLE parted.customer (id int PRIMARY KEY, name text);
 CREATE TABLE parted.lines (id bigint NOT NULL, region text NOT NULL, cust int REFERENCES parted.customer (id), PRIMARY KEY (id, region)) PARTITION BY LIST (region);
 CREATE TABLE parted.lines_eu PARTITION OF parted.lines FOR VALUES IN ('eu');
 CREATE TABLE parted.lines_us PARTITION OF parted.lines FOR VALUES IN ('us');`;
-    for (const db of ['src', 'tgt']) await pg.query(db, ddl);
-    await pg.query('src', 'INSERT INTO parted.customer SELECT g, $1 || g FROM generate_series(1, 200) g', ['c']);
-    await pg.query('src', `INSERT INTO parted.lines SELECT g, CASE WHEN g % 2 = 0 THEN 'eu' ELSE 'us' END, 1 + g % 200 FROM generate_series(1, 3000) g`);
+    for (const db of ['src', 'tgt']) await stack.pg.query(db, ddl);
+    await stack.pg.query('src', 'INSERT INTO parted.customer SELECT g, $1 || g FROM generate_series(1, 200) g', ['c']);
+    await stack.pg.query('src', `INSERT INTO parted.lines SELECT g, CASE WHEN g % 2 = 0 THEN 'eu' ELSE 'us' END, 1 + g % 200 FROM generate_series(1, 3000) g`);
     const keys = `SELECT conrelid::regclass::text AS owner, convalidated AS valid FROM pg_constraint WHERE contype = 'f' AND connamespace = 'parted'::regnamespace ORDER BY 1`;
-    const setUp = (await pg.query('tgt', keys)).rows;
+    const setUp = (await stack.pg.query('tgt', keys)).rows;
     assert.equal(setUp.length, 3, JSON.stringify(setUp));
     const spec = {
       name: 'parted',
@@ -328,12 +317,12 @@ CREATE TABLE parted.lines_us PARTITION OF parted.lines FOR VALUES IN ('us');`;
     } finally {
       await worker.stop();
     }
-    const restored = (await pg.query('tgt', keys)).rows.map((r) => ({ owner: String(r.owner), valid: r.valid === true || r.valid === 't' }));
+    const restored = (await stack.pg.query('tgt', keys)).rows.map((r) => ({ owner: String(r.owner), valid: r.valid === true || r.valid === 't' }));
     assert.deepEqual(restored, [
       { owner: 'parted.lines', valid: true },
       { owner: 'parted.lines_eu', valid: true },
       { owner: 'parted.lines_us', valid: true },
     ]);
-    assert.deepEqual(await fingerprint(pg, 'tgt', 'parted.lines'), await fingerprint(pg, 'src', 'parted.lines'));
+    assert.deepEqual(await fingerprint(stack.pg, 'tgt', 'parted.lines'), await fingerprint(stack.pg, 'src', 'parted.lines'));
   },
 );

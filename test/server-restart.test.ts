@@ -1,46 +1,42 @@
 // The Temporal server itself restarts mid-migration (its state in a SQLite file): the worker
 // reconnects by itself and the migration completes. And setConcurrency changes the window live.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { freePort, type PostgresServer } from '../src/infra/postgres';
+import { freePort } from '../src/infra/postgres';
 import { startDevServer } from '../src/infra/temporal';
 import { progressQuery, setConcurrencySignal, type MigrationResult } from '../src/workflows/messages';
 import { backfillMigration } from '../src/workflows/migration';
 import { fingerprint } from './helpers/sample';
 import { spawnWorker, temporalCli, type WorkerProcess } from './helpers/temporal';
-import { startDatabases } from './helpers/stack';
+import { onTeardown, setup, useDatabases } from './hooks';
 import { specFor } from './helpers/spec';
 
 const TASK_QUEUE = 'restart';
-let pg: PostgresServer;
 let env: TestWorkflowEnvironment;
 let worker: WorkerProcess;
 let port: number;
 let dbFilename: string;
-let stop: (() => Promise<void>) | undefined;
 
 // The databases from the shared stack; the dev server is this file's own, on a port and a SQLite
 // file (in the stack's temporary folder) it can be restarted on.
-before(async () => {
-  temporalCli();
-  const dbs = await startDatabases(async (db) => {
-    await db.query('src', 'CREATE TABLE public.t (id bigint PRIMARY KEY, v text, n numeric)');
-    await db.query('src', `INSERT INTO public.t SELECT g, md5(g::text), g / 3.0 FROM generate_series(1, 200000) g`);
-    for (const x of ['a', 'b']) await db.query('tgt', `CREATE TABLE public.t_${x} (id bigint PRIMARY KEY, v text, n numeric)`);
-  });
-  ({ pg, stop } = dbs);
-  dbFilename = join(dbs.dir, 'temporal.db');
-  port = await freePort();
-  env = await startDevServer({ dbFilename, port });
-  worker = await spawnWorker(env.address, TASK_QUEUE);
+const dbs = useDatabases(async (db) => {
+  await db.query('src', 'CREATE TABLE public.t (id bigint PRIMARY KEY, v text, n numeric)');
+  await db.query('src', `INSERT INTO public.t SELECT g, md5(g::text), g / 3.0 FROM generate_series(1, 200000) g`);
+  for (const x of ['a', 'b']) await db.query('tgt', `CREATE TABLE public.t_${x} (id bigint PRIMARY KEY, v text, n numeric)`);
 });
 
-after(async () => {
-  await worker?.stop();
-  await env?.teardown().catch(() => undefined);
-  await stop?.();
+setup(async () => {
+  temporalCli();
+  dbFilename = join(dbs.dir, 'temporal.db');
+  port = await freePort();
+  onTeardown(async () => {
+    await worker?.stop();
+    await env?.teardown().catch(() => undefined);
+  });
+  env = await startDevServer({ dbFilename, port });
+  worker = await spawnWorker(env.address, TASK_QUEUE);
 });
 
 const spec = (name: string, target: string, concurrency: number) =>
@@ -64,7 +60,7 @@ test('the Temporal server restarts mid-migration; the worker reconnects and the 
   env = await startDevServer({ dbFilename, port });
   const result = (await env.client.workflow.getHandle(s.name).result()) as MigrationResult;
   assert.equal(result.phase, 'completed');
-  assert.deepEqual(await fingerprint(pg, 'tgt', 'public.t_a'), await fingerprint(pg, 'src', 'public.t'));
+  assert.deepEqual(await fingerprint(dbs.pg, 'tgt', 'public.t_a'), await fingerprint(dbs.pg, 'src', 'public.t'));
   assert.ok(worker.alive(), 'the same worker process carried on');
 });
 
@@ -93,5 +89,5 @@ test('setConcurrency widens the window of a running migration, and the window is
   assert.equal(result.phase, 'completed');
   assert.equal(maxBefore, 1);
   assert.ok(maxAfter >= 2, `after setConcurrency 3, at most ${maxAfter} range(s) were seen in flight`);
-  assert.deepEqual(await fingerprint(pg, 'tgt', 'public.t_b'), await fingerprint(pg, 'src', 'public.t'));
+  assert.deepEqual(await fingerprint(dbs.pg, 'tgt', 'public.t_b'), await fingerprint(dbs.pg, 'src', 'public.t'));
 });

@@ -1,13 +1,13 @@
 // Malformed specs are refused before anything starts: every problem named with its path, exit 2,
 // no stack trace, no secret echoed.
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { checkSpec } from '../src/spec/schema';
 import { backfill } from './helpers/cli';
-import { tempDir } from './helpers/stack';
+import { useTempDir } from './hooks';
 
 const good = () => ({
   name: 'orders-v2',
@@ -203,9 +203,7 @@ test('spec: every problem is reported at once', () => {
   assert.equal(r.problems.length, 3, r.problems.join('\n'));
 });
 
-const tmp = tempDir('backfill-spec-');
-after(() => tmp.remove());
-const dir = tmp.path;
+const dir = useTempDir('backfill-spec-').path;
 const file = (name: string, text: string) => {
   const p = join(dir, name);
   writeFileSync(p, text);

@@ -3,7 +3,7 @@
 // sides), money, interval, inet/cidr, bit, xml, json, floats (-0 against 0), identity and generated columns, and a
 // partitioned table as source and as target. The spec is the one `backfill init` writes for the
 // whole schema; `validate` and `start --wait` run as a user would run them.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,7 +13,7 @@ import { abortSignal, progressQuery, reportQuery } from '../src/workflows/messag
 import type { Report } from '../src/domain/report';
 import { fingerprint } from './helpers/sample';
 import { backfill } from './helpers/cli';
-import { startStack, type Stack } from './helpers/stack';
+import { useStack } from './hooks';
 import { endingOf, waitForPhase } from './helpers/temporal';
 
 const TASK_QUEUE = 'types';
@@ -94,22 +94,14 @@ const CHANGES: Record<string, string> = {
 };
 const TABLES = Object.keys(CHANGES);
 
-let stack: Stack;
-
-before(async () => {
-  stack = await startStack(
-    TASK_QUEUE,
-    async (pg) => {
-      for (const db of ['src', 'tgt']) await pg.query(db, SCHEMA);
-      await pg.query('src', FILL);
-    },
-    { worker: 'process' },
-  );
-});
-
-after(async () => {
-  await stack?.stop();
-});
+const stack = useStack(
+  TASK_QUEUE,
+  async (pg) => {
+    for (const db of ['src', 'tgt']) await pg.query(db, SCHEMA);
+    await pg.query('src', FILL);
+  },
+  { worker: 'process' },
+);
 
 test('every type: a spec from `backfill init` for the whole schema copies each table, proven equal', { timeout: 240_000 }, async () => {
   const env = { TEMPORAL_ADDRESS: stack.temporal.address };

@@ -3,29 +3,28 @@
 // column), a gated migration's timeline (a summary per activity naming its table and key range),
 // its User Metadata page (the static summary and details from `backfill start`, the current
 // details with the digest and the approval steps), and the approval done through the UI itself.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { freePort } from '../src/infra/postgres';
 import { startSummary } from '../src/cli/summary';
 import { reportQuery } from '../src/workflows/messages';
 import type { Report } from '../src/domain/report';
 import { backfill } from './helpers/cli';
 import { endingOf, waitForPhase } from './helpers/temporal';
-import { startStack, type Stack } from './helpers/stack';
+import { setup, useBrowser, useStack } from './hooks';
 import { parsed, specFor } from './helpers/spec';
-import { browserMissing, launchBrowser } from './helpers/browser';
+import { browserMissing } from './helpers/browser';
 import { configureListColumns, fillUpdate, listRow, markdownUnder, seenInList, visible } from './helpers/temporal-ui';
 
 const TASK_QUEUE = 'ui';
 const ROWS = 100_000;
 const missing = browserMissing();
 
-let stack: Stack | undefined;
-let browser: Browser | undefined;
+let uiPort: number;
 let ui: string;
 
 const cutover = {
@@ -50,31 +49,27 @@ const cancelled = specFor(
   { taskQueue: TASK_QUEUE, cutover },
 );
 
-before(async () => {
-  if (missing) return;
-  const uiPort = await freePort();
-  stack = await startStack(
-    TASK_QUEUE,
-    async (pg) => {
-      await pg.query('src', 'CREATE TABLE public.orders (id bigint PRIMARY KEY, status text NOT NULL, amount numeric(12,2) NOT NULL)');
-      await pg.query(
-        'src',
-        "INSERT INTO public.orders SELECT g, (ARRAY['new','paid','shipped'])[1 + g % 3], g % 1000 / 7.0 FROM generate_series(0, $1::int - 1) g",
-        [ROWS],
-      );
-      for (const t of ['orders_v2', 'orders_a', 'orders_c'])
-        await pg.query('tgt', `CREATE TABLE public.${t} (id bigint PRIMARY KEY, status text NOT NULL, amount numeric(12,2) NOT NULL)`);
-    },
-    { worker: 'process', uiPort },
-  );
+// The UI's port, before the stack starts on it.
+setup(async () => {
+  uiPort = await freePort();
   ui = `http://127.0.0.1:${uiPort}/namespaces/default`;
-  browser = await launchBrowser();
 });
 
-after(async () => {
-  await browser?.close();
-  await stack?.stop();
-});
+const stack = useStack(
+  TASK_QUEUE,
+  async (pg) => {
+    await pg.query('src', 'CREATE TABLE public.orders (id bigint PRIMARY KEY, status text NOT NULL, amount numeric(12,2) NOT NULL)');
+    await pg.query(
+      'src',
+      "INSERT INTO public.orders SELECT g, (ARRAY['new','paid','shipped'])[1 + g % 3], g % 1000 / 7.0 FROM generate_series(0, $1::int - 1) g",
+      [ROWS],
+    );
+    for (const t of ['orders_v2', 'orders_a', 'orders_c'])
+      await pg.query('tgt', `CREATE TABLE public.${t} (id bigint PRIMARY KEY, status text NOT NULL, amount numeric(12,2) NOT NULL)`);
+  },
+  () => ({ worker: 'process', uiPort, skip: missing }),
+);
+const chromium = useBrowser(missing);
 
 async function step<T>(page: Page, name: string, fn: () => Promise<T>): Promise<T> {
   try {
@@ -88,10 +83,10 @@ async function step<T>(page: Page, name: string, fn: () => Promise<T>): Promise<
 }
 
 test('the Temporal UI shows an operator the migration: list, timeline, summary, current details, the approval', { skip: missing }, async () => {
-  const { client } = stack!.temporal.env;
-  const env = { TEMPORAL_ADDRESS: stack!.temporal.address };
+  const { client } = stack.temporal.env;
+  const env = { TEMPORAL_ADDRESS: stack.temporal.address };
   for (const spec of [gated, aborted, cancelled]) {
-    const file = join(stack!.dir, `${spec.name}.json`);
+    const file = join(stack.dir, `${spec.name}.json`);
     writeFileSync(file, JSON.stringify(spec));
     // As operators start one: `backfill start` sets the static summary and details.
     const r = await backfill(['start', file], env);
@@ -105,7 +100,7 @@ test('the Temporal UI shows an operator the migration: list, timeline, summary, 
   const report: Report = await g.query(reportQuery);
   const runId = (await g.describe()).runId;
 
-  const page = await browser!.newPage({ viewport: { width: 1280, height: 900 } });
+  const page = await chromium.browser!.newPage({ viewport: { width: 1280, height: 900 } });
   page.setDefaultTimeout(20_000);
 
   await step(page, 'the workflow list', async () => {

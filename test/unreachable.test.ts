@@ -4,52 +4,47 @@
 // `resume` tries again once the database is back. `abort` and Temporal's cancellation end it within
 // seconds while it waits. No failure a person sees carries a stack trace or a source path. `status`
 // without a worker says that no worker polls the task queue.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import type { WorkflowHandle } from '@temporalio/client';
-import { freePort, type PostgresServer } from '../src/infra/postgres';
+import { freePort } from '../src/infra/postgres';
 import { backfillMigration } from '../src/workflows/migration';
 import { progressQuery, type Progress } from '../src/workflows/messages';
 import { CLI, backfill, run } from './helpers/cli';
-import { endingOf, replayAndMaybeRecord, waitForPhase, type TemporalHarness } from './helpers/temporal';
-import { startStack } from './helpers/stack';
+import { endingOf, replayAndMaybeRecord, waitForPhase } from './helpers/temporal';
+import { setup, useStack } from './hooks';
 import { specFor } from './helpers/spec';
 import { FILL_WRITER_TABLE, WRITER_TABLE } from '../src/db/demo';
 
 const TASK_QUEUE = 'unreachable';
-let pg: PostgresServer;
-let temporal: TemporalHarness;
-let stop: (() => Promise<void>) | undefined;
 /** The port the source alias points at: closed until a test opens a gate to the real server on it. */
 let port: number;
 
-before(async () => {
+// Before the stack starts: its urlFor reads it.
+setup(async () => {
   port = await freePort();
-  ({ pg, temporal, stop } = await startStack(
-    TASK_QUEUE,
-    async (db) => {
-      await db.query('src', 'CREATE TABLE public.items (id bigint PRIMARY KEY, qty int NOT NULL)');
-      await db.query('src', 'INSERT INTO public.items SELECT g, g % 7 FROM generate_series(1, 3000) g');
-      for (const t of ['items_a', 'items_b', 'items_c', 'items_d']) await db.query('tgt', `CREATE TABLE public.${t} (id bigint PRIMARY KEY, qty int NOT NULL)`);
-      await db.query('src', WRITER_TABLE('public.accounts'));
-      await db.query('src', FILL_WRITER_TABLE('public.accounts', 6000));
-      await db.query('tgt', WRITER_TABLE('public.accounts'));
-    },
-    // The worker reaches the source through a port where, for now, nothing listens.
-    { urlFor: (alias, url) => (alias === 'src' ? url.replace(/:(\d+)\//, `:${port}/`) : url) },
-  ));
 });
 
-after(async () => {
-  await stop?.();
-});
+const stack = useStack(
+  TASK_QUEUE,
+  async (db) => {
+    await db.query('src', 'CREATE TABLE public.items (id bigint PRIMARY KEY, qty int NOT NULL)');
+    await db.query('src', 'INSERT INTO public.items SELECT g, g % 7 FROM generate_series(1, 3000) g');
+    for (const t of ['items_a', 'items_b', 'items_c', 'items_d']) await db.query('tgt', `CREATE TABLE public.${t} (id bigint PRIMARY KEY, qty int NOT NULL)`);
+    await db.query('src', WRITER_TABLE('public.accounts'));
+    await db.query('src', FILL_WRITER_TABLE('public.accounts', 6000));
+    await db.query('tgt', WRITER_TABLE('public.accounts'));
+  },
+  // The worker reaches the source through a port where, for now, nothing listens.
+  { urlFor: (alias, url) => (alias === 'src' ? url.replace(/:(\d+)\//, `:${port}/`) : url) },
+);
 
 /** The real source server, served on the closed port from now on (the database comes back). */
 function openGate(): Promise<{ close(): Promise<void> }> {
   const sockets = new Set<Socket>();
   const server: Server = createServer((client) => {
-    const upstream = connect(pg.port, '127.0.0.1');
+    const upstream = connect(stack.pg.port, '127.0.0.1');
     for (const s of [client, upstream]) {
       sockets.add(s);
       s.on('error', () => undefined);
@@ -70,7 +65,7 @@ function openGate(): Promise<{ close(): Promise<void> }> {
   );
 }
 
-const cli = () => ({ TEMPORAL_ADDRESS: temporal.address });
+const cli = () => ({ TEMPORAL_ADDRESS: stack.temporal.address });
 
 const itemsSpec = (name: string, target: string, unreachable?: string) =>
   specFor(
@@ -122,7 +117,7 @@ test(
   { timeout: 90_000 },
   async () => {
     const spec = itemsSpec('unreachable-resumed', 'public.items_a', '4 seconds');
-    const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
+    const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
     const seen = await waitUntil(h, (p) => (p.waiting ?? []).length > 0, 10_000);
     const w = seen.p.waiting![0];
     assert.equal(w.what, `src (127.0.0.1:${port})`);
@@ -177,7 +172,7 @@ test(
 
 test('abort while a database cannot be reached ends the migration within seconds, as aborted', { timeout: 90_000 }, async () => {
   const spec = itemsSpec('unreachable-aborted', 'public.items_b');
-  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
+  const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
   await waitUntil(h, (p) => (p.waiting ?? []).length > 0, 10_000);
   const t0 = Date.now();
   const r = await backfill(['abort', spec.name, '--reason', 'source is gone'], cli());
@@ -192,7 +187,7 @@ test('abort while a database cannot be reached ends the migration within seconds
 
 test("Temporal's cancellation while a database cannot be reached ends the migration within seconds, as aborted", { timeout: 90_000 }, async () => {
   const spec = itemsSpec('unreachable-cancelled', 'public.items_c');
-  const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
+  const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
   await waitUntil(h, (p) => (p.waiting ?? []).length > 0, 10_000);
   const t0 = Date.now();
   await h.cancel();
@@ -209,7 +204,7 @@ test('a source that goes away mid-backfill: the range waits in sight, and abort 
     // 30 small ranges, one at a time: the pause lands with most of them still to copy.
     const base = itemsSpec('unreachable-mid-backfill', 'public.items_c');
     const spec = { ...base, concurrency: 1, tables: [{ ...base.tables[0], chunk: { column: 'id', size: 100 } }] };
-    const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
+    const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
     await waitUntil(h, (p) => p.phase === 'backfilling' && p.tables[0].ranges.verified >= 1, 30_000);
     await h.signal('pause');
     await waitUntil(h, (p) => p.tables[0].ranges.inFlight === 0, 30_000);
@@ -251,7 +246,7 @@ test(
           cutover: { approval: 'required' },
         },
       );
-      const h = await temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
+      const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
       await waitUntil(h, (p) => p.phase === 'backfilling' && p.tables.length > 0 && p.tables[0].ranges.verified >= 1, 60_000);
       await h.signal('pause');
       await waitUntil(h, (p) => p.tables[0].ranges.inFlight === 0, 30_000);
@@ -279,7 +274,7 @@ test(
 
 test('status says that no worker polls the task queue, with the last phase Temporal knows', { timeout: 90_000 }, async () => {
   const spec = { ...itemsSpec('no-worker', 'public.items_d'), taskQueue: 'nobody-polls-this' };
-  await temporal.env.client.workflow.start(backfillMigration, { taskQueue: 'nobody-polls-this', workflowId: spec.name, args: [spec] });
+  await stack.client.workflow.start(backfillMigration, { taskQueue: 'nobody-polls-this', workflowId: spec.name, args: [spec] });
   const t0 = Date.now();
   const r = await backfill(['status', spec.name], cli());
   assert.ok(Date.now() - t0 < 15_000, 'answers without waiting for a query to time out');
@@ -287,5 +282,5 @@ test('status says that no worker polls the task queue, with the last phase Tempo
   assert.match(r.stdout, /no worker polls its task queue "nobody-polls-this"/);
   assert.match(r.stdout, /backfill worker/);
   assert.doesNotMatch(r.stdout + r.stderr, /Failed to query/);
-  await temporal.env.client.workflow.getHandle(spec.name).terminate('test done');
+  await stack.client.workflow.getHandle(spec.name).terminate('test done');
 });

@@ -2,7 +2,7 @@
 // util-linux `script`): a bar per table with rows/s and an ETA measured from the migration's own
 // progress, and at the gate the steps to approve exactly the digest presented. The rate arithmetic
 // itself is tested on a clock of our own.
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { backfillMigration } from '../src/workflows/migration';
@@ -15,14 +15,11 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI } from './helpers/cli';
 import { Terminal, tmuxMissing } from './helpers/terminal';
-import { replayAndMaybeRecord, waitForPhase, type TemporalHarness } from './helpers/temporal';
-import { startStack } from './helpers/stack';
+import { replayAndMaybeRecord, waitForPhase } from './helpers/temporal';
+import { useStack } from './hooks';
 import { specFor } from './helpers/spec';
 
 const TASK_QUEUE = 'watch';
-let temporal: TemporalHarness;
-let dir: string;
-let stop: (() => Promise<void>) | undefined;
 
 test('watch: rates over a sliding window, an ETA from the ranges still to do, short units', () => {
   const r = new Rates(10_000);
@@ -112,22 +109,16 @@ test('watch: the gate steps name who may approve and the exact digest; nothing o
   assert.match(gateInstructions({ ...base, phase: 'awaiting_approval', digest: 'd', approvers: [] }), /who may approve: anyone/);
 });
 
-before(async () => {
-  ({ temporal, dir, stop } = await startStack(TASK_QUEUE, async (db) => {
-    for (const [t, n] of [
-      ['orders', 200_000],
-      ['items', 60_000],
-    ] as const) {
-      await db.query('src', `CREATE TABLE public.${t} (id bigint PRIMARY KEY, note text)`);
-      await db.query('src', `INSERT INTO public.${t} SELECT g, 'row ' || g FROM generate_series(1, ${n}) g`);
-      await db.query('tgt', `CREATE TABLE public.${t} (id bigint PRIMARY KEY, note text)`);
-    }
-    for (const t of ['items_narrow', 'orders_started']) await db.query('tgt', `CREATE TABLE public.${t} (id bigint PRIMARY KEY, note text)`);
-  }));
-});
-
-after(async () => {
-  await stop?.();
+const stack = useStack(TASK_QUEUE, async (db) => {
+  for (const [t, n] of [
+    ['orders', 200_000],
+    ['items', 60_000],
+  ] as const) {
+    await db.query('src', `CREATE TABLE public.${t} (id bigint PRIMARY KEY, note text)`);
+    await db.query('src', `INSERT INTO public.${t} SELECT g, 'row ' || g FROM generate_series(1, ${n}) g`);
+    await db.query('tgt', `CREATE TABLE public.${t} (id bigint PRIMARY KEY, note text)`);
+  }
+  for (const t of ['items_narrow', 'orders_started']) await db.query('tgt', `CREATE TABLE public.${t} (id bigint PRIMARY KEY, note text)`);
 });
 
 const plain = (s: string) => s.replace(/\u001b\[[0-9;?]*[A-Za-z]/g, '').replace(/\r/g, '\n');
@@ -143,7 +134,7 @@ test('watch: in a terminal, a bar per table with rows/s and ETA, then the gate s
   );
   // Paused from its first task until the watch shows its bars, then resumed, and polled every 0.2 s:
   // the copy is seen running however fast this machine copies.
-  const h = await temporal.env.client.workflow.signalWithStart(backfillMigration, {
+  const h = await stack.client.workflow.signalWithStart(backfillMigration, {
     taskQueue: TASK_QUEUE,
     workflowId: spec.name,
     args: [spec],
@@ -152,7 +143,7 @@ test('watch: in a terminal, a bar per table with rows/s and ETA, then the gate s
   });
   const cmd = `${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} status --watch --interval 0.2 watched`;
   const tty = spawn('script', ['-qfec', cmd, '/dev/null'], {
-    env: { ...process.env, TEMPORAL_ADDRESS: temporal.address, TERM: 'xterm', COLUMNS: '200' },
+    env: { ...process.env, TEMPORAL_ADDRESS: stack.temporal.address, TERM: 'xterm', COLUMNS: '200' },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   let out = '';
@@ -203,17 +194,17 @@ test(
       { taskQueue: TASK_QUEUE, concurrency: 2, cutover: { approval: 'required', approvers: ['alice'] } },
     );
     // Paused until the watch shows its bar: the gate's steps then come over bars drawn before them.
-    const h = await temporal.env.client.workflow.signalWithStart(backfillMigration, {
+    const h = await stack.client.workflow.signalWithStart(backfillMigration, {
       taskQueue: TASK_QUEUE,
       workflowId: name,
       args: [spec],
       signal: pauseSignal,
       signalArgs: [],
     });
-    const term = new Terminal(dir, [process.execPath, CLI, 'status', '--watch', '--interval', '0.2', name], {
+    const term = new Terminal(stack.dir, [process.execPath, CLI, 'status', '--watch', '--interval', '0.2', name], {
       columns: 80,
       rows: 40,
-      env: { TEMPORAL_ADDRESS: temporal.address },
+      env: { TEMPORAL_ADDRESS: stack.temporal.address },
     });
     try {
       await term.waitFor((rows) => rows.some((r) => r.includes('public.items → public.items_narrow')));
@@ -275,10 +266,14 @@ test('start --wait in a terminal (tmux): Ctrl-C gives the cursor back and leaves
     { source: 'public.orders', target: 'public.orders_started', chunk: { column: 'id', size: 1000 } },
     { taskQueue: TASK_QUEUE, concurrency: 1, cutover: { approval: 'required' } },
   );
-  const file = join(dir, 'started.json');
+  const file = join(stack.dir, 'started.json');
   writeFileSync(file, JSON.stringify(spec));
-  const term = new Terminal(dir, [process.execPath, CLI, 'start', file, '--wait'], { columns: 100, rows: 30, env: { TEMPORAL_ADDRESS: temporal.address } });
-  const h = temporal.env.client.workflow.getHandle(name);
+  const term = new Terminal(stack.dir, [process.execPath, CLI, 'start', file, '--wait'], {
+    columns: 100,
+    rows: 30,
+    env: { TEMPORAL_ADDRESS: stack.temporal.address },
+  });
+  const h = stack.client.workflow.getHandle(name);
   try {
     await term.waitFor((rows) => rows.some((r) => r.includes('public.orders → public.orders_started')));
     await sleep(300);

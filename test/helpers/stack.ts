@@ -2,6 +2,8 @@
 // database per connection alias (`src` and `tgt` by default), prepared by the test, each alias's
 // connection in BACKFILL_DB_<ALIAS> (for workers too), and a temporary folder. `startStack`: the
 // same, then a Temporal dev server and its workers. `stop` takes down whatever was started.
+// The test files start them through test/hooks.ts (useDatabases, useStack), which registers the
+// before/after pair.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
