@@ -285,3 +285,15 @@ test("sql: every SQL text lives in src/db/ or in a capability's sql.ts", () => {
     .flatMap((f) => sqlStatementLines(readFileSync(join(ROOT, f), 'utf8')).map((n) => `${f}:${n}`));
   assert.deepEqual(outside, [], `SQL outside src/db/ and the capabilities' sql.ts (move it there, as a constant or a small builder):\n${outside.join('\n')}`);
 });
+
+test('shape: no module passes 500 lines, and the workflow file stays a stage loop (250 lines at most)', () => {
+  const lines = (f: string) => readFileSync(join(ROOT, f), 'utf8').split('\n').length - 1;
+  const long = tsFiles('src')
+    .filter((f) => lines(f) > 500)
+    .map((f) => `${f}: ${lines(f)} lines`);
+  assert.deepEqual(long, [], `split these by what they do (README, Code map):\n${long.join('\n')}`);
+  assert.ok(
+    lines('src/workflows/migration.ts') <= 250,
+    `src/workflows/migration.ts has ${lines('src/workflows/migration.ts')} lines: move a stage into its capability`,
+  );
+});
