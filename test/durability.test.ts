@@ -4,8 +4,6 @@
 // retrying forever. Pause and resume on the way.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import pgLib from 'pg';
-import type { WorkflowHandle } from '@temporalio/client';
 import { backfillMigration } from '../src/workflows/migration';
 import { WorkflowFailedError } from '@temporalio/client';
 import { abortSignal, approveCutoverUpdate, pauseSignal, progressQuery, reportQuery, resumeSignal } from '../src/workflows/messages';
@@ -15,6 +13,7 @@ import { waitForPhase } from './helpers/temporal';
 import { endingOf, replayAndMaybeRecord } from './helpers/temporal';
 import { useStack } from './hooks';
 import { specFor } from './helpers/spec';
+import { assertRetried, holdActivity, tableGate, until } from './helpers/fault-points';
 
 const TASK_QUEUE = 'durability';
 
@@ -47,21 +46,6 @@ const spec = (name: string, target: string, extra: Record<string, unknown> = {})
   );
 
 const worker = () => stack.spawnWorker();
-
-/** Polls `ok`; a query fails while no live worker has the workflow (right after a kill): poll on. */
-const until = async (what: string, ok: () => Promise<boolean>, ms = 120_000) => {
-  const end = Date.now() + ms;
-  let last: unknown;
-  while (Date.now() < end) {
-    try {
-      if (await ok()) return;
-    } catch (e) {
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${(last as Error).message})` : ''}`);
-};
 
 async function liveWorker(): Promise<void> {
   if (!stack.workers.some((w) => w.alive())) await worker();
@@ -112,76 +96,6 @@ test(
   },
 );
 
-/**
- * Stops every statement on a target table at a moment the test chooses: an ACCESS EXCLUSIVE lock
- * held in an open transaction. `step` lets each statement already waiting run (a new lock is queued
- * behind them first), so a multi-statement activity advances one statement at a time.
- */
-async function tableGate(db: string, table: string) {
-  const open = async () => {
-    const c = new pgLib.Client({ connectionString: stack.pg.url(db) });
-    await c.connect();
-    await c.query('BEGIN');
-    return c;
-  };
-  let holder = await open();
-  await holder.query(`LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
-  let since = String((await holder.query('SELECT clock_timestamp()::text AS t')).rows[0].t);
-  return {
-    /** our sessions waiting on the gate that started after the last step (not a killed worker's) */
-    async waiting(): Promise<number> {
-      const r = await stack.pg.query(
-        'postgres',
-        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'backfill' AND wait_event_type = 'Lock' AND query_start > $1::timestamptz`,
-        [since],
-      );
-      return r.rows[0].n;
-    },
-    async step(): Promise<void> {
-      const next = await open();
-      since = String((await next.query('SELECT clock_timestamp()::text AS t')).rows[0].t);
-      const granted = next.query(`LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
-      // Queued behind the waiting statements before the old lock goes.
-      await until(
-        'the next lock queued',
-        async () =>
-          (
-            await stack.pg.query('postgres', `SELECT count(*)::int AS n FROM pg_locks WHERE pid = $1 AND NOT granted`, [
-              (next as unknown as { processID: number }).processID,
-            ])
-          ).rows[0].n > 0,
-        10_000,
-      );
-      await holder.query('COMMIT');
-      await holder.end();
-      await granted;
-      holder = next;
-    },
-    async open(): Promise<void> {
-      await holder.query('COMMIT');
-      await holder.end();
-    },
-  };
-}
-
-/** The activities of a type the server sees started and not yet finished. */
-async function started(h: WorkflowHandle, type: string): Promise<number> {
-  const d = await h.describe();
-  return (d.raw.pendingActivities ?? []).filter((a) => a.activityType?.name === type && Number(a.state) === 2).length;
-}
-
-/** Steps the gate until an activity of `type` is started while a statement waits at the gate. */
-async function stepUntilBlocked(h: WorkflowHandle, gate: Awaited<ReturnType<typeof tableGate>>, type: string): Promise<void> {
-  const end = Date.now() + 120_000;
-  for (;;) {
-    assert.ok(Date.now() < end, `no ${type} activity was stopped by the gate`);
-    // Whatever runs now waits at the gate within a moment (a retry after a kill within the heartbeat timeout).
-    await until('a statement waiting at the gate', async () => (await gate.waiting()) > 0, 30_000);
-    if ((await started(h, type)) > 0) return;
-    await gate.step();
-  }
-}
-
 test(
   'kill -9 while verifying, locating and reconciling (verify mode): new workers finish; each fault is located once, exactly',
   { timeout: 300_000 },
@@ -194,11 +108,11 @@ test(
     await Promise.all(stack.workers.map((w) => w.stop()));
     let w = await worker();
     // Each kill lands while an activity of that kind is in flight, stopped at the gate mid-statement.
-    const gate = await tableGate('tgt', 'public.orders_e');
+    const gate = await tableGate(stack.pg, 'tgt', 'public.orders_e');
     const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
     const killed: string[] = [];
     for (const type of ['verifyRange', 'locateRange', 'reconcileTable']) {
-      await stepUntilBlocked(h, gate, type);
+      await holdActivity(h, gate, type);
       await w.kill();
       killed.push(type);
       w = await worker();
@@ -235,16 +149,7 @@ test(
     assert.deepEqual(ledger.rows[0], { n: 30, ok: 27 });
 
     // Proof the kills interrupted each kind: a later attempt of it completed.
-    const history = await h.fetchHistory();
-    const scheduled = new Map<string, string>();
-    const retried = new Set<string>();
-    for (const e of history.events ?? []) {
-      const a = e.activityTaskScheduledEventAttributes;
-      if (a) scheduled.set(String(e.eventId), a.activityType?.name ?? '');
-      const st = e.activityTaskStartedEventAttributes;
-      if (st && (st.attempt ?? 1) > 1) retried.add(scheduled.get(String(st.scheduledEventId)) ?? '');
-    }
-    for (const type of killed) assert.ok(retried.has(type), `no ${type} was retried after the kill: ${[...retried].join(', ')}`);
+    await assertRetried(h, killed);
     await h.signal(abortSignal, { reason: 'the test is done' });
     assert.equal((await endingOf(h)).phase, 'aborted');
     await replayAndMaybeRecord(h, 'verify-killed-verifying-locating-reconciling');
