@@ -286,7 +286,6 @@ test('inserts, updates, deletes and key changes of exact mixed types arrive equa
   const again = await applyChanges(s.options());
   assert.equal(again.reached, true);
   assert.equal(again.transactions, 0);
-  assert.ok(again.ms < 3000, `a call with nothing new took ${again.ms} ms`);
   assert.deepEqual(again.applied, first.applied);
 });
 

@@ -351,8 +351,15 @@ test('pause stops new ranges from starting, resume goes on to the gate; setConcu
   for (const bad of [0, 65, 2.5]) await h.signal(setConcurrencySignal, { value: bad });
   assert.equal((await h.query(progressQuery)).concurrency, 3, 'an out-of-bounds concurrency was taken');
 
+  // The copies wait at a latch after the resume: the window fills to the new concurrency (and no
+  // further) whatever the machine's speed, then lets them finish.
   s.maxInFlight = 0;
+  const held = latch();
+  s.holdCopies = held;
   await h.signal(resumeSignal);
+  await until('three ranges in flight at once', () => (s.inFlight === 3 ? true : undefined));
+  s.holdCopies = undefined;
+  held.release();
   const gate = await phase(h, 'awaiting_approval');
   assert.equal(gate.paused, false);
   assert.deepEqual(s.copyCounts(), Array(8).fill(1));

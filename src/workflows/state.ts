@@ -21,7 +21,7 @@ import { Control } from './control';
 import { Waits } from './waiting';
 
 /** Below the 10,240-event warning with room for the completions of ranges still in flight. */
-const HISTORY_BUDGET = 5000;
+export const HISTORY_BUDGET = 5000;
 
 const now = () => new Date().toISOString();
 
