@@ -297,3 +297,39 @@ test('shape: no module passes 500 lines, and the workflow file stays a stage loo
     `src/workflows/migration.ts has ${lines('src/workflows/migration.ts')} lines: move a stage into its capability`,
   );
 });
+
+/**
+ * Writes to the migration state's fields (`s.x = …`, `s.x += …`, `s.x++`, `s.x.push(…)`, `delete s.x`,
+ * through the names the workflow code gives the state and its parts) in `text`: line numbers.
+ */
+function stateWrites(text: string): number[] {
+  const owner = String.raw`\b(s|state|st|c|l|w|live|g|gate|control|ranges|t)`;
+  const path = String.raw`(\??!?\.[A-Za-z_]+|\[[^\]]*\])+!?`;
+  const write = new RegExp(
+    [
+      `${owner}${path}\\s*(=[^=>]|\\+=|-=|\\*=|\\?\\?=|\\|\\|=|&&=|\\+\\+|--)`,
+      String.raw`(\+\+|--)\s*(s|st|c|l|w)\.`,
+      `${owner}${path}\\.(push|splice|shift|unshift|pop|set|add|delete|clear|sort|reverse|fill|copyWithin)\\(`,
+      String.raw`\bdelete\s+(s|st|c|l|w)\.`,
+    ].join('|'),
+  );
+  return text.split('\n').flatMap((line, i) => (!/^\s*(\/\/|\*|\/\*)/.test(line) && write.test(line) ? [i + 1] : []));
+}
+
+test("state: the workflow code changes the migration state only through its owners' methods", () => {
+  assert.deepEqual(stateWrites('  s.paused = true;\n  s.gate.approvals.push(a);\n  t.next++;\n  const x = s.paused;\n  s.gate.approve(a);'), [1, 2, 3]);
+  const owners = [
+    'src/workflows/state.ts',
+    'src/workflows/control.ts',
+    'src/workflows/waiting.ts',
+    'src/range/state.workflow.ts',
+    'src/catchup/state.workflow.ts',
+    'src/capture/state.workflow.ts',
+    'src/gate/state.workflow.ts',
+    'src/report/state.workflow.ts',
+  ];
+  const writes = tsFiles('src')
+    .filter((f) => (f.startsWith('src/workflows/') || f.endsWith('.workflow.ts')) && !owners.includes(f))
+    .flatMap((f) => stateWrites(readFileSync(join(ROOT, f), 'utf8')).map((n) => `${f}:${n}`));
+  assert.deepEqual(writes, [], `a write to the state outside its owner (add a method to the owning class):\n${writes.join('\n')}`);
+});
