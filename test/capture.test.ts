@@ -221,7 +221,6 @@ test(
     } finally {
       await ledger.end();
     }
-    const started = Date.now();
     const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
     try {
       // Five fruitless epochs take seconds; a workflow task that fails is retried forever (it never closes).
@@ -243,7 +242,6 @@ test(
       assert.equal(p.phase, 'failed');
       assert.match(p.detail ?? '', /snapshot epochs in a row ended before a range was copied/);
       assert.equal((await leftOnSource(doc.name)).slots, 0, 'the failed migration left no slot');
-      assert.ok(Date.now() - started < 25_000);
     } finally {
       if ((await h.describe()).status.name === 'RUNNING') await h.terminate('the test is over');
       await stack.pg.query('tgt', 'DROP TRIGGER unimportable_snapshot ON backfill.capture_epochs');
