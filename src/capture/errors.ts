@@ -8,6 +8,8 @@ export class CaptureError extends Error {
   constructor(
     message: string,
     readonly code?: string,
+    /** no retry can cure it, whatever its SQLSTATE (a slot that lost the WAL it needed): the migration fails */
+    readonly final = false,
   ) {
     super(redact(message));
     this.name = 'CaptureError';

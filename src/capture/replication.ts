@@ -135,6 +135,7 @@ async function slotState(session: pg.Client, slot: string): Promise<SlotState> {
     throw new CaptureError(
       `the replication slot ${slot} has lost WAL it needed (max_slot_wal_keep_size): changes cannot be resumed; the migration must be rerun`,
       '55000',
+      true,
     );
   return s;
 }
