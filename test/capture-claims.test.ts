@@ -272,7 +272,7 @@ test(
         (e: unknown) => e,
       );
       assert.ok(ended instanceof WorkflowFailedError, `the migration fails, not ${JSON.stringify(ended)}`);
-      assert.equal(failureTypeOf(ended.cause), 'PG55000');
+      assert.equal(failureTypeOf(ended.cause), 'SlotLost');
       assert.match(ended.cause!.message, new RegExp(`the replication slot ${slot} has lost WAL it needed \\(max_slot_wal_keep_size\\)`));
       assert.equal((await h.query(progressQuery)).phase, 'failed');
       assert.equal(await exists('slot', slot), false, 'the lost slot is dropped');

@@ -8,7 +8,7 @@ export class CaptureError extends Error {
   constructor(
     message: string,
     readonly code?: string,
-    /** no retry can cure it, whatever its SQLSTATE (a slot that lost the WAL it needed): the migration fails */
+    /** no retry can cure it, whatever its SQLSTATE (a slot that lost the WAL it needed): the failure SlotLost */
     readonly final = false,
   ) {
     super(redact(message));

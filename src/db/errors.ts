@@ -24,10 +24,10 @@ export function toFailure(e: unknown, context: string): ApplicationFailure {
   const code = codeOf(e);
   const detail = err?.detail ? ` (${err.detail})` : '';
   const message = redact(`${context}: ${err?.message ?? String(e)}${detail}`);
-  // Not retried: a user error, or one that says no retry can cure it (`final`: a replication slot that lost its WAL).
-  const final = (e as { final?: unknown })?.final === true;
+  // A replication slot that lost its WAL (`final`): no retry can cure it.
+  if ((e as { final?: unknown })?.final === true) return failure('SlotLost', message);
   // No stack (the catalog's constructors): what a person reads (Pending Activities too) is the message.
-  if (code && isSqlstate(code)) return databaseFailure(code, message, isUserError(code) || final);
+  if (code && isSqlstate(code)) return databaseFailure(code, message, isUserError(code));
   return otherFailure(message, code);
 }
 
