@@ -1,21 +1,40 @@
-// Change capture under faults injected for real, with a writer running throughout: the worker
-// killed with SIGKILL while ranges copy at the snapshot (its holder dies with it: a second epoch
-// finishes the copy), while the stream applies a large source transaction, at a checkpoint and in
-// the final window; the target's PostgreSQL restarted while applying. After each, the migration
-// goes on by itself; at the end the target equals the source exactly and no source transaction
-// was applied twice.
+// Change capture under faults injected for real, with a writer running throughout, each fault held
+// where its name says (test/helpers/fault-points.ts) and proven there from the history:
+// - mid-copy: a gate on the ledger's ranges stops a range's copy with its rows written, before its
+//   record commits in the same target transaction; the worker killed with SIGKILL (the epoch's
+//   snapshot holder dies with it): copyRange ran again, a second epoch finished the copy;
+// - at the checkpoint: the same gate, stepped through the second epoch's copies, stops the
+//   checkpoint's comparison (sweepTable); killed: sweepTable ran again, at a new snapshot;
+// - mid-apply of a large source transaction, at the gate: the stream's apply stopped inside its
+//   target transaction, half of its 10,000 rows written (a key the test inserts first, uncommitted);
+//   killed: applyCapture ran again, and the log has that transaction once, whole;
+// - the target's PostgreSQL restarted while the stream applies (held the same way): applyCapture
+//   ran again and the worker lived on;
+// - the final window: a gate on the source table stops the window's comparison (compareWindow) on
+//   the frozen source; killed: compareWindow ran again, the migration completed and switched once.
+// The writer wrote all along, and was refused only by the freeze. At the end the target equals the
+// source exactly, no source transaction was applied twice, and no slot is left.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import pg from 'pg';
 import type { WorkflowHandle } from '@temporalio/client';
 import { backfillMigration } from '../src/workflows/migration';
-import { approveCutoverUpdate, pauseSignal, progressQuery, resumeSignal, type Progress } from '../src/workflows/messages';
+import { approveCutoverUpdate, progressQuery, type Progress } from '../src/workflows/messages';
 import { useStack } from './hooks';
 import { capturedSpecFor } from './helpers/spec';
-import { startWriter, tableFingerprint } from '../src/infra/writer';
+import { assertRetried, holdActivity, retriedActivities, rowGate, tableGate, until, untilRetried } from './helpers/fault-points';
+import { startWriter, tableFingerprint, type WriterCounts } from '../src/infra/writer';
 import { FILL_WRITER_TABLE, WRITER_TABLE } from '../src/db/demo';
 
 const TASK_QUEUE = 'capture-faults';
-const ROWS = 120_000;
+const MIGRATION = 'captured-faults';
+const ROWS = 60_000;
+/** The large source transaction: 10,000 new rows, at keys the writer never reaches. */
+const BIG = { first: 1_000_001, rows: 10_000 };
+/** The apply of the large transaction is held at this key, half of it written. */
+const HELD_KEY = BIG.first + BIG.rows / 2;
+/** One more row, whose apply the target's restart interrupts. */
+const LATE_KEY = BIG.first + BIG.rows;
 
 const stack = useStack(
   TASK_QUEUE,
@@ -33,87 +52,186 @@ const stack = useStack(
 const worker = () => stack.spawnWorker();
 
 /** Polls the progress until `ok`; a query fails while no live worker has the workflow: poll on. */
-async function until(h: WorkflowHandle, what: string, ok: (p: Progress) => boolean, ms = 150_000): Promise<Progress> {
-  const end = Date.now() + ms;
+async function progressUntil(h: WorkflowHandle, what: string, ok: (p: Progress) => boolean, ms = 150_000): Promise<Progress> {
   let last: Progress | undefined;
-  while (Date.now() < end) {
-    try {
+  await until(
+    what,
+    async () => {
       last = await h.query(progressQuery);
-      if (ok(last)) return last;
-    } catch {
-      // no worker yet
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(last)}`);
+      return ok(last);
+    },
+    ms,
+  ).catch((e: Error) => {
+    throw new Error(`${e.message}; last: ${JSON.stringify(last)}`);
+  });
+  return last!;
 }
 
 const done = (p: Progress) => p.tables.reduce((a, t) => a + t.ranges.verified + t.ranges.failed, 0);
 
+/** Runs `sql` on the source in one transaction; returns its transaction id as the stream (and the capture log) carry it. */
+async function sourceTransaction(sql: string): Promise<string> {
+  const c = new pg.Client({ connectionString: stack.servers.src.url('src') });
+  await c.connect();
+  try {
+    await c.query('BEGIN');
+    await c.query(sql);
+    const xid = String((await c.query(`SELECT (pg_current_xact_id()::text::bigint % 4294967296)::text AS xid`)).rows[0].xid);
+    await c.query('COMMIT');
+    return xid;
+  } finally {
+    await c.end();
+  }
+}
+
+/** How often the capture log has the source transaction `xid`, and the rows logged for it. */
+async function logged(xid: string): Promise<{ times: number; rows: number }> {
+  const r = await stack.servers.tgt.query(
+    'tgt',
+    `SELECT count(*)::int AS times, coalesce(sum(rows), 0)::int AS rows FROM backfill.capture_log WHERE migration = $1 AND xid = $2::bigint`,
+    [MIGRATION, xid],
+  );
+  return r.rows[0];
+}
+
+/** The product's insert of `key` waits for the test's own, uncommitted, on the target. */
+const keyGate = (key: number) =>
+  rowGate(stack.servers.tgt, 'tgt', `INSERT INTO public.accounts (id, balance, status, at) VALUES ($1, 0, 'gate', now())`, [key]);
+
+const count = async (server: 'src' | 'tgt', sql: string, values: unknown[] = []) => Number((await stack.servers[server].query(server, sql, values)).rows[0].n);
+
 test(
-  'capture under kill -9 and a target restart: a second epoch, the stream resumed, exact at the end, nothing applied twice',
+  'capture under faults, each held where it lands: kill -9 mid-copy, at the checkpoint, mid-apply at the gate and in the final window, a target restart mid-apply; exact at the end, nothing applied twice',
   { timeout: 420_000 },
   async () => {
     const appUrl = stack.servers.src.url('src').replace(/\/\/postgres:[^@]*@/, '//app:app@');
     const writer = await startWriter(appUrl, 'public.accounts', { perSecond: 100, firstNewId: ROWS + 1, maxId: ROWS });
+    let wrote: WriterCounts;
+    let beforeApproval: { total: number; refused: number };
+    let wroteAtFirstKill: number;
+    let bigXid: string;
+    let lateXid: string;
     try {
       let w = await worker();
-      const doc = capturedSpecFor('captured-faults', 'public.accounts', { taskQueue: TASK_QUEUE, chunk: 4_000 });
+      const doc = capturedSpecFor(MIGRATION, 'public.accounts', { taskQueue: TASK_QUEUE, chunk: 4_000 });
       const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
 
-      // 1. Mid-copy: a few ranges done, the window paused until nothing is in flight, then resumed and
-      // the worker killed at once (its new ranges in flight, the snapshot's holder with it).
-      await until(h, 'a few ranges copied', (p) => done(p) >= 4);
-      await h.signal(pauseSignal);
-      const paused = await until(h, 'nothing in flight', (p) => p.tables[0].ranges.inFlight === 0);
-      assert.ok(done(paused) < paused.tables[0].ranges.total, 'ranges are left for a second epoch');
-      await h.signal(resumeSignal);
-      await until(h, 'ranges in flight again', (p) => p.tables[0].ranges.inFlight > 0);
+      // 1. Mid-copy: a few ranges recorded (the ledger exists), then its ranges table gated: the next
+      // copies wait to record their range, rows written, in their target transaction. Killed there.
+      await progressUntil(h, 'a few ranges copied', (p) => done(p) >= 4);
+      const ledger = await tableGate(stack.servers.tgt, 'tgt', 'backfill.ranges');
+      await holdActivity(h, ledger, 'copyRange');
+      const atCopy = await h.query(progressQuery);
+      assert.ok(done(atCopy) < atCopy.tables[0].ranges.total, 'ranges are left for a second epoch');
+      wroteAtFirstKill = writer.total();
       await w.kill();
       w = await worker();
-      const copied = await until(h, 'the copy finished in a new epoch', (p) => p.phase === 'catching_up' || p.phase === 'awaiting_approval');
-      assert.ok((copied.capture?.epochs ?? 0) >= 2, `a second snapshot epoch (${JSON.stringify(copied.capture)})`);
 
-      // 2. Mid-apply: one source transaction of 20,000 rows, the worker killed while it is applied.
-      await stack.servers.src.query('src', 'UPDATE public.accounts SET balance = balance + 0.01 WHERE id <= 20000');
-      await new Promise((r) => setTimeout(r, 300));
+      // 2. The checkpoint: the gate stays, stepped through the second epoch's copies (and the
+      // killed worker's leftovers) until the checkpoint's comparison waits at it. Killed there.
+      await holdActivity(h, ledger, 'sweepTable', 240_000);
+      const atCheckpoint = await h.query(progressQuery);
+      assert.equal(atCheckpoint.phase, 'catching_up', atCheckpoint.detail);
+      assert.equal(atCheckpoint.tables[0].ranges.verified, atCheckpoint.tables[0].ranges.total, 'the copy finished before the checkpoint');
+      // The kill ended the first epoch; a second finished the copy; the checkpoint took a third.
+      assert.ok((atCheckpoint.capture?.epochs ?? 0) >= 3, `a second snapshot epoch copied the rest (${JSON.stringify(atCheckpoint.capture)})`);
+      await assertRetried(h, ['copyRange']);
+      const beforeCheckpointKill = await retriedActivities(h);
       await w.kill();
+      await ledger.open();
       w = await worker();
-      await until(h, 'the stream applied again', (p) => (p.capture?.transactions ?? 0) > (copied.capture?.transactions ?? 0) + 1);
-
-      // 3. The target restarted while the stream applies.
-      await stack.servers.tgt.restart();
-      const resumed = await until(h, 'the stream past the restart', (p) => p.phase === 'awaiting_approval' || (p.detail ?? '').startsWith('checkpoint'));
-
-      // 4. At a checkpoint (if one is running now), or at the gate: killed again.
-      void resumed;
-      await w.kill();
-      w = await worker();
-      const gate = await until(h, 'the gate', (p) => p.phase === 'awaiting_approval' || p.phase === 'needs_attention' || p.phase === 'failed');
+      const gate = await progressUntil(h, 'the gate', (p) => ['awaiting_approval', 'needs_attention', 'failed'].includes(p.phase));
       assert.equal(gate.phase, 'awaiting_approval', gate.detail);
+      await assertRetried(h, ['sweepTable'], { since: beforeCheckpointKill });
+      assert.ok((gate.capture?.epochs ?? 0) > (atCheckpoint.capture?.epochs ?? 0), 'the checkpoint ran again at a new snapshot');
 
-      // 5. In the final window: approved, then killed while it runs.
-      await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: gate.digest! }] });
-      await until(h, 'the final check', (p) => p.phase === 'final_check' || p.phase === 'completed', 60_000);
+      // 3. Mid-apply of a large source transaction, at the gate: its apply held at a key half-way
+      // through, inside its target transaction (nothing of it committed). Killed there.
+      const half = await keyGate(HELD_KEY);
+      bigXid = await sourceTransaction(
+        `INSERT INTO public.accounts SELECT g, g * 1.25, 'new', NULL, timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second'
+           FROM generate_series(${BIG.first}, ${BIG.first + BIG.rows - 1}) g`,
+      );
+      await holdActivity(h, half, 'applyCapture');
+      assert.equal((await h.query(progressQuery)).phase, 'awaiting_approval', 'the stream is held while the gate waits');
+      assert.equal(await count('tgt', 'SELECT count(*)::int AS n FROM public.accounts WHERE id >= $1', [BIG.first]), 0, 'nothing of it committed yet');
+      const beforeApplyKill = await retriedActivities(h);
       await w.kill();
+      await half.open();
+      w = await worker();
+      await untilRetried(h, 'applyCapture', beforeApplyKill);
+      assert.deepEqual(await logged(bigXid), { times: 1, rows: BIG.rows }, 'the large transaction applied once, whole');
+
+      // 4. The target's PostgreSQL restarted while the stream applies a transaction (held the same way).
+      const late = await keyGate(LATE_KEY);
+      lateXid = await sourceTransaction(`INSERT INTO public.accounts VALUES (${LATE_KEY}, 1, 'new', NULL, now())`);
+      await holdActivity(h, late, 'applyCapture');
+      const beforeRestart = await retriedActivities(h);
+      await stack.servers.tgt.restart();
+      await late.open();
+      await untilRetried(h, 'applyCapture', beforeRestart);
+      assert.deepEqual(await logged(lateXid), { times: 1, rows: 1 }, 'the interrupted transaction applied once');
+      assert.ok(w.alive(), 'the worker lived through the restart');
+
+      // 5. The final window: the source table gated before the approval; once the freeze is
+      // recorded, the gate steps (its own transaction then began after the freeze, so the final
+      // check does not wait for it as for a writer) until the window's comparison waits at it.
+      const presented = await progressUntil(h, 'the gate, still', (p) => p.phase === 'awaiting_approval');
+      assert.equal(writer.counts.failed, 0, `the writer met no error: ${writer.lastError()}`);
+      beforeApproval = { total: writer.total(), refused: writer.counts.refused };
+      const source = await tableGate(stack.servers.src, 'src', 'public.accounts');
+      await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: presented.digest! }] });
+      await until(
+        'the freeze recorded',
+        async () => (await count('tgt', `SELECT count(*)::int AS n FROM backfill.audit WHERE migration = $1 AND action = 'freeze'`, [MIGRATION])) > 0,
+      );
+      await source.step();
+      await holdActivity(h, source, 'compareWindow');
+      assert.equal((await h.query(progressQuery)).phase, 'final_check');
+      const beforeWindowKill = await retriedActivities(h);
+      await w.kill();
+      await source.open();
       await worker();
       const r = await h.result();
       assert.equal(r.phase, 'completed', r.reason);
+      await assertRetried(h, ['compareWindow'], { since: beforeWindowKill });
     } finally {
-      await writer.stop();
+      wrote = await writer.stop();
     }
+    const switched = (table: string) =>
+      count('tgt', `SELECT count(*)::int AS n FROM backfill.${table} WHERE migration = $1${table === 'audit' ? ` AND action = 'switch'` : ''}`, [MIGRATION]);
+    assert.equal(await switched('switches'), 1, 'switched once');
+    assert.equal(await switched('audit'), 1, 'one switch in the audit');
+
+    // The writer wrote through every fault, and was refused only after the approval: by the freeze
+    // (42501, its rights revoked); any other error fails the test.
+    assert.ok(
+      wroteAtFirstKill > 0 && beforeApproval.total > wroteAtFirstKill,
+      `the writer wrote throughout (${wroteAtFirstKill}, then ${beforeApproval.total})`,
+    );
+    assert.equal(beforeApproval.refused, 0, 'nothing refused before the freeze');
+    assert.ok(wrote.refused > 0, 'the freeze refused the writer');
+    assert.equal(wrote.failed, 0, `the writer met no other error: ${writer.lastError()}`);
+
     const [s, t] = await Promise.all([
       tableFingerprint(stack.servers.src.url('src'), 'public.accounts'),
       tableFingerprint(stack.servers.tgt.url('tgt'), 'public.accounts'),
     ]);
     assert.deepEqual(t, s, 'the target equals the source');
+    assert.deepEqual(
+      [await logged(bigXid), await logged(lateXid)],
+      [
+        { times: 1, rows: BIG.rows },
+        { times: 1, rows: 1 },
+      ],
+    );
     const log = await stack.servers.tgt.query(
       'tgt',
-      `SELECT count(*)::int AS n, count(DISTINCT commit_lsn)::int AS d FROM backfill.capture_log WHERE migration = 'captured-faults'`,
+      `SELECT count(*)::int AS n, count(DISTINCT commit_lsn)::int AS d FROM backfill.capture_log WHERE migration = $1`,
+      [MIGRATION],
     );
     assert.ok(log.rows[0].n > 0);
     assert.equal(log.rows[0].n, log.rows[0].d, 'no source transaction applied twice');
-    const slots = await stack.servers.src.query('src', 'SELECT count(*)::int AS n FROM pg_replication_slots');
-    assert.equal(slots.rows[0].n, 0, 'no slot left on the source');
+    assert.equal(await count('src', 'SELECT count(*)::int AS n FROM pg_replication_slots'), 0, 'no slot left on the source');
   },
 );
