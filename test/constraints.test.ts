@@ -17,7 +17,7 @@ import { envNameForAlias } from '../src/spec/aliases';
 import { fingerprint } from './helpers/sample';
 import { specFor } from './helpers/spec';
 import { endingOf, waitForPhase } from './helpers/temporal';
-import { holdActivity, retriedActivityTypes, tableGate, until } from './helpers/fault-points';
+import { holdActivity, retriedActivities, tableGate, until } from './helpers/fault-points';
 import { setup, useStack } from './hooks';
 
 const TASK_QUEUE = 'constraints';
@@ -269,7 +269,7 @@ test(
         ['rules.people', 1, 1],
       ],
     );
-    assert.ok(!(await retriedActivityTypes(h)).has('copyRange'), 'no copy retried');
+    assert.ok(![...(await retriedActivities(h)).values()].includes('copyRange'), 'no copy retried');
     // The refused copy rolled back: the owners and the pet are all there.
     assert.equal((await stack.pg.query('tgt', 'SELECT count(*)::int AS n FROM rules.owners')).rows[0].n, 300);
     await h.signal(abortSignal, { reason: 'the test is done' });
@@ -306,7 +306,7 @@ test(
     assert.match(ended.cause!.message, /copying rev\.lines range 0: permission denied for table lines/);
     assert.equal((await h.query(progressQuery)).phase, 'failed');
     // At once: the copy that met the refusal was not tried again, by Temporal or by the workflow.
-    assert.ok(!(await retriedActivityTypes(h)).has('copyRange'), 'no copy retried');
+    assert.ok(![...(await retriedActivities(h)).values()].includes('copyRange'), 'no copy retried');
     const history = await h.fetchHistory();
     const copies = (history.events ?? []).filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'copyRange');
     assert.equal(copies.length, 1, 'one copy scheduled, none after it');
