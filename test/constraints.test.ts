@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { backfillMigration } from '../src/workflows/migration';
 import { abortSignal, progressQuery, reportQuery, rerunUpdate, type MigrationResult } from '../src/workflows/messages';
+import { renderMarkdown } from '../src/report/render';
 import type { Report } from '../src/domain/report';
 import { failureTypeOf } from '../src/domain/failures';
 import { envNameForAlias } from '../src/spec/aliases';
@@ -195,6 +196,8 @@ test(
     assert.ok(fk, JSON.stringify(report.constraints));
     assert.deepEqual([fk.state, fk.valid, fk.wasValid], ['restored', false, true]);
     assert.match(fk.detail ?? '', /Key \(parent_id\)=\(9999\) is not present/);
+    // The Markdown report lists it too, with the rows that break it.
+    assert.match(renderMarkdown(report), /\| "?fam"?\."?kids"? \| kids_parent_fk \| .* \| restored \| no \| .*Key \(parent_id\)=\(9999\) is not present/);
     // Re-created NOT VALID while the rows break it: present, not dropped.
     assert.deepEqual(await foreignKeys('fam'), [{ name: 'kids_parent_fk', owner: 'fam.kids', valid: false }]);
 

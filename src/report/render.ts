@@ -69,6 +69,20 @@ function tableSection(t: TableReport): string[] {
   return out;
 }
 
+/** A cell of a Markdown table: its pipes escaped, on one line. */
+const cell = (v: string) => v.replace(/\|/g, '\\|').replace(/\s*\n\s*/g, ' ');
+
+/** The foreign keys set aside while ranges were written: where each stands, and the rows that break one. */
+function constraintsSection(cs: NonNullable<Report['constraints']>): string[] {
+  return [
+    '## Foreign keys set aside',
+    '',
+    '| table | constraint | references | state | valid | detail |',
+    '|---|---|---|---|---|---|',
+    ...cs.map((c) => `| ${cell(c.owner)} | ${cell(c.name)} | ${cell(c.referenced)} | ${c.state} | ${c.valid ? 'yes' : 'no'} | ${cell(c.detail ?? '')} |`),
+  ];
+}
+
 export function renderMarkdown(r: Report): string {
   const ending = endingOf(r);
   const lines = [`# Migration ${r.migration}: ${ending ? ending.phase.toUpperCase() : r.verdict.toUpperCase()}`, ''];
@@ -92,6 +106,7 @@ export function renderMarkdown(r: Report): string {
     lines.push('The source was still taking writes: every range is proven; the totals are proven by the final check, after the freeze.', '');
   if (r.resume) lines.push(resumeEvidence(r.resume), '');
   for (const t of r.tables) lines.push(...tableSection(t), '');
+  if (r.constraints?.length) lines.push(...constraintsSection(r.constraints), '');
   const trail = auditTrail(r);
   if (!trail.length) lines.push('## Audit trail', '', 'Nothing recorded yet: no approval, rejection, refused attempt, freeze, abort or switch.', '');
   else {
