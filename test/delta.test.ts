@@ -1,6 +1,8 @@
 // The final delta window and the cutover gate, against a source that keeps taking writes: a real
 // writer (its own role and connection) inserts, updates and deletes at a steady rate through the
-// whole migration; the freeze revokes its rights; after the switch the target equals the source.
+// whole migration; the freeze revokes its rights (the writer's failures are counted by SQLSTATE:
+// the freeze's, and no other); after the switch the target equals the source. Kills land inside a
+// catch-up round and inside the final check, each held at a gate (test/helpers/fault-points.ts).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
@@ -11,6 +13,7 @@ import { fingerprint } from './helpers/sample';
 import { replayAndMaybeRecord, spawnWorker, waitForPhase, type WorkerProcess } from './helpers/temporal';
 import { useStack } from './hooks';
 import { specFor } from './helpers/spec';
+import { assertRanAgain, assertRetried, holdEvery, tableGate, until } from './helpers/fault-points';
 
 const TASK_QUEUE = 'delta';
 const ROWS = 120_000;
@@ -38,10 +41,16 @@ const stack = useStack(TASK_QUEUE, async (db) => {
   await db.query('tgt', 'CREATE TABLE public.cutover_log (migration text, at timestamptz DEFAULT now())');
 });
 
-/** A steady writer as role `app`: inserts, updates and deletes, `rate` writes per second. */
+/** The SQLSTATE a write refused by the freeze (REVOKE) fails with: insufficient_privilege. */
+const FROZEN = '42501';
+
+/**
+ * A steady writer as role `app`: inserts, updates and deletes, `rate` writes per second. Every write
+ * that fails is counted by its SQLSTATE (`refused`), with its first message (`reasons`).
+ */
 function startWriter(rate: number) {
   const client = new pg.Client({ connectionString: stack.pg.url('src').replace(/\/\/[^@]*@/, '//app:app@') });
-  const stats = { inserts: 0, updates: 0, deletes: 0, refused: 0 };
+  const stats = { inserts: 0, updates: 0, deletes: 0, refused: {} as Record<string, number>, reasons: {} as Record<string, string> };
   let stopped = false;
   const run = (async () => {
     await client.connect();
@@ -61,8 +70,11 @@ function startWriter(rate: number) {
           await client.query(`UPDATE public.orders SET amount = amount + 1, status = 'paid', updated_at = now() WHERE id = $1`, [id]);
           stats.updates++;
         }
-      } catch {
-        stats.refused++; // after the freeze: permission denied, as the application would see it
+      } catch (e) {
+        // After the freeze: permission denied, as the application would see it. Anything else is counted apart.
+        const code = String((e as { code?: string }).code ?? 'no SQLSTATE');
+        stats.refused[code] = (stats.refused[code] ?? 0) + 1;
+        stats.reasons[code] ??= (e as Error).message;
       }
       n++;
       const due = started + (n * 1000) / rate;
@@ -107,6 +119,14 @@ const spec = (name: string, target: string, extra: Record<string, unknown> = {},
     },
   );
 
+/** The writer's failed writes were all refused by the freeze (none failed for another reason); how many. */
+function frozenOnly(stats: ReturnType<typeof startWriter>['stats']): number {
+  const other = Object.keys(stats.refused).filter((c) => c !== FROZEN);
+  assert.deepEqual(other, [], `writes failed for another reason than the freeze: ${JSON.stringify(stats.reasons)}`);
+  if (stats.refused[FROZEN]) assert.match(stats.reasons[FROZEN], /permission denied for table orders/);
+  return stats.refused[FROZEN] ?? 0;
+}
+
 const refusal = async (p: Promise<unknown>) => {
   try {
     await p;
@@ -150,16 +170,16 @@ test(
 
     // The gate keeps catching up while it waits (the writer goes on).
     const applied = gate.delta.rowsApplied;
-    for (let i = 0; i < 60 && (await h.query(progressQuery)).delta!.rowsApplied <= applied; i++) await new Promise((r) => setTimeout(r, 250));
-    const during = await h.query(progressQuery);
-    assert.equal(during.phase, 'awaiting_approval');
-    assert.ok(during.delta!.rowsApplied > applied, 'catch-up went on during the gate');
+    await until('catch-up going on during the gate', async () => (await h.query(progressQuery)).delta!.rowsApplied > applied, 30_000);
+    assert.equal((await h.query(progressQuery)).phase, 'awaiting_approval');
 
+    // Nothing refused the writer before the approval: the refusals below are the freeze's.
+    assert.equal(frozenOnly(writer.stats), 0, JSON.stringify(writer.stats));
     await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'dba-oncall', digest: report.digest, comment: 'checked' }] });
     const result = await h.result();
     await writer.stop();
     assert.equal(result.phase, 'completed');
-    assert.ok(writer.stats.refused > 0, "the freeze took the writer's rights away");
+    assert.ok(frozenOnly(writer.stats) > 0, `the freeze took the writer's rights away: ${JSON.stringify(writer.stats)}`);
     assert.ok(writer.stats.deletes > 50 && writer.stats.inserts > 50, JSON.stringify(writer.stats));
     assert.deepEqual(await fingerprint(stack.pg, 'tgt', 'public.orders_a'), await fingerprint(stack.pg, 'src', 'public.orders'));
     const n = await stack.pg.query('tgt', `SELECT count(*)::int AS n FROM public.cutover_log WHERE migration = 'live'`);
@@ -222,6 +242,7 @@ test('a write that slips in after the freeze: the final check is red, the approv
   const result = await h.result();
   await writer.stop();
   assert.equal(result.phase, 'completed');
+  frozenOnly(writer.stats);
   assert.deepEqual(await fingerprint(stack.pg, 'tgt', 'public.orders_b'), await fingerprint(stack.pg, 'src', 'public.orders'));
   const row = await stack.pg.query('tgt', 'SELECT status, amount::text FROM public.orders_b WHERE id IN (7, 11) ORDER BY id');
   assert.deepEqual(row.rows, [
@@ -241,33 +262,35 @@ test('a writer transaction held open across the watermark is not missed; waiting
   const held = new pg.Client({ connectionString: stack.pg.url('src').replace(/\/\/[^@]*@/, '//app:app@') });
   await held.connect();
   await held.query('BEGIN');
-  await held.query(`UPDATE public.orders SET status = 'late', amount = 424242, updated_at = now() WHERE id = 42`);
-  await new Promise((r) => setTimeout(r, 300));
+  const stamp = String(
+    (await held.query(`UPDATE public.orders SET status = 'late', amount = 424242, updated_at = now() WHERE id = 42 RETURNING updated_at::text AS at`)).rows[0]
+      .at,
+  );
 
   const s = spec('held', 'public.orders_c', {}, '0 seconds');
   (s.cutover as Record<string, unknown>).approvalTimeout = '2 seconds';
   const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
   const gate = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed'], 120_000);
   assert.equal(gate.phase, 'awaiting_approval', JSON.stringify(gate));
-  // Several catch-up rounds have run with the transaction open; the row is not there yet.
-  const before42 = await stack.pg.query('tgt', 'SELECT status FROM public.orders_c WHERE id = 42');
-  assert.notEqual(before42.rows[0].status, 'late');
+  // Catch-up rounds have run with the transaction open, and the watermark stayed at its start (the
+  // row's stamp): a window from a mark past the stamp (the clock's) would never read the row. (The row
+  // itself, uncommitted, is invisible to any session but its own: that it is not at the target yet
+  // shows nothing.)
+  assert.ok(gate.delta?.watermark, JSON.stringify(gate.delta));
+  const mark = await stack.pg.query('src', 'SELECT $1::timestamptz <= $2::timestamptz AS held', [gate.delta.watermark, stamp]);
+  assert.equal(mark.rows[0].held, true, `watermark ${gate.delta.watermark}, the open transaction's row stamped ${stamp}`);
   await held.query('COMMIT');
   await held.end();
 
-  let status = '';
-  for (let i = 0; i < 40 && status !== 'late'; i++) {
-    await new Promise((r) => setTimeout(r, 250));
-    status = (await stack.pg.query('tgt', 'SELECT status FROM public.orders_c WHERE id = 42')).rows[0].status;
-  }
-  assert.equal(status, 'late', 'the committed row arrived through catch-up, while the gate waited');
+  await until(
+    'the committed row arrived through catch-up, while the gate waited',
+    async () => (await stack.pg.query('tgt', 'SELECT status FROM public.orders_c WHERE id = 42')).rows[0].status === 'late',
+    30_000,
+  );
 
   // Past cutover.approvalTimeout: flagged in the progress and the search attribute; still waiting.
-  let p = await h.query(progressQuery);
-  for (let i = 0; i < 40 && !p.attention; i++) {
-    await new Promise((r) => setTimeout(r, 250));
-    p = await h.query(progressQuery);
-  }
+  await until('the approval flagged overdue', async () => Boolean((await h.query(progressQuery)).attention), 30_000);
+  const p = await h.query(progressQuery);
   assert.equal(p.phase, 'awaiting_approval');
   assert.equal(p.attention, 'approval-overdue');
   assert.match(p.detail ?? '', /longer than 2 seconds/);
@@ -283,35 +306,59 @@ test('a writer transaction held open across the watermark is not missed; waiting
   await stack.pg.query('src', UNFREEZE.sql);
 });
 
-test('kill -9 of the worker while catching up and during the final check: a new worker finishes, equal, switched once', { timeout: 240_000 }, async () => {
-  const queue = 'delta-kill';
-  const workers: WorkerProcess[] = [await spawnWorker(stack.temporal.address, queue)];
-  const writer = startWriter(150);
-  try {
-    // remaining 0 keeps catch-up going for all its rounds while the writer writes.
-    const s = { ...spec('killed-live', 'public.orders_a'), taskQueue: queue, catchUp: { interval: '500 milliseconds', remaining: 0, maxRounds: 8 } };
-    await stack.pg.query('tgt', 'TRUNCATE public.orders_a');
-    const h = await stack.client.workflow.start(backfillMigration, { taskQueue: queue, workflowId: s.name, args: [s] });
-    await waitForPhase(h, ['catching_up'], 120_000);
-    await workers[0].kill();
-    workers.push(await spawnWorker(stack.temporal.address, queue));
-    const gate = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed'], 180_000);
-    assert.equal(gate.phase, 'awaiting_approval', JSON.stringify(gate));
-    const report: Report = await h.query(reportQuery);
-    await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'dba-oncall', digest: report.digest }] });
-    await waitForPhase(h, ['final_check'], 30_000);
-    await workers[1].kill();
-    workers.push(await spawnWorker(stack.temporal.address, queue));
-    const result = await h.result();
-    await writer.stop();
-    assert.equal(result.phase, 'completed');
-    assert.deepEqual(await fingerprint(stack.pg, 'tgt', 'public.orders_a'), await fingerprint(stack.pg, 'src', 'public.orders'));
-    const n = await stack.pg.query('tgt', `SELECT count(*)::int AS n FROM public.cutover_log WHERE migration = 'killed-live'`);
-    assert.equal(n.rows[0].n, 1, 'the switch ran exactly once');
-    await replayAndMaybeRecord(h, 'live-worker-killed-catching-up-and-final-check');
-  } finally {
-    await writer.stop().catch(() => undefined);
-    await Promise.all(workers.map((w) => w.stop()));
-    await stack.pg.query('src', UNFREEZE.sql);
-  }
-});
+test(
+  'kill -9 of the worker inside a catch-up round and inside the final check (its sweep of every range): a new worker finishes, equal, switched once',
+  { timeout: 240_000 },
+  async () => {
+    const queue = 'delta-kill';
+    const workers: WorkerProcess[] = [await spawnWorker(stack.temporal.address, queue)];
+    const writer = startWriter(150);
+    try {
+      // remaining 0 and no lag allowed keep catch-up going round after round while the writer writes.
+      const s = {
+        ...spec('killed-live', 'public.orders_a'),
+        taskQueue: queue,
+        catchUp: { interval: '500 milliseconds', remaining: 0, maxRounds: 10, maxLag: '0 milliseconds' },
+      };
+      await stack.pg.query('tgt', 'TRUNCATE public.orders_a');
+      const h = await stack.client.workflow.start(backfillMigration, { taskQueue: queue, workflowId: s.name, args: [s] });
+      await waitForPhase(h, ['catching_up'], 120_000);
+      // A catch-up round held at a gate on the target table, the worker killed while it waits there.
+      const rounds = await tableGate(stack.pg, 'tgt', 'public.orders_a');
+      const inRound = await holdEvery(h, rounds, 'applyDelta');
+      assert.equal((await h.query(progressQuery)).phase, 'catching_up');
+      await workers[0].kill();
+      workers.push(await spawnWorker(stack.temporal.address, queue));
+      await rounds.open();
+
+      const gate = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed'], 180_000);
+      assert.equal(gate.phase, 'awaiting_approval', JSON.stringify(gate));
+      const report: Report = await h.query(reportQuery);
+      // The final check's sweep of every range held at the gate (the rounds the gate runs meanwhile
+      // step through it), the worker killed while it waits there.
+      const check = await tableGate(stack.pg, 'tgt', 'public.orders_a');
+      await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'dba-oncall', digest: report.digest }] });
+      const inCheck = await holdEvery(h, check, 'sweepTable');
+      assert.equal((await h.query(progressQuery)).phase, 'final_check');
+      await workers[1].kill();
+      workers.push(await spawnWorker(stack.temporal.address, queue));
+      await check.open();
+
+      const result = await h.result();
+      await writer.stop();
+      assert.equal(result.phase, 'completed');
+      frozenOnly(writer.stats);
+      assert.deepEqual(await fingerprint(stack.pg, 'tgt', 'public.orders_a'), await fingerprint(stack.pg, 'src', 'public.orders'));
+      const n = await stack.pg.query('tgt', `SELECT count(*)::int AS n FROM public.cutover_log WHERE migration = 'killed-live'`);
+      assert.equal(n.rows[0].n, 1, 'the switch ran exactly once');
+      // Proof the kills landed inside them: the held round and the held sweep each completed on a later attempt.
+      await assertRetried(h, ['applyDelta', 'sweepTable']);
+      await assertRanAgain(h, [...inRound, ...inCheck]);
+      await replayAndMaybeRecord(h, 'live-worker-killed-catching-up-and-final-check');
+    } finally {
+      await writer.stop().catch(() => undefined);
+      await Promise.all(workers.map((w) => w.stop()));
+      await stack.pg.query('src', UNFREEZE.sql);
+    }
+  },
+);

@@ -1,7 +1,9 @@
-// Faults injected for real: workers killed with SIGKILL mid-backfill, mid-switch, and while
-// verifying, locating and reconciling; database sessions terminated mid-statement, a PostgreSQL
-// restart; and a user error (a dropped column) that must fail the migration loudly instead of
-// retrying forever. Pause and resume on the way.
+// Faults injected for real, each where the test's name says (an activity held at a gate the test
+// closes, the fault landing while it waits, the history showing that very activity ran again):
+// workers killed with SIGKILL inside copies, inside the switch, and while verifying, locating and
+// reconciling; a copy killed inside its target transaction, observed to have written nothing;
+// database sessions terminated and a PostgreSQL restart under held copies; and a user error (a
+// dropped column) that must fail the migration loudly instead of retrying forever. Pause and resume on the way.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { backfillMigration } from '../src/workflows/migration';
@@ -13,7 +15,19 @@ import { waitForPhase } from './helpers/temporal';
 import { endingOf, replayAndMaybeRecord } from './helpers/temporal';
 import { useStack } from './hooks';
 import { specFor } from './helpers/spec';
-import { assertRetried, holdActivity, tableGate, until } from './helpers/fault-points';
+import {
+  advisoryGate,
+  assertRanAgain,
+  assertRetried,
+  holdActivity,
+  heldRuns,
+  holdEvery,
+  runningActivityRuns,
+  tableGate,
+  until,
+  type ActivityRun,
+  type AdvisoryGate,
+} from './helpers/fault-points';
 
 const TASK_QUEUE = 'durability';
 
@@ -47,51 +61,66 @@ const spec = (name: string, target: string, extra: Record<string, unknown> = {})
 
 const worker = () => stack.spawnWorker();
 
+/** Advisory gates (see advisoryGate): a statement-level one before a copy's delete, a row-level one before a chosen row is written. */
+const STATEMENT_GATE = 2501;
+const ROW_GATE = 2502;
+const HOLD_FUNCTIONS = `
+CREATE OR REPLACE FUNCTION public.hold_statement() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN PERFORM pg_advisory_xact_lock_shared(TG_ARGV[0]::bigint); RETURN NULL; END $$;
+CREATE OR REPLACE FUNCTION public.hold_row() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN IF NEW.id = TG_ARGV[1]::bigint THEN PERFORM pg_advisory_xact_lock_shared(TG_ARGV[0]::bigint); END IF; RETURN NEW; END $$;`;
+
 async function liveWorker(): Promise<void> {
   if (!stack.workers.some((w) => w.alive())) await worker();
 }
 
 test(
-  'kill -9: workers killed mid-backfill and mid-switch; a new worker finishes, the target equals the source, the switch ran once',
+  'kill -9: workers killed inside a copyRange (twice) and inside the switch; a new worker finishes, the target equals the source, the switch ran once',
   { timeout: 240_000 },
   async () => {
-    // A slow switch, so the kill lands inside its transaction.
-    const s = spec('crash', 'public.orders_a', {
-      cutover: { approval: 'required', switch: { connection: 'tgt', sql: `SELECT pg_sleep(3); INSERT INTO public.cutover_log (migration) VALUES ('crash')` } },
-    });
+    const s = spec('crash', 'public.orders_a');
     let w = await worker();
     const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
     const verified = async () => (await h.query(progressQuery)).tables[0]?.ranges.verified ?? 0;
-    await until('a few ranges', async () => (await verified()) >= 3);
-    await w.kill();
-    w = await worker();
-    let before = 0;
-    await until('a query after the crash', async () => ((before = await verified()), true));
-    await until('progress after the first crash', async () => (await verified()) >= before + 5);
-    await w.kill();
-    w = await worker();
+    // Twice mid-backfill: the copies in flight held at a gate on the target table (their delete, copy
+    // or measurement waiting there), the worker killed while they wait, a new one started.
+    const killed: ActivityRun[] = [];
+    for (const after of [3, 10]) {
+      await until(`${after} ranges verified`, async () => (await verified()) >= after);
+      const gate = await tableGate(stack.pg, 'tgt', 'public.orders_a');
+      killed.push(...(await holdEvery(h, gate, 'copyRange')));
+      await w.kill();
+      w = await worker();
+      await gate.open();
+    }
     const gate = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
     assert.equal(gate.phase, 'awaiting_approval', JSON.stringify(gate));
     assert.equal(gate.tables[0].ranges.verified, 30);
     const report: Report = await h.query(reportQuery);
 
-    // Kill the worker as soon as the switch starts, then let a new one finish it.
+    // The switch held inside its transaction (its SQL waits at a gate on the table it writes), the
+    // worker killed there; a new worker runs it again.
+    const log = await tableGate(stack.pg, 'tgt', 'public.cutover_log');
     await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'ops', digest: report.digest }] });
-    await until('the switch', async () => (await h.query(progressQuery)).phase === 'switching', 30_000);
-    await new Promise((r) => setTimeout(r, 1500));
+    const inSwitch = await holdEvery(h, log, 'runSwitch');
+    assert.equal((await h.query(progressQuery)).phase, 'switching');
     await w.kill();
     await worker();
+    await log.open();
     const result = await h.result();
     assert.equal(result.phase, 'completed');
     assert.deepEqual(await fingerprint(stack.pg, 'tgt', 'public.orders_a'), await fingerprint(stack.pg, 'src', 'public.orders'));
-    const log = await stack.pg.query('tgt', `SELECT count(*)::int AS n FROM public.cutover_log WHERE migration = 'crash'`);
-    assert.equal(log.rows[0].n, 1, 'the switch ran exactly once');
+    const ran = await stack.pg.query('tgt', `SELECT count(*)::int AS n FROM public.cutover_log WHERE migration = 'crash'`);
+    assert.equal(ran.rows[0].n, 1, 'the switch ran exactly once');
     const ranges = await stack.pg.query(
       'tgt',
       `SELECT count(*) FILTER (WHERE status = 'verified')::int AS ok, count(DISTINCT worker)::int AS workers FROM backfill.ranges WHERE migration = 'crash'`,
     );
     assert.equal(ranges.rows[0].ok, 30);
     assert.ok(ranges.rows[0].workers >= 2, 'ranges were finished by more than one worker');
+    // Proof the kills landed inside them: each held copyRange, and the switch, completed on a later attempt.
+    await assertRetried(h, ['copyRange', 'runSwitch']);
+    await assertRanAgain(h, [...killed, ...inSwitch]);
     await replayAndMaybeRecord(h, 'worker-killed-twice');
   },
 );
@@ -156,30 +185,123 @@ test(
   },
 );
 
-test('killed sessions and a PostgreSQL restart mid-backfill: activities retry, nothing is half-written', { timeout: 180_000 }, async () => {
-  await liveWorker();
-  const s = spec('sessions', 'public.orders_b', { cutover: { approval: 'auto' } });
-  const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
-  await until('backfilling', async () => (await h.query(progressQuery)).tables[0]?.ranges.verified >= 2);
-  // Terminate every session of ours, on both databases, again and again for a few seconds.
-  let terminated = 0;
-  const end = Date.now() + 4000;
-  while (Date.now() < end) {
-    const r = await stack.pg.query('postgres', `SELECT count(pg_terminate_backend(pid))::int AS n FROM pg_stat_activity WHERE application_name = 'backfill'`);
-    terminated += r.rows[0].n;
-    await new Promise((r) => setTimeout(r, 150));
-  }
-  assert.ok(terminated > 0, 'no session was terminated: the fault was not injected');
-  // Then restart the server under the migration.
-  await stack.pg.restart();
-  const result = await h.result();
-  assert.equal(result.phase, 'completed');
-  assert.deepEqual(await fingerprint(stack.pg, 'tgt', 'public.orders_b'), await fingerprint(stack.pg, 'src', 'public.orders'));
-  assert.ok(
-    stack.workers.some((w) => w.alive()),
-    'the worker survived the killed sessions and the restart',
-  );
-});
+test(
+  'nothing half-written, observed: a copy killed inside its target transaction, rows already written, leaves its range as it was; it runs again and the target equals the source',
+  { timeout: 180_000 },
+  async () => {
+    // The range of ids 40001..50000 (range 4) holds rows of an earlier load: every other id, stale.
+    const RANGE = '(SELECT * FROM public.orders_c WHERE id BETWEEN 40001 AND 50000)';
+    await stack.pg.query('tgt', `INSERT INTO public.orders_c SELECT g, -1, 'stale', timestamptz '2000-01-01' FROM generate_series(40002, 50000, 2) g`);
+    const previous = await fingerprint(stack.pg, 'tgt', RANGE);
+    assert.equal(previous.count, '5000');
+    // Inserting row 45005 waits at a gate the test holds: the copy of range 4 stops inside its target
+    // transaction, with its delete done and the rows before 45005 written.
+    await stack.pg.query('tgt', HOLD_FUNCTIONS);
+    await stack.pg.query(
+      'tgt',
+      `CREATE TRIGGER hold_row BEFORE INSERT ON public.orders_c FOR EACH ROW EXECUTE FUNCTION public.hold_row('${ROW_GATE}', '45005')`,
+    );
+    const gate = await advisoryGate(stack.pg, 'tgt', ROW_GATE);
+    await Promise.all(stack.workers.map((w) => w.stop()));
+    // A copy that waits does not stall out (BACKFILL_STALL_TIMEOUT) before the kill: the kill is the fault.
+    process.env.BACKFILL_STALL_TIMEOUT = '600';
+    const w = await worker().finally(() => {
+      process.env.BACKFILL_STALL_TIMEOUT = '5';
+    });
+    const s = spec('half-written', 'public.orders_c', { cutover: { approval: 'auto' } });
+    const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
+
+    await until('the copy of range 4 waiting at row 45005', async () => (await gate.waiting()) === 1);
+    const [pid] = await gate.pids();
+    const copying = await stack.pg.query('tgt', 'SELECT relid::regclass::text AS rel, tuples_processed::int AS n FROM pg_stat_progress_copy WHERE pid = $1', [
+      pid,
+    ]);
+    assert.equal(copying.rows[0]?.rel, 'orders_c');
+    assert.ok(copying.rows[0].n > 0, `rows of the range are written in its transaction: ${JSON.stringify(copying.rows[0])}`);
+    const held = (await runningActivityRuns(h, 'copyRange')).filter((r) => r.input.rangeIndex === 4);
+    assert.equal(held.length, 1, 'the copyRange of range 4 is the one held');
+    assert.deepEqual(await fingerprint(stack.pg, 'tgt', RANGE), previous, 'another session sees the range as it was, mid-copy');
+
+    await w.kill();
+    // No worker runs: nothing can retry. The killed copy's transaction ends once its session, let
+    // past the gate, finds its client gone.
+    await gate.open();
+    await until(
+      "the killed copy's session ended",
+      async () => (await stack.pg.query('postgres', 'SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1', [pid])).rows[0].n === 0,
+    );
+    assert.deepEqual(await fingerprint(stack.pg, 'tgt', RANGE), previous, 'after the kill, before any retry: exactly the previous rows');
+    const ledger = await stack.pg.query('tgt', `SELECT status FROM backfill.ranges WHERE migration = 'half-written' AND range_index = 4`);
+    assert.ok(
+      ledger.rows.every((r) => r.status !== 'verified'),
+      JSON.stringify(ledger.rows),
+    );
+
+    await worker();
+    const result = await h.result();
+    assert.equal(result.phase, 'completed');
+    assert.deepEqual(await fingerprint(stack.pg, 'tgt', 'public.orders_c'), await fingerprint(stack.pg, 'src', 'public.orders'));
+    await assertRanAgain(h, held);
+    await stack.pg.query('tgt', 'DROP TRIGGER hold_row ON public.orders_c');
+  },
+);
+
+test(
+  'killed sessions and a PostgreSQL restart mid-backfill, each landing in held copies: the copies run again, the migration completes equal',
+  { timeout: 180_000 },
+  async () => {
+    await liveWorker();
+    // A copy's delete waits at a gate the test holds while it is closed (a trigger on the target table).
+    await stack.pg.query('tgt', HOLD_FUNCTIONS);
+    await stack.pg.query(
+      'tgt',
+      `CREATE TRIGGER hold_delete BEFORE DELETE ON public.orders_b FOR EACH STATEMENT EXECUTE FUNCTION public.hold_statement('${STATEMENT_GATE}')`,
+    );
+    const s = spec('sessions', 'public.orders_b', { cutover: { approval: 'auto' } });
+    const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
+    const verified = async () => (await h.query(progressQuery)).tables[0]?.ranges.verified ?? 0;
+    /** Closes the gate and waits until every copy in flight waits there. */
+    const holdCopies = async (): Promise<{ gate: AdvisoryGate; held: ActivityRun[] }> => {
+      const gate = await advisoryGate(stack.pg, 'tgt', STATEMENT_GATE);
+      let held: ActivityRun[] | undefined;
+      await until('every copy in flight held at the gate', async () => (held = await heldRuns(h, () => gate.waiting(), 'copyRange')) !== undefined);
+      return { gate, held: held! };
+    };
+
+    await until('backfilling', async () => (await verified()) >= 2);
+    // Every session of ours terminated, on both databases, while the copies wait in theirs.
+    const first = await holdCopies();
+    const waiting = await first.gate.pids();
+    const ended = await stack.pg.query('postgres', `SELECT pid, pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE application_name = 'backfill'`);
+    const terminated = ended.rows.filter((r) => r.ok).map((r) => Number(r.pid));
+    assert.ok(
+      waiting.every((p) => terminated.includes(p)),
+      `the held copies' sessions were terminated: ${JSON.stringify({ waiting, terminated })}`,
+    );
+    await first.gate.open();
+
+    // Then the server restarted under the migration, with the copies in flight held again.
+    const at = await verified();
+    await until('progress after the terminated sessions', async () => (await verified()) >= at + 2);
+    const second = await holdCopies();
+    const before = await h.query(progressQuery);
+    assert.equal(before.phase, 'backfilling');
+    assert.ok(before.tables[0].ranges.verified < 30, 'the restart lands mid-migration');
+    await stack.pg.restart();
+    await second.gate.open();
+    const result = await h.result();
+    assert.equal(result.phase, 'completed');
+    assert.deepEqual(await fingerprint(stack.pg, 'tgt', 'public.orders_b'), await fingerprint(stack.pg, 'src', 'public.orders'));
+    // The copies each fault interrupted ran again and completed.
+    await assertRanAgain(h, first.held);
+    await assertRanAgain(h, second.held);
+    assert.ok(
+      stack.workers.some((w) => w.alive()),
+      'the worker survived the killed sessions and the restart',
+    );
+    await stack.pg.query('tgt', 'DROP TRIGGER hold_delete ON public.orders_b');
+  },
+);
 
 test(
   'a user error (a column dropped mid-migration) fails the migration loudly, at once, with the reason; pause and resume work',

@@ -1,6 +1,7 @@
 // Real schemas, as users bring them: foreign keys between most tables on the target (a table that
 // references itself, a two-table cycle, a composite key), names of every kind, no chunk settings,
-// and a target constraint that refuses a row. Real PostgreSQL, real Temporal, a worker killed once.
+// and a target constraint that refuses a row. Real PostgreSQL, real Temporal, a worker killed once
+// (inside copies held at a gate, test/helpers/fault-points.ts).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
@@ -12,6 +13,7 @@ import { fingerprint } from './helpers/sample';
 import { backfill } from './helpers/cli';
 import { useStack } from './hooks';
 import { endingOf, replayAndMaybeRecord, spawnWorker, waitForPhase, type WorkerProcess } from './helpers/temporal';
+import { assertRanAgain, holdEvery, tableGate } from './helpers/fault-points';
 
 const TASK_QUEUE = 'schemas';
 
@@ -133,17 +135,23 @@ test(
     assert.match(v.stdout, /dept_head_fkey on "public"\."dept" -> "public"\."person"/);
 
     let worker: WorkerProcess = await spawnWorker(stack.temporal.address, TASK_QUEUE);
+    // kill -9 in the middle of the copy: the copies of the self-referencing table (planned last) held
+    // at a gate on it, once the other tables' ranges are proven and the constraints set aside.
+    const gate = await tableGate(stack.pg, 'tgt', 'public.employee');
     const h = await stack.temporal.env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
-    // kill -9 in the middle of the copy, once some ranges are proven and the constraints are set aside.
-    for (let i = 0; i < 400; i++) {
-      const p = await h.query(progressQuery).catch(() => undefined);
-      if (p && p.tables.reduce((a, t) => a + t.ranges.verified, 0) >= 8) break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    const held = await holdEvery(h, gate, 'copyRange');
+    const tables = held.map((r) => String((r.input.plan as { source?: unknown }).source));
+    assert.ok(
+      tables.every((t) => /employee/.test(t)),
+      `the copies held are of public.employee: ${tables.join(', ')}`,
+    );
+    const p = await h.query(progressQuery);
+    assert.ok(p.tables.reduce((a, t) => a + t.ranges.verified, 0) >= 8, JSON.stringify(p.tables));
     const aside = await stack.pg.query('tgt', `SELECT count(*)::int AS n FROM backfill.constraints WHERE migration = 'music-store' AND state = 'set-aside'`);
     assert.equal(aside.rows[0].n, before.length, 'every foreign key set aside, its definition kept');
     await worker.kill();
     worker = await spawnWorker(stack.temporal.address, TASK_QUEUE);
+    await gate.open();
     let report: Report;
     try {
       const gate = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed'], 240_000);
@@ -183,6 +191,8 @@ test(
       await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'dba', digest: again.digest! }] });
       const result = await h.result();
       assert.equal(result.phase, 'completed', JSON.stringify(result));
+      // The kill landed inside the held copies: each completed on a later attempt.
+      await assertRanAgain(h, held);
       report = await h.query(reportQuery);
       await replayAndMaybeRecord(h, 'foreign-keys-set-aside-rerun-restored');
     } finally {

@@ -1,9 +1,12 @@
-// The Temporal server itself restarts mid-migration (its state in a SQLite file): the worker
-// reconnects by itself and the migration completes. And setConcurrency changes the window live.
+// The Temporal server itself restarts mid-migration (its state in a SQLite file), with copies held in
+// flight across it (test/helpers/fault-points.ts): the worker reconnects by itself, those copies
+// complete after it, and the migration completes. And setConcurrency changes the window live.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import { createServer } from 'node:net';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { WorkflowHandle } from '@temporalio/client';
 import { freePort } from '../src/infra/postgres';
 import { startDevServer } from '../src/infra/temporal';
 import { progressQuery, setConcurrencySignal, type MigrationResult } from '../src/workflows/messages';
@@ -12,6 +15,7 @@ import { fingerprint } from './helpers/sample';
 import { spawnWorker, temporalCli, type WorkerProcess } from './helpers/temporal';
 import { onTeardown, setup, useDatabases } from './hooks';
 import { specFor } from './helpers/spec';
+import { activityRuns, holdEvery, tableGate, until } from './helpers/fault-points';
 
 const TASK_QUEUE = 'restart';
 let env: TestWorkflowEnvironment;
@@ -44,25 +48,44 @@ const spec = (name: string, target: string, concurrency: number) =>
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-test('the Temporal server restarts mid-migration; the worker reconnects and the migration completes', { timeout: 240_000 }, async () => {
-  const s = spec('survives-restart', 'public.t_a', 2);
-  await env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
-  for (let i = 0; i < 600; i++) {
-    const p = await env.client.workflow
-      .getHandle(s.name)
-      .query(progressQuery)
-      .catch(() => undefined);
-    if (p && p.tables[0]?.ranges.verified >= 3) break;
-    await sleep(100);
-  }
-  await env.teardown();
-  await sleep(1500);
-  env = await startDevServer({ dbFilename, port });
-  const result = (await env.client.workflow.getHandle(s.name).result()) as MigrationResult;
-  assert.equal(result.phase, 'completed');
-  assert.deepEqual(await fingerprint(dbs.pg, 'tgt', 'public.t_a'), await fingerprint(dbs.pg, 'src', 'public.t'));
-  assert.ok(worker.alive(), 'the same worker process carried on');
-});
+/** Nothing listens on `port` (127.0.0.1) any more. */
+const portFree = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const probe = createServer();
+    probe.once('error', () => resolve(false));
+    probe.listen(port, '127.0.0.1', () => probe.close(() => resolve(true)));
+  });
+
+test(
+  'the Temporal server restarts with copies in flight (held across it); the worker reconnects, those copies complete after it and the migration completes',
+  { timeout: 240_000 },
+  async () => {
+    const s = spec('survives-restart', 'public.t_a', 2);
+    let h: WorkflowHandle = await env.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
+    await until('a few ranges verified', async () => (await h.query(progressQuery)).tables[0]?.ranges.verified >= 3);
+    // The copies in flight held at a gate on the target table: they started before the restart and
+    // cannot finish until the gate opens, after it.
+    const gate = await tableGate(dbs.pg, 'tgt', 'public.t_a');
+    const held = await holdEvery(h, gate, 'copyRange');
+    const before = (await h.query(progressQuery)).tables[0].ranges;
+    await env.teardown();
+    await until('the server stopped (its port free)', () => portFree(port), 30_000);
+    env = await startDevServer({ dbFilename, port });
+    h = env.client.workflow.getHandle(s.name);
+    await gate.open();
+    const result = (await h.result()) as MigrationResult;
+    assert.equal(result.phase, 'completed');
+    assert.deepEqual(await fingerprint(dbs.pg, 'tgt', 'public.t_a'), await fingerprint(dbs.pg, 'src', 'public.t'));
+    assert.ok(worker.alive(), 'the same worker process carried on');
+    // Work in flight across the restart: ranges verified before it and after it, and the copies held
+    // across it completed (the history the restarted server kept has their completion).
+    assert.ok(before.verified >= 3 && before.verified + held.length <= before.total, JSON.stringify(before));
+    assert.equal((await h.query(progressQuery)).tables[0].ranges.verified, before.total);
+    const runs = new Map((await activityRuns(h)).map((r) => [r.id, r]));
+    for (const r of held)
+      assert.ok(runs.get(r.id)?.completed, `the copy ${r.id} (range ${String(r.input.rangeIndex)}) held across the restart completed after it`);
+  },
+);
 
 test('setConcurrency widens the window of a running migration, and the window is never exceeded', { timeout: 120_000 }, async () => {
   const s = spec('window', 'public.t_b', 1);

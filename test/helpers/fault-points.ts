@@ -175,3 +175,132 @@ export async function assertRetried(h: WorkflowHandle, types: string[], o: { sin
 export async function untilRetried(h: WorkflowHandle, type: string, since: Map<string, string>, ms = 120_000): Promise<void> {
   await until(`a ${type} retried after the fault`, async () => (await retriedSince(h, since)).has(type), ms);
 }
+
+/** An activity of a workflow: its id, type, the first argument it was scheduled with, and its attempt (the latest known). */
+export interface ActivityRun {
+  id: string;
+  type: string;
+  input: Record<string, unknown>;
+  attempt: number;
+  /** the history has its completion */
+  completed: boolean;
+}
+
+/** The first argument of a scheduled activity, as the default data converter wrote it (JSON). */
+function firstArgument(payloads: { data?: Uint8Array | null }[] | null | undefined): Record<string, unknown> {
+  const data = payloads?.[0]?.data;
+  return data ? JSON.parse(Buffer.from(data).toString('utf8')) : {};
+}
+
+/** Every activity the workflow's history has scheduled, with its input, its last started attempt and whether it completed. */
+export async function activityRuns(h: WorkflowHandle): Promise<ActivityRun[]> {
+  const history = await h.fetchHistory();
+  const byEvent = new Map<string, ActivityRun>();
+  for (const e of history.events ?? []) {
+    const a = e.activityTaskScheduledEventAttributes;
+    if (a)
+      byEvent.set(String(e.eventId), {
+        id: a.activityId ?? '',
+        type: a.activityType?.name ?? '',
+        input: firstArgument(a.input?.payloads),
+        attempt: 1,
+        completed: false,
+      });
+    const st = e.activityTaskStartedEventAttributes;
+    const started = st && byEvent.get(String(st.scheduledEventId));
+    if (started) started.attempt = st.attempt ?? 1;
+    const done = e.activityTaskCompletedEventAttributes;
+    const completed = done && byEvent.get(String(done.scheduledEventId));
+    if (completed) completed.completed = true;
+  }
+  return [...byEvent.values()];
+}
+
+/** The activities of `type` running now (started, not finished, as Temporal sees them): the ones a fault that lands now interrupts. */
+export async function runningActivityRuns(h: WorkflowHandle, type: string): Promise<ActivityRun[]> {
+  const d = await h.describe();
+  const running = (d.raw.pendingActivities ?? []).filter((a) => a.activityType?.name === type && Number(a.state) === 2);
+  const scheduled = new Map((await activityRuns(h)).map((r) => [r.id, r]));
+  return running.map((a) => ({ ...scheduled.get(a.activityId ?? '')!, attempt: a.attempt ?? 1 }));
+}
+
+/**
+ * The activities of `type` held at a gate: `waiting` (statements waiting there) is read first, then
+ * the running activities. Each waiting statement's activity runs, and cannot finish, so when there
+ * are at least as many waiting statements as running activities, the running ones are exactly those
+ * held, none of them about to finish: for activities that wait with one statement at a time (a copy's
+ * target connection, a catch-up round, the switch), or a single one (a sweep measures ranges side by
+ * side). Undefined while that is not so.
+ */
+export async function heldRuns(h: WorkflowHandle, waiting: () => Promise<number>, type: string): Promise<ActivityRun[] | undefined> {
+  const n = await waiting();
+  const running = await runningActivityRuns(h, type);
+  return running.length > 0 && n >= running.length ? running : undefined;
+}
+
+/** holdActivity, then waits until every running activity of `type` waits at the gate (heldRuns), and returns them: a fault now lands inside each. */
+export async function holdEvery(h: WorkflowHandle, gate: Gate, type: string): Promise<ActivityRun[]> {
+  await holdActivity(h, gate, type);
+  let held: ActivityRun[] | undefined;
+  await until(`every running ${type} waiting at the gate`, async () => (held = await heldRuns(h, () => gate.waiting(), type)) !== undefined);
+  return held!;
+}
+
+/**
+ * Each of `runs`, interrupted by a fault, ran again and completed: the same activity on a later
+ * attempt (Temporal's retry), or a later activity of the same type and input (the migration's own
+ * retry, after a failure it handles itself: a database that cannot be reached). One that completed
+ * on the very attempt the fault should have interrupted fails it: the fault missed it.
+ */
+export async function assertRanAgain(h: WorkflowHandle, runs: ActivityRun[]): Promise<void> {
+  assert.ok(runs.length > 0, 'no activity was held when the fault landed');
+  const all = await activityRuns(h);
+  const byId = new Map(all.map((r) => [r.id, r]));
+  const work = (r: ActivityRun) => `${r.type} ${JSON.stringify(r.input)}`;
+  for (const r of runs) {
+    const mine = byId.get(r.id);
+    assert.ok(
+      !(mine?.completed && mine.attempt === r.attempt),
+      `${r.type} ${r.id} completed on attempt ${r.attempt}, the one the fault should have interrupted`,
+    );
+    const again = mine?.completed && mine.attempt > r.attempt ? mine : all.find((x) => x.completed && Number(x.id) > Number(r.id) && work(x) === work(r));
+    assert.ok(again, `${r.type} ${r.id} (attempt ${r.attempt}) did not run again`);
+  }
+}
+
+/** A gate on an advisory lock the test holds: SQL that takes the same lock shared (in a trigger the test puts on a table) waits at it. */
+export interface AdvisoryGate {
+  /** the product's sessions (application_name `backfill`) waiting at the gate */
+  pids(): Promise<number[]>;
+  waiting(): Promise<number>;
+  /** opens it for good; a gate whose session a server restart ended is open already */
+  open(): Promise<void>;
+}
+
+/**
+ * Closes an advisory gate `key` (a positive int) on database `db`: a statement that runs
+ * `pg_advisory_xact_lock_shared(key)` (the test's trigger: before a DELETE, before inserting a
+ * chosen row) waits until open(). The holding session may be ended by a server restart: that opens it.
+ */
+export async function advisoryGate(server: PostgresServer, db: string, key: number): Promise<AdvisoryGate> {
+  const holder = new pgLib.Client({ connectionString: server.url(db) });
+  holder.on('error', () => undefined);
+  await holder.connect();
+  await holder.query('SELECT pg_advisory_lock($1::bigint)', [key]);
+  const pids = async () =>
+    (
+      await server.query(
+        'postgres',
+        `SELECT l.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+          WHERE l.locktype = 'advisory' AND NOT l.granted AND l.classid = 0 AND l.objid = $1 AND l.objsubid = 1 AND a.application_name = 'backfill'`,
+        [key],
+      )
+    ).rows.map((r) => Number(r.pid));
+  return {
+    pids,
+    waiting: async () => (await pids()).length,
+    async open() {
+      await holder.end().catch(() => undefined);
+    },
+  };
+}
