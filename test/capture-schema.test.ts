@@ -18,6 +18,7 @@ import { envNameForAlias } from '../src/spec/aliases';
 import { approveUntilCompleted, waitForPhase } from './helpers/temporal';
 import { onTeardown, setup, useStack } from './hooks';
 import { parsed, specFor, type TableDoc } from './helpers/spec';
+import { until } from './helpers/fault-points';
 import { tableFingerprint } from '../src/infra/writer';
 
 const TASK_QUEUE = 'capture-schema';
@@ -142,7 +143,10 @@ async function partitionedMigration(server: PostgresServer, name: string, src: s
     assert.equal(pub.rows[0]?.pubviaroot, true, 'the publication sends partitions under the root');
     // Writes after the checkpoint, then a partition created on both sides (the target's first),
     // rows inserted into it and rows moved into it from the others.
-    await sleep(2000);
+    const at = { ...writer.counts };
+    await until('writes of every kind after the checkpoint', async () =>
+      (['inserts', 'updates', 'moves', 'deletes'] as const).every((k) => writer.counts[k] > at[k]),
+    );
     await writer.stop();
     assert.ok(writer.counts.inserts > 0 && writer.counts.updates > 0 && writer.counts.moves > 0 && writer.counts.deletes > 0, JSON.stringify(writer.counts));
     const april = `CREATE TABLE public.items_2024_04 PARTITION OF public.items FOR VALUES FROM ('2024-04-01') TO ('2024-05-01')`;

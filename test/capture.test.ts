@@ -18,6 +18,7 @@ import { captureOf } from '../src/spec/schema';
 import { endingOf, replayAndMaybeRecord, waitForPhase } from './helpers/temporal';
 import { useStack } from './hooks';
 import { capturedSpecFor, parsed } from './helpers/spec';
+import { until } from './helpers/fault-points';
 import { startWriter, tableFingerprint } from '../src/infra/writer';
 import { FILL_WRITER_TABLE, WRITER_TABLE } from '../src/db/demo';
 
@@ -73,9 +74,9 @@ test(
       );
       // The writer goes on while the gate waits: the stream follows it.
       const before = p.capture.transactions;
-      await new Promise((r) => setTimeout(r, 3000));
+      await until('the stream goes on at the gate', async () => (await h.query(progressQuery)).capture!.transactions > before);
       const waiting: Progress = await h.query(progressQuery);
-      assert.ok(waiting.capture!.transactions > before, 'the stream goes on at the gate');
+      assert.equal(waiting.phase, 'awaiting_approval');
       await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: p.digest! }] });
       const r = await h.result();
       assert.equal(r.phase, 'completed', r.reason);
