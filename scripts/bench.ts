@@ -28,6 +28,7 @@ import { backfillMigration } from '../src/workflows/migration';
 import { peerBench, printPeer, type PeerResults } from './bench-peer';
 import { breakdown, printBreakdown } from './breakdown';
 import { captureBench, printCapture, type CaptureResults } from './bench-capture';
+import { printWorkers, workersBench, type WorkersResult } from './bench-workers';
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -50,8 +51,8 @@ if (!SIZES.length || SIZES.some((x) => !Number.isInteger(x) || x < 1000)) {
 }
 /** --only orders | wide: one part of the bench (the orders table and its floors, or the wide table and the peer). */
 const ONLY = option('only');
-if (ONLY !== undefined && ONLY !== 'orders' && ONLY !== 'wide' && ONLY !== 'capture') {
-  console.error('bench: --only must be "orders", "wide" or "capture"');
+if (ONLY !== undefined && ONLY !== 'orders' && ONLY !== 'wide' && ONLY !== 'capture' && ONLY !== 'workers') {
+  console.error('bench: --only must be "orders", "wide", "capture" or "workers"');
   process.exit(2);
 }
 let ROWS = SIZES[0];
@@ -66,6 +67,8 @@ const RUNS = arg('runs', 3);
 const CHUNK = arg('chunk', 100_000);
 const CONCURRENCY = arg('concurrency', 2);
 const TINY_RANGES = arg('tiny-ranges', 1000);
+/** Ranges in flight in the workers part: enough for three workers to each have two. */
+const CONCURRENCY_WORKERS = arg('workers-concurrency', 6);
 const outIndex = process.argv.indexOf('--out');
 const OUT = outIndex >= 0 ? process.argv[outIndex + 1] : 'bench-results.json';
 
@@ -438,8 +441,9 @@ async function main() {
     const sizes: { rows: number; orders?: OrdersResults; wide?: PeerResults }[] = [];
     let once: Awaited<ReturnType<typeof onceBench>> | undefined;
     const capture: CaptureResults[] = [];
+    let workers: WorkersResult[] | undefined;
     try {
-      for (const rows of ONLY === 'capture' ? [] : SIZES) {
+      for (const rows of ONLY === 'capture' || ONLY === 'workers' ? [] : SIZES) {
         ROWS = rows;
         console.log(`\n${rows.toLocaleString('en-US')} rows`);
         const entry: (typeof sizes)[number] = { rows };
@@ -448,6 +452,10 @@ async function main() {
         sizes.push(entry);
       }
       if (ONLY === undefined || ONLY === 'orders') once = await onceBench(src, tgt, env, worker);
+      if (ONLY === undefined || ONLY === 'workers') {
+        console.log(`\nworkers: ${TINY_RANGES} tiny ranges, ${CONCURRENCY_WORKERS} in flight, served by one, two and three workers`);
+        workers = await workersBench({ src, tgt, client: env.client, address: env.address, ranges: TINY_RANGES, runs: RUNS, concurrency: CONCURRENCY_WORKERS });
+      }
       if (ONLY === undefined || ONLY === 'capture') {
         console.log(`\nchange capture (capture: logical), ${CAPTURE_SIZES.map((x) => x.toLocaleString('en-US')).join(' and ')} rows`);
         for (const rows of CAPTURE_SIZES)
@@ -471,6 +479,12 @@ async function main() {
       console.log('|---|---|---|');
       printOnce(once);
     }
+    if (workers) {
+      console.log('');
+      console.log('| workers: measure | median; shares | target |');
+      console.log('|---|---|---|');
+      printWorkers(workers);
+    }
     if (capture.length) {
       console.log('');
       console.log('| capture: measure | median | target |');
@@ -479,7 +493,11 @@ async function main() {
     }
     writeFileSync(
       OUT,
-      JSON.stringify({ runs: RUNS, concurrency: CONCURRENCY, targets, sizes, ...(once ?? {}), ...(capture.length ? { capture } : {}) }, null, 2) + '\n',
+      JSON.stringify(
+        { runs: RUNS, concurrency: CONCURRENCY, targets, sizes, ...(once ?? {}), ...(workers ? { workers } : {}), ...(capture.length ? { capture } : {}) },
+        null,
+        2,
+      ) + '\n',
     );
     console.log(`\nwritten to ${OUT}`);
   } finally {

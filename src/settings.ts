@@ -156,6 +156,14 @@ export const SETTINGS = {
     parse: int(1, 1000),
     fallback: () => 12,
   }),
+  sessions: def({
+    env: 'BACKFILL_SESSIONS',
+    takes: 'an integer, 1 to 10000',
+    shown: '',
+    doc: 'at most this many sessions of ours at once on any one database, across every worker (give every worker the same value); `BACKFILL_SESSIONS_<ALIAS>` sets it for one alias. A session waits, holding nothing, until one of ours ends; unset: no cap. See [Scaling out](#scaling-out)',
+    parse: int(1, 10_000),
+    fallback: () => undefined as number | undefined,
+  }),
   maxActivities: def({
     env: 'BACKFILL_MAX_ACTIVITIES',
     takes: 'an integer, 1 to 10000',

@@ -2,6 +2,7 @@
 // strings come from BACKFILL_DB_<ALIAS> here and nowhere else.
 import { setting, settingProblems } from './settings';
 import { BadInput } from './spec/load';
+import { sessionCapProblems } from './spec/aliases';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
@@ -88,7 +89,7 @@ export async function createWorker(o: WorkerSetup): Promise<Worker> {
 /** `backfill worker` and `node dist/src/worker.js`: run until SIGINT/SIGTERM. */
 export async function runWorker(): Promise<void> {
   // Every setting checked before anything starts: a value that will not do is said, all of them at once.
-  const problems = settingProblems();
+  const problems = [...settingProblems(), ...sessionCapProblems()];
   if (problems.length) throw new BadInput(`the worker's environment will not do (${problems.length} setting${problems.length === 1 ? '' : 's'})`, problems);
   // Before any connection: the SDK's runtime is created once per process, with its exporter.
   const metrics = installMetrics();

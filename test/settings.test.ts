@@ -74,8 +74,14 @@ test('settings: no module but src/settings.ts and src/spec/aliases.ts reads the 
 });
 
 test('the worker refuses to start on a setting that will not do, naming every one, with no stack trace', async () => {
-  const r = await backfill(['worker'], { BACKFILL_POOL_MAX: 'abc', BACKFILL_STALL_TIMEOUT: '-1', TEMPORAL_ADDRESS: '127.0.0.1:1' });
+  const r = await backfill(['worker'], {
+    BACKFILL_POOL_MAX: 'abc',
+    BACKFILL_STALL_TIMEOUT: '-1',
+    BACKFILL_SESSIONS_SOURCE: '0',
+    TEMPORAL_ADDRESS: '127.0.0.1:1',
+  });
   assert.notEqual(r.code, 0);
+  assert.match(r.stderr, /BACKFILL_SESSIONS_SOURCE must be an integer from 1 to 10000, not "0"/);
   assert.match(r.stderr, /BACKFILL_STALL_TIMEOUT must be an integer from 1 to 86400, not "-1"/);
   assert.match(r.stderr, /BACKFILL_POOL_MAX must be an integer from 1 to 1000, not "abc"/);
   assert.doesNotMatch(r.stderr, /\n\s+at |dist\/|\.js:\d+/);

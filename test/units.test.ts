@@ -11,6 +11,7 @@ import { bounded } from '../src/infra/postgres';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT } from './helpers/cli';
+import { dispatchNext, noSharing, PROBE_EVERY, provenBy, RECENT_RANGES, workersInSight } from '../src/domain/sharing';
 
 test('sql: identifiers are quoted part by part, quotes doubled', () => {
   assert.equal(quoteIdent('orders'), '"orders"');
@@ -332,4 +333,33 @@ test("state: the workflow code changes the migration state only through its owne
     .filter((f) => (f.startsWith('src/workflows/') || f.endsWith('.workflow.ts')) && !owners.includes(f))
     .flatMap((f) => stateWrites(readFileSync(join(ROOT, f), 'utf8')).map((n) => `${f}:${n}`));
   assert.deepEqual(writes, [], `a write to the state outside its owner (add a method to the owning class):\n${writes.join('\n')}`);
+});
+
+test('sharing: eager while one worker proves the ranges (a probe through the queue now and then), queued once a second one shows', () => {
+  let s = noSharing();
+  const take = (n: number) =>
+    Array.from({ length: n }, () => {
+      const d = dispatchNext(s);
+      s = d.next;
+      return d.eager;
+    });
+  // Nothing proven yet, or one worker: eager, but every PROBE_EVERY-th range goes through the queue.
+  const first = take(2 * PROBE_EVERY);
+  assert.equal(first.filter((e) => !e).length, 2);
+  assert.equal(first[PROBE_EVERY - 1], false);
+  for (let i = 0; i < 5; i++) s = provenBy(s, 'a:1');
+  assert.equal(workersInSight(s), 1);
+  assert.deepEqual(take(PROBE_EVERY), [true, true, true, false]);
+  // A probe landed on another worker: every range goes through the queue.
+  s = provenBy(s, 'b:2');
+  assert.equal(workersInSight(s), 2);
+  assert.ok(take(3 * PROBE_EVERY).every((e) => !e));
+  // The other worker left: once the latest ranges are all one worker's again, eager comes back.
+  for (let i = 0; i < RECENT_RANGES - 1; i++) s = provenBy(s, 'a:1');
+  assert.equal(workersInSight(s), 2, 'b:2 is still among the latest');
+  s = provenBy(s, 'a:1');
+  assert.equal(workersInSight(s), 1);
+  assert.ok(take(PROBE_EVERY).some((e) => e));
+  // A result from a worker that predates naming itself changes nothing.
+  assert.deepEqual(provenBy(s, undefined), s);
 });

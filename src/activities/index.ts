@@ -1,7 +1,8 @@
 // The activities the worker registers. Every one is idempotent (a retry after a crash, or a second
 // run of the same input, leaves the databases as one run would) and heartbeats while it runs.
 import { planMigration as plan } from '../plan/plan';
-import { copyRange as copy, verifyRange as verify } from '../range/copy';
+import { copyRange as copy, verifyRange as verify, type RangeInput } from '../range/copy';
+import { sessionCaps, timingSessionWaits } from '../db/sessions';
 import { locateRange as locate, recheckRange as recheck } from '../range/locate';
 import { reconcileTable as reconcile } from '../gate/reconcile';
 import { buildReport as report } from '../report/build';
@@ -24,15 +25,27 @@ import {
   holdSnapshot as hold,
   slotState as slot,
 } from '../capture/steps';
-import { alive } from './heartbeat';
+import { alive, WORKER_ID } from './heartbeat';
 import { restoreConstraints as restore } from '../schema/constraints';
 import { checkSchema as drift } from '../schema/drift';
 import { captureBaseline as baseline, captureTripwire as tripwire } from '../capture/tripwire';
 import type { MigrationSpec } from '../spec/schema';
+import type { RangeResult } from '../domain/range-lifecycle';
 
 export const planMigration = alive(plan);
-export const copyRange = alive(copy);
-export const verifyRange = alive(verify);
+/**
+ * Each range's result names the worker that ran it (the workflow shares ranges by it: domain/sharing.ts)
+ * and, where our sessions are capped (db/sessions.ts), the caps and how long its sessions waited.
+ */
+const named =
+  (fn: (input: RangeInput) => Promise<RangeResult>) =>
+  async (input: RangeInput): Promise<RangeResult> => {
+    const { out, waitedMs } = await timingSessionWaits(() => fn(input));
+    const caps = sessionCaps([input.spec.source, input.spec.target, input.spec.control]);
+    return { ...out, worker: WORKER_ID, ...(Object.keys(caps).length ? { sessions: { caps, waitedMs } } : {}) };
+  };
+export const copyRange = alive(named(copy));
+export const verifyRange = alive(named(verify));
 export const locateRange = alive(locate);
 export const recheckRange = alive(recheck);
 export const reconcileTable = alive(reconcile);

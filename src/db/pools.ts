@@ -6,6 +6,7 @@ import pg from 'pg';
 import { parse } from 'pg-connection-string';
 import { connectionStringFor } from '../spec/aliases';
 import { hostOf, markUnreachable } from './reach';
+import { sessionCap, takeSlot, untilSlotFree } from './sessions';
 
 export type Access = 'read' | 'write';
 
@@ -45,8 +46,13 @@ export function poolFor(alias: string, access: Access, env: NodeJS.ProcessEnv = 
   const opts = Object.entries(settings(access, env))
     .map(([k, v]) => `-c ${k}=${v}`)
     .join(' ');
+  // Capped (sessions.ts): each new session takes a slot, and idle ones go soon to free theirs.
+  const cap = sessionCap(alias, env);
   pool = new pg.Pool({
     ...(cfg as pg.PoolConfig),
+    // pg-pool awaits onConnect and closes the session when it rejects (its type says void).
+    // eslint-disable-next-line @typescript-eslint/no-misused-promises
+    ...(cap ? { onConnect: takeSlot(alias, cap) } : {}),
     options: [cfg.options, opts].filter(Boolean).join(' '),
     types: asText,
     max: setting('poolMax', env),
@@ -54,7 +60,7 @@ export function poolFor(alias: string, access: Access, env: NodeJS.ProcessEnv = 
     // No client-side query_timeout: pg arms it for COPY streams too and never clears it there.
     // A stuck COPY is caught by the stall guard; a stuck query by the server's statement_timeout,
     // or, when the network silently drops the connection, by failSilentConnections below.
-    idleTimeoutMillis: 30_000,
+    idleTimeoutMillis: cap ? 1000 : 30_000,
     keepAlive: true,
   });
   const silentMs = pgDurationMs(settings(access, env).statement_timeout);
@@ -78,12 +84,18 @@ export function poolFor(alias: string, access: Access, env: NodeJS.ProcessEnv = 
  */
 function markConnectFailures(pool: pg.Pool, alias: string, host: string): void {
   type Done = (err: Error | undefined, client: pg.PoolClient | undefined, release: (e?: Error | boolean) => void) => void;
-  const connect = pool.connect.bind(pool) as (cb?: Done) => Promise<pg.PoolClient> | undefined;
-  (pool as unknown as { connect: (cb?: Done) => unknown }).connect = (cb?: Done) => {
-    if (cb) return connect((err, client, release) => cb(err ? markUnreachable(err, alias, host) : err, client, release));
-    return connect()!.catch((e: unknown) => {
+  const connect = pool.connect.bind(pool) as () => Promise<pg.PoolClient>;
+  // A capped pool's session waits for a free slot here (sessions.ts), opened again until one is.
+  const checkout = () =>
+    untilSlotFree(connect).catch((e: unknown) => {
       throw markUnreachable(e, alias, host);
     });
+  (pool as unknown as { connect: (cb?: Done) => unknown }).connect = (cb?: Done) => {
+    if (!cb) return checkout();
+    checkout().then(
+      (client) => cb(undefined, client, (e) => client.release(e)),
+      (err: Error) => cb(err, undefined, () => undefined),
+    );
   };
 }
 

@@ -52,6 +52,15 @@ export interface RangeResult {
   refused?: Refusal;
   /** a resumed migration's range the earlier run verified: verified again without a copy, or copied because it differed */
   reuse?: Reuse;
+  /** the worker that ran this attempt (host:pid), as the ledger records it */
+  worker?: string;
+  /** where the worker caps our sessions per database (BACKFILL_SESSIONS): the caps by alias, and how long this attempt's sessions waited for one */
+  sessions?: SessionUse;
+}
+
+export interface SessionUse {
+  caps: Record<string, number>;
+  waitedMs: number;
 }
 
 /** A range that still differs after its attempts, with what locating found. */

@@ -2,8 +2,9 @@
 // what an earlier run of this name left to reuse. The window, the sweeps and the checkpoints change
 // it through these methods; the rest reads it.
 import type { TablePlan } from '../domain/plan';
-import type { FailedRange, RangeOutcome } from '../domain/range-lifecycle';
+import type { FailedRange, RangeOutcome, RangeResult, SessionUse } from '../domain/range-lifecycle';
 import { NO_KEYS } from '../domain/report';
+import { dispatchNext, noSharing, provenBy, workersInSight } from '../domain/sharing';
 import { tallyFirstAttempt, type ResumeState, type Reuse } from '../domain/resume';
 import type { Carried, RangeRef, TableState } from '../workflows/types';
 
@@ -31,6 +32,8 @@ export class Ranges {
   private _tables: TableState[] = [];
   private readonly queue: RangeRef[] = [];
   private _resume?: ResumeState;
+  private sharing = noSharing();
+  private _sessions?: SessionUse;
 
   /** (typed as the activities take them; changed only here, like the rest) */
   get plans(): TablePlan[] {
@@ -82,10 +85,11 @@ export class Ranges {
     });
     this.queue.push(...c.rerunQueue);
     this._resume = c.resume;
+    this._sessions = c.sessions;
   }
 
   /** What the next run takes over (counters, not ranges). */
-  carried(): Pick<Carried, 'plans' | 'tables' | 'rerunQueue' | 'resume'> {
+  carried(): Pick<Carried, 'plans' | 'tables' | 'rerunQueue' | 'resume' | 'sessions'> {
     return {
       plans: this._plans,
       // Located keys of many failed ranges would bloat the input: the ledger has them all.
@@ -98,6 +102,7 @@ export class Ranges {
       })),
       rerunQueue: this.queue,
       resume: this._resume,
+      ...(this._sessions ? { sessions: this._sessions } : {}),
     };
   }
 
@@ -154,6 +159,29 @@ export class Ranges {
       }
     }
     return n;
+  }
+
+  /** Whether the next range may go eagerly to the worker that schedules it (domain/sharing.ts). */
+  dispatch(): boolean {
+    const { eager, next } = dispatchNext(this.sharing);
+    this.sharing = next;
+    return eager;
+  }
+
+  /** An attempt of a range ran: on which worker, and how long it waited for capped sessions. */
+  ran(r: Pick<RangeResult, 'worker' | 'sessions'>): void {
+    this.sharing = provenBy(this.sharing, r.worker);
+    if (r.sessions) this._sessions = { caps: r.sessions.caps, waitedMs: (this._sessions?.waitedMs ?? 0) + r.sessions.waitedMs };
+  }
+
+  /** The caps on our sessions the latest range's worker had, and the ranges' waits for one in all. */
+  get sessions(): Readonly<SessionUse> | undefined {
+    return this._sessions;
+  }
+
+  /** The workers that ran the latest ranges. */
+  workersInSight(): number {
+    return workersInSight(this.sharing);
   }
 
   /** Range `i` of table `t` is in flight. */

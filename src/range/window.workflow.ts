@@ -49,7 +49,9 @@ async function rangeInFlight(s: MigrationState, t: number, i: number, copiedBefo
   // What the UI's timeline says on each bar: the table, its range and, where the plan has them, the
   // keys. The range by its index, as the report, Current Details and `backfill rerun --range` name it.
   const where = `${st.plan.source} range ${i} of ${st.plan.rangeCount}${boundsOf(st.plan, i)}`;
-  const copying = summarised(`${spec.mode === 'verify' ? 'verify' : asksReuse(resumed, 1) ? 'copy or reuse' : 'copy'} ${where}`);
+  const copying = summarised(`${spec.mode === 'verify' ? 'verify' : asksReuse(resumed, 1) ? 'copy or reuse' : 'copy'} ${where}`, {
+    eager: s.ranges.dispatch(),
+  });
   const locating = summarised(`locate differences in ${where}`);
   const rechecking = summarised(`read the differing keys of ${where} again`);
   const stopping = () => s.control.aborted !== undefined;
@@ -63,6 +65,7 @@ async function rangeInFlight(s: MigrationState, t: number, i: number, copiedBefo
     const outcome = await runRange(i, policy, {
       attempt: (n, final) => (spec.mode === 'verify' ? copying.verifyRange(args(n, final)) : copying.copyRange(copyArgs(n, final))),
       attempted: (r, n) => {
+        s.ranges.ran(r);
         s.ranges.copied(t, r.rowsCopied, copiedBefore || n > 1);
         // A resumed migration counts what the first attempt did: verified without a copy, or copied.
         if (first && resumed) s.ranges.firstAttempted(t, r.reuse);

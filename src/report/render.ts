@@ -1,4 +1,5 @@
 // Rendering the report and the progress for people. Pure functions.
+import type { SessionUse } from '../domain/range-lifecycle';
 import { waitingLine } from '../domain/waits';
 import { auditTrail, endingOf, verdictLine, type Report, type TableReport } from '../domain/report';
 import { describeColumn, summariseColumns } from '../domain/columns';
@@ -148,6 +149,14 @@ export function copiedRows(t: { rowsCopied: number; rowsRecopied?: number }, nou
   return `${fmt(t.rowsCopied - again)}${noun}${again ? ` (+${fmt(again)} re-copied)` : ''}`;
 }
 
+/** Where workers cap our sessions: the caps, and how long ranges waited for one. */
+function sessionsLine(s: SessionUse): string {
+  const caps = Object.entries(s.caps)
+    .map(([alias, n]) => `${alias} ${n}`)
+    .join(', ');
+  return `sessions capped per database (BACKFILL_SESSIONS): ${caps}; ranges waited ${(s.waitedMs / 1000).toFixed(1)} s for one in all`;
+}
+
 export function renderProgress(p: Progress): string {
   const lines = [`${p.migration}: ${p.phase}${p.paused ? ' (paused)' : ''}${p.detail ? ` – ${p.detail}` : ''}`];
   for (const w of p.waiting ?? []) lines.push(`  waiting: ${waitingLine(w, Date.now())}`);
@@ -157,6 +166,8 @@ export function renderProgress(p: Progress): string {
       `  ${t.source} → ${t.target}: ${fmt(r.verified)}/${fmt(r.total)} ranges verified, ${fmt(r.inFlight)} in flight, ${fmt(r.failed)} failed, ${copiedRows(t, ' rows copied')}`,
     );
   }
+  if (p.workers && p.phase === 'backfilling') lines.push(`  the latest ranges ran on ${p.workers} worker${p.workers === 1 ? '' : 's'}`);
+  if (p.sessions) lines.push(`  ${sessionsLine(p.sessions)}`);
   if (p.capture) lines.push(`  ${captureLine(p.capture)}`);
   else if (p.delta)
     lines.push(

@@ -13,9 +13,13 @@ const OPTIONS = { startToCloseTimeout: '24 hours', heartbeatTimeout: '15 seconds
 
 export const acts = waitingInSight(proxyActivities<typeof activities>(OPTIONS));
 
-/** The same activities, each scheduled with a one-line summary the Temporal UI shows on its bar. */
-export function summarised(summary: string): typeof acts {
-  return waitingInSight(proxyActivities<typeof activities>({ ...OPTIONS, summary }));
+/**
+ * The same activities, each scheduled with a one-line summary the Temporal UI shows on its bar.
+ * `eager: false`: not handed back to this worker by eager execution, but queued for any worker
+ * (domain/sharing.ts decides for the ranges).
+ */
+export function summarised(summary: string, o: { eager?: boolean } = {}): typeof acts {
+  return waitingInSight(proxyActivities<typeof activities>({ ...OPTIONS, summary, ...(o.eager === false ? { allowEagerDispatch: false } : {}) }));
 }
 
 /** For cleanup on the way out of a failed migration: a few tries, then the failure stands. */

@@ -1,5 +1,6 @@
 // The Temporal surface of a migration: what the Temporal CLI and UI, and our own CLI, use to watch
 // and steer it. Names here are the public contract (README, "Temporal surface").
+import type { SessionUse } from '../domain/range-lifecycle';
 import { defineQuery, defineSignal, defineUpdate, type Sinks } from '@temporalio/workflow';
 import type { AuditRecord, Report } from '../domain/report';
 import type { Waiting } from '../domain/waits';
@@ -68,6 +69,10 @@ export interface Progress {
   resume?: ResumeSummary;
   paused: boolean;
   concurrency: number;
+  /** the workers that ran the latest ranges (they share the ranges); absent before a range has run */
+  workers?: number;
+  /** where workers cap our sessions per database (BACKFILL_SESSIONS): the caps by alias, and how long ranges waited for a session in all */
+  sessions?: SessionUse;
   startedAt: string;
   updatedAt: string;
 }

@@ -154,6 +154,7 @@ export class MigrationState {
       runs: this.runs + 1,
       ...(live ? { live } : {}),
       ...(r.resume ? { resume: r.resume } : {}),
+      ...(r.sessions ? { sessions: r.sessions } : {}),
     };
   }
 
@@ -252,6 +253,8 @@ export class MigrationState {
       ...(this.ranges.resume ? { resume: resumeSummary(this.ranges.resume, this.ranges.plans) } : {}),
       paused: control.paused,
       concurrency: control.concurrency,
+      ...(this.ranges.workersInSight() ? { workers: this.ranges.workersInSight() } : {}),
+      ...(this.ranges.sessions ? { sessions: { ...this.ranges.sessions } } : {}),
       startedAt: this.startedAt,
       updatedAt: this.updatedAt,
     };

@@ -2,7 +2,7 @@
 // continue-as-new (counters and cursors, never ranges: the ledger has those).
 import type { CaptureBaseline } from '../capture/tripwire';
 import type { TablePlan } from '../domain/plan';
-import type { FailedRange } from '../domain/range-lifecycle';
+import type { FailedRange, SessionUse } from '../domain/range-lifecycle';
 import type { Approval } from '../domain/report';
 import type { ResumeState } from '../domain/resume';
 import type { MigrationResult } from './messages';
@@ -101,6 +101,8 @@ export interface Carried {
   live?: LiveState;
   /** started again after an earlier run: the ranges reused and copied so far */
   resume?: ResumeState;
+  /** where workers cap our sessions: the caps, and how long ranges waited for a session so far */
+  sessions?: SessionUse;
 }
 
 /** The workflow's signature (`backfillMigration`), for continue-as-new from a stage. */

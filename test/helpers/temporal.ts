@@ -35,10 +35,10 @@ export interface WorkerProcess {
   stop(): Promise<void>;
 }
 
-/** `backfill worker` in a child process, as users run it, with this process's BACKFILL_DB_*. */
-export async function spawnWorker(address: string, taskQueue: string): Promise<WorkerProcess> {
+/** `backfill worker` in a child process, as users run it, with this process's BACKFILL_DB_* (and `env`). */
+export async function spawnWorker(address: string, taskQueue: string, env: Record<string, string> = {}): Promise<WorkerProcess> {
   const child = spawn(process.execPath, [CLI, 'worker'], {
-    env: { ...process.env, TEMPORAL_ADDRESS: address, BACKFILL_TASK_QUEUE: taskQueue },
+    env: { ...process.env, ...env, TEMPORAL_ADDRESS: address, BACKFILL_TASK_QUEUE: taskQueue },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let log = '';
