@@ -29,6 +29,7 @@ import { peerBench, printPeer, type PeerResults } from './bench-peer';
 import { breakdown, printBreakdown } from './breakdown';
 import { captureBench, printCapture, type CaptureResults } from './bench-capture';
 import { printWorkers, workersBench, type WorkersResult } from './bench-workers';
+import { printTables, tablesBench, type TablesResult } from './bench-tables';
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -51,8 +52,8 @@ if (!SIZES.length || SIZES.some((x) => !Number.isInteger(x) || x < 1000)) {
 }
 /** --only orders | wide: one part of the bench (the orders table and its floors, or the wide table and the peer). */
 const ONLY = option('only');
-if (ONLY !== undefined && ONLY !== 'orders' && ONLY !== 'wide' && ONLY !== 'capture' && ONLY !== 'workers') {
-  console.error('bench: --only must be "orders", "wide", "capture" or "workers"');
+if (ONLY !== undefined && !['orders', 'wide', 'capture', 'workers', 'tables'].includes(ONLY)) {
+  console.error('bench: --only must be "orders", "wide", "capture", "workers" or "tables"');
   process.exit(2);
 }
 let ROWS = SIZES[0];
@@ -67,6 +68,8 @@ const RUNS = arg('runs', 3);
 const CHUNK = arg('chunk', 100_000);
 const CONCURRENCY = arg('concurrency', 2);
 const TINY_RANGES = arg('tiny-ranges', 1000);
+/** --tables 2000: the tables of the many-tables part. */
+const TABLES = arg('tables', 2000);
 /** Ranges in flight in the workers part: enough for three workers to each have two. */
 const CONCURRENCY_WORKERS = arg('workers-concurrency', 6);
 const outIndex = process.argv.indexOf('--out');
@@ -442,8 +445,9 @@ async function main() {
     let once: Awaited<ReturnType<typeof onceBench>> | undefined;
     const capture: CaptureResults[] = [];
     let workers: WorkersResult[] | undefined;
+    let tables: TablesResult | undefined;
     try {
-      for (const rows of ONLY === 'capture' || ONLY === 'workers' ? [] : SIZES) {
+      for (const rows of ONLY === 'capture' || ONLY === 'workers' || ONLY === 'tables' ? [] : SIZES) {
         ROWS = rows;
         console.log(`\n${rows.toLocaleString('en-US')} rows`);
         const entry: (typeof sizes)[number] = { rows };
@@ -455,6 +459,10 @@ async function main() {
       if (ONLY === undefined || ONLY === 'workers') {
         console.log(`\nworkers: ${TINY_RANGES} tiny ranges, ${CONCURRENCY_WORKERS} in flight, served by one, two and three workers`);
         workers = await workersBench({ src, tgt, client: env.client, address: env.address, ranges: TINY_RANGES, runs: RUNS, concurrency: CONCURRENCY_WORKERS });
+      }
+      if (ONLY === undefined || ONLY === 'tables') {
+        console.log(`\ntables: one migration of ${TABLES} small tables (a schema pattern), ${CONCURRENCY_WORKERS} ranges in flight`);
+        tables = await tablesBench({ src, tgt, client: env.client, address: env.address, tables: TABLES, concurrency: CONCURRENCY_WORKERS, peakRssMB });
       }
       if (ONLY === undefined || ONLY === 'capture') {
         console.log(`\nchange capture (capture: logical), ${CAPTURE_SIZES.map((x) => x.toLocaleString('en-US')).join(' and ')} rows`);
@@ -485,6 +493,12 @@ async function main() {
       console.log('|---|---|---|');
       printWorkers(workers);
     }
+    if (tables) {
+      console.log('');
+      console.log('| tables: measure | value | target |');
+      console.log('|---|---|---|');
+      printTables(tables);
+    }
     if (capture.length) {
       console.log('');
       console.log('| capture: measure | median | target |');
@@ -494,7 +508,16 @@ async function main() {
     writeFileSync(
       OUT,
       JSON.stringify(
-        { runs: RUNS, concurrency: CONCURRENCY, targets, sizes, ...(once ?? {}), ...(workers ? { workers } : {}), ...(capture.length ? { capture } : {}) },
+        {
+          runs: RUNS,
+          concurrency: CONCURRENCY,
+          targets,
+          sizes,
+          ...(once ?? {}),
+          ...(workers ? { workers } : {}),
+          ...(tables ? { tables } : {}),
+          ...(capture.length ? { capture } : {}),
+        },
         null,
         2,
       ) + '\n',

@@ -80,7 +80,7 @@ test("tripwire: a quiet window is proven by the source's write counters, without
   assert.match(r.finalWindow?.proof ?? '', /the source's write counters account for every change since the checkpoint/);
   const after = await activitiesAfterFreeze(h);
   assert.ok(after.includes('captureTripwire'), `the tripwire ran: ${after.join(', ')}`);
-  assert.ok(!after.includes('reconcileTable'), `no whole table was read after the freeze: ${after.join(', ')}`);
+  assert.ok(!after.some((a) => a.startsWith('reconcileTable')), `no whole table was read after the freeze: ${after.join(', ')}`);
   const [s, t] = await Promise.all([tableFingerprint(stack.pg.url('src'), 'public.quiet'), tableFingerprint(stack.pg.url('tgt'), 'public.quiet')]);
   assert.deepEqual(t, s);
 });

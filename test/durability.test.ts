@@ -141,7 +141,7 @@ test(
     const gate = await tableGate(stack.pg, 'tgt', 'public.orders_e');
     const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
     const killed: string[] = [];
-    for (const type of ['verifyRange', 'locateRange', 'reconcileTable']) {
+    for (const type of ['verifyRange', 'locateRange', 'reconcileTables']) {
       await holdActivity(h, gate, type);
       await w.kill();
       killed.push(type);

@@ -120,7 +120,7 @@ test('the Temporal UI shows an operator the migration: list, timeline, summary, 
     // Each activity's bar reads `<type> • <summary>`: the table, the key range, its place.
     for (const s of ['copyRange • copy public.orders range 0 of 20 [0, 5000)', 'copyRange • copy public.orders range 19 of 20 [95000, 100000)'])
       await page.getByText(s, { exact: true }).first().waitFor();
-    await page.getByText('reconcileTable • reconcile public.orders: totals, the sum of the ranges, rows outside them').first().waitFor();
+    await page.getByText('reconcileTables • reconcile public.orders: totals, the sum of the ranges, rows outside them').first().waitFor();
     await page.getByText('buildReport • build the report and its digest from the ledger').first().waitFor();
   });
 

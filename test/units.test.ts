@@ -4,8 +4,8 @@ import assert from 'node:assert/strict';
 import { hashAs, quoteIdent, qualifiedName, quoteLiteral, rowHashExpr, typedLiteral, type BoundTable } from '../src/db/sql';
 import { rangeBounds } from '../src/domain/range-bounds';
 import { redact } from '../src/db/redact';
-import { NO_KEYS, buildTableReport, evidenceText, isGreen, type TableEvidence } from '../src/domain/report';
-import { digestOf } from '../src/report/digest';
+import { MAX_VERIFIED_RANGES_SHOWN, NO_KEYS, buildTableReport, evidenceText, isGreen, type TableEvidence } from '../src/domain/report';
+import { digestOf, reportFromEvidence } from '../src/report/digest';
 import { checkSpec, durationMs, isLive } from '../src/spec/schema';
 import { bounded } from '../src/infra/postgres';
 import { readFileSync, readdirSync } from 'node:fs';
@@ -362,4 +362,35 @@ test('sharing: eager while one worker proves the ranges (a probe through the que
   assert.ok(take(PROBE_EVERY).some((e) => e));
   // A result from a worker that predates naming itself changes nothing.
   assert.deepEqual(provenBy(s, undefined), s);
+});
+
+test('report: verified ranges are listed while the whole report has at most 500 ranges; failed ones always', () => {
+  const report = (tables: number) =>
+    reportFromEvidence({
+      migration: 'm',
+      phase: 'awaiting_approval',
+      generatedAt: '',
+      evidence: Array.from({ length: tables }, (_, i) => {
+        const e = evidence({ source: `public.t${i}`, target: `public.t${i}` });
+        // The first table's second range failed.
+        return i === 0 ? { ...e, ranges: [e.ranges[0], { ...e.ranges[1], status: 'failed', targetCount: '6' }] } : e;
+      }),
+      delta: { watermark: null, rowsApplied: 0, remaining: 0 },
+    });
+  // 250 tables of two ranges: 500 in all, every one listed.
+  const few = report(MAX_VERIFIED_RANGES_SHOWN / 2);
+  assert.equal(
+    few.tables.reduce((a, t) => a + t.ranges.length, 0),
+    MAX_VERIFIED_RANGES_SHOWN,
+  );
+  // One table more: the verified ranges are counted, the failed one is still listed with its evidence.
+  const many = report(MAX_VERIFIED_RANGES_SHOWN / 2 + 1);
+  assert.deepEqual(
+    many.tables.flatMap((t) => t.ranges.map((r) => `${t.source} ${r.index}`)),
+    ['public.t0 1'],
+  );
+  assert.equal(many.tables[1].rangeSummary.verified, 2);
+  assert.equal(many.verdict, 'red');
+  // The digest covers every range, listed or not.
+  assert.notEqual(many.digest, report(MAX_VERIFIED_RANGES_SHOWN / 2 + 2).digest);
 });

@@ -4,24 +4,36 @@
 // capped at two sessions on the source (db/sessions.ts), never run more than two there at once.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { progressQuery } from '../src/workflows/messages';
+import { progressQuery, reportQuery } from '../src/workflows/messages';
 import { backfillMigration } from '../src/workflows/migration';
 import { fingerprint } from './helpers/sample';
 import { specFor } from './helpers/spec';
 import { useStack } from './hooks';
-import { spawnWorker } from './helpers/temporal';
+import { replayAndMaybeRecord, spawnWorker } from './helpers/temporal';
 import { SESSION_SLOT_CLASS } from '../src/db/sessions';
 import pg from 'pg';
 
 const TASK_QUEUE = 'workers';
 const WORKERS = 3;
 const RANGES = 120;
+const MANY = 30;
 
 const stack = useStack(
   TASK_QUEUE,
   async (db) => {
     for (const d of ['src', 'tgt']) await db.query(d, 'CREATE TABLE public.shared (id bigint PRIMARY KEY, v text, n numeric)');
     await db.query('src', `INSERT INTO public.shared SELECT g, md5(g::text), g * 1.5 FROM generate_series(1, ${RANGES * 100}) g`);
+    // A schema of small tables, for reconciling in batches.
+    for (const d of ['src', 'tgt']) {
+      await db.query(d, 'CREATE SCHEMA many');
+      await db.query(
+        d,
+        `DO $$ BEGIN FOR i IN 1..${MANY} LOOP
+           EXECUTE format('CREATE TABLE many.t%s (id bigint PRIMARY KEY, v text)', i);
+           ${d === 'src' ? `EXECUTE format('INSERT INTO many.t%s SELECT g, md5(g::text) FROM generate_series(1, 20) g', i);` : ''}
+         END LOOP; END $$`,
+      );
+    }
   },
   { worker: 'process', workers: WORKERS },
 );
@@ -51,6 +63,27 @@ test(`workers: ${WORKERS} workers each prove a fair share of ${RANGES} ranges, a
   );
   // And the migration saw them all at work.
   assert.equal((await h.query(progressQuery)).workers, WORKERS);
+  await replayAndMaybeRecord(h, 'shared-by-three-workers');
+});
+
+test(`workers: a schema of ${MANY} tables is reconciled in batches, one activity per batch, not one per table`, async () => {
+  const spec = specFor('many', { source: 'many.*', target: 'many.*' }, { taskQueue: TASK_QUEUE, concurrency: 2, cutover: { approval: 'auto' } });
+  const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
+  assert.equal((await h.result()).phase, 'completed');
+  const report = await h.query(reportQuery);
+  assert.equal(report.tables.length, MANY);
+  assert.ok(
+    report.tables.every((t) => t.totals.match && t.totals.source?.count === '20'),
+    'every table reconciled',
+  );
+  // Two lanes, 15 tables each: two activities reconciled them all.
+  const scheduled = ((await h.fetchHistory()).events ?? []).flatMap((e) => {
+    const name = e.activityTaskScheduledEventAttributes?.activityType?.name;
+    return name?.startsWith('reconcileTable') ? [name] : [];
+  });
+  assert.deepEqual(scheduled, ['reconcileTables', 'reconcileTables']);
+  for (const i of [1, MANY]) assert.deepEqual(await fingerprint(stack.pg, 'tgt', `many.t${i}`), await fingerprint(stack.pg, 'src', `many.t${i}`));
+  await replayAndMaybeRecord(h, 'schema-reconciled-in-batches');
 });
 
 test('workers: BACKFILL_SESSIONS_<ALIAS> caps our sessions on a database across three workers', async () => {

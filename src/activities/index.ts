@@ -4,7 +4,7 @@ import { planMigration as plan } from '../plan/plan';
 import { copyRange as copy, verifyRange as verify, type RangeInput } from '../range/copy';
 import { sessionCaps, timingSessionWaits } from '../db/sessions';
 import { locateRange as locate, recheckRange as recheck } from '../range/locate';
-import { reconcileTable as reconcile } from '../gate/reconcile';
+import { reconcileTable as reconcile, reconcileTables as reconcileMany } from '../gate/reconcile';
 import { buildReport as report } from '../report/build';
 import {
   advanceSequences as sequences,
@@ -49,6 +49,7 @@ export const verifyRange = alive(named(verify));
 export const locateRange = alive(locate);
 export const recheckRange = alive(recheck);
 export const reconcileTable = alive(reconcile);
+export const reconcileTables = alive(reconcileMany);
 export const buildReport = alive(report);
 export const advanceSequences = alive(sequences);
 export const runSwitch = alive(sw);

@@ -4,7 +4,7 @@
 // the final window proves only the keys changed since that checkpoint. Workflow code sees LSNs and
 // counts; names, snapshots and connections stay in the activities and the ledger.
 import { CancellationScope, isCancellation, patched } from '@temporalio/workflow';
-import { catchUpOf, durationMs } from '../spec/schema';
+import { catchUpOf, durationMs, oneTable } from '../spec/schema';
 import type { ApplyOutcome } from './steps';
 import { acts, holders, lastTries, summarised } from '../workflows/activities';
 import { backfill } from '../range/window.workflow';
@@ -130,8 +130,7 @@ export async function capturedBackfill(s: MigrationState): Promise<void> {
         for (const [t, st] of s.ranges.tables.entries())
           await summarised(`copy the rows of ${st.plan.source} outside its ranges at the snapshot`).copyOutside({
             migration: s.name,
-            spec: s.spec,
-            tableIndex: t,
+            ...oneTable(s.spec, t),
             plan: st.plan,
             repair: true,
             epoch: ep.epoch,
@@ -187,8 +186,7 @@ async function checkpoint(s: MigrationState): Promise<void> {
       for (const [t, st] of s.ranges.tables.entries()) {
         const r = await summarised(`compare every range of ${st.plan.source} at the checkpoint ${ep.point}`).sweepTable({
           migration: s.name,
-          spec: s.spec,
-          tableIndex: t,
+          ...oneTable(s.spec, t),
           plan: st.plan,
           repair: false,
           epoch: ep.epoch,

@@ -5,7 +5,7 @@
 // The watermark rule: `now()` is a transaction's start, not its commit, so the next window starts
 // no later than the oldest writing transaction still open when this one was read.
 import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
-import type { MigrationSpec } from '../spec/schema';
+import { tableOf, type MigrationSpec, type OneTable } from '../spec/schema';
 import { poolFor } from '../db/pools';
 import { BEGIN_SNAPSHOT, copyInSql, copyOutSql, quoteIdent, type Changed } from '../db/sql';
 import {
@@ -35,10 +35,8 @@ import type { SideEvidence } from '../domain/range-lifecycle';
 /** Target rows of the window that the source did not send, looked up per round at most. */
 const UNSENT_PER_ROUND = 10_000;
 
-export interface DeltaInput {
+export interface DeltaInput extends OneTable {
   migration: string;
-  spec: MigrationSpec;
-  tableIndex: number;
   /** the watermark the previous round (or the plan) read */
   since: string;
 }
@@ -71,7 +69,7 @@ const keyOf = (row: Record<string, unknown>, n: number) => JSON.stringify(Array.
 
 export async function applyDelta(input: DeltaInput): Promise<DeltaResult> {
   const { spec, tableIndex: i } = input;
-  const table = spec.tables[i];
+  const table = tableOf(input);
   if (!table.delta) throw new Error(`tables[${i}] has no delta column`);
   const delta = table.delta;
   const b = await bindingFor(spec, table, i);

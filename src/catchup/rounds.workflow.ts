@@ -1,7 +1,7 @@
 // Catching up with a source that keeps taking writes: rounds over the tables' change columns,
 // then a sweep of every range (deletes are invisible to a change column).
 import { condition, patched } from '@temporalio/workflow';
-import { catchUpOf, durationMs } from '../spec/schema';
+import { catchUpOf, durationMs, oneTable } from '../spec/schema';
 import { summarised } from '../workflows/activities';
 import type { MigrationState } from '../workflows/state';
 import { oldestMark } from './state.workflow';
@@ -16,8 +16,7 @@ export async function deltaRound(s: MigrationState): Promise<boolean> {
     if (mark === null) continue;
     const r = await summarised(`catch up ${s.ranges.tables[t].plan.source} from ${mark}`).applyDelta({
       migration: s.name,
-      spec: s.spec,
-      tableIndex: t,
+      ...oneTable(s.spec, t),
       since: mark,
     });
     s.catchup.marked(t, r.watermark);
@@ -41,8 +40,7 @@ export async function sweep(s: MigrationState, o: { epoch?: number } = {}): Prom
     const at = o.epoch !== undefined ? { epoch: o.epoch, repair: false } : { repair: true };
     const r = await summarised(`measure every range of ${st.plan.source} again (${st.plan.rangeCount})`).sweepTable({
       migration: s.name,
-      spec: s.spec,
-      tableIndex: t,
+      ...oneTable(s.spec, t),
       plan: st.plan,
       ...at,
     });

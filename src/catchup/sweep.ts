@@ -2,7 +2,7 @@
 // that changed copied again. This is how catch-up sees deletes (a change column cannot) and how
 // the final check proves every range. One activity per table, not one per range, so a sweep of
 // 100,000 ranges costs the workflow a few events; it heartbeats its cursor and a retry resumes there.
-import { lagGraceMs, type MigrationSpec } from '../spec/schema';
+import { lagGraceMs, tableOf, type OneTable } from '../spec/schema';
 import { poolFor } from '../db/pools';
 import { PREFER_INDEX, type Selection } from '../db/sql';
 import { guarded } from '../db/errors';
@@ -19,10 +19,8 @@ import type { TablePlan } from '../domain/plan';
 import { countCopied } from '../activities/metrics';
 import { locateFirstPolicy, rangePolicy, runRange, type FailedRange, type RangeResult, type RangeSteps } from '../domain/range-lifecycle';
 
-export interface SweepInput {
+export interface SweepInput extends OneTable {
   migration: string;
-  spec: MigrationSpec;
-  tableIndex: number;
   plan: TablePlan;
   /** copy again the ranges (and the rows outside them) that differ; otherwise only report them */
   repair: boolean;
@@ -48,7 +46,7 @@ const SWEEP_PARALLEL_MAX = 8;
 
 export async function sweepTable(input: SweepInput): Promise<SweepResult> {
   const { spec, tableIndex: t, plan } = input;
-  const table = spec.tables[t];
+  const table = tableOf(input);
   const base = {
     migration: input.migration,
     spec: { source: spec.source, target: spec.target, control: spec.control, mode: spec.mode },
@@ -145,7 +143,7 @@ export async function sweepTable(input: SweepInput): Promise<SweepResult> {
 /** The rows outside the planned span (inserted beyond it since planning): compared, and copied if asked. */
 export async function sweepOutside(input: SweepInput, repair: boolean): Promise<SweepResult['outside']> {
   const { spec, tableIndex: t } = input;
-  const b = await plannedBinding(spec, spec.tables[t], t, input.plan);
+  const b = await plannedBinding(spec, tableOf(input), t, input.plan);
   const sel: Selection = { outside: planSpan(input.plan) };
   return guarded(`checking the rows outside the ranges of ${b.sourceName}`, async () => {
     const at = snapshotRefOf({ migration: input.migration, spec, epoch: input.epoch });

@@ -5,7 +5,8 @@
 // statistics say (a freshly loaded target has none). Aggregates and distributions get one
 // whole-table scan per side (no hashing), and duplicate keys are looked for where no unique index
 // rules them out.
-import { controlAlias, type MigrationSpec } from '../spec/schema';
+import { controlAlias, tableOf, type MigrationSpec, type OneTable, type TableSpec } from '../spec/schema';
+import { heartbeat } from '../activities/heartbeat';
 import { poolFor } from '../db/pools';
 import { RANGE_SUMS, UPSERT_TABLE } from '../db/ledger';
 import type pg from 'pg';
@@ -83,16 +84,16 @@ async function side(b: Binding, run: Run, s: Side, span: Selection, sums: { coun
   };
 }
 
-export async function reconcileTable(input: {
-  migration: string;
-  spec: MigrationSpec;
-  tableIndex: number;
-  plan: TablePlan;
-  /** change capture's checkpoint: the source is read at this epoch's snapshot (the target stands at its point) */
-  epoch?: number;
-}): Promise<TableTotals> {
+export async function reconcileTable(
+  input: OneTable & {
+    migration: string;
+    plan: TablePlan;
+    /** change capture's checkpoint: the source is read at this epoch's snapshot (the target stands at its point) */
+    epoch?: number;
+  },
+): Promise<TableTotals> {
   const { spec, tableIndex: i } = input;
-  const b = await bindingFor(spec, spec.tables[i], i);
+  const b = await bindingFor(spec, tableOf(input), i);
   return guarded(`reconciling ${b.sourceName}`, async () => {
     const ctl = poolFor(controlAlias(spec), 'write');
     const sums = (await ctl.query(RANGE_SUMS, [input.migration, i, input.plan.rangeCount])).rows[0];
@@ -122,4 +123,27 @@ export async function reconcileTable(input: {
     await ctl.query(UPSERT_TABLE, [input.migration, i, b.sourceName, b.targetName, null, JSON.stringify(result)]);
     return result;
   });
+}
+
+/** A batch of tables to reconcile in one activity: their indexes, tables and plans. */
+export interface ReconcileBatch {
+  migration: string;
+  /** the spec narrowed to the batch's tables */
+  spec: MigrationSpec;
+  tables: { tableIndex: number; table: TableSpec; plan: TablePlan }[];
+  epoch?: number;
+}
+
+/**
+ * Several tables reconciled one after another in one activity: a schema of thousands of small tables
+ * would otherwise add three events per table to the history. Each table's totals go to the ledger as
+ * reconcileTable's do; the answer is only how many were reconciled.
+ */
+export async function reconcileTables(input: ReconcileBatch): Promise<{ reconciled: number }> {
+  let reconciled = 0;
+  for (const t of input.tables) {
+    await reconcileTable({ migration: input.migration, spec: input.spec, ...t, ...(input.epoch !== undefined ? { epoch: input.epoch } : {}) });
+    heartbeat({ reconciled: ++reconciled });
+  }
+  return { reconciled };
 }

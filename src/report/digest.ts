@@ -1,7 +1,16 @@
 // The digest of the evidence, and the report assembled around it. Approving a digest approves
 // exactly the evidence it hashes (evidenceText). Pure, but needs node:crypto: not for the workflow.
 import { createHash } from 'node:crypto';
-import { buildTableReport, constraintsGreen, evidenceText, isGreen, type ConstraintReport, type Report, type TableEvidence } from '../domain/report';
+import {
+  MAX_VERIFIED_RANGES_SHOWN,
+  buildTableReport,
+  constraintsGreen,
+  evidenceText,
+  isGreen,
+  type ConstraintReport,
+  type Report,
+  type TableEvidence,
+} from '../domain/report';
 
 export function digestOf(text: string): string {
   return createHash('sha256').update(text).digest('hex').slice(0, 32);
@@ -22,7 +31,9 @@ export function reportFromEvidence(e: {
   totalsAtCheckpoint?: boolean;
   constraints?: ConstraintReport[];
 }): Report {
-  const tables = e.evidence.map((t) => buildTableReport(e.migration, t));
+  // The verified ranges are listed while the whole report's ranges are within the budget.
+  const showVerified = e.evidence.reduce((a, t) => a + t.ranges.length, 0) <= MAX_VERIFIED_RANGES_SHOWN;
+  const tables = e.evidence.map((t) => buildTableReport(e.migration, t, showVerified));
   const constraints = e.constraints ?? [];
   return {
     migration: e.migration,

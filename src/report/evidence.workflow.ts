@@ -4,6 +4,7 @@ import { patched } from '@temporalio/workflow';
 import { summarised } from '../workflows/activities';
 import type { Report } from '../domain/report';
 import { resumeSummary } from '../domain/resume';
+import { oneTable } from '../spec/schema';
 
 /** Foreign keys were set aside at planning (only then is there anything to restore). */
 export function hasConstraints(s: MigrationState): boolean {
@@ -23,8 +24,7 @@ export async function reconcileAll(s: MigrationState, o: { epoch?: number } = {}
     const st = s.ranges.tables[i];
     return summarised(`reconcile ${st.plan.source}: totals, the sum of the ranges, rows outside them`).reconcileTable({
       migration: s.name,
-      spec: s.spec,
-      tableIndex: i,
+      ...oneTable(s.spec, i),
       plan: st.plan,
       // Change capture's checkpoint: the source at its snapshot, the target stopped at its point.
       ...(o.epoch !== undefined ? { epoch: o.epoch } : {}),
@@ -35,12 +35,44 @@ export async function reconcileAll(s: MigrationState, o: { epoch?: number } = {}
     for (let i = 0; i < s.ranges.tables.length; i++) await reconcile(i);
     return;
   }
+  const n = s.ranges.tables.length;
+  const lanes = Math.max(1, Math.min(s.control.concurrency, n));
   let next = 0;
-  const lane = async () => {
-    while (next < s.ranges.tables.length) await reconcile(next++);
+  // (Patched: migrations started before reconciled one table per activity.)
+  if (!patched('reconcile-in-batches')) {
+    const lane = async () => {
+      while (next < n) await reconcile(next++);
+    };
+    await Promise.all(Array.from({ length: lanes }, lane));
+    return;
+  }
+  // Many tables: a batch of them per activity, so that the history grows by batches, not tables.
+  const size = Math.max(1, Math.min(RECONCILE_BATCH, Math.ceil(n / lanes)));
+  const batch = (from: number) => {
+    const ts = Array.from({ length: Math.min(size, n - from) }, (_, k) => from + k);
+    const what =
+      ts.length === 1
+        ? s.ranges.tables[from].plan.source
+        : `${ts.length} tables, ${s.ranges.tables[from].plan.source} to ${s.ranges.tables[ts.at(-1)!].plan.source}`;
+    return summarised(`reconcile ${what}: totals, the sum of the ranges, rows outside them`).reconcileTables({
+      migration: s.name,
+      spec: { ...s.spec, tables: ts.map((t) => s.spec.tables[t]) },
+      tables: ts.map((t) => ({ tableIndex: t, table: s.spec.tables[t], plan: s.ranges.tables[t].plan })),
+      ...(o.epoch !== undefined ? { epoch: o.epoch } : {}),
+    });
   };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(s.control.concurrency, s.ranges.tables.length)) }, lane));
+  const lane = async () => {
+    while (next < n) {
+      const from = next;
+      next += size;
+      await batch(from);
+    }
+  };
+  await Promise.all(Array.from({ length: lanes }, lane));
 }
+
+/** Tables reconciled by one activity at most. */
+const RECONCILE_BATCH = 20;
 
 /**
  * The report built again from the ledger as it is now (the buildReport activity), kept as the

@@ -393,3 +393,21 @@ export function captureOf(spec: Pick<MigrationSpec, 'name' | 'capture'>): Captur
     managed: { slot: given.slot !== undefined, publication: given.publication !== undefined },
   };
 }
+
+/** A per-table activity's input: the spec without the other tables (a schema of thousands of tables would repeat them all in every call), and its table. */
+export interface OneTable {
+  spec: MigrationSpec;
+  tableIndex: number;
+  /** absent from inputs scheduled before it was given: then spec.tables[tableIndex] */
+  table?: TableSpec;
+}
+
+/** The spec narrowed to table `t` for a per-table activity (the workflow side). */
+export function oneTable(spec: MigrationSpec, t: number): Required<OneTable> {
+  return { spec: { ...spec, tables: [spec.tables[t]] }, tableIndex: t, table: spec.tables[t] };
+}
+
+/** The table of a per-table activity's input. */
+export function tableOf(input: OneTable): TableSpec {
+  return input.table ?? input.spec.tables[input.tableIndex];
+}

@@ -3,7 +3,7 @@
 // migration (by name) has its own scenario: its behaviour (ranges that mismatch, delays, latches)
 // and what the workflow asked of it (calls per range, locates, switches, audit entries).
 //
-// The ledger is the scenario's: every attempt writes its range's latest status there, reconcileTable
+// The ledger is the scenario's: every attempt writes its range's latest status there, reconcileTable(s)
 // sums it into totals, and buildReport hands it to the real report model (reportFromEvidence), so
 // verdicts and digests are the product's own. A range's checksums carry its copy counter, so a range
 // copied again is new evidence and the digest changes.
@@ -214,6 +214,10 @@ export class FakeActivities {
         coverage: { ranges: rs.length, ok: true },
       };
       return s.totals;
+    },
+    reconcileTables: async (input) => {
+      for (const t of input.tables) await this.activities.reconcileTable({ migration: input.migration, spec: input.spec, ...t });
+      return { reconciled: input.tables.length };
     },
     buildReport: async (input) => {
       const s = this.of(input.migration);
