@@ -172,6 +172,14 @@ export const SETTINGS = {
     parse: int(1, 10_000),
     fallback: () => 32,
   }),
+  stickyTimeout: def({
+    env: 'BACKFILL_STICKY_TIMEOUT',
+    takes: 'seconds, 1 to 600',
+    shown: '10',
+    doc: "seconds a migration's next workflow step waits for the worker that ran its last one (it keeps the migration in memory) before any worker takes it: a worker that died without stopping holds its migrations up for `retries.heartbeat` and then up to this long",
+    parse: int(1, 600),
+    fallback: () => 10,
+  }),
   locateWholeRows: def({
     env: 'BACKFILL_LOCATE_WHOLE_ROWS',
     takes: 'rows, 0 or more',

@@ -82,6 +82,7 @@ export async function createWorker(o: WorkerSetup): Promise<Worker> {
     // Outermost first: the attempt metrics count the failure as it leaves (plain, classified).
     interceptors: { activity: [attemptMetrics, (ctx) => ({ inbound: new PlainFailures(ctx.info.activityType) })] },
     maxConcurrentActivityTaskExecutions: setting('maxActivities'),
+    stickyQueueScheduleToStartTimeout: setting('stickyTimeout') * 1000,
     shutdownGraceTime: '10 seconds',
   });
 }

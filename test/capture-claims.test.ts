@@ -13,8 +13,8 @@ import type { Report } from '../src/domain/report';
 import { failureTypeOf } from '../src/domain/failures';
 import { captureOf } from '../src/spec/schema';
 import { fingerprint } from './helpers/sample';
-import { parsed, specFor } from './helpers/spec';
-import { endingOf, waitForPhase, type WorkerProcess } from './helpers/temporal';
+import { KILLED_WORKER_HEARTBEAT, parsed, specFor } from './helpers/spec';
+import { endingOf, KILLED_WORKER_ENV, waitForPhase, type WorkerProcess } from './helpers/temporal';
 import { assertRetried, holdActivity, tableGate, until } from './helpers/fault-points';
 import { useStack } from './hooks';
 
@@ -51,7 +51,7 @@ const stack = useStack(
     await db.query('src', `SELECT pg_create_logical_replication_slot('family_slot', 'pgoutput')`);
     await db.query('tgt', 'ALTER TABLE cap.kids ADD CONSTRAINT kids_parent_fk FOREIGN KEY (parent_id) REFERENCES cap.parents');
   },
-  { worker: 'none' },
+  { worker: 'none', env: KILLED_WORKER_ENV },
 );
 
 let worker: WorkerProcess | undefined;
@@ -171,7 +171,14 @@ test(
     const doc = specFor(
       'epochs',
       { source: 'cap.epochs', target: 'cap.epochs', chunk: { column: 'id', size: EPOCH_CHUNK } },
-      { taskQueue: TASK_QUEUE, concurrency: 2, capture: 'logical', catchUp: { maxLag: '3 seconds' }, cutover: { approval: 'required' } },
+      {
+        taskQueue: TASK_QUEUE,
+        concurrency: 2,
+        capture: 'logical',
+        catchUp: { maxLag: '3 seconds' },
+        cutover: { approval: 'required' },
+        retries: { heartbeat: KILLED_WORKER_HEARTBEAT },
+      },
     );
     const h = await start(doc);
     const verified = async () => (await h.query(progressQuery)).tables[0]?.ranges.verified ?? 0;

@@ -21,7 +21,8 @@ import type { WorkflowHandle } from '@temporalio/client';
 import { backfillMigration } from '../src/workflows/migration';
 import { approveCutoverUpdate, progressQuery, type Progress } from '../src/workflows/messages';
 import { useStack } from './hooks';
-import { capturedSpecFor } from './helpers/spec';
+import { capturedSpecFor, KILLED_WORKER_HEARTBEAT } from './helpers/spec';
+import { KILLED_WORKER_ENV } from './helpers/temporal';
 import { assertRetried, holdActivity, retriedActivities, rowGate, tableGate, until, untilRetried } from './helpers/fault-points';
 import { startWriter, tableFingerprint, type WriterCounts } from '../src/infra/writer';
 import { FILL_WRITER_TABLE, WRITER_TABLE } from '../src/db/demo';
@@ -46,7 +47,7 @@ const stack = useStack(
     await s.tgt.query('tgt', WRITER_TABLE('public.accounts'));
   },
   // The target on a server of its own, so it can be restarted alone.
-  { worker: 'none', serverPerAlias: true, env: { BACKFILL_STALL_TIMEOUT: '5' } },
+  { worker: 'none', serverPerAlias: true, env: { BACKFILL_STALL_TIMEOUT: '5', ...KILLED_WORKER_ENV } },
 );
 
 const worker = () => stack.spawnWorker();
@@ -113,7 +114,10 @@ test(
     let lateXid: string;
     try {
       let w = await worker();
-      const doc = capturedSpecFor(MIGRATION, 'public.accounts', { taskQueue: TASK_QUEUE, chunk: 4_000 });
+      const doc = {
+        ...capturedSpecFor(MIGRATION, 'public.accounts', { taskQueue: TASK_QUEUE, chunk: 4_000 }),
+        retries: { heartbeat: KILLED_WORKER_HEARTBEAT },
+      };
       const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
 
       // 1. Mid-copy: a few ranges recorded (the ledger exists), then its ranges table gated: the next

@@ -12,9 +12,9 @@ import { abortSignal, approveCutoverUpdate, pauseSignal, progressQuery, reportQu
 import type { Report } from '../src/domain/report';
 import { fingerprint } from './helpers/sample';
 import { waitForPhase } from './helpers/temporal';
-import { endingOf, replayAndMaybeRecord } from './helpers/temporal';
+import { endingOf, KILLED_WORKER_ENV, replayAndMaybeRecord } from './helpers/temporal';
 import { useStack } from './hooks';
-import { specFor } from './helpers/spec';
+import { KILLED_WORKER_HEARTBEAT, specFor } from './helpers/spec';
 import {
   advisoryGate,
   assertRanAgain,
@@ -45,7 +45,7 @@ const stack = useStack(
     await db.query('tgt', 'CREATE TABLE public.cutover_log (migration text, at timestamptz DEFAULT now())');
   },
   // Workers (child processes) inherit BACKFILL_STALL_TIMEOUT: a copy whose connection died stops waiting quickly.
-  { worker: 'none', env: { BACKFILL_STALL_TIMEOUT: '5' } },
+  { worker: 'none', env: { BACKFILL_STALL_TIMEOUT: '5', ...KILLED_WORKER_ENV } },
 );
 
 const spec = (name: string, target: string, extra: Record<string, unknown> = {}) =>
@@ -79,7 +79,7 @@ test(
   'kill -9: workers killed inside a copyRange (twice) and inside the switch; a new worker finishes, the target equals the source, the switch ran once',
   { timeout: 240_000 },
   async () => {
-    const s = spec('crash', 'public.orders_a');
+    const s = spec('crash', 'public.orders_a', { retries: { heartbeat: KILLED_WORKER_HEARTBEAT } });
     let w = await worker();
     const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
     const verified = async () => (await h.query(progressQuery)).tables[0]?.ranges.verified ?? 0;
@@ -134,7 +134,7 @@ test(
     await stack.pg.query('tgt', FILL(300_000).replace('public.orders', 'public.orders_e'));
     const faults = ['45005', '155005', '255005'];
     await stack.pg.query('tgt', 'UPDATE public.orders_e SET amount = amount + 1 WHERE id = ANY ($1::bigint[])', [faults]);
-    const s = { ...spec('verify-crash', 'public.orders_e'), mode: 'verify', retries: { rangeAttempts: 1 } };
+    const s = { ...spec('verify-crash', 'public.orders_e'), mode: 'verify', retries: { rangeAttempts: 1, heartbeat: KILLED_WORKER_HEARTBEAT } };
     await Promise.all(stack.workers.map((w) => w.stop()));
     let w = await worker();
     // Each kill lands while an activity of that kind is in flight, stopped at the gate mid-statement.
@@ -209,7 +209,7 @@ test(
     const w = await worker().finally(() => {
       process.env.BACKFILL_STALL_TIMEOUT = '5';
     });
-    const s = spec('half-written', 'public.orders_c', { cutover: { approval: 'auto' } });
+    const s = spec('half-written', 'public.orders_c', { cutover: { approval: 'auto' }, retries: { heartbeat: KILLED_WORKER_HEARTBEAT } });
     const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: s.name, args: [s] });
 
     await until('the copy of range 4 waiting at row 45005', async () => (await gate.waiting()) === 1);

@@ -10,9 +10,10 @@ import { backfillMigration } from '../src/workflows/migration';
 import { approveCutoverUpdate, progressQuery, reportQuery, rerunUpdate } from '../src/workflows/messages';
 import type { Report } from '../src/domain/report';
 import { fingerprint } from './helpers/sample';
+import { KILLED_WORKER_HEARTBEAT } from './helpers/spec';
 import { backfill } from './helpers/cli';
 import { useStack } from './hooks';
-import { endingOf, replayAndMaybeRecord, spawnWorker, waitForPhase, type WorkerProcess } from './helpers/temporal';
+import { endingOf, KILLED_WORKER_ENV, replayAndMaybeRecord, spawnWorker, waitForPhase, type WorkerProcess } from './helpers/temporal';
 import { assertRanAgain, holdEvery, tableGate } from './helpers/fault-points';
 
 const TASK_QUEUE = 'schemas';
@@ -95,7 +96,7 @@ const stack = useStack(
     // The target refuses one row: a rule the source never had.
     await server.query('tgt', 'ALTER TABLE public.refusing ADD CONSTRAINT refusing_qty_small CHECK (id <> 142)');
   },
-  { worker: 'none' },
+  { worker: 'none', env: KILLED_WORKER_ENV },
 );
 
 async function constraintsOf(db: string): Promise<{ name: string; valid: boolean }[]> {
@@ -123,6 +124,7 @@ test(
         { source: 'public.employee', target: 'public.employee', chunk: { size: 10 } },
       ],
       cutover: { approval: 'required' },
+      retries: { heartbeat: KILLED_WORKER_HEARTBEAT },
     };
     // `validate` says what it would plan and what happens to each constraint.
     const file = join(stack.dir, 'music-store.json');

@@ -139,6 +139,21 @@ const cases: { what: string; edit: (d: Doc) => unknown; expect: RegExp }[] = [
     expect: /^catchUp\.interval: must be at least 100 milliseconds/m,
   },
   {
+    what: 'a heartbeat timeout under 2 seconds',
+    edit: (d) => ({ ...d, retries: { heartbeat: '1500 ms' } }),
+    expect: /^retries\.heartbeat: must be at least 2 seconds/m,
+  },
+  {
+    what: 'a heartbeat timeout over 10 minutes',
+    edit: (d) => ({ ...d, retries: { heartbeat: '10 minutes 1 second' } }),
+    expect: /^retries\.heartbeat: must be at most 10 minutes/m,
+  },
+  {
+    what: 'a heartbeat timeout that is not a duration (said once, not also as too short)',
+    edit: (d) => ({ ...d, retries: { heartbeat: 'a few seconds' } }),
+    expect: /^retries\.heartbeat: must be a duration[^\n]*$(?![\s\S]*retries\.heartbeat)/m,
+  },
+  {
     what: 'an empty switch statement',
     edit: (d) => ({ ...d, cutover: { switch: { connection: 'target', sql: '  ' } } }),
     expect: /^cutover\.switch\.sql: must not be empty/m,
@@ -192,6 +207,16 @@ test('spec: a good spec gets the documented defaults', () => {
   assert.equal(r.spec.retries.rangeAttempts, 3);
   assert.equal(r.spec.mode, 'copy');
   assert.equal(r.spec.cutover.approval, 'required');
+  // No heartbeat timeout in the spec: the activities are scheduled as before the option (15 s).
+  assert.equal(r.spec.retries.heartbeat, undefined);
+});
+
+test('spec: retries.heartbeat from 2 seconds to 10 minutes, in any duration form, next to the other retries', () => {
+  for (const heartbeat of ['2 seconds', '4s', '1 minute 30 seconds', '10 minutes']) {
+    const r = checkSpec({ ...good(), retries: { heartbeat } });
+    assert.ok(r.ok, `${heartbeat}: ${r.ok ? '' : r.problems.join('; ')}`);
+    if (r.ok) assert.deepEqual(r.spec.retries, { rangeAttempts: 3, heartbeat });
+  }
 });
 
 test('spec: every problem is reported at once', () => {

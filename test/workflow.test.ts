@@ -566,3 +566,19 @@ test('the UI: every range activity names its table, its range by the index the r
   for (const c of copies) assert.equal(/^copy public\.t range (\d+) of 3 \[\d+, \d+\)$/.exec(c.summary)?.[1], String(c.input?.rangeIndex), JSON.stringify(c));
   assert.deepEqual(copies.map((c) => c.input?.rangeIndex).sort(), [0, 1, 2]);
 });
+
+test('every activity is scheduled with the heartbeat timeout of the spec (retries.heartbeat), 15 s without one', async () => {
+  const timeouts = async (spec: MigrationSpecInput) => {
+    const h = await start(spec);
+    await h.result();
+    const scheduled = (await h.fetchHistory()).events!.flatMap((e) => (e.activityTaskScheduledEventAttributes ? [e.activityTaskScheduledEventAttributes] : []));
+    assert.ok(scheduled.length > 3, `activities were scheduled: ${scheduled.length}`);
+    return new Set(scheduled.map((a) => Number(a.heartbeatTimeout?.seconds ?? 0) * 1000 + Math.round((a.heartbeatTimeout?.nanos ?? 0) / 1e6)));
+  };
+  fakes.scenario('heartbeat-given', { ranges: 3 });
+  const given = await timeouts(specOf('heartbeat-given', { cutover: { approval: 'auto' }, retries: { rangeAttempts: 2, heartbeat: '1 minute 30 seconds' } }));
+  assert.deepEqual([...given], [90_000]);
+  fakes.scenario('heartbeat-default', { ranges: 3 });
+  const byDefault = await timeouts(specOf('heartbeat-default', { cutover: { approval: 'auto' } }));
+  assert.deepEqual([...byDefault], [15_000]);
+});

@@ -5,6 +5,12 @@ import { Context } from '@temporalio/activity';
 
 const HEARTBEAT_EVERY_MS = 3000;
 
+/** How often a running activity beats: every 3 s, or three times within a shorter heartbeat timeout (`retries.heartbeat`). */
+function beatEveryMs(ctx: Context): number {
+  const timeout = ctx.info.heartbeatTimeoutMs;
+  return timeout ? Math.min(HEARTBEAT_EVERY_MS, Math.floor(timeout / 3)) : HEARTBEAT_EVERY_MS;
+}
+
 /** Who ran a range: recorded in the ledger, so shared work is visible. */
 export const WORKER_ID = `${hostname()}:${process.pid}`;
 
@@ -41,7 +47,7 @@ async function keepAlive<T>(fn: () => Promise<T>): Promise<T> {
   } catch {
     return fn(); // called directly (tests, the CLI's validate)
   }
-  const timer = setInterval(() => ctx.heartbeat(latest.get(ctx)), HEARTBEAT_EVERY_MS);
+  const timer = setInterval(() => ctx.heartbeat(latest.get(ctx)), beatEveryMs(ctx));
   try {
     return await fn();
   } finally {

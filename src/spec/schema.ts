@@ -71,6 +71,12 @@ export function durationMs(text: string): number {
   return ms;
 }
 
+/** Without `retries.heartbeat`: how long an activity may go silent before Temporal runs it again elsewhere. */
+export const DEFAULT_HEARTBEAT = '15 seconds';
+/** `retries.heartbeat` bounds: shorter, a busy worker would be taken for a dead one; longer, a dead one goes unnoticed. */
+const MIN_HEARTBEAT_MS = 2000;
+const MAX_HEARTBEAT_MS = 600_000;
+
 /** Rows changed since the last watermark, found by a column every write sets (updated_at). */
 const DeltaSpec = z
   .object({
@@ -210,6 +216,9 @@ export const MigrationSpec = z
         // How long a database may be unreachable (or an activity keep failing) before the
         // migration stops trying by itself and waits in needs_attention for resume or abort.
         unreachable: durationText.optional(),
+        // How long an activity may go silent (its worker died, its machine is gone) before Temporal
+        // runs it again on another worker: the activities' heartbeat timeout.
+        heartbeat: durationText.optional(),
       })
       .strict()
       .default({ rangeAttempts: 3 }),
@@ -278,6 +287,11 @@ export const MigrationSpec = z
     if (spec.cutover.approvalTimeout !== undefined && durationMs(spec.cutover.approvalTimeout) < 1000)
       refuse(['cutover', 'approvalTimeout'], 'must be at least 1 second');
     if (spec.verify && spec.mode !== 'verify') refuse(['verify'], 'applies to mode verify only (a copy is checked as it is written)');
+    if (spec.retries.heartbeat !== undefined && durationText.safeParse(spec.retries.heartbeat).success) {
+      const ms = durationMs(spec.retries.heartbeat);
+      if (ms < MIN_HEARTBEAT_MS) refuse(['retries', 'heartbeat'], 'must be at least 2 seconds (shorter, a busy worker would be taken for a dead one)');
+      if (ms > MAX_HEARTBEAT_MS) refuse(['retries', 'heartbeat'], 'must be at most 10 minutes (a dead worker would go unnoticed that long)');
+    }
     if (spec.catchUp && durationMs(spec.catchUp.interval) < 100) refuse(['catchUp', 'interval'], 'must be at least 100 milliseconds');
     if (spec.cutover.approvers && spec.cutover.approvers.length === 0) refuse(['cutover', 'approvers'], 'must name at least one approver when given');
   });

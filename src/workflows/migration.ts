@@ -8,7 +8,7 @@ import { ApplicationFailure, CancellationScope, ContinueAsNew, isCancellation, l
 import { checkSpec, isLive } from '../spec/schema';
 import { capturedBackfill, capturedCatchUp, endCapture } from '../capture/epochs.workflow';
 import { newLiveState } from '../catchup/state.workflow';
-import { acts, lastTries, summarised } from './activities';
+import { acts, heartbeatFrom, lastTries, summarised } from './activities';
 import { needsAttention, stopIfAborted } from './attention';
 import { voidApproval, audit } from './audit';
 import { backfill } from '../range/window.workflow';
@@ -105,6 +105,7 @@ async function migrate(input: unknown, carried: Carried | undefined, started: (s
     throw failure('InvalidSpec', `the workflow id "${info.workflowId}" must equal the spec name "${parsed.spec.name}"`);
   }
   s.specified(parsed.spec);
+  heartbeatFrom(parsed.spec);
   setControlHandlers(s);
 
   // ---- planning (a continued run takes the plan and the counters from the run before) ----

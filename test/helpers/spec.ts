@@ -12,6 +12,12 @@ export function specFor<O extends Record<string, unknown> = Record<never, never>
   return { name, source: 'src', target: 'tgt', ...over, tables: (Array.isArray(tables) ? tables : [tables]).map(table) };
 }
 
+/**
+ * `retries.heartbeat` of a migration whose worker a test kills: Temporal notices the dead worker
+ * after 4 s of silence (15 s by default) and runs its activity again on another.
+ */
+export const KILLED_WORKER_HEARTBEAT = '4 seconds';
+
 export function parsed(doc: unknown): MigrationSpec {
   const r = checkSpec(doc);
   if (!r.ok) throw new Error(r.problems.join('\n'));

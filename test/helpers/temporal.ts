@@ -35,6 +35,14 @@ export interface WorkerProcess {
   stop(): Promise<void>;
 }
 
+/**
+ * The environment of the workers a test kills (useStack's `env`): a migration's next step waits 2 s,
+ * not 10, for the dead worker that had it in memory before another worker takes it. With
+ * `retries.heartbeat` (helpers/spec.ts KILLED_WORKER_HEARTBEAT) a kill costs about 6 s, not 15; with
+ * the heartbeat alone, that 10 s wait would take back nearly all it saves.
+ */
+export const KILLED_WORKER_ENV = { BACKFILL_STICKY_TIMEOUT: '2' };
+
 /** `backfill worker` in a child process, as users run it, with this process's BACKFILL_DB_* (and `env`). */
 export async function spawnWorker(address: string, taskQueue: string, env: Record<string, string> = {}): Promise<WorkerProcess> {
   const child = spawn(process.execPath, [CLI, 'worker'], {
