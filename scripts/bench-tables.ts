@@ -73,10 +73,7 @@ export async function tablesBench(o: TablesBench): Promise<TablesResult> {
     const lengths: number[] = [];
     let runId: string | undefined = h.firstExecutionRunId;
     while (runId) {
-      const history: Awaited<ReturnType<ReturnType<Client['workflow']['getHandle']>['fetchHistory']>> = await o.client.workflow
-        .getHandle(name, runId)
-        .fetchHistory();
-      const events = history.events ?? [];
+      const events = await smallPages(o.client, name, runId);
       lengths.push(events.length);
       runId = events.at(-1)?.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId ?? undefined;
     }

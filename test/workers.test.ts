@@ -67,7 +67,16 @@ test(`workers: ${WORKERS} workers each prove a fair share of ${RANGES} ranges, a
 });
 
 test(`workers: a schema of ${MANY} tables is reconciled in batches, one activity per batch, not one per table`, async () => {
-  const spec = specFor('many', { source: 'many.*', target: 'many.*' }, { taskQueue: TASK_QUEUE, concurrency: 2, cutover: { approval: 'auto' } });
+  // (A schema pattern: each table keyed by its primary key, so no key given.)
+  const spec = {
+    name: 'many',
+    source: 'src',
+    target: 'tgt',
+    taskQueue: TASK_QUEUE,
+    concurrency: 2,
+    cutover: { approval: 'auto' },
+    tables: [{ source: 'many.*', target: 'many.*' }],
+  };
   const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: spec.name, args: [spec] });
   assert.equal((await h.result()).phase, 'completed');
   const report = await h.query(reportQuery);
