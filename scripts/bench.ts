@@ -63,6 +63,12 @@ if (!CAPTURE_SIZES.length || CAPTURE_SIZES.some((x) => !Number.isInteger(x) || x
   console.error('bench: --capture-rows must be one or more row counts of at least 1000, separated by commas');
   process.exit(2);
 }
+/** --pg 15 | 17: the servers' major version (17 embedded; 15 from Debian's packages). */
+const PG = option('pg') ?? '17';
+if (PG !== '15' && PG !== '17') {
+  console.error('bench: --pg must be 15 or 17');
+  process.exit(2);
+}
 const WRITES_PER_SECOND = arg('writes', 150);
 const RUNS = arg('runs', 3);
 const CHUNK = arg('chunk', 100_000);
@@ -434,7 +440,8 @@ async function main() {
   console.log(
     `bench: ${SIZES.map((x) => x.toLocaleString('en-US')).join(' and ')} rows, ${RUNS} run(s) each, ranges of ${CHUNK.toLocaleString('en-US')} keys (orders), ${CONCURRENCY} in flight${ONLY ? `, only ${ONLY}` : ''}`,
   );
-  const [src, tgt] = await Promise.all([startPostgres(), startPostgres()]);
+  const pgOptions = PG === '15' ? { version: 15 } : {};
+  const [src, tgt] = await Promise.all([startPostgres(pgOptions), startPostgres(pgOptions)]);
   const env = await startDevServer();
   try {
     await Promise.all([src.createDatabase('bench'), tgt.createDatabase('bench')]);

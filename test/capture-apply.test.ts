@@ -9,6 +9,7 @@ import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import { startPostgres, type PostgresServer } from '../src/infra/postgres';
 import { qualifiedName, quoteLiteral } from '../src/db/sql';
 import { applyChanges } from '../src/capture/apply';
+import { emitStop } from '../src/capture/apply-source';
 import { type ApplyOptions } from '../src/capture/apply-types';
 import { type CaptureTable } from '../src/capture/tables';
 import { createSlot, openStream } from '../src/capture/replication';
@@ -357,6 +358,55 @@ test('untilLsn stops exactly before the first transaction at or past it; the nex
   const fp = await s.fingerprints();
   assert.equal(fp.target, fp.source);
 });
+
+test(
+  "follow: a call goes on past its fence, applying what commits after it started, until its slot's stop mark; a mark from before the call, or another slot's, does not stop it",
+  { timeout: 120_000 },
+  async () => {
+    const s = await prepare('followed', {
+      columns: 'id int PRIMARY KEY, v text',
+      copied: ['id', 'v'],
+      fill: `INSERT INTO public.followed SELECT g, 'v' || g FROM generate_series(1, 10) g`,
+    });
+    // An earlier decision's mark, and one for another slot: neither is for the call below.
+    await emitStop(server.url('src'), 'followed_slot');
+    await src(`INSERT INTO public.followed VALUES (11, 'before')`);
+    // No time limit that a test would wait out: only the stop mark ends this call.
+    const call = applyChanges(s.options({ follow: true, maxMs: 3_600_000 }));
+    let ended = false;
+    void call.then(
+      () => (ended = true),
+      () => (ended = true),
+    );
+    // Rows committed while the call runs (after its fence, for the later ones) reach the target.
+    for (let i = 12; i <= 16; i++) {
+      await src(`INSERT INTO public.followed VALUES ($1, 'while')`, [i]);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    for (;;) {
+      const n = (await tgt(`SELECT count(*)::int AS n FROM public.followed_v2 WHERE id BETWEEN 11 AND 16`)).rows[0].n as number;
+      if (n === 6) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await emitStop(server.url('src'), 'another_slot');
+    await src(`INSERT INTO public.followed VALUES (17, 'after another slot''s mark')`);
+    for (;;) {
+      if ((await tgt(`SELECT count(*)::int AS n FROM public.followed_v2 WHERE id = 17`)).rows[0].n === 1) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(ended, false, 'still following');
+    await emitStop(server.url('src'), 'followed_slot');
+    const r = await call;
+    assert.equal(r.reached, true);
+    assert.equal(r.transactions, 7);
+    assert.equal(r.lagSeconds, 0);
+    const fp = await s.fingerprints();
+    assert.equal(fp.target, fp.source);
+    // A later call starts after the mark it stopped at: nothing applied twice.
+    const next = await applyChanges(s.options());
+    assert.deepEqual([next.reached, next.transactions], [true, 0]);
+  },
+);
 
 test('killed mid-apply (target session, stream, or the caller aborting): nothing lost, nothing applied twice', async () => {
   const s = await prepare('killed', {

@@ -18,7 +18,7 @@ import { captureOf } from '../src/spec/schema';
 import { endingOf, replayAndMaybeRecord, waitForPhase } from './helpers/temporal';
 import { useStack } from './hooks';
 import { capturedSpecFor, parsed } from './helpers/spec';
-import { until } from './helpers/fault-points';
+import { rowGate, until } from './helpers/fault-points';
 import { startWriter, tableFingerprint } from '../src/infra/writer';
 import { FILL_WRITER_TABLE, WRITER_TABLE } from '../src/db/demo';
 
@@ -27,7 +27,7 @@ const ROWS = 30_000;
 
 const stack = useStack(TASK_QUEUE, async (db) => {
   await db.query('src', `CREATE ROLE app LOGIN PASSWORD 'app'`);
-  for (const t of ['accounts', 'ledger_lines', 'payments', 'refunds', 'checked']) {
+  for (const t of ['accounts', 'ledger_lines', 'payments', 'refunds', 'checked', 'held']) {
     await db.query('src', WRITER_TABLE(`public.${t}`));
     await db.query('src', FILL_WRITER_TABLE(`public.${t}`, ROWS));
     await db.query('src', `GRANT SELECT, INSERT, UPDATE, DELETE ON public.${t} TO app`);
@@ -247,5 +247,61 @@ test(
       if ((await h.describe()).status.name === 'RUNNING') await h.terminate('the test is over');
       await stack.pg.query('tgt', 'DROP TRIGGER unimportable_snapshot ON backfill.capture_epochs');
     }
+  },
+);
+
+test(
+  "capture: an approval while the gate's stream call is held on the target stops that call; the final window applies what it held, and the target equals the source",
+  { timeout: 240_000 },
+  async () => {
+    /** A key the writer never reaches: the source's row for it is what the stream call is held on. */
+    const KEY = 10_000_001;
+    const writer = await startWriter(appUrl(), 'public.held', { perSecond: 50, firstNewId: ROWS + 1, maxId: ROWS });
+    const doc = spec('captured-held', 'held');
+    const freezes = async () =>
+      Number((await stack.pg.query('tgt', `SELECT count(*)::int AS n FROM backfill.audit WHERE migration = $1 AND action = 'freeze'`, [doc.name])).rows[0].n);
+    let gate: Awaited<ReturnType<typeof rowGate>> | undefined;
+    try {
+      const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+      const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
+      assert.equal(p.phase, 'awaiting_approval', p.detail);
+      // The target's row for KEY taken first by the test (uncommitted): the stream's insert of it
+      // waits there, inside its target transaction, while the gate waits.
+      gate = await rowGate(stack.pg, 'tgt', `INSERT INTO public.held (id, balance, status, at) VALUES ($1, 0, 'gate', now())`, [KEY]);
+      await stack.pg.query('src', `INSERT INTO public.held (id, balance, status, at) VALUES ($1, 1, 'new', now())`, [KEY]);
+      await until('the stream call held on the target', async () => (await gate!.waiting()) > 0);
+      assert.equal((await h.query(progressQuery)).phase, 'awaiting_approval');
+      assert.equal(await freezes(), 0);
+      await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: p.digest! }] });
+      // The held call cannot end by itself while the gate holds; the approval stops it, so the final
+      // check begins: the freeze, then the final window's call, held at the same row.
+      await until('the freeze recorded while the stream call is held', async () => (await freezes()) > 0);
+      await until('the final window held at the same row', async () => (await h.query(progressQuery)).phase === 'final_check' && (await gate!.waiting()) > 0);
+      assert.equal(
+        (await stack.pg.query('tgt', 'SELECT count(*)::int AS n FROM public.held WHERE id = $1', [KEY])).rows[0].n,
+        0,
+        'nothing of the held transaction committed',
+      );
+      const history = await h.fetchHistory();
+      const cancelled = (history.events ?? []).filter((e) => e.activityTaskCancelRequestedEventAttributes).length;
+      assert.ok(cancelled > 0, 'the approval cancelled the stream call in flight');
+      await gate.open();
+      gate = undefined;
+      const r = await h.result();
+      assert.equal(r.phase, 'completed', r.reason);
+      await replayAndMaybeRecord(h, 'capture-approval-stops-held-stream');
+    } finally {
+      await gate?.open();
+      await writer.stop();
+    }
+    assert.equal(writer.counts.failed, 0, writer.lastError());
+    const [s, t] = await Promise.all([tableFingerprint(stack.pg.url('src'), 'public.held'), tableFingerprint(stack.pg.url('tgt'), 'public.held')]);
+    assert.deepEqual(t, s, 'the target equals the source');
+    const dup = await stack.pg.query(
+      'tgt',
+      `SELECT count(*)::int AS n, count(DISTINCT commit_lsn)::int AS d FROM backfill.capture_log WHERE migration = 'captured-held'`,
+    );
+    assert.equal(dup.rows[0].n, dup.rows[0].d, 'no transaction applied twice');
+    assert.deepEqual(await leftOnSource(doc.name), { slots: 0, publications: 0 });
   },
 );

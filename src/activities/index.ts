@@ -24,6 +24,7 @@ import {
   dropCapture as drop,
   holdSnapshot as hold,
   slotState as slot,
+  stopStream as stop,
 } from '../capture/steps';
 import { alive, WORKER_ID } from './heartbeat';
 import { restoreConstraints as restore } from '../schema/constraints';
@@ -64,6 +65,7 @@ export const applyCapture = alive(apply);
 export const compareWindow = alive(window);
 export const slotState = alive(slot);
 export const dropCapture = alive(drop);
+export const stopStream = alive(stop);
 export const runAction = alive(action);
 export const awaitWriters = alive(writers);
 export const changedSince = alive(since);

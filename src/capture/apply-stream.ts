@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { Relations } from './apply-relations';
-import { FENCE_PREFIX, emitFence, lagBytes } from './apply-source';
+import { FENCE_PREFIX, STOP_PREFIX, emitFence, lagBytes } from './apply-source';
 import { TargetApplier } from './apply-target';
 import type { ApplyOptions, ApplyResult, PendingTransaction, RowCounts } from './apply-types';
 import { CaptureError } from './errors';
@@ -34,6 +34,7 @@ export class ApplyRun {
   private fenceId = '';
   private fenceEnd = 0n;
   private fenceSeenInTransaction = false;
+  private stopSeenInTransaction = false;
   private reached = false;
   private lastStatusAt = 0;
   private lastSeenCommitTime?: bigint;
@@ -54,11 +55,16 @@ export class ApplyRun {
   ) {
     this.deadline = started + o.maxMs;
     this.relations = new Relations(o.tables, o.relations);
-    this.target = new TargetApplier(target, o.migration, o.signal);
+    this.target = new TargetApplier(target, o.migration, o.signal, o.target);
     for (const t of o.tables) {
       this.rows[t.index] = { inserted: 0, updated: 0, deleted: 0 };
       this.unmatched[t.index] = 0;
     }
+  }
+
+  /** A cancel sent to the target session has landed (before the connection is let go). */
+  settled(): Promise<void> {
+    return this.target.settled();
   }
 
   /** The target connection may be broken: it is not given back to the pool. */
@@ -164,7 +170,19 @@ export class ApplyRun {
         return false;
       }
       case 'message':
-        if (m.transactional || m.prefix !== FENCE_PREFIX || m.content.toString('utf8') !== this.fenceId) return false;
+        if (m.transactional) return false;
+        // Following past the fence: this slot's stop mark ends the call (one from before the fence,
+        // an earlier decision's, is not for this call).
+        if (this.o.follow && this.reached && m.prefix === STOP_PREFIX && m.content.toString('utf8') === this.o.slot) {
+          if (this.pending) {
+            this.stopSeenInTransaction = true;
+            return false;
+          }
+          this.acked = maxLsn(this.acked, this.appliedEnd, m.lsn);
+          this.sendStatus(stream);
+          return true;
+        }
+        if (m.prefix !== FENCE_PREFIX || m.content.toString('utf8') !== this.fenceId) return false;
         // In protocol 1 a non-transactional message never falls inside a transaction; if it ever
         // did, the transaction around it is finished first.
         if (this.pending) {
@@ -172,7 +190,7 @@ export class ApplyRun {
           return false;
         }
         this.reachFence(m.lsn, stream);
-        return true;
+        return !this.o.follow;
       case 'commit':
         return this.commit(m, stream);
       default:
@@ -216,9 +234,14 @@ export class ApplyRun {
       }
     }
     this.pending = undefined;
-    if (this.fenceSeenInTransaction) {
-      this.reachFence(0n, stream);
+    if (this.stopSeenInTransaction) {
+      this.sendStatus(stream);
       return true;
+    }
+    if (this.fenceSeenInTransaction) {
+      this.fenceSeenInTransaction = false;
+      this.reachFence(0n, stream);
+      return !this.o.follow;
     }
     return false;
   }

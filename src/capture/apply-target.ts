@@ -8,7 +8,7 @@ import type { PendingTransaction, RowCounts } from './apply-types';
 import { CaptureError, explain } from './errors';
 import { parseLsn, showLsn } from './lsn';
 import type { CommitMessage } from './pgoutput';
-import { CAPTURE_DDL, ENSURE_APPLIED_ROW, LOCK_APPLIED, LOG_KEYS, LOG_TRANSACTION, READ_APPLIED, RECORD_APPLIED } from './sql';
+import { CANCEL_BACKEND_SQL, CAPTURE_DDL, ENSURE_APPLIED_ROW, LOCK_APPLIED, LOG_KEYS, LOG_TRANSACTION, READ_APPLIED, RECORD_APPLIED } from './sql';
 import { StatementCache, type BoundRelation } from './tables';
 
 /** Thrown inside a target transaction when the caller's signal asks to stop: rolled back, not an error. */
@@ -25,11 +25,38 @@ export class TargetApplier {
   applying = false;
   private readonly statements = new StatementCache();
 
+  /** the cancel of a statement in flight, sent when the caller's signal asked to stop */
+  private cancelling?: Promise<void>;
+
   constructor(
     private readonly target: pg.PoolClient,
     private readonly migration: string,
     private readonly signal: AbortSignal | undefined,
+    private readonly pool?: pg.Pool,
   ) {}
+
+  /**
+   * The caller asks to stop while a target transaction is open: its statement in flight (one that
+   * waits for a lock, or a long one) is cancelled from another session, so the transaction rolls
+   * back now rather than when that statement ends. The connection is not given back to the pool
+   * (a cancel must never reach another user of it).
+   */
+  private stopNow = (): void => {
+    if (!this.applying || !this.pool || this.cancelling) return;
+    this.broken = true;
+    const pid = (this.target as unknown as { processID?: number }).processID;
+    if (!pid) return;
+    // A cancel that cannot be sent only leaves the statement to end by itself.
+    this.cancelling = this.pool.query(CANCEL_BACKEND_SQL, [pid]).then(
+      () => undefined,
+      () => undefined,
+    );
+  };
+
+  /** Waits for a cancel sent, so that it lands before the connection is let go. */
+  async settled(): Promise<void> {
+    await this.cancelling;
+  }
 
   /** The last applied transaction's commit and end LSNs (0/0 when none), the record made first when missing. */
   async prepare(): Promise<{ commit: bigint; end: bigint }> {
@@ -50,6 +77,7 @@ export class TargetApplier {
     const unmatched: Record<number, number> = {};
     const keys: [number, (string | null)[]][] = [];
     this.applying = true;
+    this.signal?.addEventListener('abort', this.stopNow);
     try {
       await this.bookkeeping('BEGIN', () => q.query('BEGIN'));
       // Another caller for this migration may have applied it meanwhile: decide under the row lock.
@@ -88,11 +116,13 @@ export class TargetApplier {
       await q.query('ROLLBACK').catch(() => {
         this.broken = true;
       });
-      if (e === STOPPED) return { outcome: 'stopped' };
+      // Stopped, or its statement cancelled because the caller asked to stop: rolled back whole.
+      if (e === STOPPED || (this.signal?.aborted && this.cancelling)) return { outcome: 'stopped' };
       if (isConnectionLoss(e)) this.broken = true;
       throw e;
     } finally {
       this.applying = false;
+      this.signal?.removeEventListener('abort', this.stopNow);
     }
     return { outcome: 'applied', rows, unmatched };
   }

@@ -22,6 +22,11 @@ export interface ApplyOptions {
   untilLsn?: string;
   /** stop when this is spent (a transaction already begun is finished first) */
   maxMs: number;
+  /**
+   * go on past the fence, applying each transaction as it commits, until `maxMs` is spent or the
+   * stop mark of this slot (emitStop) arrives after the fence (the gate's calls)
+   */
+  follow?: boolean;
   /** called about every second while working: the caller heartbeats */
   onProgress?: (p: ApplyProgress) => void;
   /** stop soon and cleanly: a target transaction in progress is rolled back */

@@ -30,6 +30,7 @@ export async function applyChanges(o: ApplyOptions): Promise<ApplyResult> {
   try {
     return await run.run();
   } finally {
+    await run.settled();
     client.removeListener('error', ignore);
     client.release(run.targetBroken || undefined);
   }

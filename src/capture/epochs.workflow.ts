@@ -3,7 +3,7 @@
 // to the target from there; a checkpoint proves every range at a new snapshot while writes go on;
 // the final window proves only the keys changed since that checkpoint. Workflow code sees LSNs and
 // counts; names, snapshots and connections stay in the activities and the ledger.
-import { CancellationScope, isCancellation, patched } from '@temporalio/workflow';
+import { CancellationScope, condition, isCancellation, patched } from '@temporalio/workflow';
 import { catchUpOf, durationMs, oneTable } from '../spec/schema';
 import type { ApplyOutcome } from './steps';
 import { acts, holders, lastTries, summarised } from '../workflows/activities';
@@ -17,6 +17,8 @@ import type { CaptureView } from './state.workflow';
 
 /** One apply call streams at most this long before the workflow looks again (progress, a decision). */
 const APPLY_MS = 20_000;
+/** The patch under which the gate's calls follow the stream, and a decision stops the one in flight. */
+const GATE_FOLLOWS = 'gate-interrupts-stream';
 /** Epochs opened in a row without a range copied: something keeps ending them. */
 const MAX_FRUITLESS_EPOCHS = 5;
 
@@ -35,10 +37,20 @@ function applied(s: MigrationState, r: ApplyOutcome): void {
   s.touch();
 }
 
-/** One call of the stream: to what was committed when it started (its fence), or to `untilLsn`. */
-async function applyRound(s: MigrationState, o: { untilLsn?: string; maxMs?: number } = {}): Promise<ApplyOutcome> {
-  const what = o.untilLsn ? `apply the captured changes up to ${o.untilLsn}` : 'apply the captured changes';
-  const r = await summarised(what).applyCapture({ migration: s.name, spec: s.spec, untilLsn: o.untilLsn, maxMs: o.maxMs ?? APPLY_MS });
+/** One call of the stream: to what was committed when it started (its fence), or to `untilLsn`; `follow`: on past the fence. */
+async function applyRound(s: MigrationState, o: { untilLsn?: string; maxMs?: number; follow?: boolean } = {}): Promise<ApplyOutcome> {
+  const what = o.untilLsn
+    ? `apply the captured changes up to ${o.untilLsn}`
+    : o.follow
+      ? 'apply the captured changes as they commit while the gate waits'
+      : 'apply the captured changes';
+  const r = await summarised(what).applyCapture({
+    migration: s.name,
+    spec: s.spec,
+    untilLsn: o.untilLsn,
+    maxMs: o.maxMs ?? APPLY_MS,
+    ...(o.follow ? { follow: true } : {}),
+  });
   applied(s, r);
   return r;
 }
@@ -217,11 +229,51 @@ export async function capturedCatchUp(s: MigrationState): Promise<void> {
   await converge(s);
   if (s.control.aborted !== undefined) return;
   await checkpoint(s);
+  // The checkpoint lasts as long as comparing every range takes, while the writers go on: what they
+  // wrote meanwhile is applied before the gate opens, so an approval finds little left to apply at
+  // the freeze, whatever the table's size. (Patched: migrations started before went to the gate.)
+  if (s.control.aborted === undefined && cap(s).checkpoint && patched('capture-converge-after-checkpoint')) await converge(s);
 }
 
-/** While the gate waits: the stream goes on, so the final window stays small. */
-export async function streamWhileWaiting(s: MigrationState): Promise<void> {
-  await applyRound(s, { maxMs: 10_000 });
+/** While the gate waits, the pause between two calls of the stream. (Patched: 1 s before the calls followed the stream.) */
+export function gatePauseMs(): number {
+  return patched(GATE_FOLLOWS) ? 100 : 1000;
+}
+
+/**
+ * While the gate waits: the stream goes on, so the final window stays small. Each call follows the
+ * stream (every transaction applied as it commits) for up to 10 s, so little is left to apply when
+ * a decision (an approval, a rejection, an abort, a rerun) arrives. The decision stops the call in
+ * flight rather than waiting for it to end: a mark in the source's WAL that it stops at
+ * (stopStream), and the activity's cancellation for a call that cannot read it (one held on the
+ * target). Either way it stops between two source transactions: one being applied is rolled back
+ * whole, its position with it, and the final window's call applies it. (Patched: migrations
+ * started before this waited for a call that stopped at its fence.)
+ */
+export async function streamWhileWaiting(s: MigrationState, decided: () => boolean): Promise<void> {
+  if (!patched(GATE_FOLLOWS)) {
+    await applyRound(s, { maxMs: 10_000 });
+    return;
+  }
+  const scope = new CancellationScope();
+  // The decision stops the call; once the call has ended, the scope's cancel ends this wait.
+  scope
+    .run(() => condition(decided))
+    .then(
+      () => {
+        // Not awaited, and its failure only leaves the cancellation to stop the call.
+        lastTries.stopStream({ spec: s.spec }).catch(() => undefined);
+        scope.cancel();
+      },
+      () => undefined,
+    );
+  try {
+    await scope.run(() => applyRound(s, { maxMs: 10_000, follow: true }));
+  } catch (e) {
+    if (!isCancellation(e) || !decided()) throw e;
+  } finally {
+    scope.cancel();
+  }
 }
 
 /**

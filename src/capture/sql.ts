@@ -226,6 +226,15 @@ export function deleteRowSql(target: string, key: ChangeColumn[]): string {
 /** Logs a snapshot of the running transactions in the WAL (PostgreSQL 16 and later). */
 export const STANDBY_SNAPSHOT_SQL = 'SELECT pg_log_standby_snapshot()';
 
+/**
+ * Before PostgreSQL 17 a non-transactional message is not flushed by itself, and the WAL writer
+ * flushes only past an asynchronous commit: on a quiet (frozen) source the fence waited for the
+ * next running-transactions record, up to 15 s. A transaction with an id, committed synchronously,
+ * flushes the WAL through its commit, so through the fence before it. (One statement string: one
+ * round trip.)
+ */
+export const FLUSH_WAL_SQL = 'BEGIN; SET LOCAL synchronous_commit = on; SELECT txid_current(); COMMIT';
+
 /** $1 the prefix, $2 the content: a non-transactional logical message, flushed at once with `flush` (PostgreSQL 17). */
 export function emitMessageSql(flush: boolean): string {
   return `SELECT pg_logical_emit_message(false, $1, $2${flush ? ', true' : ''})::text AS lsn`;
@@ -249,6 +258,9 @@ export function createSlotSql(slot: string, temporary: boolean, version: number)
 export const SLOT_STATE_SQL = `
 SELECT active_pid, confirmed_flush_lsn::text AS confirmed, wal_status, slot_type, plugin
   FROM pg_replication_slots WHERE slot_name = $1 AND (database = current_database() OR database IS NULL)`;
+
+/** $1 a backend's pid: its statement in flight cancelled (the apply's target session, when asked to stop). */
+export const CANCEL_BACKEND_SQL = 'SELECT pg_cancel_backend($1)';
 
 /** $1 a backend's pid: ended. */
 export const TERMINATE_BACKEND_SQL = 'SELECT pg_terminate_backend($1)';

@@ -30,6 +30,7 @@ import {
 } from './sql';
 import { hashedColumns } from '../db/sql';
 import { applyChanges } from './apply';
+import { emitStop } from './apply-source';
 import { type CaptureTable } from './tables';
 import { type RelationScope } from './apply-types';
 import { createSlot } from './replication';
@@ -137,6 +138,8 @@ export interface ApplyInput {
   /** stop before the first transaction that commits at or past this LSN */
   untilLsn?: string;
   maxMs: number;
+  /** go on past the fence until `maxMs` is spent or stopStream's mark arrives (the gate's calls) */
+  follow?: boolean;
 }
 
 export interface ApplyOutcome {
@@ -210,6 +213,7 @@ export async function applyCapture(input: ApplyInput): Promise<ApplyOutcome> {
       tables,
       untilLsn: input.untilLsn,
       maxMs: input.maxMs,
+      follow: input.follow,
       onProgress: (p) => heartbeat({ progress: p }),
       signal: cancellationSignal(),
     });
@@ -230,6 +234,12 @@ export async function applyCapture(input: ApplyInput): Promise<ApplyOutcome> {
       ms: r.ms,
     };
   });
+}
+
+/** Stops the call of the migration's slot that follows the stream (the gate's), at a mark in the source's WAL. */
+export async function stopStream(input: { spec: Spec }): Promise<void> {
+  const cap = captureOf(input.spec)!;
+  await guarded('marking where the stream stops', () => emitStop(connectionStringFor(input.spec.source), cap.slot));
 }
 
 function cancellationSignal(): AbortSignal | undefined {

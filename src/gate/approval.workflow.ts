@@ -12,10 +12,7 @@ import { audit, voidApproval } from '../workflows/audit';
 import { refreshReport } from '../report/evidence.workflow';
 import { deltaRound } from '../catchup/rounds.workflow';
 import { needsAttention, stopIfAborted } from '../workflows/attention';
-import { streamWhileWaiting } from '../capture/epochs.workflow';
-
-/** Between two calls of the stream while the gate waits. */
-const CAPTURE_PAUSE_MS = 1000;
+import { gatePauseMs, streamWhileWaiting } from '../capture/epochs.workflow';
 
 export type GateOutcome = { approved: Approval } | { to: Stage } | { end: MigrationResult };
 
@@ -38,7 +35,7 @@ export async function gate(s: MigrationState): Promise<GateOutcome> {
     const decided = () => s.decided();
     // Change capture streams on while the gate waits, with a short pause between calls.
     const waits = [
-      s.catchup.hasDelta() ? durationMs(c.interval) : s.live?.capture ? CAPTURE_PAUSE_MS : undefined,
+      s.catchup.hasDelta() ? durationMs(c.interval) : s.live?.capture ? gatePauseMs() : undefined,
       overdueAt && !s.gate.attention ? Math.max(1, overdueAt - Date.now()) : undefined,
     ].filter((w): w is number => w !== undefined);
     if (waits.length === 0) await condition(decided);
@@ -58,7 +55,7 @@ export async function gate(s: MigrationState): Promise<GateOutcome> {
         break;
       }
     }
-    if (s.live?.capture && !decided()) await streamWhileWaiting(s);
+    if (s.live?.capture && !decided()) await streamWhileWaiting(s, decided);
     if (s.historyFull() && !decided()) {
       await condition(allHandlersFinished);
       await continueAsNew<MigrationWorkflow>(spec, s.carry());

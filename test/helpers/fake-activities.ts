@@ -268,5 +268,6 @@ export class FakeActivities {
     compareWindow: async () => this.notHere('compareWindow'),
     slotState: async () => this.notHere('slotState'),
     dropCapture: async () => this.notHere('dropCapture'),
+    stopStream: async () => this.notHere('stopStream'),
   };
 }
