@@ -4,7 +4,9 @@
 // publication (the stream never sends it), and a leaf partition truncated (pgoutput sends nothing for
 // it under publish_via_partition_root). Each is caught before the switch (the first copied again under
 // the freeze, the second located by a new checkpoint); neither switches with a difference. A quiet
-// window is proven by the source's own write counters without reading a whole table.
+// window is proven by the source's own write counters without reading a whole table, but only once
+// every other session has reported its counts: a write whose count its session still holds (without
+// that wait, the counters agreed with the stream and the migration switched without it) is caught.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { WorkflowHandle } from '@temporalio/client';
@@ -16,6 +18,7 @@ import { approveUntilCompleted, endingOf, replayAndMaybeRecord, waitForPhase } f
 import { useStack } from './hooks';
 import { capturedSpecFor, parsed } from './helpers/spec';
 import { tableFingerprint } from '../src/infra/writer';
+import pg from 'pg';
 
 const TASK_QUEUE = 'capture-tripwire';
 
@@ -28,7 +31,7 @@ CREATE TABLE ${t}_b PARTITION OF ${t} FOR VALUES FROM ('2024-07-01') TO ('2025-0
 
 const stack = useStack(TASK_QUEUE, async (db) => {
   await db.query('src', `CREATE ROLE app LOGIN PASSWORD 'app'`);
-  for (const t of ['quiet', 'sneaky']) {
+  for (const t of ['quiet', 'sneaky', 'stale']) {
     await db.query('src', PLAIN(`public.${t}`));
     await db.query('src', `INSERT INTO public.${t} SELECT i, i % 7, 'n' || i FROM generate_series(1, ${ROWS}) i`);
     await db.query('tgt', PLAIN(`public.${t}`));
@@ -118,6 +121,59 @@ test(
     await replayAndMaybeRecord(h, 'capture-tripwire-swept-switched');
     const [s, t] = await Promise.all([tableFingerprint(stack.pg.url('src'), 'public.sneaky'), tableFingerprint(stack.pg.url('tgt'), 'public.sneaky')]);
     assert.deepEqual(t, s);
+  },
+);
+
+test(
+  'tripwire: a write the stream never carried, whose count its session has not reported yet (idle within a second of its last report), is still caught before the switch',
+  { timeout: 180_000 },
+  async () => {
+    const doc = spec('trip-stale', 'stale');
+    const pub = captureOf(parsed(doc))!.publication;
+    const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+    const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
+    assert.equal(p.phase, 'awaiting_approval', p.detail);
+    const writes = async () =>
+      Number((await stack.pg.query('src', `SELECT n_tup_upd FROM pg_stat_user_tables WHERE relid = 'public.stale'::regclass`)).rows[0].n_tup_upd);
+    const before = await writes();
+    // One session, two updates within a second: the first (carried) is reported when the session
+    // goes idle; the second, made while the table is out of the publication, waits for the session's
+    // next report, 10 s later.
+    const c = new pg.Client({ connectionString: stack.pg.url('src'), application_name: 'app' });
+    await c.connect();
+    try {
+      // (A second after the session's start, which reports what connecting read.)
+      await new Promise((r) => setTimeout(r, 1200));
+      await c.query('UPDATE public.stale SET qty = 99 WHERE id = 5');
+      await stack.pg.query('src', `ALTER PUBLICATION "${pub}" DROP TABLE public.stale`);
+      await c.query(`UPDATE public.stale SET note = 'never sent' WHERE id = 777`);
+      await stack.pg.query('src', `ALTER PUBLICATION "${pub}" ADD TABLE public.stale`);
+      // The stream applied the carried update (read on the target: the progress tells it only when
+      // the stream's call ends, which may be after the session's report).
+      for (let i = 0; (await stack.pg.query('tgt', 'SELECT qty FROM public.stale WHERE id = 5')).rows[0].qty !== 99; i++) {
+        assert.ok(i < 300, 'the stream applies the carried update');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      // The fault landed: the source's counters have the carried update only, exactly what the
+      // stream delivered, and the target lacks the other.
+      assert.equal(await writes(), before + 1, 'the second update is not counted yet');
+      assert.equal((await stack.pg.query('tgt', 'SELECT note FROM public.stale WHERE id = 777')).rows[0].note, 'n777');
+      await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: p.digest! }] });
+      const r = await h.result();
+      assert.equal(r.phase, 'completed', r.reason);
+      // The counters were not trusted until the session had been idle long enough to report; then
+      // they showed one write more than the stream delivered, and every range was measured again.
+      assert.doesNotMatch(r.finalWindow?.proof ?? '', /account for every change/);
+      assert.match(
+        r.finalWindow?.proof ?? '',
+        /2 row write\(s\) counted on the source since the checkpoint, 1 change\(s\) delivered by the stream .*every range measured again/,
+      );
+      assert.equal((await stack.pg.query('tgt', 'SELECT note FROM public.stale WHERE id = 777')).rows[0].note, 'never sent');
+      const [src, tgt] = await Promise.all([tableFingerprint(stack.pg.url('src'), 'public.stale'), tableFingerprint(stack.pg.url('tgt'), 'public.stale')]);
+      assert.deepEqual(tgt, src);
+    } finally {
+      await c.end();
+    }
   },
 );
 

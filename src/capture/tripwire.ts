@@ -14,7 +14,7 @@
 import type { MigrationSpec } from '../spec/schema';
 import { poolFor } from '../db/pools';
 import { guarded } from '../db/errors';
-import { COUNTERS_USABLE_SQL, DELIVERED_SINCE, WAL_INSERT_SQL, WRITES_AND_STORAGE_SQL } from './sql';
+import { COUNTERS_USABLE_SQL, DELIVERED_SINCE, UNREPORTED_SESSIONS_SQL, WAL_INSERT_SQL, WRITES_AND_STORAGE_SQL } from './sql';
 import { bindingFor } from '../plan/binding';
 import { heartbeat } from '../activities/heartbeat';
 
@@ -64,6 +64,27 @@ export async function captureBaseline(input: { spec: MigrationSpec }): Promise<C
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** A session idle this long has reported every count (PostgreSQL's idle report interval is 10 s). */
+const REPORTED_AFTER_S = 10.5;
+
+/**
+ * Waits until every other session on the source has reported its counts: idle ones, until they have
+ * been idle long enough; a busy one (or one whose state is hidden) may hold counts until it is next
+ * idle, so none is waited for. Returns how many sessions still may not have reported (0: all).
+ */
+async function untilReported(spec: MigrationSpec): Promise<number> {
+  const src = poolFor(spec.source, 'read');
+  for (let look = 0; ; look++) {
+    const r = (await src.query<{ busy: number; wait_s: number }>(UNREPORTED_SESSIONS_SQL, [REPORTED_AFTER_S])).rows[0];
+    if (r.busy > 0) return r.busy;
+    if (r.wait_s <= 0) return 0;
+    // Sessions that keep waking up (idle, busy, idle again) are not waited for without end.
+    if (look >= 2) return 1;
+    heartbeat({ settling: true });
+    await sleep(Math.ceil(r.wait_s * 1000) + 50);
+  }
+}
+
 /** On the frozen source, after the stream reached the freeze's fence. */
 export async function captureTripwire(input: { migration: string; spec: MigrationSpec; baseline: CaptureBaseline }): Promise<TripwireResult> {
   const { spec, baseline } = input;
@@ -104,9 +125,21 @@ export async function captureTripwire(input: { migration: string; spec: Migratio
       heartbeat({ settling: true });
       const again = await tableStates(spec);
       const e2 = excess(again);
-      // Equal to every change delivered, and unchanged over a flush interval: settled, exact.
-      if (e.every((x) => x === 0n) && e2.every((x) => x === 0n) && again.every((t, i) => t.writes === now[i].writes))
-        return { rewritten, accounted: true, detail: `the source's write counters account for every change since the checkpoint (${tally(again)})` };
+      // Equal to every change delivered, and unchanged over a flush interval: exact, once no session
+      // can still hold counts it has not reported.
+      if (e.every((x) => x === 0n) && e2.every((x) => x === 0n) && again.every((t, i) => t.writes === now[i].writes)) {
+        const unreported = await untilReported(spec);
+        if (unreported > 0)
+          return {
+            rewritten,
+            accounted: false,
+            detail: `${unreported} other session(s) on the source are busy (or hidden from this role), so writes they made may not be counted yet (${tally(again)})`,
+          };
+        const last = await tableStates(spec);
+        if (excess(last).every((x) => x === 0n))
+          return { rewritten, accounted: true, detail: `the source's write counters account for every change since the checkpoint (${tally(last)})` };
+        return { rewritten, accounted: false, detail: `${tally(last)} (counts reported late)` };
+      }
       now = again;
       e = e2;
     }
