@@ -54,14 +54,18 @@ SELECT coalesce(sum(s.n_tup_ins + s.n_tup_upd + s.n_tup_del), 0)::text AS writes
  * when it goes idle, but at most once a second: one that commits within a second of its last report
  * and goes idle reports 10 s later (PGSTAT_IDLE_INTERVAL), and one that stays busy reports only when
  * it next goes idle. So only a session idle for longer than that (or one we cannot see: its state is
- * hidden without pg_read_all_stats, and then it counts as unsettled) has nothing left to report. Ours
- * (application_name backfill) write nothing there.
+ * hidden without pg_read_all_stats, and then it counts as unsettled) has nothing left to report. Every
+ * process of the database counts (a subscription's apply worker or an extension's background worker
+ * writes rows too; their state is not 'idle', so they leave the proof to the totals) but the stream's
+ * WAL senders, autovacuum and a query's parallel workers, which write no rows, and ours
+ * (application_name backfill), which write nothing there.
  */
 export const UNREPORTED_SESSIONS_SQL = `
 SELECT count(*) FILTER (WHERE state IS DISTINCT FROM 'idle')::int AS busy,
        coalesce(max($1::float8 - extract(epoch FROM clock_timestamp() - state_change)::float8) FILTER (WHERE state = 'idle'), 0)::float8 AS wait_s
   FROM pg_stat_activity
- WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid()
+ WHERE datname = current_database() AND pid <> pg_backend_pid()
+   AND backend_type NOT IN ('walsender', 'autovacuum worker', 'parallel worker')
    AND application_name IS DISTINCT FROM 'backfill'`;
 
 /** The write counters can prove a window: PostgreSQL 15 or later (statistics in shared memory), track_counts on. */
