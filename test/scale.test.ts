@@ -1,4 +1,4 @@
-// Scale: 5,000 ranges in one migration, shared by two worker processes. The workflow continues as
+// Scale: 2,500 ranges in one migration, shared by two worker processes. The workflow continues as
 // new before any run's history nears the 10,240-event warning; state and inputs stay small.
 import { HISTORY_BUDGET } from '../src/workflows/state';
 import { test } from 'node:test';
@@ -13,7 +13,7 @@ import { specFor } from './helpers/spec';
 import { backfillMigration } from '../src/workflows/migration';
 
 const TASK_QUEUE = 'scale';
-const RANGES = 5000;
+const RANGES = 2500;
 
 const stack = useStack(
   TASK_QUEUE,
