@@ -6,18 +6,13 @@
 import type { Client } from '@temporalio/client';
 import type { PostgresServer } from '../src/infra/postgres';
 import { backfillMigration } from '../src/workflows/migration';
-import { reportQuery } from '../src/workflows/messages';
 import { spawnWorker } from '../test/helpers/temporal';
+import { footprint, mb, smallPages, type Footprint } from './bench-history';
 
-export interface TablesResult {
+export interface TablesResult extends Footprint {
   tables: number;
   rowsPerTable: number;
   ms: number;
-  runs: number;
-  events: number;
-  mostEventsInARun: number;
-  reportBytes: number;
-  ledgerBytes: number;
   workerPeakRssMB: number;
 }
 
@@ -69,50 +64,16 @@ export async function tablesBench(o: TablesBench): Promise<TablesResult> {
       await printHeaviest(o.client, name);
     }
     const ms = performance.now() - t0;
-    // Every run of the chain, from the first.
-    const lengths: number[] = [];
-    let runId: string | undefined = h.firstExecutionRunId;
-    while (runId) {
-      const events = await smallPages(o.client, name, runId);
-      lengths.push(events.length);
-      runId = events.at(-1)?.workflowExecutionContinuedAsNewEventAttributes?.newExecutionRunId ?? undefined;
-    }
-    const report = await o.client.workflow.getHandle(name).query(reportQuery);
-    const ledger = await o.tgt.query(
-      'bench',
-      `SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint AS b FROM pg_class c WHERE c.relnamespace = 'backfill'::regnamespace AND c.relkind = 'r'`,
-    );
     return {
       tables: o.tables,
       rowsPerTable: ROWS_PER_TABLE,
       ms,
-      runs: lengths.length,
-      events: lengths.reduce((a, b) => a + b, 0),
-      mostEventsInARun: Math.max(...lengths),
-      reportBytes: Buffer.byteLength(JSON.stringify(report)),
-      ledgerBytes: Number(ledger.rows[0].b),
+      ...(await footprint(o.client, o.tgt, name, h.firstExecutionRunId)),
       workerPeakRssMB: o.peakRssMB(worker.pid),
     };
   } finally {
     await worker.stop();
   }
-}
-
-/** A run's events (the latest by default), 3 to a page (a page of large events passes gRPC's 4 MB otherwise). */
-async function smallPages(client: Client, workflowId: string, runId?: string) {
-  const events = [];
-  let nextPageToken: Uint8Array | undefined;
-  do {
-    const r = await client.workflowService.getWorkflowExecutionHistory({
-      namespace: 'default',
-      execution: { workflowId, runId },
-      maximumPageSize: 3,
-      nextPageToken,
-    });
-    events.push(...(r.history?.events ?? []));
-    nextPageToken = r.nextPageToken?.length ? r.nextPageToken : undefined;
-  } while (nextPageToken);
-  return events;
 }
 
 /** Where the history's bytes go: per event kind (activity type for scheduled and completed), in all and the largest one, over every run. */
@@ -137,12 +98,11 @@ async function printHeaviest(client: Client, workflowId: string): Promise<void> 
 }
 
 export function printTables(r: TablesResult): void {
-  const mb = (b: number) => (b / 2 ** 20).toFixed(1);
   console.log(
     `| ${r.tables} tables of ${r.rowsPerTable} rows: to completion | ${(r.ms / 1000).toFixed(1)} s (${(r.ms / r.tables).toFixed(1)} ms per table) | |`,
   );
   console.log(`| history: runs, events in all, most in one run | ${r.runs}, ${r.events}, ${r.mostEventsInARun} | most ≤ 10,240 (Temporal's warning) |`);
   console.log(`| report (the report query's JSON) | ${mb(r.reportBytes)} MB | ≤ 2 MB |`);
-  console.log(`| ledger (tables of schema backfill) | ${mb(r.ledgerBytes)} MB | |`);
+  console.log(`| ledger (the migration's rows in schema backfill) | ${mb(r.ledgerBytes)} MB | |`);
   console.log(`| worker peak memory (VmHWM) | ${r.workerPeakRssMB.toFixed(0)} MB | |`);
 }

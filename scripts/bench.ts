@@ -30,6 +30,7 @@ import { breakdown, printBreakdown } from './breakdown';
 import { captureBench, printCapture, type CaptureResults } from './bench-capture';
 import { printWorkers, workersBench, type WorkersResult } from './bench-workers';
 import { printTables, tablesBench, type TablesResult } from './bench-tables';
+import { footprint, mb, type Footprint } from './bench-history';
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -74,6 +75,12 @@ const RUNS = arg('runs', 3);
 const CHUNK = arg('chunk', 100_000);
 const CONCURRENCY = arg('concurrency', 2);
 const TINY_RANGES = arg('tiny-ranges', 1000);
+/**
+ * --lean: at each size only what every size needs (the COPY pipe, the backfill, the hash floor,
+ * verify-only); the range copy and range scan floors, pgcopydb, the text hash floor, larger ranges
+ * and the located faults are left out. For the largest sizes, where each full pass takes minutes.
+ */
+const LEAN = process.argv.includes('--lean');
 /** --tables 2000: the tables of the many-tables part. */
 const TABLES = arg('tables', 2000);
 /** Ranges in flight in the workers part: enough for three workers to each have two. */
@@ -174,6 +181,18 @@ const targets = TARGETS;
 
 /** The orders table at the current size: its floors, our backfill and verify-only, paired run by run. */
 async function ordersBench(src: PostgresServer, tgt: PostgresServer, env: Awaited<ReturnType<typeof startDevServer>>) {
+  // A worker of its own for each size: its peak memory is this size's.
+  const worker = await spawnWorker(env.address, ORDERS_QUEUE);
+  try {
+    return await ordersAtSize(src, tgt, env, worker);
+  } finally {
+    await worker.stop();
+  }
+}
+
+const ORDERS_QUEUE = 'bench-orders';
+
+async function ordersAtSize(src: PostgresServer, tgt: PostgresServer, env: Awaited<ReturnType<typeof startDevServer>>, worker: { pid: number }) {
   for (const s of [src, tgt]) {
     await s.query('bench', 'DROP TABLE IF EXISTS public.orders');
     await s.query('bench', `CREATE TABLE public.orders ${ORDERS}`);
@@ -205,10 +224,11 @@ async function ordersBench(src: PostgresServer, tgt: PostgresServer, env: Awaite
 
   let n = 0;
   const lastBreakdown: Partial<Record<'copy' | 'verify', ReturnType<typeof breakdown>>> = {};
+  let lastFootprint: Footprint | undefined;
   const migrate = async (mode: 'copy' | 'verify', chunk = CHUNK) => {
     const spec = {
       name: `bench-${mode}-${++n}`,
-      taskQueue: 'bench',
+      taskQueue: ORDERS_QUEUE,
       source: 'src',
       target: 'tgt',
       mode,
@@ -216,13 +236,14 @@ async function ordersBench(src: PostgresServer, tgt: PostgresServer, env: Awaite
       tables: [{ ...table, chunk: { column: 'id', size: chunk } }],
       cutover: { approval: 'auto' },
     };
-    const h = await env.client.workflow.start(backfillMigration, { taskQueue: 'bench', workflowId: spec.name, args: [spec] });
+    const h = await env.client.workflow.start(backfillMigration, { taskQueue: ORDERS_QUEUE, workflowId: spec.name, args: [spec] });
     const r = await h.result();
     if (r.phase !== 'completed') throw new Error(`${spec.name} ended ${r.phase}: ${r.reason ?? ''}`);
     if (chunk === CHUNK) lastBreakdown[mode] = breakdown(await h.fetchHistory());
+    if (chunk === CHUNK && mode === 'copy') lastFootprint = await footprint(env.client, tgt, spec.name, h.firstExecutionRunId);
   };
   // pgcopydb drives pg_dump/pg_restore from PATH, which refuse a newer server than themselves.
-  let pgcopydb = spawnSync('pgcopydb', ['--version'], { encoding: 'utf8' }).status === 0;
+  let pgcopydb = !LEAN && spawnSync('pgcopydb', ['--version'], { encoding: 'utf8' }).status === 0;
   if (pgcopydb) {
     const dump = /(\d+)\.\d+/.exec(spawnSync('pg_dump', ['--version'], { encoding: 'utf8' }).stdout ?? '')?.[1];
     const server = String((await src.query('bench', 'SHOW server_version_num')).rows[0].server_version_num).slice(0, -4);
@@ -236,9 +257,11 @@ async function ordersBench(src: PostgresServer, tgt: PostgresServer, env: Awaite
     await tgt.query('bench', 'TRUNCATE public.orders');
     await tgt.query('bench', 'CHECKPOINT');
     results.copyFloor.push(await timed(() => copyPipe(src, tgt)));
-    await tgt.query('bench', 'TRUNCATE public.orders');
-    await tgt.query('bench', 'CHECKPOINT');
-    results.rangeCopyFloor.push(await timed(() => rangeCopyFloor(src, tgt, CONCURRENCY)));
+    if (!LEAN) {
+      await tgt.query('bench', 'TRUNCATE public.orders');
+      await tgt.query('bench', 'CHECKPOINT');
+      results.rangeCopyFloor.push(await timed(() => rangeCopyFloor(src, tgt, CONCURRENCY)));
+    }
     if (pgcopydb) {
       await tgt.query('bench', 'DROP TABLE public.orders');
       results.pgcopydb.push(
@@ -271,9 +294,17 @@ async function ordersBench(src: PostgresServer, tgt: PostgresServer, env: Awaite
     await tgt.query('bench', 'CHECKPOINT');
     results.backfill.push(await timed(() => migrate('copy')));
     results.hashFloor.push(await timed(() => hashFloor(src, tgt, rowHash)));
-    results.textHashFloor.push(await timed(() => hashFloor(src, tgt, textRowHash)));
-    results.rangeFloor.push(await timed(() => rangeFloor(src, tgt, bound.binding!, CONCURRENCY)));
+    if (!LEAN) results.textHashFloor.push(await timed(() => hashFloor(src, tgt, textRowHash)));
+    if (!LEAN) results.rangeFloor.push(await timed(() => rangeFloor(src, tgt, bound.binding!, CONCURRENCY)));
     results.verifyOnly.push(await timed(() => migrate('verify')));
+    if (LEAN) {
+      console.log(
+        `  run ${run}: copy floor ${secs(results.copyFloor.at(-1)!)} s, backfill ${secs(results.backfill.at(-1)!)} s, hash floor ${secs(results.hashFloor.at(-1)!)} s, verify-only ${secs(results.verifyOnly.at(-1)!)} s`,
+      );
+      printBreakdown('backfill', lastBreakdown.copy!);
+      printBreakdown('verify-only', lastBreakdown.verify!);
+      continue;
+    }
     results.verifyLargeRanges.push(await timed(() => migrate('verify', CHUNK * 5)));
     // A handful of faults, one per range in five ranges: verify, then locate each exact key.
     const faultIds = [1, 3, 5, 7, 9].map((k) => Math.floor((ROWS / 10) * k) + 7).filter((id) => id <= ROWS);
@@ -282,7 +313,7 @@ async function ordersBench(src: PostgresServer, tgt: PostgresServer, env: Awaite
       await timed(async () => {
         const spec = {
           name: `bench-locate-${run}`,
-          taskQueue: 'bench',
+          taskQueue: ORDERS_QUEUE,
           source: 'src',
           target: 'tgt',
           mode: 'verify',
@@ -290,7 +321,7 @@ async function ordersBench(src: PostgresServer, tgt: PostgresServer, env: Awaite
           retries: { rangeAttempts: 1 },
           tables: [{ source: 'public.orders', target: 'public.orders', key: ['id'], chunk: { column: 'id', size: CHUNK } }],
         };
-        const h = await env.client.workflow.start(backfillMigration, { taskQueue: 'bench', workflowId: spec.name, args: [spec] });
+        const h = await env.client.workflow.start(backfillMigration, { taskQueue: ORDERS_QUEUE, workflowId: spec.name, args: [spec] });
         for (;;) {
           const p = await h.query(progressQuery);
           if (p.phase === 'needs_attention') break;
@@ -318,7 +349,8 @@ async function ordersBench(src: PostgresServer, tgt: PostgresServer, env: Awaite
   );
   // Ratios are paired: each run's measure over the same run's floor, then the median of those,
   // so a slow moment of the machine weighs on both sides of a ratio.
-  const paired = (a: string, b: string) => median(results[a].map((x, i) => x / results[b][i]));
+  // (NaN where --lean left a measure out)
+  const paired = (a: string, b: string) => median(results[a].map((x, i) => x / results[b][i])) ?? NaN;
   const ratios = {
     backfillOverCopyFloor: paired('backfill', 'copyFloor'),
     rangeCopyFloorOverCopyFloor: paired('rangeCopyFloor', 'copyFloor'),
@@ -332,10 +364,16 @@ async function ordersBench(src: PostgresServer, tgt: PostgresServer, env: Awaite
     backfillOverCopyPlusHashFloors: median(results.backfill.map((x, i) => x / (results.copyFloor[i] + results.hashFloor[i]))),
     ...(m.pgcopydb ? { backfillOverPgcopydb: paired('backfill', 'pgcopydb') } : {}),
   };
+  const ranges = Math.ceil(ROWS / CHUNK);
   const out = {
     rows: ROWS,
     runs: RUNS,
     chunk: CHUNK,
+    ranges,
+    // What a range costs above the bare COPY pipe (its checks, its own statements and the orchestration).
+    msPerRangeOverCopyFloor: (m.backfill - m.copyFloor) / ranges,
+    workerPeakRssMB: peakRssMB(worker.pid),
+    footprint: lastFootprint!,
     concurrency: CONCURRENCY,
     tableSize: size,
     mediansMs: m,
@@ -352,9 +390,10 @@ type OrdersResults = Awaited<ReturnType<typeof ordersBench>>;
 
 function printOrders(o: OrdersResults): void {
   console.log(`| bare binary COPY pipe | ${secs(o.mediansMs.copyFloor)} s | floor |`);
-  console.log(
-    `| (range copy floor: the same ranges by a plain loop, ${CONCURRENCY} in flight, no checks) | ${secs(o.mediansMs.rangeCopyFloor)} s = ${o.ratios.rangeCopyFloorOverCopyFloor.toFixed(2)}× the COPY pipe; backfill = ${o.ratios.backfillOverRangeCopyFloor.toFixed(2)}× it | |`,
-  );
+  if (o.mediansMs.rangeCopyFloor !== undefined)
+    console.log(
+      `| (range copy floor: the same ranges by a plain loop, ${CONCURRENCY} in flight, no checks) | ${secs(o.mediansMs.rangeCopyFloor)} s = ${o.ratios.rangeCopyFloorOverCopyFloor.toFixed(2)}× the COPY pipe; backfill = ${o.ratios.backfillOverRangeCopyFloor.toFixed(2)}× it | |`,
+    );
   if (o.mediansMs.pgcopydb) console.log(`| pgcopydb clone | ${secs(o.mediansMs.pgcopydb)} s | |`);
   console.log(
     `| verified backfill | ${secs(o.mediansMs.backfill)} s = ${o.ratios.backfillOverCopyFloor.toFixed(2)}× the COPY pipe | ≤ ${targets.backfillOverCopyFloor}× |`,
@@ -363,21 +402,30 @@ function printOrders(o: OrdersResults): void {
     `| (copy floor + hash floor, one after the other) | ${secs(o.mediansMs.copyFloor + o.mediansMs.hashFloor)} s; backfill = ${o.ratios.backfillOverCopyPlusHashFloors.toFixed(2)}× that | |`,
   );
   console.log(`| hash floor (both sides at once) | ${secs(o.mediansMs.hashFloor)} s | floor |`);
-  console.log(
-    `| (hash floor over each row's text, as servers before 14 get) | ${secs(o.mediansMs.textHashFloor)} s; verify-only = ${o.ratios.verifyOnlyOverTextHashFloor.toFixed(2)}× that | |`,
-  );
-  console.log(
-    `| (range scan floor: our check query per range, plain loop, ${CONCURRENCY} in flight) | ${secs(o.mediansMs.rangeFloor)} s = ${o.ratios.rangeFloorOverHashFloor.toFixed(2)}× the hash floor; verify-only = ${o.ratios.verifyOnlyOverRangeFloor.toFixed(2)}× it | |`,
-  );
+  if (o.mediansMs.textHashFloor !== undefined)
+    console.log(
+      `| (hash floor over each row's text, as servers before 14 get) | ${secs(o.mediansMs.textHashFloor)} s; verify-only = ${o.ratios.verifyOnlyOverTextHashFloor.toFixed(2)}× that | |`,
+    );
+  if (o.mediansMs.rangeFloor !== undefined)
+    console.log(
+      `| (range scan floor: our check query per range, plain loop, ${CONCURRENCY} in flight) | ${secs(o.mediansMs.rangeFloor)} s = ${o.ratios.rangeFloorOverHashFloor.toFixed(2)}× the hash floor; verify-only = ${o.ratios.verifyOnlyOverRangeFloor.toFixed(2)}× it | |`,
+    );
   console.log(
     `| verify-only | ${secs(o.mediansMs.verifyOnly)} s = ${o.ratios.verifyOnlyOverHashFloor.toFixed(2)}× the hash floor | ≤ ${targets.verifyOnlyOverHashFloor}× |`,
   );
-  console.log(
-    `| (verify-only with ranges 5× as large: ${(CHUNK * 5).toLocaleString('en-US')} keys) | ${secs(o.mediansMs.verifyLargeRanges)} s = ${o.ratios.verifyLargeRangesOverHashFloor.toFixed(2)}× the hash floor | |`,
-  );
-  console.log(
-    `| verify + locate 5 faults | ${secs(o.mediansMs.verifyAndLocate)} s = ${o.ratios.verifyAndLocateOverVerifyOnly.toFixed(2)}× verify-only | ≤ 2× |`,
-  );
+  if (o.mediansMs.verifyLargeRanges !== undefined)
+    console.log(
+      `| (verify-only with ranges 5× as large: ${(CHUNK * 5).toLocaleString('en-US')} keys) | ${secs(o.mediansMs.verifyLargeRanges)} s = ${o.ratios.verifyLargeRangesOverHashFloor.toFixed(2)}× the hash floor | |`,
+    );
+  if (o.mediansMs.verifyAndLocate !== undefined)
+    console.log(
+      `| verify + locate 5 faults | ${secs(o.mediansMs.verifyAndLocate)} s = ${o.ratios.verifyAndLocateOverVerifyOnly.toFixed(2)}× verify-only | ≤ 2× |`,
+    );
+  console.log(`| backfill's cost per range above the COPY pipe (${o.ranges} ranges) | ${o.msPerRangeOverCopyFloor.toFixed(1)} ms | flat across sizes |`);
+  console.log(`| worker peak memory at this size (VmHWM of its own worker) | ${o.workerPeakRssMB.toFixed(0)} MB | ≤ ${targets.workerPeakRssMB} MB |`);
+  const f = o.footprint;
+  console.log(`| backfill's history: runs, events in all, most in one run | ${f.runs}, ${f.events}, ${f.mostEventsInARun} | most ≤ 10,240 |`);
+  console.log(`| backfill's report (query JSON) and ledger rows | ${mb(f.reportBytes)} MB, ${mb(f.ledgerBytes)} MB | |`);
 }
 
 /** Orchestration: thousands of tiny ranges, where the database work is negligible; and the worker's memory. */

@@ -188,6 +188,14 @@ export const SETTINGS = {
     parse: int(0, 100_000_000),
     fallback: () => 20_000,
   }),
+  windowProof: def({
+    env: 'BACKFILL_WINDOW_PROOF',
+    takes: '"rows" or "counters"',
+    shown: 'rows',
+    doc: "how change capture's final window proves, under the freeze, that the stream carried every write since the checkpoint: `rows`, one scan of each side for the row versions written since (by their transaction ids), the rest counted and their keys summed; `counters`, the source's write counters first (nothing read but the catalog, but they prove only a source whose other sessions have all been idle for 10.5 s), the rows when they cannot. Either way, what neither proves is measured range by range. See *the final window* in [Change capture](#change-capture-capture-logical)",
+    parse: oneOf(['rows', 'counters'] as const),
+    fallback: () => 'rows' as const,
+  }),
   metricsAddress: def({
     env: 'BACKFILL_METRICS_ADDRESS',
     takes: 'host:port',

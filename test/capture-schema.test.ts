@@ -182,6 +182,9 @@ async function partitionedMigration(server: PostgresServer, name: string, src: s
     assert.ok(approved.length <= 2, `approvals: ${approved.length}`);
     const r = await h.result();
     assert.equal(r.phase, 'completed', r.reason);
+    // Through the partitioned root, the rows written since the checkpoint (moved ones included)
+    // prove the window on this server too.
+    assert.match(r.finalWindow?.proof ?? '', /^the rows account for every write since the checkpoint/);
     completed = true;
     assert.deepEqual(await leftOnSource(server, src, doc), { slots: 0, publications: 0 });
   } finally {

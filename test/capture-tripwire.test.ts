@@ -1,12 +1,16 @@
 // The tripwire of change capture's final window, against real servers: the window compares the keys
 // the stream saw change since the checkpoint, so a change the stream never carried must be noticed
 // some other way before the switch. Injected here: an update made while the table was out of the
-// publication (the stream never sends it), and a leaf partition truncated (pgoutput sends nothing for
-// it under publish_via_partition_root). Each is caught before the switch (the first copied again under
-// the freeze, the second located by a new checkpoint); neither switches with a difference. A quiet
-// window is proven by the source's own write counters without reading a whole table, but only once
-// every other session has reported its counts: a write whose count its session still holds (without
-// that wait, the counters agreed with the stream and the migration switched without it) is caught.
+// publication (the stream never sends it), a delete made the same way, a row changed on the target
+// by someone else, and a leaf partition truncated (pgoutput sends nothing for it under
+// publish_via_partition_root). Each is caught before the switch (copied again under the freeze, or
+// located by a new checkpoint); none switches with a difference. By default the window is proven by
+// its rows (every row version written since the checkpoint, found by its transaction id, compared
+// by key; the rest counted and their keys summed), without measuring every range. With
+// BACKFILL_WINDOW_PROOF=counters a quiet window is proven by the source's own write counters, but
+// only once every other session has reported its counts: a write whose count its session still
+// holds (without that wait, the counters agreed with the stream and the migration switched without
+// it) is caught.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { WorkflowHandle } from '@temporalio/client';
@@ -31,7 +35,7 @@ CREATE TABLE ${t}_b PARTITION OF ${t} FOR VALUES FROM ('2024-07-01') TO ('2025-0
 
 const stack = useStack(TASK_QUEUE, async (db) => {
   await db.query('src', `CREATE ROLE app LOGIN PASSWORD 'app'`);
-  for (const t of ['quiet', 'sneaky', 'stale']) {
+  for (const t of ['quiet', 'counted', 'sneaky', 'stale', 'deleted', 'meddled']) {
     await db.query('src', PLAIN(`public.${t}`));
     await db.query('src', `INSERT INTO public.${t} SELECT i, i % 7, 'n' || i FROM generate_series(1, ${ROWS}) i`);
     await db.query('tgt', PLAIN(`public.${t}`));
@@ -59,6 +63,18 @@ async function streamed(h: WorkflowHandle, from: number, n: number): Promise<Pro
   }
 }
 
+/** Runs `fn` with the worker's BACKFILL_WINDOW_PROOF set (the worker here runs in this process). */
+async function withProof<T>(proof: 'rows' | 'counters', fn: () => Promise<T>): Promise<T> {
+  const was = process.env.BACKFILL_WINDOW_PROOF;
+  process.env.BACKFILL_WINDOW_PROOF = proof;
+  try {
+    return await fn();
+  } finally {
+    if (was === undefined) delete process.env.BACKFILL_WINDOW_PROOF;
+    else process.env.BACKFILL_WINDOW_PROOF = was;
+  }
+}
+
 /** Activity types scheduled from the freeze on (the first action this migration runs), in order. */
 async function activitiesAfterFreeze(h: WorkflowHandle): Promise<string[]> {
   const events = (await h.fetchHistory()).events ?? [];
@@ -67,26 +83,70 @@ async function activitiesAfterFreeze(h: WorkflowHandle): Promise<string[]> {
   return freeze < 0 ? [] : names.slice(freeze);
 }
 
-test("tripwire: a quiet window is proven by the source's write counters, without reading a whole table", { timeout: 120_000 }, async () => {
-  const doc = spec('trip-quiet', 'quiet');
-  const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
-  const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
-  assert.equal(p.phase, 'awaiting_approval', p.detail);
-  // Writes after the checkpoint, applied by the stream while the gate waits.
-  await stack.pg.query('src', 'UPDATE public.quiet SET qty = qty + 1 WHERE id <= 40');
-  await stack.pg.query('src', 'DELETE FROM public.quiet WHERE id BETWEEN 41 AND 45');
-  await stack.pg.query('src', `INSERT INTO public.quiet SELECT i, 1, 'new' FROM generate_series(${ROWS + 1}, ${ROWS + 10}) i`);
-  await streamed(h, p.capture!.transactions, 3);
-  await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: p.digest! }] });
-  const r = await h.result();
-  assert.equal(r.phase, 'completed', r.reason);
-  assert.match(r.finalWindow?.proof ?? '', /the source's write counters account for every change since the checkpoint/);
-  const after = await activitiesAfterFreeze(h);
-  assert.ok(after.includes('captureTripwire'), `the tripwire ran: ${after.join(', ')}`);
-  assert.ok(!after.some((a) => a.startsWith('reconcileTable')), `no whole table was read after the freeze: ${after.join(', ')}`);
-  const [s, t] = await Promise.all([tableFingerprint(stack.pg.url('src'), 'public.quiet'), tableFingerprint(stack.pg.url('tgt'), 'public.quiet')]);
-  assert.deepEqual(t, s);
-});
+test(
+  'tripwire: a window is proven by its rows (written since the checkpoint, compared by key; the rest counted), without measuring every range',
+  { timeout: 120_000 },
+  async () => {
+    const doc = spec('trip-rows', 'quiet');
+    const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+    const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
+    assert.equal(p.phase, 'awaiting_approval', p.detail);
+    // Writes after the checkpoint, applied by the stream while the gate waits, on a session that is
+    // still open (and has just been busy) at the approval: the counters could not vouch for it.
+    const c = new pg.Client({ connectionString: stack.pg.url('src'), application_name: 'app' });
+    await c.connect();
+    try {
+      await c.query('UPDATE public.quiet SET qty = qty + 1 WHERE id <= 40');
+      await c.query('DELETE FROM public.quiet WHERE id BETWEEN 41 AND 45');
+      await c.query(`INSERT INTO public.quiet SELECT i, 1, 'new' FROM generate_series(${ROWS + 1}, ${ROWS + 10}) i`);
+      await streamed(h, p.capture!.transactions, 3);
+      await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: p.digest! }] });
+      const r = await h.result();
+      assert.equal(r.phase, 'completed', r.reason);
+      // 40 updated and 10 inserted: 50 row versions on each side; the 5 deleted are in the count.
+      assert.match(
+        r.finalWindow?.proof ?? '',
+        /^the rows account for every write since the checkpoint \(50 row version\(s\) on the source and \d+ on the target written since the checkpoint, equal by key; 2005 row\(s\) on each side with the same keys\)$/,
+      );
+      const after = await activitiesAfterFreeze(h);
+      assert.ok(after.includes('captureTripwire'), `the tripwire ran: ${after.join(', ')}`);
+      assert.ok(
+        !after.includes('sweepTable') && !after.some((a) => a.startsWith('reconcileTable')),
+        `no range was measured after the freeze: ${after.join(', ')}`,
+      );
+    } finally {
+      await c.end();
+    }
+    const [s, t] = await Promise.all([tableFingerprint(stack.pg.url('src'), 'public.quiet'), tableFingerprint(stack.pg.url('tgt'), 'public.quiet')]);
+    assert.deepEqual(t, s);
+  },
+);
+
+test(
+  "tripwire (BACKFILL_WINDOW_PROOF=counters): a quiet window is proven by the source's write counters, without reading a whole table",
+  { timeout: 120_000 },
+  () =>
+    withProof('counters', async () => {
+      const doc = spec('trip-quiet', 'counted');
+      const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+      const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
+      assert.equal(p.phase, 'awaiting_approval', p.detail);
+      // Writes after the checkpoint, applied by the stream while the gate waits.
+      await stack.pg.query('src', 'UPDATE public.counted SET qty = qty + 1 WHERE id <= 40');
+      await stack.pg.query('src', 'DELETE FROM public.counted WHERE id BETWEEN 41 AND 45');
+      await stack.pg.query('src', `INSERT INTO public.counted SELECT i, 1, 'new' FROM generate_series(${ROWS + 1}, ${ROWS + 10}) i`);
+      await streamed(h, p.capture!.transactions, 3);
+      await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: p.digest! }] });
+      const r = await h.result();
+      assert.equal(r.phase, 'completed', r.reason);
+      assert.match(r.finalWindow?.proof ?? '', /the source's write counters account for every change since the checkpoint/);
+      const after = await activitiesAfterFreeze(h);
+      assert.ok(after.includes('captureTripwire'), `the tripwire ran: ${after.join(', ')}`);
+      assert.ok(!after.some((a) => a.startsWith('reconcileTable')), `no whole table was read after the freeze: ${after.join(', ')}`);
+      const [s, t] = await Promise.all([tableFingerprint(stack.pg.url('src'), 'public.counted'), tableFingerprint(stack.pg.url('tgt'), 'public.counted')]);
+      assert.deepEqual(t, s);
+    }),
+);
 
 test(
   'tripwire: an update the stream never carried (made while the table was out of the publication) is caught under the freeze and copied before the switch',
@@ -108,11 +168,11 @@ test(
     await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: p.digest! }] });
     const r = await h.result();
     assert.equal(r.phase, 'completed', r.reason);
-    // The counters saw one write more than the stream delivered: every range measured again under
-    // the freeze, and the one that changed copied again before the switch.
+    // The row version it wrote is found by its transaction id, and differs by key: every range
+    // measured again under the freeze, and the one that changed copied again before the switch.
     assert.match(
       r.finalWindow?.proof ?? '',
-      /^2 row write\(s\) counted on the source since the checkpoint, 1 change\(s\) delivered by the stream .*: every range measured again on the frozen source/,
+      /^1 of the 2 key\(s\) written on either side since the checkpoint differ, e\.g\. \(777\): every range measured again on the frozen source/,
     );
     const after = await activitiesAfterFreeze(h);
     assert.ok(after.includes('sweepTable'), `every range was measured after the freeze: ${after.join(', ')}`);
@@ -125,55 +185,106 @@ test(
 );
 
 test(
-  'tripwire: a write the stream never carried, whose count its session has not reported yet (idle within a second of its last report), is still caught before the switch',
+  'tripwire (BACKFILL_WINDOW_PROOF=counters): a write the stream never carried, whose count its session has not reported yet (idle within a second of its last report), is still caught before the switch',
+  { timeout: 180_000 },
+  () =>
+    withProof('counters', async () => {
+      const doc = spec('trip-stale', 'stale');
+      const pub = captureOf(parsed(doc))!.publication;
+      const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+      const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
+      assert.equal(p.phase, 'awaiting_approval', p.detail);
+      const writes = async () =>
+        Number((await stack.pg.query('src', `SELECT n_tup_upd FROM pg_stat_user_tables WHERE relid = 'public.stale'::regclass`)).rows[0].n_tup_upd);
+      const before = await writes();
+      // One session, two updates within a second: the first (carried) is reported when the session
+      // goes idle; the second, made while the table is out of the publication, waits for the session's
+      // next report, 10 s later.
+      const c = new pg.Client({ connectionString: stack.pg.url('src'), application_name: 'app' });
+      await c.connect();
+      try {
+        // (A second after the session's start, which reports what connecting read.)
+        await new Promise((r) => setTimeout(r, 1200));
+        await c.query('UPDATE public.stale SET qty = 99 WHERE id = 5');
+        await stack.pg.query('src', `ALTER PUBLICATION "${pub}" DROP TABLE public.stale`);
+        await c.query(`UPDATE public.stale SET note = 'never sent' WHERE id = 777`);
+        await stack.pg.query('src', `ALTER PUBLICATION "${pub}" ADD TABLE public.stale`);
+        // The stream applied the carried update (read on the target: the progress tells it only when
+        // the stream's call ends, which may be after the session's report).
+        for (let i = 0; (await stack.pg.query('tgt', 'SELECT qty FROM public.stale WHERE id = 5')).rows[0].qty !== 99; i++) {
+          assert.ok(i < 300, 'the stream applies the carried update');
+          await new Promise((r) => setTimeout(r, 20));
+        }
+        // The fault landed: the source's counters have the carried update only, exactly what the
+        // stream delivered, and the target lacks the other.
+        assert.equal(await writes(), before + 1, 'the second update is not counted yet');
+        assert.equal((await stack.pg.query('tgt', 'SELECT note FROM public.stale WHERE id = 777')).rows[0].note, 'n777');
+        await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: p.digest! }] });
+        const r = await h.result();
+        assert.equal(r.phase, 'completed', r.reason);
+        // The counters were not trusted until the session had been idle long enough to report; then
+        // they showed one write more than the stream delivered, and every range was measured again.
+        assert.doesNotMatch(r.finalWindow?.proof ?? '', /account for every change/);
+        assert.match(
+          r.finalWindow?.proof ?? '',
+          /2 row write\(s\) counted on the source since the checkpoint, 1 change\(s\) delivered by the stream .*every range measured again/,
+        );
+        assert.equal((await stack.pg.query('tgt', 'SELECT note FROM public.stale WHERE id = 777')).rows[0].note, 'never sent');
+        const [src, tgt] = await Promise.all([tableFingerprint(stack.pg.url('src'), 'public.stale'), tableFingerprint(stack.pg.url('tgt'), 'public.stale')]);
+        assert.deepEqual(tgt, src);
+      } finally {
+        await c.end();
+      }
+    }),
+);
+
+test(
+  'tripwire: a delete the stream never carried (the table out of the publication) leaves no row version; the rows counted catch it, and it is copied before the switch',
   { timeout: 180_000 },
   async () => {
-    const doc = spec('trip-stale', 'stale');
+    const doc = spec('trip-deleted', 'deleted');
     const pub = captureOf(parsed(doc))!.publication;
     const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
     const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
     assert.equal(p.phase, 'awaiting_approval', p.detail);
-    const writes = async () =>
-      Number((await stack.pg.query('src', `SELECT n_tup_upd FROM pg_stat_user_tables WHERE relid = 'public.stale'::regclass`)).rows[0].n_tup_upd);
-    const before = await writes();
-    // One session, two updates within a second: the first (carried) is reported when the session
-    // goes idle; the second, made while the table is out of the publication, waits for the session's
-    // next report, 10 s later.
-    const c = new pg.Client({ connectionString: stack.pg.url('src'), application_name: 'app' });
-    await c.connect();
-    try {
-      // (A second after the session's start, which reports what connecting read.)
-      await new Promise((r) => setTimeout(r, 1200));
-      await c.query('UPDATE public.stale SET qty = 99 WHERE id = 5');
-      await stack.pg.query('src', `ALTER PUBLICATION "${pub}" DROP TABLE public.stale`);
-      await c.query(`UPDATE public.stale SET note = 'never sent' WHERE id = 777`);
-      await stack.pg.query('src', `ALTER PUBLICATION "${pub}" ADD TABLE public.stale`);
-      // The stream applied the carried update (read on the target: the progress tells it only when
-      // the stream's call ends, which may be after the session's report).
-      for (let i = 0; (await stack.pg.query('tgt', 'SELECT qty FROM public.stale WHERE id = 5')).rows[0].qty !== 99; i++) {
-        assert.ok(i < 300, 'the stream applies the carried update');
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      // The fault landed: the source's counters have the carried update only, exactly what the
-      // stream delivered, and the target lacks the other.
-      assert.equal(await writes(), before + 1, 'the second update is not counted yet');
-      assert.equal((await stack.pg.query('tgt', 'SELECT note FROM public.stale WHERE id = 777')).rows[0].note, 'n777');
-      await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: p.digest! }] });
-      const r = await h.result();
-      assert.equal(r.phase, 'completed', r.reason);
-      // The counters were not trusted until the session had been idle long enough to report; then
-      // they showed one write more than the stream delivered, and every range was measured again.
-      assert.doesNotMatch(r.finalWindow?.proof ?? '', /account for every change/);
-      assert.match(
-        r.finalWindow?.proof ?? '',
-        /2 row write\(s\) counted on the source since the checkpoint, 1 change\(s\) delivered by the stream .*every range measured again/,
-      );
-      assert.equal((await stack.pg.query('tgt', 'SELECT note FROM public.stale WHERE id = 777')).rows[0].note, 'never sent');
-      const [src, tgt] = await Promise.all([tableFingerprint(stack.pg.url('src'), 'public.stale'), tableFingerprint(stack.pg.url('tgt'), 'public.stale')]);
-      assert.deepEqual(tgt, src);
-    } finally {
-      await c.end();
-    }
+    await stack.pg.query('src', `ALTER PUBLICATION "${pub}" DROP TABLE public.deleted`);
+    await stack.pg.query('src', 'DELETE FROM public.deleted WHERE id = 888');
+    await stack.pg.query('src', `ALTER PUBLICATION "${pub}" ADD TABLE public.deleted`);
+    await stack.pg.query('src', 'UPDATE public.deleted SET qty = 99 WHERE id = 5');
+    await streamed(h, p.capture!.transactions, 1);
+    // The fault landed: the target still has the row.
+    assert.equal((await stack.pg.query('tgt', 'SELECT count(*)::int AS n FROM public.deleted WHERE id = 888')).rows[0].n, 1);
+    await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: p.digest! }] });
+    const r = await h.result();
+    assert.equal(r.phase, 'completed', r.reason);
+    assert.match(r.finalWindow?.proof ?? '', /^the source holds 1999 row\(s\), the target 2000: every range measured again on the frozen source/);
+    const after = await activitiesAfterFreeze(h);
+    assert.ok(after.indexOf('sweepTable') >= 0 && after.indexOf('sweepTable') < after.indexOf('runSwitch'), `measured before the switch: ${after.join(', ')}`);
+    assert.equal((await stack.pg.query('tgt', 'SELECT count(*)::int AS n FROM public.deleted WHERE id = 888')).rows[0].n, 0);
+    const [s, t] = await Promise.all([tableFingerprint(stack.pg.url('src'), 'public.deleted'), tableFingerprint(stack.pg.url('tgt'), 'public.deleted')]);
+    assert.deepEqual(t, s);
+  },
+);
+
+test(
+  'tripwire: a row changed on the target by someone else after the checkpoint is found by its row version and copied again before the switch',
+  { timeout: 180_000 },
+  async () => {
+    const doc = spec('trip-meddled', 'meddled');
+    const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+    const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
+    assert.equal(p.phase, 'awaiting_approval', p.detail);
+    await stack.pg.query('tgt', `UPDATE public.meddled SET note = 'meddled' WHERE id = 321`);
+    await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: p.digest! }] });
+    const r = await h.result();
+    assert.equal(r.phase, 'completed', r.reason);
+    assert.match(
+      r.finalWindow?.proof ?? '',
+      /^1 of the 1 key\(s\) written on either side since the checkpoint differ, e\.g\. \(321\): every range measured again/,
+    );
+    assert.equal((await stack.pg.query('tgt', 'SELECT note FROM public.meddled WHERE id = 321')).rows[0].note, 'n321');
+    const [s, t] = await Promise.all([tableFingerprint(stack.pg.url('src'), 'public.meddled'), tableFingerprint(stack.pg.url('tgt'), 'public.meddled')]);
+    assert.deepEqual(t, s);
   },
 );
 

@@ -187,7 +187,8 @@ async function checkpoint(s: MigrationState): Promise<void> {
   for (let tries = 1; ; tries++) {
     s.describe('checkpoint: a new snapshot, the stream applied exactly to it, every range compared at it');
     s.showDetails();
-    // The source's own counts, before the snapshot: what the final window's tripwire starts from.
+    // Both sides' transaction ids and the source's own counts, before the snapshot: what the final
+    // window's tripwire starts from.
     // (Patched: migrations started before this had no tripwire.)
     const baseline = patched('capture-tripwire')
       ? await summarised("read the source's write counters before the checkpoint").captureBaseline({ spec: s.spec })
@@ -303,7 +304,8 @@ export async function capturedFinalWindow(s: MigrationState): Promise<string | u
 /**
  * After a green window, on the frozen source: what the stream could not have told. A relation
  * rewritten or truncated since the checkpoint makes the window red (a new checkpoint proves it);
- * writes the counters cannot account for exactly make the final check measure every range again.
+ * writes that neither the rows written since the checkpoint nor the write counters account for
+ * make the final check measure every range again (capture/tripwire.ts).
  * Returns why it is red, or whether every range must be measured. (Patched with the baseline.)
  */
 export async function capturedTripwire(s: MigrationState): Promise<{ red?: string; sweep: boolean }> {

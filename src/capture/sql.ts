@@ -1,7 +1,20 @@
 // The SQL of change capture (logical replication): what it needs of the source, the publication and
 // slots, the replication commands, the apply's statements and its bookkeeping on the target.
 // Built on src/db/sql.ts.
-import { quoteIdent, quoteLiteral, relationName, underTable, unloggedUnder } from '../db/sql';
+import {
+  keyExprs,
+  quoteIdent,
+  quoteLiteral,
+  relationName,
+  sideFilter,
+  tableOf,
+  underTable,
+  unloggedUnder,
+  whereClause,
+  type BoundTable,
+  type Side,
+} from '../db/sql';
+import { keyHashExpr } from '../range/sql';
 import type { LedgerTable } from '../db/ledger';
 
 // ---- the source: what capture needs of it, the publication, the slots ----
@@ -67,6 +80,39 @@ SELECT count(*) FILTER (WHERE state IS DISTINCT FROM 'idle')::int AS busy,
  WHERE datname = current_database() AND pid <> pg_backend_pid()
    AND backend_type NOT IN ('walsender', 'autovacuum worker', 'parallel worker')
    AND application_name IS DISTINCT FROM 'backfill'`;
+
+// ---- the final window's row versions (the tripwire's proof that reads the rows, not the counters) ----
+
+/**
+ * The oldest transaction still running, as a 32-bit xid (text): every transaction with a smaller id
+ * has ended, so whatever it wrote is in any snapshot taken after this.
+ */
+export const XMIN_NOW_SQL = `SELECT (txid_snapshot_xmin(txid_current_snapshot()) % 4294967296)::text AS xmin`;
+
+/**
+ * $1 a relation (regclass text): it and every relation under it keep rows in the heap, whose row
+ * versions carry the id of the transaction that wrote them (xmin). A foreign table, a view or
+ * another table access method does not.
+ */
+export const HEAP_ONLY_SQL = `
+SELECT coalesce(bool_and(c.relkind = 'p' OR (c.relkind = 'r' AND am.amname = 'heap')), false) AS heap
+  FROM pg_class c LEFT JOIN pg_am am ON am.oid = c.relam
+ WHERE ${underTable('c.oid', 'to_regclass($1)')}`;
+
+/**
+ * One scan of a side: its rows, the sum of their key hashes, and the keys (JSON text) of the row
+ * versions written by a transaction at or after $1 (an xid, text). age() counts back from now, so a
+ * version written since $1 is never older than $1; a version from more than 2^31 transactions ago
+ * may look younger (it is then compared too, which costs a lookup and proves the same).
+ */
+export function rowVersionsSql(t: BoundTable, side: Side): string {
+  const key = `json_build_array(${keyExprs(t, side)
+    .map((e) => `${e}::text`)
+    .join(', ')})`;
+  return `SELECT count(*)::text AS n, coalesce(sum(kh), 0)::text AS keysum, count(k)::int AS fresh, coalesce(json_agg(k) FILTER (WHERE k IS NOT NULL), '[]')::text AS keys
+            FROM (SELECT ${keyHashExpr(t, side, 11)} AS kh, CASE WHEN age(xmin) <= age($1::text::xid) THEN ${key} END AS k
+                    FROM ${tableOf(t, side)}${whereClause([sideFilter(t, side)])} OFFSET 0) x`;
+}
 
 /** The write counters can prove a window: PostgreSQL 15 or later (statistics in shared memory), track_counts on. */
 export const COUNTERS_USABLE_SQL = `SELECT current_setting('server_version_num')::int >= 150000 AND current_setting('track_counts')::bool AS usable`;

@@ -1,31 +1,29 @@
 // The tripwire of change capture's final window. The window compares the keys the stream saw change
 // since the checkpoint; a change the stream never carried (a bug, a table left out of the
 // publication for a moment, a leaf partition truncated, a table rewritten) would not be among them.
-// Two things the source keeps on its own, read in its catalog, account for it at the cost of the
-// window, not of the table:
+// What accounts for it at less than the cost of measuring every range:
 // - each relation's storage (pg_relation_filenode): a TRUNCATE, VACUUM FULL, CLUSTER or rewrite
 //   changes it, and the stream does not always say so (a leaf partition's TRUNCATE under
-//   publish_via_partition_root sends nothing);
+//   publish_via_partition_root sends nothing): red;
+// - the rows (row-versions.ts): every row version written on either side since the checkpoint,
+//   found by its transaction id and compared by key, the rest counted and their keys summed. One
+//   scan per side, exact whatever the writers do; the default;
 // - the write counters (pg_stat_user_tables: rows inserted, updated, deleted) of the table and every
 //   partition under it: since the checkpoint they must equal the changes the stream delivered.
-// The counters also count aborted writes, and a backend reports them up to a second late: when they
-// do not account for every write exactly (or cannot: PostgreSQL before 15, track_counts off), the
-// final check reads the whole-table totals on the frozen source instead. Never green on a guess.
+//   Nothing but the catalog is read, but they count aborted writes too, a checkpoint taken under
+//   steady writes leaves some unreported, and a session reports them only when idle (see
+//   untilReported): they prove a quiet source only.
+// When neither proves the window, the final check measures every range on the frozen source. Never
+// green on a guess.
 import type { MigrationSpec } from '../spec/schema';
 import { poolFor } from '../db/pools';
 import { guarded } from '../db/errors';
 import { COUNTERS_USABLE_SQL, DELIVERED_SINCE, UNREPORTED_SESSIONS_SQL, WAL_INSERT_SQL, WRITES_AND_STORAGE_SQL } from './sql';
 import { bindingFor } from '../plan/binding';
 import { heartbeat } from '../activities/heartbeat';
-
-export interface CaptureBaseline {
-  /** the source's WAL position read just after the counters: changes committed after it are counted */
-  lsn: string;
-  /** the counters can prove a window (PostgreSQL 15 or later, track_counts on) */
-  usable: boolean;
-  /** per table: its writes so far, and the storage of each relation under it ([name, filenode]) */
-  tables: { writes: string; storage: [string, string | null][] }[];
-}
+import { setting } from '../settings';
+import { rowVersions, xminNow } from './row-versions';
+import type { CaptureBaseline } from './baseline';
 
 export interface TripwireResult {
   /** relations whose storage changed since the checkpoint: the window cannot vouch for them */
@@ -56,9 +54,10 @@ export async function captureBaseline(input: { spec: MigrationSpec }): Promise<C
   return guarded("reading the source's write counters", async () => {
     const src = poolFor(input.spec.source, 'read');
     const usable = Boolean((await src.query<{ usable: boolean }>(COUNTERS_USABLE_SQL)).rows[0].usable);
+    const xmin = await xminNow(input.spec);
     const tables = await tableStates(input.spec);
     const lsn = (await src.query<{ lsn: string }>(WAL_INSERT_SQL)).rows[0].lsn;
-    return { lsn, usable, tables };
+    return { lsn, usable, tables, xmin };
   });
 }
 
@@ -85,63 +84,89 @@ async function untilReported(spec: MigrationSpec): Promise<number> {
   }
 }
 
-/** On the frozen source, after the stream reached the freeze's fence. */
+/**
+ * On the frozen source, after the stream reached the freeze's fence. Storage first (a rewrite is
+ * red whatever else says), then the proofs in the worker's order (BACKFILL_WINDOW_PROOF): the rows
+ * (their versions since the checkpoint) and the counters; the first that can decide, decides.
+ */
 export async function captureTripwire(input: { migration: string; spec: MigrationSpec; baseline: CaptureBaseline }): Promise<TripwireResult> {
   const { spec, baseline } = input;
-  return guarded("accounting for the source's writes since the checkpoint", async () => {
-    let now = await tableStates(spec);
+  return guarded("accounting for the source's writes since the checkpoint", async (): Promise<TripwireResult> => {
+    const now = await tableStates(spec);
     const rewritten: string[] = [];
     now.forEach((t, i) => {
       const before = new Map(baseline.tables[i]?.storage ?? []);
       for (const [name, node] of t.storage) if (before.has(name) && before.get(name) !== node) rewritten.push(name);
     });
-    if (!baseline.usable)
-      return { rewritten, accounted: false, detail: "the source's write counters cannot prove the window (PostgreSQL before 15, or track_counts off)" };
-    const d = await poolFor(spec.target, 'write').query<{ table_index: number; delivered: string; unknown: number }>(DELIVERED_SINCE, [
-      input.migration,
-      baseline.lsn,
-      spec.tables.map((_, i) => i),
-    ]);
-    if (d.rows.some((r) => r.unknown > 0))
-      return { rewritten, accounted: false, detail: 'transactions applied before the per-table counts were kept cannot be counted' };
-    const delivered = new Map(d.rows.map((r) => [Number(r.table_index), BigInt(r.delivered)]));
-    const excess = (states: typeof now) => states.map((t, i) => BigInt(t.writes) - BigInt(baseline.tables[i].writes) - (delivered.get(i) ?? 0n));
-    const started = Date.now();
-    const tally = (states: typeof now) =>
-      states
-        .map(
-          (t, i) =>
-            `${spec.tables.length > 1 ? `table ${i + 1}: ` : ''}${BigInt(t.writes) - BigInt(baseline.tables[i].writes)} row write(s) counted on the source since the checkpoint, ${delivered.get(i) ?? 0n} change(s) delivered by the stream`,
-        )
-        .join('; ');
-    let e = excess(now);
-    for (;;) {
-      // More writes than changes delivered: aborted transactions, late statistics at the
-      // checkpoint, or a change the stream never carried. Waiting cannot lower it.
-      const over = e.findIndex((x) => x > 0n);
-      if (over >= 0) return { rewritten, accounted: false, detail: `${tally(now)} (aborted writes count there too)` };
-      if (Date.now() - started > SETTLE_LIMIT_MS) return { rewritten, accounted: false, detail: `the source's write counters did not settle: ${tally(now)}` };
-      await sleep(SETTLE_MS);
-      heartbeat({ settling: true });
-      const again = await tableStates(spec);
-      const e2 = excess(again);
-      // Equal to every change delivered, and unchanged over a flush interval: exact, once no session
-      // can still hold counts it has not reported.
-      if (e.every((x) => x === 0n) && e2.every((x) => x === 0n) && again.every((t, i) => t.writes === now[i].writes)) {
-        const unreported = await untilReported(spec);
-        if (unreported > 0)
-          return {
-            rewritten,
-            accounted: false,
-            detail: `${unreported} other session(s) on the source are busy (or hidden from this role), so writes they made may not be counted yet (${tally(again)})`,
-          };
-        const last = await tableStates(spec);
-        if (excess(last).every((x) => x === 0n))
-          return { rewritten, accounted: true, detail: `the source's write counters account for every change since the checkpoint (${tally(last)})` };
-        return { rewritten, accounted: false, detail: `${tally(last)} (counts reported late)` };
-      }
-      now = again;
-      e = e2;
+    if (rewritten.length) return { rewritten, accounted: false, detail: 'relations rewritten since the checkpoint' };
+    const rows = async (): Promise<{ decided: boolean; accounted: boolean; detail: string }> => {
+      if (!baseline.xmin) return { decided: false, accounted: false, detail: 'no transaction ids were read at the checkpoint' };
+      const v = await rowVersions({ migration: input.migration, spec, xmin: baseline.xmin, since: baseline.lsn });
+      return { decided: v.kind !== 'unusable', accounted: v.kind === 'proven', detail: v.detail };
+    };
+    if (setting('windowProof') === 'rows') {
+      const r = await rows();
+      if (r.decided) return { rewritten, accounted: r.accounted, detail: r.detail };
+      const c = await countersProof(input, now);
+      return { rewritten, accounted: c.accounted, detail: `${r.detail}; ${c.detail}` };
     }
+    const c = await countersProof(input, now);
+    if (c.accounted) return { rewritten, accounted: true, detail: c.detail };
+    const r = await rows();
+    return { rewritten, accounted: r.accounted, detail: `${c.detail}; ${r.detail}` };
   });
+}
+
+/** The source's write counters against the changes the stream delivered since the checkpoint. */
+async function countersProof(
+  input: { migration: string; spec: MigrationSpec; baseline: CaptureBaseline },
+  states: { writes: string; storage: [string, string | null][] }[],
+): Promise<{ accounted: boolean; detail: string }> {
+  const { spec, baseline } = input;
+  let now = states;
+  if (!baseline.usable) return { accounted: false, detail: "the source's write counters cannot prove the window (PostgreSQL before 15, or track_counts off)" };
+  const d = await poolFor(spec.target, 'write').query<{ table_index: number; delivered: string; unknown: number }>(DELIVERED_SINCE, [
+    input.migration,
+    baseline.lsn,
+    spec.tables.map((_, i) => i),
+  ]);
+  if (d.rows.some((r) => r.unknown > 0)) return { accounted: false, detail: 'transactions applied before the per-table counts were kept cannot be counted' };
+  const delivered = new Map(d.rows.map((r) => [Number(r.table_index), BigInt(r.delivered)]));
+  const excess = (states: typeof now) => states.map((t, i) => BigInt(t.writes) - BigInt(baseline.tables[i].writes) - (delivered.get(i) ?? 0n));
+  const started = Date.now();
+  const tally = (states: typeof now) =>
+    states
+      .map(
+        (t, i) =>
+          `${spec.tables.length > 1 ? `table ${i + 1}: ` : ''}${BigInt(t.writes) - BigInt(baseline.tables[i].writes)} row write(s) counted on the source since the checkpoint, ${delivered.get(i) ?? 0n} change(s) delivered by the stream`,
+      )
+      .join('; ');
+  let e = excess(now);
+  for (;;) {
+    // More writes than changes delivered: aborted transactions, late statistics at the
+    // checkpoint, or a change the stream never carried. Waiting cannot lower it.
+    const over = e.findIndex((x) => x > 0n);
+    if (over >= 0) return { accounted: false, detail: `${tally(now)} (aborted writes count there too)` };
+    if (Date.now() - started > SETTLE_LIMIT_MS) return { accounted: false, detail: `the source's write counters did not settle: ${tally(now)}` };
+    await sleep(SETTLE_MS);
+    heartbeat({ settling: true });
+    const again = await tableStates(spec);
+    const e2 = excess(again);
+    // Equal to every change delivered, and unchanged over a flush interval: exact, once no session
+    // can still hold counts it has not reported.
+    if (e.every((x) => x === 0n) && e2.every((x) => x === 0n) && again.every((t, i) => t.writes === now[i].writes)) {
+      const unreported = await untilReported(spec);
+      if (unreported > 0)
+        return {
+          accounted: false,
+          detail: `${unreported} other session(s) on the source are busy (or hidden from this role), so writes they made may not be counted yet (${tally(again)})`,
+        };
+      const last = await tableStates(spec);
+      if (excess(last).every((x) => x === 0n))
+        return { accounted: true, detail: `the source's write counters account for every change since the checkpoint (${tally(last)})` };
+      return { accounted: false, detail: `${tally(last)} (counts reported late)` };
+    }
+    now = again;
+    e = e2;
+  }
 }

@@ -37,13 +37,18 @@ export function aggregateName(a: { fn: string; column: string }): string {
   return `${a.fn}(${a.column})`;
 }
 
+/** A 64-bit hash of the key alone (seeded): the same key hashes alike on both sides. */
+export function keyHashExpr(t: BoundTable, side: Side, seed: number): string {
+  const keys = keyExprs(t, side);
+  // One integer key: its own hash, without the text of a row (a third of a narrowing scan's cost).
+  if (keys.length === 1 && INTEGER_TYPES.has(t.keyTypes[0])) return `hashint8extended((${keys[0]})::int8, ${seed})`;
+  return `hashtextextended(ROW(${keys.join(', ')})::text, ${seed})`;
+}
+
 /** The key's bucket at a narrowing level: the low `bits` bits of a 64-bit hash of the key. */
 function keyBucketExpr(t: BoundTable, side: Side, bits: number): string {
   const mask = (1n << BigInt(bits)) - 1n;
-  const keys = keyExprs(t, side);
-  // One integer key: its own hash, without the text of a row (a third of a narrowing scan's cost).
-  if (keys.length === 1 && INTEGER_TYPES.has(t.keyTypes[0])) return `(hashint8extended((${keys[0]})::int8, 7) & ${mask.toString()})`;
-  return `(hashtextextended(ROW(${keys.join(', ')})::text, 7) & ${mask.toString()})`;
+  return `(${keyHashExpr(t, side, 7)} & ${mask.toString()})`;
 }
 const INTEGER_TYPES = new Set(['smallint', 'integer', 'bigint']);
 

@@ -1,6 +1,6 @@
 // Shapes of the migration workflow's state: what a run keeps, and what it hands to the next run at
 // continue-as-new (counters and cursors, never ranges: the ledger has those).
-import type { CaptureBaseline } from '../capture/tripwire';
+import type { CaptureBaseline } from '../capture/baseline';
 import type { TablePlan } from '../domain/plan';
 import type { FailedRange, SessionUse } from '../domain/range-lifecycle';
 import type { Approval } from '../domain/report';
@@ -71,7 +71,7 @@ export interface CaptureState {
   dropped: boolean;
   /** keys compared by the last final window */
   windowKeys?: number;
-  /** the source's write counters and storage at the last green checkpoint (the final window's tripwire) */
+  /** the transaction ids, the source's write counters and storage at the last green checkpoint (the final window's tripwire) */
   baseline?: CaptureBaseline;
   /** how the last final window's tripwire judged it */
   tripwire?: string;
@@ -82,7 +82,7 @@ export interface FinalWindow {
   rows: number;
   ms: number;
   watermark: string | null;
-  /** change capture: how the tripwire judged the window (the counters, or the totals read instead) */
+  /** change capture: how the tripwire judged the window (the rows, the counters, or every range measured instead) */
   proof?: string;
 }
 
