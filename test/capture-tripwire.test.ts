@@ -15,7 +15,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { WorkflowHandle } from '@temporalio/client';
 import { backfillMigration } from '../src/workflows/migration';
-import { abortSignal, approveCutoverUpdate, progressQuery, reportQuery, type Progress } from '../src/workflows/messages';
+import { abortSignal, approveCutoverUpdate, reportQuery } from '../src/workflows/messages';
 import type { Report } from '../src/domain/report';
 import { captureOf } from '../src/spec/schema';
 import { approveUntilCompleted, endingOf, replayAndMaybeRecord, waitForPhase } from './helpers/temporal';
@@ -52,14 +52,14 @@ const spec = (name: string, table: string) => {
   return table === 'parted' ? { ...doc, tables: [{ ...doc.tables[0], key: ['id', 'day'], chunk: undefined }] } : doc;
 };
 
-/** The progress once the stream has applied at least `n` more source transactions than `from`. */
-async function streamed(h: WorkflowHandle, from: number, n: number): Promise<Progress> {
+/** Until the target shows what the stream applied (read there: the progress tells it only when the stream's call ends, up to 10 s later). */
+async function onTarget(sql: string, expected: unknown): Promise<void> {
   const end = Date.now() + 30_000;
   for (;;) {
-    const p: Progress = await h.query(progressQuery);
-    if ((p.capture?.transactions ?? 0) >= from + n) return p;
-    assert.ok(Date.now() < end, `the stream applied ${p.capture?.transactions} transaction(s), waiting for ${from + n}`);
-    await new Promise((r) => setTimeout(r, 200));
+    const got = (await stack.pg.query('tgt', sql)).rows[0]?.v;
+    if (got === expected) return;
+    assert.ok(Date.now() < end, `the stream applies what the source wrote: ${sql} gave ${String(got)}, waiting for ${String(expected)}`);
+    await new Promise((r) => setTimeout(r, 20));
   }
 }
 
@@ -99,7 +99,7 @@ test(
       await c.query('UPDATE public.quiet SET qty = qty + 1 WHERE id <= 40');
       await c.query('DELETE FROM public.quiet WHERE id BETWEEN 41 AND 45');
       await c.query(`INSERT INTO public.quiet SELECT i, 1, 'new' FROM generate_series(${ROWS + 1}, ${ROWS + 10}) i`);
-      await streamed(h, p.capture!.transactions, 3);
+      await onTarget(`SELECT count(*)::int AS v FROM public.quiet WHERE id > ${ROWS}`, 10);
       await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: p.digest! }] });
       const r = await h.result();
       assert.equal(r.phase, 'completed', r.reason);
@@ -135,7 +135,7 @@ test(
       await stack.pg.query('src', 'UPDATE public.counted SET qty = qty + 1 WHERE id <= 40');
       await stack.pg.query('src', 'DELETE FROM public.counted WHERE id BETWEEN 41 AND 45');
       await stack.pg.query('src', `INSERT INTO public.counted SELECT i, 1, 'new' FROM generate_series(${ROWS + 1}, ${ROWS + 10}) i`);
-      await streamed(h, p.capture!.transactions, 3);
+      await onTarget(`SELECT count(*)::int AS v FROM public.counted WHERE id > ${ROWS}`, 10);
       await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: p.digest! }] });
       const r = await h.result();
       assert.equal(r.phase, 'completed', r.reason);
@@ -162,7 +162,7 @@ test(
     await stack.pg.query('src', `ALTER PUBLICATION "${pub}" ADD TABLE public.sneaky`);
     // A change the stream does carry, so the window is not empty.
     await stack.pg.query('src', `UPDATE public.sneaky SET qty = 99 WHERE id = 5`);
-    await streamed(h, p.capture!.transactions, 1);
+    await onTarget('SELECT qty AS v FROM public.sneaky WHERE id = 5', 99);
     // The stream never sent it: the target still has the old value, and the window's keys lack it.
     assert.equal((await stack.pg.query('tgt', 'SELECT note FROM public.sneaky WHERE id = 777')).rows[0].note, 'n777');
     await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: p.digest! }] });
@@ -251,7 +251,7 @@ test(
     await stack.pg.query('src', 'DELETE FROM public.deleted WHERE id = 888');
     await stack.pg.query('src', `ALTER PUBLICATION "${pub}" ADD TABLE public.deleted`);
     await stack.pg.query('src', 'UPDATE public.deleted SET qty = 99 WHERE id = 5');
-    await streamed(h, p.capture!.transactions, 1);
+    await onTarget('SELECT qty AS v FROM public.deleted WHERE id = 5', 99);
     // The fault landed: the target still has the row.
     assert.equal((await stack.pg.query('tgt', 'SELECT count(*)::int AS n FROM public.deleted WHERE id = 888')).rows[0].n, 1);
     await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: p.digest! }] });
