@@ -54,4 +54,5 @@ export async function footprint(client: Client, tgt: PostgresServer, workflowId:
   };
 }
 
-export const mb = (b: number) => (b / 2 ** 20).toFixed(1);
+/** A size for people: KB below a megabyte (a small report would read 0.0 MB). */
+export const mb = (b: number) => (b < 2 ** 20 ? `${(b / 1024).toFixed(0)} K` : `${(b / 2 ** 20).toFixed(1)} M`);

@@ -102,7 +102,7 @@ export function printTables(r: TablesResult): void {
     `| ${r.tables} tables of ${r.rowsPerTable} rows: to completion | ${(r.ms / 1000).toFixed(1)} s (${(r.ms / r.tables).toFixed(1)} ms per table) | |`,
   );
   console.log(`| history: runs, events in all, most in one run | ${r.runs}, ${r.events}, ${r.mostEventsInARun} | most ≤ 10,240 (Temporal's warning) |`);
-  console.log(`| report (the report query's JSON) | ${mb(r.reportBytes)} MB | ≤ 2 MB |`);
-  console.log(`| ledger (the migration's rows in schema backfill) | ${mb(r.ledgerBytes)} MB | |`);
+  console.log(`| report (the report query's JSON) | ${mb(r.reportBytes)}B | ≤ 2 MB |`);
+  console.log(`| ledger (the migration's rows in schema backfill) | ${mb(r.ledgerBytes)}B | |`);
   console.log(`| worker peak memory (VmHWM) | ${r.workerPeakRssMB.toFixed(0)} MB | |`);
 }

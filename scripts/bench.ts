@@ -425,7 +425,7 @@ function printOrders(o: OrdersResults): void {
   console.log(`| worker peak memory at this size (VmHWM of its own worker) | ${o.workerPeakRssMB.toFixed(0)} MB | ≤ ${targets.workerPeakRssMB} MB |`);
   const f = o.footprint;
   console.log(`| backfill's history: runs, events in all, most in one run | ${f.runs}, ${f.events}, ${f.mostEventsInARun} | most ≤ 10,240 |`);
-  console.log(`| backfill's report (query JSON) and ledger rows | ${mb(f.reportBytes)} MB, ${mb(f.ledgerBytes)} MB | |`);
+  console.log(`| backfill's report (query JSON) and ledger rows | ${mb(f.reportBytes)}B, ${mb(f.ledgerBytes)}B | |`);
 }
 
 /** Orchestration: thousands of tiny ranges, where the database work is negligible; and the worker's memory. */

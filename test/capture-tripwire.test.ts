@@ -15,7 +15,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { WorkflowHandle } from '@temporalio/client';
 import { backfillMigration } from '../src/workflows/migration';
-import { abortSignal, approveCutoverUpdate, reportQuery } from '../src/workflows/messages';
+import { abortSignal, approveCutoverUpdate, reportQuery, type Progress } from '../src/workflows/messages';
 import type { Report } from '../src/domain/report';
 import { captureOf } from '../src/spec/schema';
 import { approveUntilCompleted, endingOf, replayAndMaybeRecord, waitForPhase } from './helpers/temporal';
@@ -51,6 +51,20 @@ const spec = (name: string, table: string) => {
   const doc = capturedSpecFor(name, `public.${table}`, { taskQueue: TASK_QUEUE, chunk: 500 });
   return table === 'parted' ? { ...doc, tables: [{ ...doc.tables[0], key: ['id', 'day'], chunk: undefined }] } : doc;
 };
+
+/** Started, and at the gate with green evidence. */
+async function atTheGate(doc: ReturnType<typeof spec>): Promise<{ h: WorkflowHandle; p: Progress }> {
+  const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+  const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
+  assert.equal(p.phase, 'awaiting_approval', p.detail);
+  return { h, p };
+}
+
+/** The target equals the source, by a query of its own (every row's md5). */
+async function assertExact(table: string): Promise<void> {
+  const [s, t] = await Promise.all([tableFingerprint(stack.pg.url('src'), table), tableFingerprint(stack.pg.url('tgt'), table)]);
+  assert.deepEqual(t, s);
+}
 
 /** Until the target shows what the stream applied (read there: the progress tells it only when the stream's call ends, up to 10 s later). */
 async function onTarget(sql: string, expected: unknown): Promise<void> {
@@ -88,9 +102,7 @@ test(
   { timeout: 120_000 },
   async () => {
     const doc = spec('trip-rows', 'quiet');
-    const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
-    const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
-    assert.equal(p.phase, 'awaiting_approval', p.detail);
+    const { h, p } = await atTheGate(doc);
     // Writes after the checkpoint, applied by the stream while the gate waits, on a session that is
     // still open (and has just been busy) at the approval: the counters could not vouch for it.
     const c = new pg.Client({ connectionString: stack.pg.url('src'), application_name: 'app' });
@@ -117,8 +129,7 @@ test(
     } finally {
       await c.end();
     }
-    const [s, t] = await Promise.all([tableFingerprint(stack.pg.url('src'), 'public.quiet'), tableFingerprint(stack.pg.url('tgt'), 'public.quiet')]);
-    assert.deepEqual(t, s);
+    await assertExact('public.quiet');
   },
 );
 
@@ -128,9 +139,7 @@ test(
   () =>
     withProof('counters', async () => {
       const doc = spec('trip-quiet', 'counted');
-      const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
-      const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
-      assert.equal(p.phase, 'awaiting_approval', p.detail);
+      const { h, p } = await atTheGate(doc);
       // Writes after the checkpoint, applied by the stream while the gate waits.
       await stack.pg.query('src', 'UPDATE public.counted SET qty = qty + 1 WHERE id <= 40');
       await stack.pg.query('src', 'DELETE FROM public.counted WHERE id BETWEEN 41 AND 45');
@@ -143,8 +152,7 @@ test(
       const after = await activitiesAfterFreeze(h);
       assert.ok(after.includes('captureTripwire'), `the tripwire ran: ${after.join(', ')}`);
       assert.ok(!after.some((a) => a.startsWith('reconcileTable')), `no whole table was read after the freeze: ${after.join(', ')}`);
-      const [s, t] = await Promise.all([tableFingerprint(stack.pg.url('src'), 'public.counted'), tableFingerprint(stack.pg.url('tgt'), 'public.counted')]);
-      assert.deepEqual(t, s);
+      await assertExact('public.counted');
     }),
 );
 
@@ -154,9 +162,7 @@ test(
   async () => {
     const doc = spec('trip-sneaky', 'sneaky');
     const pub = captureOf(parsed(doc))!.publication;
-    const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
-    const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
-    assert.equal(p.phase, 'awaiting_approval', p.detail);
+    const { h, p } = await atTheGate(doc);
     await stack.pg.query('src', `ALTER PUBLICATION "${pub}" DROP TABLE public.sneaky`);
     await stack.pg.query('src', `UPDATE public.sneaky SET note = 'never sent' WHERE id = 777`);
     await stack.pg.query('src', `ALTER PUBLICATION "${pub}" ADD TABLE public.sneaky`);
@@ -179,8 +185,7 @@ test(
     assert.ok(after.indexOf('sweepTable') < after.indexOf('runSwitch'), 'before the switch');
     assert.equal((await stack.pg.query('tgt', 'SELECT note FROM public.sneaky WHERE id = 777')).rows[0].note, 'never sent');
     await replayAndMaybeRecord(h, 'capture-tripwire-swept-switched');
-    const [s, t] = await Promise.all([tableFingerprint(stack.pg.url('src'), 'public.sneaky'), tableFingerprint(stack.pg.url('tgt'), 'public.sneaky')]);
-    assert.deepEqual(t, s);
+    await assertExact('public.sneaky');
   },
 );
 
@@ -191,9 +196,7 @@ test(
     withProof('counters', async () => {
       const doc = spec('trip-stale', 'stale');
       const pub = captureOf(parsed(doc))!.publication;
-      const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
-      const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
-      assert.equal(p.phase, 'awaiting_approval', p.detail);
+      const { h, p } = await atTheGate(doc);
       const writes = async () =>
         Number((await stack.pg.query('src', `SELECT n_tup_upd FROM pg_stat_user_tables WHERE relid = 'public.stale'::regclass`)).rows[0].n_tup_upd);
       const before = await writes();
@@ -230,8 +233,7 @@ test(
           /2 row write\(s\) counted on the source since the checkpoint, 1 change\(s\) delivered by the stream .*every range measured again/,
         );
         assert.equal((await stack.pg.query('tgt', 'SELECT note FROM public.stale WHERE id = 777')).rows[0].note, 'never sent');
-        const [src, tgt] = await Promise.all([tableFingerprint(stack.pg.url('src'), 'public.stale'), tableFingerprint(stack.pg.url('tgt'), 'public.stale')]);
-        assert.deepEqual(tgt, src);
+        await assertExact('public.stale');
       } finally {
         await c.end();
       }
@@ -244,9 +246,7 @@ test(
   async () => {
     const doc = spec('trip-deleted', 'deleted');
     const pub = captureOf(parsed(doc))!.publication;
-    const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
-    const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
-    assert.equal(p.phase, 'awaiting_approval', p.detail);
+    const { h, p } = await atTheGate(doc);
     await stack.pg.query('src', `ALTER PUBLICATION "${pub}" DROP TABLE public.deleted`);
     await stack.pg.query('src', 'DELETE FROM public.deleted WHERE id = 888');
     await stack.pg.query('src', `ALTER PUBLICATION "${pub}" ADD TABLE public.deleted`);
@@ -261,8 +261,7 @@ test(
     const after = await activitiesAfterFreeze(h);
     assert.ok(after.indexOf('sweepTable') >= 0 && after.indexOf('sweepTable') < after.indexOf('runSwitch'), `measured before the switch: ${after.join(', ')}`);
     assert.equal((await stack.pg.query('tgt', 'SELECT count(*)::int AS n FROM public.deleted WHERE id = 888')).rows[0].n, 0);
-    const [s, t] = await Promise.all([tableFingerprint(stack.pg.url('src'), 'public.deleted'), tableFingerprint(stack.pg.url('tgt'), 'public.deleted')]);
-    assert.deepEqual(t, s);
+    await assertExact('public.deleted');
   },
 );
 
@@ -271,9 +270,7 @@ test(
   { timeout: 180_000 },
   async () => {
     const doc = spec('trip-meddled', 'meddled');
-    const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
-    const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
-    assert.equal(p.phase, 'awaiting_approval', p.detail);
+    const { h, p } = await atTheGate(doc);
     await stack.pg.query('tgt', `UPDATE public.meddled SET note = 'meddled' WHERE id = 321`);
     await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: p.digest! }] });
     const r = await h.result();
@@ -283,8 +280,7 @@ test(
       /^1 of the 1 key\(s\) written on either side since the checkpoint differ, e\.g\. \(321\): every range measured again/,
     );
     assert.equal((await stack.pg.query('tgt', 'SELECT note FROM public.meddled WHERE id = 321')).rows[0].note, 'n321');
-    const [s, t] = await Promise.all([tableFingerprint(stack.pg.url('src'), 'public.meddled'), tableFingerprint(stack.pg.url('tgt'), 'public.meddled')]);
-    assert.deepEqual(t, s);
+    await assertExact('public.meddled');
   },
 );
 
@@ -293,9 +289,7 @@ test(
   { timeout: 180_000 },
   async () => {
     const doc = spec('trip-truncated', 'parted');
-    const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
-    const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
-    assert.equal(p.phase, 'awaiting_approval', p.detail);
+    const { h, p } = await atTheGate(doc);
     const gone = (await stack.pg.query('src', 'SELECT count(*)::int AS n FROM public.parted_b')).rows[0].n as number;
     assert.ok(gone > 0);
     await stack.pg.query('src', 'TRUNCATE public.parted_b');
@@ -321,9 +315,7 @@ test(
   { timeout: 180_000 },
   async () => {
     const doc = spec('trip-attached', 'attached');
-    const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
-    const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
-    assert.equal(p.phase, 'awaiting_approval', p.detail);
+    const { h, p } = await atTheGate(doc);
     // Rows that arrive by ATTACH PARTITION: logical decoding carries none of them.
     await stack.pg.query('src', 'CREATE TABLE public.attached_c (LIKE public.attached)');
     await stack.pg.query('src', `INSERT INTO public.attached_c SELECT i, date '2025-03-01', 5 FROM generate_series(${ROWS + 1}, ${ROWS + 300}) i`);
@@ -340,7 +332,6 @@ test(
       /partitions changed since they were last proven: public\.attached_c attached or created on the source.*a new checkpoint/,
     );
     assert.equal((await stack.pg.query('tgt', 'SELECT count(*)::int AS n FROM public.attached_c')).rows[0].n, 300, 'the attached rows reached the target');
-    const [s, t] = await Promise.all([tableFingerprint(stack.pg.url('src'), 'public.attached'), tableFingerprint(stack.pg.url('tgt'), 'public.attached')]);
-    assert.deepEqual(t, s);
+    await assertExact('public.attached');
   },
 );
