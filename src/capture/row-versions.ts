@@ -12,7 +12,7 @@ import type { MigrationSpec } from '../spec/schema';
 import { poolFor } from '../db/pools';
 import { hashedColumns, tableOf, type Side } from '../db/sql';
 import { bindingFor, type Binding } from '../plan/binding';
-import { diffRows, keyedRows } from '../range/locate';
+import { diffRows, keyedBoth } from '../range/locate';
 import { heartbeat } from '../activities/heartbeat';
 import type { XminBaseline } from './baseline';
 import { DELIVERED_SINCE, HEAP_ONLY_SQL, XMIN_NOW_SQL, rowVersionsSql } from './sql';
@@ -97,7 +97,7 @@ export async function rowVersions(input: { migration: string; spec: MigrationSpe
       };
     const keys = [...new Map([...s.keys, ...d.keys].map((k) => [JSON.stringify(k), k])).values()];
     const all = { lo: null, hi: null };
-    const [sr, tr] = await Promise.all([keyedRows(b, spec.source, 'read', 'source', all, keys), keyedRows(b, spec.target, 'write', 'target', all, keys)]);
+    const [sr, tr] = await keyedBoth(b, spec.source, spec.target, all, keys);
     const diffs = diffRows(hashedColumns(b), sr, tr);
     if (diffs.length)
       return {

@@ -37,7 +37,7 @@ import { createSlot } from './replication';
 import { bindingFor, type Binding } from '../plan/binding';
 
 import { heartbeat, WORKER_ID } from '../activities/heartbeat';
-import { diffRows, keyedRows } from '../range/locate';
+import { diffRows, keyedBoth } from '../range/locate';
 
 type Spec = MigrationSpec;
 
@@ -282,7 +282,7 @@ export async function compareWindow(input: { migration: string; spec: Spec; sinc
         (x) => JSON.parse(String(x.key)) as string[],
       );
       const all = { lo: null, hi: null };
-      const [s, d] = await Promise.all([keyedRows(b, spec.source, 'read', 'source', all, keys), keyedRows(b, spec.target, 'write', 'target', all, keys)]);
+      const [s, d] = await keyedBoth(b, spec.source, spec.target, all, keys);
       const diffs = diffRows(hashedColumns(b), s, d);
       const totals = (f: typeof s): WindowSide => ({ rows: f.rows.size, checksum: [...f.rows.values()].reduce((a, r) => a + BigInt(r.h), 0n).toString() });
       return {

@@ -207,7 +207,7 @@ async function compareWhole(b: Binding, src: string, tgt: string, r: KeyRange): 
   let fetched = s.count + t.count;
   if (changed.length) {
     const keys = changed.map((d) => d.key);
-    const [s2, t2] = await Promise.all([keyedRows(b, src, 'read', 'source', r, keys), keyedRows(b, tgt, 'write', 'target', r, keys)]);
+    const [s2, t2] = await keyedBoth(b, src, tgt, r, keys);
     fetched += s2.count + t2.count;
     const named = new Map(
       diffRows(hashedColumns(b), s2, t2)
@@ -231,10 +231,15 @@ async function saveDifferences(input: RangeInput, diffs: Difference[], located: 
   });
 }
 
+/** The rows of `keys` within a range on both sides at once (source read, target write pools). */
+export function keyedBoth(b: Binding, source: string, target: string, r: KeyRange, keys: string[][]) {
+  return Promise.all([keyedRows(b, source, 'read', 'source', r, keys), keyedRows(b, target, 'write', 'target', r, keys)]);
+}
+
 /** Keys per keyed read: a lookup by the key's index per key, in statements of bounded size. */
 const KEYS_PER_READ = 5000;
 
-export async function keyedRows(b: Binding, alias: string, access: 'read' | 'write', side: Side, r: KeyRange, keys: string[][]) {
+async function keyedRows(b: Binding, alias: string, access: 'read' | 'write', side: Side, r: KeyRange, keys: string[][]) {
   const fetched = nothingFetched();
   for (let at = 0; at < keys.length; at += KEYS_PER_READ) {
     const part = keys.slice(at, at + KEYS_PER_READ);
@@ -263,7 +268,7 @@ export async function recheckRange(input: RangeInput): Promise<Located> {
     const { range: r } = await resolveRange(b, input.plan, rangeAt(input));
     const res = await poolFor(ctl, 'write').query(DIFFERENCE_KEYS, [input.migration, input.tableIndex, input.rangeIndex]);
     const keys = res.rows.map((x) => JSON.parse(String(x.key)) as string[]);
-    const [s, t] = await Promise.all([keyedRows(b, input.spec.source, 'read', 'source', r, keys), keyedRows(b, input.spec.target, 'write', 'target', r, keys)]);
+    const [s, t] = await keyedBoth(b, input.spec.source, input.spec.target, r, keys);
     const diffs = diffRows(hashedColumns(b), s, t);
     const still = new Set(diffs.map((d) => JSON.stringify(d.key))).size;
     const located = { ...summarise(diffs, 0, s.count + t.count), converged: keys.length - still };
