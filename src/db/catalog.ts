@@ -126,12 +126,15 @@ export async function leafPartitions(c: pg.ClientBase, oid: string): Promise<str
   return (await c.query<{ name: string }>(LEAF_PARTITIONS, [oid])).rows.map((r) => r.name).sort();
 }
 
-/** Foreign keys owned by or referencing any of $1 (quoted table names). */
+/**
+ * Foreign keys owned by or referencing any of $1 (quoted table names). Only the ones declared: a
+ * partitioned table's key has a copy on each partition (conparentid), set aside and re-created with it.
+ */
 const FOREIGN_KEYS = `
 SELECT ${QUALIFIED('con.conrelid')} AS owner, con.conname AS name, ${QUALIFIED('con.confrelid')} AS referenced,
        pg_get_constraintdef(con.oid) AS ddl, con.convalidated AS valid
   FROM pg_constraint con
- WHERE con.contype = 'f' AND (con.conrelid = ANY ($1::regclass[]) OR con.confrelid = ANY ($1::regclass[]))
+ WHERE con.contype = 'f' AND con.conparentid = 0 AND (con.conrelid = ANY ($1::regclass[]) OR con.confrelid = ANY ($1::regclass[]))
  ORDER BY 1, 2`;
 
 export async function foreignKeys(c: pg.ClientBase | pg.Pool, tables: string[]): Promise<ForeignKey[]> {
@@ -370,7 +373,7 @@ export async function sequenceRights(c: pg.ClientBase | pg.Pool, oid: string, co
   }));
 }
 
-/** $1 tables (quoted names): every foreign key owned by or referencing one, and what the role may do to set it aside and re-create it. */
+/** $1 tables (quoted names): every foreign key owned by or referencing one (declared ones, as FOREIGN_KEYS), and what the role may do to set it aside and re-create it. */
 const FOREIGN_KEY_RIGHTS = `
 SELECT con.conname AS name, os.nspname AS owner_schema, oc.relname AS owner_table, pg_get_userbyid(oc.relowner) AS owner_role,
        pg_has_role(oc.relowner, 'USAGE') AS owns, rs.nspname AS ref_schema, rc.relname AS ref_table,
@@ -380,7 +383,7 @@ SELECT con.conname AS name, os.nspname AS owner_schema, oc.relname AS owner_tabl
   FROM pg_constraint con
   JOIN pg_class oc ON oc.oid = con.conrelid JOIN pg_namespace os ON os.oid = oc.relnamespace
   JOIN pg_class rc ON rc.oid = con.confrelid JOIN pg_namespace rs ON rs.oid = rc.relnamespace
- WHERE con.contype = 'f' AND (con.conrelid = ANY ($1::regclass[]) OR con.confrelid = ANY ($1::regclass[]))
+ WHERE con.contype = 'f' AND con.conparentid = 0 AND (con.conrelid = ANY ($1::regclass[]) OR con.confrelid = ANY ($1::regclass[]))
  ORDER BY 2, 3, 1`;
 
 export interface ForeignKeyRights {
