@@ -31,6 +31,7 @@ import { captureBench, printCapture, type CaptureResults } from './bench-capture
 import { printWorkers, workersBench, type WorkersResult } from './bench-workers';
 import { printTables, tablesBench, type TablesResult } from './bench-tables';
 import { footprint, mb, type Footprint } from './bench-history';
+import { LADDER, rangeLoop } from './bench-range-parts';
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -81,6 +82,11 @@ const TINY_RANGES = arg('tiny-ranges', 1000);
  * and the located faults are left out. For the largest sizes, where each full pass takes minutes.
  */
 const LEAN = process.argv.includes('--lean');
+/**
+ * --parts: with the range copy floor, the same ranges by loops that add one by one what a verified
+ * range adds (scripts/bench-range-parts.ts): where a range's time goes above the plain copy.
+ */
+const PARTS = process.argv.includes('--parts') && !LEAN;
 /** --tables 2000: the tables of the many-tables part. */
 const TABLES = arg('tables', 2000);
 /** Ranges in flight in the workers part: enough for three workers to each have two. */
@@ -262,6 +268,12 @@ async function ordersAtSize(src: PostgresServer, tgt: PostgresServer, env: Await
       await tgt.query('bench', 'CHECKPOINT');
       results.rangeCopyFloor.push(await timed(() => rangeCopyFloor(src, tgt, CONCURRENCY)));
     }
+    for (const step of PARTS ? LADDER.slice(1) : []) {
+      await tgt.query('bench', 'TRUNCATE public.orders');
+      await tgt.query('bench', 'CHECKPOINT');
+      const o = { name: `bench-parts-${ROWS}-${run}`, src, tgt, b: bound.binding, rows: ROWS, chunk: CHUNK, inFlight: CONCURRENCY };
+      (results[`parts: ${step}`] ??= []).push(await timed(() => rangeLoop(o, step)));
+    }
     if (pgcopydb) {
       await tgt.query('bench', 'DROP TABLE public.orders');
       results.pgcopydb.push(
@@ -394,6 +406,12 @@ function printOrders(o: OrdersResults): void {
     console.log(
       `| (range copy floor: the same ranges by a plain loop, ${CONCURRENCY} in flight, no checks) | ${secs(o.mediansMs.rangeCopyFloor)} s = ${o.ratios.rangeCopyFloorOverCopyFloor.toFixed(2)}× the COPY pipe; backfill = ${o.ratios.backfillOverRangeCopyFloor.toFixed(2)}× it | |`,
     );
+  if (o.mediansMs['parts: copyRange'] !== undefined) {
+    // Each step's median over the range copy floor's, per range: what that step and those before it add.
+    const per = (k: string) => `+${((o.mediansMs[k] - o.mediansMs.rangeCopyFloor) / o.ranges).toFixed(0)} ms`;
+    const steps = LADDER.slice(1).map((step) => `${step} ${per(`parts: ${step}`)}`);
+    console.log(`| (per range above the range copy floor, each step with those before it: ${steps.join('; ')}; the backfill ${per('backfill')}) | | |`);
+  }
   if (o.mediansMs.pgcopydb) console.log(`| pgcopydb clone | ${secs(o.mediansMs.pgcopydb)} s | |`);
   console.log(
     `| verified backfill | ${secs(o.mediansMs.backfill)} s = ${o.ratios.backfillOverCopyFloor.toFixed(2)}× the COPY pipe | ≤ ${targets.backfillOverCopyFloor}× |`,

@@ -473,3 +473,33 @@ test('copy: the source checksum travels in its COPY; taken off each row byte-exa
     await c.end();
   }
 });
+
+test('the row hash splitter: the sum stays exact over more rows of extreme hashes than a number could add up', () => {
+  // Two fields a row (an int4 and the hash), every hash the largest or the smallest int64, more rows
+  // than 2^53 / 2^32 so that the halves' sums are folded on the way: the sum must be BigInt's.
+  const rows = 2_200_000;
+  const header = Buffer.concat([Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1'), Buffer.alloc(8)]);
+  const body = Buffer.alloc(rows * 22 + 2);
+  let expected = 0n;
+  for (let i = 0, o = 0; i < rows; i++) {
+    const h = i % 1000 === 0 ? -(2n ** 63n) : 2n ** 63n - 1n;
+    expected += h;
+    o = body.writeInt16BE(2, o);
+    o = body.writeInt32BE(4, o);
+    o = body.writeInt32BE(i, o);
+    o = body.writeInt32BE(8, o);
+    o = body.writeBigInt64BE(h, o);
+  }
+  body.writeInt16BE(-1, rows * 22);
+  const split = new HashSplitter();
+  let out = 0;
+  const all = Buffer.concat([header, body]);
+  for (let at = 0; at < all.length; at += 65536)
+    split._transform(all.subarray(at, at + 65536), 'buffer' as BufferEncoding, (e, d?: Buffer) => {
+      assert.ifError(e);
+      out += d?.length ?? 0;
+    });
+  assert.equal(split.rows, rows);
+  assert.equal(split.sum, expected);
+  assert.equal(out, header.length + rows * 10 + 2, 'each row goes on without its hash');
+});

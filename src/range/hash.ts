@@ -10,12 +10,30 @@ import { Transform, type TransformCallback } from 'node:stream';
 const SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
 const HEADER = SIGNATURE.length + 8;
 
+/** 2^32, and the bound under which the sums of the hashes' halves stay exact as numbers. */
+const TWO32 = 4294967296;
+const EXACT = 2 ** 52;
+
 export class HashSplitter extends Transform {
   rows = 0;
-  sum = 0n;
+  // The sum of the hashes, kept as the sums of their high (signed) and low (unsigned) 32-bit halves:
+  // numbers, not a BigInt per row (half of the splitter's time). Folded into `folded` before
+  // either could lose a bit.
+  private high = 0;
+  private low = 0;
+  private folded = 0n;
   private pending: Buffer = Buffer.alloc(0);
   private header = false;
   private ended = false;
+
+  /** The sum of every row's hash (a 64-bit integer each), exactly as `sum(h)` on the server. */
+  get sum(): bigint {
+    return this.folded + BigInt(this.high) * BigInt(TWO32) + BigInt(this.low);
+  }
+
+  private fold(high: number, low: number): void {
+    this.folded += BigInt(high) * BigInt(TWO32) + BigInt(low);
+  }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
     try {
@@ -43,9 +61,15 @@ export class HashSplitter extends Transform {
       p = end;
       this.header = true;
     }
-    while (!this.ended && buf.length - p >= 2) {
-      const n = buf.readInt16BE(p);
-      if (n === -1) {
+    // Field counts and lengths are read byte by byte, and the sums kept in locals: this loop runs for
+    // every row of every range, and the Buffer methods' checks cost as much as the rest of it.
+    const size = buf.length;
+    let high = this.high;
+    let low = this.low;
+    let rows = this.rows;
+    while (!this.ended && size - p >= 2) {
+      const n = (buf[p] << 8) | buf[p + 1];
+      if (n === 0xffff) {
         o += buf.copy(out, o, p, p + 2);
         p += 2;
         this.ended = true;
@@ -54,23 +78,32 @@ export class HashSplitter extends Transform {
       // Find the tuple's end and its last field, or wait for the rest of it.
       let q = p + 2;
       let last = -1;
-      for (let f = 0; f < n && q !== -1; f++) {
-        if (buf.length - q < 4) q = -1;
-        else {
-          if (f === n - 1) last = q;
-          const len = buf.readInt32BE(q);
-          q = q + 4 + Math.max(0, len);
-          if (q > buf.length) q = -1;
-        }
+      let f = 0;
+      for (; f < n; f++) {
+        if (size - q < 4) break;
+        if (f === n - 1) last = q;
+        const len = (buf[q] << 24) | (buf[q + 1] << 16) | (buf[q + 2] << 8) | buf[q + 3];
+        q += 4 + (len > 0 ? len : 0);
+        if (q > size) break;
       }
-      if (q === -1) break;
+      if (f < n) break;
       if (n < 2 || buf.readInt32BE(last) !== 8) throw new Error('the source COPY row has no row hash as its last field');
-      this.sum += buf.readBigInt64BE(last + 4);
-      this.rows++;
-      o = out.writeInt16BE(n - 1, o);
+      high += buf.readInt32BE(last + 4);
+      low += buf.readUInt32BE(last + 8);
+      rows++;
+      if (low > EXACT || Math.abs(high) > EXACT) {
+        this.fold(high, low);
+        high = 0;
+        low = 0;
+      }
+      out[o++] = (n - 1) >> 8;
+      out[o++] = (n - 1) & 0xff;
       o += buf.copy(out, o, p + 2, last);
       p = q;
     }
+    this.high = high;
+    this.low = low;
+    this.rows = rows;
     return this.keep(buf, p, out, o);
   }
 
