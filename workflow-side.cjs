@@ -10,7 +10,8 @@ const WORKFLOW_SIDE = [
   'src/report/render.ts',
   'src/spec/names.ts',
   'src/spec/schema.ts',
+  'src/spec/reverse.ts',
 ];
 // The same set as one regular expression over paths relative to the repository.
-const WORKFLOW_SIDE_PATH = String.raw`^src/(workflows/|domain/|[^/]+/[^/]+\.workflow\.ts$|metrics/catalog\.ts$|report/render\.ts$|spec/(names|schema)\.ts$)`;
+const WORKFLOW_SIDE_PATH = String.raw`^src/(workflows/|domain/|[^/]+/[^/]+\.workflow\.ts$|metrics/catalog\.ts$|report/render\.ts$|spec/(names|schema|reverse)\.ts$)`;
 module.exports = { WORKFLOW_SIDE, WORKFLOW_SIDE_PATH };

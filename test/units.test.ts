@@ -326,6 +326,7 @@ test("state: the workflow code changes the migration state only through its owne
     'src/range/state.workflow.ts',
     'src/catchup/state.workflow.ts',
     'src/capture/state.workflow.ts',
+    'src/reverse/state.workflow.ts',
     'src/gate/state.workflow.ts',
     'src/report/state.workflow.ts',
   ];

@@ -1,5 +1,6 @@
 // The activities the worker registers. Every one is idempotent (a retry after a crash, or a second
 // run of the same input, leaves the databases as one run would) and heartbeats while it runs.
+import { startReverse as reverseStart } from '../reverse/steps';
 import { planMigration as plan } from '../plan/plan';
 import { copyRange as copy, verifyRange as verify, type RangeInput } from '../range/copy';
 import { sessionCaps, timingSessionWaits } from '../db/sessions';
@@ -66,6 +67,8 @@ export const compareWindow = alive(window);
 export const slotState = alive(slot);
 export const dropCapture = alive(drop);
 export const stopStream = alive(stop);
+/** The way back (`cutover.reverse`): its publication and slot on the target, before the switch. */
+export const startReverse = alive(reverseStart);
 export const runAction = alive(action);
 export const awaitWriters = alive(writers);
 export const changedSince = alive(since);

@@ -3,6 +3,7 @@
 // capture's state within it (capture/state.workflow.ts). Catch-up, the gate and the stage loop change
 // it through these methods; the rest reads it (`state.live`).
 import { Capture, newCaptureState, type CaptureView } from '../capture/state.workflow';
+import { Reverse } from '../reverse/state.workflow';
 import { captureOf, type MigrationSpec } from '../spec/schema';
 import type { Report } from '../domain/report';
 import type { LiveState, Stage } from '../workflows/types';
@@ -27,12 +28,18 @@ export function newLiveState(spec: MigrationSpec, mark: string | null): LiveStat
 }
 
 /** The live state as the others read it. */
-export type LiveView = Readonly<Omit<LiveState, 'marks' | 'capture'>> & { readonly marks: readonly (string | null)[]; readonly capture?: CaptureView };
+export type LiveView = Readonly<Omit<LiveState, 'marks' | 'capture' | 'reverse'>> & {
+  readonly marks: readonly (string | null)[];
+  readonly capture?: CaptureView;
+  readonly reverse?: Readonly<LiveState['reverse']>;
+};
 
 export class CatchUp {
   private state?: LiveState;
   /** change capture's part of it */
   readonly capture = new Capture(() => this.state?.capture);
+  /** the way back's part of it (`cutover.reverse`) */
+  readonly reverse = new Reverse(() => this.state);
 
   /** undefined: the source takes no writes */
   get view(): LiveView | undefined {

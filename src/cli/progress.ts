@@ -5,7 +5,7 @@
 import { waitingLine } from '../domain/waits';
 import { Format, Presets } from 'cli-progress';
 import type { Progress } from '../workflows/messages';
-import { captureLag, captureLine, copiedRows, gateInstructions } from '../report/render';
+import { captureLag, captureLine, copiedRows, gateInstructions, reverseLine } from '../report/render';
 import { Rates, etaSeconds, showDuration, showRate } from './rates';
 import { Region } from './region';
 
@@ -56,7 +56,11 @@ export class ProgressDisplay {
     this.region ??= new Region(process.stderr);
     const columns = this.region.columns();
     // Change capture: how far behind the stream is, on the header line.
-    const lag = p.capture ? ` | ${fmt(p.capture.transactions)} transactions applied, ${captureLag(p.capture)}` : '';
+    const lag = p.reverse
+      ? ` | the way back: ${fmt(p.reverse.transactions)} transactions applied to the source, ${captureLag(p.reverse)}`
+      : p.capture
+        ? ` | ${fmt(p.capture.transactions)} transactions applied, ${captureLag(p.capture)}`
+        : '';
     const lines = [`${p.migration}: ${p.phase}${p.paused ? ' (paused)' : ''}${p.detail ? ` – ${p.detail}` : ''}${lag}`];
     // What it waits for (a database that cannot be reached), under the header, while it lasts.
     for (const w of p.waiting ?? []) lines.push(` waiting: ${waitingLine(w, now)}`);
@@ -82,6 +86,7 @@ export class ProgressDisplay {
       const f = tableFigures(t, this.rates);
       return `  ${f.table}: ${fmt(f.done)}/${fmt(f.total)} ranges, ${f.rate} rows/s, ETA ${f.left}`;
     });
+    if (p.reverse) return [...lines, `  ${reverseLine(p.reverse)}`];
     return p.capture ? [...lines, `  ${captureLine(p.capture)}`] : lines;
   }
 

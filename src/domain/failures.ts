@@ -43,6 +43,10 @@ export const FAILURES = {
     retryable: false,
     meaning: 'under change capture, the replication slot lost WAL it needed (`max_slot_wal_keep_size`): no change can be resumed, the migration fails',
   },
+  ReverseRefused: {
+    retryable: false,
+    meaning: 'cutover.reverse: at the switch, the target could not stream back to the source (its server, a table): the switch did not run',
+  },
   Refused: { retryable: false, meaning: 'a request (approve, reject, rerun, …) the migration refuses as it stands: the migration goes on' },
   Aborted: { retryable: false, meaning: 'the migration was aborted (`backfill abort` or a Temporal cancellation): its result is in the details' },
   'PG<SQLSTATE>': {

@@ -12,6 +12,8 @@ export const PHASES = [
   'completed',
   'aborted',
   'failed',
+  // Appended (the metrics' phase codes are positions): switched with the way back open, between switching and completed.
+  'switched',
 ] as const;
 export type Phase = (typeof PHASES)[number];
 export const TERMINAL: readonly Phase[] = ['completed', 'aborted', 'failed'];

@@ -91,6 +91,11 @@ export class Decisions {
     this._frozen = false;
   }
 
+  /** The switch ran: the source stays as the switch left it, and nothing unfreezes it any more. */
+  handedOver(): void {
+    this._frozen = false;
+  }
+
   /** The final check's window: its rows, its time, its watermark. */
   finalWindowChecked(w: FinalWindow): void {
     this._finalWindow = w;

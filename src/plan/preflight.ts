@@ -1,5 +1,6 @@
 // Preflight: every table of a spec checked against the databases as they are now, with every
 // privilege each role needs and change capture's own checks, before anything is written.
+import { reverseProblems } from '../reverse/steps';
 import type { MigrationSpec } from '../spec/schema';
 import { guarded } from '../db/errors';
 import { captureProblems } from '../capture/preflight';
@@ -41,6 +42,8 @@ export async function preflight(spec: MigrationSpec, o: { probeValues?: boolean;
     problems.push(
       ...(await guarded('checking change capture', () => captureProblems({ name: spec.name, source: spec.source, capture: spec.capture }, bindings))),
     );
+  // The way back: the target checked as a source, the source as a target, before anything is created.
+  if (problems.length === 0 && spec.cutover.reverse) problems.push(...(await guarded('checking the way back', () => reverseProblems(spec))));
   if (problems.length) throw unbound([...new Set(problems)]);
   rememberBindings(spec, bindings);
   return bindings;

@@ -31,8 +31,6 @@ import { bypassRlsSql, columnList, createSchemaSql, grantRoleSql, grantSql, owne
 /** What a connection is used for: its role needs the rights of each use. */
 export type Purpose = 'source' | 'target' | 'control' | 'capture' | 'switch';
 
-const PURPOSES: Purpose[] = ['source', 'target', 'control', 'capture', 'switch'];
-
 /** One right a role needs, on one object, and whether it has it. */
 export interface Right {
   purpose: Purpose;
@@ -466,35 +464,15 @@ export async function migrationRights(spec: MigrationSpec, bindings: Binding[]):
   return { rights, unchecked };
 }
 
-/** Who was checked: `role app on source (connection "src"), role mover on target (connection "tgt"), …`. */
-export function checkedRoles(report: PrivilegeReport): string {
-  const seen = new Map<string, Right>();
-  for (const p of PURPOSES) for (const r of report.rights) if (r.purpose === p && !seen.has(`${p}\0${r.alias}`)) seen.set(`${p}\0${r.alias}`, r);
-  return [...seen.values()].map((r) => `role ${showName(r.role)} on ${r.purpose} (connection "${r.alias}")`).join(', ');
-}
-
-/** `validate`'s account of the check: per purpose, the role and connection and what it was checked for. */
-export function checkedLines(report: PrivilegeReport): string[] {
-  const out: string[] = [];
-  for (const p of PURPOSES) {
-    const rs = report.rights.filter((r) => r.purpose === p);
-    if (rs.length === 0) continue;
-    for (const alias of [...new Set(rs.map((r) => r.alias))]) {
-      const mine = rs.filter((r) => r.alias === alias);
-      const byPrivilege = new Map<string, string[]>();
-      for (const r of mine) {
-        const objects = byPrivilege.get(r.privilege) ?? [];
-        if (!objects.includes(r.object)) objects.push(r.object);
-        byPrivilege.set(r.privilege, objects);
-      }
-      const what = [...byPrivilege].map(([priv, objects]) => {
-        const named = objects.filter(Boolean);
-        if (named.length === 0) return priv;
-        const list = named.length <= 4 ? named.join(', ') : `${named.slice(0, 3).join(', ')} and ${named.length - 3} more`;
-        return `${priv} ${priv === 'ownership' ? 'of' : 'on'} ${list}`;
-      });
-      out.push(`${p}: role ${showName(mine[0].role)} on connection "${alias}": ${what.join('; ')}`);
-    }
-  }
-  return out;
+/**
+ * The rights the way back (`cutover.reverse`) needs beyond each reversed table's (`back`: the reversed
+ * spec, `bindings` its tables): what change capture needs of its source, the target, and its record
+ * on its target, the source.
+ */
+export async function reverseRights(back: MigrationSpec, bindings: Binding[]): Promise<Right[]> {
+  const roles = new Map<string, RoleRights>();
+  return [
+    ...(await ledgerRights(await session(roles, 'capture', back.target), 'cutover.reverse', CAPTURE_TABLES, "the way back's record on the source")),
+    ...(await captureNeeds(await session(roles, 'capture', back.source), back, bindings)),
+  ];
 }

@@ -3,7 +3,7 @@ import type { SessionUse } from '../domain/range-lifecycle';
 import { waitingLine } from '../domain/waits';
 import { auditTrail, endingOf, verdictLine, type Report, type TableReport } from '../domain/report';
 import { describeColumn, summariseColumns } from '../domain/columns';
-import type { CaptureProgress, Progress } from '../workflows/messages';
+import type { CaptureProgress, Progress, ReverseProgress } from '../workflows/messages';
 import type { ResumeSummary } from '../domain/resume';
 
 const fmt = (n: number | string) => Number(n).toLocaleString('en-US');
@@ -201,6 +201,12 @@ function resumeLine(r: ResumeSummary): string {
 /** Change capture in one line: what was applied, how far behind, the checkpoint the evidence is at. */
 export function captureLine(c: CaptureProgress): string {
   return `change capture: ${fmt(c.transactions)} transaction(s), ${fmt(c.rows)} row(s) applied up to ${c.appliedLsn ?? '–'}; ${captureLag(c)}; checkpoint ${c.checkpoint ?? '–'}`;
+}
+
+/** The way back (phase switched), on one line: what went back to the source, its lag, since when. */
+export function reverseLine(r: ReverseProgress): string {
+  const keep = r.keepUntil ? `; finishes by itself at ${r.keepUntil}` : '';
+  return `the way back (target → source): ${fmt(r.transactions)} transaction(s), ${fmt(r.rows)} row(s) applied up to ${r.appliedLsn ?? '–'}; ${captureLag(r)}; since the switch at ${r.since ?? '–'}${keep}`;
 }
 
 /** What change capture's evidence rests on, in the report's words. */

@@ -140,6 +140,21 @@ const SqlAction = z
   })
   .strict();
 
+/**
+ * The way back (`cutover.reverse`): after the switch a stream from the target keeps the source
+ * equal, until `finish` (or `keep` elapsed). Its actions run on the way back: `freeze` and
+ * `unfreeze` on the target, now the authority, and `switch` to hand authority back.
+ */
+const ReverseSpec = z
+  .object({
+    freeze: SqlAction,
+    unfreeze: SqlAction.optional(),
+    switch: SqlAction,
+    /** how long the way back is kept open after the switch; then it finishes by itself */
+    keep: durationText.optional(),
+  })
+  .strict();
+
 const CutoverSpec = z
   .object({
     approval: z.enum(['required', 'auto'], { error: 'must be "required" or "auto"' }).default('required'),
@@ -148,6 +163,7 @@ const CutoverSpec = z
     freeze: SqlAction.optional(),
     unfreeze: SqlAction.optional(),
     approvalTimeout: durationText.optional(),
+    reverse: ReverseSpec.optional(),
   })
   .strict();
 
@@ -284,6 +300,15 @@ export const MigrationSpec = z
       });
     }
     if (spec.cutover.unfreeze && !spec.cutover.freeze) refuse(['cutover', 'unfreeze'], 'needs cutover.freeze');
+    const back = spec.cutover.reverse;
+    if (back) {
+      // The stream back starts where the forward one ended: under the freeze, at the switch.
+      if (spec.capture === undefined) refuse(['cutover', 'reverse'], 'needs capture: logical (the way back is a stream from the target)');
+      if (!spec.cutover.freeze) refuse(['cutover', 'reverse'], 'needs cutover.freeze (the source takes no writes from the switch on)');
+      if (!spec.cutover.switch) refuse(['cutover', 'reverse'], 'needs cutover.switch (the switch the way back undoes)');
+      if (back.keep !== undefined && durationText.safeParse(back.keep).success && durationMs(back.keep) < 1000)
+        refuse(['cutover', 'reverse', 'keep'], 'must be at least 1 second');
+    }
     if (spec.cutover.approvalTimeout !== undefined && durationMs(spec.cutover.approvalTimeout) < 1000)
       refuse(['cutover', 'approvalTimeout'], 'must be at least 1 second');
     if (spec.verify && spec.mode !== 'verify') refuse(['verify'], 'applies to mode verify only (a copy is checked as it is written)');

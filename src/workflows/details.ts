@@ -4,7 +4,7 @@
 import { setCurrentDetails } from '@temporalio/workflow';
 import type { MigrationState } from './state';
 import { rerunCommand } from '../domain/report';
-import { captureLine, copiedRows } from '../report/render';
+import { captureLine, copiedRows, reverseLine } from '../report/render';
 import { waitingLine } from '../domain/waits';
 
 const n = (x: number) => x.toLocaleString('en-US');
@@ -33,7 +33,18 @@ function currentDetails(s: MigrationState): string {
   }
   const l = s.catchup.delta();
   const c = s.capture.view();
-  if (c) out.push('', `**${captureLine(c).replace(/^change capture:/, 'Change capture:**')}`);
+  const back = s.reverse.progress();
+  if (back) {
+    out.push('', `**${reverseLine(back).replace(/^the way back \(target → source\):/, 'The way back (target → source):**')}`);
+    if (s.phase === 'switched')
+      out.push(
+        '',
+        'Authority is on the target; the source follows it. To end the way back and keep the target:',
+        '',
+        `- CLI: \`backfill finish ${s.name} --as <you> --reason <why>\``,
+        `- Temporal UI: *More Actions → Send an Update*, name \`finish\`, data \`{"actor": "<you>", "reason": "<why>"}\``,
+      );
+  } else if (c) out.push('', `**${captureLine(c).replace(/^change capture:/, 'Change capture:**')}`);
   else if (l) out.push('', `**Catch-up:** ${n(l.rowsApplied)} row(s) applied, watermark ${l.watermark ?? '–'}`);
   if (s.phase === 'awaiting_approval' && s.evidence.digest && s.spec) {
     const who = s.spec.cutover.approvers?.length ? s.spec.cutover.approvers.join(', ') : 'anyone';

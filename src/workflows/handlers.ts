@@ -13,6 +13,7 @@ import {
   rejectCutoverUpdate,
   reportQuery,
   rerunUpdate,
+  finishUpdate,
   resumeSignal,
   setConcurrencySignal,
   type AuditSinks,
@@ -78,6 +79,15 @@ function rerunRefusal(
   const ts = table === undefined ? tables : [tables[tableIndexOf(table)]];
   const bad = (r.ranges as number[]).filter((i) => !ts.some((t) => i < t.rangeCount));
   if (bad.length) return `no range ${bad.join(', ')} in ${table ?? 'any table'}`;
+  return undefined;
+}
+
+/** Why a finish of the way back is refused, or undefined. Pure. */
+function finishRefusal(g: { phase: Phase; finishing: boolean }, f: { actor?: unknown; reason?: unknown } | undefined): string | undefined {
+  if (!f || typeof f.actor !== 'string' || !f.actor.trim()) return 'finish needs { actor, reason? }';
+  if (f.reason !== undefined && typeof f.reason !== 'string') return 'finish: reason must be text';
+  if (g.phase !== 'switched') return `cannot finish: the migration is in phase ${g.phase}; finish ends the way back of a switched migration (cutover.reverse)`;
+  if (g.finishing) return 'the way back is finishing already';
   return undefined;
 }
 
@@ -200,6 +210,22 @@ export function setControlHandlers(s: MigrationState): void {
           refused('reject-refused', r, why);
           throw refusal(why);
         }
+      },
+    },
+  );
+  setHandler(
+    finishUpdate,
+    (f) => {
+      s.reverse.finishAsked(f.actor.trim(), (typeof f.reason === 'string' && f.reason.trim()) || 'finished by an operator');
+      s.touch();
+      return { finishedAt: new Date().toISOString() };
+    },
+    {
+      description:
+        'Phase switched: end the way back, { actor, reason? }. The stream from the target stops, its slot and publication on the target are dropped, and the migration completes with authority on the target.',
+      validator: (f) => {
+        const why = finishRefusal({ phase: s.phase, finishing: s.reverse.finishing }, f);
+        if (why) throw refusal(why);
       },
     },
   );

@@ -39,6 +39,21 @@ export interface CaptureProgress {
   epochs: number;
 }
 
+/** The way back (`cutover.reverse`), while the migration is switched: the stream from the target to the source. */
+export interface ReverseProgress {
+  /** when the switch ran: the source has followed the target since */
+  since: string | null;
+  /** the end LSN of the last target transaction applied to the source */
+  appliedLsn: string | null;
+  lagSeconds: number;
+  /** WAL between the target's position and what the source has applied, in bytes */
+  lagBytes: string;
+  transactions: number;
+  rows: number;
+  /** `cutover.reverse.keep`: when it finishes by itself */
+  keepUntil?: string;
+}
+
 export interface Progress {
   migration: string;
   phase: Phase;
@@ -52,6 +67,8 @@ export interface Progress {
   tables: { source: string; target: string; ranges: RangeCounts; rowsCopied: number; rowsRecopied?: number }[];
   delta?: DeltaProgress;
   capture?: CaptureProgress;
+  /** phase switched: the way back */
+  reverse?: ReverseProgress;
   digest?: string;
   /** while awaiting approval: who may approve (empty: anyone) */
   approvers?: string[];
@@ -99,6 +116,14 @@ export interface MigrationResult {
   switchedAt?: string;
   reason?: string;
   finalWindow?: { rows: number; ms: number; watermark: string | null; proof?: string };
+  /** the way back, once finished: what went back from the target to the source, and who finished it */
+  reverse?: { transactions: number; rows: number; finishedBy: string; reason: string };
+}
+
+export interface FinishInput {
+  /** who finishes the way back (the audit names them) */
+  actor: string;
+  reason?: string;
 }
 
 export const progressQuery = defineQuery<Progress>('progress');
@@ -107,6 +132,8 @@ export const reportQuery = defineQuery<Report>('report');
 export const approveCutoverUpdate = defineUpdate<{ approvedAt: string }, [ApproveInput]>('approveCutover');
 export const rejectCutoverUpdate = defineUpdate<{ rejectedAt: string }, [RejectInput]>('rejectCutover');
 export const rerunUpdate = defineUpdate<{ ranges: number }, [RerunInput]>('rerun');
+/** Phase switched: end the way back (the stream from the target), authority stays on the target. */
+export const finishUpdate = defineUpdate<{ finishedAt: string }, [FinishInput]>('finish');
 
 export const pauseSignal = defineSignal('pause');
 export const resumeSignal = defineSignal('resume');

@@ -25,6 +25,7 @@ import { MigrationState } from './state';
 import { showDetails } from './details';
 import { showMetrics } from './metrics';
 import { switchAuthority } from '../gate/switch.workflow';
+import { dropReverseLast, finishOnCancellation, followBack } from '../reverse/stream.workflow';
 import { schemaDrift } from '../schema/drift.workflow';
 import type { Carried, Stage } from './types';
 import type { TablePlan } from '../domain/plan';
@@ -42,6 +43,8 @@ export async function backfillMigration(input: unknown, carried?: Carried): Prom
       // (Patched: migrations started before this ended as Canceled with nothing cleaned up.)
       if (!state || !patched('cancellation-is-abort')) throw e;
       const s: MigrationState = state;
+      const finished = finishOnCancellation(s);
+      if (finished) return await finished;
       result = await CancellationScope.nonCancellable(async () => {
         s.control.cancelled('cancelled through Temporal');
         if (s.gate.frozen) await unfreezeAfter(s, `aborted: ${s.control.aborted}`);
@@ -62,6 +65,7 @@ export async function backfillMigration(input: unknown, carried?: Carried): Prom
     if (state && hasConstraints(state))
       await lastTries.restoreConstraints({ spec: state.spec, migration: state.name }).catch(undone('the foreign keys set aside could not be restored'));
     if (state?.live?.capture) await endCapture(state, { last: true }).catch(undone('the replication slot and publication could not be dropped'));
+    if (state?.live?.reverse) await dropReverseLast(state).catch(undone("the way back's replication slot and publication on the target could not be dropped"));
     if (left.length) log.warn('a failed migration could not undo everything', { migration: state?.name, left: left.join('; ') });
     const message = left.length ? `${root.message}\n(and ${left.join('; ')})` : root.message;
     if (root instanceof ApplicationFailure && (root !== e || left.length)) throw endingFailure(root, message);
@@ -134,6 +138,8 @@ async function migrate(input: unknown, carried: Carried | undefined, started: (s
     stage = to;
     s.catchup.enter(to);
   };
+  // Switched, the way back open: a continued run follows it on.
+  if (stage === 'switched') return followBack(s);
   for (;;) {
     if (stage === 'backfill') {
       if (s.live?.capture) await capturedBackfill(s);

@@ -44,6 +44,8 @@ export class MigrationState {
   readonly catchup = new CatchUp();
   /** change capture's part of the live state */
   readonly capture = this.catchup.capture;
+  /** the way back's part of the live state (`cutover.reverse`) */
+  readonly reverse = this.catchup.reverse;
   readonly gate = new Decisions();
   readonly evidence = new Evidence();
   readonly control: Control;
@@ -247,6 +249,7 @@ export class MigrationState {
       ...(this.phase === 'awaiting_approval' && this.spec ? { approvers: this.spec.cutover.approvers ?? [] } : {}),
       ...(delta ? { delta } : {}),
       ...(this.live?.capture ? { capture: this.capture.view() } : {}),
+      ...(this.live?.reverse ? { reverse: this.reverse.progress() } : {}),
       ...(gate.attention ? { attention: gate.attention } : {}),
       ...(gate.finalWindow ? { finalWindow: gate.finalWindow } : {}),
       ...(this.waits.size ? { waiting: this.waits.all().map((w) => ({ ...w })) } : {}),

@@ -7,8 +7,8 @@ import type { Approval } from '../domain/report';
 import type { ResumeState } from '../domain/resume';
 import type { MigrationResult } from './messages';
 
-/** Where the stage loop stands: copying and proving ranges, catching up, or at the gate. */
-export type Stage = 'backfill' | 'catchup' | 'gate';
+/** Where the stage loop stands: copying and proving ranges, catching up, at the gate, or switched with the way back open. */
+export type Stage = 'backfill' | 'catchup' | 'gate' | 'switched';
 
 /** One range of one table: table index and range index. */
 export interface RangeRef {
@@ -45,6 +45,30 @@ export interface LiveState {
   finalChecks: number;
   /** change capture (`capture: logical`): the stream's state instead of watermarks */
   capture?: CaptureState;
+  /** the way back (`cutover.reverse`): from the switch on, the stream from the target to the source */
+  reverse?: ReverseState;
+}
+
+/** The way back's state: where its stream started on the target, how far it has applied to the source. */
+export interface ReverseState {
+  /** the LSN on the target where the slot of the way back starts */
+  point: string;
+  /** the switch it follows: when, the digest approved and by whom (set once the switch ran) */
+  switchedAt?: string;
+  digest?: string;
+  approver?: string;
+  /** `cutover.reverse.keep`: when the way back finishes by itself (ms, workflow time) */
+  keepUntil?: number;
+  /** the end LSN of the last target transaction applied to the source */
+  applied: string | null;
+  transactions: number;
+  rows: number;
+  lagBytes: string;
+  lagSeconds: number;
+  /** a finish asked for: by whom and why */
+  finish?: { by: string; reason: string };
+  /** the slot and publication on the target were dropped */
+  dropped: boolean;
 }
 
 /** Change capture's state: LSNs and counts only (names and snapshots stay in the ledger). */

@@ -269,5 +269,6 @@ export class FakeActivities {
     slotState: async () => this.notHere('slotState'),
     dropCapture: async () => this.notHere('dropCapture'),
     stopStream: async () => this.notHere('stopStream'),
+    startReverse: async () => this.notHere('startReverse'),
   };
 }

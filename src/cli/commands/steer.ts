@@ -9,6 +9,7 @@ import type { Report } from '../../domain/report';
 import {
   abortSignal,
   approveCutoverUpdate,
+  finishUpdate,
   pauseSignal,
   progressQuery,
   rejectCutoverUpdate,
@@ -153,6 +154,25 @@ export function registerAbort(program: Command, act: Act): void {
         const h = (await connect()).workflow.getHandle(name);
         await whileRunning(h, 'aborted', () => h.signal(abortSignal, { reason: o.reason }));
         console.log(`abort sent to ${name}`);
+        return EXIT.ok;
+      }),
+    );
+}
+
+export function registerFinish(program: Command, act: Act): void {
+  program
+    .command('finish')
+    .argument('<name>', 'the migration name')
+    .requiredOption('--as <who>', 'who finishes (the audit names them)')
+    .option('--reason <text>', 'why', 'finished by an operator')
+    .description(
+      'phase switched (cutover.reverse): end the way back; the stream from the target stops, its slot and publication on the target are dropped, authority stays on the target',
+    )
+    .action(
+      act(async (name: string, o: { as: string; reason: string }) => {
+        const h = (await connect()).workflow.getHandle(name);
+        const res = await whileRunning(h, 'finished', () => h.executeUpdate(finishUpdate, { args: [{ actor: o.as, reason: o.reason }] }));
+        console.log(`finish of the way back accepted at ${res.finishedAt}; the migration completes once its slot and publication are dropped`);
         return EXIT.ok;
       }),
     );

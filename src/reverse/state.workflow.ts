@@ -1,0 +1,71 @@
+// The way back's state (`cutover.reverse`), inside the live state that continue-as-new carries:
+// where its stream started on the target, the switch it follows, how far it has applied to the
+// source, and a finish asked for. The way back's workflow code changes it through these methods;
+// the progress query reads it.
+import type { ReverseProgress } from '../workflows/messages';
+import type { LiveState, ReverseState } from '../workflows/types';
+import type { Applied } from '../capture/state.workflow';
+
+export class Reverse {
+  /** `live`: the live state as it stands now (a continued run replaces it) */
+  constructor(private readonly live: () => LiveState | undefined) {}
+
+  get view(): Readonly<ReverseState> | undefined {
+    return this.live()?.reverse;
+  }
+
+  private get r(): ReverseState {
+    return this.live()!.reverse!;
+  }
+
+  /** The slot of the way back exists on the target from `point` on (before the switch). */
+  started(point: string): void {
+    const l = this.live()!;
+    l.reverse ??= { point, applied: null, transactions: 0, rows: 0, lagBytes: '0', lagSeconds: 0, dropped: false };
+  }
+
+  /** The switch ran: the source follows the target from now on. */
+  switched(o: { switchedAt: string; digest: string; approver: string; keepUntil?: number }): void {
+    Object.assign(this.r, o);
+  }
+
+  /** Counts a call of the stream back. */
+  applied(a: Applied): void {
+    const r = this.r;
+    r.transactions += a.transactions;
+    r.rows += a.rows;
+    if (a.appliedLsn) r.applied = a.appliedLsn;
+    r.lagBytes = a.lagBytes;
+    r.lagSeconds = a.lagSeconds;
+  }
+
+  /** A finish is asked for (the update, an abort, a cancellation, `keep` elapsed); the first one counts. */
+  finishAsked(by: string, reason: string): void {
+    const r = this.live()?.reverse;
+    if (r && !r.finish) r.finish = { by, reason };
+  }
+
+  get finishing(): boolean {
+    return !!this.live()?.reverse?.finish;
+  }
+
+  /** The slot and the publication on the target are gone. */
+  dropped(): void {
+    this.r.dropped = true;
+  }
+
+  progress(): ReverseProgress | undefined {
+    const r = this.live()?.reverse;
+    return (
+      r && {
+        since: r.switchedAt ?? null,
+        appliedLsn: r.applied,
+        lagSeconds: r.lagSeconds,
+        lagBytes: r.lagBytes,
+        transactions: r.transactions,
+        rows: r.rows,
+        ...(r.keepUntil !== undefined ? { keepUntil: new Date(r.keepUntil).toISOString() } : {}),
+      }
+    );
+  }
+}

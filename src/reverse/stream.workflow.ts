@@ -1,0 +1,138 @@
+// The way back (`cutover.reverse`), as the workflow runs it. Before the switch, under the freeze and
+// after the final window, its slot is made on the target: every change the target commits after it
+// goes back to the source. After the switch the migration stays in phase `switched`, the stream from
+// the target applied to the source call after call, until a finish (the `finish` update, an abort,
+// a cancellation, or `cutover.reverse.keep` elapsed) drops the slot and the publication on the target
+// and completes with authority on the target.
+import { CancellationScope, allHandlersFinished, condition, continueAsNew, isCancellation } from '@temporalio/workflow';
+import { durationMs } from '../spec/schema';
+import { reversedSpec } from '../spec/reverse';
+import { lastTries, summarised } from '../workflows/activities';
+import { audit } from '../workflows/audit';
+import type { MigrationResult } from '../workflows/messages';
+import type { MigrationState } from '../workflows/state';
+import type { MigrationWorkflow } from '../workflows/types';
+import { unfreezeAfter } from '../gate/final-check.workflow';
+import { rootCause } from '../workflows/errors';
+
+/** One call of the stream back follows it for at most this long before the workflow looks again. */
+const FOLLOW_MS = 10_000;
+
+/** Before the switch: the way back's publication and slot on the target (once; a continued run has them). */
+export async function openReverse(s: MigrationState): Promise<void> {
+  if (!s.spec.cutover.reverse || s.reverse.view) return;
+  try {
+    const r = await summarised('open the way back: a publication and a replication slot on the target').startReverse({ migration: s.name, spec: s.spec });
+    s.reverse.started(r.point);
+  } catch (e) {
+    if (isCancellation(e)) throw e;
+    // Nothing was switched: whatever of the way back was made goes, and the source takes writes
+    // again, before the migration fails with the reason.
+    const back = reversedSpec(s.spec)!;
+    await lastTries.dropCapture({ migration: back.name, spec: back }).catch(() => undefined);
+    if (s.gate.frozen) await unfreezeAfter(s, `the way back could not be opened: ${rootCause(e).message}`);
+    throw e;
+  }
+}
+
+/** The switch ran: the source follows the target from now on, until `keep` if given. */
+export function switchedWithReverse(s: MigrationState, o: { switchedAt: string; digest: string; approver: string }): void {
+  const keep = s.spec.cutover.reverse?.keep;
+  s.reverse.switched({ ...o, ...(keep ? { keepUntil: Date.now() + durationMs(keep) } : {}) });
+  s.catchup.enter('switched');
+}
+
+/** Whether the way back should end now: asked for, or its `keep` elapsed (then asked for by it). */
+function finishDue(s: MigrationState): boolean {
+  if (s.control.aborted !== undefined) s.reverse.finishAsked('abort', s.control.aborted);
+  const until = s.reverse.view?.keepUntil;
+  if (until !== undefined && Date.now() >= until) s.reverse.finishAsked('keep', `cutover.reverse.keep (${s.spec.cutover.reverse?.keep ?? ''}) elapsed`);
+  return s.reverse.finishing;
+}
+
+/** Phase switched: the stream back applied call after call until a finish; then the finish. */
+export async function followBack(s: MigrationState): Promise<MigrationResult> {
+  const back = reversedSpec(s.spec)!;
+  s.setPhase('switched', 'authority is on the target; the source follows it until finish');
+  while (!finishDue(s)) {
+    await followOnce(s, back);
+    if (s.historyFull() && !finishDue(s)) {
+      await condition(allHandlersFinished);
+      await continueAsNew<MigrationWorkflow>(s.spec, s.carry());
+    }
+  }
+  return finishReverse(s);
+}
+
+/**
+ * One call of the stream back, following it as the target commits. A finish (or `keep` running
+ * out) stops the call in flight: a mark in the target's WAL, and the activity's cancellation.
+ */
+async function followOnce(s: MigrationState, back: NonNullable<ReturnType<typeof reversedSpec>>): Promise<void> {
+  const until = s.reverse.view?.keepUntil;
+  const asked = () => s.reverse.finishing || s.control.aborted !== undefined;
+  const scope = new CancellationScope();
+  scope
+    .run(async () => {
+      if (until === undefined) await condition(asked);
+      else await condition(asked, Math.max(1, until - Date.now()));
+    })
+    .then(
+      () => {
+        lastTries.stopStream({ spec: back }).catch(() => undefined);
+        scope.cancel();
+      },
+      () => undefined,
+    );
+  try {
+    const r = await scope.run(() =>
+      summarised("apply the target's changes to the source as they commit").applyCapture({ migration: back.name, spec: back, maxMs: FOLLOW_MS, follow: true }),
+    );
+    s.reverse.applied(r);
+    s.touch();
+  } catch (e) {
+    if (!isCancellation(e) || !(asked() || (until !== undefined && Date.now() >= until))) throw e;
+  } finally {
+    scope.cancel();
+  }
+}
+
+/** Ends the way back: its slot and publication dropped on the target, the finish audited, completed with authority on the target. */
+async function finishReverse(s: MigrationState): Promise<MigrationResult> {
+  const back = reversedSpec(s.spec)!;
+  const r = s.reverse.view!;
+  if (!r.dropped) {
+    await summarised('end the way back: drop its replication slot and publication on the target').dropCapture({ migration: back.name, spec: back });
+    s.reverse.dropped();
+  }
+  const f = r.finish ?? { by: 'the workflow', reason: 'finished' };
+  await audit(s, 'finish', f.by, r.digest, { reason: f.reason });
+  s.setPhase('completed', `the way back finished (${f.reason}); authority stays on the target`);
+  return {
+    migration: s.name,
+    phase: 'completed',
+    verdict: 'green',
+    ...(r.digest ? { digest: r.digest } : {}),
+    ...(r.switchedAt ? { switchedAt: r.switchedAt } : {}),
+    ...(s.gate.finalWindow ? { finalWindow: s.gate.finalWindow } : {}),
+    reverse: { transactions: r.transactions, rows: r.rows, finishedBy: f.by, reason: f.reason },
+  };
+}
+
+/** Temporal's cancellation in phase switched finishes the way back (authority stays on the target); undefined in any other phase. */
+export function finishOnCancellation(s: MigrationState): Promise<MigrationResult> | undefined {
+  if (s.phase !== 'switched') return undefined;
+  return CancellationScope.nonCancellable(() => {
+    s.reverse.finishAsked('cancellation', 'cancelled through Temporal');
+    return finishReverse(s);
+  });
+}
+
+/** On the way out of a failure: the way back's slot and publication dropped, best effort (said by the caller). */
+export async function dropReverseLast(s: MigrationState): Promise<void> {
+  const r = s.reverse.view;
+  if (!r || r.dropped) return;
+  const back = reversedSpec(s.spec)!;
+  await lastTries.dropCapture({ migration: back.name, spec: back });
+  s.reverse.dropped();
+}

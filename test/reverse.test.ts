@@ -1,0 +1,268 @@
+// The way back (`cutover.reverse`), end to end against real servers: writes on the source through
+// the backfill, the switch, writes on the target, each going back to the source by the stream from
+// the target; `finish` (the update, or `keep` elapsed) ends it, and the source equals the target by an
+// independent md5 of every row, the switch recorded once, no slot or publication left on either
+// side. Also: planning refuses a slot of the way back left on the target by an earlier run.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { WorkflowUpdateFailedError } from '@temporalio/client';
+import { backfillMigration } from '../src/workflows/migration';
+import { abortSignal, approveCutoverUpdate, finishUpdate, progressQuery, type Progress } from '../src/workflows/messages';
+import { captureOf, checkSpec, type MigrationSpecInput } from '../src/spec/schema';
+import { reversedSpec } from '../src/spec/reverse';
+import { endingOf, replayAndMaybeRecord, waitForPhase } from './helpers/temporal';
+import { useStack } from './hooks';
+import { capturedSpecFor, parsed } from './helpers/spec';
+import { until } from './helpers/fault-points';
+import { startWriter, tableFingerprint } from '../src/infra/writer';
+import { FILL_WRITER_TABLE, WRITER_TABLE } from '../src/db/demo';
+
+const TASK_QUEUE = 'reverse';
+const ROWS = 20_000;
+const TABLES = ['orders', 'kept', 'leftover', 'aborted', 'cancelled', 'refused'];
+
+const stack = useStack(TASK_QUEUE, async (db) => {
+  await db.query('src', `CREATE ROLE app LOGIN PASSWORD 'app'`);
+  for (const t of TABLES) {
+    await db.query('src', WRITER_TABLE(`public.${t}`));
+    await db.query('src', FILL_WRITER_TABLE(`public.${t}`, ROWS));
+    await db.query('src', `GRANT SELECT, INSERT, UPDATE, DELETE ON public.${t} TO app`);
+    // The application may read the target, and write it only once the switch hands it over.
+    await db.query('tgt', WRITER_TABLE(`public.${t}`));
+    await db.query('tgt', `GRANT SELECT ON public.${t} TO app`);
+  }
+});
+
+type Doc = MigrationSpecInput & { name: string; cutover: NonNullable<MigrationSpecInput['cutover']> };
+
+const appUrl = (db: 'src' | 'tgt') => stack.pg.url(db).replace(/\/\/postgres:[^@]*@/, '//app:app@');
+
+/** A captured migration whose switch hands the writes to the target, with the way back. */
+function reverseSpec(name: string, table: string, keep?: string): Doc {
+  const doc = capturedSpecFor(name, `public.${table}`, { taskQueue: TASK_QUEUE, chunk: 4_000 });
+  const writes = (db: string, verb: 'GRANT' | 'REVOKE') => ({
+    connection: db,
+    sql: `${verb} INSERT, UPDATE, DELETE ON public.${table} ${verb === 'GRANT' ? 'TO' : 'FROM'} app`,
+  });
+  return {
+    ...doc,
+    cutover: {
+      ...doc.cutover,
+      switch: writes('tgt', 'GRANT'),
+      reverse: { freeze: writes('tgt', 'REVOKE'), unfreeze: writes('tgt', 'GRANT'), switch: writes('src', 'GRANT'), ...(keep ? { keep } : {}) },
+    },
+  } as Doc;
+}
+
+/** The slots and publications of the migration and of its way back, on either database's server, by name. */
+async function leftBehind(doc: Doc): Promise<{ slots: string[]; publications: { src: string[]; tgt: string[] } }> {
+  const spec = parsed(doc);
+  const names = [captureOf(spec)!, captureOf(reversedSpec(spec)!)!];
+  const slots = await stack.pg.query('src', 'SELECT slot_name AS s FROM pg_replication_slots WHERE slot_name LIKE ANY ($1)', [
+    names.map((n) => `${n.slot.slice(0, 40)}%`),
+  ]);
+  const pubs = async (db: 'src' | 'tgt') =>
+    (await stack.pg.query(db, 'SELECT pubname AS p FROM pg_publication WHERE pubname = ANY ($1)', [names.map((n) => n.publication)])).rows.map((r) =>
+      String(r.p),
+    );
+  return { slots: slots.rows.map((r) => String(r.s)), publications: { src: await pubs('src'), tgt: await pubs('tgt') } };
+}
+
+/** An update refused by its validator, with this reason. */
+const refusedWith = (re: RegExp) => (e: unknown) => {
+  assert.ok(e instanceof WorkflowUpdateFailedError);
+  assert.match(String((e.cause as Error)?.message), re);
+  return true;
+};
+
+const same = async (table: string) => {
+  const [s, t] = await Promise.all([tableFingerprint(stack.pg.url('src'), `public.${table}`), tableFingerprint(stack.pg.url('tgt'), `public.${table}`)]);
+  return { s, t, equal: s.rows === t.rows && s.md5 === t.md5 };
+};
+
+/** Through the backfill with a writer on the source, to the approval, and on to phase switched. */
+async function switchWithWriter(doc: Doc, table: string) {
+  const writer = await startWriter(appUrl('src'), `public.${table}`, { perSecond: 150, firstNewId: ROWS + 1, maxId: ROWS });
+  const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+  try {
+    const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
+    assert.equal(p.phase, 'awaiting_approval', p.detail);
+    // Finish is refused before the switch: there is no way back to end yet.
+    await assert.rejects(
+      h.executeUpdate(finishUpdate, { args: [{ actor: 'carol' }] }),
+      refusedWith(/^cannot finish: the migration is in phase awaiting_approval/),
+    );
+    await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: p.digest! }] });
+    const switched = await waitForPhase(h, ['switched', 'completed', 'failed', 'needs_attention', 'catching_up']);
+    assert.equal(switched.phase, 'switched', switched.detail);
+    assert.ok(switched.reverse?.since, 'progress shows the way back, from the switch');
+  } finally {
+    await writer.stop();
+  }
+  assert.equal(writer.counts.failed, 0, writer.lastError());
+  assert.ok(writer.counts.refused > 0 || writer.total() > 0, 'the writer wrote on the source');
+  // The source took no write since the freeze (the app lost its rights there), and the way back is
+  // open: the source equals the target.
+  return h;
+}
+
+test(
+  'reverse: writes on the source, the switch, writes on the target that go back to the source; finish ends the way back; equal by md5, nothing left behind',
+  { timeout: 240_000 },
+  async () => {
+    const doc = reverseSpec('reversed', 'orders');
+    const h = await switchWithWriter(doc, 'orders');
+    // The application writes the target now; every change goes back to the source.
+    const onTarget = await startWriter(appUrl('tgt'), 'public.orders', { perSecond: 150, firstNewId: 10 * ROWS, maxId: ROWS });
+    try {
+      await until('target writes go back to the source', async () => (await h.query<Progress>(progressQuery)).reverse!.transactions >= 50);
+    } finally {
+      await onTarget.stop();
+    }
+    assert.equal(onTarget.counts.failed, 0, onTarget.lastError());
+    assert.ok(onTarget.counts.inserts > 0 && onTarget.counts.updates > 0 && onTarget.counts.deletes > 0, JSON.stringify(onTarget.counts));
+    // The source follows: equal once the stream has applied the writer's last transaction.
+    await until('the source equals the target', async () => (await same('orders')).equal, 60_000);
+    const p: Progress = await h.query(progressQuery);
+    assert.equal(p.phase, 'switched');
+    assert.ok(p.reverse!.rows > 0 && /^[0-9A-F]+\/[0-9A-F]+$/.test(p.reverse!.appliedLsn ?? ''), JSON.stringify(p.reverse));
+    // A finish needs an actor.
+    await assert.rejects(h.executeUpdate(finishUpdate, { args: [{ actor: ' ' }] }), refusedWith(/^finish needs \{ actor, reason\? \}$/));
+    await h.executeUpdate(finishUpdate, { args: [{ actor: 'carol', reason: 'the target is fine' }] });
+    const r = await h.result();
+    assert.equal(r.phase, 'completed', r.reason);
+    assert.equal(r.verdict, 'green');
+    assert.ok(r.switchedAt && r.digest);
+    assert.deepEqual({ by: r.reverse?.finishedBy, why: r.reverse?.reason }, { by: 'carol', why: 'the target is fine' });
+    assert.ok((r.reverse?.transactions ?? 0) >= 50);
+    const { s, t, equal } = await same('orders');
+    assert.ok(equal, `source ${JSON.stringify(s)} target ${JSON.stringify(t)}`);
+    assert.deepEqual(await leftBehind(doc), { slots: [], publications: { src: [], tgt: [] } });
+    // The switch ran once, and the finish is audited.
+    const sw = await stack.pg.query('tgt', `SELECT count(*)::int AS n FROM backfill.switches WHERE migration = 'reversed'`);
+    assert.equal(sw.rows[0].n, 1);
+    const audit = await stack.pg.query(
+      'tgt',
+      `SELECT action, actor FROM backfill.audit WHERE migration = 'reversed' AND action IN ('switch', 'finish') ORDER BY id`,
+    );
+    assert.deepEqual(
+      audit.rows.map((x) => `${String(x.action)}:${String(x.actor ?? '')}`),
+      ['switch:alice', 'finish:carol'],
+    );
+    // Nothing applied to the source twice.
+    const dup = await stack.pg.query(
+      'src',
+      `SELECT count(*)::int AS n, count(DISTINCT commit_lsn)::int AS d FROM backfill.capture_log WHERE migration = 'reversed.reverse'`,
+    );
+    assert.ok(dup.rows[0].n >= 50);
+    assert.equal(dup.rows[0].n, dup.rows[0].d, 'no target transaction applied twice');
+    await replayAndMaybeRecord(h, 'reverse-finished');
+  },
+);
+
+test('reverse: cutover.reverse.keep finishes the way back by itself', { timeout: 240_000 }, async () => {
+  const doc = reverseSpec('reversed-kept', 'kept', '4 seconds');
+  const h = await switchWithWriter(doc, 'kept');
+  await stack.pg.query('tgt', `UPDATE public.kept SET status = 'kept' WHERE id <= 10`);
+  const r = await endingOf(h);
+  assert.equal(r.phase, 'completed', r.reason);
+  assert.equal(r.reverse?.finishedBy, 'keep');
+  assert.match(r.reverse?.reason ?? '', /cutover\.reverse\.keep \(4 seconds\) elapsed/);
+  assert.ok((await same('kept')).equal, 'the update on the target went back before the way back finished');
+  assert.deepEqual(await leftBehind(doc), { slots: [], publications: { src: [], tgt: [] } });
+});
+
+test(
+  'reverse: an abort, or a cancellation through Temporal, in phase switched is a finish: completed, authority on the target, nothing left',
+  { timeout: 240_000 },
+  async () => {
+    for (const [table, end] of [
+      ['aborted', 'abort'],
+      ['cancelled', 'cancellation'],
+    ] as const) {
+      const doc = reverseSpec(`reversed-${table}`, table);
+      const h = await switchWithWriter(doc, table);
+      await stack.pg.query('tgt', `DELETE FROM public.${table} WHERE id <= 5`);
+      await until('the delete goes back to the source', async () => (await same(table)).equal, 60_000);
+      if (end === 'abort') await h.signal(abortSignal, { reason: 'enough' });
+      else await h.cancel();
+      const r = await h.result();
+      assert.equal(r.phase, 'completed', r.reason);
+      assert.equal(r.reverse?.finishedBy, end);
+      assert.equal((await h.describe()).status.name, 'COMPLETED');
+      assert.deepEqual(await leftBehind(doc), { slots: [], publications: { src: [], tgt: [] } });
+      // The forward unfreeze never ran: the application still cannot write the source.
+      const grants = await stack.pg.query('src', `SELECT has_table_privilege('app', 'public.${table}', 'INSERT') AS w`);
+      assert.equal(grants.rows[0].w, false);
+    }
+  },
+);
+
+test(
+  'reverse: a way back that cannot open at the switch (the target table lost its replica identity at the gate): nothing switched, the source writable again, nothing left',
+  { timeout: 240_000 },
+  async () => {
+    const doc = reverseSpec('reversed-refused', 'refused');
+    const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+    const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
+    assert.equal(p.phase, 'awaiting_approval', p.detail);
+    await stack.pg.query('tgt', 'ALTER TABLE public.refused REPLICA IDENTITY NOTHING');
+    await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: p.digest! }] });
+    await assert.rejects(h.result(), (e: unknown) => {
+      const cause = (e as { cause?: { type?: string; message?: string } }).cause;
+      assert.equal(cause?.type, 'ReverseRefused');
+      assert.match(cause?.message ?? '', /public\.refused has no primary key and no replica identity/);
+      return true;
+    });
+    const grants = await stack.pg.query('src', `SELECT has_table_privilege('app', 'public.refused', 'INSERT') AS w`);
+    assert.equal(grants.rows[0].w, true, 'cutover.unfreeze ran: the application writes the source again');
+    // (The table of switches exists once any migration of this stack has switched.)
+    const there = (await stack.pg.query('tgt', `SELECT to_regclass('backfill.switches') IS NOT NULL AS there`)).rows[0].there;
+    const switched = there
+      ? (await stack.pg.query('tgt', `SELECT count(*)::int AS n FROM backfill.switches WHERE migration = 'reversed-refused'`)).rows[0].n
+      : 0;
+    assert.equal(switched, 0, 'nothing was switched');
+    assert.deepEqual(await leftBehind(doc), { slots: [], publications: { src: [], tgt: [] } });
+  },
+);
+
+test('reverse: planning refuses a slot of the way back that an earlier run left on the target', { timeout: 120_000 }, async () => {
+  const doc = reverseSpec('reversed-leftover', 'leftover');
+  const back = captureOf(reversedSpec(parsed(doc))!)!;
+  await stack.pg.query('tgt', `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, [back.slot]);
+  try {
+    const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+    await assert.rejects(h.result(), (e: unknown) => {
+      const why = String((e as { cause?: Error }).cause?.message);
+      assert.match(why, new RegExp(`cutover\\.reverse .*the target holds a replication slot ${back.slot} from an earlier run`));
+      return true;
+    });
+    const p: Progress = await h.query(progressQuery);
+    assert.equal(p.phase, 'failed');
+  } finally {
+    await stack.pg.query('tgt', 'SELECT pg_drop_replication_slot($1)', [back.slot]);
+  }
+});
+
+test('reverse: the spec refuses a way back without capture, a freeze or a switch', () => {
+  const base = reverseSpec('reversed-spec', 'orders');
+  const problems = (over: Record<string, unknown>) => {
+    const r = checkSpec({ ...base, ...over });
+    return r.ok ? [] : r.problems;
+  };
+  assert.deepEqual(problems({}), []);
+  assert.ok(problems({ capture: undefined }).includes('cutover.reverse: needs capture: logical (the way back is a stream from the target)'));
+  const { freeze: _f, unfreeze: _u, ...noFreeze } = base.cutover;
+  assert.ok(problems({ cutover: noFreeze }).includes('cutover.reverse: needs cutover.freeze (the source takes no writes from the switch on)'));
+  const { switch: _s, ...noSwitch } = base.cutover;
+  assert.ok(problems({ cutover: noSwitch }).includes('cutover.reverse: needs cutover.switch (the switch the way back undoes)'));
+  assert.ok(
+    problems({ cutover: { ...base.cutover, reverse: { ...base.cutover.reverse, keep: '0 seconds' } } }).includes(
+      'cutover.reverse.keep: must be at least 1 second',
+    ),
+  );
+  // The way back swaps each table's sides and keeps the ledger where it was.
+  const back = reversedSpec(parsed(base))!;
+  assert.deepEqual([back.source, back.target, back.control, back.name], ['tgt', 'src', 'tgt', 'reversed-spec.reverse']);
+  assert.deepEqual(back.cutover.switch, { connection: 'src', sql: 'GRANT INSERT, UPDATE, DELETE ON public.orders TO app' });
+});
