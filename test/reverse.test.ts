@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { backfillMigration } from '../src/workflows/migration';
-import { abortSignal, approveCutoverUpdate, finishUpdate, progressQuery, type Progress } from '../src/workflows/messages';
+import { abortSignal, approveCutoverUpdate, finishUpdate, switchBackUpdate, progressQuery, type Progress } from '../src/workflows/messages';
 import { captureOf, checkSpec, type MigrationSpecInput } from '../src/spec/schema';
 import { reversedSpec } from '../src/spec/reverse';
 import { endingOf, replayAndMaybeRecord, waitForPhase } from './helpers/temporal';
@@ -19,7 +19,7 @@ import { FILL_WRITER_TABLE, WRITER_TABLE } from '../src/db/demo';
 
 const TASK_QUEUE = 'reverse';
 const ROWS = 20_000;
-const TABLES = ['orders', 'kept', 'leftover', 'aborted', 'cancelled', 'refused'];
+const TABLES = ['orders', 'kept', 'leftover', 'aborted', 'cancelled', 'refused', 'back'];
 
 const stack = useStack(TASK_QUEUE, async (db) => {
   await db.query('src', `CREATE ROLE app LOGIN PASSWORD 'app'`);
@@ -157,6 +157,68 @@ test(
     assert.ok(dup.rows[0].n >= 50);
     assert.equal(dup.rows[0].n, dup.rows[0].d, 'no target transaction applied twice');
     await replayAndMaybeRecord(h, 'reverse-finished');
+  },
+);
+
+test(
+  'reverse: the switch back, after writes on the target: red while a write on the source went round the stream (the target unfrozen, the approval void), then green: equal by md5, each switch once, authority on the source, nothing left',
+  { timeout: 240_000 },
+  async () => {
+    const doc = reverseSpec('reversed-back', 'back');
+    const h = await switchWithWriter(doc, 'back');
+    const onTarget = await startWriter(appUrl('tgt'), 'public.back', { perSecond: 150, firstNewId: 10 * ROWS, maxId: ROWS });
+    try {
+      await until('target writes go back to the source', async () => (await h.query<Progress>(progressQuery)).reverse!.transactions >= 30);
+    } finally {
+      await onTarget.stop();
+    }
+    assert.equal(onTarget.counts.failed, 0, onTarget.lastError());
+    // Someone writes the source directly while the target is the authority: no stream carries it.
+    await stack.pg.query('src', `UPDATE public.back SET status = 'meddled' WHERE id = 7`);
+    const p: Progress = await h.query(progressQuery);
+    const digest = p.reverse!.digest!;
+    assert.match(digest, /^[0-9a-f]{32}$/);
+    await assert.rejects(
+      h.executeUpdate(switchBackUpdate, { args: [{ approver: 'bob', digest: 'f'.repeat(32) }] }),
+      refusedWith(/is not the way back's evidence/),
+    );
+    await h.executeUpdate(switchBackUpdate, { args: [{ approver: 'bob', digest }] });
+    const red = await waitForPhase(h, ['switched', 'completed', 'failed'], 120_000);
+    await until('the switch back turns red', async () => (await h.query<Progress>(progressQuery)).reverse?.red !== undefined, 60_000);
+    const after: Progress = await h.query(progressQuery);
+    assert.equal(after.phase, 'switched', red.detail);
+    assert.match(after.reverse!.red!, /row version|differ/);
+    const canWrite = async (db: 'src' | 'tgt') =>
+      (await stack.pg.query(db, `SELECT has_table_privilege('app', 'public.back', 'INSERT') AS w`)).rows[0].w as boolean;
+    assert.deepEqual([await canWrite('tgt'), await canWrite('src')], [true, false], 'the target unfrozen, the source still frozen');
+    // Put the source's row back as the target has it: the next switch back is green.
+    const tgtRow = (await stack.pg.query('tgt', 'SELECT status FROM public.back WHERE id = 7')).rows[0].status as string;
+    await stack.pg.query('src', 'UPDATE public.back SET status = $1 WHERE id = 7', [tgtRow]);
+    await h.executeUpdate(switchBackUpdate, { args: [{ approver: 'bob', digest }] });
+    const r = await h.result();
+    assert.equal(r.phase, 'completed', r.reason);
+    assert.equal(r.reverse?.reason, 'switched back');
+    assert.ok(r.reverse?.switchedBackAt);
+    const { s: src, t: tgt, equal } = await same('back');
+    assert.ok(equal, `source ${JSON.stringify(src)} target ${JSON.stringify(tgt)}`);
+    assert.deepEqual([await canWrite('tgt'), await canWrite('src')], [false, true], 'authority is on the source');
+    assert.deepEqual(await leftBehind(doc), { slots: [], publications: { src: [], tgt: [] } });
+    // Each switch once: the forward one recorded where cutover.switch runs, the switch back where cutover.reverse.switch runs.
+    for (const db of ['tgt', 'src'] as const) {
+      const n = await stack.pg.query(db, `SELECT count(*)::int AS n FROM backfill.switches WHERE migration = 'reversed-back'`);
+      assert.equal(n.rows[0].n, 1, `one switch recorded on ${db}`);
+    }
+    const audit = await stack.pg.query(
+      'tgt',
+      `SELECT action FROM backfill.audit WHERE migration = 'reversed-back' AND action IN ('switch', 'approve-switch-back', 'approval-void', 'switch-back', 'switch-back-refused') ORDER BY id`,
+    );
+    const actions = audit.rows.map((x) => String(x.action));
+    assert.deepEqual(
+      actions.filter((a) => a !== 'switch-back-refused'),
+      ['switch', 'approve-switch-back', 'approval-void', 'approve-switch-back', 'switch-back'],
+    );
+    assert.equal(actions.filter((a) => a === 'switch-back-refused').length, 1, 'the refused attempt is audited');
+    await replayAndMaybeRecord(h, 'reverse-switched-back');
   },
 );
 

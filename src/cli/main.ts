@@ -12,7 +12,7 @@ import { registerValidate } from './commands/validate';
 import { registerStart } from './commands/start';
 import { registerStatus } from './commands/status';
 import { registerReport } from './commands/report';
-import { registerAbort, registerApprove, registerFinish, registerPauseAndResume, registerReject, registerRerun } from './commands/steer';
+import { registerAbort, registerApprove, registerFinish, registerPauseAndResume, registerReject, registerRerun, registerSwitchBack } from './commands/steer';
 import { registerDemo, registerInit, registerWorker } from './commands/local';
 
 let exitCode: number = EXIT.ok;
@@ -36,6 +36,7 @@ export function buildProgram(): Command {
     registerRerun,
     registerPauseAndResume,
     registerAbort,
+    registerSwitchBack,
     registerFinish,
     registerInit,
     registerWorker,

@@ -133,8 +133,17 @@ export interface SwitchResult {
   switchedAt: string;
 }
 
-export async function runSwitch(input: { migration: string; execution: string; spec: MigrationSpec; digest: string; approver: string }): Promise<SwitchResult> {
+export async function runSwitch(input: {
+  migration: string;
+  execution: string;
+  spec: MigrationSpec;
+  digest: string;
+  approver: string;
+  /** the switch back (`cutover.reverse`, its spec reversed): recorded once under the execution and `:back` */
+  back?: true;
+}): Promise<SwitchResult> {
   const { spec } = input;
+  const once = input.back ? `${input.execution}:back` : input.execution;
   enforcePolicy(spec);
   const sw = spec.cutover.switch;
   const alias = sw?.connection ?? controlAlias(spec);
@@ -148,18 +157,18 @@ export async function runSwitch(input: { migration: string; execution: string; s
     }
     const result = await inTransaction(pool, 'BEGIN', async (tx) => {
       // Two attempts at once (a retry racing a slow first try) serialise here.
-      await tx.query(SWITCH_LOCK, [`${input.migration}:${input.execution}`]);
-      const seen = await tx.query(SWITCH_DONE, [input.migration, input.execution]);
+      await tx.query(SWITCH_LOCK, [`${input.migration}:${once}`]);
+      const seen = await tx.query(SWITCH_DONE, [input.migration, once]);
       if (seen.rows.length) return { applied: false, switchedAt: String(seen.rows[0].at) };
       if (sw) await tx.query(sw.sql);
-      const ins = await tx.query(RECORD_SWITCH, [input.migration, input.execution, input.digest, input.approver]);
+      const ins = await tx.query(RECORD_SWITCH, [input.migration, once, input.digest, input.approver]);
       return { applied: true, switchedAt: String(ins.rows[0].at) };
     });
     if (result.applied) {
       await appendAudit(spec, {
         migration: input.migration,
         execution: input.execution,
-        action: 'switch',
+        action: input.back ? 'switch-back' : 'switch',
         actor: input.approver,
         digest: input.digest,
         detail: { connection: alias, switchedAt: result.switchedAt },

@@ -466,13 +466,17 @@ export async function migrationRights(spec: MigrationSpec, bindings: Binding[]):
 
 /**
  * The rights the way back (`cutover.reverse`) needs beyond each reversed table's (`back`: the reversed
- * spec, `bindings` its tables): what change capture needs of its source, the target, and its record
- * on its target, the source.
+ * spec, `bindings` its tables): what change capture needs of its source, the target; its record on its
+ * target, the source; and the switch back's record where `cutover.reverse.switch` runs.
  */
 export async function reverseRights(back: MigrationSpec, bindings: Binding[]): Promise<Right[]> {
   const roles = new Map<string, RoleRights>();
+  const sw = back.cutover.switch?.connection;
   return [
     ...(await ledgerRights(await session(roles, 'capture', back.target), 'cutover.reverse', CAPTURE_TABLES, "the way back's record on the source")),
     ...(await captureNeeds(await session(roles, 'capture', back.source), back, bindings)),
+    ...(sw && aliasIsConfigured(sw)
+      ? await ledgerRights(await session(roles, 'switch', sw), 'cutover.reverse.switch', SWITCH_TABLES, "the switch back's record")
+      : []),
   ];
 }

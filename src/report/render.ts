@@ -206,7 +206,9 @@ export function captureLine(c: CaptureProgress): string {
 /** The way back (phase switched), on one line: what went back to the source, its lag, since when. */
 export function reverseLine(r: ReverseProgress): string {
   const keep = r.keepUntil ? `; finishes by itself at ${r.keepUntil}` : '';
-  return `the way back (target → source): ${fmt(r.transactions)} transaction(s), ${fmt(r.rows)} row(s) applied up to ${r.appliedLsn ?? '–'}; ${captureLag(r)}; since the switch at ${r.since ?? '–'}${keep}`;
+  const digest = r.digest ? `; switch back approves digest ${r.digest}` : '';
+  const red = r.red ? `; the last switch back was red: ${r.red}` : '';
+  return `the way back (target → source): ${fmt(r.transactions)} transaction(s), ${fmt(r.rows)} row(s) applied up to ${r.appliedLsn ?? '–'}; ${captureLag(r)}; since the switch at ${r.since ?? '–'}${keep}${digest}${red}`;
 }
 
 /** What change capture's evidence rests on, in the report's words. */

@@ -5,6 +5,8 @@
 import type { ReverseProgress } from '../workflows/messages';
 import type { LiveState, ReverseState } from '../workflows/types';
 import type { Applied } from '../capture/state.workflow';
+import type { CaptureBaseline } from '../capture/baseline';
+import type { Approval } from '../domain/report';
 
 export class Reverse {
   /** `live`: the live state as it stands now (a continued run replaces it) */
@@ -18,10 +20,29 @@ export class Reverse {
     return this.live()!.reverse!;
   }
 
-  /** The slot of the way back exists on the target from `point` on (before the switch). */
-  started(point: string): void {
+  /** The slot of the way back exists on the target from `point` on (before the switch), with its evidence's digest and the tripwire's start. */
+  started(point: string, evidence?: string, baseline?: CaptureBaseline): void {
     const l = this.live()!;
-    l.reverse ??= { point, applied: null, transactions: 0, rows: 0, lagBytes: '0', lagSeconds: 0, dropped: false };
+    l.reverse ??= { point, applied: null, transactions: 0, rows: 0, lagBytes: '0', lagSeconds: 0, dropped: false, evidence, baseline };
+  }
+
+  /** The switch back is approved (its validator checked the digest and the approver). */
+  approveBack(a: Approval): void {
+    this.r.approval = a;
+  }
+
+  /** The switch back's final window was red: the approval is void, and why is kept. Returns the approval voided. */
+  backRed(why: string): Approval | undefined {
+    const r = this.r;
+    const a = r.approval;
+    r.approval = undefined;
+    r.red = why;
+    return a;
+  }
+
+  /** The switch back ran. */
+  switchedBack(at: string): void {
+    this.r.switchedBackAt = at;
   }
 
   /** The switch ran: the source follows the target from now on. */
@@ -64,6 +85,8 @@ export class Reverse {
         lagBytes: r.lagBytes,
         transactions: r.transactions,
         rows: r.rows,
+        ...(r.evidence ? { digest: r.evidence } : {}),
+        ...(r.red ? { red: r.red } : {}),
         ...(r.keepUntil !== undefined ? { keepUntil: new Date(r.keepUntil).toISOString() } : {}),
       }
     );

@@ -12,6 +12,9 @@ import { PUBLICATION_SQL, SLOT_SQL } from '../capture/sql';
 import { captureProblems } from '../capture/preflight';
 import { createSlot } from '../capture/replication';
 import { ensurePublication } from '../capture/steps';
+import { captureBaseline } from '../capture/tripwire';
+import type { CaptureBaseline } from '../capture/baseline';
+import { digestOf } from '../report/digest';
 import { bindingFor, checkTable, type Binding, type TableSides } from '../plan/binding';
 import { refusals, reverseRights, tableRights } from '../plan/privileges';
 
@@ -57,6 +60,16 @@ export interface ReverseStarted {
   point: string;
   /** false: the slot was there already (an earlier attempt of this call made it) */
   created: boolean;
+  /** the digest of the way back's evidence: a switch back approves exactly it */
+  digest: string;
+  /** both sides' transaction ids and the target's counters before the slot: the switch back's tripwire starts there */
+  baseline: CaptureBaseline;
+}
+
+/** What the way back rests on, in words: the digest of the switch's evidence, the point the stream starts at, the tables. */
+function reverseEvidence(migration: string, switchDigest: string, point: string, back: MigrationSpec): string {
+  const tables = back.tables.map((t) => `${JSON.stringify(t.source)} -> ${JSON.stringify(t.target)}`).join('; ');
+  return `the way back of ${migration}: source and target proven equal under digest ${switchDigest}; every change the target commits from ${point} on goes back to the source; tables ${tables}`;
 }
 
 /**
@@ -65,7 +78,7 @@ export interface ReverseStarted {
  * target and the source are equal at it (the window was proven, the source takes no writes).
  * Idempotent: a slot an earlier attempt created is kept (planning refused one left by an earlier run).
  */
-export async function startReverse(input: { migration: string; spec: MigrationSpec }): Promise<ReverseStarted> {
+export async function startReverse(input: { migration: string; spec: MigrationSpec; digest: string }): Promise<ReverseStarted> {
   const back = reversedSpec(input.spec);
   if (!back) throw failure('InvalidSpec', 'the spec has no cutover.reverse');
   return guarded('starting the way back', async () => {
@@ -76,11 +89,19 @@ export async function startReverse(input: { migration: string; spec: MigrationSp
     if (problems.length) throw failure('ReverseRefused', `${BACK}:\n${problems.join('\n')}`);
     await ensurePublication(back, bindings);
     const cap = captureOf(back)!;
+    // Read before the slot: every row version either side writes after the slot's point is newer.
+    const baseline = await captureBaseline({ spec: back });
+    const started = (point: string, created: boolean) => ({
+      point,
+      created,
+      baseline,
+      digest: digestOf(reverseEvidence(input.migration, input.digest, point, back)),
+    });
     const slot = (await poolFor(back.source, 'read').query(SLOT_SQL, [cap.slot])).rows[0] as { confirmed: string | null } | undefined;
-    if (slot) return { point: slot.confirmed ?? '0/0', created: false };
+    if (slot) return started(slot.confirmed ?? '0/0', false);
     const made = await createSlot(connectionStringFor(back.source), { slot: cap.slot, temporary: false });
     // Nothing reads its snapshot: the stream starts at the slot's point.
     await made.client.end().catch(() => undefined);
-    return { point: made.consistentPoint, created: true };
+    return started(made.consistentPoint, true);
   });
 }

@@ -3,7 +3,8 @@
 // goes back to the source. After the switch the migration stays in phase `switched`, the stream from
 // the target applied to the source call after call, until a finish (the `finish` update, an abort,
 // a cancellation, or `cutover.reverse.keep` elapsed) drops the slot and the publication on the target
-// and completes with authority on the target.
+// and completes with authority on the target, or a switch back (switch-back.workflow.ts) hands
+// authority back to the source.
 import { CancellationScope, allHandlersFinished, condition, continueAsNew, isCancellation } from '@temporalio/workflow';
 import { durationMs } from '../spec/schema';
 import { reversedSpec } from '../spec/reverse';
@@ -14,16 +15,21 @@ import type { MigrationState } from '../workflows/state';
 import type { MigrationWorkflow } from '../workflows/types';
 import { unfreezeAfter } from '../gate/final-check.workflow';
 import { rootCause } from '../workflows/errors';
+import { switchBack } from './switch-back.workflow';
 
 /** One call of the stream back follows it for at most this long before the workflow looks again. */
 const FOLLOW_MS = 10_000;
 
 /** Before the switch: the way back's publication and slot on the target (once; a continued run has them). */
-export async function openReverse(s: MigrationState): Promise<void> {
+export async function openReverse(s: MigrationState, digest: string): Promise<void> {
   if (!s.spec.cutover.reverse || s.reverse.view) return;
   try {
-    const r = await summarised('open the way back: a publication and a replication slot on the target').startReverse({ migration: s.name, spec: s.spec });
-    s.reverse.started(r.point);
+    const r = await summarised('open the way back: a publication and a replication slot on the target').startReverse({
+      migration: s.name,
+      spec: s.spec,
+      digest,
+    });
+    s.reverse.started(r.point, r.digest, r.baseline);
   } catch (e) {
     if (isCancellation(e)) throw e;
     // Nothing was switched: whatever of the way back was made goes, and the source takes writes
@@ -56,6 +62,11 @@ export async function followBack(s: MigrationState): Promise<MigrationResult> {
   s.setPhase('switched', 'authority is on the target; the source follows it until finish');
   while (!finishDue(s)) {
     await followOnce(s, back);
+    if (s.reverse.view?.approval) {
+      const end = await switchBack(s, back);
+      if (end) return end;
+      continue;
+    }
     if (s.historyFull() && !finishDue(s)) {
       await condition(allHandlersFinished);
       await continueAsNew<MigrationWorkflow>(s.spec, s.carry());
@@ -70,7 +81,7 @@ export async function followBack(s: MigrationState): Promise<MigrationResult> {
  */
 async function followOnce(s: MigrationState, back: NonNullable<ReturnType<typeof reversedSpec>>): Promise<void> {
   const until = s.reverse.view?.keepUntil;
-  const asked = () => s.reverse.finishing || s.control.aborted !== undefined;
+  const asked = () => s.reverse.finishing || s.control.aborted !== undefined || s.reverse.view?.approval !== undefined;
   const scope = new CancellationScope();
   scope
     .run(async () => {

@@ -39,7 +39,12 @@ function currentDetails(s: MigrationState): string {
     if (s.phase === 'switched')
       out.push(
         '',
-        'Authority is on the target; the source follows it. To end the way back and keep the target:',
+        'Authority is on the target; the source follows it. To switch back to the source, approving the way back by its digest:',
+        '',
+        `- CLI: \`backfill switch-back ${s.name} --as <you> --digest ${back.digest ?? '<digest>'}\``,
+        `- Temporal UI: *More Actions → Send an Update*, name \`switchBack\`, data \`{"approver": "<you>", "digest": "<the digest>"}\``,
+        '',
+        'To end the way back and keep the target:',
         '',
         `- CLI: \`backfill finish ${s.name} --as <you> --reason <why>\``,
         `- Temporal UI: *More Actions → Send an Update*, name \`finish\`, data \`{"actor": "<you>", "reason": "<why>"}\``,

@@ -14,6 +14,7 @@ import {
   reportQuery,
   rerunUpdate,
   finishUpdate,
+  switchBackUpdate,
   resumeSignal,
   setConcurrencySignal,
   type AuditSinks,
@@ -82,12 +83,33 @@ function rerunRefusal(
   return undefined;
 }
 
+/** Why a switch back is refused, or undefined when it is taken: as an approval, of the way back's evidence. Pure. */
+function switchBackRefusal(
+  g: { phase: Phase; digest?: string; approvers?: string[]; approved: boolean; finishing: boolean },
+  a: { approver?: unknown; digest?: unknown } | undefined,
+): string | undefined {
+  if (!a || typeof a.approver !== 'string' || !a.approver.trim()) return 'switchBack needs { approver, digest }';
+  if (g.phase !== 'switched')
+    return `cannot switch back: the migration is in phase ${g.phase}; a switch back is taken while it is switched with the way back open (cutover.reverse)`;
+  if (g.finishing) return 'the way back is finishing: there is nothing to switch back through';
+  if (a.digest !== g.digest)
+    return `digest ${String(a.digest)} is not the way back's evidence; read it again (progress.reverse.digest) and approve the digest shown`;
+  if (g.approvers && !g.approvers.includes(a.approver.trim()))
+    return `"${a.approver}" is not an allowed approver (cutover.approvers: ${g.approvers.join(', ')})`;
+  if (g.approved) return 'the switch back is already approved';
+  return undefined;
+}
+
 /** Why a finish of the way back is refused, or undefined. Pure. */
-function finishRefusal(g: { phase: Phase; finishing: boolean }, f: { actor?: unknown; reason?: unknown } | undefined): string | undefined {
+function finishRefusal(
+  g: { phase: Phase; finishing: boolean; switchingBack: boolean },
+  f: { actor?: unknown; reason?: unknown } | undefined,
+): string | undefined {
   if (!f || typeof f.actor !== 'string' || !f.actor.trim()) return 'finish needs { actor, reason? }';
   if (f.reason !== undefined && typeof f.reason !== 'string') return 'finish: reason must be text';
   if (g.phase !== 'switched') return `cannot finish: the migration is in phase ${g.phase}; finish ends the way back of a switched migration (cutover.reverse)`;
   if (g.finishing) return 'the way back is finishing already';
+  if (g.switchingBack) return 'a switch back is approved and under way';
   return undefined;
 }
 
@@ -214,6 +236,30 @@ export function setControlHandlers(s: MigrationState): void {
     },
   );
   setHandler(
+    switchBackUpdate,
+    (a) => {
+      const approval = { approver: a.approver.trim(), digest: a.digest, comment: a.comment, approvedAt: new Date().toISOString() };
+      s.reverse.approveBack(approval);
+      s.touch();
+      return { approvedAt: approval.approvedAt };
+    },
+    {
+      description:
+        "Phase switched: switch authority back to the source, { approver, digest, comment? }, the digest of the way back's evidence (progress.reverse.digest). The target is frozen, its last changes applied to the source and proven; red: unfrozen, the approval void.",
+      validator: (a) => {
+        const r = s.reverse.view;
+        const why = switchBackRefusal(
+          { phase: s.phase, digest: r?.evidence, approvers: s.spec.cutover.approvers, approved: r?.approval !== undefined, finishing: s.reverse.finishing },
+          a,
+        );
+        if (why) {
+          refused('switch-back-refused', a, why);
+          throw refusal(why);
+        }
+      },
+    },
+  );
+  setHandler(
     finishUpdate,
     (f) => {
       s.reverse.finishAsked(f.actor.trim(), (typeof f.reason === 'string' && f.reason.trim()) || 'finished by an operator');
@@ -224,7 +270,7 @@ export function setControlHandlers(s: MigrationState): void {
       description:
         'Phase switched: end the way back, { actor, reason? }. The stream from the target stops, its slot and publication on the target are dropped, and the migration completes with authority on the target.',
       validator: (f) => {
-        const why = finishRefusal({ phase: s.phase, finishing: s.reverse.finishing }, f);
+        const why = finishRefusal({ phase: s.phase, finishing: s.reverse.finishing, switchingBack: s.reverse.view?.approval !== undefined }, f);
         if (why) throw refusal(why);
       },
     },

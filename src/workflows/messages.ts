@@ -52,6 +52,10 @@ export interface ReverseProgress {
   rows: number;
   /** `cutover.reverse.keep`: when it finishes by itself */
   keepUntil?: string;
+  /** the digest of the way back's evidence: `switchBack` approves exactly it */
+  digest?: string;
+  /** why the last switch back turned red (its approval void) */
+  red?: string;
 }
 
 export interface Progress {
@@ -116,8 +120,8 @@ export interface MigrationResult {
   switchedAt?: string;
   reason?: string;
   finalWindow?: { rows: number; ms: number; watermark: string | null; proof?: string };
-  /** the way back, once finished: what went back from the target to the source, and who finished it */
-  reverse?: { transactions: number; rows: number; finishedBy: string; reason: string };
+  /** the way back, once ended: what went back from the target to the source, and who finished it (or switched back) */
+  reverse?: { transactions: number; rows: number; finishedBy: string; reason: string; switchedBackAt?: string };
 }
 
 export interface FinishInput {
@@ -132,6 +136,8 @@ export const reportQuery = defineQuery<Report>('report');
 export const approveCutoverUpdate = defineUpdate<{ approvedAt: string }, [ApproveInput]>('approveCutover');
 export const rejectCutoverUpdate = defineUpdate<{ rejectedAt: string }, [RejectInput]>('rejectCutover');
 export const rerunUpdate = defineUpdate<{ ranges: number }, [RerunInput]>('rerun');
+/** Phase switched: switch back to the source, approving the way back's evidence by its digest (gated as approveCutover). */
+export const switchBackUpdate = defineUpdate<{ approvedAt: string }, [ApproveInput]>('switchBack');
 /** Phase switched: end the way back (the stream from the target), authority stays on the target. */
 export const finishUpdate = defineUpdate<{ finishedAt: string }, [FinishInput]>('finish');
 

@@ -67,6 +67,16 @@ export interface ReverseState {
   lagSeconds: number;
   /** a finish asked for: by whom and why */
   finish?: { by: string; reason: string };
+  /** the digest of the way back's evidence: a switch back approves exactly it */
+  evidence?: string;
+  /** before the slot, on both sides: the switch back's tripwire starts there */
+  baseline?: CaptureBaseline;
+  /** the switch back approved (void again when its final window is red) */
+  approval?: Approval;
+  /** the switch back ran: authority is on the source again */
+  switchedBackAt?: string;
+  /** why the last switch back attempt turned red */
+  red?: string;
   /** the slot and publication on the target were dropped */
   dropped: boolean;
 }

@@ -4,12 +4,13 @@ import type { Command } from 'commander';
 import { WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
 import { createInterface } from 'node:readline/promises';
 import { BadInput } from '../../spec/load';
-import { approvalSummary } from '../../report/render';
+import { approvalSummary, reverseLine } from '../../report/render';
 import type { Report } from '../../domain/report';
 import {
   abortSignal,
   approveCutoverUpdate,
   finishUpdate,
+  switchBackUpdate,
   pauseSignal,
   progressQuery,
   rejectCutoverUpdate,
@@ -173,6 +174,46 @@ export function registerFinish(program: Command, act: Act): void {
         const h = (await connect()).workflow.getHandle(name);
         const res = await whileRunning(h, 'finished', () => h.executeUpdate(finishUpdate, { args: [{ actor: o.as, reason: o.reason }] }));
         console.log(`finish of the way back accepted at ${res.finishedAt}; the migration completes once its slot and publication are dropped`);
+        return EXIT.ok;
+      }),
+    );
+}
+
+export function registerSwitchBack(program: Command, act: Act): void {
+  program
+    .command('switch-back')
+    .argument('<name>', 'the migration name')
+    .requiredOption('--as <who>', 'who approves (checked against cutover.approvers)')
+    .option('--digest <digest>', "the digest of the way back's evidence you reviewed (backfill status <name>); refused unless it is the one presented now")
+    .option('--comment <text>', 'a note kept with the approval')
+    .option('--yes', 'without --digest: approve the way back presented now without asking (needed when standard input is not a terminal)')
+    .description(
+      'phase switched (cutover.reverse): switch authority back to the source; the target is frozen, its last changes applied to the source and proven, then cutover.reverse.switch runs once',
+    )
+    .action(
+      act(async (name: string, o: { as: string; digest?: string; comment?: string; yes?: boolean }) => {
+        const h = (await connect()).workflow.getHandle(name);
+        await refuseIfEnded(h, 'switched back');
+        let digest = o.digest;
+        if (digest === undefined) {
+          if (!o.yes && !process.stdin.isTTY)
+            throw new BadInput(
+              `switch-back needs --digest <the digest you reviewed> (backfill status ${name} shows it), or --yes to approve the way back presented now; standard input is not a terminal, so it cannot ask`,
+            );
+          const p: Progress = await h.query(progressQuery);
+          digest = p.reverse?.digest;
+          if (p.phase === 'switched' && p.reverse && digest) {
+            console.log(reverseLine(p.reverse));
+            if (!o.yes && !(await confirm(`switch back to the source, approving digest ${digest} as ${o.as}? [y/N] `))) {
+              console.log('not switched back');
+              return EXIT.red;
+            }
+          }
+        }
+        const res = await whileRunning(h, 'switched back', () =>
+          h.executeUpdate(switchBackUpdate, { args: [{ approver: o.as, digest: digest ?? '', comment: o.comment }] }),
+        );
+        console.log(`switch back approved (digest ${digest ?? ''}) as ${o.as} at ${res.approvedAt}; backfill status ${name} --watch follows it`);
         return EXIT.ok;
       }),
     );
