@@ -28,6 +28,7 @@ import { backfillMigration } from '../src/workflows/migration';
 import { peerBench, printPeer, type PeerResults } from './bench-peer';
 import { breakdown, printBreakdown } from './breakdown';
 import { captureBench, printCapture, type CaptureResults } from './bench-capture';
+import { printReverse, reverseBench, type ReverseResults } from './bench-reverse';
 import { printWorkers, workersBench, type WorkersResult } from './bench-workers';
 import { printTables, tablesBench, type TablesResult } from './bench-tables';
 import { footprint, mb, type Footprint } from './bench-history';
@@ -54,8 +55,8 @@ if (!SIZES.length || SIZES.some((x) => !Number.isInteger(x) || x < 1000)) {
 }
 /** --only orders | wide: one part of the bench (the orders table and its floors, or the wide table and the peer). */
 const ONLY = option('only');
-if (ONLY !== undefined && !['orders', 'wide', 'capture', 'workers', 'tables'].includes(ONLY)) {
-  console.error('bench: --only must be "orders", "wide", "capture", "workers" or "tables"');
+if (ONLY !== undefined && !['orders', 'wide', 'capture', 'reverse', 'workers', 'tables'].includes(ONLY)) {
+  console.error('bench: --only must be "orders", "wide", "capture", "reverse", "workers" or "tables"');
   process.exit(2);
 }
 let ROWS = SIZES[0];
@@ -517,10 +518,11 @@ async function main() {
     const sizes: { rows: number; orders?: OrdersResults; wide?: PeerResults }[] = [];
     let once: Awaited<ReturnType<typeof onceBench>> | undefined;
     const capture: CaptureResults[] = [];
+    const reverse: ReverseResults[] = [];
     let workers: WorkersResult[] | undefined;
     let tables: TablesResult | undefined;
     try {
-      for (const rows of ONLY === 'capture' || ONLY === 'workers' || ONLY === 'tables' ? [] : SIZES) {
+      for (const rows of ONLY === 'capture' || ONLY === 'reverse' || ONLY === 'workers' || ONLY === 'tables' ? [] : SIZES) {
         ROWS = rows;
         console.log(`\n${rows.toLocaleString('en-US')} rows`);
         const entry: (typeof sizes)[number] = { rows };
@@ -542,6 +544,13 @@ async function main() {
         for (const rows of CAPTURE_SIZES)
           capture.push(
             await captureBench({ src, tgt, client: env.client, taskQueue: 'bench', rows, runs: RUNS, concurrency: CONCURRENCY, perSecond: WRITES_PER_SECOND }),
+          );
+      }
+      if (ONLY === undefined || ONLY === 'reverse') {
+        console.log(`\nthe way back (cutover.reverse), ${CAPTURE_SIZES.map((x) => x.toLocaleString('en-US')).join(' and ')} rows`);
+        for (const rows of CAPTURE_SIZES)
+          reverse.push(
+            await reverseBench({ src, tgt, client: env.client, taskQueue: 'bench', rows, runs: RUNS, concurrency: CONCURRENCY, perSecond: WRITES_PER_SECOND }),
           );
       }
     } finally {
@@ -578,6 +587,12 @@ async function main() {
       console.log('|---|---|---|');
       printCapture(capture);
     }
+    if (reverse.length) {
+      console.log('');
+      console.log('| the way back: measure | median | target |');
+      console.log('|---|---|---|');
+      printReverse(reverse);
+    }
     writeFileSync(
       OUT,
       JSON.stringify(
@@ -590,6 +605,7 @@ async function main() {
           ...(workers ? { workers } : {}),
           ...(tables ? { tables } : {}),
           ...(capture.length ? { capture } : {}),
+          ...(reverse.length ? { reverse } : {}),
         },
         null,
         2,

@@ -514,7 +514,7 @@ test('the UI: current details say the phase, the progress, the digest awaiting a
     Object.fromEntries((xs ?? []).filter((x) => !x.name.startsWith('__')).map((x) => [x.name, Boolean(x.description)]));
   assert.deepEqual(described(meta.definition?.queryDefinitions), { progress: true, report: true });
   assert.deepEqual(described(meta.definition?.signalDefinitions), { pause: true, resume: true, abort: true, setConcurrency: true, auditRecorded: true });
-  assert.deepEqual(described(meta.definition?.updateDefinitions), { approveCutover: true, rejectCutover: true, rerun: true });
+  assert.deepEqual(described(meta.definition?.updateDefinitions), { approveCutover: true, rejectCutover: true, rerun: true, switchBack: true, finish: true });
   await h.signal(abortSignal, { reason: 'end of test' });
   await endingOf(h);
 });

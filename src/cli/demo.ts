@@ -6,17 +6,20 @@ import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { stringify as toYaml } from 'yaml';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
-import { startPostgres } from '../infra/postgres';
+import { startPostgres, type PostgresServer } from '../infra/postgres';
 import { freePort } from '../infra/postgres';
 import { startDevServer } from '../infra/temporal';
 import { createWorker } from '../worker';
 import { closePools } from '../db/pools';
 import { envNameForAlias } from '../spec/aliases';
 import { MigrationSpec, type MigrationSpecInput } from '../spec/schema';
-import { captureLine, renderMarkdown } from '../report/render';
-import { startWriter } from '../infra/writer';
+import { captureLine, renderMarkdown, reverseLine } from '../report/render';
+import { startWriter, type Writer } from '../infra/writer';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { WorkflowHandle } from '@temporalio/client';
+import { TERMINAL } from '../domain/phases';
 import { FILL_WRITER_TABLE, WRITER_TABLE } from '../db/demo';
-import { approveCutoverUpdate, reportQuery } from '../workflows/messages';
+import { approveCutoverUpdate, progressQuery, reportQuery, switchBackUpdate, type MigrationResult, type Progress } from '../workflows/messages';
 import { backfillMigration } from '../workflows/migration';
 import { Interrupted, follow } from './follow';
 import { startDetails, startSummary } from './summary';
@@ -30,6 +33,8 @@ import {
   LIVE_ANALYZE,
   LIVE_FREEZE,
   LIVE_GRANT,
+  LIVE_MAX_ID,
+  LIVE_READ,
   LIVE_ROLE,
   LIVE_SWITCH,
   LIVE_TABLE,
@@ -47,7 +52,14 @@ const LIVE = {
   unfreeze: LIVE_UNFREEZE,
 };
 
-function liveSpec(o: { chunk: number }): MigrationSpecInput {
+/** `--reverse`: the switch hands the writes to the target, and the way back hands them back. */
+const grants = (connection: string, verb: 'GRANT' | 'REVOKE') => ({ connection, sql: verb === 'GRANT' ? LIVE.unfreeze : LIVE.freeze });
+const REVERSE = {
+  switch: grants('target', 'GRANT'),
+  reverse: { freeze: grants('target', 'REVOKE'), unfreeze: grants('target', 'GRANT'), switch: grants('source', 'GRANT') },
+};
+
+function liveSpec(o: { chunk: number; reverse?: boolean }): MigrationSpecInput {
   return {
     name: 'accounts-live',
     source: 'source',
@@ -70,17 +82,18 @@ function liveSpec(o: { chunk: number }): MigrationSpecInput {
       freeze: { connection: 'source', sql: LIVE.freeze },
       unfreeze: { connection: 'source', sql: LIVE.unfreeze },
       switch: { connection: 'target', sql: LIVE_SWITCH },
+      ...(o.reverse ? REVERSE : {}),
     },
   };
 }
 
-export async function runDemo(o: { rows: number; chunk: number; keep: boolean; live?: { perSecond: number } }): Promise<number> {
+export async function runDemo(o: { rows: number; chunk: number; keep: boolean; live?: { perSecond: number; reverse?: boolean } }): Promise<number> {
   const say = (s: string) => console.log(s);
   // The demo talks to a person: the SDK's own INFO lines would drown the progress.
   Runtime.install({ logger: new DefaultLogger('WARN') });
   const live = o.live;
   say(
-    `backfill demo${live ? ' --live' : ''}: ${o.rows.toLocaleString('en-US')} rows, ranges of ${o.chunk.toLocaleString('en-US')} keys${live ? `, a writer at ${live.perSecond} writes/s throughout, change capture by logical replication` : ''}`,
+    `backfill demo${live ? ' --live' : ''}${live?.reverse ? ' --reverse' : ''}: ${o.rows.toLocaleString('en-US')} rows, ranges of ${o.chunk.toLocaleString('en-US')} keys${live ? `, a writer at ${live.perSecond} writes/s throughout, change capture by logical replication` : ''}`,
   );
   say('starting embedded PostgreSQL (databases "source" and "target") ...');
   const pg = await startPostgres();
@@ -114,8 +127,9 @@ export async function runDemo(o: { rows: number; chunk: number; keep: boolean; l
     // The worker (in this process) resolves the aliases; the spec only names them.
     process.env[envNameForAlias('source')] = pg.url('source');
     process.env[envNameForAlias('target')] = pg.url('target');
+    if (live?.reverse) await pg.query('target', LIVE_READ);
     const input: MigrationSpecInput = live
-      ? liveSpec(o)
+      ? liveSpec({ chunk: o.chunk, reverse: live.reverse })
       : {
           name: 'orders-v2',
           source: 'source',
@@ -191,10 +205,10 @@ export async function runDemo(o: { rows: number; chunk: number; keep: boolean; l
         say(`approving digest ${report.digest} as "demo" (what \`backfill approve ${spec.name} --as demo --yes\` does) ...`);
         const approvedAt = Date.now();
         await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'demo', digest: report.digest, comment: 'demo run' }] });
-        const result = await h.result();
+        const result = live?.reverse ? await switchedAndBack(h, live.perSecond, pg, writer!, approvedAt, say) : await h.result();
         const switchedAt = Date.now();
         say(`${result.phase}: authority switched at ${result.switchedAt}`);
-        if (writer) {
+        if (writer && !live?.reverse) {
           // After the switch the application would write to the target; here it stops.
           const c = await writer.stop();
           const refusedFor = c.firstRefusedAt ? switchedAt - c.firstRefusedAt : 0;
@@ -231,5 +245,51 @@ export async function runDemo(o: { rows: number; chunk: number; keep: boolean; l
     // The demo is over: its Temporal server is a child of this process and ends with it.
     await env?.teardown().catch(() => undefined);
     await pg.stop();
+  }
+}
+
+/**
+ * `--reverse`: the switch hands the writes to the target (the source's writer stops, one on the
+ * target starts), the source follows the target by the stream back for a few seconds, then the
+ * switch back, approved as `backfill switch-back <name> --as demo --yes` would: how long each switch
+ * took, and how long writes were refused by each freeze.
+ */
+async function switchedAndBack(
+  h: WorkflowHandle,
+  perSecond: number,
+  pg: PostgresServer,
+  onSource: Writer,
+  approvedAt: number,
+  say: (s: string) => void,
+): Promise<MigrationResult> {
+  let p: Progress = await h.query(progressQuery);
+  while (p.phase !== 'switched') {
+    if (TERMINAL.includes(p.phase)) throw new Error(`the migration ended in phase ${p.phase} before the switch: ${p.detail ?? ''}`);
+    await sleep(100);
+    p = await h.query(progressQuery);
+  }
+  const switchedAt = Date.now();
+  const c = await onSource.stop();
+  say(
+    `switched ${seconds(switchedAt - approvedAt)} after the approval; writes on the source were refused for ${seconds(c.firstRefusedAt ? switchedAt - c.firstRefusedAt : 0)}. The application writes the target now; the source follows it (the way back)`,
+  );
+  const maxId = Number((await pg.query('target', LIVE_MAX_ID)).rows[0].m);
+  const onTarget = await startWriter(pg.url('target').replace(/\/\/postgres:[^@]*@/, '//app:app@'), LIVE.table, { perSecond, firstNewId: maxId + 1, maxId });
+  try {
+    await sleep(5_000);
+    p = await h.query(progressQuery);
+    if (p.reverse) say(reverseLine(p.reverse));
+    say(`switching back: approving digest ${p.reverse?.digest ?? ''} as "demo" (what \`backfill switch-back ${h.workflowId} --as demo --yes\` does) ...`);
+    const backAt = Date.now();
+    await h.executeUpdate(switchBackUpdate, { args: [{ approver: 'demo', digest: p.reverse?.digest ?? '', comment: 'demo run' }] });
+    const result = await h.result();
+    const doneAt = Date.now();
+    const t = await onTarget.stop();
+    say(
+      `${result.phase}: switched back at ${result.reverse?.switchedBackAt ?? '–'}, ${seconds(doneAt - backAt)} after its approval; writes on the target were refused for ${seconds(t.firstRefusedAt ? doneAt - t.firstRefusedAt : 0)}; ${(result.reverse?.transactions ?? 0).toLocaleString('en-US')} target transaction(s) went back to the source`,
+    );
+    return result;
+  } finally {
+    await onTarget.stop();
   }
 }

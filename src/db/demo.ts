@@ -56,6 +56,9 @@ export const LIVE_GRANT = 'GRANT SELECT, INSERT, UPDATE, DELETE ON public.accoun
 export const LIVE_FREEZE = 'REVOKE INSERT, UPDATE, DELETE ON public.accounts FROM app';
 export const LIVE_UNFREEZE = 'GRANT INSERT, UPDATE, DELETE ON public.accounts TO app';
 export const LIVE_ANALYZE = `ANALYZE ${LIVE_TABLE}`;
+/** `--reverse`: the application may read the target before the switch hands it the writes. */
+export const LIVE_READ = 'GRANT SELECT ON public.accounts TO app';
+export const LIVE_MAX_ID = 'SELECT coalesce(max(id), 0)::bigint AS m FROM public.accounts';
 export const LIVE_SWITCH = "COMMENT ON TABLE public.accounts IS 'authoritative since the accounts-live cutover'";
 
 // ---- the steady writer (src/infra/writer.ts) ----

@@ -5,7 +5,7 @@
 // a cancellation, or `cutover.reverse.keep` elapsed) drops the slot and the publication on the target
 // and completes with authority on the target, or a switch back (switch-back.workflow.ts) hands
 // authority back to the source.
-import { CancellationScope, allHandlersFinished, condition, continueAsNew, isCancellation } from '@temporalio/workflow';
+import { CancellationScope, allHandlersFinished, condition, continueAsNew, isCancellation, sleep } from '@temporalio/workflow';
 import { durationMs } from '../spec/schema';
 import { reversedSpec } from '../spec/reverse';
 import { lastTries, summarised } from '../workflows/activities';
@@ -19,6 +19,8 @@ import { switchBack } from './switch-back.workflow';
 
 /** One call of the stream back follows it for at most this long before the workflow looks again. */
 const FOLLOW_MS = 10_000;
+/** A call told to stop at a mark has this long to end by itself (and report what it applied) before it is cancelled. */
+const STOP_GRACE_MS = 3_000;
 
 /** Before the switch: the way back's publication and slot on the target (once; a continued run has them). */
 export async function openReverse(s: MigrationState, digest: string): Promise<void> {
@@ -76,27 +78,26 @@ export async function followBack(s: MigrationState): Promise<MigrationResult> {
 }
 
 /**
- * One call of the stream back, following it as the target commits. A finish (or `keep` running
- * out) stops the call in flight: a mark in the target's WAL, and the activity's cancellation.
+ * One call of the stream back, following it as the target commits. A finish, a switch back or `keep`
+ * running out stops the call in flight at a mark in the target's WAL, where it ends and reports what
+ * it applied; a call that has not ended STOP_GRACE_MS later (one held on the source) is cancelled.
  */
 async function followOnce(s: MigrationState, back: NonNullable<ReturnType<typeof reversedSpec>>): Promise<void> {
   const until = s.reverse.view?.keepUntil;
   const asked = () => s.reverse.finishing || s.control.aborted !== undefined || s.reverse.view?.approval !== undefined;
-  const scope = new CancellationScope();
-  scope
+  const call = new CancellationScope();
+  const watch = new CancellationScope();
+  watch
     .run(async () => {
       if (until === undefined) await condition(asked);
       else await condition(asked, Math.max(1, until - Date.now()));
+      await lastTries.stopStream({ spec: back }).catch(() => undefined);
+      await sleep(STOP_GRACE_MS);
+      call.cancel();
     })
-    .then(
-      () => {
-        lastTries.stopStream({ spec: back }).catch(() => undefined);
-        scope.cancel();
-      },
-      () => undefined,
-    );
+    .catch(() => undefined);
   try {
-    const r = await scope.run(() =>
+    const r = await call.run(() =>
       summarised("apply the target's changes to the source as they commit").applyCapture({ migration: back.name, spec: back, maxMs: FOLLOW_MS, follow: true }),
     );
     s.reverse.applied(r);
@@ -104,7 +105,8 @@ async function followOnce(s: MigrationState, back: NonNullable<ReturnType<typeof
   } catch (e) {
     if (!isCancellation(e) || !(asked() || (until !== undefined && Date.now() >= until))) throw e;
   } finally {
-    scope.cancel();
+    watch.cancel();
+    call.cancel();
   }
 }
 

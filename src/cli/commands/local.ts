@@ -62,15 +62,19 @@ export function registerDemo(program: Command, act: Act): void {
       'a writer runs through the migration; change capture by logical replication, the lag while it catches up, and how long writes were refused',
     )
     .option('--rate <n>', "with --live, the writer's writes per second", '150')
+    .option(
+      '--reverse',
+      'with --live (implied): cutover.reverse; after the switch the application writes the target and the source follows it, then the switch back, with how long writes were refused each way',
+    )
     .action(
-      act(async (o: { rows: string; chunk: string; keep?: boolean; live?: boolean; rate: string }) => {
+      act(async (o: { rows: string; chunk: string; keep?: boolean; live?: boolean; reverse?: boolean; rate: string }) => {
         const rows = Number(o.rows);
         const chunk = Number(o.chunk);
         const rate = Number(o.rate);
         if (!Number.isInteger(rows) || rows < 1) throw new BadInput(`--rows must be a positive integer, got ${o.rows}`);
         if (!Number.isInteger(chunk) || chunk < 1) throw new BadInput(`--chunk must be a positive integer, got ${o.chunk}`);
         if (!(rate > 0 && rate <= 5000)) throw new BadInput(`--rate must be a number of writes per second from 1 to 5000, got ${o.rate}`);
-        return runDemo({ rows, chunk, keep: Boolean(o.keep), ...(o.live ? { live: { perSecond: rate } } : {}) });
+        return runDemo({ rows, chunk, keep: Boolean(o.keep), ...(o.live || o.reverse ? { live: { perSecond: rate, reverse: Boolean(o.reverse) } } : {}) });
       }),
     );
 }
