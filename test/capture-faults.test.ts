@@ -16,14 +16,23 @@
 // source exactly, no source transaction was applied twice, and no slot is left.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import pg from 'pg';
-import type { WorkflowHandle } from '@temporalio/client';
 import { backfillMigration } from '../src/workflows/migration';
 import { approveCutoverUpdate, progressQuery, type Progress } from '../src/workflows/messages';
 import { useStack } from './hooks';
 import { capturedSpecFor, KILLED_WORKER_HEARTBEAT } from './helpers/spec';
 import { KILLED_WORKER_ENV } from './helpers/temporal';
-import { assertRetried, holdActivity, retriedActivities, rowGate, tableGate, until, untilRetried } from './helpers/fault-points';
+import {
+  assertRetried,
+  holdActivity,
+  loggedOn,
+  progressUntil,
+  retriedActivities,
+  rowGate,
+  tableGate,
+  transactionOn,
+  until,
+  untilRetried,
+} from './helpers/fault-points';
 import { startWriter, tableFingerprint, type WriterCounts } from '../src/infra/writer';
 import { FILL_WRITER_TABLE, WRITER_TABLE } from '../src/db/demo';
 
@@ -52,48 +61,10 @@ const stack = useStack(
 
 const worker = () => stack.spawnWorker();
 
-/** Polls the progress until `ok`; a query fails while no live worker has the workflow: poll on. */
-async function progressUntil(h: WorkflowHandle, what: string, ok: (p: Progress) => boolean, ms = 150_000): Promise<Progress> {
-  let last: Progress | undefined;
-  await until(
-    what,
-    async () => {
-      last = await h.query(progressQuery);
-      return ok(last);
-    },
-    ms,
-  ).catch((e: Error) => {
-    throw new Error(`${e.message}; last: ${JSON.stringify(last)}`);
-  });
-  return last!;
-}
+const sourceTransaction = (sql: string) => transactionOn(stack.servers.src, 'src', sql);
+const logged = (xid: string) => loggedOn(stack.servers.tgt, 'tgt', MIGRATION, xid);
 
 const done = (p: Progress) => p.tables.reduce((a, t) => a + t.ranges.verified + t.ranges.failed, 0);
-
-/** Runs `sql` on the source in one transaction; returns its transaction id as the stream (and the capture log) carry it. */
-async function sourceTransaction(sql: string): Promise<string> {
-  const c = new pg.Client({ connectionString: stack.servers.src.url('src') });
-  await c.connect();
-  try {
-    await c.query('BEGIN');
-    await c.query(sql);
-    const xid = String((await c.query(`SELECT (pg_current_xact_id()::text::bigint % 4294967296)::text AS xid`)).rows[0].xid);
-    await c.query('COMMIT');
-    return xid;
-  } finally {
-    await c.end();
-  }
-}
-
-/** How often the capture log has the source transaction `xid`, and the rows logged for it. */
-async function logged(xid: string): Promise<{ times: number; rows: number }> {
-  const r = await stack.servers.tgt.query(
-    'tgt',
-    `SELECT count(*)::int AS times, coalesce(sum(rows), 0)::int AS rows FROM backfill.capture_log WHERE migration = $1 AND xid = $2::bigint`,
-    [MIGRATION, xid],
-  );
-  return r.rows[0];
-}
 
 /** The product's insert of `key` waits for the test's own, uncommitted, on the target. */
 const keyGate = (key: number) =>

@@ -13,13 +13,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import type { WorkflowHandle } from '@temporalio/client';
 import { backfillMigration } from '../src/workflows/migration';
 import { approveCutoverUpdate, progressQuery, switchBackUpdate, type Progress } from '../src/workflows/messages';
 import { useStack } from './hooks';
 import { capturedSpecFor, KILLED_WORKER_HEARTBEAT } from './helpers/spec';
 import { KILLED_WORKER_ENV } from './helpers/temporal';
-import { holdActivity, retriedActivities, rowGate, tableGate, until, untilRetried } from './helpers/fault-points';
+import { holdActivity, loggedOn, progressUntil, retriedActivities, rowGate, tableGate, transactionOn, until, untilRetried } from './helpers/fault-points';
+
 import { tableFingerprint } from '../src/infra/writer';
 import { FILL_WRITER_TABLE, WRITER_TABLE } from '../src/db/demo';
 import { ensureSchema, SWITCH_DDL } from '../src/db/ledger';
@@ -55,46 +55,8 @@ const stack = useStack(
 );
 
 const worker = () => stack.spawnWorker();
-
-async function progressUntil(h: WorkflowHandle, what: string, ok: (p: Progress) => boolean, ms = 150_000): Promise<Progress> {
-  let last: Progress | undefined;
-  await until(
-    what,
-    async () => {
-      last = await h.query(progressQuery);
-      return ok(last);
-    },
-    ms,
-  ).catch((e: Error) => {
-    throw new Error(`${e.message}; last: ${JSON.stringify(last)}`);
-  });
-  return last!;
-}
-
-/** Runs `sql` on the target in one transaction; returns its transaction id as the stream (and the log) carry it. */
-async function targetTransaction(sql: string): Promise<string> {
-  const c = new pg.Client({ connectionString: stack.servers.tgt.url('tgt') });
-  await c.connect();
-  try {
-    await c.query('BEGIN');
-    await c.query(sql);
-    const xid = String((await c.query(`SELECT (pg_current_xact_id()::text::bigint % 4294967296)::text AS xid`)).rows[0].xid);
-    await c.query('COMMIT');
-    return xid;
-  } finally {
-    await c.end();
-  }
-}
-
-/** How often the source's log of the way back has the target transaction `xid`, and its rows. */
-async function logged(xid: string): Promise<{ times: number; rows: number }> {
-  const r = await stack.servers.src.query(
-    'src',
-    `SELECT count(*)::int AS times, coalesce(sum(rows), 0)::int AS rows FROM backfill.capture_log WHERE migration = $1 AND xid = $2::bigint`,
-    [BACK, xid],
-  );
-  return r.rows[0];
-}
+const targetTransaction = (sql: string) => transactionOn(stack.servers.tgt, 'tgt', sql);
+const logged = (xid: string) => loggedOn(stack.servers.src, 'src', BACK, xid);
 
 const count = async (server: 'src' | 'tgt', sql: string, values: unknown[] = []) => Number((await stack.servers[server].query(server, sql, values)).rows[0].n);
 const equal = async () => {

@@ -31,6 +31,16 @@ export class Reverse {
     this.r.approval = a;
   }
 
+  /** The switch back froze the target. */
+  froze(): void {
+    this.r.frozen = true;
+  }
+
+  /** The target takes writes again (cutover.reverse.unfreeze ran, or there is none to run). */
+  unfroze(): void {
+    this.r.frozen = false;
+  }
+
   /** The switch back's final window was red: the approval is void, and why is kept. Returns the approval voided. */
   backRed(why: string): Approval | undefined {
     const r = this.r;
@@ -40,9 +50,11 @@ export class Reverse {
     return a;
   }
 
-  /** The switch back ran. */
+  /** The switch back ran: the target stays as its freeze left it. */
   switchedBack(at: string): void {
-    this.r.switchedBackAt = at;
+    const r = this.r;
+    r.switchedBackAt = at;
+    r.frozen = false;
   }
 
   /** The switch ran: the source follows the target from now on. */

@@ -15,7 +15,8 @@ import type { MigrationState } from '../workflows/state';
 import type { MigrationWorkflow } from '../workflows/types';
 import { unfreezeAfter } from '../gate/final-check.workflow';
 import { rootCause } from '../workflows/errors';
-import { switchBack } from './switch-back.workflow';
+import { switchBack, unfreezeTarget } from './switch-back.workflow';
+import { reverseEnded } from './result.workflow';
 
 /** One call of the stream back follows it for at most this long before the workflow looks again. */
 const FOLLOW_MS = 10_000;
@@ -121,21 +122,26 @@ async function finishReverse(s: MigrationState): Promise<MigrationResult> {
   const f = r.finish ?? { by: 'the workflow', reason: 'finished' };
   await audit(s, 'finish', f.by, r.digest, { reason: f.reason });
   s.setPhase('completed', `the way back finished (${f.reason}); authority stays on the target`);
-  return {
-    migration: s.name,
-    phase: 'completed',
-    verdict: 'green',
-    ...(r.digest ? { digest: r.digest } : {}),
-    ...(r.switchedAt ? { switchedAt: r.switchedAt } : {}),
-    ...(s.gate.finalWindow ? { finalWindow: s.gate.finalWindow } : {}),
-    reverse: { transactions: r.transactions, rows: r.rows, finishedBy: f.by, reason: f.reason },
-  };
+  return reverseEnded(s, f.by, f.reason);
 }
 
-/** Temporal's cancellation in phase switched finishes the way back (authority stays on the target); undefined in any other phase. */
+/**
+ * Temporal's cancellation once the way back is open finishes it: in phase switched, or during a switch
+ * back that has not switched (the target unfrozen first), authority stays on the target; a switch back
+ * that has switched completes as one. Undefined before the switch.
+ */
 export function finishOnCancellation(s: MigrationState): Promise<MigrationResult> | undefined {
-  if (s.phase !== 'switched') return undefined;
-  return CancellationScope.nonCancellable(() => {
+  const r = s.reverse.view;
+  if (!r?.switchedAt) return undefined;
+  return CancellationScope.nonCancellable(async () => {
+    const back = reversedSpec(s.spec)!;
+    if (r.switchedBackAt) {
+      if (!r.dropped) await lastTries.dropCapture({ migration: back.name, spec: back });
+      s.reverse.dropped();
+      s.setPhase('completed', `switched back at ${r.switchedBackAt}: authority is on the source`);
+      return reverseEnded(s, r.approval?.approver ?? 'the switch back', 'switched back', r.switchedBackAt);
+    }
+    await unfreezeTarget(s, back, 'cancelled through Temporal', lastTries);
     s.reverse.finishAsked('cancellation', 'cancelled through Temporal');
     return finishReverse(s);
   });
@@ -146,6 +152,8 @@ export async function dropReverseLast(s: MigrationState): Promise<void> {
   const r = s.reverse.view;
   if (!r || r.dropped) return;
   const back = reversedSpec(s.spec)!;
+  // A switch back that failed before it switched: the target takes writes again first.
+  await unfreezeTarget(s, back, 'the migration failed', lastTries);
   await lastTries.dropCapture({ migration: back.name, spec: back });
   s.reverse.dropped();
 }

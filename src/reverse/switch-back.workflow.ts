@@ -10,6 +10,7 @@ import { acts, summarised } from '../workflows/activities';
 import { audit } from '../workflows/audit';
 import type { MigrationResult } from '../workflows/messages';
 import type { MigrationState } from '../workflows/state';
+import { reverseEnded } from './result.workflow';
 
 /** Writing transactions opened on the target before its freeze are waited for this long. */
 const WRITERS_GRACE_MS = 60_000;
@@ -31,9 +32,10 @@ export async function switchBack(s: MigrationState, back: MigrationSpec): Promis
       reason: 'the switch back',
     })
   ).at;
+  s.reverse.froze();
   const why = await finalWindowBack(s, back, frozenAt);
   if (why) {
-    if (back.cutover.unfreeze) await acts.runAction({ migration: s.name, execution: s.execution, spec: back, action: 'unfreeze', reason: why });
+    await unfreezeTarget(s, back, why);
     const voided = s.reverse.backRed(why);
     await audit(s, 'approval-void', voided?.approver, voided?.digest, { reason: why });
     s.setPhase('switched', `the switch back was red (${why}); authority stays on the target, the source follows it`);
@@ -52,16 +54,8 @@ export async function switchBack(s: MigrationState, back: MigrationSpec): Promis
   s.reverse.switchedBack(sw.switchedAt);
   await summarised('end the way back: drop its replication slot and publication on the target').dropCapture({ migration: back.name, spec: back });
   s.reverse.dropped();
-  const r = s.reverse.view!;
   s.setPhase('completed', `switched back at ${sw.switchedAt}, ${Date.now() - started} ms after the target's freeze: authority is on the source`);
-  return {
-    migration: s.name,
-    phase: 'completed',
-    verdict: 'green',
-    ...(r.digest ? { digest: r.digest } : {}),
-    ...(r.switchedAt ? { switchedAt: r.switchedAt } : {}),
-    reverse: { transactions: r.transactions, rows: r.rows, finishedBy: a.approver, reason: 'switched back', switchedBackAt: sw.switchedAt },
-  };
+  return reverseEnded(s, a.approver, 'switched back', sw.switchedAt);
 }
 
 /** The way back's final window on the frozen target: why it is red, or undefined. */
@@ -88,4 +82,11 @@ async function finalWindowBack(s: MigrationState, back: MigrationSpec, frozenAt:
   if (t.rewritten.length) return `rewritten or truncated since the switch (TRUNCATE, VACUUM FULL, CLUSTER, a type change): ${t.rewritten.join(', ')}`;
   if (!t.accounted) return `the writes since the switch are not proven: ${t.detail}`;
   return undefined;
+}
+
+/** The target takes writes again: `cutover.reverse.unfreeze` (when given) after a frozen switch back that did not switch. */
+export async function unfreezeTarget(s: MigrationState, back: MigrationSpec, why: string, a: typeof acts = acts): Promise<void> {
+  if (!s.reverse.view?.frozen) return;
+  if (back.cutover.unfreeze) await a.runAction({ migration: s.name, execution: s.execution, spec: back, action: 'unfreeze', reason: why });
+  s.reverse.unfroze();
 }

@@ -6,6 +6,7 @@ import type { MigrationState } from './state';
 import { audit } from './audit';
 import { hasConstraints, restoreAndValidate } from '../report/evidence.workflow';
 import { endCapture, slotNote } from '../capture/epochs.workflow';
+import { dropReverseLast } from '../reverse/stream.workflow';
 
 /** The migration's end when an abort was asked for, else undefined. */
 export async function stopIfAborted(s: MigrationState): Promise<MigrationResult | undefined> {
@@ -14,8 +15,9 @@ export async function stopIfAborted(s: MigrationState): Promise<MigrationResult 
   await condition(() => s.ranges.inFlight() === 0);
   // No constraint is left dropped: re-created (validated where the rows allow; the report says which).
   if (hasConstraints(s)) await restoreAndValidate(s);
-  // Nor a replication slot holding WAL on the source.
+  // Nor a replication slot holding WAL on the source, nor the way back's on the target.
   await endCapture(s);
+  await dropReverseLast(s);
   s.setPhase('aborted', control.aborted);
   await audit(s, 'abort', undefined, s.evidence.digest, { reason: control.aborted });
   return { migration: s.name, phase: 'aborted', verdict: 'red', reason: control.aborted };

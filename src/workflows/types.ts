@@ -73,6 +73,8 @@ export interface ReverseState {
   baseline?: CaptureBaseline;
   /** the switch back approved (void again when its final window is red) */
   approval?: Approval;
+  /** the switch back froze the target (cutover.reverse.freeze) and has not unfrozen it */
+  frozen?: boolean;
   /** the switch back ran: authority is on the source again */
   switchedBackAt?: string;
   /** why the last switch back attempt turned red */

@@ -15,6 +15,7 @@
 import assert from 'node:assert/strict';
 import pgLib from 'pg';
 import type { WorkflowHandle } from '@temporalio/client';
+import { progressQuery, type Progress } from '../../src/workflows/messages';
 import type { PostgresServer } from '../../src/infra/postgres';
 
 /** Polls `ok`; an error (a query while no live worker has the workflow, right after a kill) polls on. */
@@ -303,4 +304,45 @@ export async function advisoryGate(server: PostgresServer, db: string, key: numb
       await holder.end().catch(() => undefined);
     },
   };
+}
+
+/** Polls the progress until `ok`; a query fails while no live worker has the workflow: poll on. */
+export async function progressUntil(h: WorkflowHandle, what: string, ok: (p: Progress) => boolean, ms = 150_000): Promise<Progress> {
+  let last: Progress | undefined;
+  await until(
+    what,
+    async () => {
+      last = await h.query(progressQuery);
+      return ok(last);
+    },
+    ms,
+  ).catch((e: Error) => {
+    throw new Error(`${e.message}; last: ${JSON.stringify(last)}`);
+  });
+  return last!;
+}
+
+/** Runs `sql` in one transaction on `db`; returns its transaction id as a stream (and the capture log) carries it. */
+export async function transactionOn(server: PostgresServer, db: string, sql: string): Promise<string> {
+  const c = new pgLib.Client({ connectionString: server.url(db) });
+  await c.connect();
+  try {
+    await c.query('BEGIN');
+    await c.query(sql);
+    const xid = String((await c.query(`SELECT (pg_current_xact_id()::text::bigint % 4294967296)::text AS xid`)).rows[0].xid);
+    await c.query('COMMIT');
+    return xid;
+  } finally {
+    await c.end();
+  }
+}
+
+/** How often the capture log on `db` has transaction `xid` of `migration`'s stream, and the rows logged for it. */
+export async function loggedOn(server: PostgresServer, db: string, migration: string, xid: string): Promise<{ times: number; rows: number }> {
+  const r = await server.query(
+    db,
+    `SELECT count(*)::int AS times, coalesce(sum(rows), 0)::int AS rows FROM backfill.capture_log WHERE migration = $1 AND xid = $2::bigint`,
+    [migration, xid],
+  );
+  return r.rows[0] as { times: number; rows: number };
 }
