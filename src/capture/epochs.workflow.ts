@@ -5,7 +5,7 @@
 // counts; names, snapshots and connections stay in the activities and the ledger.
 import { CancellationScope, condition, isCancellation, patched } from '@temporalio/workflow';
 import { catchUpOf, durationMs, oneTable } from '../spec/schema';
-import type { ApplyOutcome } from './steps';
+import type { ApplyOutcome, WindowTable } from './steps';
 import { acts, holders, lastTries, summarised } from '../workflows/activities';
 import { backfill } from '../range/window.workflow';
 import { failure } from '../domain/failures';
@@ -294,11 +294,15 @@ export async function capturedFinalWindow(s: MigrationState): Promise<string | u
     spec: s.spec,
     since: c.checkpoint,
   });
-  const red = w.filter((x) => x.differing > 0 || x.source.rows !== x.target.rows || x.source.checksum !== x.target.checksum);
   s.capture.windowCompared(w.reduce((a, x) => a + x.keys, 0));
-  if (red.length)
-    return `the final window differs: ${red.map((x) => `${x.differing} of ${x.keys} changed key(s) in ${x.table}, e.g. (${x.sample[0]?.join(', ')})`).join('; ')}`;
-  return undefined;
+  const red = windowDifferences(w);
+  return red && `the final window differs: ${red}`;
+}
+
+/** The tables whose window differs, in a sentence (undefined: none); either direction's final window. */
+export function windowDifferences(w: WindowTable[]): string | undefined {
+  const red = w.filter((x) => x.differing > 0 || x.source.rows !== x.target.rows || x.source.checksum !== x.target.checksum);
+  return red.length ? red.map((x) => `${x.differing} of ${x.keys} changed key(s) in ${x.table}, e.g. (${x.sample[0]?.join(', ')})`).join('; ') : undefined;
 }
 
 /**

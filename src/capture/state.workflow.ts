@@ -21,6 +21,15 @@ export interface Applied {
   lagSeconds: number;
 }
 
+/** A stream's counts (either direction's) after one apply call: its work added, its position and lag taken. */
+export function countApplied(c: Pick<CaptureState, 'transactions' | 'rows' | 'applied' | 'lagBytes' | 'lagSeconds'>, r: Applied): void {
+  c.transactions += r.transactions;
+  c.rows += r.rows;
+  if (r.appliedLsn) c.applied = r.appliedLsn;
+  c.lagBytes = r.lagBytes;
+  c.lagSeconds = r.lagSeconds;
+}
+
 export class Capture {
   /** `state`: the capture state as it stands now (the live state's, which a continued run replaces). */
   constructor(private readonly state: () => CaptureState | undefined) {}
@@ -47,12 +56,7 @@ export class Capture {
 
   /** Counts an apply call's work. */
   applied(r: Applied): void {
-    const c = this.c;
-    c.transactions += r.transactions;
-    c.rows += r.rows;
-    if (r.appliedLsn) c.applied = r.appliedLsn;
-    c.lagBytes = r.lagBytes;
-    c.lagSeconds = r.lagSeconds;
+    countApplied(this.c, r);
   }
 
   /** A new snapshot epoch is opened: its number. */

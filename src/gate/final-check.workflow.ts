@@ -9,7 +9,7 @@ import { capturedFinalWindow, capturedTripwire } from '../capture/epochs.workflo
 import { refreshReport, hasConstraints, reconcileAll, restoreAndValidate } from '../report/evidence.workflow';
 
 /** How long the final check waits for writers that were open when the freeze ran. */
-const WRITERS_GRACE_MS = 60_000;
+export const WRITERS_GRACE_MS = 60_000;
 
 /** The final check; returns why it is red, or undefined when green. */
 export async function finalCheck(s: MigrationState, approved: Approval): Promise<string | undefined> {

@@ -4,7 +4,7 @@
 // the progress query reads it.
 import type { ReverseProgress } from '../workflows/messages';
 import type { LiveState, ReverseState } from '../workflows/types';
-import type { Applied } from '../capture/state.workflow';
+import { countApplied, type Applied } from '../capture/state.workflow';
 import type { CaptureBaseline } from '../capture/baseline';
 import type { Approval } from '../domain/report';
 
@@ -64,12 +64,7 @@ export class Reverse {
 
   /** Counts a call of the stream back. */
   applied(a: Applied): void {
-    const r = this.r;
-    r.transactions += a.transactions;
-    r.rows += a.rows;
-    if (a.appliedLsn) r.applied = a.appliedLsn;
-    r.lagBytes = a.lagBytes;
-    r.lagSeconds = a.lagSeconds;
+    countApplied(this.r, a);
   }
 
   /** A finish is asked for (the update, an abort, a cancellation, `keep` elapsed); the first one counts. */

@@ -11,9 +11,8 @@ import { audit } from '../workflows/audit';
 import type { MigrationResult } from '../workflows/messages';
 import type { MigrationState } from '../workflows/state';
 import { reverseEnded } from './result.workflow';
-
-/** Writing transactions opened on the target before its freeze are waited for this long. */
-const WRITERS_GRACE_MS = 60_000;
+import { windowDifferences } from '../capture/epochs.workflow';
+import { WRITERS_GRACE_MS } from '../gate/final-check.workflow';
 
 /** The switch back, once approved: the migration's end (green), or undefined (red: following again). */
 export async function switchBack(s: MigrationState, back: MigrationSpec): Promise<MigrationResult | undefined> {
@@ -70,9 +69,8 @@ async function finalWindowBack(s: MigrationState, back: MigrationSpec, frozenAt:
   }
   const r = s.reverse.view!;
   const win = await summarised(`compare every key changed on the target since ${r.point}`).compareWindow({ migration: back.name, spec: back, since: r.point });
-  const red = win.filter((x) => x.differing > 0 || x.source.rows !== x.target.rows || x.source.checksum !== x.target.checksum);
-  if (red.length)
-    return `the way back's final window differs: ${red.map((x) => `${x.differing} of ${x.keys} changed key(s) in ${x.table}, e.g. (${x.sample[0]?.join(', ')})`).join('; ')}`;
+  const red = windowDifferences(win);
+  if (red) return `the way back's final window differs: ${red}`;
   if (!r.baseline) return 'the way back has no baseline to account for the writes since the switch';
   const t = await summarised('account for every write on either side since the switch').captureTripwire({
     migration: back.name,
