@@ -41,6 +41,10 @@ const stack = useStack(TASK_QUEUE, async (db) => {
   await db.query('src', `INSERT INTO public.customers SELECT g, g::text FROM generate_series(1, 1000) g`);
   await db.query('src', `UPDATE public.customers SET ref = 'cust 1' WHERE id = 777`);
   await db.query('tgt', 'CREATE TABLE public.customers (id bigint PRIMARY KEY, ref integer NOT NULL)');
+  // Casts PostgreSQL makes silently: a text cut to a varchar's length, a numeric rounded to a scale.
+  await db.query('src', 'CREATE TABLE public.narrow (id bigint PRIMARY KEY, code text NOT NULL, amt numeric NOT NULL)');
+  await db.query('src', `INSERT INTO public.narrow SELECT g, 'c' || (g % 1000), g / 4.0 FROM generate_series(1, 3000) g`);
+  await db.query('tgt', 'CREATE TABLE public.narrow (id bigint PRIMARY KEY, code varchar(5) NOT NULL, amt numeric(12,2) NOT NULL)');
   await db.query('src', `CREATE ROLE app LOGIN PASSWORD 'app'`);
   // Drift cases: static copy mode, a change column, partitions.
   for (const t of ['public.static_add', 'public.delta_retype']) {
@@ -161,6 +165,40 @@ test('columns: validate evaluates a cast over every source row and names the val
   assert.equal(ok.code, 0, ok.stderr);
   assert.match(ok.stdout, /^ {4}ref: cast text → integer$/m);
 });
+
+test(
+  "columns: a cast that would cut a text to a varchar's length or round a numeric to a scale is named by validate, and its ranges are never green",
+  { timeout: 120_000 },
+  async () => {
+    // Every value fits at first: validate passes and shows the casts.
+    const doc = specFor('narrow', { source: 'public.narrow', target: 'public.narrow', chunk: { column: 'id', size: 1_000 } }, { taskQueue: TASK_QUEUE });
+    const ok = await backfill(['validate', write('narrow-ok.json', doc)], env());
+    assert.equal(ok.code, 0, ok.stderr);
+    assert.match(ok.stdout, /^ {4}code: cast text → character varying\(5\)$/m);
+    // One value too long, one too precise.
+    await stack.pg.query('src', `UPDATE public.narrow SET code = 'toolongvalue' WHERE id = 1500`);
+    await stack.pg.query('src', `UPDATE public.narrow SET amt = 1.234 WHERE id = 2500`);
+    const refused = await backfill(['validate', write('narrow.json', doc)], env());
+    assert.equal(refused.code, 2, refused.stdout);
+    assert.match(refused.stderr, /tables\[0\]\.columns: "code" \(code: cast text → character varying\(5\)\) would cut or round the value of 1 source row\(s\)/);
+    assert.match(refused.stderr, /"amt" \(amt: cast numeric → numeric\(12,2\)\) would cut or round the value of 1 source row\(s\)/);
+    // Run anyway: the copy casts as PostgreSQL does, and the two ranges holding those rows differ.
+    const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+    const p = await waitForPhase(h, ['needs_attention', 'awaiting_approval', 'completed', 'failed']);
+    assert.equal(p.phase, 'needs_attention', p.detail);
+    const report: Report = await h.query(reportQuery);
+    assert.equal(report.verdict, 'red');
+    const red = report.tables[0].ranges.filter((r) => r.status !== 'verified');
+    assert.deepEqual(
+      red.map((r) => [r.index, Object.keys(r.changedColumns)]),
+      [
+        [1, ['code']],
+        [2, ['amt']],
+      ],
+    );
+    await h.terminate('the test is done');
+  },
+);
 
 test('columns: the digest covers the column plan: the same ranges with another column left out present another digest', () => {
   const evidence = (omitted: string): TableEvidence => ({

@@ -268,15 +268,23 @@ function keyMatch(key: ChangeColumn[], offset: number): string {
   return key.map((c, n) => `${quoteIdent(c.target)} = $${offset + n + 1}::${c.type}`).join(' AND ');
 }
 
-/** `target` is quoted already; $1.. the columns' values. */
+/**
+ * `target` is quoted already; $1.. the columns' values. The source's values are kept, as COPY keeps
+ * them: an identity column GENERATED ALWAYS takes them too (OVERRIDING SYSTEM VALUE; a no-op on
+ * other tables).
+ */
 export function insertRowSql(target: string, columns: ChangeColumn[]): string {
   const cols = columns.map((c) => quoteIdent(c.target)).join(', ');
   const params = columns.map((c, i) => `$${i + 1}::${c.type}`).join(', ');
-  return `INSERT INTO ${target} (${cols}) VALUES (${params})`;
+  return `INSERT INTO ${target} (${cols}) OVERRIDING SYSTEM VALUE VALUES (${params})`;
 }
 
-/** $1.. the values of the columns `set`, then the key's. */
+/**
+ * $1.. the values of the columns `set`, then the key's. Nothing to set (an update of key columns
+ * only, to the values they had): the row is looked for, so that a missing one still counts.
+ */
 export function updateRowSql(target: string, set: ChangeColumn[], key: ChangeColumn[]): string {
+  if (!set.length) return `SELECT 1 FROM ${target} WHERE ${keyMatch(key, 0)}`;
   const assignments = set.map((c, i) => `${quoteIdent(c.target)} = $${i + 1}::${c.type}`).join(', ');
   return `UPDATE ${target} SET ${assignments} WHERE ${keyMatch(key, set.length)}`;
 }

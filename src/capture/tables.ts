@@ -182,9 +182,13 @@ export class StatementCache {
 
   private update(b: BoundRelation, change: UpdateMessage): PreparedChange {
     const t = b.table;
-    const set = b.positions.map((p) => change.tuple[p]?.kind !== 'unchanged');
     const newKey = this.keyOf(b, change.tuple, 'an update');
     const oldKey = change.old ? this.keyOf(b, change.old.tuple, 'an update') : newKey;
+    const moved = oldKey.some((v, j) => v !== newKey[j]);
+    // A key that did not move is matched, not set: an identity key GENERATED ALWAYS may only be
+    // set to DEFAULT (one that moved is set, and such a table refuses it, loudly).
+    const kept = new Set(moved ? [] : b.keyColumns);
+    const set = b.positions.map((p, i) => change.tuple[p]?.kind !== 'unchanged' && !kept.has(i));
     const setValues = b.positions.flatMap((p, i) => (set[i] ? [valueOf(change.tuple[p])] : []));
     const shape = set.map((s) => (s ? '1' : '0')).join('');
     const s = this.cached(`${t.index}\0U\0${shape}`, () =>
@@ -194,7 +198,6 @@ export class StatementCache {
         keyTargets(b),
       ),
     );
-    const moved = oldKey.some((v, j) => v !== newKey[j]);
     return { statement: { ...s, values: [...setValues, ...oldKey] }, keys: moved ? [oldKey, newKey] : [newKey], kind: 'update' };
   }
 

@@ -50,9 +50,10 @@ export function keepIdenticalSql(t: BoundTable): string {
   return `DELETE FROM ${quoteIdent(STAGE)} s USING ${t.target} t WHERE ${keysEqual(t, 't', 's')}`;
 }
 
+/** The staged rows, with the source's values (an identity column GENERATED ALWAYS takes them too, as with COPY). */
 export function insertStagedSql(t: BoundTable): string {
   const cols = t.columns.map(quoteIdent).join(', ');
-  return `INSERT INTO ${t.target} (${cols}) SELECT ${cols} FROM ${quoteIdent(STAGE)}`;
+  return `INSERT INTO ${t.target} (${cols}) OVERRIDING SYSTEM VALUE SELECT ${cols} FROM ${quoteIdent(STAGE)}`;
 }
 
 /** Keys of source rows that changed but no longer pass the spec's filter: gone, for this migration. */

@@ -332,21 +332,30 @@ export async function relationsIn(c: pg.ClientBase | pg.Pool, schema: string, na
 
 /**
  * $1 a table's oid, $2 column names: the serial or identity sequence of each (as pg_get_serial_sequence
- * finds it, by its dependency), by oid so no schema lookup can fail, with the role's rights on it.
+ * finds it, by its dependency), else one its default draws from (a sequence no column owns), by oid
+ * so no schema lookup can fail, with the role's rights on it.
  */
 const SEQUENCE_RIGHTS = `
-SELECT a.attname AS column, n.nspname AS schema, s.relname AS name,
+SELECT * FROM (
+SELECT DISTINCT ON (a.attname) a.attname AS column, n.nspname AS schema, s.relname AS name,
        has_sequence_privilege(s.oid, 'UPDATE') AS "update",
        has_sequence_privilege(s.oid, 'SELECT') OR has_sequence_privilege(s.oid, 'USAGE') AS read,
        has_sequence_privilege(s.oid, 'USAGE') AS usage,
        has_schema_privilege(s.relnamespace, 'USAGE') AS schema_usage
-  FROM pg_depend d
-  JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+  FROM (SELECT d.objid AS seq, d.refobjsubid AS attnum, 0 AS how
+          FROM pg_depend d
+         WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i') AND d.refobjid = $1::oid
+        UNION ALL
+        SELECT d.refobjid, ad.adnum, 1
+          FROM pg_attrdef ad
+          JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid AND d.refclassid = 'pg_class'::regclass
+         WHERE ad.adrelid = $1::oid) q
+  JOIN pg_class s ON s.oid = q.seq AND s.relkind = 'S'
   JOIN pg_namespace n ON n.oid = s.relnamespace
-  JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
- WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
-   AND d.refobjid = $1::oid AND a.attname = ANY ($2::text[])
- ORDER BY array_position($2::text[], a.attname::text)`;
+  JOIN pg_attribute a ON a.attrelid = $1::oid AND a.attnum = q.attnum
+ WHERE a.attname = ANY ($2::text[])
+ ORDER BY a.attname, q.how) r
+ ORDER BY array_position($2::text[], r.column::text)`;
 
 export interface SequenceRights {
   column: string;

@@ -62,6 +62,12 @@ export interface BoundTable {
   /** per target column: the source expression that yields it, already cast to the target type */
   sourceExprs: string[];
   /**
+   * Per target column, where the cast to the target's type can cut or round a value (a length, a
+   * precision or a scale): the condition that it did not (see keptByCast). A value the cast changed
+   * hashes as NULL on the source side, so its range differs from the target's: never green.
+   */
+  lossless?: (string | null)[];
+  /**
    * Columns compared but not written: generated on the target (it computes them), read from the
    * source's column of the same name. They enter the row hash after `columns`.
    */
@@ -81,6 +87,29 @@ export interface BoundTable {
   hashAs?: HashAs[];
 }
 
+/**
+ * The type a value of `type` is held in without its length, precision or scale: `character
+ * varying(5)` → `character varying`, `numeric(12,2)` → `numeric`. Undefined for a type without
+ * one (nothing to cut).
+ */
+function unboundedType(type: string): string | undefined {
+  const m = /^([a-z ]+?)\s*\(\d+(?:,\s*\d+)?\)(.*)$/.exec(type);
+  if (!m) return undefined;
+  // Without a length, character is character(1) and bit is bit(1): their unbounded kin.
+  const base = m[1] === 'character' ? 'bpchar' : m[1] === 'bit' ? 'bit varying' : m[1];
+  return `${base}${m[2]}`;
+}
+
+/**
+ * The condition that `expr` (a source expression) keeps its value when cast to the target's `type`
+ * (PostgreSQL's explicit casts cut a text to a varchar's length and round a numeric to a scale,
+ * silently), or undefined when the type has nothing to cut.
+ */
+export function keptByCast(expr: string, type: string): string | undefined {
+  const base = unboundedType(type);
+  return base ? `(${expr})::${type} IS NOT DISTINCT FROM (${expr})::${base}` : undefined;
+}
+
 /** `bits`: a float's IEEE bits (float8send): exact, and cheaper than its text (which they match but for NaN payloads). */
 export type HashAs = 'value' | 'collated' | 'text' | 'bits';
 
@@ -94,8 +123,20 @@ export function hashedColumns(t: BoundTable): string[] {
   return t.compared?.length ? [...t.columns, ...t.compared] : t.columns;
 }
 
+/**
+ * What the row hash covers on `side`, column by column (hashedColumns): on the source, a value its
+ * cast changed (see BoundTable.lossless) is NULL, so it cannot match what the target holds.
+ */
+export function hashedExprs(t: BoundTable, side: Side): string[] {
+  return hashedColumns(t).map((c, i) => {
+    const e = columnExpr(t, side, c);
+    const kept = side === 'source' ? t.lossless?.[i] : undefined;
+    return kept ? `(CASE WHEN ${kept} THEN ${e} END)` : e;
+  });
+}
+
 /** The expression that yields target column `c` on `side`. */
-export function columnExpr(t: BoundTable, side: Side, c: string): string {
+function columnExpr(t: BoundTable, side: Side, c: string): string {
   if (side === 'target') return quoteIdent(c);
   const i = t.columns.indexOf(c);
   return i >= 0 ? t.sourceExprs[i] : quoteIdent(c);
@@ -201,7 +242,7 @@ export function copyInSql(t: BoundTable, into: string = t.target): string {
  * more: a sum of linear row hashes would not see values swapped between two rows.
  */
 export function rowHashExpr(t: BoundTable, side: Side): string {
-  const exprs = hashedColumns(t).map((c) => columnExpr(t, side, c));
+  const exprs = hashedExprs(t, side);
   const how = t.hashAs;
   if (!how) return `hashtextextended(ROW(${exprs.join(', ')})::text, 0)`;
   const parts = exprs.map((e, i) =>

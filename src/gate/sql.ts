@@ -7,7 +7,19 @@ import { keyExprs, quoteIdent, rowsOf, type BoundTable, type Selection, type Sid
 export const CLOCK_SQL = 'SELECT clock_timestamp()::text AS at';
 
 /** $1 a table (regclass text), $2 a column: its serial or identity sequence, or NULL. */
-export const SERIAL_SEQUENCE_SQL = 'SELECT pg_get_serial_sequence($1, $2) AS seq';
+/**
+ * $1 a table, $2 a column name: its serial or identity sequence (pg_get_serial_sequence, by ownership),
+ * else a sequence its default draws from (`DEFAULT nextval('seq')` of a sequence no column owns).
+ */
+export const SERIAL_SEQUENCE_SQL = `
+SELECT coalesce(pg_get_serial_sequence($1, $2),
+                (SELECT s.oid::regclass::text
+                   FROM pg_attribute a
+                   JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+                   JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid AND d.refclassid = 'pg_class'::regclass
+                   JOIN pg_class s ON s.oid = d.refobjid AND s.relkind = 'S'
+                  WHERE a.attrelid = $1::regclass AND a.attname = $2
+                  LIMIT 1)) AS seq`;
 
 export function countSql(t: BoundTable, side: Side): string {
   return `SELECT count(*)::text AS count ${rowsOf(t, side)}`;

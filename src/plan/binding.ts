@@ -18,7 +18,7 @@ import {
   type TableInfo,
   type TableSizing,
 } from '../db/catalog';
-import { hashedColumns, SERVER_VERSION_SQL, duplicatesSql, hashAs, profileSql, quoteIdent, sourceSelect, type BoundTable } from '../db/sql';
+import { hashedColumns, SERVER_VERSION_SQL, duplicatesSql, hashAs, keptByCast, profileSql, quoteIdent, sourceSelect, type BoundTable } from '../db/sql';
 import { columnProbeSql, noRowsSql } from './sql';
 import { LEDGER_SCHEMA } from '../db/ledger';
 import { guarded } from '../db/errors';
@@ -360,11 +360,11 @@ function bind(
   const sc = new Map<string, ColumnInfo>(s.columns.map((c) => [c.name, c]));
   const dc = new Map<string, ColumnInfo>(d.columns.map((c) => [c.name, c]));
   // Cast to the target's type where the types differ, so binary COPY and the hashes agree.
-  const sourceExprs = columns.map((c) => {
-    const type = dc.get(c)!.type;
-    if (transform[c]) return `(${transform[c]})::${type}`;
-    return sc.get(c)!.type === type ? quoteIdent(c) : `${quoteIdent(c)}::${type}`;
-  });
+  const raw = (c: string) => (transform[c] ? `(${transform[c]})` : quoteIdent(c));
+  const cast = (c: string) => Boolean(transform[c]) || sc.get(c)!.type !== dc.get(c)!.type;
+  const sourceExprs = columns.map((c) => (cast(c) ? `${raw(c)}::${dc.get(c)!.type}` : quoteIdent(c)));
+  // Where that cast can cut or round a value, the hash sees it did (db/sql.ts, keptByCast).
+  const lossless = columns.map((c) => (cast(c) ? (keptByCast(raw(c), dc.get(c)!.type) ?? null) : null));
   return {
     source: s.quoted,
     target: d.quoted,
@@ -379,6 +379,7 @@ function bind(
     targetTypes: columns.map((c) => dc.get(c)!.type),
     columns,
     sourceExprs,
+    ...(lossless.some(Boolean) ? { lossless } : {}),
     key,
     keyTypes: key.map((k) => dc.get(k)!.type),
     chunk,
@@ -430,12 +431,15 @@ async function valueProblems(src: pg.ClientBase, b: Binding, at: string): Promis
   const out: string[] = [];
   for (const [i, column] of b.columns.entries()) {
     if (b.sourceExprs[i] === quoteIdent(column)) continue;
-    const r = await src.query(columnProbeSql(b, i)).catch((e: Error) => e);
-    if (r instanceof Error) {
-      const what = b.columnPlan.find((p) => p.column === column);
-      const how = what?.fate === 'transform' ? `transform.${column}` : 'columns';
-      out.push(`${at}.${how}: "${column}" (${what ? describeColumn(what) : column}) fails on the source's rows: ${r.message}`);
-    }
+    const r = await src.query<{ changed: number }>(columnProbeSql(b, i)).catch((e: Error) => e);
+    const what = b.columnPlan.find((p) => p.column === column);
+    const how = what?.fate === 'transform' ? `transform.${column}` : 'columns';
+    const named = `${at}.${how}: "${column}" (${what ? describeColumn(what) : column})`;
+    if (r instanceof Error) out.push(`${named} fails on the source's rows: ${r.message}`);
+    else if (r.rows[0].changed > 0)
+      out.push(
+        `${named} would cut or round the value of ${r.rows[0].changed} source row(s) (longer, or more precise, than the target's type holds): widen the target column, or say how in transform.${column}`,
+      );
   }
   return out;
 }

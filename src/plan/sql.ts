@@ -9,7 +9,9 @@ import { quoteIdent, rowsOf, underTable, type BoundTable } from '../db/sql';
  * the first range. `count(*) FILTER` makes the server evaluate it for each row.
  */
 export function columnProbeSql(t: BoundTable, i: number): string {
-  return `SELECT count(*) FILTER (WHERE (${t.sourceExprs[i]}) IS NULL) AS nulls ${rowsOf(t, 'source')}`;
+  const kept = t.lossless?.[i];
+  const changed = kept ? `count(*) FILTER (WHERE NOT (${kept}))` : '0';
+  return `SELECT count(*) FILTER (WHERE (${t.sourceExprs[i]}) IS NULL) AS nulls, ${changed}::int AS changed ${rowsOf(t, 'source')}`;
 }
 
 /** Bounds of the range columns on the source: what the plan starts from. */

@@ -1,8 +1,7 @@
 // The SQL of a range: its copy with each row's hash, the delete before it, the narrowing scans that
 // locate differing rows, and the import of an epoch's snapshot. Built on src/db/sql.ts.
 import {
-  columnExpr,
-  hashedColumns,
+  hashedExprs,
   keyExprs,
   quoteIdent,
   quoteLiteral,
@@ -65,7 +64,7 @@ export function bucketSql(t: BoundTable, side: Side, r: KeyRange, bits: number, 
 
 /** Each row's key (JSON text), row hash and per-column hashes: what locating compares. */
 function rowEvidence(t: BoundTable, side: Side): string {
-  const colHashes = hashedColumns(t).map((c) => `hashtextextended(ROW(${columnExpr(t, side, c)})::text, 0)::text`);
+  const colHashes = hashedExprs(t, side).map((e) => `hashtextextended(ROW(${e})::text, 0)::text`);
   return `SELECT json_build_array(${keyExprs(t, side)
     .map((e) => `${e}::text`)
     .join(', ')})::text AS key,
