@@ -7,7 +7,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WorkflowUpdateFailedError } from '@temporalio/client';
 import { backfillMigration } from '../src/workflows/migration';
-import { abortSignal, approveCutoverUpdate, finishUpdate, switchBackUpdate, progressQuery, type Progress } from '../src/workflows/messages';
+import pg from 'pg';
+import { abortSignal, approveCutoverUpdate, finishUpdate, switchBackUpdate, progressQuery, reportQuery, type Progress } from '../src/workflows/messages';
+import type { Report } from '../src/domain/report';
+import { lastKeptReport } from '../src/report/build';
+import { renderMarkdown } from '../src/report/render';
+import { openedNote, reverseFromAudit, reverseLines, reversePhase } from '../src/domain/reverse-report';
 import { captureOf, checkSpec, type MigrationSpecInput } from '../src/spec/schema';
 import { reversedSpec } from '../src/spec/reverse';
 import { endingOf, replayAndMaybeRecord, waitForPhase } from './helpers/temporal';
@@ -19,7 +24,7 @@ import { FILL_WRITER_TABLE, WRITER_TABLE } from '../src/db/demo';
 
 const TASK_QUEUE = 'reverse';
 const ROWS = 20_000;
-const TABLES = ['orders', 'kept', 'leftover', 'aborted', 'cancelled', 'refused', 'back', 'held'];
+const TABLES = ['orders', 'kept', 'leftover', 'aborted', 'cancelled', 'refused', 'back', 'held', 'failing', 'truncated', 'checkpointed'];
 
 const stack = useStack(TASK_QUEUE, async (db) => {
   await db.query('src', `CREATE ROLE app LOGIN PASSWORD 'app'`);
@@ -31,6 +36,17 @@ const stack = useStack(TASK_QUEUE, async (db) => {
     await db.query('tgt', WRITER_TABLE(`public.${t}`));
     await db.query('tgt', `GRANT SELECT ON public.${t} TO app`);
   }
+  // An identity key GENERATED ALWAYS on both sides, as an application's own table would have it.
+  // And a column whose default draws from a sequence no column owns.
+  const ident =
+    "CREATE SEQUENCE public.ident_ref; CREATE TABLE public.ident (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, v text NOT NULL, ref bigint NOT NULL DEFAULT nextval('public.ident_ref'))";
+  await db.query('src', ident);
+  await db.query('src', `INSERT INTO public.ident (v) SELECT 'row ' || g FROM generate_series(1, 2000) g`);
+  await db.query('tgt', ident);
+  // The target's column is wider than the source's: a value written there may not fit back.
+  await db.query('src', 'CREATE TABLE public.narrowed (id bigint PRIMARY KEY, code varchar(5) NOT NULL)');
+  await db.query('src', `INSERT INTO public.narrowed SELECT g, 'c' || g FROM generate_series(1, 1000) g`);
+  await db.query('tgt', 'CREATE TABLE public.narrowed (id bigint PRIMARY KEY, code text NOT NULL)');
 });
 
 type Doc = MigrationSpecInput & { name: string; cutover: NonNullable<MigrationSpecInput['cutover']> };
@@ -75,10 +91,32 @@ const refusedWith = (re: RegExp) => (e: unknown) => {
   return true;
 };
 
+/** The report the ledger keeps for a migration, with its audit as it stands (`backfill report --ledger`). */
+async function ledgerReport(migration: string): Promise<Report> {
+  const pool = new pg.Pool({ connectionString: stack.pg.url('tgt') });
+  try {
+    const r = await lastKeptReport(pool, migration);
+    assert.ok(r, `the ledger keeps a report of ${migration}`);
+    return r;
+  } finally {
+    await pool.end();
+  }
+}
+
 const same = async (table: string) => {
   const [s, t] = await Promise.all([tableFingerprint(stack.pg.url('src'), `public.${table}`), tableFingerprint(stack.pg.url('tgt'), `public.${table}`)]);
   return { s, t, equal: s.rows === t.rows && s.md5 === t.md5 };
 };
+
+/** Started, approved at the gate, and on to phase switched (no writer). */
+async function toSwitched(doc: Doc) {
+  const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+  const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
+  assert.equal(p.phase, 'awaiting_approval', p.detail);
+  await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: p.digest! }] });
+  assert.equal((await waitForPhase(h, ['switched', 'completed', 'failed'])).phase, 'switched');
+  return h;
+}
 
 /** Through the backfill with a writer on the source, to the approval, and on to phase switched. */
 async function switchWithWriter(doc: Doc, table: string) {
@@ -157,7 +195,13 @@ test(
     assert.equal(dup.rows[0].n, dup.rows[0].d, 'no target transaction applied twice');
     // The result counts every one of them, the call the finish stopped included.
     assert.equal(r.reverse?.transactions, dup.rows[0].n, JSON.stringify(r.reverse));
-    await replayAndMaybeRecord(h, 'reverse-finished');
+    // The report says how the way back ended, live and from the ledger.
+    const live: Report = await h.query(reportQuery);
+    assert.deepEqual(live.reverse?.finished, { by: 'carol', reason: 'the target is fine' });
+    assert.equal(live.reverse?.stream?.transactions, r.reverse?.transactions);
+    const kept = await ledgerReport('reversed');
+    assert.deepEqual([kept.phase, kept.reverse?.finished], ['completed', { by: 'carol', reason: 'the target is fine' }]);
+    await replayAndMaybeRecord(h, 'reverse-finished-reported');
   },
 );
 
@@ -179,6 +223,15 @@ test(
     const p: Progress = await h.query(progressQuery);
     const digest = p.reverse!.digest!;
     assert.match(digest, /^[0-9a-f]{32}$/);
+    // The report presents the way back's evidence and its digest, live and as the ledger keeps it.
+    const live: Report = await h.query(reportQuery);
+    assert.equal(live.phase, 'switched');
+    assert.equal(live.reverse?.digest, digest);
+    assert.match(live.reverse?.point ?? '', /^[0-9A-F]+\/[0-9A-F]+$/);
+    assert.ok(live.reverse?.stream, JSON.stringify(live.reverse));
+    const kept = await ledgerReport('reversed-back');
+    assert.deepEqual([kept.phase, kept.reverse?.digest, kept.reverse?.point], ['switched', digest, live.reverse?.point]);
+    assert.match(renderMarkdown(kept), /## The way back\n\nAuthority is on the target since .*; the source follows it\./);
     await assert.rejects(
       h.executeUpdate(switchBackUpdate, { args: [{ approver: 'bob', digest: 'f'.repeat(32) }] }),
       refusedWith(/is not the way back's evidence/),
@@ -189,6 +242,7 @@ test(
     const after: Progress = await h.query(progressQuery);
     assert.equal(after.phase, 'switched', red.detail);
     assert.match(after.reverse!.red!, /row version|differ/);
+    assert.equal((await h.query<Report>(reportQuery)).reverse?.red, after.reverse!.red);
     const canWrite = async (db: 'src' | 'tgt') =>
       (await stack.pg.query(db, `SELECT has_table_privilege('app', 'public.back', 'INSERT') AS w`)).rows[0].w as boolean;
     assert.deepEqual([await canWrite('tgt'), await canWrite('src')], [true, false], 'the target unfrozen, the source still frozen');
@@ -219,7 +273,143 @@ test(
       ['switch', 'approve-switch-back', 'approval-void', 'approve-switch-back', 'switch-back'],
     );
     assert.equal(actions.filter((a) => a === 'switch-back-refused').length, 1, 'the refused attempt is audited');
-    await replayAndMaybeRecord(h, 'reverse-switched-back');
+    // The report: how the way back ended, and its final window.
+    const end: Report = await h.query(reportQuery);
+    assert.equal(end.reverse?.switchedBackAt, r.reverse?.switchedBackAt);
+    // Its audit shows the switch back's own entries at once (the target's freeze, the switch back).
+    const trail = (end.audit?.entries ?? []).map((e) => e.action);
+    assert.deepEqual(trail.slice(trail.lastIndexOf('approve-switch-back')), ['approve-switch-back', 'freeze', 'switch-back']);
+    assert.ok((end.reverse?.window?.keys ?? 0) > 0 && end.reverse?.window?.proof, JSON.stringify(end.reverse));
+    const ledger = await ledgerReport('reversed-back');
+    assert.equal(ledger.phase, 'completed');
+    assert.deepEqual([ledger.reverse?.digest, ledger.reverse?.red, ledger.reverse?.switchedBackAt !== undefined], [digest, undefined, true]);
+    const page = renderMarkdown(ledger);
+    assert.match(page, /Switched back at .*: authority is on the source again\./);
+    assert.match(page, new RegExp(`Digest of the way back: \`${digest}\``));
+    await replayAndMaybeRecord(h, 'reverse-switched-back-reported');
+  },
+);
+
+test(
+  'reverse: an identity key GENERATED ALWAYS on both sides: ids the source made go forward, ids the target makes go back; after the switch back the source makes new ids past them; a VACUUM FULL on the target is proven by the totals of every row; equal by md5',
+  { timeout: 240_000 },
+  async () => {
+    const doc = reverseSpec('reversed-ident', 'ident');
+    const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+    const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
+    assert.equal(p.phase, 'awaiting_approval', p.detail);
+    // The source makes ids while the stream follows it: they reach the target as the source made them.
+    await stack.pg.query('src', `INSERT INTO public.ident (v) SELECT 'before the switch ' || g FROM generate_series(1, 10) g`);
+    await stack.pg.query('src', `UPDATE public.ident SET v = v || ' changed' WHERE id % 100 = 0`);
+    await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: p.digest! }] });
+    assert.equal((await waitForPhase(h, ['switched', 'completed', 'failed'])).phase, 'switched');
+    // The target makes ids now (its sequence was advanced past the copied keys at the switch).
+    const made = await stack.pg.query('tgt', `INSERT INTO public.ident (v) SELECT 'on the target ' || g FROM generate_series(1, 30) g RETURNING id, ref`);
+    const targetIds = made.rows.map((r) => Number(r.id));
+    assert.ok(Math.min(...targetIds) > 2010, `the target's new ids start past the copied ones: ${Math.min(...targetIds)}`);
+    const refs = made.rows.map((r) => Number(r.ref));
+    assert.ok(Math.min(...refs) > 2010, `the sequence no column owns was advanced too: ${Math.min(...refs)}`);
+    await stack.pg.query('tgt', `UPDATE public.ident SET v = 'updated on the target' WHERE id IN (5, ${targetIds[0]})`);
+    await stack.pg.query('tgt', `DELETE FROM public.ident WHERE id IN (6, ${targetIds[1]})`);
+    await until('the source follows the target', async () => (await same('ident')).equal, 60_000);
+    // The target's storage rewritten (VACUUM FULL): the rows proof cannot vouch for it, so the switch
+    // back compares every row's totals on both sides instead.
+    await stack.pg.query('tgt', 'VACUUM FULL public.ident');
+    const digest = (await h.query<Progress>(progressQuery)).reverse!.digest!;
+    await h.executeUpdate(switchBackUpdate, { args: [{ approver: 'bob', digest }] });
+    const r = await h.result();
+    assert.equal(r.reverse?.reason, 'switched back', r.reason);
+    const { s: src, t: tgt, equal } = await same('ident');
+    assert.ok(equal, `source ${JSON.stringify(src)} target ${JSON.stringify(tgt)}`);
+    // The source's sequence was advanced past the target's ids at the switch back: no collision.
+    const next = await stack.pg.query('src', `INSERT INTO public.ident (v) VALUES ('after the switch back') RETURNING id, ref`);
+    assert.ok(Number(next.rows[0].id) > Math.max(...targetIds), `the source's next id ${next.rows[0].id} is past the target's ${Math.max(...targetIds)}`);
+    assert.ok(Number(next.rows[0].ref) > Math.max(...refs), `the source's next ref ${next.rows[0].ref} is past the target's ${Math.max(...refs)}`);
+    assert.match(
+      (await h.query<Report>(reportQuery)).reverse?.window?.proof ?? '',
+      /^storage rewritten since the switch \(VACUUM FULL, CLUSTER, a type change\): public\.ident; so every table's totals were compared on both sides instead, and agree/,
+    );
+    assert.deepEqual(await leftBehind(doc), { slots: [], publications: { src: [], tgt: [] } });
+  },
+);
+
+test(
+  "reverse: a value written on the target that the source's column cannot hold (text there, varchar(5) here) is cut by the way back, and the switch back is red, never green",
+  { timeout: 240_000 },
+  async () => {
+    const doc = reverseSpec('reversed-narrowed', 'narrowed');
+    const h = await toSwitched(doc);
+    await stack.pg.query('tgt', `UPDATE public.narrowed SET code = 'toolongvalue' WHERE id = 7`);
+    await until(
+      'the way back applied it, cut',
+      async () => (await stack.pg.query('src', 'SELECT code FROM public.narrowed WHERE id = 7')).rows[0].code === 'toolo',
+      60_000,
+    );
+    const digest = (await h.query<Progress>(progressQuery)).reverse!.digest!;
+    await h.executeUpdate(switchBackUpdate, { args: [{ approver: 'bob', digest }] });
+    await until('the switch back turns red', async () => (await h.query<Progress>(progressQuery)).reverse?.red !== undefined, 60_000);
+    const red = (await h.query<Progress>(progressQuery)).reverse!.red!;
+    assert.match(red, /^the way back's final window differs: 1 of 1 changed key\(s\) in public\.narrowed/);
+    assert.equal((await h.query<Progress>(progressQuery)).phase, 'switched');
+    await h.executeUpdate(finishUpdate, { args: [{ actor: 'carol', reason: 'the source cannot hold it' }] });
+    assert.equal((await h.result()).phase, 'completed');
+    assert.deepEqual(await leftBehind(doc), { slots: [], publications: { src: [], tgt: [] } });
+  },
+);
+
+test(
+  'reverse: checkpoints of the way back prove the source whole against the target at a snapshot; one that does not hold says why and the last good one stays; the switch back compares only what came after',
+  { timeout: 240_000 },
+  async () => {
+    const base = reverseSpec('reversed-checkpoint', 'checkpointed');
+    const doc = { ...base, cutover: { ...base.cutover, reverse: { ...base.cutover.reverse!, checkpoint: '1 second' } } } as Doc;
+    const h = await toSwitched(doc);
+    await stack.pg.query('tgt', `UPDATE public.checkpointed SET status = 'before the checkpoint' WHERE id <= 300`);
+    const reverse = async () => (await h.query<Report>(reportQuery)).reverse!;
+    await until('a checkpoint holds after the writes', async () => (await reverse()).stream!.rows >= 300 && (await reverse()).checkpoint !== undefined, 60_000);
+    const held = (await reverse()).checkpoint!;
+    assert.match(held.point, /^[0-9A-F]+\/[0-9A-F]+$/);
+    // A write on the source that no stream carried: the next checkpoint does not hold, and says so.
+    await stack.pg.query('src', `UPDATE public.checkpointed SET status = 'meddled' WHERE id = 9`);
+    await until('a checkpoint does not hold', async () => (await reverse()).checkpointRed !== undefined, 60_000);
+    const r1 = await reverse();
+    assert.match(r1.checkpointRed!, /the source differs from the target: public\.checkpointed \(count|checksum/);
+    assert.equal(r1.checkpoint?.point, held.point, 'the last checkpoint that held stays');
+    // Put right, then a few writes on the target.
+    await stack.pg.query('src', `UPDATE public.checkpointed SET status = 'before the checkpoint' WHERE id = 9`);
+    await stack.pg.query('tgt', `UPDATE public.checkpointed SET status = 'after the checkpoint' WHERE id IN (1, 2, 3, 4, 5)`);
+    await until('the source follows the target', async () => (await same('checkpointed')).equal, 60_000);
+    const digest = (await h.query<Progress>(progressQuery)).reverse!.digest!;
+    await h.executeUpdate(switchBackUpdate, { args: [{ approver: 'bob', digest }] });
+    const r = await h.result();
+    assert.equal(r.reverse?.reason, 'switched back', r.reason);
+    const end = await reverse();
+    assert.ok((end.window?.keys ?? 300) <= 5, `the switch back compared the keys since a checkpoint, not the 300 before it: ${JSON.stringify(end.window)}`);
+    assert.ok((await same('checkpointed')).equal, 'the source equals the target');
+    assert.match(renderMarkdown(await h.query<Report>(reportQuery)), /Checkpoint: at .* the source was proven equal to the target as it stood at /);
+    assert.deepEqual(await leftBehind(doc), { slots: [], publications: { src: [], tgt: [] } });
+  },
+);
+
+test(
+  'reverse: a TRUNCATE on the target in phase switched stops the way back with a sentence saying so: failed, the source untouched, nothing left',
+  { timeout: 240_000 },
+  async () => {
+    const doc = reverseSpec('reversed-truncated', 'truncated');
+    const h = await toSwitched(doc);
+    await stack.pg.query('tgt', 'TRUNCATE public.truncated');
+    await assert.rejects(h.result(), (e: unknown) => {
+      const cause = (e as { cause?: { message?: string } }).cause;
+      assert.match(
+        cause?.message ?? '',
+        /^the way back stopped: authority stays on the target and the source no longer follows it \(to go back, migrate the target to the source anew\)\. It reads the target, so "the source" below is the target: applying captured changes: a TRUNCATE of public\.truncated on the source cannot be applied/,
+      );
+      return true;
+    });
+    assert.equal((await h.query<Progress>(progressQuery)).phase, 'failed');
+    const rows = (await stack.pg.query('src', 'SELECT count(*)::int AS n FROM public.truncated')).rows[0].n;
+    assert.equal(rows, ROWS, 'the source keeps its rows: nothing of the TRUNCATE was applied');
+    assert.deepEqual(await leftBehind(doc), { slots: [], publications: { src: [], tgt: [] } });
   },
 );
 
@@ -286,6 +476,41 @@ test(
       : 0;
     assert.equal(switched, 0, 'nothing was switched');
     assert.deepEqual(await leftBehind(doc), { slots: [], publications: { src: [], tgt: [] } });
+  },
+);
+
+test(
+  'the switch fails (cutover.switch errors) after the freeze: it did not run, so the source takes writes again (cutover.unfreeze), the failure names the error; nothing left',
+  { timeout: 240_000 },
+  async () => {
+    const { reverse: _, ...cutover } = reverseSpec('switch-fails', 'failing').cutover;
+    const doc = {
+      ...reverseSpec('switch-fails', 'failing'),
+      cutover: { ...cutover, switch: { connection: 'tgt', sql: 'INSERT INTO public.no_such_table VALUES (1)' } },
+    } as Doc;
+    const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: doc.name, args: [doc] });
+    const p = await waitForPhase(h, ['awaiting_approval', 'needs_attention', 'failed']);
+    assert.equal(p.phase, 'awaiting_approval', p.detail);
+    await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'alice', digest: p.digest! }] });
+    await assert.rejects(h.result(), (e: unknown) => {
+      const cause = (e as { cause?: { message?: string } }).cause;
+      assert.match(cause?.message ?? '', /relation "public\.no_such_table" does not exist/);
+      return true;
+    });
+    const grants = await stack.pg.query('src', `SELECT has_table_privilege('app', 'public.failing', 'INSERT') AS w`);
+    assert.equal(grants.rows[0].w, true, 'cutover.unfreeze ran: the application writes the source again');
+    const actions = (await stack.pg.query('tgt', `SELECT action FROM backfill.audit WHERE migration = 'switch-fails' ORDER BY id`)).rows.map((r) =>
+      String(r.action),
+    );
+    assert.deepEqual(
+      actions.filter((a) => ['approve', 'freeze', 'unfreeze', 'switch'].includes(a)),
+      ['approve', 'freeze', 'unfreeze'],
+    );
+    const there = (await stack.pg.query('tgt', `SELECT to_regclass('backfill.switches') IS NOT NULL AS there`)).rows[0].there;
+    assert.equal(there, true, 'runSwitch made its table before it failed');
+    const switched = (await stack.pg.query('tgt', `SELECT count(*)::int AS n FROM backfill.switches WHERE migration = 'switch-fails'`)).rows[0].n;
+    assert.equal(switched, 0, 'nothing was switched');
+    assert.deepEqual(await leftBehind(reverseSpec('switch-fails', 'failing')), { slots: [], publications: { src: [], tgt: [] } });
   },
 );
 
@@ -360,4 +585,32 @@ test('reverse: the spec refuses a way back without capture, a freeze or a switch
   const back = reversedSpec(parsed(base))!;
   assert.deepEqual([back.source, back.target, back.control, back.name], ['tgt', 'src', 'tgt', 'reversed-spec.reverse']);
   assert.deepEqual(back.cutover.switch, { connection: 'src', sql: 'GRANT INSERT, UPDATE, DELETE ON public.orders TO app' });
+});
+
+test('reverse: the report kept in the ledger reads the way back from the audit: switched, red, switched back, finished', () => {
+  const e = (action: string, o: { actor?: string; digest?: string; note?: string } = {}) => ({
+    at: '2026-12-08T01:00:00.000Z',
+    action,
+    ...o,
+  });
+  const opened = [e('approve'), e('open-way-back', { digest: 'd1', note: openedNote('0/1A2B') }), e('switch')];
+  const switched = reverseFromAudit(opened)!;
+  assert.deepEqual(
+    [reversePhase(switched), switched.digest, switched.point, switched.red, switched.approval],
+    ['switched', 'd1', '0/1A2B', undefined, undefined],
+  );
+  assert.equal(reverseFromAudit([e('approve'), e('switch')]), undefined, 'no way back opened');
+  const red = reverseFromAudit([...opened, e('approve-switch-back', { actor: 'bob', digest: 'd1' }), e('approval-void', { note: 'rows differ' })])!;
+  assert.deepEqual([reversePhase(red), red.red, red.approval], ['switched', 'rows differ', undefined]);
+  const back = reverseFromAudit([
+    ...opened,
+    e('approve-switch-back', { actor: 'bob', digest: 'd1' }),
+    e('approval-void', { note: 'rows differ' }),
+    e('approve-switch-back', { actor: 'bob', digest: 'd1' }),
+    e('switch-back'),
+  ])!;
+  assert.deepEqual([reversePhase(back), back.red, back.approval?.approver, back.switchedBackAt !== undefined], ['completed', undefined, 'bob', true]);
+  const done = reverseFromAudit([...opened, e('finish', { actor: 'carol', note: 'the target is fine' })])!;
+  assert.deepEqual([reversePhase(done), done.finished], ['completed', { by: 'carol', reason: 'the target is fine' }]);
+  assert.match(reverseLines(done).join('\n'), /^Finished \(the target is fine, by carol\): authority stays on the target\.\n/);
 });

@@ -1,6 +1,7 @@
 // The activities the worker registers. Every one is idempotent (a retry after a crash, or a second
 // run of the same input, leaves the databases as one run would) and heartbeats while it runs.
-import { startReverse as reverseStart } from '../reverse/steps';
+import { compareTotals as totals, startReverse as reverseStart } from '../reverse/steps';
+import { checkpointBack as checkpointAtBack } from '../reverse/checkpoint';
 import { planMigration as plan } from '../plan/plan';
 import { copyRange as copy, verifyRange as verify, type RangeInput } from '../range/copy';
 import { sessionCaps, timingSessionWaits } from '../db/sessions';
@@ -10,6 +11,7 @@ import { buildReport as report } from '../report/build';
 import {
   advanceSequences as sequences,
   runSwitch as sw,
+  switchRecorded as recorded,
   appendAudit,
   runAction as action,
   awaitWriters as writers,
@@ -52,9 +54,12 @@ export const locateRange = alive(locate);
 export const recheckRange = alive(recheck);
 export const reconcileTable = alive(reconcile);
 export const reconcileTables = alive(reconcileMany);
+export const compareTotals = alive(totals);
+export const checkpointBack = alive(checkpointAtBack);
 export const buildReport = alive(report);
 export const advanceSequences = alive(sequences);
 export const runSwitch = alive(sw);
+export const switchRecorded = alive(recorded);
 export const captureWatermark = alive(watermark);
 export const applyDelta = alive(delta);
 export const sweepTable = alive(sweep);

@@ -25,6 +25,10 @@ export async function xminNow(spec: MigrationSpec): Promise<XminBaseline> {
   return { source: s.rows[0].xmin, target: t.rows[0].xmin };
 }
 
+/** How the verdicts name the sides and the window's start: the forward window, or the way back's (its spec's source is the target). */
+const FORWARD_WORDS = { source: 'the source', target: 'the target', since: 'the checkpoint' };
+const BACK_WORDS = { source: 'the target', target: 'the source', since: 'the switch' };
+
 /** Row versions written since the checkpoint, per side and table, beyond which the range-by-range measure is cheaper. */
 const MOST_FRESH_KEYS = 200_000;
 
@@ -70,8 +74,16 @@ async function heapOnly(b: Binding, spec: MigrationSpec): Promise<boolean> {
  * Every table of the spec, on the frozen source and the target at the fence; `since` is the
  * checkpoint's baseline position, from which the stream's deliveries are counted.
  */
-export async function rowVersions(input: { migration: string; spec: MigrationSpec; xmin: XminBaseline; since: string }): Promise<RowVersionsVerdict> {
+export async function rowVersions(input: {
+  migration: string;
+  spec: MigrationSpec;
+  xmin: XminBaseline;
+  since: string;
+  /** the way back: its spec's source is the target (the words say so) */
+  back?: boolean;
+}): Promise<RowVersionsVerdict> {
   const { spec, xmin } = input;
+  const w = input.back ? BACK_WORDS : FORWARD_WORDS;
   // A window the stream alone made too large to compare by key is not scanned for it.
   const delivered = await poolFor(spec.target, 'write').query<{ table_index: number; delivered: string }>(DELIVERED_SINCE, [
     input.migration,
@@ -79,21 +91,20 @@ export async function rowVersions(input: { migration: string; spec: MigrationSpe
     spec.tables.map((_, i) => i),
   ]);
   const most = delivered.rows.find((r) => BigInt(r.delivered) > BigInt(MOST_FRESH_KEYS));
-  if (most)
-    return { kind: 'differs', detail: `the stream delivered ${most.delivered} change(s) to one table since the checkpoint, too many to compare by key` };
+  if (most) return { kind: 'differs', detail: `the stream delivered ${most.delivered} change(s) to one table since ${w.since}, too many to compare by key` };
   const parts: string[] = [];
   for (const [i, t] of spec.tables.entries()) {
     const b = await bindingFor(spec, t, i);
     const name = spec.tables.length > 1 ? `${b.sourceName}: ` : '';
     if (!(await heapOnly(b, spec)))
-      return { kind: 'unusable', detail: `${b.sourceName} or its target keeps rows outside the heap (a foreign table, another access method)` };
+      return { kind: 'unusable', detail: `${b.sourceName} or ${b.targetName} keeps rows outside the heap (a foreign table, another access method)` };
     const [s, d] = await Promise.all([scan(b, spec, 'source', xmin.source), scan(b, spec, 'target', xmin.target)]);
-    if (!s || !d) return { kind: 'differs', detail: `${name}too many row versions written since the checkpoint to hold their keys` };
+    if (!s || !d) return { kind: 'differs', detail: `${name}too many row versions written since ${w.since} to hold their keys` };
     heartbeat({ table: i, fresh: s.fresh + d.fresh });
     if (s.fresh > MOST_FRESH_KEYS || d.fresh > MOST_FRESH_KEYS)
       return {
         kind: 'differs',
-        detail: `${name}${s.fresh} row version(s) on the source and ${d.fresh} on the target written since the checkpoint, too many to compare by key`,
+        detail: `${name}${s.fresh} row version(s) on ${w.source} and ${d.fresh} on ${w.target} written since ${w.since}, too many to compare by key`,
       };
     const keys = [...new Map([...s.keys, ...d.keys].map((k) => [JSON.stringify(k), k])).values()];
     const all = { lo: null, hi: null };
@@ -102,13 +113,13 @@ export async function rowVersions(input: { migration: string; spec: MigrationSpe
     if (diffs.length)
       return {
         kind: 'differs',
-        detail: `${name}${diffs.length} of the ${keys.length} key(s) written on either side since the checkpoint differ, e.g. (${diffs[0].key.join(', ')})`,
+        detail: `${name}${diffs.length} of the ${keys.length} key(s) written on either side since ${w.since} differ, e.g. (${diffs[0].key.join(', ')})`,
       };
     if (s.n !== d.n || s.keysum !== d.keysum)
-      return { kind: 'differs', detail: `${name}the source holds ${s.n} row(s), the target ${d.n}${s.n === d.n ? ', with different keys' : ''}` };
+      return { kind: 'differs', detail: `${name}${w.source} holds ${s.n} row(s), ${w.target} ${d.n}${s.n === d.n ? ', with different keys' : ''}` };
     parts.push(
-      `${name}${s.fresh} row version(s) on the source and ${d.fresh} on the target written since the checkpoint, equal by key; ${s.n} row(s) on each side with the same keys`,
+      `${name}${s.fresh} row version(s) on ${w.source} and ${d.fresh} on ${w.target} written since ${w.since}, equal by key; ${s.n} row(s) on each side with the same keys`,
     );
   }
-  return { kind: 'proven', detail: `the rows account for every write since the checkpoint (${parts.join('; ')})` };
+  return { kind: 'proven', detail: `the rows account for every write since ${w.since} (${parts.join('; ')})` };
 }

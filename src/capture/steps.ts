@@ -108,7 +108,7 @@ export async function holdSnapshot(input: EpochInput): Promise<void> {
  * Temporary slots of a migration's epochs are named from its slot: `<slot, cut>_<hash of it>_e<epoch>_<random>`
  * (63 bytes at most; the hash keeps two long slot names with one beginning apart).
  */
-function epochSlotPrefix(slot: string): string {
+export function epochSlotPrefix(slot: string): string {
   return `${slot.slice(0, 40)}_${createHash('md5').update(slot).digest('hex').slice(0, 8)}_e`;
 }
 

@@ -89,7 +89,13 @@ async function untilReported(spec: MigrationSpec): Promise<number> {
  * red whatever else says), then the proofs in the worker's order (BACKFILL_WINDOW_PROOF): the rows
  * (their versions since the checkpoint) and the counters; the first that can decide, decides.
  */
-export async function captureTripwire(input: { migration: string; spec: MigrationSpec; baseline: CaptureBaseline }): Promise<TripwireResult> {
+export async function captureTripwire(input: {
+  migration: string;
+  spec: MigrationSpec;
+  baseline: CaptureBaseline;
+  /** the way back's switch back (its spec reversed): the verdicts name the sides as a person knows them */
+  back?: boolean;
+}): Promise<TripwireResult> {
   const { spec, baseline } = input;
   return guarded("accounting for the source's writes since the checkpoint", async (): Promise<TripwireResult> => {
     const now = await tableStates(spec);
@@ -98,10 +104,10 @@ export async function captureTripwire(input: { migration: string; spec: Migratio
       const before = new Map(baseline.tables[i]?.storage ?? []);
       for (const [name, node] of t.storage) if (before.has(name) && before.get(name) !== node) rewritten.push(name);
     });
-    if (rewritten.length) return { rewritten, accounted: false, detail: 'relations rewritten since the checkpoint' };
+    if (rewritten.length) return { rewritten, accounted: false, detail: `relations rewritten since ${input.back ? 'the switch' : 'the checkpoint'}` };
     const rows = async (): Promise<{ decided: boolean; accounted: boolean; detail: string }> => {
       if (!baseline.xmin) return { decided: false, accounted: false, detail: 'no transaction ids were read at the checkpoint' };
-      const v = await rowVersions({ migration: input.migration, spec, xmin: baseline.xmin, since: baseline.lsn });
+      const v = await rowVersions({ migration: input.migration, spec, xmin: baseline.xmin, since: baseline.lsn, ...(input.back ? { back: true } : {}) });
       return { decided: v.kind !== 'unusable', accounted: v.kind === 'proven', detail: v.detail };
     };
     if (setting('windowProof') === 'rows') {

@@ -30,7 +30,7 @@ export async function finalResult(h: WorkflowHandle): Promise<MigrationResult | 
 }
 
 /** How a closed workflow ended: completed, or an Ending. */
-type Closed = Ending | { phase: 'completed'; switchedAt?: string };
+type Closed = Ending | { phase: 'completed'; switchedAt?: string; switchedBackAt?: string };
 
 /**
  * How a closed workflow ended, or undefined while it runs: completed, an abort (a failure of type
@@ -44,7 +44,12 @@ async function closedAs(h: WorkflowHandle): Promise<Closed | undefined> {
   if (status === 'CANCELLED') return { phase: 'aborted', reason: 'cancelled through Temporal' };
   const r = await finalResult(h);
   if (r.phase === 'aborted') return { phase: 'aborted', reason: r.reason ?? 'by an operator' };
-  if (r.phase === 'completed') return { phase: 'completed', switchedAt: 'switchedAt' in r ? r.switchedAt : undefined };
+  if (r.phase === 'completed')
+    return {
+      phase: 'completed',
+      switchedAt: 'switchedAt' in r ? r.switchedAt : undefined,
+      ...(r.reverse?.switchedBackAt ? { switchedBackAt: r.reverse.switchedBackAt } : {}),
+    };
   return { phase: 'failed', reason: r.reason ?? 'the migration failed' };
 }
 
@@ -61,7 +66,11 @@ export async function refuseIfEnded(h: WorkflowHandle, cannotBe: string): Promis
   // A reason of several lines (a spec that does not match the databases, problem by problem) follows the sentence.
   const why = c.phase === 'completed' ? [] : c.reason.split('\n').map((l) => l.trimEnd());
   const how =
-    c.phase === 'completed' ? `completed${c.switchedAt ? `, switched at ${c.switchedAt}` : ''}` : why.length === 1 ? `${c.phase}: ${why[0]}` : c.phase;
+    c.phase === 'completed'
+      ? `completed${c.switchedAt ? `, switched at ${c.switchedAt}` : ''}${c.switchedBackAt ? `, switched back at ${c.switchedBackAt}` : ''}`
+      : why.length === 1
+        ? `${c.phase}: ${why[0]}`
+        : c.phase;
   throw new BadInput(
     `${h.workflowId} has ended (${how}); it cannot be ${cannotBe} any more. What it left: backfill report ${h.workflowId}`,
     why.length > 1 ? why : [],

@@ -103,6 +103,34 @@ export interface AuditRecord {
   note?: string;
 }
 
+/** The way back (`cutover.reverse`) as the report presents it (domain/reverse-report.ts builds and words it). */
+export interface ReverseReport {
+  /** the digest of the way back's evidence (the switch's digest, the slot's point, the tables): what `switchBack` approves */
+  digest: string | null;
+  /** the LSN on the target from which every change the target commits goes back to the source */
+  point: string | null;
+  /** the switch the way back follows */
+  switchedAt: string | null;
+  /** the stream back as the workflow counts it (not kept in the ledger) */
+  stream?: { appliedLsn: string | null; transactions: number; rows: number; lagSeconds: number; lagBytes: string };
+  /** the switch back approved and not yet void */
+  approval?: Approval;
+  /** why the last switch back was red (the target was unfrozen, the approval void) */
+  red?: string;
+  /** the switch back's final window, green: keys compared on both sides, how long the switch back took until then, how every other write was accounted for */
+  window?: { keys: number; ms: number; proof: string };
+  /** authority handed back to the source */
+  switchedBackAt?: string;
+  /** the way back finished with authority on the target: by whom (or abort, keep, cancellation) and why */
+  finished?: { by: string; reason: string };
+  /** `cutover.reverse.keep`: when it finishes by itself */
+  keepUntil?: string;
+  /** the last checkpoint: the source proven equal to the target, every row of every table, at this point on the target */
+  checkpoint?: { point: string; at: string };
+  /** the last checkpoint that did not hold, and why */
+  checkpointRed?: string;
+}
+
 export interface Report {
   migration: string;
   digest: string;
@@ -127,6 +155,8 @@ export interface Report {
   ending?: Ending;
   /** started again after an abort or failure of an earlier run of this name: the ranges reused and copied */
   resume?: ResumeSummary;
+  /** the way back (`cutover.reverse`) once it opened at the switch: its evidence, its digest, how it ended */
+  reverse?: ReverseReport;
 }
 
 /** A migration that stopped without switching: the abort (signal or Temporal's cancellation) or a failure. */

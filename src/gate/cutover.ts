@@ -3,6 +3,7 @@
 // after a crash finds the record and does not run the switch again.
 import { controlAlias, type MigrationSpec } from '../spec/schema';
 import { poolFor, inTransaction } from '../db/pools';
+import type pg from 'pg';
 import { APPEND_AUDIT, LEDGER_DDL, RECORD_SWITCH, SWITCH_DDL, SWITCH_DONE, SWITCH_LOCK, ensureSchema } from '../db/ledger';
 import { guarded } from '../db/errors';
 import { CLOCK_SQL, OPEN_WRITERS_SQL, SERIAL_SEQUENCE_SQL, advanceSequenceSql, changedSinceSql } from './sql';
@@ -128,6 +129,36 @@ export async function advanceSequences(input: { spec: MigrationSpec }): Promise<
   return out;
 }
 
+/**
+ * Whether the switch (or the switch back) is recorded as run, read on its connection: after runSwitch
+ * failed, the one way to know whether `cutover.switch` committed. Null when it is not recorded.
+ */
+export async function switchRecorded(input: { migration: string; execution: string; spec: MigrationSpec; back?: true }): Promise<{ at: string } | null> {
+  const { once, alias } = switchRecord(input);
+  return guarded('reading the record of the switch', async () => {
+    const pool = await switchPool(alias);
+    const seen = await pool.query(SWITCH_DONE, [input.migration, once]);
+    return seen.rows.length ? { at: String(seen.rows[0].at) } : null;
+  });
+}
+
+/** Where a switch is recorded: its key (the execution, and `:back` for the switch back) and its connection. */
+function switchRecord(input: { execution: string; spec: MigrationSpec; back?: true }): { once: string; alias: string } {
+  return { once: input.back ? `${input.execution}:back` : input.execution, alias: input.spec.cutover.switch?.connection ?? controlAlias(input.spec) };
+}
+
+/** The switch connection's pool, with the table of switches made if it is not there yet. */
+async function switchPool(alias: string): Promise<pg.Pool> {
+  const pool = poolFor(alias, 'write');
+  const c = await pool.connect();
+  try {
+    await ensureSchema(c, SWITCH_DDL);
+  } finally {
+    c.release();
+  }
+  return pool;
+}
+
 export interface SwitchResult {
   applied: boolean;
   switchedAt: string;
@@ -143,18 +174,11 @@ export async function runSwitch(input: {
   back?: true;
 }): Promise<SwitchResult> {
   const { spec } = input;
-  const once = input.back ? `${input.execution}:back` : input.execution;
+  const { once, alias } = switchRecord(input);
   enforcePolicy(spec);
   const sw = spec.cutover.switch;
-  const alias = sw?.connection ?? controlAlias(spec);
   return guarded('switching authority', async () => {
-    const pool = poolFor(alias, 'write');
-    const c = await pool.connect();
-    try {
-      await ensureSchema(c, SWITCH_DDL);
-    } finally {
-      c.release();
-    }
+    const pool = await switchPool(alias);
     const result = await inTransaction(pool, 'BEGIN', async (tx) => {
       // Two attempts at once (a retry racing a slow first try) serialise here.
       await tx.query(SWITCH_LOCK, [`${input.migration}:${once}`]);

@@ -15,6 +15,7 @@ export class Decisions {
   private readonly given: Approval[] = [];
   private _attention?: string;
   private _frozen = false;
+  private _switching = false;
   private _finalWindow?: FinalWindow;
 
   /** the approval of the evidence presented now */
@@ -36,6 +37,10 @@ export class Decisions {
   /** the freeze action ran and no unfreeze or switch has followed: an abort must unfreeze */
   get frozen(): boolean {
     return this._frozen;
+  }
+  /** the switch action was asked for (runSwitch scheduled): from here only its record says whether it ran */
+  get switching(): boolean {
+    return this._switching;
   }
   /** the last final check: rows in its window, and how long it took */
   get finalWindow(): Readonly<FinalWindow> | undefined {
@@ -89,6 +94,11 @@ export class Decisions {
 
   unfroze(): void {
     this._frozen = false;
+  }
+
+  /** runSwitch is about to be asked to switch. */
+  switchAsked(): void {
+    this._switching = true;
   }
 
   /** The switch ran: the source stays as the switch left it, and nothing unfreezes it any more. */

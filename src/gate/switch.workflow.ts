@@ -12,6 +12,7 @@ export async function switchAuthority(s: MigrationState, approved: Approval): Pr
   await summarised('advance the target sequences past the copied keys').advanceSequences({ spec: s.spec });
   // The way back's slot exists before the switch hands the writes to the target: none is missed.
   await openReverse(s, approved.digest);
+  s.gate.switchAsked();
   const sw = await summarised(`switch authority (digest ${approved.digest}, approved by ${approved.approver})`).runSwitch({
     migration: s.name,
     execution: s.execution,

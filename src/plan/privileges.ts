@@ -451,13 +451,16 @@ export async function migrationRights(spec: MigrationSpec, bindings: Binding[]):
     );
   }
   if (spec.capture !== undefined) rights.push(...(await captureNeeds(await session(roles, 'capture', spec.source), spec, bindings)));
-  for (const k of ['freeze', 'unfreeze', 'switch'] as const) {
-    const a = spec.cutover[k];
+  const actions = [
+    ...(['freeze', 'unfreeze', 'switch'] as const).map((k) => ({ at: `cutover.${k}`, a: spec.cutover[k] })),
+    ...(['freeze', 'unfreeze', 'switch'] as const).map((k) => ({ at: `cutover.reverse.${k}`, a: spec.cutover.reverse?.[k] })),
+  ];
+  for (const { at, a } of actions) {
     if (!a) continue;
     const who = roles.get(a.connection) ?? (aliasIsConfigured(a.connection) ? await roleRights(poolFor(a.connection, 'write')) : undefined);
     if (who) roles.set(a.connection, who);
     unchecked.push(
-      `cutover.${k}: the rights its own SQL needs on connection "${a.connection}"${who ? ` (role ${showName(who.role)})` : ''} are not known before it runs` +
+      `${at}: the rights its own SQL needs on connection "${a.connection}"${who ? ` (role ${showName(who.role)})` : ''} are not known before it runs` +
         (who ? '' : `; ${envNameForAlias(a.connection)} is not set here`),
     );
   }

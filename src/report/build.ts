@@ -13,6 +13,7 @@ import { failedChecks, type Checks } from '../range/compare';
 import { KEY_SAMPLE } from '../range/locate';
 import { constraintStates } from '../schema/constraints';
 import { refusedCheck, type Refusal } from '../domain/range-lifecycle';
+import { reverseFromAudit, reversePhase } from '../domain/reverse-report';
 
 /** The ledger's audit of a migration: its latest entries (AUDIT_SHOWN), oldest first, and how many there are. */
 async function readAudit(ctl: pg.Pool, migration: string): Promise<NonNullable<Report['audit']>> {
@@ -34,14 +35,23 @@ export async function lastKeptReport(ctl: pg.Pool, migration: string): Promise<R
   if (!r.rows.length) return undefined;
   const report = JSON.parse(String(r.rows[0].report)) as Report;
   const audit = await readAudit(ctl, migration);
-  // The phase the report was built in, unless the audit tells how the migration ended since.
+  // The phase the report was built in, unless the audit tells how the migration ended since: the
+  // switch (or, with the way back, its end; in between it is switched), or an abort.
+  const reverse = reverseFromAudit(audit.entries);
   const switched = audit.entries.find((e) => e.action === 'switch');
   const last = audit.entries.at(-1)?.action;
   const abort = last === 'abort' ? audit.entries.at(-1) : undefined;
-  const phase = switched ? 'completed' : abort ? 'aborted' : report.phase;
+  const phase = reverse && switched ? reversePhase(reverse) : switched ? 'completed' : abort ? 'aborted' : report.phase;
   // An aborted migration's report says so (never the green of the evidence it stopped at).
   const ending = !switched && abort ? { ending: { phase: 'aborted' as const, reason: abort.note ?? '' }, verdict: 'red' as const } : {};
-  return { ...report, phase, audit, ...ending, ...(switched && !report.switchedAt ? { switchedAt: switched.at } : {}) };
+  return {
+    ...report,
+    phase,
+    audit,
+    ...ending,
+    ...(switched && !report.switchedAt ? { switchedAt: switched.at } : {}),
+    ...(reverse ? { reverse } : {}),
+  };
 }
 
 export async function buildReport(input: {

@@ -10,6 +10,7 @@ import { captureEvidence, resumeEvidence } from './render';
 import { anchor, esc, fmt, plural } from './html-text';
 import { tableSection } from './html-table';
 import { CSS } from './html-style';
+import { reverseLines } from '../domain/reverse-report';
 
 /** Why the verdict is what it is, in a few lines a person reads first. */
 function findings(r: Report): string[] {
@@ -43,11 +44,24 @@ const ACTIONS: Record<string, string> = {
   reject: 'rejected',
   'reject-refused': 'rejection refused',
   'approval-void': 'approval void',
-  freeze: 'source frozen',
-  unfreeze: 'source unfrozen',
+  // Where a freeze ran (the source, or the target at a switch back) is in its note.
+  freeze: 'writes frozen',
+  unfreeze: 'writes allowed again',
   abort: 'aborted',
   switch: 'authority switched',
+  'open-way-back': 'the way back opened',
+  'approve-switch-back': 'switch back approved',
+  'switch-back-refused': 'switch back refused',
+  'switch-back': 'authority switched back',
+  finish: 'the way back finished',
 };
+
+/** The way back (`cutover.reverse`), when it opened. */
+function reverseSection(r: Report): string {
+  if (!r.reverse) return '';
+  const md = (l: string) => esc(l).replace(/`([^`]*)`/g, '<code>$1</code>');
+  return ['<section id="reverse">', '<h2>The way back</h2>', ...reverseLines(r.reverse).map((l) => `<p>${md(l)}</p>`), '</section>'].join('\n');
+}
 
 function auditSection(r: Report, trail: AuditRecord[]): string {
   const out = ['<section id="audit">', '<h2>Audit trail</h2>'];
@@ -109,7 +123,11 @@ export function renderHtml(r: Report, o: HtmlOptions = {}): string {
     `<h1>Migration ${esc(r.migration)}: <span class="verdict-word">${word}</span></h1>`,
     ...(ending
       ? [
-          `<p class="ending" id="ending"><strong>${esc(verdictLine(r))}</strong>. Nothing was switched; the evidence below is as it stood when the migration stopped.</p>`,
+          `<p class="ending" id="ending"><strong>${esc(verdictLine(r))}</strong>. ${
+            r.switchedAt
+              ? `Authority was switched at ${esc(r.switchedAt)} and stays on the target${r.reverse ? '; the way back ended with the migration, so the source no longer follows it' : ''}.`
+              : 'Nothing was switched; the evidence below is as it stood when the migration stopped.'
+          }</p>`,
         ]
       : []),
     `<p>Phase <strong>${esc(r.phase)}</strong>${o.from === 'ledger' ? ' (as the ledger knows it)' : ''}. Generated ${esc(r.generatedAt)}.${r.switchedAt ? ` Authority switched at ${esc(r.switchedAt)}.` : ''}</p>`,
@@ -134,7 +152,7 @@ export function renderHtml(r: Report, o: HtmlOptions = {}): string {
     body.push(
       `<nav><h2>Tables</h2><ol>${r.tables.map((t, i) => `<li><a href="#t${i}">${esc(t.source)} → ${esc(t.target)}</a>${t.rangeSummary.failed ? ` <span class="bad">(${plural(t.rangeSummary.failed, 'range')} not proven)</span>` : ''}</li>`).join('')}</ol></nav>`,
     );
-  body.push(...r.tables.map((t, i) => tableSection(i, t, r)), constraintsSection(r), auditSection(r, trail));
+  body.push(...r.tables.map((t, i) => tableSection(i, t, r)), constraintsSection(r), reverseSection(r), auditSection(r, trail));
   const digest = r.digest ? `, digest <code>${esc(r.digest)}</code>` : '';
   const footer =
     o.from === 'ledger'

@@ -5,6 +5,7 @@ import { auditTrail, endingOf, verdictLine, type Report, type TableReport } from
 import { describeColumn, summariseColumns } from '../domain/columns';
 import type { CaptureProgress, Progress, ReverseProgress } from '../workflows/messages';
 import type { ResumeSummary } from '../domain/resume';
+import { reverseLines } from '../domain/reverse-report';
 
 const fmt = (n: number | string) => Number(n).toLocaleString('en-US');
 
@@ -92,7 +93,9 @@ export function renderMarkdown(r: Report): string {
     lines.push(
       `**${verdictLine(r)}**`,
       '',
-      `Nothing was switched. The evidence below is as it stood when the migration stopped; the audit trail says who did what.`,
+      r.switchedAt
+        ? `Authority was switched at ${r.switchedAt} and stays on the target${r.reverse ? '; the way back ended with the migration, so the source no longer follows it' : ''}. The audit trail says who did what.`
+        : `Nothing was switched. The evidence below is as it stood when the migration stopped; the audit trail says who did what.`,
       '',
     );
   lines.push(
@@ -108,6 +111,7 @@ export function renderMarkdown(r: Report): string {
   if (r.resume) lines.push(resumeEvidence(r.resume), '');
   for (const t of r.tables) lines.push(...tableSection(t), '');
   if (r.constraints?.length) lines.push(...constraintsSection(r.constraints), '');
+  if (r.reverse) lines.push('## The way back', '', ...reverseLines(r.reverse).flatMap((l) => [l, '']));
   const trail = auditTrail(r);
   if (!trail.length) lines.push('## Audit trail', '', 'Nothing recorded yet: no approval, rejection, refused attempt, freeze, abort or switch.', '');
   else {
@@ -168,7 +172,9 @@ export function renderProgress(p: Progress): string {
   }
   if (p.workers && p.phase === 'backfilling') lines.push(`  the latest ranges ran on ${p.workers} worker${p.workers === 1 ? '' : 's'}`);
   if (p.sessions) lines.push(`  ${sessionsLine(p.sessions)}`);
-  if (p.capture) lines.push(`  ${captureLine(p.capture)}`);
+  // Switched: the way back is what moves now (the forward stream stopped at the switch).
+  if (p.reverse) lines.push(`  ${reverseLine(p.reverse)}`);
+  else if (p.capture) lines.push(`  ${captureLine(p.capture)}`);
   else if (p.delta)
     lines.push(
       `  catch-up: watermark ${p.delta.watermark ?? '–'}, ${fmt(p.delta.rowsApplied)} rows applied, ${fmt(p.delta.remaining)} remaining in the last round`,

@@ -6,7 +6,7 @@ import type { ReverseProgress } from '../workflows/messages';
 import type { LiveState, ReverseState } from '../workflows/types';
 import { countApplied, type Applied } from '../capture/state.workflow';
 import type { CaptureBaseline } from '../capture/baseline';
-import type { Approval } from '../domain/report';
+import type { Approval, ReverseReport } from '../domain/report';
 
 export class Reverse {
   /** `live`: the live state as it stands now (a continued run replaces it) */
@@ -48,6 +48,39 @@ export class Reverse {
     r.approval = undefined;
     r.red = why;
     return a;
+  }
+
+  /** A checkpoint was tried at `at` (workflow time). */
+  checkpointTried(at: number): void {
+    this.r.checkpointTried = { at, rows: this.r.rows };
+  }
+
+  /** A checkpoint held: the source equals the target at `point`. */
+  checkpointed(c: { point: string; baseline: CaptureBaseline; at: string }): void {
+    const r = this.r;
+    r.checkpoint = { ...c, rows: r.rows };
+    r.checkpointRed = undefined;
+  }
+
+  /** A checkpoint did not hold: why (the one before it stays). */
+  checkpointDiffered(why: string): void {
+    this.r.checkpointRed = why;
+  }
+
+  /** Where the switch back's window starts: the last checkpoint, else the switch. */
+  get windowStart(): { point: string; baseline?: CaptureBaseline } {
+    const r = this.r;
+    return r.checkpoint ? { point: r.checkpoint.point, baseline: r.checkpoint.baseline } : { point: r.point, baseline: r.baseline };
+  }
+
+  /** The switch back's final window was green. */
+  windowChecked(w: NonNullable<ReverseState['window']>): void {
+    this.r.window = w;
+  }
+
+  /** runSwitch is about to be asked to switch back. */
+  backAsked(): void {
+    this.r.backAsked = true;
   }
 
   /** The switch back ran: the target stays as its freeze left it. */
@@ -97,5 +130,25 @@ export class Reverse {
         ...(r.keepUntil !== undefined ? { keepUntil: new Date(r.keepUntil).toISOString() } : {}),
       }
     );
+  }
+
+  /** The way back as the report presents it. */
+  report(): ReverseReport | undefined {
+    const r = this.live()?.reverse;
+    if (!r) return undefined;
+    return {
+      digest: r.evidence ?? null,
+      point: r.point,
+      switchedAt: r.switchedAt ?? null,
+      stream: { appliedLsn: r.applied, transactions: r.transactions, rows: r.rows, lagSeconds: r.lagSeconds, lagBytes: r.lagBytes },
+      ...(r.approval ? { approval: r.approval } : {}),
+      ...(r.red ? { red: r.red } : {}),
+      ...(r.window ? { window: r.window } : {}),
+      ...(r.switchedBackAt ? { switchedBackAt: r.switchedBackAt } : {}),
+      ...(r.finish && r.dropped ? { finished: r.finish } : {}),
+      ...(r.keepUntil !== undefined ? { keepUntil: new Date(r.keepUntil).toISOString() } : {}),
+      ...(r.checkpoint ? { checkpoint: { point: r.checkpoint.point, at: r.checkpoint.at } } : {}),
+      ...(r.checkpointRed ? { checkpointRed: r.checkpointRed } : {}),
+    };
   }
 }

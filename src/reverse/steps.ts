@@ -3,7 +3,7 @@
 // itself and its cleanup are change capture's own activities, run on the reversed spec
 // (src/spec/reverse.ts).
 import { failure } from '../domain/failures';
-import { captureOf, type MigrationSpec } from '../spec/schema';
+import { captureOf, type MigrationSpec, type TableSpec } from '../spec/schema';
 import { reversedSpec } from '../spec/reverse';
 import { connectionStringFor } from '../spec/aliases';
 import { poolFor } from '../db/pools';
@@ -17,9 +17,12 @@ import type { CaptureBaseline } from '../capture/baseline';
 import { digestOf } from '../report/digest';
 import { bindingFor, checkTable, type Binding, type TableSides } from '../plan/binding';
 import { refusals, reverseRights, tableRights } from '../plan/privileges';
+import { measure } from '../range/measure';
+import { compareProfiles, failedChecks } from '../range/compare';
+import { heartbeat } from '../activities/heartbeat';
 
 /** Said before every problem of the way back: the messages name "the source", which is the target here. */
-const BACK = 'cutover.reverse (the way back streams from the target to the source)';
+const BACK = 'cutover.reverse (the way back streams from the target to the source, so below "source" means the target and "target" the source)';
 
 /**
  * What the way back needs that is missing, each with how to fix it: every table bound with its sides
@@ -105,3 +108,25 @@ export async function startReverse(input: { migration: string; spec: MigrationSp
     return started(made.consistentPoint, true);
   });
 }
+
+/**
+ * The switch back's last resort (`cutover.reverse`), when the rows written since the switch cannot be
+ * compared by key: each table's every row measured on both sides (rows, the checksum of every row by
+ * the forward column plan, the spec's aggregates and distributions, duplicate keys), the target frozen
+ * and the source written only by the way back. Returns each table's failed checks (none: equal).
+ */
+export async function compareTotals(input: { spec: MigrationSpec; tables: { tableIndex: number; table: TableSpec }[] }): Promise<{ failed: string[] }[]> {
+  const out: { failed: string[] }[] = [];
+  for (const t of input.tables) {
+    const b = await bindingFor(input.spec, t.table, t.tableIndex);
+    const [s, d] = await guarded(`measuring ${b.sourceName} and ${b.targetName} whole`, () =>
+      Promise.all([measure(poolFor(input.spec.source, 'read'), b, 'source', EVERY_ROW), measure(poolFor(input.spec.target, 'write'), b, 'target', EVERY_ROW)]),
+    );
+    out.push({ failed: failedChecks(compareProfiles(s.profile, d.profile, b, { source: s.dups, target: d.dups })) });
+    heartbeat({ compared: out.length });
+  }
+  return out;
+}
+
+/** Outside no planned span: every row. */
+const EVERY_ROW = { outside: null };

@@ -5,7 +5,8 @@
 // a cancellation, or `cutover.reverse.keep` elapsed) drops the slot and the publication on the target
 // and completes with authority on the target, or a switch back (switch-back.workflow.ts) hands
 // authority back to the source.
-import { CancellationScope, allHandlersFinished, condition, continueAsNew, isCancellation, sleep } from '@temporalio/workflow';
+import { ApplicationFailure, CancellationScope, allHandlersFinished, condition, continueAsNew, isCancellation, patched, sleep } from '@temporalio/workflow';
+import { openedNote } from '../domain/reverse-report';
 import { durationMs } from '../spec/schema';
 import { reversedSpec } from '../spec/reverse';
 import { lastTries, summarised } from '../workflows/activities';
@@ -14,7 +15,7 @@ import type { MigrationResult } from '../workflows/messages';
 import type { MigrationState } from '../workflows/state';
 import type { MigrationWorkflow } from '../workflows/types';
 import { unfreezeAfter } from '../gate/final-check.workflow';
-import { rootCause } from '../workflows/errors';
+import { endingFailure, rootCause } from '../workflows/errors';
 import { switchBack, unfreezeTarget } from './switch-back.workflow';
 import { reverseEnded } from './result.workflow';
 
@@ -33,6 +34,8 @@ export async function openReverse(s: MigrationState, digest: string): Promise<vo
       digest,
     });
     s.reverse.started(r.point, r.digest, r.baseline);
+    // (Patched: migrations started before this kept the way back's opening out of the ledger's audit.)
+    if (patched('way-back-audited')) await audit(s, 'open-way-back', undefined, r.digest, { reason: openedNote(r.point) });
   } catch (e) {
     if (isCancellation(e)) throw e;
     // Nothing was switched: whatever of the way back was made goes, and the source takes writes
@@ -62,9 +65,11 @@ function finishDue(s: MigrationState): boolean {
 /** Phase switched: the stream back applied call after call until a finish; then the finish. */
 export async function followBack(s: MigrationState): Promise<MigrationResult> {
   const back = reversedSpec(s.spec)!;
-  s.setPhase('switched', 'authority is on the target; the source follows it until finish');
+  s.setPhase('switched', 'authority is on the target; the source follows it until a switch back or a finish');
   while (!finishDue(s)) {
     await followOnce(s, back);
+    // (Patched: migrations started before this had no checkpoints of the way back.)
+    if (!s.reverse.view?.approval && !finishDue(s) && checkpointDue(s) && patched('way-back-checkpoints')) await checkpointOnce(s);
     if (s.reverse.view?.approval) {
       const end = await switchBack(s, back);
       if (end) return end;
@@ -104,11 +109,43 @@ async function followOnce(s: MigrationState, back: NonNullable<ReturnType<typeof
     s.reverse.applied(r);
     s.touch();
   } catch (e) {
-    if (!isCancellation(e) || !(asked() || (until !== undefined && Date.now() >= until))) throw e;
+    if (isCancellation(e) && (asked() || (until !== undefined && Date.now() >= until))) return;
+    // Change capture's sentences name the side it reads "the source": here that is the target.
+    const root = rootCause(e);
+    if (!isCancellation(e) && root instanceof ApplicationFailure)
+      throw endingFailure(
+        root,
+        `the way back stopped: authority stays on the target and the source no longer follows it (to go back, migrate the target to the source anew). It reads the target, so "the source" below is the target: ${root.message}`,
+      );
+    throw e;
   } finally {
     watch.cancel();
     call.cancel();
   }
+}
+
+/** Row changes gone back since the last checkpoint after which the next one is due, whatever the time. */
+const CHECKPOINT_ROWS = 100_000;
+
+/** Whether a checkpoint of the way back is due: `cutover.reverse.checkpoint` (1 hour) since the last try, or CHECKPOINT_ROWS since. */
+function checkpointDue(s: MigrationState): boolean {
+  const r = s.reverse.view!;
+  const last = r.checkpointTried ?? { at: r.switchedAt ? Date.parse(r.switchedAt) : Date.now(), rows: 0 };
+  const every = durationMs(s.spec.cutover.reverse?.checkpoint ?? '1 hour');
+  return Date.now() - last.at >= every || r.rows - last.rows >= CHECKPOINT_ROWS;
+}
+
+/** A checkpoint of the way back (reverse/checkpoint.ts): held, the switch back's window starts there. */
+async function checkpointOnce(s: MigrationState): Promise<void> {
+  s.reverse.checkpointTried(Date.now());
+  const c = await summarised('a checkpoint of the way back: the source measured whole against the target at a snapshot').checkpointBack({
+    migration: s.name,
+    spec: s.spec,
+  });
+  s.reverse.applied(c.applied);
+  if (c.differ.length) s.reverse.checkpointDiffered(`at ${c.point} the source differs from the target: ${c.differ.join('; ')}`);
+  else s.reverse.checkpointed({ point: c.point, baseline: c.baseline, at: new Date().toISOString() });
+  s.touch();
 }
 
 /** Ends the way back: its slot and publication dropped on the target, the finish audited, completed with authority on the target. */
@@ -147,13 +184,18 @@ export function finishOnCancellation(s: MigrationState): Promise<MigrationResult
   });
 }
 
-/** On the way out of a failure: the way back's slot and publication dropped, best effort (said by the caller). */
+/**
+ * On the way out of a failure: the way back's slot and publication dropped, best effort (said by the
+ * caller). A switch back that failed before it switched unfreezes the target first; one that may have
+ * switched (runSwitch was asked) is read from its record.
+ */
 export async function dropReverseLast(s: MigrationState): Promise<void> {
   const r = s.reverse.view;
   if (!r || r.dropped) return;
   const back = reversedSpec(s.spec)!;
-  // A switch back that failed before it switched: the target takes writes again first.
-  await unfreezeTarget(s, back, 'the migration failed', lastTries);
+  const ran = r.frozen && r.backAsked ? await lastTries.switchRecorded({ migration: s.name, execution: s.execution, spec: back, back: true }) : null;
+  if (ran) s.reverse.switchedBack(ran.at);
+  else await unfreezeTarget(s, back, 'the migration failed', lastTries);
   await lastTries.dropCapture({ migration: back.name, spec: back });
   s.reverse.dropped();
 }

@@ -152,6 +152,8 @@ const ReverseSpec = z
     switch: SqlAction,
     /** how long the way back is kept open after the switch; then it finishes by itself */
     keep: durationText.optional(),
+    /** how often the way back is proven whole at a checkpoint (default 1 hour; also after 100,000 row changes went back) */
+    checkpoint: durationText.optional(),
   })
   .strict();
 

@@ -6,9 +6,9 @@
 // gate/final-check; gate/switch.
 import { ApplicationFailure, CancellationScope, ContinueAsNew, isCancellation, log, patched, workflowInfo } from '@temporalio/workflow';
 import { checkSpec, isLive } from '../spec/schema';
-import { capturedBackfill, capturedCatchUp, endCapture } from '../capture/epochs.workflow';
+import { capturedBackfill, capturedCatchUp } from '../capture/epochs.workflow';
 import { newLiveState } from '../catchup/state.workflow';
-import { acts, heartbeatFrom, lastTries, summarised } from './activities';
+import { acts, heartbeatFrom, summarised } from './activities';
 import { needsAttention, stopIfAborted } from './attention';
 import { voidApproval, audit } from './audit';
 import { backfill } from '../range/window.workflow';
@@ -25,7 +25,8 @@ import { MigrationState } from './state';
 import { showDetails } from './details';
 import { showMetrics } from './metrics';
 import { switchAuthority } from '../gate/switch.workflow';
-import { dropReverseLast, finishOnCancellation, followBack } from '../reverse/stream.workflow';
+import { finishOnCancellation, followBack } from '../reverse/stream.workflow';
+import { undoOnFailure } from './undo';
 import { schemaDrift } from '../schema/drift.workflow';
 import type { Carried, Stage } from './types';
 import type { TablePlan } from '../domain/plan';
@@ -56,17 +57,9 @@ export async function backfillMigration(input: unknown, carried?: Carried): Prom
     const root = rootCause(e);
     if (state && state.phase !== 'failed') state.setPhase('failed', root.message);
     // A failed migration leaves no foreign key dropped, nor a replication slot holding WAL on the
-    // source. Best effort (the failure is what counts), but what could not be undone is said: in
-    // the worker's log and at the end of the failure's message.
-    const left: string[] = [];
-    const undone = (what: string) => (c: unknown) => {
-      left.push(`${what}: ${rootCause(c).message}`);
-    };
-    if (state && hasConstraints(state))
-      await lastTries.restoreConstraints({ spec: state.spec, migration: state.name }).catch(undone('the foreign keys set aside could not be restored'));
-    if (state?.live?.capture) await endCapture(state, { last: true }).catch(undone('the replication slot and publication could not be dropped'));
-    if (state?.live?.reverse) await dropReverseLast(state).catch(undone("the way back's replication slot and publication on the target could not be dropped"));
-    if (left.length) log.warn('a failed migration could not undo everything', { migration: state?.name, left: left.join('; ') });
+    // source, nor the source frozen before a switch that did not run. What could not be undone is
+    // said: in the worker's log and at the end of the failure's message.
+    const left = await undoOnFailure(state, root.message);
     const message = left.length ? `${root.message}\n(and ${left.join('; ')})` : root.message;
     if (root instanceof ApplicationFailure && (root !== e || left.length)) throw endingFailure(root, message);
     throw e;

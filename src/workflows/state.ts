@@ -283,6 +283,7 @@ export class MigrationState {
         })),
         now(),
       );
-    return { ...this.evidence.withAuditSince(base), phase: this.phase, approvals: [...this.gate.approvals] };
+    const reverse = this.reverse.report();
+    return { ...this.evidence.withAuditSince(base), phase: this.phase, approvals: [...this.gate.approvals], ...(reverse ? { reverse } : {}) };
   }
 }

@@ -75,6 +75,16 @@ export interface ReverseState {
   approval?: Approval;
   /** the switch back froze the target (cutover.reverse.freeze) and has not unfrozen it */
   frozen?: boolean;
+  /** the switch back's final window, green: keys compared, ms since the target's freeze, how the rest was proven */
+  window?: { keys: number; ms: number; proof: string };
+  /** the last checkpoint of the way back: the source proven equal to the target at `point` (a switch back compares what came after) */
+  checkpoint?: { point: string; baseline: CaptureBaseline; at: string; rows: number };
+  /** the last checkpoint that did not hold, and why (the next one is tried later) */
+  checkpointRed?: string;
+  /** when the last checkpoint was tried (ms, workflow time), and the rows applied then */
+  checkpointTried?: { at: number; rows: number };
+  /** runSwitch was asked to switch back: from here only its record says whether it ran */
+  backAsked?: boolean;
   /** the switch back ran: authority is on the source again */
   switchedBackAt?: string;
   /** why the last switch back attempt turned red */

@@ -246,6 +246,14 @@ export class FakeActivities {
       this.of(input.migration).switches.push(input);
       return { applied: true, switchedAt: new Date().toISOString() };
     },
+    compareTotals: async (input) => input.tables.map(() => ({ failed: [] })),
+    checkpointBack: async () => {
+      throw new Error('not faked: the way back runs against real servers');
+    },
+    switchRecorded: async (input) => {
+      const s = this.of(input.migration).switches.find((x) => x.execution === input.execution && !x.back === !input.back);
+      return s ? { at: new Date().toISOString() } : null;
+    },
     recordAudit: async ({ entry }) => {
       const s = this.of(entry.migration);
       await s.holdAudit.get(entry.action)?.promise;
