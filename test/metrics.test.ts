@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import { ActivityCancellationDetails, ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { backfillMigration } from '../src/workflows/migration';
-import { pauseSignal, progressQuery, resumeSignal, type Progress } from '../src/workflows/messages';
+import { approveCutoverUpdate, finishUpdate, pauseSignal, progressQuery, resumeSignal, type Progress } from '../src/workflows/messages';
 import { PHASES } from '../src/domain/phases';
 import { DURATION_BUCKETS, METRIC_DEFS, METRICS, PHASE_CODES, RANGE_STATUSES, SDK_LABELS } from '../src/metrics/catalog';
 import { METRICS_ADDRESS_ENV, metricsAddress } from '../src/metrics/runtime';
@@ -82,7 +82,7 @@ async function scrapeUntil(ok: (s: Scrape) => boolean, what: string, ms = 15_000
 const stack = useStack(
   TASK_QUEUE,
   async (server) => {
-    for (const t of ['orders', 'events']) {
+    for (const t of ['orders', 'events', 'followed']) {
       await server.query('src', `CREATE TABLE public.${t} ${TABLE}`);
       await server.query(
         'src',
@@ -300,6 +300,38 @@ test("error_type: the failure's type, the timeout or shutdown that cut an attemp
   assert.equal(errorTypeOf(new CancelledFailure('WORKER_SHUTDOWN'), cancelled({ workerShutdown: true })), 'WorkerShutdown');
   for (const why of ['cancelRequested', 'paused', 'reset'] as const)
     assert.equal(errorTypeOf(new CancelledFailure(why), cancelled({ [why]: true })), undefined, why);
+});
+
+test("change capture's lag, forward and on the way back (phase switched): seconds and bytes, as the progress query has them", async () => {
+  const name = 'followed-metrics';
+  const noop = (connection: string) => ({ connection, sql: 'SELECT 1' });
+  const spec = {
+    ...migration(name, 'followed'),
+    capture: 'logical',
+    cutover: { approval: 'required', freeze: noop('src'), switch: noop('tgt'), reverse: { freeze: noop('tgt'), switch: noop('src') } },
+  };
+  const h = await stack.client.workflow.start(backfillMigration, { taskQueue: TASK_QUEUE, workflowId: name, args: [spec] });
+  let p: Progress = await h.query(progressQuery);
+  for (const end = Date.now() + 120_000; p.phase !== 'awaiting_approval'; await sleep(200)) {
+    assert.ok(Date.now() < end && !['failed', 'needs_attention'].includes(p.phase), `the gate: ${p.phase} ${p.detail ?? ''}`);
+    p = await h.query(progressQuery);
+  }
+  const forward = await scrapeUntil((x) => select(x, METRICS.captureLag.name).some((m) => m.labels.migration === name), 'the forward lag');
+  assert.ok(total(forward, METRICS.captureLag.name, { migration: name, direction: 'forward' }) >= 0);
+  assert.ok(select(forward, METRICS.captureLagBytes.name).some((m) => m.labels.migration === name && m.labels.direction === 'forward'));
+  await h.executeUpdate(approveCutoverUpdate, { args: [{ approver: 'ops', digest: p.digest! }] });
+  await stack.pg.query('tgt', 'UPDATE public.followed SET amount = amount + 1 WHERE id <= 10');
+  // A call of the stream back ends (10 s at most) and the gauge of the way back is set.
+  const back = await scrapeUntil(
+    (x) => select(x, METRICS.captureLag.name).some((m) => m.labels.migration === name && m.labels.direction === 'back'),
+    'the lag of the way back',
+    40_000,
+  );
+  const q = (await h.query(progressQuery)).reverse!;
+  assert.ok(total(back, METRICS.captureLag.name, { migration: name, direction: 'back' }) >= 0);
+  assert.ok(Number(q.lagBytes) >= 0);
+  await h.executeUpdate(finishUpdate, { args: [{ actor: 'ops' }] });
+  assert.equal((await h.result()).phase, 'completed');
 });
 
 test('every metric of the catalog follows Prometheus naming and is exported with its type and exactly its labels, named as the SDK names its own; the dashboard queries only exported metrics; no secret is in a label', async () => {

@@ -83,6 +83,23 @@ export const METRICS = {
     unit: 's',
     float: true,
   },
+  captureLag: {
+    name: 'backfill_capture_lag_seconds',
+    kind: 'gauge',
+    labels: ['migration', 'direction'],
+    help: "change capture: how far the applied stream was behind its source's WAL when the last apply call ended; direction forward (source to target) or back (the way back, target to source, in phase switched)",
+    from: 'workflow',
+    unit: 's',
+    float: true,
+  },
+  captureLagBytes: {
+    name: 'backfill_capture_lag_bytes',
+    kind: 'gauge',
+    labels: ['migration', 'direction'],
+    help: 'the same lag in bytes of WAL',
+    from: 'workflow',
+    unit: 'By',
+  },
   rowsCopied: {
     name: 'backfill_rows_copied_total',
     kind: 'counter',

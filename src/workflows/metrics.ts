@@ -69,6 +69,15 @@ export function showMetrics(s: MigrationState, table?: number): void {
         gauge(METRICS.catchupLag).set(Math.max(0, Date.now() / 1000 - mark), { migration });
       }
     }
+    // Change capture's lag, each direction (the way back once the switch ran).
+    const lag = (c: { lagSeconds: number; lagBytes: string }, direction: 'forward' | 'back') => {
+      gauge(METRICS.captureLag).set(c.lagSeconds, { migration, direction });
+      gauge(METRICS.captureLagBytes).set(Number(c.lagBytes), { migration, direction });
+    };
+    const c = s.capture.view();
+    if (c) lag(c, 'forward');
+    const r = s.reverse.view;
+    if (r?.switchedAt) lag(r, 'back');
   } catch {
     // Metrics must never stop a migration.
   }
