@@ -138,10 +138,14 @@ function checkpointDue(s: MigrationState): boolean {
 /** A checkpoint of the way back (reverse/checkpoint.ts): held, the switch back's window starts there. */
 async function checkpointOnce(s: MigrationState): Promise<void> {
   s.reverse.checkpointTried(Date.now());
-  const c = await summarised('a checkpoint of the way back: the source measured whole against the target at a snapshot').checkpointBack({
-    migration: s.name,
-    spec: s.spec,
+  // A checkpoint that cannot be taken (no free slot on the target, say) must not stop the stream
+  // back: it is said, tried a few times, and tried again when the next one is due.
+  const c = await lastTries.checkpointBack({ migration: s.name, spec: s.spec }).catch((e: unknown) => {
+    if (isCancellation(e)) throw e;
+    s.reverse.checkpointDiffered(`a checkpoint could not be taken: ${rootCause(e).message}`);
+    return undefined;
   });
+  if (!c) return;
   s.reverse.applied(c.applied);
   if (c.differ.length) s.reverse.checkpointDiffered(`at ${c.point} the source differs from the target: ${c.differ.join('; ')}`);
   else s.reverse.checkpointed({ point: c.point, baseline: c.baseline, at: new Date().toISOString() });
