@@ -80,7 +80,7 @@ export async function createWorker(o: WorkerSetup): Promise<Worker> {
     activities,
     sinks: { ...auditSinks(o.connection, o.namespace ?? 'default'), ...metricSinks() },
     // Outermost first: the attempt metrics count the failure as it leaves (plain, classified).
-    interceptors: { activity: [attemptMetrics, (ctx) => ({ inbound: new PlainFailures(ctx.info.activityType) })] },
+    interceptors: { activity: [attemptMetrics, (ctx) => ({ inbound: new PlainFailures(ctx.info.activityType, ctx.cancellationSignal) })] },
     maxConcurrentActivityTaskExecutions: setting('maxActivities'),
     stickyQueueScheduleToStartTimeout: setting('stickyTimeout') * 1000,
     shutdownGraceTime: '10 seconds',

@@ -19,12 +19,20 @@ function plainActivityFailure(e: unknown, activityType: string): unknown {
 }
 
 export class PlainFailures implements ActivityInboundCallsInterceptor {
-  constructor(private readonly activityType: string) {}
+  /** `stop`: the activity's cancellation signal */
+  constructor(
+    private readonly activityType: string,
+    private readonly stop?: AbortSignal,
+  ) {}
 
   async execute(input: ActivityExecuteInput, next: Next<ActivityInboundCallsInterceptor, 'execute'>): Promise<unknown> {
     try {
       return await next(input);
     } catch (e) {
+      // Asked to stop (cancelled, timed out, its worker shutting down): whatever the stop broke on
+      // the way out (a connection closed under a query) is the cancellation, not a failure of its own.
+      const reason: unknown = this.stop?.aborted ? this.stop.reason : undefined;
+      if (reason instanceof CancelledFailure) throw reason;
       throw plainActivityFailure(e, this.activityType);
     }
   }
