@@ -11,8 +11,8 @@ import { poolFor, inTransaction } from '../db/pools';
 import { guarded } from '../db/errors';
 import { BEGIN_SNAPSHOT } from '../db/sql';
 import { setSnapshotSql } from '../range/sql';
-import { measure } from '../range/measure';
-import { compareProfiles, failedChecks } from '../range/compare';
+import { wholeTableFailures } from './steps';
+import type pg from 'pg';
 import { bindingFor } from '../plan/binding';
 import { createSlot } from '../capture/replication';
 import { applyCapture, epochSlotPrefix } from '../capture/steps';
@@ -32,9 +32,6 @@ export interface CheckpointBack {
   /** what the stream back applied to reach the point, and its lag then */
   applied: Applied;
 }
-
-/** Every row of a table: outside no planned span. */
-const EVERY_ROW = { outside: null };
 
 export async function checkpointBack(input: { migration: string; spec: MigrationSpec }): Promise<CheckpointBack> {
   const back = reversedSpec(input.spec);
@@ -58,20 +55,17 @@ export async function checkpointBack(input: { migration: string; spec: Migration
     const differ: string[] = [];
     for (const [i, t] of back.tables.entries()) {
       const b = await bindingFor(back, t, i);
-      const [there, here] = await guarded(`measuring ${b.sourceName} and ${b.targetName} whole at ${point}`, () =>
-        Promise.all([
-          inTransaction(
-            poolFor(back.source, 'read'),
-            async (c) => {
-              await c.query(BEGIN_SNAPSHOT);
-              await c.query(setSnapshotSql(held.snapshot));
-            },
-            (c) => measure(c, b, 'source', EVERY_ROW),
-          ),
-          measure(poolFor(back.target, 'write'), b, 'target', EVERY_ROW),
-        ]),
-      );
-      const failed = failedChecks(compareProfiles(there.profile, here.profile, b, { source: there.dups, target: here.dups }));
+      // The target (the way back's source) at the snapshot; the source as the stream left it at P.
+      const atSnapshot = <T>(fn: (c: pg.ClientBase) => Promise<T>) =>
+        inTransaction(
+          poolFor(back.source, 'read'),
+          async (c) => {
+            await c.query(BEGIN_SNAPSHOT);
+            await c.query(setSnapshotSql(held.snapshot));
+          },
+          fn,
+        );
+      const failed = await wholeTableFailures(back, b, atSnapshot, ` at ${point}`);
       if (failed.length) differ.push(`${b.targetName} (${failed.join(', ')})`);
       heartbeat({ measured: i + 1 });
     }

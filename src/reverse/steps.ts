@@ -2,6 +2,7 @@
 // publication and the slot on the target, before the switch hands the writes over). The stream
 // itself and its cleanup are change capture's own activities, run on the reversed spec
 // (src/spec/reverse.ts).
+import type pg from 'pg';
 import { failure } from '../domain/failures';
 import { captureOf, type MigrationSpec, type TableSpec } from '../spec/schema';
 import { reversedSpec } from '../spec/reverse';
@@ -118,15 +119,25 @@ export async function startReverse(input: { migration: string; spec: MigrationSp
 export async function compareTotals(input: { spec: MigrationSpec; tables: { tableIndex: number; table: TableSpec }[] }): Promise<{ failed: string[] }[]> {
   const out: { failed: string[] }[] = [];
   for (const t of input.tables) {
-    const b = await bindingFor(input.spec, t.table, t.tableIndex);
-    const [s, d] = await guarded(`measuring ${b.sourceName} and ${b.targetName} whole`, () =>
-      Promise.all([measure(poolFor(input.spec.source, 'read'), b, 'source', EVERY_ROW), measure(poolFor(input.spec.target, 'write'), b, 'target', EVERY_ROW)]),
-    );
-    out.push({ failed: failedChecks(compareProfiles(s.profile, d.profile, b, { source: s.dups, target: d.dups })) });
+    out.push({ failed: await wholeTableFailures(input.spec, await bindingFor(input.spec, t.table, t.tableIndex)) });
     heartbeat({ compared: out.length });
   }
   return out;
 }
 
-/** Outside no planned span: every row. */
-const EVERY_ROW = { outside: null };
+/** How one side's measure is read: on its pool as it is now, or in a session at a snapshot. */
+type SideReader = <T>(fn: (c: pg.ClientBase | pg.Pool) => Promise<T>) => Promise<T>;
+
+/**
+ * A table's every row measured on both sides and compared (rows, the checksum of every row, the
+ * spec's aggregates and distributions, duplicate keys): the checks that failed, none when equal.
+ * `source`: how the spec's source side is read (as it is now, by default).
+ */
+export async function wholeTableFailures(spec: MigrationSpec, b: Binding, source?: SideReader, at = ''): Promise<string[]> {
+  const every = { outside: null };
+  const read: SideReader = source ?? ((fn) => fn(poolFor(spec.source, 'read')));
+  const [s, d] = await guarded(`measuring ${b.sourceName} and ${b.targetName} whole${at}`, () =>
+    Promise.all([read((c) => measure(c, b, 'source', every)), measure(poolFor(spec.target, 'write'), b, 'target', every)]),
+  );
+  return failedChecks(compareProfiles(s.profile, d.profile, b, { source: s.dups, target: d.dups }));
+}
